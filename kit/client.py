@@ -1,0 +1,45 @@
+"""Calling a sibling service synchronously: bounded timeouts, internal credentials, clear failures."""
+
+from typing import Any
+
+import httpx
+
+from kit.auth import TokenSource
+from kit.errors import ProblemError, ServiceUnavailable
+from kit.requestid import current_request_id
+
+DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=1.0)
+
+
+class ServiceClient:
+    """One pooled client per sibling service, opened once and shared by all requests."""
+
+    def __init__(self, name: str, base_url: str, tokens: TokenSource) -> None:
+        self.name = name
+        self.tokens = tokens
+        self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=DEFAULT_TIMEOUT)
+
+    def get_json(self, path: str) -> dict[str, Any] | None:
+        """The JSON body of a GET, None on 404; ServiceUnavailable when the service can't answer."""
+        headers = {"authorization": self.tokens.header()}
+        request_id = current_request_id()
+        if request_id:
+            headers["x-request-id"] = request_id
+        try:
+            response = self._client.get(path, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(
+                f"The {self.name} service did not answer ({type(exc).__name__}).",
+                slug="upstream-unavailable",
+            ) from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            error = ProblemError(f"The {self.name} service answered {response.status_code}.")
+            error.status = 502 if response.status_code >= 500 else response.status_code
+            raise error
+        body: dict[str, Any] = response.json()
+        return body
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,73 @@
+"""Settings shared by every service; each service subclasses with its own env prefix."""
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.requests import Request
+
+PLACEHOLDER_SECRETS = {"", "changethis", "change-me", "secret", "dev-internal-secret"}
+DEV_INTERNAL_SECRET = "dev-internal-secret"
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs: where its database is and how to trust its callers.
+
+    `PATIENTFLOW_*` variables are shared by all services; a service's own prefix
+    (e.g. `REGISTRATION_DATABASE_URL`) overrides them for that service alone.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", validate_by_name=True, validate_by_alias=True)
+
+    service_name: str = "service"
+    environment: Literal["development", "test", "production"] = Field(
+        default="development", validation_alias="PATIENTFLOW_ENVIRONMENT"
+    )
+    data_dir: Path = Field(default=Path("data"), validation_alias="PATIENTFLOW_DATA_DIR")
+    database_url: str | None = None
+    shared_database_url: str | None = Field(default=None, validation_alias="PATIENTFLOW_DATABASE_URL")
+    database_schema: str | None = None
+    schema_prefix: str = Field(default="", validation_alias="PATIENTFLOW_SCHEMA_PREFIX")
+    internal_secret: str = Field(default=DEV_INTERNAL_SECRET, validation_alias="PATIENTFLOW_INTERNAL_SECRET")
+    migrate_on_start: bool = True
+    feed_poll_seconds: float = Field(default=0.3, validation_alias="PATIENTFLOW_FEED_POLL_SECONDS")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> "ServiceSettings":
+        if self.environment == "production" and self.internal_secret in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "PATIENTFLOW_INTERNAL_SECRET is missing or a placeholder; production refuses to start"
+            )
+        return self
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """This service's own URL, else the shared server URL, else a SQLite file in data_dir."""
+        if self.database_url:
+            return self.database_url
+        if self.shared_database_url:
+            return self.shared_database_url
+        return f"sqlite:///{self.data_dir.resolve() / f'{self.service_name}.db'}"
+
+    @cached_property
+    def resolved_schema(self) -> str | None:
+        """On PostgreSQL each service keeps its tables in its own schema."""
+        if self.resolved_database_url.startswith("sqlite"):
+            return None
+        return self.database_schema or f"{self.schema_prefix}{self.service_name}"
+
+
+def service_url_setting(name: str) -> str:
+    """Default base URL of a sibling service on localhost (ports as `patientflow up` assigns them)."""
+    return f"http://127.0.0.1:{SERVICE_PORTS[name]}"
+
+
+SERVICE_PORTS = {"gateway": 8000, "registration": 8001, "triage": 8002, "results": 8003, "billing": 8004}
+
+
+def app_settings(request: Request) -> ServiceSettings:
+    """Dependency: the settings the running app was created with (tests pass their own)."""
+    settings: ServiceSettings = request.app.state.settings
+    return settings

@@ -1,0 +1,136 @@
+"""The error tree: each error carries its status; one handler renders RFC 9457 problem+json."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kit.requestid import current_request_id
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://patientflow.dev/problems/"
+logger = logging.getLogger("patientflow.errors")
+
+
+class ProblemError(Exception):
+    """Base of every error a client may see; subclasses fix the status and the default title."""
+
+    status = 500
+    title = "Internal server error"
+    slug = "internal-error"
+
+    def __init__(
+        self, detail: str, *, slug: str | None = None, title: str | None = None, **extra: Any
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.slug = slug or self.slug
+        self.title = title or self.title
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+    def to_problem(self) -> dict[str, Any]:
+        return problem(self.status, self.title, self.detail, slug=self.slug, **self.extra)
+
+
+class BadRequest(ProblemError):
+    status, title, slug = 400, "Bad request", "bad-request"
+
+
+class Unauthorized(ProblemError):
+    status, title, slug = 401, "Authentication required", "unauthorized"
+
+
+class PaymentRequired(ProblemError):
+    status, title, slug = 402, "Payment required", "payment-required"
+
+
+class Forbidden(ProblemError):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(ProblemError):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class Conflict(ProblemError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class UnprocessableContent(ProblemError):
+    status, title, slug = 422, "Unprocessable content", "unprocessable-content"
+
+
+class ServiceUnavailable(ProblemError):
+    status, title, slug = 503, "Service unavailable", "service-unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 5, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.headers["Retry-After"] = str(retry_after)
+
+
+def problem(status: int, title: str, detail: str, *, slug: str, **extra: Any) -> dict[str, Any]:
+    """A problem+json body; `instance` is the request id so support can find the logs."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    request_id = current_request_id()
+    if request_id:
+        body["instance"] = f"urn:request:{request_id}"
+    body.update(extra)
+    return body
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+async def _on_problem(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return problem_response(exc.to_problem(), exc.headers)
+
+
+async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Never echo `input`: it may hold an identity number or a name (reliability.md, requirement 15).
+    errors = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+    body = problem(422, "Invalid request", detail, slug="validation-error", errors=errors)
+    return problem_response(body)
+
+
+async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Not found", 405: "Method not allowed"}
+    title = titles.get(exc.status_code, "HTTP error")
+    slug = title.lower().replace(" ", "-")
+    body = problem(exc.status_code, title, str(exc.detail), slug=slug)
+    return problem_response(body, dict(exc.headers or {}))
+
+
+async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", exc_info=exc)
+    body = problem(500, "Internal server error", "An unexpected error occurred.", slug="internal-error")
+    return problem_response(body)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error, 422 and unexpected 500 included, as problem+json."""
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+def problem_responses(*errors: type[ProblemError]) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route, so OpenAPI lists the problems it can return."""
+    return {err.status: {"description": err.title, "content": {PROBLEM_MEDIA_TYPE: {}}} for err in errors}

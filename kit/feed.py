@@ -1,0 +1,106 @@
+"""Reading a sibling service's event feed: at least once, applied exactly once.
+
+A consumer thread pages through the source's `/events` from a stored cursor. Each event is applied in
+its own transaction together with the cursor move and a consumed-event record, so a crash at any point
+replays at most the event in flight, and the record makes that replay a no-op.
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from sqlmodel import Session
+
+from kit.auth import TokenSource
+from kit.database import Database
+from kit.models import ConsumedEventBase, FeedCursorBase
+
+logger = logging.getLogger("patientflow.feed")
+EventHandler = Callable[[Session, dict[str, Any]], None]
+MAX_BACKOFF_SECONDS = 5.0
+
+
+class FeedConsumer:
+    """Applies one source service's events to this service's database, in feed order."""
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        base_url: str,
+        database: Database,
+        cursor_model: type[FeedCursorBase],
+        consumed_model: type[ConsumedEventBase],
+        handle: EventHandler,
+        tokens: TokenSource,
+        poll_seconds: float = 0.3,
+        event_types: frozenset[str] | None = None,
+    ) -> None:
+        self.source, self.base_url, self.database = source, base_url.rstrip("/"), database
+        self.cursor_model, self.consumed_model = cursor_model, consumed_model
+        self.handle, self.tokens, self.poll_seconds = handle, tokens, poll_seconds
+        self.event_types = event_types
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"feed-{self.source}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        backoff = self.poll_seconds
+        timeout = httpx.Timeout(10.0, connect=2.0)
+        with httpx.Client(base_url=self.base_url, timeout=timeout) as client:
+            while not self._stop.is_set():
+                try:
+                    applied = self.poll_once(client)
+                    backoff = self.poll_seconds
+                    if applied:
+                        continue  # more may be waiting: read the next page at once
+                except (httpx.HTTPError, ValueError) as exc:
+                    # The source being down is routine (billing restarts, results deploys): back off.
+                    logger.warning("feed %s unavailable: %s", self.source, type(exc).__name__)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                except Exception:
+                    logger.exception("feed %s: failed to apply an event; will retry", self.source)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                self._stop.wait(backoff)
+
+    def cursor(self) -> int:
+        with self.database.session(write=False) as session:
+            row = session.get(self.cursor_model, self.source)
+            return row.position if row else 0
+
+    def poll_once(self, client: httpx.Client) -> int:
+        """Read one page and apply it; returns how many events were read."""
+        response = client.get(
+            "/events",
+            params={"after": self.cursor(), "limit": 100},
+            headers={"authorization": self.tokens.header()},
+        )
+        response.raise_for_status()
+        events = response.json()["events"]
+        for event in events:
+            self.apply(event)
+        return len(events)
+
+    def apply(self, event: dict[str, Any]) -> None:
+        """Apply one event exactly once and move the cursor past it, in one transaction."""
+        with self.database.session(write=True) as session:
+            cursor = session.get(self.cursor_model, self.source) or self.cursor_model(source=self.source)
+            if event["position"] <= cursor.position:
+                return
+            already = session.get(self.consumed_model, event["id"]) is not None
+            wanted = self.event_types is None or event["type"] in self.event_types
+            if wanted and not already:
+                self.handle(session, event)
+                session.add(self.consumed_model(event_id=event["id"], source=self.source))
+            cursor.position = event["position"]
+            session.add(cursor)

@@ -1,0 +1,101 @@
+"""The transactional outbox and the event feed every service serves.
+
+A state change and its event row commit together or not at all. Consumers page through
+`GET /events?after=<position>&limit=` and de-duplicate by `id`; positions only ever grow in commit
+order, because on PostgreSQL writers of the outbox take a transaction-level advisory lock (without
+it, a transaction that took position 5 could commit after one that took 6, and a reader that had
+already moved past 6 would never see 5).
+"""
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import func, text
+from sqlmodel import Session, col, select
+
+from kit.auth import CallerDep
+from kit.clock import as_utc
+from kit.database import SessionDep
+from kit.models import OutboxEventBase
+
+OUTBOX_LOCK_KEY = 7_310_115  # any constant: one advisory lock per database
+MAX_FEED_PAGE = 500
+
+
+def record_event(
+    session: Session,
+    outbox: type[OutboxEventBase],
+    *,
+    event_type: str,
+    aggregate_type: str,
+    aggregate_id: str,
+    payload: dict[str, Any],
+    visit_id: str | None = None,
+    patient_id: str | None = None,
+) -> OutboxEventBase:
+    """Add an event to the current transaction; it is published only if the transaction commits."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
+    last = session.exec(
+        select(func.max(outbox.sequence)).where(
+            outbox.aggregate_type == aggregate_type, outbox.aggregate_id == aggregate_id
+        )
+    ).one()
+    event = outbox(
+        event_id=str(uuid.uuid4()),
+        event_type=event_type,
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        sequence=(last or 0) + 1,
+        visit_id=visit_id,
+        patient_id=patient_id,
+        payload=payload,
+    )
+    session.add(event)
+    return event
+
+
+def event_to_json(event: OutboxEventBase, source: str) -> dict[str, Any]:
+    """The wire form of an event, identical in every service's feed."""
+    return {
+        "id": event.event_id,
+        "type": event.event_type,
+        "source": source,
+        "position": event.position,
+        "aggregate": {"type": event.aggregate_type, "id": event.aggregate_id},
+        "sequence": event.sequence,
+        "occurred_at": as_utc(event.occurred_at).isoformat(),
+        "visit_id": event.visit_id,
+        "patient_id": event.patient_id,
+        "data": event.payload,
+    }
+
+
+def feed_router(outbox: type[OutboxEventBase]) -> APIRouter:
+    """`GET /events`: this service's events after a cursor, oldest first."""
+    router = APIRouter(tags=["events"])
+
+    @router.get("/events", summary="Read this service's event feed")
+    def read_feed(
+        request: Request,
+        session: SessionDep,
+        caller: CallerDep,
+        after: Annotated[int, Query(ge=0, description="Cursor: the last position you processed")] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_FEED_PAGE)] = 100,
+        type: Annotated[str | None, Query(description="Only events of this type")] = None,
+    ) -> dict[str, Any]:
+        """Events committed after `after`, at most `limit`; pass `next_after` back to continue.
+
+        Delivery is at least once: de-duplicate by event `id`.
+        """
+        query = select(outbox).where(col(outbox.position) > after)
+        if type:
+            query = query.where(outbox.event_type == type)
+        rows = session.exec(query.order_by(col(outbox.position)).limit(limit)).all()
+        source = request.app.state.settings.service_name
+        next_after = rows[-1].position if rows else after
+        return {"events": [event_to_json(r, source) for r in rows], "next_after": next_after}
+
+    return router

@@ -1,0 +1,4 @@
+from kit.migrations import run_migrations
+from services.registration.models import RegistrationTable
+
+run_migrations(RegistrationTable.metadata)
