@@ -1,0 +1,1 @@
+"""The `patientflow` command: run the whole system locally, manage migrations."""

@@ -1,0 +1,26 @@
+"""Which processes make up patientflow, in start order, and where each one's app and migrations live."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kit.config import SERVICE_PORTS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    app: str  # uvicorn factory path
+    port: int
+    migrations: Path | None
+
+
+SERVICES = [
+    Component(
+        name, f"services.{name}.app:create_app", SERVICE_PORTS[name], ROOT / "services" / name / "migrations"
+    )
+    for name in ("registration", "triage", "results", "billing")
+]
+GATEWAY = Component("gateway", "gateway.app:create_app", SERVICE_PORTS["gateway"], None)
+COMPONENTS = [*SERVICES, GATEWAY]
