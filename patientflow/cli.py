@@ -1,12 +1,47 @@
 """`patientflow up` runs the whole system; `patientflow makemigration` writes a service's next revision."""
 
 import argparse
+import signal
 import sys
 import tempfile
+import threading
+from pathlib import Path
 
 from kit.database import Database
 from kit.migrations import make_revision
+from patientflow.supervisor import ServiceFailed, System
 from patientflow.topology import SERVICES
+
+
+def up(args: argparse.Namespace) -> int:
+    """Run all five processes until Ctrl-C; restart any that crashes."""
+    system = System(Path(args.data_dir))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    print(f"starting patientflow in {system.data_dir} ...", flush=True)
+    try:
+        system.start()
+    except ServiceFailed as failure:
+        print(f"patientflow failed to start: {failure}", file=sys.stderr)
+        return 1
+    gateway = system.url("gateway")
+    print(f"\npatientflow is up. Gateway: {gateway}   (logs: {system.data_dir / 'logs'})")
+    print("Development API keys (send as 'Authorization: Bearer <key>'):")
+    for client, key in system.api_keys.items():
+        print(f"  {client:<12} {key}")
+    print(f"\nTry: curl -H 'Authorization: Bearer {system.api_keys['his-dev']}' {gateway}/v1/catalogue")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while not stopping.wait(1.0):
+            for name in system.restart_crashed():
+                print(f"{name} had stopped; restarted it", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nstopping ...", flush=True)
+        system.stop()
+        print("stopped.")
+    return 0
 
 
 def makemigration(args: argparse.Namespace) -> int:
@@ -22,6 +57,9 @@ def makemigration(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="patientflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("up", help="run the whole system on localhost until Ctrl-C")
+    run.add_argument("--data-dir", default="data", help="where the SQLite files, keys and logs live")
+    run.set_defaults(func=up)
     make = commands.add_parser("makemigration", help="autogenerate a service's next Alembic revision")
     make.add_argument("service", choices=[c.name for c in SERVICES])
     make.add_argument("-m", "--message", required=True)

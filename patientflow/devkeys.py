@@ -1,0 +1,55 @@
+"""Development API keys: generated once per data directory, printed by `patientflow up`.
+
+The gateway only ever sees the SHA-256 of a key (`gateway-keys.json`); the plaintext stays in
+`dev-keys.json` beside it, for a developer's curl. Production keys are not made here.
+"""
+
+import hashlib
+import json
+import secrets
+from pathlib import Path
+
+DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
+    "his-dev": (
+        "his",
+        [
+            "registration:read", "registration:write", "triage:read", "triage:write",
+            "orders:write", "results:read", "results:write", "billing:read", "billing:write",
+        ],
+    ),
+    "doctor-dev": (
+        "doctor", ["registration:read", "triage:read", "triage:write", "orders:write", "results:read"],
+    ),
+    "nurse-dev": ("nurse", ["registration:read", "registration:write", "triage:read", "triage:write"]),
+    "lab-dev": ("lis", ["results:read", "results:write"]),
+    "cashier-dev": ("cashier", ["registration:read", "billing:read", "billing:write"]),
+    "admin-dev": (
+        "admin",
+        [
+            "registration:read", "registration:write", "triage:read", "triage:write", "orders:write",
+            "results:read", "results:write", "billing:read", "billing:write", "audit:read",
+        ],
+    ),
+}  # fmt: skip
+
+
+def ensure_dev_keys(data_dir: Path) -> tuple[dict[str, str], Path]:
+    """Plaintext keys by client, and the hashed keys file for the gateway (both reused across runs)."""
+    plain_file, hashed_file = data_dir / "dev-keys.json", data_dir / "gateway-keys.json"
+    keys: dict[str, str] = json.loads(plain_file.read_text()) if plain_file.exists() else {}
+    for client in DEV_CLIENTS:
+        keys.setdefault(client, f"pf_dev_{secrets.token_urlsafe(24)}")
+    plain_file.write_text(json.dumps(keys, indent=2))
+    plain_file.chmod(0o600)
+    hashed = [
+        {
+            "client": client,
+            "kind": DEV_CLIENTS[client][0],
+            "sha256": hashlib.sha256(key.encode()).hexdigest(),
+            "scopes": DEV_CLIENTS[client][1],
+        }
+        for client, key in keys.items()
+        if client in DEV_CLIENTS
+    ]
+    hashed_file.write_text(json.dumps({"keys": hashed}, indent=2))
+    return {c: keys[c] for c in DEV_CLIENTS}, hashed_file
