@@ -10,7 +10,7 @@ from pathlib import Path
 from kit.database import Database
 from kit.migrations import make_revision
 from patientflow.supervisor import ServiceFailed, System
-from patientflow.topology import SERVICES
+from patientflow.topology import COMPONENTS, SERVICES
 
 
 def up(args: argparse.Namespace) -> int:
@@ -44,6 +44,22 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve(args: argparse.Namespace) -> int:
+    """Run one component in the foreground (what each container runs)."""
+    import uvicorn
+
+    component = next(c for c in COMPONENTS if c.name == args.component)
+    uvicorn.run(
+        component.app,
+        factory=True,
+        host=args.host,
+        port=args.port or component.port,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
 def makemigration(args: argparse.Namespace) -> int:
     component = next(c for c in SERVICES if c.name == args.service)
     assert component.migrations is not None
@@ -60,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("up", help="run the whole system on localhost until Ctrl-C")
     run.add_argument("--data-dir", default="data", help="where the SQLite files, keys and logs live")
     run.set_defaults(func=up)
+    one = commands.add_parser("serve", help="run one component in the foreground (containers use this)")
+    one.add_argument("component", choices=[c.name for c in COMPONENTS])
+    one.add_argument("--host", default="127.0.0.1")
+    one.add_argument("--port", type=int, default=None)
+    one.set_defaults(func=serve)
     make = commands.add_parser("makemigration", help="autogenerate a service's next Alembic revision")
     make.add_argument("service", choices=[c.name for c in SERVICES])
     make.add_argument("-m", "--message", required=True)

@@ -1,0 +1,102 @@
+"""HTTP clients for end-to-end tests: one per development API key, all pointed at the gateway."""
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from patientflow.supervisor import System
+
+T = TypeVar("T")
+WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def random_id_number() -> str:
+    """A valid, random 18-digit resident identity number (GB 11643 check character computed)."""
+    body = f"110105{random.randint(1950, 2005)}{random.randint(1, 12):02d}{random.randint(1, 28):02d}"
+    body += f"{random.randint(0, 999):03d}"
+    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, WEIGHTS, strict=True)) % 11]
+
+
+def unique_department() -> str:
+    """A department of one's own, so tests sharing the system never call each other's patients."""
+    return f"dept-{uuid.uuid4().hex[:8]}"
+
+
+def eventually(probe: Callable[[], T | None], *, what: str, deadline_seconds: float = 30.0) -> T:
+    """Poll until `probe` returns something truthy (events travel between services asynchronously)."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class Gateway:
+    """`gateway.his`, `gateway.doctor`, ...: an httpx client per development client, plus `anonymous`."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+        base = system.url("gateway")
+        timeout = httpx.Timeout(30.0)
+        self.clients = {
+            name.removesuffix("-dev"): httpx.Client(
+                base_url=base, headers={"authorization": f"Bearer {key}"}, timeout=timeout
+            )
+            for name, key in system.api_keys.items()
+        }
+        self.anonymous = httpx.Client(base_url=base, timeout=timeout)
+
+    def __getattr__(self, name: str) -> httpx.Client:
+        try:
+            return self.clients[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __enter__(self) -> "Gateway":
+        return self
+
+    def __exit__(
+        self, _type: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        for client in [*self.clients.values(), self.anonymous]:
+            client.close()
+
+
+def ok(response: httpx.Response, status: int = 200) -> Any:
+    """The JSON body, after checking the status (the body is shown when it is wrong)."""
+    assert response.status_code == status, f"{response.status_code}: {response.text}"
+    return response.json()
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """Check an RFC 9457 problem+json answer with the given status."""
+    assert response.status_code == status, f"{response.status_code}: {response.text}"
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert {"type", "title", "status", "detail"} <= body.keys()
+    assert body["status"] == status
+    return body
+
+
+def register_patient(client: httpx.Client, name: str = "张三") -> dict[str, Any]:
+    """An identified patient with a fresh random identity number."""
+    return ok(client.post("/v1/patients", json={"id_number": random_id_number(), "name": name}), 201)  # type: ignore[no-any-return]
+
+
+def charges_of_visit(gateway: Gateway, visit_id: str, *, at_least: int) -> list[dict[str, Any]]:
+    """The visit's charges once billing shows at least `at_least` of them."""
+
+    def probe() -> list[dict[str, Any]] | None:
+        response = gateway.cashier.get(f"/v1/visits/{visit_id}/account")
+        charges = response.json()["charges"] if response.status_code == 200 else []
+        return charges if len(charges) >= at_least else None
+
+    return eventually(probe, what=f"{at_least} charge(s) on visit {visit_id}")

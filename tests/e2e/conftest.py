@@ -1,0 +1,41 @@
+"""The five services as real processes, talked to over HTTP through the gateway only."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from kit.testing import test_database_url
+from patientflow.supervisor import System, free_port
+from patientflow.topology import COMPONENTS, SERVICES
+from tests.e2e.clients import Gateway
+
+E2E_SCHEMA_PREFIX = "e2e_"
+
+
+def _drop_e2e_schemas(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for service in SERVICES:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{E2E_SCHEMA_PREFIX}{service.name}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    env = {"PATIENTFLOW_FEED_POLL_SECONDS": "0.1", "PATIENTFLOW_ENVIRONMENT": "development"}
+    url = test_database_url()
+    if url:
+        _drop_e2e_schemas(url)
+        env |= {"PATIENTFLOW_DATABASE_URL": url, "PATIENTFLOW_SCHEMA_PREFIX": E2E_SCHEMA_PREFIX}
+    data_dir: Path = tmp_path_factory.mktemp("system")
+    ports = {c.name: free_port() for c in COMPONENTS}
+    with System(data_dir, env=env, ports=ports) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def gateway(system: System) -> Iterator[Gateway]:
+    with Gateway(system) as clients:
+        yield clients

@@ -1,0 +1,68 @@
+"""Bad input through the gateway: the right status, problem+json, and nothing changed."""
+
+import uuid
+from typing import Any
+
+from tests.e2e.clients import Gateway, assert_problem, charges_of_visit, ok, random_id_number
+
+
+def _visit(gateway: Gateway) -> dict[str, Any]:
+    patient = ok(
+        gateway.his.post("/v1/patients", json={"id_number": random_id_number(), "name": "王五"}), 201
+    )
+    return ok(
+        gateway.his.post(
+            "/v1/visits", json={"patient_id": patient["id"], "kind": "outpatient", "department": "internal"}
+        ),
+        201,
+    )
+
+
+def test_invalid_identity_number_is_422_and_not_registered(gateway: Gateway) -> None:
+    number = random_id_number()
+    wrong = number[:17] + ("0" if number[17] != "0" else "1")
+    body = assert_problem(gateway.his.post("/v1/patients", json={"id_number": wrong, "name": "赵六"}), 422)
+    assert wrong not in str(body)
+    ok(gateway.his.post("/v1/patients", json={"id_number": number, "name": "赵六"}), 201)
+
+
+def test_unknown_catalogue_item_is_422_and_charges_nothing(gateway: Gateway) -> None:
+    visit = _visit(gateway)
+    before = charges_of_visit(gateway, visit["id"], at_least=1)
+    response = gateway.cashier.post(
+        "/v1/charges",
+        json={"visit_id": visit["id"], "item_code": "999999999", "quantity": 1},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert_problem(response, 422)
+    assert charges_of_visit(gateway, visit["id"], at_least=1) == before
+
+
+def test_unknown_visit_is_404_everywhere(gateway: Gateway) -> None:
+    missing = str(uuid.uuid4())
+    assert_problem(gateway.his.get(f"/v1/visits/{missing}"), 404)
+    assert_problem(
+        gateway.doctor.post("/v1/orders", json={"visit_id": missing, "test_code": "250101015"}), 404
+    )
+    assert_problem(gateway.nurse.post("/v1/assessments", json={"visit_id": missing, "level": "III"}), 404)
+    charge = gateway.cashier.post(
+        "/v1/charges",
+        json={"visit_id": missing, "item_code": "110200001", "quantity": 1},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert_problem(charge, 404)
+
+
+def test_missing_key_is_401_and_wrong_scope_is_403(gateway: Gateway) -> None:
+    assert_problem(gateway.anonymous.get("/v1/catalogue"), 401)
+    number = random_id_number()
+    # the lab may not register patients; and the refused call registered nobody
+    assert_problem(gateway.lab.post("/v1/patients", json={"id_number": number, "name": "钱七"}), 403)
+    ok(gateway.his.post("/v1/patients", json={"id_number": number, "name": "钱七"}), 201)
+
+
+def test_malformed_json_is_422_problem(gateway: Gateway) -> None:
+    response = gateway.his.post(
+        "/v1/patients", content=b'{"id_number": ', headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 422)
