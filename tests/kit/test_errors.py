@@ -1,0 +1,70 @@
+"""Every error a client can meet is RFC 9457 problem+json."""
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from kit.errors import NotFound, install_error_handlers
+from kit.requestid import RequestIdMiddleware
+
+
+class Body(BaseModel):
+    name: str
+    age: int
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.get("/missing")
+    def missing() -> None:
+        raise NotFound("No such thing.", slug="thing-not-found")
+
+    @app.post("/things")
+    def create(body: Body) -> Body:
+        return body
+
+    @app.get("/crash")
+    def crash() -> None:
+        raise RuntimeError("secret internals")
+
+    return app
+
+
+client = TestClient(make_app(), raise_server_exceptions=False)
+
+
+def test_domain_error_is_problem_json_with_request_id() -> None:
+    response = client.get("/missing", headers={"x-request-id": "req-123"})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"] == "req-123"
+    assert response.json() == {
+        "type": "https://patientflow.dev/problems/thing-not-found",
+        "title": "Not found",
+        "status": 404,
+        "detail": "No such thing.",
+        "instance": "urn:request:req-123",
+    }
+
+
+def test_validation_error_is_422_problem_without_the_submitted_values() -> None:
+    response = client.post("/things", json={"name": "患者姓名", "age": "not-a-number"})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["type"].endswith("/validation-error") and body["errors"][0]["loc"] == ["body", "age"]
+    assert "患者姓名" not in response.text and "not-a-number" not in response.text
+
+
+def test_unknown_route_and_wrong_method_are_problems() -> None:
+    assert client.get("/nowhere").headers["content-type"] == "application/problem+json"
+    assert client.delete("/missing").status_code == 405
+
+
+def test_unexpected_error_is_500_problem_without_internals() -> None:
+    response = client.get("/crash")
+    assert response.status_code == 500
+    assert response.json()["title"] == "Internal server error"
+    assert "secret internals" not in response.text
