@@ -66,3 +66,10 @@ def test_malformed_json_is_422_problem(gateway: Gateway) -> None:
         "/v1/patients", content=b'{"id_number": ', headers={"content-type": "application/json"}
     )
     assert_problem(response, 422)
+
+
+def test_request_id_travels_from_the_gateway_into_the_service(gateway: Gateway) -> None:
+    response = gateway.his.get(f"/v1/visits/{uuid.uuid4()}", headers={"x-request-id": "trace-e2e-1"})
+    body = assert_problem(response, 404)
+    assert body["instance"] == "urn:request:trace-e2e-1"  # written by registration, behind the gateway
+    assert response.headers["x-request-id"] == "trace-e2e-1"
