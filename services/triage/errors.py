@@ -1,0 +1,23 @@
+"""Triage's errors, named for what went wrong."""
+
+from kit.errors import Conflict, NotFound
+
+
+class VisitNotFound(NotFound):
+    slug, title = "visit-not-found", "Visit not found"
+
+
+class TicketNotFound(NotFound):
+    slug, title = "ticket-not-found", "Ticket not found"
+
+
+class QueueEmpty(NotFound):
+    slug, title = "queue-empty", "Queue empty"
+
+
+class AlreadyQueued(Conflict):
+    slug, title = "already-queued", "Visit already queued"
+
+
+class TicketNotCalled(Conflict):
+    slug, title = "ticket-not-called", "Ticket not called"

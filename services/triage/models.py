@@ -1,0 +1,74 @@
+"""Triage tables."""
+
+from datetime import date, datetime
+
+from sqlalchemy import Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from kit.models import OutboxEventBase, Timestamp, UTCDateTime, new_registry
+
+# A ticket is "active" until it is finished; a visit may hold one active ticket per department.
+ACTIVE_TICKET = text("status IN ('waiting', 'called')")
+
+
+class TriageTable(SQLModel, registry=new_registry()):
+    """Base of every triage table (its own metadata)."""
+
+
+class Assessment(TriageTable, table=True):
+    """One triage assessment (预检分诊) of a visit; a visit's latest assessment is the one that counts."""
+
+    id: str = Field(primary_key=True, max_length=36)
+    visit_id: str = Field(index=True, max_length=36)
+    patient_id: str = Field(max_length=36)
+    level: str = Field(max_length=4)
+    zone: str = Field(max_length=8)
+    response_minutes: int
+    chief_complaint: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, max_length=500)
+    assessed_at: datetime = Timestamp()
+
+
+class Ticket(TriageTable, table=True):
+    """A place in a department's waiting queue (排队叫号), numbered per department and hospital day."""
+
+    __table_args__ = (
+        UniqueConstraint("department", "service_date", "number", name="uq_ticket_department_day_number"),
+        Index("ix_ticket_queue_order", "department", "status", "rank", "enqueued_at"),
+        Index(
+            "uq_ticket_active_visit",
+            "visit_id",
+            "department",
+            unique=True,
+            sqlite_where=ACTIVE_TICKET,
+            postgresql_where=ACTIVE_TICKET,
+        ),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    visit_id: str = Field(index=True, max_length=36)
+    patient_id: str = Field(max_length=36)
+    department: str = Field(max_length=32)
+    service_date: date
+    number: int
+    priority: str = Field(max_length=16)
+    rank: int
+    status: str = Field(default="waiting", max_length=16)
+    counter: str | None = Field(default=None, max_length=16)
+    enqueued_at: datetime = Timestamp()
+    called_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class TicketCounter(TriageTable, table=True):
+    """The last number handed out in a department on a hospital day; its row lock keeps numbers gap-free."""
+
+    __tablename__ = "ticket_counter"
+
+    department: str = Field(primary_key=True, max_length=32)
+    service_date: date = Field(primary_key=True)
+    last: int = 0
+
+
+class OutboxEvent(OutboxEventBase, TriageTable, table=True):
+    __tablename__ = "outbox_event"

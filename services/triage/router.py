@@ -1,0 +1,135 @@
+"""Triage endpoints (thin: parse, call the service, shape the answer)."""
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+
+from kit.client import ServiceClient
+from kit.database import SessionDep
+from kit.errors import ServiceUnavailable, problem_responses
+from services.triage import repository, service
+from services.triage.errors import AlreadyQueued, QueueEmpty, TicketNotCalled, TicketNotFound, VisitNotFound
+from services.triage.schemas import (
+    DEPARTMENT_PATTERN,
+    AssessmentCreate,
+    AssessmentPublic,
+    CallNextRequest,
+    QueuePublic,
+    QueueStats,
+    TicketCreate,
+    TicketPublic,
+)
+
+router = APIRouter()
+Department = Annotated[str, Path(pattern=DEPARTMENT_PATTERN, examples=["internal"])]
+
+
+def registration_client(request: Request) -> ServiceClient:
+    """The one registration client the app opened at start-up."""
+    client: ServiceClient = request.app.state.registration
+    return client
+
+
+RegistrationDep = Annotated[ServiceClient, Depends(registration_client)]
+
+
+@router.post(
+    "/assessments",
+    status_code=status.HTTP_201_CREATED,
+    tags=["assessments"],
+    responses=problem_responses(VisitNotFound, ServiceUnavailable),
+)
+def assess_visit(
+    data: AssessmentCreate, session: SessionDep, registration: RegistrationDep, response: Response
+) -> AssessmentPublic:
+    """Assess a visit at one of the four emergency levels (I 急危 … IV 非急症).
+
+    The level sets the zone (I/II red, III yellow, IV green) and how soon a doctor must see the patient.
+    A visit may be re-assessed; the latest assessment counts, also for tickets already waiting.
+    """
+    visit = service.fetch_visit(registration, visit_id=data.visit_id)
+    assessment = service.assess(session, visit=visit, data=data)
+    response.headers["Location"] = f"/v1/visits/{visit.id}/assessments"
+    return AssessmentPublic.model_validate(assessment, from_attributes=True)
+
+
+@router.get("/visits/{visit_id}/assessments", tags=["assessments"])
+def read_assessments(visit_id: str, session: SessionDep) -> list[AssessmentPublic]:
+    """A visit's assessments, newest last (empty for a visit never assessed)."""
+    rows = repository.list_assessments(session, visit_id)
+    return [AssessmentPublic.model_validate(a, from_attributes=True) for a in rows]
+
+
+@router.post(
+    "/queues/{department}/tickets",
+    status_code=status.HTTP_201_CREATED,
+    tags=["queues"],
+    responses=problem_responses(VisitNotFound, AlreadyQueued, ServiceUnavailable),
+)
+def take_ticket(
+    department: Department,
+    data: TicketCreate,
+    session: SessionDep,
+    registration: RegistrationDep,
+    response: Response,
+) -> TicketPublic:
+    """Queue a visit in a department and give it the day's next number there.
+
+    Level I/II visits are called first, then level III and `priority` (老弱残) tickets, then everyone
+    else, each in the order they queued. A visit holding a waiting or called ticket here gets 409.
+    """
+    visit = service.fetch_visit(registration, visit_id=data.visit_id)
+    ticket = service.enqueue(session, visit=visit, department=department, data=data)
+    response.headers["Location"] = f"/v1/tickets/{ticket.id}"
+    return service.to_public(ticket)
+
+
+@router.post("/queues/{department}/call-next", tags=["queues"], responses=problem_responses(QueueEmpty))
+def call_next(
+    department: Department, session: SessionDep, data: CallNextRequest | None = None
+) -> TicketPublic:
+    """Call the next patient (叫号) to `counter`; 404 `queue-empty` when nobody waits.
+
+    Safe for several counters calling at once: each call gets a different ticket.
+    """
+    counter = data.counter if data else None
+    return service.to_public(service.call_next(session, department=department, counter=counter))
+
+
+@router.post(
+    "/tickets/{ticket_id}/finish",
+    tags=["queues"],
+    responses=problem_responses(TicketNotFound, TicketNotCalled),
+)
+def finish_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
+    """Close a called ticket once the patient has been seen; only a called ticket can be finished."""
+    return service.to_public(service.finish(session, ticket_id=ticket_id))
+
+
+@router.get("/tickets/{ticket_id}", tags=["queues"], responses=problem_responses(TicketNotFound))
+def read_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
+    """One ticket with its number, status and wait."""
+    return service.to_public(service.get_ticket(session, ticket_id=ticket_id))
+
+
+@router.get("/queues/{department}", tags=["queues"])
+def read_queue(department: Department, session: SessionDep) -> QueuePublic:
+    """Who is waiting in a department, in the order they will be called."""
+    waiting = repository.waiting_queue(session, department)
+    return QueuePublic(
+        department=department,
+        waiting=[service.to_public(t) for t in waiting],
+        waiting_count=len(waiting),
+        called_count=repository.count_called(session, department),
+    )
+
+
+@router.get("/queues/{department}/stats", tags=["queues"])
+def read_queue_stats(
+    department: Department,
+    session: SessionDep,
+    day: Annotated[date | None, Query(alias="date", description="Hospital day; default today")] = None,
+) -> QueueStats:
+    """A day's waits from queueing to being called, against the 10-minute target (三长一短)."""
+    return service.queue_stats(session, department=department, day=day or service.today())

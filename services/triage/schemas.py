@@ -1,0 +1,117 @@
+"""Triage API shapes. Requests forbid unknown fields."""
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEPARTMENT_PATTERN = r"^[a-z0-9-]{1,32}$"
+# Visit ids go into a registration URL path, so only id characters are accepted.
+VISIT_ID_PATTERN = r"^[A-Za-z0-9-]{1,36}$"
+
+
+class TriageLevel(StrEnum):
+    """China's four emergency levels (急诊预检分级): I 急危, II 急重, III 急症, IV 亚急症/非急症."""
+
+    I = "I"  # noqa: E741 - the level's official name
+    II = "II"
+    III = "III"
+    IV = "IV"
+
+
+class Zone(StrEnum):
+    """Where the patient is treated: red (抢救区), yellow (优先诊疗区) or green (普通诊疗区)."""
+
+    red = "red"
+    yellow = "yellow"
+    green = "green"
+
+
+class QueuePriority(StrEnum):
+    """`priority` is for the elderly, frail and disabled (老弱残), who are called before others."""
+
+    normal = "normal"
+    priority = "priority"
+
+
+class TicketStatus(StrEnum):
+    waiting = "waiting"
+    called = "called"
+    finished = "finished"
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class AssessmentCreate(Request):
+    visit_id: str = Field(pattern=VISIT_ID_PATTERN)
+    level: TriageLevel
+    chief_complaint: str | None = Field(default=None, max_length=200, examples=["胸痛30分钟"])
+    note: str | None = Field(default=None, max_length=500)
+
+
+class AssessmentPublic(BaseModel):
+    id: str
+    visit_id: str
+    patient_id: str
+    level: TriageLevel
+    zone: Zone
+    response_minutes: int = Field(description="How soon a doctor must see the patient; 0 is immediately")
+    chief_complaint: str | None
+    note: str | None
+    assessed_at: datetime
+
+
+class TicketCreate(Request):
+    visit_id: str = Field(pattern=VISIT_ID_PATTERN)
+    priority: QueuePriority = QueuePriority.normal
+
+
+class CallNextRequest(Request):
+    counter: str | None = Field(
+        default=None, min_length=1, max_length=16, description="Where to go: a room or window", examples=["3"]
+    )
+
+
+class TicketPublic(BaseModel):
+    id: str
+    visit_id: str
+    patient_id: str
+    department: str
+    number: int = Field(description="Gap-free per department and hospital day, from 1")
+    display_number: str = Field(description="What the waiting-room screen shows", examples=["I007"])
+    priority: QueuePriority
+    rank: int = Field(description="0 for triage level I/II, 1 for priority or level III, otherwise 2")
+    status: TicketStatus
+    enqueued_at: datetime
+    called_at: datetime | None
+    finished_at: datetime | None
+    counter: str | None
+    wait_seconds: int | None = Field(description="From enqueue to call; null until called")
+
+
+class QueuePublic(BaseModel):
+    department: str
+    waiting: list[TicketPublic] = Field(description="Waiting tickets in call order")
+    waiting_count: int
+    called_count: int
+
+
+class WaitMinutes(BaseModel):
+    """Nearest-rank percentiles of the waits of called tickets; null when nobody was called."""
+
+    p50: float | None
+    p90: float | None
+    max: float | None
+
+
+class QueueStats(BaseModel):
+    department: str
+    date: date
+    target_minutes: int
+    tickets: int
+    called: int
+    waiting: int
+    wait_minutes: WaitMinutes
+    within_target_share: float | None = Field(description="Share of called tickets seen within the target")

@@ -1,0 +1,238 @@
+"""Triage rules: levels and zones, who is called first, gap-free ticket numbers, and wait statistics."""
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from kit.client import ServiceClient
+from kit.clock import hospital_date, utcnow
+from kit.outbox import record_event
+from services.triage import repository
+from services.triage.errors import AlreadyQueued, QueueEmpty, TicketNotCalled, TicketNotFound, VisitNotFound
+from services.triage.models import Assessment, OutboxEvent, Ticket
+from services.triage.schemas import (
+    AssessmentCreate,
+    QueuePriority,
+    QueueStats,
+    TicketCreate,
+    TicketPublic,
+    TicketStatus,
+    TriageLevel,
+    WaitMinutes,
+    Zone,
+)
+
+# "Three longs, one short" (三长一短): the wait from queueing to being called should stay within this.
+WAIT_TARGET_MINUTES = 10
+ZONES = {
+    TriageLevel.I: Zone.red,
+    TriageLevel.II: Zone.red,
+    TriageLevel.III: Zone.yellow,
+    TriageLevel.IV: Zone.green,
+}
+RESPONSE_MINUTES = {TriageLevel.I: 0, TriageLevel.II: 10, TriageLevel.III: 30, TriageLevel.IV: 240}
+
+
+@dataclass(frozen=True, slots=True)
+class VisitRef:
+    """What triage needs of a registration visit."""
+
+    id: str
+    patient_id: str
+
+
+def fetch_visit(registration: ServiceClient, *, visit_id: str) -> VisitRef:
+    """The visit as registration knows it; called before any SQL so no transaction waits on the network."""
+    body = registration.get_json(f"/visits/{visit_id}")
+    if body is None:
+        raise VisitNotFound(f"Registration has no visit {visit_id}.")
+    return VisitRef(id=body["id"], patient_id=body["patient_id"])
+
+
+def rank_of(*, level: TriageLevel | None, priority: QueuePriority) -> int:
+    """Call rank: 0 for level I/II, 1 for level III or the elderly/frail/disabled (老弱残), else 2."""
+    if level in (TriageLevel.I, TriageLevel.II):
+        return 0
+    if level is TriageLevel.III or priority is QueuePriority.priority:
+        return 1
+    return 2
+
+
+def assess(session: Session, *, visit: VisitRef, data: AssessmentCreate) -> Assessment:
+    """Record an assessment; the visit's waiting tickets move to the rank the new level gives them."""
+    assessment = Assessment(
+        id=str(uuid.uuid4()),
+        visit_id=visit.id,
+        patient_id=visit.patient_id,
+        level=data.level.value,
+        zone=ZONES[data.level].value,
+        response_minutes=RESPONSE_MINUTES[data.level],
+        chief_complaint=data.chief_complaint,
+        note=data.note,
+        assessed_at=utcnow(),
+    )
+    session.add(assessment)
+    for ticket in repository.waiting_tickets_of_visit(session, visit.id):
+        ticket.rank = rank_of(level=data.level, priority=QueuePriority(ticket.priority))
+        session.add(ticket)
+    record_event(
+        session,
+        OutboxEvent,
+        event_type="visit.triaged",
+        aggregate_type="visit",
+        aggregate_id=visit.id,
+        visit_id=visit.id,
+        patient_id=visit.patient_id,
+        payload={"assessment_id": assessment.id, "level": assessment.level, "zone": assessment.zone},
+    )
+    return assessment
+
+
+def _already_queued(existing: Ticket) -> AlreadyQueued:
+    return AlreadyQueued(
+        f"This visit already holds ticket {existing.number} ({existing.status}) in {existing.department}.",
+        existing_ticket_id=existing.id,
+    )
+
+
+def enqueue(session: Session, *, visit: VisitRef, department: str, data: TicketCreate) -> Ticket:
+    """Give a visit the department's next number; one waiting or called ticket per visit and department."""
+    existing = repository.active_ticket(session, visit_id=visit.id, department=department)
+    if existing:
+        raise _already_queued(existing)
+    latest = repository.latest_assessment(session, visit.id)
+    level = TriageLevel(latest.level) if latest else None
+    service_date = hospital_date(utcnow())
+    number = repository.next_ticket_number(session, department=department, service_date=service_date)
+    ticket = Ticket(
+        id=str(uuid.uuid4()),
+        visit_id=visit.id,
+        patient_id=visit.patient_id,
+        department=department,
+        service_date=service_date,
+        number=number,
+        priority=data.priority.value,
+        rank=rank_of(level=level, priority=data.priority),
+        enqueued_at=utcnow(),  # taken after the number, so call order and numbers agree
+    )
+    try:
+        with session.begin_nested():  # a concurrent twin loses on the partial unique index, not with a 500
+            session.add(ticket)
+    except IntegrityError:
+        existing = repository.active_ticket(session, visit_id=visit.id, department=department)
+        if existing is None:
+            raise
+        raise _already_queued(existing) from None
+    _record_ticket_event(session, ticket, "ticket.queued", priority=ticket.priority)
+    return ticket
+
+
+def call_next(session: Session, *, department: str, counter: str | None) -> Ticket:
+    """Call the most urgent, longest-waiting ticket; concurrent callers each get a different one."""
+    ticket = repository.claim_next_waiting(session, department)
+    if ticket is None:
+        raise QueueEmpty(f"Nobody is waiting in {department}.")
+    ticket.status = TicketStatus.called.value
+    ticket.called_at = utcnow()
+    ticket.counter = counter
+    session.add(ticket)
+    _record_ticket_event(session, ticket, "ticket.called", wait_seconds=wait_seconds(ticket))
+    return ticket
+
+
+def finish(session: Session, *, ticket_id: str) -> Ticket:
+    """Close a called ticket (the patient was seen); a waiting or finished ticket cannot be finished."""
+    ticket = repository.get_ticket(session, ticket_id, for_update=True)
+    if ticket is None:
+        raise TicketNotFound(f"No ticket {ticket_id}.")
+    if ticket.status != TicketStatus.called.value:
+        raise TicketNotCalled(f"Only a called ticket can be finished; this one is {ticket.status}.")
+    ticket.status = TicketStatus.finished.value
+    ticket.finished_at = utcnow()
+    session.add(ticket)
+    _record_ticket_event(session, ticket, "ticket.finished")
+    return ticket
+
+
+def _record_ticket_event(session: Session, ticket: Ticket, event_type: str, **extra: Any) -> None:
+    record_event(
+        session,
+        OutboxEvent,
+        event_type=event_type,
+        aggregate_type="ticket",
+        aggregate_id=ticket.id,
+        visit_id=ticket.visit_id,
+        patient_id=ticket.patient_id,
+        payload={"ticket_id": ticket.id, "department": ticket.department, "number": ticket.number, **extra},
+    )
+
+
+def get_ticket(session: Session, *, ticket_id: str) -> Ticket:
+    ticket = repository.get_ticket(session, ticket_id)
+    if ticket is None:
+        raise TicketNotFound(f"No ticket {ticket_id}.")
+    return ticket
+
+
+def wait_seconds(ticket: Ticket) -> int | None:
+    if ticket.called_at is None:
+        return None
+    return round((ticket.called_at - ticket.enqueued_at).total_seconds())
+
+
+def to_public(ticket: Ticket) -> TicketPublic:
+    return TicketPublic(
+        id=ticket.id,
+        visit_id=ticket.visit_id,
+        patient_id=ticket.patient_id,
+        department=ticket.department,
+        number=ticket.number,
+        display_number=f"{ticket.department[0].upper()}{ticket.number:03d}",
+        priority=QueuePriority(ticket.priority),
+        rank=ticket.rank,
+        status=TicketStatus(ticket.status),
+        enqueued_at=ticket.enqueued_at,
+        called_at=ticket.called_at,
+        finished_at=ticket.finished_at,
+        counter=ticket.counter,
+        wait_seconds=wait_seconds(ticket),
+    )
+
+
+def today() -> date:
+    """The hospital's calendar day now (Asia/Shanghai), which numbers and statistics are kept by."""
+    return hospital_date(utcnow())
+
+
+def _nearest_rank(sorted_values: list[float], share: float) -> float:
+    return sorted_values[max(math.ceil(share * len(sorted_values)), 1) - 1]
+
+
+def queue_stats(session: Session, *, department: str, day: date) -> QueueStats:
+    """A department's day measured against the 10-minute target: how long called patients waited."""
+    tickets = repository.tickets_of_day(session, department=department, service_date=day)
+    waits = sorted(_minutes(t.called_at, t.enqueued_at) for t in tickets if t.called_at is not None)
+    within = sum(1 for w in waits if w <= WAIT_TARGET_MINUTES)
+    return QueueStats(
+        department=department,
+        date=day,
+        target_minutes=WAIT_TARGET_MINUTES,
+        tickets=len(tickets),
+        called=len(waits),
+        waiting=sum(1 for t in tickets if t.status == TicketStatus.waiting.value),
+        wait_minutes=WaitMinutes(
+            p50=round(_nearest_rank(waits, 0.5), 1) if waits else None,
+            p90=round(_nearest_rank(waits, 0.9), 1) if waits else None,
+            max=round(waits[-1], 1) if waits else None,
+        ),
+        within_target_share=round(within / len(waits), 4) if waits else None,
+    )
+
+
+def _minutes(later: datetime, earlier: datetime) -> float:
+    return (later - earlier).total_seconds() / 60

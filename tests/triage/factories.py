@@ -1,0 +1,40 @@
+"""Plain factory functions for triage tests."""
+
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+
+def open_visit(registration: httpx.Client, **overrides: Any) -> dict[str, Any]:
+    """An emergency visit of a new unidentified patient (no identity number to collide across tests)."""
+    patient = registration.post("/patients", json={"unidentified": True})
+    assert patient.status_code == 201, patient.text
+    body = {"patient_id": patient.json()["id"], "kind": "emergency", "department": "emergency"} | overrides
+    visit = registration.post("/visits", json=body)
+    assert visit.status_code == 201, visit.text
+    return visit.json()
+
+
+def assess(client: TestClient, visit_id: str, level: str = "III", **overrides: Any) -> dict[str, Any]:
+    response = client.post("/assessments", json={"visit_id": visit_id, "level": level} | overrides)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def take_ticket(
+    client: TestClient, visit_id: str, department: str = "internal", **overrides: Any
+) -> dict[str, Any]:
+    response = client.post(f"/queues/{department}/tickets", json={"visit_id": visit_id} | overrides)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def call_next(client: TestClient, department: str = "internal", **body: Any) -> dict[str, Any]:
+    response = client.post(f"/queues/{department}/call-next", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def event_types(client: TestClient) -> list[str]:
+    return [event["type"] for event in client.get("/events", params={"limit": 500}).json()["events"]]
