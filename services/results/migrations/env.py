@@ -1,0 +1,4 @@
+from kit.migrations import run_migrations
+from services.results.models import ResultsTable
+
+run_migrations(ResultsTable.metadata)

@@ -1,0 +1,101 @@
+"""Results tables."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON
+from sqlmodel import Field, SQLModel
+
+from kit.idempotency import IdempotencyRecordBase
+from kit.models import (
+    BigIntId,
+    ConsumedEventBase,
+    FeedCursorBase,
+    OutboxEventBase,
+    Timestamp,
+    UTCDateTime,
+    new_registry,
+)
+
+
+class ResultsTable(SQLModel, registry=new_registry()):
+    """Base of every results table (its own metadata)."""
+
+
+class OrderableTest(ResultsTable, table=True):
+    """A lab or imaging test results can run; `code` is billing's price-catalogue code. Seeded at start."""
+
+    __tablename__ = "orderable_test"
+
+    code: str = Field(primary_key=True, max_length=16)
+    name_zh: str = Field(max_length=64)
+    name_en: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    specimen: str | None = Field(default=None, max_length=32)
+    turnaround_minutes: int
+
+
+class LabOrder(ResultsTable, table=True):
+    """A test ordered for a visit (检查检验申请单); `prepay` orders wait for payment before the lab starts."""
+
+    __tablename__ = "lab_order"
+
+    id: str = Field(primary_key=True, max_length=36)
+    visit_id: str = Field(index=True, max_length=36)
+    patient_id: str = Field(index=True, max_length=36)
+    test_code: str = Field(foreign_key="orderable_test.code", max_length=16)
+    test_name: str = Field(max_length=64)
+    payment_mode: str = Field(max_length=16)
+    status: str = Field(index=True, max_length=16)
+    ordered_by: str | None = Field(default=None, max_length=64)
+    ordered_at: datetime = Timestamp()
+    released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Report(ResultsTable, table=True):
+    """A preliminary or final report on an order (检验/检查报告); ids are random so they can't be guessed."""
+
+    id: str = Field(primary_key=True, max_length=36)
+    order_id: str = Field(foreign_key="lab_order.id", index=True, max_length=36)
+    visit_id: str = Field(index=True, max_length=36)
+    patient_id: str = Field(index=True, max_length=36)
+    test_code: str = Field(max_length=16)
+    test_name: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+    conclusion: str = Field(max_length=2000)
+    observations: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    reported_by: str = Field(max_length=64)
+    reported_at: datetime = Timestamp(index=True)
+
+
+class ResultAccess(ResultsTable, table=True):
+    """One audited look at results (who, what, whose, what came back), append-only."""
+
+    __tablename__ = "result_access"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    at: datetime = Timestamp()
+    client: str = Field(max_length=64)
+    action: str = Field(max_length=32)
+    patient_id: str | None = Field(default=None, index=True, max_length=36)
+    visit_id: str | None = Field(default=None, index=True, max_length=36)
+    report_id: str | None = Field(default=None, max_length=36)
+    report_ids: list[str] = Field(default_factory=list, sa_type=JSON)
+    outcome: str = Field(max_length=16)
+    request_id: str | None = Field(default=None, max_length=64)
+
+
+class OutboxEvent(OutboxEventBase, ResultsTable, table=True):
+    __tablename__ = "outbox_event"
+
+
+class FeedCursor(FeedCursorBase, ResultsTable, table=True):
+    __tablename__ = "feed_cursor"
+
+
+class ConsumedEvent(ConsumedEventBase, ResultsTable, table=True):
+    __tablename__ = "consumed_event"
+
+
+class IdempotencyRecord(IdempotencyRecordBase, ResultsTable, table=True):
+    __tablename__ = "idempotency_record"

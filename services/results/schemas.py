@@ -1,0 +1,127 @@
+"""Results API shapes. Requests forbid unknown fields; clients never set an order's status or patient."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OrderableKind(StrEnum):
+    lab = "lab"  # 检验
+    imaging = "imaging"  # 检查 (X-ray, CT, ultrasound, ECG)
+
+
+class PaymentMode(StrEnum):
+    """The visit's payment mode, as registration agreed it; it decides whether an order waits for payment."""
+
+    prepay = "prepay"
+    settle_later = "settle_later"
+    green_channel = "green_channel"
+
+
+class OrderStatus(StrEnum):
+    awaiting_payment = "awaiting_payment"
+    released = "released"  # the lab may start
+    reported = "reported"  # a final report is out
+
+
+class ReportStatus(StrEnum):
+    preliminary = "preliminary"  # 初步报告
+    final = "final"  # 正式报告
+
+
+class Flag(StrEnum):
+    """Abnormality flag: high, low, normal, or a critical value (危急值)."""
+
+    H = "H"
+    L = "L"
+    N = "N"
+    critical = "critical"
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class OrderableTestPublic(BaseModel):
+    code: str
+    name_zh: str
+    name_en: str
+    kind: OrderableKind
+    specimen: str | None
+    turnaround_minutes: int
+
+
+class OrderCreate(Request):
+    """Order a test for a visit; the patient and payment mode come from registration, not the client."""
+
+    visit_id: str = Field(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$")
+    test_code: str = Field(min_length=1, max_length=16, examples=["250101015"])
+    ordered_by: str | None = Field(
+        default=None, max_length=64, description="Ordering doctor, as HIS names them"
+    )
+
+
+class OrderPublic(BaseModel):
+    id: str
+    visit_id: str
+    patient_id: str
+    test_code: str
+    test_name: str
+    payment_mode: PaymentMode
+    status: OrderStatus
+    ordered_at: datetime
+    released_at: datetime | None
+
+
+class Observation(Request):
+    """One measured item of a report (检验项目)."""
+
+    code: str = Field(min_length=1, max_length=32, examples=["WBC"])
+    name: str = Field(min_length=1, max_length=64, examples=["白细胞计数"])
+    value: str = Field(max_length=64, examples=["6.2"])
+    unit: str | None = Field(default=None, max_length=32, examples=["10^9/L"])
+    reference_range: str | None = Field(default=None, max_length=64, examples=["3.5-9.5"])
+    flag: Flag | None = None
+
+
+class ReportCreate(Request):
+    status: ReportStatus
+    conclusion: str = Field(max_length=2000)
+    observations: list[Observation] = Field(default_factory=list, max_length=100)
+
+
+class ReportPublic(BaseModel):
+    id: str
+    order_id: str
+    visit_id: str
+    patient_id: str
+    test_code: str
+    test_name: str
+    status: ReportStatus
+    conclusion: str
+    observations: list[Observation]
+    reported_at: datetime
+
+
+class ResultAccessPublic(BaseModel):
+    """One audit record: who looked at which results, and what they got back."""
+
+    id: int
+    at: datetime
+    client: str
+    action: str
+    patient_id: str | None
+    visit_id: str | None
+    report_id: str | None
+    report_ids: list[str]
+    outcome: str
+    request_id: str | None
+
+
+class RegistrationVisit(BaseModel):
+    """The part of registration's visit that results relies on."""
+
+    id: str
+    patient_id: str
+    payment_mode: PaymentMode

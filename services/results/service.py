@@ -1,0 +1,261 @@
+"""Results rules: the payment gate on orders, when a report may be posted, and audited result lookup."""
+
+import json
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from kit.client import ServiceClient
+from kit.clock import utcnow
+from kit.errors import ProblemError, ServiceUnavailable
+from kit.outbox import record_event
+from kit.requestid import current_request_id
+from services.results import repository
+from services.results.errors import (
+    OrderAwaitingPayment,
+    OrderNotFound,
+    RegistrationFailed,
+    RegistrationUnavailable,
+    ReportAlreadyFinal,
+    UnknownTest,
+    VisitNotFound,
+)
+from services.results.models import LabOrder, OrderableTest, OutboxEvent, Report, ResultAccess
+from services.results.schemas import (
+    OrderableTestPublic,
+    OrderCreate,
+    OrderPublic,
+    OrderStatus,
+    PaymentMode,
+    RegistrationVisit,
+    ReportCreate,
+    ReportPublic,
+    ReportStatus,
+)
+
+SEED_FILE = Path(__file__).parent / "tests.json"
+SUBJECT_MAX_LENGTH = 64
+
+
+def load_orderable_tests(session: Session, *, seed_file: Path = SEED_FILE) -> None:
+    """Upsert the orderable tests from the seed file (run at every start, so edits to it take effect).
+
+    The seed is validated first: a malformed file stops start-up rather than serving a broken catalogue.
+    """
+    seed = json.loads(seed_file.read_text(encoding="utf-8"))
+    tests = [OrderableTestPublic.model_validate(entry).model_dump(mode="json") for entry in seed]
+    repository.upsert_orderable_tests(session, tests)
+
+
+def list_orderable_tests(session: Session) -> list[OrderableTest]:
+    return repository.list_orderable_tests(session)
+
+
+def fetch_visit(registration: ServiceClient, *, visit_id: str) -> RegistrationVisit:
+    """The visit as registration knows it; the order's patient and payment mode come from here only."""
+    try:
+        body = registration.get_json(f"/visits/{quote(visit_id, safe='')}")
+    except ServiceUnavailable as exc:
+        raise RegistrationUnavailable(exc.detail) from exc
+    except ProblemError as exc:
+        raise RegistrationFailed(exc.detail) from exc
+    if body is None:
+        raise VisitNotFound(f"No visit {visit_id}.")
+    try:
+        return RegistrationVisit.model_validate(body)
+    except ValidationError:
+        raise RegistrationFailed("Registration answered with a visit results cannot read.") from None
+
+
+def _record(session: Session, order: LabOrder, event_type: str, payload: dict[str, Any]) -> None:
+    record_event(
+        session,
+        OutboxEvent,
+        event_type=event_type,
+        aggregate_type="order",
+        aggregate_id=order.id,
+        visit_id=order.visit_id,
+        patient_id=order.patient_id,
+        payload={"order_id": order.id, "test_code": order.test_code, **payload},
+    )
+
+
+def place_order(session: Session, *, visit: RegistrationVisit, data: OrderCreate) -> LabOrder:
+    """Order a test; a `prepay` visit's order waits for payment, the other modes release it at once.
+
+    先诊疗后结算 (settle later) and 绿色通道 (green channel) never make the lab wait for the cashier.
+    """
+    test = repository.get_orderable_test(session, data.test_code)
+    if test is None:
+        raise UnknownTest(f"No orderable test with code {data.test_code!r}; see GET /tests.")
+    released = visit.payment_mode is not PaymentMode.prepay
+    order = LabOrder(
+        id=str(uuid.uuid4()),
+        visit_id=visit.id,
+        patient_id=visit.patient_id,
+        test_code=test.code,
+        test_name=test.name_zh,
+        payment_mode=visit.payment_mode.value,
+        status=(OrderStatus.released if released else OrderStatus.awaiting_payment).value,
+        ordered_by=data.ordered_by,
+    )
+    order.released_at = order.ordered_at if released else None
+    session.add(order)
+    payload = {"quantity": 1, "payment_mode": order.payment_mode, "status": order.status}
+    _record(session, order, "order.placed", payload)
+    if released:
+        _record(session, order, "order.released", {"reason": "payment_mode"})
+    return order
+
+
+def get_order(session: Session, *, order_id: str, for_update: bool = False) -> LabOrder:
+    order = repository.get_order(session, order_id, for_update=for_update)
+    if order is None:
+        raise OrderNotFound(f"No order {order_id}.")
+    return order
+
+
+def post_report(session: Session, *, order_id: str, data: ReportCreate, reported_by: str) -> Report:
+    """Post a preliminary or final report; only on a released order, and nothing after the final one."""
+    order = get_order(session, order_id=order_id, for_update=True)
+    if order.status == OrderStatus.awaiting_payment:
+        raise OrderAwaitingPayment("This order is awaiting payment; the lab cannot start it until paid.")
+    if order.status == OrderStatus.reported:
+        raise ReportAlreadyFinal("This order already has a final report; no further report can be posted.")
+    report = Report(
+        id=str(uuid.uuid4()),
+        order_id=order.id,
+        visit_id=order.visit_id,
+        patient_id=order.patient_id,
+        test_code=order.test_code,
+        test_name=order.test_name,
+        status=data.status.value,
+        conclusion=data.conclusion,
+        observations=[o.model_dump(mode="json") for o in data.observations],
+        reported_by=reported_by[:SUBJECT_MAX_LENGTH],
+    )
+    session.add(report)
+    if data.status is ReportStatus.final:
+        order.status = OrderStatus.reported.value
+        session.add(order)
+    _record(session, order, f"report.{report.status}", {"report_id": report.id})
+    return report
+
+
+def _audit(
+    session: Session,
+    *,
+    client: str,
+    action: str,
+    outcome: str,
+    reports: Sequence[Report],
+    patient_id: str | None = None,
+    visit_id: str | None = None,
+    report_id: str | None = None,
+) -> None:
+    """Record a look at results in the lookup's own transaction: no audit row, no answer."""
+    session.add(
+        ResultAccess(
+            client=client[:SUBJECT_MAX_LENGTH],
+            action=action,
+            patient_id=patient_id,
+            visit_id=visit_id,
+            report_id=report_id,
+            report_ids=[r.id for r in reports],
+            outcome=outcome,
+            request_id=current_request_id(),
+        )
+    )
+
+
+def visit_reports(session: Session, *, visit_id: str, client: str, limit: int) -> list[Report]:
+    """A visit's reports, newest first, audited (an empty answer too)."""
+    reports = repository.list_visit_reports(session, visit_id, limit=limit)
+    patient_id = reports[0].patient_id if reports else repository.patient_of_visit(session, visit_id)
+    outcome = "found" if reports else "empty"
+    _audit(
+        session,
+        client=client,
+        action="visit_reports",
+        outcome=outcome,
+        reports=reports,
+        patient_id=patient_id,
+        visit_id=visit_id,
+    )
+    return reports
+
+
+def patient_reports(session: Session, *, patient_id: str, client: str, limit: int) -> list[Report]:
+    """A patient's reports, newest first, audited (an empty answer too)."""
+    reports = repository.list_patient_reports(session, patient_id, limit=limit)
+    outcome = "found" if reports else "empty"
+    _audit(
+        session,
+        client=client,
+        action="patient_reports",
+        outcome=outcome,
+        reports=reports,
+        patient_id=patient_id,
+    )
+    return reports
+
+
+def read_report(session: Session, *, report_id: str, patient_id: str | None, client: str) -> Report | None:
+    """One report, audited; None (never a hint why) when it does not exist or is not that patient's."""
+    report = repository.get_report(session, report_id, patient_id=patient_id)
+    _audit(
+        session,
+        client=client,
+        action="read_report",
+        outcome="found" if report else "not_found",
+        reports=[report] if report else [],
+        patient_id=report.patient_id if report else patient_id,
+        visit_id=report.visit_id if report else None,
+        report_id=report_id,
+    )
+    return report
+
+
+def _release_paid(session: Session, order: LabOrder) -> None:
+    order.status = OrderStatus.released.value
+    order.released_at = utcnow()
+    session.add(order)
+    _record(session, order, "order.released", {"reason": "paid"})
+
+
+def apply_billing_event(session: Session, event: dict[str, Any]) -> None:
+    """Billing feed handler: a paid charge naming an order that awaits payment releases that order."""
+    if event["type"] != "charge.paid":
+        return
+    order_id = event["data"].get("order_id")
+    if not order_id:
+        return
+    order = repository.get_order(session, order_id, for_update=True)
+    if order is not None and order.status == OrderStatus.awaiting_payment:
+        _release_paid(session, order)
+
+
+def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
+    """Registration feed handler: after a merge (身份确认后合并) results follow the surviving patient."""
+    if event["type"] != "patient.merged":
+        return
+    data = event["data"]
+    repository.repoint_patient(
+        session,
+        visit_ids=data.get("visit_ids") or [],
+        source_id=data["source_patient_id"],
+        target_id=data["target_patient_id"],
+    )
+
+
+def order_public(order: LabOrder) -> OrderPublic:
+    return OrderPublic.model_validate(order, from_attributes=True)
+
+
+def report_public(report: Report) -> ReportPublic:
+    return ReportPublic.model_validate(report, from_attributes=True)

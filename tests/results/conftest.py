@@ -1,0 +1,84 @@
+"""Results runs against a real registration (uvicorn in a thread) and a fake billing feed we control.
+
+Registration gets its own data dir and PostgreSQL schema (`test_results_registration`), so a concurrent
+run of tests/registration or tests/triage never shares its tables.
+"""
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from kit.testing import internal_headers, make_test_settings, service_client, wipe
+from services.registration.app import create_app as create_registration_app
+from services.registration.config import RegistrationSettings
+from services.registration.models import RegistrationTable
+from services.results.app import create_app
+from services.results.models import ResultsTable
+from tests.results.servers import FakeBillingFeed, LiveServer, results_settings
+
+
+@pytest.fixture(scope="session")
+def registration_settings(tmp_path_factory: pytest.TempPathFactory) -> RegistrationSettings:
+    data_dir = tmp_path_factory.mktemp("results-registration")
+    return make_test_settings(RegistrationSettings, data_dir, database_schema="test_results_registration")
+
+
+@pytest.fixture(scope="session")
+def registration_server(registration_settings: RegistrationSettings) -> Iterator[LiveServer]:
+    with LiveServer(create_registration_app(registration_settings)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def billing_feed() -> Iterator[FakeBillingFeed]:
+    feed = FakeBillingFeed()
+    with LiveServer(feed.app) as server:
+        feed.url = server.url
+        yield feed
+
+
+@pytest.fixture
+def registration(
+    registration_server: LiveServer, registration_settings: RegistrationSettings
+) -> Iterator[httpx.Client]:
+    """An HTTP client on the live registration service, its tables wiped."""
+    s = registration_settings
+    wipe(s.resolved_database_url, s.resolved_schema, RegistrationTable.metadata)
+    with httpx.Client(base_url=registration_server.url, headers=internal_headers()) as client:
+        yield client
+
+
+@pytest.fixture
+def billing(billing_feed: FakeBillingFeed) -> FakeBillingFeed:
+    billing_feed.events.clear()
+    return billing_feed
+
+
+@pytest.fixture(scope="session")
+def results_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture
+def client(
+    results_data_dir: Path,
+    registration_server: LiveServer,
+    registration: httpx.Client,
+    billing: FakeBillingFeed,
+) -> Iterator[TestClient]:
+    """The results app on wiped tables, calling the live registration and reading the fake billing feed."""
+    settings = results_settings(results_data_dir, registration_server.url, billing.url)
+    with service_client(create_app(settings), ResultsTable.metadata) as client:
+        yield client
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A local URL nobody listens on (the port was free a moment ago)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"

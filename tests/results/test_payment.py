@@ -1,0 +1,94 @@
+"""The billing feed: a paid charge releases a prepay order, once, however often it is delivered."""
+
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+from kit.feed import FeedConsumer
+from tests.results.factories import (
+    charge_paid,
+    create_patient,
+    create_visit,
+    events,
+    place_order,
+    post_report,
+    released_order,
+    report_body,
+    wait_until,
+)
+from tests.results.servers import FakeBillingFeed
+
+
+def billing_consumer(client: TestClient) -> FeedConsumer:
+    consumers: list[FeedConsumer] = client.app.state.consumers  # type: ignore[attr-defined]
+    return next(c for c in consumers if c.source == "billing")
+
+
+def prepay_order(client: TestClient, registration: httpx.Client) -> dict[str, Any]:
+    visit = create_visit(registration, create_patient(registration)["id"])
+    return place_order(client, visit["id"])
+
+
+def status_of(client: TestClient, order: dict[str, Any]) -> str:
+    status: str = client.get(f"/orders/{order['id']}").json()["status"]
+    return status
+
+
+def test_charge_paid_on_billings_feed_releases_the_order_for_the_lab(
+    client: TestClient, registration: httpx.Client, billing: FakeBillingFeed
+) -> None:
+    order = prepay_order(client, registration)
+    refused = client.post(f"/orders/{order['id']}/reports", json=report_body())
+    assert refused.status_code == 402
+
+    billing.events.append(charge_paid(1, order))
+    wait_until(lambda: status_of(client, order) == "released", "the charge.paid to be consumed")
+
+    released = client.get(f"/orders/{order['id']}").json()
+    assert released["released_at"] is not None
+    [event] = events(client, "order.released")
+    assert event["data"] == {"order_id": order["id"], "test_code": order["test_code"], "reason": "paid"}
+    assert (event["visit_id"], event["patient_id"]) == (order["visit_id"], order["patient_id"])
+    assert [o["id"] for o in client.get("/orders", params={"status": "released"}).json()] == [order["id"]]
+    post_report(client, order["id"])
+
+
+def test_the_same_charge_paid_applied_twice_has_one_effect(
+    client: TestClient, registration: httpx.Client
+) -> None:
+    order = prepay_order(client, registration)
+    consumer = billing_consumer(client)
+    paid = charge_paid(1, order)
+
+    consumer.apply(paid)
+    consumer.apply(paid)  # the same page read again: the cursor is already past it
+    consumer.apply(paid | {"position": 2})  # redelivered at a new position: the consumed-event record
+
+    assert status_of(client, order) == "released"
+    assert len(events(client, "order.released")) == 1
+    assert consumer.cursor() == 2
+
+
+def test_charge_paid_without_an_order_or_for_a_released_order_changes_nothing(
+    client: TestClient, registration: httpx.Client
+) -> None:
+    consumer = billing_consumer(client)
+    waiting = prepay_order(client, registration)
+    settle_later = released_order(client, registration, patient_index=1)
+
+    registration_fee = charge_paid(1, waiting)
+    registration_fee["data"]["order_id"] = None
+    consumer.apply(registration_fee)
+    consumer.apply(charge_paid(2, settle_later))
+    consumer.apply(charge_paid(3, {**waiting, "id": "no-such-order"}))
+
+    assert status_of(client, waiting) == "awaiting_payment"
+    assert [e["data"]["reason"] for e in events(client, "order.released")] == ["payment_mode"]
+
+
+def test_other_billing_events_are_ignored(client: TestClient, registration: httpx.Client) -> None:
+    order = prepay_order(client, registration)
+    posted = charge_paid(1, order) | {"type": "charge.posted"}
+    billing_consumer(client).apply(posted)
+    assert status_of(client, order) == "awaiting_payment"
