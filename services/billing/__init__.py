@@ -1,0 +1,1 @@
+"""Billing (收费 / 结算): the price catalogue, charges, payments, settlement and the daily itemised bill."""

@@ -1,0 +1,25 @@
+"""Billing settings (env prefix `BILLING_`)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import SettingsConfigDict
+
+from kit.config import ServiceSettings, service_url_setting
+
+CATALOGUE_PATH = Path(__file__).parent / "catalogue.csv"
+
+
+class BillingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore")
+
+    service_name: str = "billing"
+    registration_url: str = service_url_setting("registration")
+    results_url: str = service_url_setting("results")
+    # The price list (医疗服务项目价格) loaded at every start; items missing from it become inactive.
+    catalogue_path: Path = CATALOGUE_PATH
+
+
+@lru_cache
+def get_settings() -> BillingSettings:
+    return BillingSettings()

@@ -1,0 +1,123 @@
+"""Billing tables. Money is integer fen in BIGINT columns: never float, never SQLite NUMERIC (a REAL)."""
+
+from datetime import date, datetime
+from typing import Literal
+
+from sqlalchemy import BigInteger, Index
+from sqlmodel import Field, SQLModel
+
+from kit.idempotency import IdempotencyRecordBase
+from kit.models import (
+    BigIntId,
+    ConsumedEventBase,
+    FeedCursorBase,
+    OutboxEventBase,
+    Timestamp,
+    UTCDateTime,
+    new_registry,
+)
+
+
+class BillingTable(SQLModel, registry=new_registry()):
+    """Base of every billing table (its own metadata)."""
+
+
+class CatalogueItem(BillingTable, table=True):
+    """A priced item of the hospital's price list (医疗服务项目价格); only active items may be charged."""
+
+    __tablename__ = "catalogue_item"
+
+    code: str = Field(primary_key=True, max_length=32)
+    name_zh: str = Field(max_length=100)
+    name_en: str = Field(max_length=100)
+    unit: str = Field(max_length=16)
+    price_fen: int
+    category: str = Field(max_length=16, index=True)
+    active: bool = True
+    updated_at: datetime = Timestamp()
+
+
+class VisitAccount(BillingTable, table=True):
+    """The bill of one visit: `open` while charges may be posted, `settled` once closed (结算)."""
+
+    __tablename__ = "visit_account"
+
+    visit_id: str = Field(primary_key=True, max_length=36)
+    patient_id: str = Field(index=True, max_length=36)
+    kind: str = Field(max_length=16)
+    payment_mode: str = Field(max_length=16)
+    status: str = Field(default="open", max_length=16)
+    opened_at: datetime = Timestamp()
+    settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Payment(BillingTable, table=True):
+    """Money received against a visit's charges; each paid charge points at its payment."""
+
+    id: str = Field(primary_key=True, max_length=36)
+    visit_id: str = Field(foreign_key="visit_account.visit_id", index=True, max_length=36)
+    amount_fen: int = Field(sa_type=BigInteger)
+    method: str = Field(max_length=16)
+    paid_at: datetime = Timestamp()
+
+
+class Charge(BillingTable, table=True):
+    """One bill line. Name, unit and price are copied from the catalogue when posted, so a later price
+    change never rewrites a bill. `source_event_id` and `order_id` are unique: a replayed event or a
+    re-announced order can never be charged twice (重复收费)."""
+
+    __table_args__ = (Index("ix_charge_visit_id_service_date", "visit_id", "service_date"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    visit_id: str = Field(foreign_key="visit_account.visit_id", max_length=36)
+    item_code: str = Field(foreign_key="catalogue_item.code", max_length=32)
+    item_name: str = Field(max_length=100)
+    unit: str = Field(max_length=16)
+    unit_price_fen: int
+    quantity: int
+    amount_fen: int = Field(sa_type=BigInteger)
+    origin: str = Field(max_length=16)
+    order_id: str | None = Field(default=None, max_length=36, unique=True)
+    source_event_id: str | None = Field(default=None, max_length=36, unique=True)
+    note: str | None = Field(default=None, max_length=200)
+    payment_id: str | None = Field(default=None, foreign_key="payment.id", index=True, max_length=36)
+    charged_at: datetime = Timestamp()
+    service_date: date
+
+    @property
+    def status(self) -> Literal["unpaid", "paid"]:
+        return "unpaid" if self.payment_id is None else "paid"
+
+
+class RejectedCharge(BillingTable, table=True):
+    """An event that asked for a charge billing must not post (unknown item, settled account, …).
+
+    Kept for the cashier to review instead of inventing a charge or silently dropping the event.
+    """
+
+    __tablename__ = "rejected_charge"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    event_id: str = Field(max_length=36, unique=True)
+    source: str = Field(max_length=32)
+    visit_id: str | None = Field(default=None, max_length=36, index=True)
+    item_code: str | None = Field(default=None, max_length=64)
+    order_id: str | None = Field(default=None, max_length=36)
+    reason: str = Field(max_length=32)
+    rejected_at: datetime = Timestamp()
+
+
+class OutboxEvent(OutboxEventBase, BillingTable, table=True):
+    __tablename__ = "outbox_event"
+
+
+class FeedCursor(FeedCursorBase, BillingTable, table=True):
+    __tablename__ = "feed_cursor"
+
+
+class ConsumedEvent(ConsumedEventBase, BillingTable, table=True):
+    __tablename__ = "consumed_event"
+
+
+class IdempotencyRecord(IdempotencyRecordBase, BillingTable, table=True):
+    __tablename__ = "idempotency_record"

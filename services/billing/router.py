@@ -1,0 +1,203 @@
+"""Billing endpoints (thin: parse, call the service under an idempotency key, shape the answer)."""
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
+from fastapi.responses import JSONResponse
+
+from kit.auth import CallerDep
+from kit.client import ServiceClient
+from kit.database import SessionDep
+from kit.errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableContent, problem_responses
+from kit.idempotency import IDEMPOTENCY_HEADER, idempotent
+from services.billing import service
+from services.billing.errors import (
+    AccountSettled,
+    AmountMismatch,
+    ChargeAlreadyPaid,
+    ChargeNotFound,
+    InvalidServiceDate,
+    ItemNotFound,
+    NothingDue,
+    UnknownItem,
+    VisitNotFound,
+)
+from services.billing.models import IdempotencyRecord
+from services.billing.schemas import (
+    ID_PATTERN,
+    AccountPublic,
+    CatalogueItemPublic,
+    Category,
+    ChargeCreate,
+    ChargePublic,
+    DailyBillPublic,
+    PaymentCreate,
+    PaymentPublic,
+    RejectedChargePublic,
+    SettlementCreate,
+    SettlementPublic,
+)
+
+
+def registration_client(request: Request) -> ServiceClient:
+    """The long-lived client for registration, opened at start-up."""
+    client: ServiceClient = request.app.state.registration
+    return client
+
+
+router = APIRouter()
+RegistrationDep = Annotated[ServiceClient, Depends(registration_client)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        description="Required. A retry with the same key and body gets the first answer back.",
+    ),
+]
+VisitIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+# Every keyed write: 400 key missing, 422 key reused with another body, 409 twin still in flight, and
+# 503 when registration must be asked about a visit and does not answer.
+KEYED_WRITE_ERRORS = (BadRequest, Conflict, UnprocessableContent, ServiceUnavailable)
+
+
+@router.get("/catalogue", tags=["catalogue"])
+def read_catalogue(
+    session: SessionDep,
+    category: Category | None = None,
+    include_inactive: Annotated[bool, Query(description="Also list items no longer charged")] = False,
+) -> list[CatalogueItemPublic]:
+    """The price list (价格公示): active items by category and code, prices in fen."""
+    return service.list_catalogue(session, category=category, include_inactive=include_inactive)
+
+
+@router.get("/catalogue/{code}", tags=["catalogue"], responses=problem_responses(ItemNotFound))
+def read_catalogue_item(code: str, session: SessionDep) -> CatalogueItemPublic:
+    """One catalogue item, inactive ones included (old bills still name them)."""
+    return service.item_to_public(service.get_item(session, code=code))
+
+
+@router.post(
+    "/charges",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChargePublic,
+    tags=["charges"],
+    responses=problem_responses(
+        *KEYED_WRITE_ERRORS, VisitNotFound, AccountSettled, UnknownItem, InvalidServiceDate
+    ),
+)
+def post_charge(
+    data: ChargeCreate,
+    session: SessionDep,
+    caller: CallerDep,
+    registration: RegistrationDep,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Charge a catalogue item to a visit at the catalogue price (`amount_fen = unit_price_fen × quantity`).
+
+    Needs an `Idempotency-Key`. An item not in the active catalogue is 422 `unknown-item`; a visit
+    registration does not know is 404; a settled account is 409. Emits `charge.posted`.
+    """
+    return idempotent(
+        session,
+        IdempotencyRecord,
+        client=caller.subject,
+        key=key,
+        payload={"operation": "charge", "body": data},
+        run=lambda: (201, service.post_charge(session, data=data, registration=registration)),
+    )
+
+
+@router.post(
+    "/payments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PaymentPublic,
+    tags=["payments"],
+    responses=problem_responses(
+        *KEYED_WRITE_ERRORS,
+        VisitNotFound,
+        ChargeNotFound,
+        ChargeAlreadyPaid,
+        NothingDue,
+        AccountSettled,
+        AmountMismatch,
+    ),
+)
+def post_payment(
+    data: PaymentCreate,
+    session: SessionDep,
+    caller: CallerDep,
+    registration: RegistrationDep,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Pay the listed charges of a visit (all its unpaid charges when `charge_ids` is omitted).
+
+    Needs an `Idempotency-Key`. All or nothing: a listed charge that is already paid (409) or not this
+    visit's (404) pays nothing. `amount_fen`, if sent, must equal the total due (422 `amount-mismatch`).
+    Emits `payment.received` and one `charge.paid` per charge.
+    """
+    return idempotent(
+        session,
+        IdempotencyRecord,
+        client=caller.subject,
+        key=key,
+        payload={"operation": "payment", "body": data},
+        run=lambda: (201, service.pay(session, data=data, registration=registration)),
+    )
+
+
+@router.post(
+    "/visits/{visit_id}/settlement",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SettlementPublic,
+    tags=["payments"],
+    responses=problem_responses(*KEYED_WRITE_ERRORS, VisitNotFound, AccountSettled, AmountMismatch),
+)
+def settle_visit(
+    visit_id: VisitIdPath,
+    data: SettlementCreate,
+    session: SessionDep,
+    caller: CallerDep,
+    registration: RegistrationDep,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Settle the visit's account: pay everything unpaid and close it to further charges (结算).
+
+    For settle-later and green-channel visits at discharge. Needs an `Idempotency-Key`. `payment` is
+    null when nothing was due. Emits `visit.settled`.
+    """
+    return idempotent(
+        session,
+        IdempotencyRecord,
+        client=caller.subject,
+        key=key,
+        payload={"operation": "settlement", "visit_id": visit_id, "body": data},
+        run=lambda: (201, service.settle(session, visit_id=visit_id, data=data, registration=registration)),
+    )
+
+
+@router.get("/visits/{visit_id}/account", tags=["accounts"], responses=problem_responses(VisitNotFound))
+def read_account(visit_id: VisitIdPath, session: SessionDep) -> AccountPublic:
+    """The visit's account: every charge, the total, what was paid and the balance still due."""
+    return service.account_view(session, visit_id=visit_id)
+
+
+@router.get("/visits/{visit_id}/daily-bill", tags=["accounts"], responses=problem_responses(VisitNotFound))
+def read_daily_bill(
+    visit_id: VisitIdPath,
+    session: SessionDep,
+    day: Annotated[date | None, Query(alias="date", description="Hospital day; default today")] = None,
+) -> DailyBillPublic:
+    """The daily itemised bill (一日清单): each charge of that day; the totals are the sums of its lines."""
+    return service.daily_bill(session, visit_id=visit_id, day=day)
+
+
+@router.get("/rejected-charges", tags=["accounts"])
+def read_rejected_charges(
+    session: SessionDep,
+    visit_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[RejectedChargePublic]:
+    """Charges other services asked for that billing refused (unknown item, settled account, …), newest
+    first, for the cashier to review."""
+    return service.list_rejections(session, visit_id=visit_id, limit=limit)

@@ -1,0 +1,178 @@
+"""Billing API shapes. Requests forbid unknown fields; every amount is an integer number of fen."""
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Ids travel into registration's URL when billing looks a visit up: keep them to uuid characters.
+ID_PATTERN = r"^[A-Za-z0-9-]{1,36}$"
+EntityId = Annotated[str, Field(pattern=ID_PATTERN, max_length=36)]
+# Strict: a JSON 12.5 (or "12") is refused rather than coerced; money is never a float.
+Fen = Annotated[int, Field(strict=True, ge=0, le=10**12)]
+ChargeStatus = Literal["unpaid", "paid"]
+
+
+class Category(StrEnum):
+    registration = "registration"
+    lab = "lab"
+    imaging = "imaging"
+    treatment = "treatment"
+    drug = "drug"
+    bed = "bed"
+    nursing = "nursing"
+
+
+class PaymentMethod(StrEnum):
+    cash = "cash"
+    card = "card"
+    wechat = "wechat"
+    alipay = "alipay"
+    insurance = "insurance"
+
+
+class ChargeOrigin(StrEnum):
+    """Who asked for the charge: a cashier or HIS call, the visit's registration fee, or a results order."""
+
+    manual = "manual"
+    registration = "registration"
+    order = "order"
+
+
+class CatalogueRow(BaseModel):
+    """One line of `catalogue.csv`, checked before anything is loaded."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    code: str = Field(pattern=r"^[A-Z0-9]{4,32}$")
+    name_zh: str = Field(min_length=1, max_length=100)
+    name_en: str = Field(min_length=1, max_length=100)
+    unit: str = Field(min_length=1, max_length=16)
+    price_fen: int = Field(gt=0, lt=2**31)
+    category: Category
+
+
+class CatalogueItemPublic(BaseModel):
+    code: str
+    name_zh: str
+    name_en: str
+    unit: str
+    price_fen: int
+    category: Category
+    active: bool
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ChargeCreate(Request):
+    """A charge posted by a cashier or the HIS; the price always comes from the catalogue."""
+
+    visit_id: EntityId
+    item_code: str = Field(min_length=1, max_length=32, examples=["120400006"])
+    quantity: int = Field(strict=True, ge=1, le=999)
+    service_date: date | None = Field(
+        default=None, description="The day the service was given (defaults to today, hospital time)"
+    )
+    note: str | None = Field(default=None, max_length=200)
+
+
+class ChargePublic(BaseModel):
+    id: str
+    visit_id: str
+    patient_id: str
+    item_code: str
+    item_name: str
+    unit: str
+    unit_price_fen: int
+    quantity: int
+    amount_fen: int
+    origin: ChargeOrigin
+    order_id: str | None
+    status: ChargeStatus
+    payment_id: str | None
+    note: str | None
+    charged_at: datetime
+    service_date: date
+
+
+class PaymentCreate(Request):
+    """Pay the listed charges of a visit, or all its unpaid charges when `charge_ids` is omitted."""
+
+    visit_id: EntityId
+    charge_ids: list[EntityId] | None = Field(default=None, min_length=1, max_length=500)
+    amount_fen: Fen | None = Field(default=None, description="If given, must equal the total due")
+    method: PaymentMethod
+
+
+class PaymentPublic(BaseModel):
+    id: str
+    visit_id: str
+    amount_fen: int
+    method: PaymentMethod
+    charge_ids: list[str]
+    paid_at: datetime
+
+
+class SettlementCreate(Request):
+    """Close the account, paying whatever is still unpaid (出院结算 / 先诊疗后结算 / 先救治后付费)."""
+
+    method: PaymentMethod
+    amount_fen: Fen | None = Field(default=None, description="If given, must equal the total due")
+
+
+class SettlementPublic(BaseModel):
+    visit_id: str
+    patient_id: str
+    status: str
+    payment: PaymentPublic | None
+    total_fen: int
+    settled_at: datetime
+
+
+class AccountPublic(BaseModel):
+    visit_id: str
+    patient_id: str
+    kind: str
+    payment_mode: str
+    status: str
+    charges_total_fen: int
+    paid_fen: int
+    balance_fen: int
+    charges: list[ChargePublic]
+
+
+class DailyBillLine(BaseModel):
+    charge_id: str
+    item_code: str
+    item_name: str
+    unit: str
+    unit_price_fen: int
+    quantity: int
+    amount_fen: int
+    status: ChargeStatus
+    charged_at: datetime
+
+
+class DailyBillPublic(BaseModel):
+    """The 一日清单: every charge of one hospital day, with totals that equal the sum of the lines."""
+
+    visit_id: str
+    patient_id: str
+    date: date
+    lines: list[DailyBillLine]
+    total_fen: int
+    paid_fen: int
+    unpaid_fen: int
+
+
+class RejectedChargePublic(BaseModel):
+    event_id: str
+    source: str
+    visit_id: str | None
+    item_code: str | None
+    order_id: str | None
+    reason: str
+    rejected_at: datetime
