@@ -5,12 +5,16 @@ On PostgreSQL each service gets its own `test_<service>` schema.
 """
 
 import os
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI
+import uvicorn
+from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
 from sqlalchemy import MetaData, delete
 
@@ -22,13 +26,16 @@ TEST_SECRET = "test-internal-secret-not-for-production"
 S = TypeVar("S", bound=ServiceSettings)
 
 
-def test_database_url() -> str | None:
+STARTUP_DEADLINE_SECONDS = 30.0
+
+
+def database_url_under_test() -> str | None:
     return os.environ.get("PATIENTFLOW_TEST_DATABASE_URL") or None
 
 
 def make_test_settings(settings_cls: type[S], data_dir: Path, **overrides: Any) -> S:
     """Settings for one service on the test database, with the test secret and no env leakage."""
-    url = test_database_url()
+    url = database_url_under_test()
     name = settings_cls.model_fields["service_name"].default
     values: dict[str, Any] = {
         "environment": "test",
@@ -68,3 +75,61 @@ def service_client(app: FastAPI, metadata: MetaData) -> Iterator[TestClient]:
     wipe(settings.resolved_database_url, settings.resolved_schema, metadata)
     with TestClient(app, headers=internal_headers(), raise_server_exceptions=False) as client:
         yield client
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Serve an app over real HTTP (uvicorn in a thread, a free local port); yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    # ws="none": websockets are not used, and importing them warns.
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(STARTUP_DEADLINE_SECONDS)
+        sock.close()
+
+
+class FakeFeed:
+    """A sibling service's `GET /events`, serving whatever events a test publishes."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self.app = FastAPI()
+        self.app.get("/events")(self._read)
+
+    def _read(
+        self, after: int = 0, limit: Annotated[int, Query(ge=1, le=500)] = 100, type: str | None = None
+    ) -> dict[str, Any]:
+        with self._lock:
+            page = [e for e in self._events if e["position"] > after and type in (None, e["type"])]
+        page = page[:limit]
+        return {"events": page, "next_after": page[-1]["position"] if page else after}
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._events)
+
+    def publish(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Append a copy at the next position; publishing the same event twice is a redelivery."""
+        with self._lock:
+            stored = {**event, "position": len(self._events) + 1}
+            self._events.append(stored)
+        return stored
+
+    def clear(self) -> None:
+        with self._lock:
+            self._events.clear()

@@ -1,17 +1,18 @@
-"""Every service's migrations build its schema from empty, and match its models exactly."""
+"""Every service's migrations build its schema from empty, match its models exactly, and undo cleanly."""
 
 import importlib
 import uuid
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, inspect, text
 
 from kit.database import Database
-from kit.migrations import upgrade
-from kit.testing import test_database_url
+from kit.migrations import alembic_config, upgrade
+from kit.testing import database_url_under_test
 from patientflow.topology import SERVICES
 
 
@@ -23,7 +24,7 @@ def service_metadata(name: str) -> MetaData:
 
 @pytest.mark.parametrize("service", [s.name for s in SERVICES])
 def test_migrations_upgrade_from_empty_to_head_and_match_models(service: str, tmp_path: Path) -> None:
-    url = test_database_url()
+    url = database_url_under_test()
     schema = f"test_migrate_{service}_{uuid.uuid4().hex[:6]}" if url else None
     database = Database(url or f"sqlite:///{tmp_path / 'fresh.db'}", schema)
     component = next(s for s in SERVICES if s.name == service)
@@ -34,6 +35,10 @@ def test_migrations_upgrade_from_empty_to_head_and_match_models(service: str, tm
         with database.writer.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, service_metadata(service)) == []
+        with database.writer.begin() as connection:  # and the way back works too
+            command.downgrade(alembic_config(component.migrations, connection), "base")
+            assert set(inspect(connection).get_table_names()) <= {"alembic_version"}
+        upgrade(database, component.migrations)
     finally:
         if schema:
             with database.writer.begin() as connection:

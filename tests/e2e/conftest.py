@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from kit.testing import test_database_url
+from kit.testing import database_url_under_test
 from patientflow.supervisor import System, free_port
 from patientflow.topology import COMPONENTS, SERVICES
 from tests.e2e.clients import Gateway
@@ -25,7 +25,7 @@ def _drop_e2e_schemas(url: str) -> None:
 @pytest.fixture(scope="session")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     env = {"PATIENTFLOW_FEED_POLL_SECONDS": "0.1", "PATIENTFLOW_ENVIRONMENT": "development"}
-    url = test_database_url()
+    url = database_url_under_test()
     if url:
         _drop_e2e_schemas(url)
         env |= {"PATIENTFLOW_DATABASE_URL": url, "PATIENTFLOW_SCHEMA_PREFIX": E2E_SCHEMA_PREFIX}

@@ -9,7 +9,7 @@ from sqlmodel import Field, SQLModel
 from kit.database import Database
 from kit.idempotency import IdempotencyRecordBase
 from kit.models import ConsumedEventBase, FeedCursorBase, OutboxEventBase, new_registry
-from kit.testing import test_database_url
+from kit.testing import database_url_under_test
 
 
 class SampleTable(SQLModel, registry=new_registry()):
@@ -39,7 +39,7 @@ class IdempotencyRecord(IdempotencyRecordBase, SampleTable, table=True):
 
 def fresh_database(tmp_path: Path, name: str) -> Database:
     """An empty database with the sample tables: a SQLite file, or a dropped-and-recreated schema."""
-    url = test_database_url()
+    url = database_url_under_test()
     schema = f"test_kit_{name}" if url else None
     if schema:
         scratch = Database(url or "", "public")

@@ -23,7 +23,7 @@ SCRATCH_SCHEMA = "test_results_migrations"
 @pytest.fixture
 def empty_database(tmp_path: Path) -> Iterator[Database]:
     """A database with no results tables yet (its own file, or its own schema on PostgreSQL)."""
-    url = testing.test_database_url()
+    url = testing.database_url_under_test()
     database = Database(url or f"sqlite:///{tmp_path / 'empty.db'}", SCRATCH_SCHEMA if url else None)
     if url:
         with database.writer.begin() as conn:

@@ -62,7 +62,7 @@ def registration_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     Its own directory and PostgreSQL schema, so registration's own tests (which wipe their tables)
     never pull visits out from under triage's.
     """
-    overrides = {"database_schema": "test_triage_registration"} if testing.test_database_url() else {}
+    overrides = {"database_schema": "test_triage_registration"} if testing.database_url_under_test() else {}
     data_dir = tmp_path_factory.mktemp("triage-registration")
     settings = testing.make_test_settings(RegistrationSettings, data_dir, **overrides)
     testing.wipe(settings.resolved_database_url, settings.resolved_schema, RegistrationTable.metadata)
