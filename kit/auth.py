@@ -20,6 +20,7 @@ from kit.errors import Forbidden, Unauthorized
 INTERNAL_AUTH_HEADER = "authorization"
 TOKEN_PREFIX = "pf1"
 TOKEN_LIFETIME_SECONDS = 300
+MAX_SUBJECT_LENGTH = 64  # services store the subject (audit rows, idempotency keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,8 @@ def verify_internal_token(secret: str, token: str, *, now: float | None = None) 
     claims = json.loads(_unb64(payload))
     if claims["exp"] < (time.time() if now is None else now):
         raise Unauthorized("Expired internal credentials.")
+    if not 0 < len(claims["sub"]) <= MAX_SUBJECT_LENGTH:
+        raise Unauthorized("Internal credentials name no valid client.")
     return Caller(subject=claims["sub"], scopes=frozenset(claims["scp"]))
 
 

@@ -5,7 +5,7 @@ from typing import Any
 import httpx
 
 from kit.auth import TokenSource
-from kit.errors import ProblemError, ServiceUnavailable
+from kit.errors import BadGateway, ServiceUnavailable
 from kit.requestid import current_request_id
 
 DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=1.0)
@@ -35,9 +35,11 @@ class ServiceClient:
         if response.status_code == 404:
             return None
         if response.status_code >= 400:
-            error = ProblemError(f"The {self.name} service answered {response.status_code}.")
-            error.status = 502 if response.status_code >= 500 else response.status_code
-            raise error
+            # Any other refusal of a GET is our fault or theirs, never the client's: 502, not a 401/403
+            # that the client would read as its own credentials failing.
+            raise BadGateway(
+                f"The {self.name} service answered {response.status_code}.", slug="upstream-error"
+            )
         body: dict[str, Any] = response.json()
         return body
 

@@ -110,5 +110,13 @@ def _request_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def _write_session(request: Request) -> Iterator[Session]:
+    database: Database = request.app.state.database
+    with database.session(write=True) as session:
+        yield session
+
+
 # scope="function": commit before the response is sent, so a failed commit is never reported as success.
 SessionDep = Annotated[Session, Depends(_request_session, scope="function")]
+# For reads that must also write, such as a lookup that records who looked (GETs are read-only otherwise).
+WriteSessionDep = Annotated[Session, Depends(_write_session, scope="function")]

@@ -64,6 +64,10 @@ class UnprocessableContent(ProblemError):
     status, title, slug = 422, "Unprocessable content", "unprocessable-content"
 
 
+class BadGateway(ProblemError):
+    status, title, slug = 502, "Bad gateway", "bad-gateway"
+
+
 class ServiceUnavailable(ProblemError):
     status, title, slug = 503, "Service unavailable", "service-unavailable"
 

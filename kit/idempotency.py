@@ -10,8 +10,9 @@ import hashlib
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Header
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy import JSON
@@ -24,6 +25,16 @@ from kit.models import Timestamp
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
+
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        description="A retry with the same key and body gets the first answer back; never a second effect.",
+    ),
+]
+"""Declare as `key: IdempotencyKeyHeader = None`; `idempotent()` answers 400 where a key is required."""
 
 
 class IdempotencyRecordBase(SQLModel):

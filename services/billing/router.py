@@ -3,14 +3,14 @@
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from kit.auth import CallerDep
 from kit.client import ServiceClient
 from kit.database import SessionDep
 from kit.errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableContent, problem_responses
-from kit.idempotency import IDEMPOTENCY_HEADER, idempotent
+from kit.idempotency import IdempotencyKeyHeader, idempotent
 from services.billing import service
 from services.billing.errors import (
     AccountSettled,
@@ -48,13 +48,6 @@ def registration_client(request: Request) -> ServiceClient:
 
 router = APIRouter()
 RegistrationDep = Annotated[ServiceClient, Depends(registration_client)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias=IDEMPOTENCY_HEADER,
-        description="Required. A retry with the same key and body gets the first answer back.",
-    ),
-]
 VisitIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 # Every keyed write: 400 key missing, 422 key reused with another body, 409 twin still in flight, and
 # 503 when registration must be asked about a visit and does not answer.
@@ -91,7 +84,7 @@ def post_charge(
     session: SessionDep,
     caller: CallerDep,
     registration: RegistrationDep,
-    key: IdempotencyKey = None,
+    key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Charge a catalogue item to a visit at the catalogue price (`amount_fen = unit_price_fen × quantity`).
 
@@ -128,7 +121,7 @@ def post_payment(
     session: SessionDep,
     caller: CallerDep,
     registration: RegistrationDep,
-    key: IdempotencyKey = None,
+    key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Pay the listed charges of a visit (all its unpaid charges when `charge_ids` is omitted).
 
@@ -159,7 +152,7 @@ def settle_visit(
     session: SessionDep,
     caller: CallerDep,
     registration: RegistrationDep,
-    key: IdempotencyKey = None,
+    key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Settle the visit's account: pay everything unpaid and close it to further charges (结算).
 

@@ -1,16 +1,14 @@
 """Results endpoints (thin: parse, call the service, shape the answer)."""
 
-from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
-from sqlmodel import Session
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from kit.auth import CallerDep
 from kit.client import ServiceClient
-from kit.database import Database, SessionDep
+from kit.database import SessionDep, WriteSessionDep
 from kit.errors import BadRequest, Conflict, problem_response, problem_responses
-from kit.idempotency import IDEMPOTENCY_HEADER, idempotent
+from kit.idempotency import IdempotencyKeyHeader, idempotent
 from services.results import repository, service
 from services.results.errors import (
     OrderAwaitingPayment,
@@ -37,19 +35,13 @@ router = APIRouter()
 MAX_PAGE = 200
 
 
-def _audited_session(request: Request) -> Iterator[Session]:
-    """A write session for GETs that record who looked (kit's SessionDep opens GETs read-only)."""
-    database: Database = request.app.state.database
-    with database.session(write=True) as session:
-        yield session
-
-
 def _registration(request: Request) -> ServiceClient:
     client: ServiceClient = request.app.state.registration
     return client
 
 
-AuditedSessionDep = Annotated[Session, Depends(_audited_session, scope="function")]
+# Lookups record who looked, so their GETs need a write session.
+AuditedSessionDep = WriteSessionDep
 RegistrationDep = Annotated[ServiceClient, Depends(_registration)]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 # Ids are UUIDs; the bound keeps an oversized path from reaching the audit table's columns.
@@ -78,7 +70,7 @@ def place_order(
     session: SessionDep,
     caller: CallerDep,
     registration: RegistrationDep,
-    idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     """Order a test for a visit. `prepay` visits wait for payment (`awaiting_payment`); `settle_later` and
     `green_channel` visits are `released` to the lab at once.
