@@ -3,12 +3,18 @@
 SQLite: WAL, `synchronous=FULL`, `foreign_keys=ON`, `busy_timeout`, and every write transaction opened
 with `BEGIN IMMEDIATE` on a single pooled connection, so writers queue in-process instead of failing
 with "database is locked". PostgreSQL: one schema per service, selected through `search_path`.
+
+Requests wait for a database connection in the event loop (an asyncio gate sized to the pool), never
+in a worker thread: threads parked on an exhausted pool would starve the very requests that hold the
+connections and need a thread to finish, and the service would hang.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -16,6 +22,8 @@ from sqlalchemy.pool import QueuePool
 from sqlmodel import Session
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SQLITE_READERS = 8
+POSTGRES_POOL, POSTGRES_OVERFLOW = 10, 10
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "synchronous": "2",  # FULL: an acknowledged charge survives power loss.
@@ -30,7 +38,7 @@ def _sqlite_engine(url: str, *, writer: bool) -> Engine:
         connect_args={"check_same_thread": False, "timeout": 30},
         poolclass=QueuePool,
         # One writer connection: writers wait for the pool, never for the file lock.
-        pool_size=1 if writer else 8,
+        pool_size=1 if writer else SQLITE_READERS,
         max_overflow=0,
         pool_timeout=60,
     )
@@ -54,8 +62,8 @@ def _sqlite_engine(url: str, *, writer: bool) -> Engine:
 def _postgres_engine(url: str, schema: str) -> Engine:
     engine = create_engine(
         url,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=POSTGRES_POOL,
+        max_overflow=POSTGRES_OVERFLOW,
         pool_pre_ping=True,
         connect_args={"options": f"-csearch_path={schema}"},
     )
@@ -74,8 +82,18 @@ class Database:
         if self.is_sqlite:
             self.writer = _sqlite_engine(url, writer=True)
             self.reader = _sqlite_engine(url, writer=False)
+            self._capacity = {True: 1, False: SQLITE_READERS}
         else:
             self.writer = self.reader = _postgres_engine(url, schema or "public")
+            self._capacity = {True: POSTGRES_POOL + POSTGRES_OVERFLOW}
+        self._gates: dict[bool, asyncio.Semaphore] = {}
+
+    def gate(self, *, write: bool) -> asyncio.Semaphore:
+        """Admission to the engine a request will use: at most as many requests as it has connections."""
+        key = write if self.is_sqlite else True  # PostgreSQL: one engine, one gate
+        if key not in self._gates:
+            self._gates[key] = asyncio.Semaphore(self._capacity[key])
+        return self._gates[key]
 
     @contextmanager
     def session(self, *, write: bool = True) -> Iterator[Session]:
@@ -104,15 +122,29 @@ class Database:
         self.reader.dispose()
 
 
-def _request_session(request: Request) -> Iterator[Session]:
+@asynccontextmanager
+async def _gated_session(request: Request, *, write: bool) -> AsyncIterator[Session]:
+    """A request's unit of work: admitted by the gate, committed (or rolled back) before the response."""
     database: Database = request.app.state.database
-    with database.session(write=request.method not in READ_METHODS) as session:
+    async with database.gate(write=write):
+        session = Session(database.writer if write else database.reader, expire_on_commit=False)
+        try:
+            yield session
+            await anyio.to_thread.run_sync(session.commit)
+        except BaseException:
+            await anyio.to_thread.run_sync(session.rollback)
+            raise
+        finally:
+            await anyio.to_thread.run_sync(session.close)
+
+
+async def _request_session(request: Request) -> AsyncIterator[Session]:
+    async with _gated_session(request, write=request.method not in READ_METHODS) as session:
         yield session
 
 
-def _write_session(request: Request) -> Iterator[Session]:
-    database: Database = request.app.state.database
-    with database.session(write=True) as session:
+async def _write_session(request: Request) -> AsyncIterator[Session]:
+    async with _gated_session(request, write=True) as session:
         yield session
 
 

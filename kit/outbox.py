@@ -19,8 +19,8 @@ from kit.clock import as_utc
 from kit.database import SessionDep
 from kit.models import OutboxEventBase
 
-OUTBOX_LOCK_KEY = 7_310_115  # any constant: one advisory lock per database
 MAX_FEED_PAGE = 500
+OUTBOX_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('patientflow.outbox.' || current_schema()))")
 
 
 def record_event(
@@ -37,7 +37,8 @@ def record_event(
     """Add an event to the current transaction; it is published only if the transaction commits."""
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
+        # One lock per schema: services sharing a database never wait on each other's outboxes.
+        session.execute(OUTBOX_LOCK)
     last = session.exec(
         select(func.max(outbox.sequence)).where(
             outbox.aggregate_type == aggregate_type, outbox.aggregate_id == aggregate_id

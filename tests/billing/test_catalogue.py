@@ -6,12 +6,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from kit.testing import internal_headers, service_client
+from kit.testing import FakeFeed, internal_headers, service_client
 from services.billing.app import create_app
 from services.billing.catalogue import read_catalogue
 from services.billing.config import CATALOGUE_PATH
 from services.billing.models import BillingTable
-from tests.billing.conftest import FakeResultsFeed, billing_settings
+from tests.billing.conftest import billing_settings
 from tests.billing.factories import INFUSION, account, assert_no_floats, keyed, new_visit, post_charge
 
 # Codes registration and results send in their events (registration fees, test codes).
@@ -70,7 +70,7 @@ def test_reload_retires_missing_items_and_never_reprices_posted_charges(
     data_dir: Path,
     registration: httpx.Client,
     registration_url: str,
-    results_feed: FakeResultsFeed,
+    results_feed: FakeFeed,
 ) -> None:
     lines = CATALOGUE_PATH.read_text(encoding="utf-8").splitlines()
     repriced = [line.replace(",500,treatment", ",600,treatment") for line in lines if "YP0010" not in line]

@@ -3,7 +3,8 @@
 import httpx
 from fastapi.testclient import TestClient
 
-from tests.billing.conftest import FakeResultsFeed
+from kit.testing import FakeFeed
+from tests.billing.conftest import order_placed
 from tests.billing.factories import (
     CBC,
     account,
@@ -25,10 +26,10 @@ CONTRACT = {
 
 
 def test_a_whole_visit_emits_contract_events_with_integer_amounts(
-    registration: httpx.Client, client: TestClient, results_feed: FakeResultsFeed
+    registration: httpx.Client, client: TestClient, results_feed: FakeFeed
 ) -> None:
     visit = new_visit(registration, client, payment_mode="settle_later")
-    results_feed.order_placed(visit, CBC)
+    order_placed(results_feed, visit, CBC)
     wait_for(lambda: len(account(client, visit["id"])["charges"]) == 2, "the order charge")
     post_payment(client, visit["id"])
     post_charge(client, visit["id"], "YP0001", 2)

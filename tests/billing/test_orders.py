@@ -1,6 +1,5 @@
 """Order charges from results' feed: exactly once, never invented, never lost."""
 
-import socket
 from pathlib import Path
 
 import httpx
@@ -8,11 +7,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kit.errors import ServiceUnavailable
-from kit.testing import service_client
+from kit.testing import FakeFeed, service_client
+from patientflow.supervisor import free_port
 from services.billing import service
 from services.billing.app import create_app
 from services.billing.models import BillingTable
-from tests.billing.conftest import FakeResultsFeed, billing_settings, order_placed_event
+from tests.billing.conftest import billing_settings, order_placed, order_placed_event
 from tests.billing.factories import (
     CBC,
     OUTPATIENT_FEE_FEN,
@@ -32,10 +32,10 @@ def order_charges(client: TestClient, visit_id: str) -> list[dict[str, object]]:
 
 
 def test_order_placed_is_charged_once_with_its_order_id(
-    registration: httpx.Client, client: TestClient, results_feed: FakeResultsFeed
+    registration: httpx.Client, client: TestClient, results_feed: FakeFeed
 ) -> None:
     visit = new_visit(registration, client)
-    placed = results_feed.order_placed(visit, CBC, quantity=2)
+    placed = order_placed(results_feed, visit, CBC, quantity=2)
     redelivered = results_feed.publish(placed)  # at-least-once: the same event again, at a later position
     wait_until_consumed(client, "results", redelivered["position"])
     with client.app.state.database.session() as session:  # type: ignore[attr-defined]
@@ -50,11 +50,11 @@ def test_order_placed_is_charged_once_with_its_order_id(
 
 
 def test_a_second_event_for_the_same_order_is_refused_not_charged(
-    registration: httpx.Client, client: TestClient, results_feed: FakeResultsFeed
+    registration: httpx.Client, client: TestClient, results_feed: FakeFeed
 ) -> None:
     visit = new_visit(registration, client)
-    first = results_feed.order_placed(visit, CBC)
-    again = results_feed.order_placed(visit, CBC, order_id=first["data"]["order_id"])
+    first = order_placed(results_feed, visit, CBC)
+    again = order_placed(results_feed, visit, CBC, order_id=first["data"]["order_id"])
     wait_until_consumed(client, "results", again["position"])
 
     assert len(order_charges(client, visit["id"])) == 1
@@ -63,13 +63,13 @@ def test_a_second_event_for_the_same_order_is_refused_not_charged(
 
 
 def test_unknown_code_bad_quantity_and_unknown_visit_are_recorded_never_charged(
-    registration: httpx.Client, client: TestClient, results_feed: FakeResultsFeed
+    registration: httpx.Client, client: TestClient, results_feed: FakeFeed
 ) -> None:
     visit = new_visit(registration, client)
-    unknown_code = results_feed.order_placed(visit, "999999999")
-    bad_quantity = results_feed.order_placed(visit, CBC, quantity=2.5)
+    unknown_code = order_placed(results_feed, visit, "999999999")
+    bad_quantity = order_placed(results_feed, visit, CBC, quantity=2.5)
     ghost = {"id": "7d0c6c39-0000-4000-8000-000000000000", "patient_id": visit["patient_id"]}
-    no_visit = results_feed.order_placed(ghost, CBC)
+    no_visit = order_placed(results_feed, ghost, CBC)
     wait_until_consumed(client, "results", no_visit["position"])
 
     assert order_charges(client, visit["id"]) == []
@@ -84,14 +84,14 @@ def test_unknown_code_bad_quantity_and_unknown_visit_are_recorded_never_charged(
 
 
 def test_order_for_a_visit_billing_has_not_read_yet_is_charged_after_asking_registration(
-    registration: httpx.Client, client: TestClient, results_feed: FakeResultsFeed, registration_url: str
+    registration: httpx.Client, client: TestClient, results_feed: FakeFeed, registration_url: str
 ) -> None:
     registration_feed = consumer(client, "registration")
     registration_feed.stop()  # billing falls behind registration's feed
     patient = register_unidentified(registration)
     visit = open_visit(registration, patient["id"], payment_mode="settle_later")
 
-    placed = results_feed.order_placed(visit, CBC)
+    placed = order_placed(results_feed, visit, CBC)
     wait_until_consumed(client, "results", placed["position"])
     opened = account(client, visit["id"])
     assert (opened["patient_id"], opened["payment_mode"]) == (patient["id"], "settle_later")
@@ -104,11 +104,9 @@ def test_order_for_a_visit_billing_has_not_read_yet_is_charged_after_asking_regi
 
 
 def test_order_is_not_lost_while_registration_is_down(
-    data_dir: Path, results_feed: FakeResultsFeed, registration: httpx.Client
+    data_dir: Path, results_feed: FakeFeed, registration: httpx.Client
 ) -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        dead_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    dead_url = f"http://127.0.0.1:{free_port()}"  # a port nobody listens on
     results_feed.clear()
     settings = billing_settings(data_dir, registration_url=dead_url, results_url=results_feed.url)
     with service_client(create_app(settings), BillingTable.metadata) as client:
@@ -125,7 +123,7 @@ def test_order_is_not_lost_while_registration_is_down(
 
 
 def test_order_on_a_settled_account_is_refused_for_review(
-    registration: httpx.Client, client: TestClient, results_feed: FakeResultsFeed
+    registration: httpx.Client, client: TestClient, results_feed: FakeFeed
 ) -> None:
     visit = new_visit(registration, client, payment_mode="settle_later")
     settled = client.post(
@@ -133,7 +131,7 @@ def test_order_on_a_settled_account_is_refused_for_review(
     )
     assert settled.status_code == 201, settled.text
 
-    late = results_feed.order_placed(visit, CBC)
+    late = order_placed(results_feed, visit, CBC)
     wait_for(lambda: rejections(client, visit["id"]), "the refused late order")
 
     assert rejections(client, visit["id"])[0]["reason"] == "account-settled"

@@ -8,7 +8,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.billing.conftest import FakeResultsFeed
+from kit.testing import FakeFeed
+from tests.billing.conftest import order_placed
 from tests.billing.factories import (
     CBC,
     INFUSION,
@@ -25,10 +26,10 @@ from tests.billing.factories import (
 
 
 def test_payment_of_everything_due_emits_charge_paid_with_order_ids(
-    registration: httpx.Client, client: TestClient, results_feed: FakeResultsFeed
+    registration: httpx.Client, client: TestClient, results_feed: FakeFeed
 ) -> None:
     visit = new_visit(registration, client)
-    placed = results_feed.order_placed(visit, CBC)
+    placed = order_placed(results_feed, visit, CBC)
     wait_for(lambda: len(account(client, visit["id"])["charges"]) == 2, "the order charge")
     charges = account(client, visit["id"])["charges"]
 

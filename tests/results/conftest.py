@@ -4,7 +4,6 @@ Registration gets its own data dir and PostgreSQL schema (`test_results_registra
 run of tests/registration or tests/triage never shares its tables.
 """
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,13 +11,20 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from kit.testing import internal_headers, make_test_settings, service_client, wipe
+from kit.testing import FakeFeed, internal_headers, make_test_settings, serve, service_client, wipe
+from patientflow.supervisor import free_port
 from services.registration.app import create_app as create_registration_app
 from services.registration.config import RegistrationSettings
 from services.registration.models import RegistrationTable
 from services.results.app import create_app
+from services.results.config import ResultsSettings
 from services.results.models import ResultsTable
-from tests.results.servers import FakeBillingFeed, LiveServer, results_settings
+
+
+def results_settings(data_dir: Path, registration_url: str, billing_url: str) -> ResultsSettings:
+    return make_test_settings(
+        ResultsSettings, data_dir, registration_url=registration_url, billing_url=billing_url
+    )
 
 
 @pytest.fixture(scope="session")
@@ -28,33 +34,33 @@ def registration_settings(tmp_path_factory: pytest.TempPathFactory) -> Registrat
 
 
 @pytest.fixture(scope="session")
-def registration_server(registration_settings: RegistrationSettings) -> Iterator[LiveServer]:
-    with LiveServer(create_registration_app(registration_settings)) as server:
-        yield server
+def registration_url(registration_settings: RegistrationSettings) -> Iterator[str]:
+    with serve(create_registration_app(registration_settings)) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
-def billing_feed() -> Iterator[FakeBillingFeed]:
-    feed = FakeBillingFeed()
-    with LiveServer(feed.app) as server:
-        feed.url = server.url
+def billing_feed() -> Iterator[FakeFeed]:
+    feed = FakeFeed()
+    with serve(feed.app) as url:
+        feed.url = url
         yield feed
 
 
 @pytest.fixture
 def registration(
-    registration_server: LiveServer, registration_settings: RegistrationSettings
+    registration_url: str, registration_settings: RegistrationSettings
 ) -> Iterator[httpx.Client]:
     """An HTTP client on the live registration service, its tables wiped."""
     s = registration_settings
     wipe(s.resolved_database_url, s.resolved_schema, RegistrationTable.metadata)
-    with httpx.Client(base_url=registration_server.url, headers=internal_headers()) as client:
+    with httpx.Client(base_url=registration_url, headers=internal_headers()) as client:
         yield client
 
 
 @pytest.fixture
-def billing(billing_feed: FakeBillingFeed) -> FakeBillingFeed:
-    billing_feed.events.clear()
+def billing(billing_feed: FakeFeed) -> FakeFeed:
+    billing_feed.clear()
     return billing_feed
 
 
@@ -66,12 +72,12 @@ def results_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def client(
     results_data_dir: Path,
-    registration_server: LiveServer,
+    registration_url: str,
     registration: httpx.Client,
-    billing: FakeBillingFeed,
+    billing: FakeFeed,
 ) -> Iterator[TestClient]:
     """The results app on wiped tables, calling the live registration and reading the fake billing feed."""
-    settings = results_settings(results_data_dir, registration_server.url, billing.url)
+    settings = results_settings(results_data_dir, registration_url, billing.url)
     with service_client(create_app(settings), ResultsTable.metadata) as client:
         yield client
 
@@ -79,6 +85,4 @@ def client(
 @pytest.fixture
 def dead_url() -> str:
     """A local URL nobody listens on (the port was free a moment ago)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+    return f"http://127.0.0.1:{free_port()}"

@@ -6,9 +6,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from kit.testing import internal_headers, service_client
+from kit.testing import FakeFeed, internal_headers, service_client
 from services.results.app import create_app
 from services.results.models import ResultsTable
+from tests.results.conftest import results_settings
 from tests.results.factories import (
     CBC,
     CHEST_XRAY,
@@ -18,7 +19,6 @@ from tests.results.factories import (
     events,
     place_order,
 )
-from tests.results.servers import FakeBillingFeed, results_settings
 
 BILLING_CODES = {
     "250101015",
@@ -110,7 +110,7 @@ def test_unknown_visit_is_404_and_stores_nothing(client: TestClient, registratio
 
 
 def test_registration_down_is_503_and_stores_nothing(
-    results_data_dir: Path, billing: FakeBillingFeed, dead_url: str
+    results_data_dir: Path, billing: FakeFeed, dead_url: str
 ) -> None:
     app = create_app(results_settings(results_data_dir, dead_url, billing.url))
     with service_client(app, ResultsTable.metadata) as client:

@@ -6,6 +6,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from kit.feed import FeedConsumer
+from kit.testing import FakeFeed
 from tests.results.factories import (
     charge_paid,
     create_patient,
@@ -17,7 +18,6 @@ from tests.results.factories import (
     report_body,
     wait_until,
 )
-from tests.results.servers import FakeBillingFeed
 
 
 def billing_consumer(client: TestClient) -> FeedConsumer:
@@ -36,13 +36,13 @@ def status_of(client: TestClient, order: dict[str, Any]) -> str:
 
 
 def test_charge_paid_on_billings_feed_releases_the_order_for_the_lab(
-    client: TestClient, registration: httpx.Client, billing: FakeBillingFeed
+    client: TestClient, registration: httpx.Client, billing: FakeFeed
 ) -> None:
     order = prepay_order(client, registration)
     refused = client.post(f"/orders/{order['id']}/reports", json=report_body())
     assert refused.status_code == 402
 
-    billing.events.append(charge_paid(1, order))
+    billing.publish(charge_paid(1, order))
     wait_until(lambda: status_of(client, order) == "released", "the charge.paid to be consumed")
 
     released = client.get(f"/orders/{order['id']}").json()

@@ -7,10 +7,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kit import testing
+from patientflow.supervisor import free_port
 from services.triage.app import create_app
 from services.triage.config import TriageSettings
 from services.triage.models import TriageTable
-from tests.triage.conftest import FrozenClock, unused_port
+from tests.triage.conftest import FrozenClock
 from tests.triage.factories import assess, event_types, open_visit
 
 
@@ -98,7 +99,7 @@ def test_unknown_visit_is_404_problem(client: TestClient) -> None:
 
 def test_registration_down_is_503_problem_and_stores_nothing(data_dir: Path) -> None:
     settings = testing.make_test_settings(
-        TriageSettings, data_dir, registration_url=f"http://127.0.0.1:{unused_port()}"
+        TriageSettings, data_dir, registration_url=f"http://127.0.0.1:{free_port()}"
     )
     with testing.service_client(create_app(settings), TriageTable.metadata) as client:
         response = client.post("/assessments", json={"visit_id": "0" * 36, "level": "I"})

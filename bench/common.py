@@ -1,0 +1,80 @@
+"""What every benchmark needs: valid test data, latency statistics, markdown and JSON output."""
+
+import json
+import math
+import os
+import platform
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CHECK_CHARS = "10X98765432"
+_REGIONS = ("110105", "310104", "440305", "320106", "510107")
+
+
+def random_id_number() -> str:
+    """A random valid 18-digit resident identity number (GB 11643 / ISO 7064 MOD 11-2 check character)."""
+    birth = date(1940, 1, 1) + timedelta(days=random.randrange(30_000))
+    body = f"{random.choice(_REGIONS)}{birth:%Y%m%d}{random.randrange(1000):03d}"
+    total = sum(int(digit) * weight for digit, weight in zip(body, _WEIGHTS, strict=True))
+    return body + _CHECK_CHARS[total % 11]
+
+
+def percentile(sorted_values: list[float], share: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(share * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def summary(seconds: list[float]) -> dict[str, Any]:
+    """Count, p50, p99 and max of latencies, in milliseconds."""
+    ordered = sorted(seconds)
+    return {
+        "count": len(ordered),
+        "p50_ms": round(percentile(ordered, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(ordered, 0.99) * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2) if ordered else math.nan,
+    }
+
+
+@dataclass
+class Recorder:
+    """Latencies by step name, and unexpected answers by (step, status)."""
+
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    failures: Counter[tuple[str, int]] = field(default_factory=Counter)
+
+    def add(self, step: str, seconds: float) -> None:
+        self.latencies[step].append(seconds)
+
+    def all_latencies(self) -> list[float]:
+        return [value for values in self.latencies.values() for value in values]
+
+    def request_count(self) -> int:
+        return sum(len(values) for values in self.latencies.values())
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+
+
+def write_results(name: str, payload: dict[str, Any]) -> Path:
+    """Write `bench/results/<name>-<timestamp>.json` (the directory is gitignored)."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
+    return path

@@ -1,0 +1,116 @@
+"""The route table: every public route, the service that owns it and the scope it needs.
+
+Public paths are `/v1` + the service-local path. The table is data, so tests can generate a
+role × route matrix from it; anything not in it is refused (deny by default).
+"""
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+API_PREFIX = "/v1"
+# One path segment, but never `.` or `..`: an HTTP client may normalise those away and reach a
+# route other than the one whose scope we checked.
+_SEGMENT = r"(?!\.\.?(?:/|$))[^/]+"
+_PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRoute:
+    """One forwarded route: `method path` on `service`, allowed to callers holding `scope`."""
+
+    method: str
+    path: str  # service-local template, e.g. "/visits/{id}/orders"
+    service: str
+    scope: str
+
+    @property
+    def public_path(self) -> str:
+        return API_PREFIX + self.path
+
+    def pattern(self) -> str:
+        """A regex for the service-local path (no anchors, no capturing groups)."""
+        literals = _PLACEHOLDER.split(self.path)
+        return _SEGMENT.join(re.escape(literal) for literal in literals)
+
+
+def _routes(service: str, *rows: tuple[str, str, str]) -> list[GatewayRoute]:
+    return [GatewayRoute(method, path, service, scope) for method, path, scope in rows]
+
+
+ROUTES: tuple[GatewayRoute, ...] = (
+    *_routes(
+        "registration",
+        ("POST", "/patients", "registration:write"),
+        ("GET", "/patients/{id}", "registration:read"),
+        ("POST", "/patients/{id}/merge", "registration:write"),
+        ("GET", "/patients/{id}/visits", "registration:read"),
+        ("POST", "/visits", "registration:write"),
+        ("GET", "/visits/{id}", "registration:read"),
+    ),
+    *_routes(
+        "triage",
+        ("POST", "/assessments", "triage:write"),
+        ("GET", "/visits/{id}/assessments", "triage:read"),
+        ("POST", "/queues/{department}/tickets", "triage:write"),
+        ("POST", "/queues/{department}/call-next", "triage:write"),
+        ("POST", "/tickets/{id}/finish", "triage:write"),
+        ("GET", "/tickets/{id}", "triage:read"),
+        ("GET", "/queues/{department}", "triage:read"),
+        ("GET", "/queues/{department}/stats", "triage:read"),
+    ),
+    *_routes(
+        "results",
+        ("GET", "/tests", "results:read"),
+        ("POST", "/orders", "orders:write"),
+        ("GET", "/orders", "results:read"),
+        ("GET", "/orders/{id}", "results:read"),
+        ("GET", "/visits/{id}/orders", "results:read"),
+        ("POST", "/orders/{id}/reports", "results:write"),
+        ("GET", "/visits/{id}/reports", "results:read"),
+        ("GET", "/patients/{id}/reports", "results:read"),
+        ("GET", "/reports/{id}", "results:read"),
+        ("GET", "/audit/result-access", "audit:read"),
+    ),
+    *_routes(
+        "billing",
+        ("GET", "/catalogue", "billing:read"),
+        ("GET", "/catalogue/{code}", "billing:read"),
+        ("POST", "/charges", "billing:write"),
+        ("POST", "/payments", "billing:write"),
+        ("POST", "/visits/{id}/settlement", "billing:write"),
+        ("GET", "/visits/{id}/account", "billing:read"),
+        ("GET", "/visits/{id}/daily-bill", "billing:read"),
+    ),
+)
+
+SERVICES: tuple[str, ...] = ("registration", "triage", "results", "billing")
+SCOPES: frozenset[str] = frozenset(route.scope for route in ROUTES)
+
+
+class RouteTable:
+    """Matches `(method, service-local path)` to a route with one compiled regex per method."""
+
+    def __init__(self, routes: Iterable[GatewayRoute] = ROUTES) -> None:
+        self.routes = tuple(routes)
+        by_method: dict[str, list[GatewayRoute]] = {}
+        for route in self.routes:
+            by_method.setdefault(route.method, []).append(route)
+        # Alternation of one group per route: `lastindex` names the route that matched.
+        self._by_method = {
+            method: (re.compile("|".join(f"({r.pattern()})" for r in group)), group)
+            for method, group in by_method.items()
+        }
+
+    def match(self, method: str, path: str) -> GatewayRoute | None:
+        """The route for this method and service-local path, or None."""
+        entry = self._by_method.get(method)
+        if entry is None:
+            return None
+        pattern, group = entry
+        found = pattern.fullmatch(path)
+        return group[found.lastindex - 1] if found and found.lastindex else None
+
+    def allowed_methods(self, path: str) -> list[str]:
+        """Methods the table has for this path (for a 405's `Allow`); empty when the path is unknown."""
+        return sorted(method for method in self._by_method if self.match(method, path))

@@ -1,0 +1,202 @@
+"""Real HTTP for gateway tests: apps served by uvicorn in threads, and small stand-in upstreams."""
+
+import asyncio
+import json
+import socket
+import socketserver
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class ServedApp:
+    """An app served by uvicorn in a thread on a free 127.0.0.1 port; a context manager."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))  # bound before uvicorn starts: no race for the port
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, ws="none", lifespan="on", timeout_graceful_shutdown=2
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    def start(self) -> "ServedApp":
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (idempotent): connections to the port are refused from then on."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(10)
+        self._sock.close()
+
+    def __enter__(self) -> "ServedApp":
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def serve(app: ASGIApp) -> Iterator[str]:
+    """Run `app` until the block ends; yields its base URL."""
+    with ServedApp(app) as served:
+        yield served.url
+
+
+def closed_port_url() -> str:
+    """A URL nothing listens on: connections to it are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class EchoUpstream:
+    """A raw ASGI stand-in service: records what reached it and answers with canned behaviours.
+
+    `/queues/problem` answers a 409 problem+json, `/queues/crash` a plain-text 500,
+    `/queues/moved` a 201 with a service-local Location; anything else echoes the request.
+    """
+
+    seen: list[Seen] = field(default_factory=list)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        path = scope["path"]
+        self.seen.append(Seen(scope["method"], path, scope["query_string"].decode(), headers, body))
+        if path == "/readyz":
+            await _answer(send, 200, {"status": "ready"})
+        elif path == "/queues/problem":
+            problem: dict[str, Any] = {"type": "https://patientflow.dev/problems/queue-closed"}
+            problem |= {"title": "Conflict", "status": 409, "detail": "closed", "queue": "problem"}
+            await _answer(send, 409, problem, "application/problem+json", [(b"x-internal-note", b"secret")])
+        elif path == "/queues/crash":
+            await _answer_raw(send, 500, b"Internal Server Error", b"text/plain")
+        elif path == "/queues/moved":
+            await _answer(
+                send, 201, {"id": "abc"}, headers=[(b"location", b"/tickets/abc"), (b"etag", b'"1"')]
+            )
+        else:
+            echo = {"method": scope["method"], "path": path, "query": scope["query_string"].decode()}
+            await _answer(send, 200, echo | {"body": body.decode()})
+
+
+class SlowUpstream:
+    """Answers `/tests` after `delay` seconds and trickles `/orders` a byte every 0.05 s for `delay`."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["path"] == "/readyz":
+            await _answer(send, 200, {"status": "ready"})
+            return
+        if scope["path"] == "/orders":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for _ in range(int(self.delay / 0.05)):
+                await send({"type": "http.response.body", "body": b" ", "more_body": True})
+                await asyncio.sleep(0.05)
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
+        await asyncio.sleep(self.delay)
+        await _answer(send, 200, [])
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _answer(
+    send: Send,
+    status: int,
+    payload: Any,
+    media_type: str = "application/json",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await _answer_raw(send, status, json.dumps(payload).encode(), media_type.encode(), headers)
+
+
+async def _answer_raw(
+    send: Send, status: int, body: bytes, media_type: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    raw_headers = [(b"content-type", media_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers + (headers or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BrokenUpstream:
+    """A TCP server that reads a request, then resets the connection or answers with non-HTTP bytes."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _handler(self) -> type[socketserver.BaseRequestHandler]:
+        behaviour = self.behaviour
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.recv(65536)
+                if behaviour == "reset":  # SO_LINGER 0: close() sends RST instead of FIN
+                    self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                else:
+                    self.request.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+        return Handler
+
+    def __enter__(self) -> "BrokenUpstream":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
