@@ -15,9 +15,13 @@ from patientflow.topology import COMPONENTS, SERVICES
 
 def up(args: argparse.Namespace) -> int:
     """Run all five processes until Ctrl-C; restart any that crashes."""
-    system = System(Path(args.data_dir))
+    ports = None
+    if args.base_port:
+        ports = {"gateway": args.base_port} | {s.name: args.base_port + 1 + i for i, s in enumerate(SERVICES)}
+    system = System(Path(args.data_dir), ports=ports)
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a process manager's stop
+        signal.signal(signum, lambda *_: stopping.set())
     print(f"starting patientflow in {system.data_dir} ...", flush=True)
     try:
         system.start()
@@ -35,8 +39,6 @@ def up(args: argparse.Namespace) -> int:
         while not stopping.wait(1.0):
             for name in system.restart_crashed():
                 print(f"{name} had stopped; restarted it", flush=True)
-    except KeyboardInterrupt:
-        pass
     finally:
         print("\nstopping ...", flush=True)
         system.stop()
@@ -75,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("up", help="run the whole system on localhost until Ctrl-C")
     run.add_argument("--data-dir", default="data", help="where the SQLite files, keys and logs live")
+    run.add_argument(
+        "--base-port", type=int, default=None, help="gateway on this port, the services on the next four"
+    )
     run.set_defaults(func=up)
     one = commands.add_parser("serve", help="run one component in the foreground (containers use this)")
     one.add_argument("component", choices=[c.name for c in COMPONENTS])

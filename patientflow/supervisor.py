@@ -75,7 +75,12 @@ class System:
             "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "5",
         ]  # fmt: skip
         self.processes[name] = subprocess.Popen(
-            command, env=os.environ | self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir
+            command,
+            env=os.environ | self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.data_dir,
+            start_new_session=True,  # Ctrl-C reaches the supervisor alone; it stops the rest in order
         )
         log.close()
         self._wait_ready(name)
