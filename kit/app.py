@@ -1,25 +1,26 @@
 """`build_service_app`: the wiring every service shares, so each `create_app` only names its parts."""
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from kit.auth import require_internal_caller
+from kit.auth import TokenSource, require_internal_caller
+from kit.client import ServiceClient
 from kit.config import ServiceSettings
 from kit.database import Database
 from kit.errors import install_error_handlers
-from kit.feed import FeedConsumer
+from kit.feed import Feed, FeedConsumer
 from kit.health import router as health_router
 from kit.logging import configure_logging
 from kit.migrations import upgrade
-from kit.models import OutboxEventBase
+from kit.models import ConsumedEventBase, FeedCursorBase, OutboxEventBase
 from kit.outbox import feed_router
 from kit.requestid import RequestIdMiddleware
 
 Startup = Callable[[FastAPI, Database], None]
-ConsumersFactory = Callable[[FastAPI, Database], list[FeedConsumer]]
+FeedModels = tuple[type[FeedCursorBase], type[ConsumedEventBase]]
 
 
 def build_service_app(
@@ -30,10 +31,19 @@ def build_service_app(
     routers: Sequence[APIRouter],
     outbox_model: type[OutboxEventBase],
     migrations_dir: Path,
+    siblings: Mapping[str, str] = {},
+    feeds: Sequence[Feed] = (),
+    feed_models: FeedModels | None = None,
     on_startup: Startup | None = None,
-    consumers: ConsumersFactory | None = None,
 ) -> FastAPI:
-    """A FastAPI app with the database, migrations, auth, errors, health, request ids and event feed."""
+    """A FastAPI app with the database, migrations, auth, errors, health, request ids and event feed.
+
+    Siblings (name → base URL) and feeds are opened at start-up and closed at shutdown here, so a service
+    only names them. Both use one `service:<name>` token source (`app.state.tokens`); routes reach a
+    client with `kit.client.sibling(name)`; `feed_models` (cursor, consumed) record each applied event.
+    """
+    if feeds and feed_models is None:
+        raise ValueError("Reading feeds needs feed_models: the cursor and consumed-event tables.")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,9 +51,29 @@ def build_service_app(
         app.state.database = database
         if settings.migrate_on_start:
             upgrade(database, migrations_dir)
+        tokens = TokenSource(settings.internal_secret, f"service:{settings.service_name}", set())
+        app.state.tokens = tokens
+        clients = {name: ServiceClient(name, url, tokens) for name, url in siblings.items()}
+        app.state.siblings = clients
         if on_startup:
             on_startup(app, database)
-        running = consumers(app, database) if consumers else []
+        running: list[FeedConsumer] = []
+        if feed_models:
+            cursor_model, consumed_model = feed_models
+            running = [
+                FeedConsumer(
+                    source=feed.source,
+                    base_url=feed.url,
+                    database=database,
+                    cursor_model=cursor_model,
+                    consumed_model=consumed_model,
+                    handle=feed.bind(app),
+                    tokens=tokens,
+                    poll_seconds=settings.feed_poll_seconds,
+                    event_types=feed.event_types,
+                )
+                for feed in feeds
+            ]
         for consumer in running:
             consumer.start()
         app.state.consumers = running
@@ -52,15 +82,15 @@ def build_service_app(
         finally:
             for consumer in running:
                 consumer.stop()
-            for close in getattr(app.state, "closers", []):
-                close()
+            for client in clients.values():
+                client.close()
             database.dispose()
 
     if settings.environment != "test":
         configure_logging(settings.service_name)
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    app.state.closers = []
+    app.state.siblings = {}
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)

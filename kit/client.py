@@ -1,8 +1,10 @@
 """Calling a sibling service synchronously: bounded timeouts, internal credentials, clear failures."""
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+from fastapi import Request
 
 from kit.auth import TokenSource
 from kit.errors import BadGateway, ServiceUnavailable
@@ -45,3 +47,13 @@ class ServiceClient:
 
     def close(self) -> None:
         self._client.close()
+
+
+def sibling(name: str) -> Callable[[Request], ServiceClient]:
+    """A dependency giving routes the app's one client for sibling `name` (`build_service_app(siblings=)`)."""
+
+    def client(request: Request) -> ServiceClient:
+        found: ServiceClient = request.app.state.siblings[name]
+        return found
+
+    return client

@@ -8,9 +8,11 @@ replays at most the event in flight, and the record makes that replay a no-op.
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from sqlmodel import Session
 
 from kit.auth import TokenSource
@@ -19,7 +21,34 @@ from kit.models import ConsumedEventBase, FeedCursorBase
 
 logger = logging.getLogger("patientflow.feed")
 EventHandler = Callable[[Session, dict[str, Any]], None]
+HandlerFactory = Callable[[FastAPI], EventHandler]
 MAX_BACKOFF_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Feed:
+    """A sibling's event feed an app reads; `build_service_app` turns each into a running FeedConsumer.
+
+    Give `handle`, or `handle_factory` when the handler needs the started app (e.g. a sibling client
+    from `app.state.siblings`): it is called once at start-up. `event_types` None means every type.
+    """
+
+    source: str
+    url: str
+    handle: EventHandler | None = None
+    handle_factory: HandlerFactory | None = None
+    event_types: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.handle is None) == (self.handle_factory is None):
+            raise ValueError(f"Feed {self.source!r} needs exactly one of handle and handle_factory.")
+
+    def bind(self, app: FastAPI) -> EventHandler:
+        """The handler for this app's consumer."""
+        if self.handle_factory is not None:
+            return self.handle_factory(app)
+        assert self.handle is not None  # __post_init__ guarantees one of the two
+        return self.handle
 
 
 class FeedConsumer:

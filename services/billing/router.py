@@ -3,11 +3,11 @@
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, status
 from fastapi.responses import JSONResponse
 
 from kit.auth import CallerDep
-from kit.client import ServiceClient
+from kit.client import ServiceClient, sibling
 from kit.database import SessionDep
 from kit.errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableContent, problem_responses
 from kit.idempotency import IdempotencyKeyHeader, idempotent
@@ -39,15 +39,8 @@ from services.billing.schemas import (
     SettlementPublic,
 )
 
-
-def registration_client(request: Request) -> ServiceClient:
-    """The long-lived client for registration, opened at start-up."""
-    client: ServiceClient = request.app.state.registration
-    return client
-
-
 router = APIRouter()
-RegistrationDep = Annotated[ServiceClient, Depends(registration_client)]
+RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
 VisitIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 # Every keyed write: 400 key missing, 422 key reused with another body, 409 twin still in flight, and
 # 503 when registration must be asked about a visit and does not answer.

@@ -2,10 +2,10 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from kit.auth import CallerDep
-from kit.client import ServiceClient
+from kit.client import ServiceClient, sibling
 from kit.database import SessionDep, WriteSessionDep
 from kit.errors import BadRequest, Conflict, problem_response, problem_responses
 from kit.idempotency import IdempotencyKeyHeader, idempotent
@@ -35,14 +35,9 @@ router = APIRouter()
 MAX_PAGE = 200
 
 
-def _registration(request: Request) -> ServiceClient:
-    client: ServiceClient = request.app.state.registration
-    return client
-
-
 # Lookups record who looked, so their GETs need a write session.
 AuditedSessionDep = WriteSessionDep
-RegistrationDep = Annotated[ServiceClient, Depends(_registration)]
+RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 # Ids are UUIDs; the bound keeps an oversized path from reaching the audit table's columns.
 IdPath = Annotated[str, Path(min_length=1, max_length=36)]

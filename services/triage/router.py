@@ -3,9 +3,9 @@
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from kit.client import ServiceClient
+from kit.client import ServiceClient, sibling
 from kit.database import SessionDep
 from kit.errors import ServiceUnavailable, problem_responses
 from services.triage import repository, service
@@ -25,13 +25,7 @@ router = APIRouter()
 Department = Annotated[str, Path(pattern=DEPARTMENT_PATTERN, examples=["internal"])]
 
 
-def registration_client(request: Request) -> ServiceClient:
-    """The one registration client the app opened at start-up."""
-    client: ServiceClient = request.app.state.registration
-    return client
-
-
-RegistrationDep = Annotated[ServiceClient, Depends(registration_client)]
+RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
 
 
 @router.post(

@@ -39,7 +39,7 @@ def test_order_placed_is_charged_once_with_its_order_id(
     redelivered = results_feed.publish(placed)  # at-least-once: the same event again, at a later position
     wait_until_consumed(client, "results", redelivered["position"])
     with client.app.state.database.session() as session:  # type: ignore[attr-defined]
-        service.apply_results_event(session, placed, registration=client.app.state.registration)  # type: ignore[attr-defined]
+        service.apply_results_event(session, placed, registration=client.app.state.siblings["registration"])  # type: ignore[attr-defined]
 
     [charge] = order_charges(client, visit["id"])
     assert charge["order_id"] == placed["data"]["order_id"]
