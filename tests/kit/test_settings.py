@@ -1,5 +1,7 @@
 """Settings: a working default for development, a refusal to start production on placeholder secrets."""
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -8,7 +10,7 @@ from kit.config import ServiceSettings
 
 def test_development_defaults_to_a_sqlite_file_per_service(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PATIENTFLOW_DATABASE_URL", raising=False)
-    settings = ServiceSettings(service_name="triage", data_dir="/srv/pf")
+    settings = ServiceSettings(service_name="triage", data_dir=Path("/srv/pf"))
     assert settings.resolved_database_url == "sqlite:////srv/pf/triage.db"
     assert settings.resolved_schema is None
 
