@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
 
@@ -20,6 +21,16 @@ from kit.outbox import feed_router
 from kit.requestid import RequestIdMiddleware
 
 Startup = Callable[[FastAPI, Database], None]
+
+
+class Worker(Protocol):
+    """A background job the app runs for its lifetime (a feed consumer, a delivery loop)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+WorkerFactory = Callable[[FastAPI, Database], Worker]
 FeedModels = tuple[type[FeedCursorBase], type[ConsumedEventBase]]
 
 
@@ -35,11 +46,13 @@ def build_service_app(
     feeds: Sequence[Feed] = (),
     feed_models: FeedModels | None = None,
     on_startup: Startup | None = None,
+    workers: Sequence[WorkerFactory] = (),
 ) -> FastAPI:
     """A FastAPI app with the database, migrations, auth, errors, health, request ids and event feed.
 
     Siblings (name → base URL) and feeds are opened at start-up and closed at shutdown here, so a service
-    only names them. Both use one `service:<name>` token source (`app.state.tokens`); routes reach a
+    only names them; `workers` are built once the database is ready, started after the feeds and stopped
+    before them. Both use one `service:<name>` token source (`app.state.tokens`); routes reach a
     client with `kit.client.sibling(name)`; `feed_models` (cursor, consumed) record each applied event.
     """
     if feeds and feed_models is None:
@@ -57,7 +70,7 @@ def build_service_app(
         app.state.siblings = clients
         if on_startup:
             on_startup(app, database)
-        running: list[FeedConsumer] = []
+        running: list[Worker] = []
         if feed_models:
             cursor_model, consumed_model = feed_models
             running = [
@@ -74,13 +87,14 @@ def build_service_app(
                 )
                 for feed in feeds
             ]
+        app.state.consumers = list(running)
+        running += [factory(app, database) for factory in workers]
         for consumer in running:
             consumer.start()
-        app.state.consumers = running
         try:
             yield
         finally:
-            for consumer in running:
+            for consumer in reversed(running):
                 consumer.stop()
             for client in clients.values():
                 client.close()

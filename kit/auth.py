@@ -25,10 +25,15 @@ MAX_SUBJECT_LENGTH = 64  # services store the subject (audit rows, idempotency k
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: the gateway client (e.g. `his-dev`) or a service (`service:billing`)."""
+    """Who is calling: the gateway client (e.g. `his-dev`) or a service (`service:billing`).
+
+    `patient` is set when an app or kiosk acts for one patient (a patient token at the gateway): the
+    caller may then see that patient's records only.
+    """
 
     subject: str
     scopes: frozenset[str]
+    patient: str | None = None
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -48,11 +53,22 @@ def _sign(secret: str, payload: str) -> str:
 
 
 def mint_internal_token(
-    secret: str, subject: str, scopes: frozenset[str] | set[str] | list[str], *, now: float | None = None
+    secret: str,
+    subject: str,
+    scopes: frozenset[str] | set[str] | list[str],
+    *,
+    now: float | None = None,
+    patient: str | None = None,
 ) -> str:
     """A token a service will accept for TOKEN_LIFETIME_SECONDS."""
     issued = time.time() if now is None else now
-    claims = {"sub": subject, "scp": sorted(scopes), "exp": int(issued) + TOKEN_LIFETIME_SECONDS}
+    claims: dict[str, object] = {
+        "sub": subject,
+        "scp": sorted(scopes),
+        "exp": int(issued) + TOKEN_LIFETIME_SECONDS,
+    }
+    if patient is not None:
+        claims["pat"] = patient
     payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{TOKEN_PREFIX}.{payload}.{_sign(secret, payload)}"
 
@@ -70,20 +86,25 @@ def verify_internal_token(secret: str, token: str, *, now: float | None = None) 
         raise Unauthorized("Expired internal credentials.")
     if not 0 < len(claims["sub"]) <= MAX_SUBJECT_LENGTH:
         raise Unauthorized("Internal credentials name no valid client.")
-    return Caller(subject=claims["sub"], scopes=frozenset(claims["scp"]))
+    return Caller(subject=claims["sub"], scopes=frozenset(claims["scp"]), patient=claims.get("pat"))
 
 
 class TokenSource:
     """Re-uses one minted token until shortly before it expires (minting costs an HMAC and JSON)."""
 
-    def __init__(self, secret: str, subject: str, scopes: frozenset[str] | set[str]) -> None:
+    def __init__(
+        self, secret: str, subject: str, scopes: frozenset[str] | set[str], *, patient: str | None = None
+    ) -> None:
         self._secret, self._subject, self._scopes = secret, subject, frozenset(scopes)
+        self._patient = patient
         self._token, self._renew_at = "", 0.0
 
     def header(self) -> str:
         now = time.time()
         if now >= self._renew_at:
-            self._token = mint_internal_token(self._secret, self._subject, self._scopes, now=now)
+            self._token = mint_internal_token(
+                self._secret, self._subject, self._scopes, now=now, patient=self._patient
+            )
             self._renew_at = now + TOKEN_LIFETIME_SECONDS / 2
         return f"Bearer {self._token}"
 
