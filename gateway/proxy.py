@@ -177,7 +177,7 @@ class Proxy:
         headers.append((b"x-request-id", (current_request_id() or "").encode("latin-1")))
         body = await self._read_body(request, declared_length)
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        target = raw_path[len(API_PREFIX) :].decode("latin-1")
+        target = route.upstream_target(raw_path[len(API_PREFIX) :].decode("latin-1"))
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
         upstream = await self._send(route.service, request.method, target, headers, body)

@@ -17,21 +17,34 @@ _PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
 
 @dataclass(frozen=True, slots=True)
 class GatewayRoute:
-    """One forwarded route: `method path` on `service`, allowed to callers holding `scope`."""
+    """One forwarded route: `method path` on `service`, allowed to callers holding `scope`.
+
+    `path` is the public path without `/v1`; `upstream` is the service-local path prefix when it differs
+    (e.g. `/events` is the hub's `/log`); `stream` routes are relayed as they arrive, never buffered.
+    """
 
     method: str
-    path: str  # service-local template, e.g. "/visits/{id}/orders"
+    path: str  # public template without the prefix, e.g. "/visits/{id}/orders"
     service: str
     scope: str
+    upstream: tuple[str, str] | None = None  # (public prefix, service-local prefix)
+    stream: bool = False
 
     @property
     def public_path(self) -> str:
         return API_PREFIX + self.path
 
     def pattern(self) -> str:
-        """A regex for the service-local path (no anchors, no capturing groups)."""
+        """A regex for the path (no anchors, no capturing groups)."""
         literals = _PLACEHOLDER.split(self.path)
         return _SEGMENT.join(re.escape(literal) for literal in literals)
+
+    def upstream_target(self, target: str) -> str:
+        """The service-local target (path and query) for a public one."""
+        if self.upstream is None:
+            return target
+        public, local = self.upstream
+        return local + target[len(public) :] if target.startswith(public) else target
 
 
 def _routes(service: str, *rows: tuple[str, str, str]) -> list[GatewayRoute]:
