@@ -20,6 +20,12 @@ from kit.database import SessionDep
 from kit.models import OutboxEventBase
 
 MAX_FEED_PAGE = 500
+EVENT_VERSION = 1
+"""The version of every event type's `data` shape (`services/events/catalogue/<type>.v<N>.json`).
+
+Adding an optional field is not a new version; a breaking change to a type's data (a field removed,
+renamed, retyped or newly required) becomes a new version with a new schema file.
+"""
 OUTBOX_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('patientflow.outbox.' || current_schema()))")
 
 
@@ -63,6 +69,7 @@ def event_to_json(event: OutboxEventBase, source: str) -> dict[str, Any]:
     return {
         "id": event.event_id,
         "type": event.event_type,
+        "version": EVENT_VERSION,
         "source": source,
         "position": event.position,
         "aggregate": {"type": event.aggregate_type, "id": event.aggregate_id},

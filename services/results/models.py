@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON
+from sqlalchemy import JSON, false
 from sqlmodel import Field, SQLModel
 
 from kit.idempotency import IdempotencyRecordBase
@@ -64,6 +64,9 @@ class Report(ResultsTable, table=True):
     status: str = Field(max_length=16)
     conclusion: str = Field(max_length=2000)
     observations: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    # A critical value (危急值) must reach a clinician at once: it also raises `report.critical`.
+    critical: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    critical_note: str | None = Field(default=None, max_length=500)
     reported_by: str = Field(max_length=64)
     reported_at: datetime = Timestamp(index=True)
 

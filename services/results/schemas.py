@@ -2,8 +2,9 @@
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class OrderableKind(StrEnum):
@@ -89,6 +90,25 @@ class ReportCreate(Request):
     status: ReportStatus
     conclusion: str = Field(max_length=2000)
     observations: list[Observation] = Field(default_factory=list, max_length=100)
+    critical: bool = Field(
+        default=False,
+        description="A critical value (危急值) a clinician must act on now; an observation flagged "
+        "`critical` makes the report critical too",
+    )
+    critical_note: str | None = Field(
+        default=None, min_length=1, max_length=500, examples=["血钾6.8 mmol/L，已电话通知急诊王医生"]
+    )
+
+    @model_validator(mode="after")
+    def _note_only_when_critical(self) -> Self:
+        if self.critical_note is not None and not self.critical:
+            raise ValueError("critical_note is only accepted with critical: true")
+        return self
+
+    @property
+    def is_critical(self) -> bool:
+        """Critical when flagged so, or when any observation is a critical value."""
+        return self.critical or any(o.flag is Flag.critical for o in self.observations)
 
 
 class ReportPublic(BaseModel):
@@ -101,6 +121,8 @@ class ReportPublic(BaseModel):
     status: ReportStatus
     conclusion: str
     observations: list[Observation]
+    critical: bool
+    critical_note: str | None
     reported_at: datetime
 
 

@@ -121,7 +121,10 @@ def get_order(session: Session, *, order_id: str, for_update: bool = False) -> L
 
 
 def post_report(session: Session, *, order_id: str, data: ReportCreate, reported_by: str) -> Report:
-    """Post a preliminary or final report; only on a released order, and nothing after the final one."""
+    """Post a preliminary or final report; only on a released order, and nothing after the final one.
+
+    A critical report (危急值) also raises `report.critical`, preliminary or final, in the same transaction.
+    """
     order = get_order(session, order_id=order_id, for_update=True)
     if order.status == OrderStatus.awaiting_payment:
         raise OrderAwaitingPayment("This order is awaiting payment; the lab cannot start it until paid.")
@@ -137,13 +140,20 @@ def post_report(session: Session, *, order_id: str, data: ReportCreate, reported
         status=data.status.value,
         conclusion=data.conclusion,
         observations=[o.model_dump(mode="json") for o in data.observations],
+        critical=data.is_critical,
+        critical_note=data.critical_note,
         reported_by=reported_by[:SUBJECT_MAX_LENGTH],
     )
     session.add(report)
-    if data.status is ReportStatus.final:
+    final = data.status is ReportStatus.final
+    if final:
         order.status = OrderStatus.reported.value
         session.add(order)
-    _record(session, order, f"report.{report.status}", {"report_id": report.id})
+    # Event types are literals at every call site: tests/test_event_schemas.py finds them there.
+    _record(session, order, "report.final" if final else "report.preliminary", {"report_id": report.id})
+    if report.critical:
+        # The note stays out of the event: events carry references, and a note may name people.
+        _record(session, order, "report.critical", {"report_id": report.id})
     return report
 
 

@@ -21,3 +21,11 @@ class AlreadyQueued(Conflict):
 
 class TicketNotCalled(Conflict):
     slug, title = "ticket-not-called", "Ticket not called"
+
+
+class QueueSuspended(Conflict):
+    slug, title = "queue-suspended", "Queue suspended"
+
+
+class QueueNotSuspended(Conflict):
+    slug, title = "queue-not-suspended", "Queue not suspended"

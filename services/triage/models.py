@@ -70,5 +70,19 @@ class TicketCounter(TriageTable, table=True):
     last: int = 0
 
 
+class QueueSuspension(TriageTable, table=True):
+    """A department's clinic session suspended (门诊暂停); the row exists only while the queue is suspended.
+
+    Nobody is called from a suspended queue. Past suspensions live on as `queue.suspended`/`queue.resumed`
+    events, which is where subscribers find the patients to tell.
+    """
+
+    __tablename__ = "queue_suspension"
+
+    department: str = Field(primary_key=True, max_length=32)
+    reason: str = Field(max_length=200)
+    suspended_at: datetime = Timestamp()
+
+
 class OutboxEvent(OutboxEventBase, TriageTable, table=True):
     __tablename__ = "outbox_event"

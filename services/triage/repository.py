@@ -2,13 +2,16 @@
 
 from datetime import date
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from services.triage.models import Assessment, Ticket, TicketCounter
+from services.triage.models import Assessment, QueueSuspension, Ticket, TicketCounter
 
 ACTIVE_STATUSES = ("waiting", "called")
+_QUEUE_KEY = "hashtext('patientflow.queue.' || current_schema() || '.' || :department)"
+QUEUE_LOCK = text(f"SELECT pg_advisory_xact_lock({_QUEUE_KEY})")
+QUEUE_LOCK_SHARED = text(f"SELECT pg_advisory_xact_lock_shared({_QUEUE_KEY})")
 
 
 def list_assessments(session: Session, visit_id: str) -> list[Assessment]:
@@ -55,6 +58,12 @@ def active_ticket(session: Session, *, visit_id: str, department: str) -> Ticket
     return session.exec(query).first()
 
 
+def list_visit_tickets(session: Session, visit_id: str) -> list[Ticket]:
+    """A visit's tickets in every department, oldest first (the number breaks ties within one instant)."""
+    query = select(Ticket).where(Ticket.visit_id == visit_id)
+    return list(session.exec(query.order_by(col(Ticket.enqueued_at), col(Ticket.number))).all())
+
+
 def waiting_tickets_of_visit(session: Session, visit_id: str) -> list[Ticket]:
     query = select(Ticket).where(Ticket.visit_id == visit_id, Ticket.status == "waiting")
     return list(session.exec(query.with_for_update()).all())
@@ -97,3 +106,17 @@ def count_called(session: Session, department: str) -> int:
 def tickets_of_day(session: Session, *, department: str, service_date: date) -> list[Ticket]:
     query = select(Ticket).where(Ticket.department == department, Ticket.service_date == service_date)
     return list(session.exec(query).all())
+
+
+def lock_queue(session: Session, department: str, *, exclusive: bool) -> None:
+    """Order suspending against calling on PostgreSQL: callers share the lock, suspend/resume take it alone.
+
+    So a suspension never commits while a call is in flight, and a call never starts its claim on a queue
+    whose suspension is about to commit. SQLite writers are already serialised (BEGIN IMMEDIATE).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(QUEUE_LOCK if exclusive else QUEUE_LOCK_SHARED, {"department": department})
+
+
+def get_suspension(session: Session, department: str) -> QueueSuspension | None:
+    return session.get(QueueSuspension, department)

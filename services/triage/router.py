@@ -9,20 +9,31 @@ from kit.client import ServiceClient, sibling
 from kit.database import SessionDep
 from kit.errors import ServiceUnavailable, problem_responses
 from services.triage import repository, service
-from services.triage.errors import AlreadyQueued, QueueEmpty, TicketNotCalled, TicketNotFound, VisitNotFound
+from services.triage.errors import (
+    AlreadyQueued,
+    QueueEmpty,
+    QueueNotSuspended,
+    QueueSuspended,
+    TicketNotCalled,
+    TicketNotFound,
+    VisitNotFound,
+)
 from services.triage.schemas import (
     DEPARTMENT_PATTERN,
+    VISIT_ID_PATTERN,
     AssessmentCreate,
     AssessmentPublic,
     CallNextRequest,
     QueuePublic,
     QueueStats,
+    SuspendRequest,
     TicketCreate,
     TicketPublic,
 )
 
 router = APIRouter()
 Department = Annotated[str, Path(pattern=DEPARTMENT_PATTERN, examples=["internal"])]
+VisitId = Annotated[str, Path(pattern=VISIT_ID_PATTERN)]
 
 
 RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
@@ -79,11 +90,14 @@ def take_ticket(
     return service.to_public(ticket)
 
 
-@router.post("/queues/{department}/call-next", tags=["queues"], responses=problem_responses(QueueEmpty))
+@router.post(
+    "/queues/{department}/call-next", tags=["queues"], responses=problem_responses(QueueEmpty, QueueSuspended)
+)
 def call_next(
     department: Department, session: SessionDep, data: CallNextRequest | None = None
 ) -> TicketPublic:
-    """Call the next patient (叫号) to `counter`; 404 `queue-empty` when nobody waits.
+    """Call the next patient (叫号) to `counter`; 404 `queue-empty` when nobody waits, 409 `queue-suspended`
+    while the session is suspended.
 
     Safe for several counters calling at once: each call gets a different ticket.
     """
@@ -107,16 +121,37 @@ def read_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
     return service.to_public(service.get_ticket(session, ticket_id=ticket_id))
 
 
+@router.get("/visits/{visit_id}/tickets", tags=["queues"])
+def read_visit_tickets(visit_id: VisitId, session: SessionDep) -> list[TicketPublic]:
+    """A visit's tickets in every department, oldest first, with when each was queued, called and finished.
+
+    Empty for a visit that never queued (triage does not ask registration whether the visit exists).
+    """
+    return [service.to_public(t) for t in repository.list_visit_tickets(session, visit_id)]
+
+
 @router.get("/queues/{department}", tags=["queues"])
 def read_queue(department: Department, session: SessionDep) -> QueuePublic:
-    """Who is waiting in a department, in the order they will be called."""
-    waiting = repository.waiting_queue(session, department)
-    return QueuePublic(
-        department=department,
-        waiting=[service.to_public(t) for t in waiting],
-        waiting_count=len(waiting),
-        called_count=repository.count_called(session, department),
-    )
+    """Who is waiting in a department, in the order they will be called, and whether it is suspended."""
+    return service.queue_view(session, department=department)
+
+
+@router.post("/queues/{department}/suspend", tags=["queues"], responses=problem_responses(QueueSuspended))
+def suspend_queue(department: Department, data: SuspendRequest, session: SessionDep) -> QueuePublic:
+    """Suspend a department's clinic session (门诊暂停): nobody is called until it is resumed.
+
+    Waiting patients keep their places. The `queue.suspended` event lists their tickets so they can be
+    told. Suspending a suspended queue is 409 `queue-suspended`.
+    """
+    service.suspend(session, department=department, data=data)
+    return service.queue_view(session, department=department)
+
+
+@router.post("/queues/{department}/resume", tags=["queues"], responses=problem_responses(QueueNotSuspended))
+def resume_queue(department: Department, session: SessionDep) -> QueuePublic:
+    """Resume a suspended session; calling continues in the queue's order. 409 when it is not suspended."""
+    service.resume(session, department=department)
+    return service.queue_view(session, department=department)
 
 
 @router.get("/queues/{department}/stats", tags=["queues"])

@@ -91,8 +91,19 @@ class TicketPublic(BaseModel):
     wait_seconds: int | None = Field(description="From enqueue to call; null until called")
 
 
+class SuspendRequest(Request):
+    reason: str = Field(min_length=1, max_length=200, examples=["专家停诊：临时手术"])
+
+
+class SuspensionPublic(BaseModel):
+    reason: str
+    suspended_at: datetime
+
+
 class QueuePublic(BaseModel):
     department: str
+    suspended: bool = Field(description="True while the session is suspended: nobody is called")
+    suspension: SuspensionPublic | None = Field(description="Why and since when; null unless suspended")
     waiting: list[TicketPublic] = Field(description="Waiting tickets in call order")
     waiting_count: int
     called_count: int

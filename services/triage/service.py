@@ -13,12 +13,23 @@ from kit.client import ServiceClient
 from kit.clock import hospital_date, utcnow
 from kit.outbox import record_event
 from services.triage import repository
-from services.triage.errors import AlreadyQueued, QueueEmpty, TicketNotCalled, TicketNotFound, VisitNotFound
-from services.triage.models import Assessment, OutboxEvent, Ticket
+from services.triage.errors import (
+    AlreadyQueued,
+    QueueEmpty,
+    QueueNotSuspended,
+    QueueSuspended,
+    TicketNotCalled,
+    TicketNotFound,
+    VisitNotFound,
+)
+from services.triage.models import Assessment, OutboxEvent, QueueSuspension, Ticket
 from services.triage.schemas import (
     AssessmentCreate,
     QueuePriority,
+    QueuePublic,
     QueueStats,
+    SuspendRequest,
+    SuspensionPublic,
     TicketCreate,
     TicketPublic,
     TicketStatus,
@@ -133,7 +144,14 @@ def enqueue(session: Session, *, visit: VisitRef, department: str, data: TicketC
 
 
 def call_next(session: Session, *, department: str, counter: str | None) -> Ticket:
-    """Call the most urgent, longest-waiting ticket; concurrent callers each get a different one."""
+    """Call the most urgent, longest-waiting ticket; concurrent callers each get a different one.
+
+    A suspended queue calls nobody (409), even when patients are waiting.
+    """
+    repository.lock_queue(session, department, exclusive=False)
+    suspension = repository.get_suspension(session, department)
+    if suspension is not None:
+        raise QueueSuspended(f"{department} is suspended ({suspension.reason}); resume it to call patients.")
     ticket = repository.claim_next_waiting(session, department)
     if ticket is None:
         raise QueueEmpty(f"Nobody is waiting in {department}.")
@@ -157,6 +175,65 @@ def finish(session: Session, *, ticket_id: str) -> Ticket:
     session.add(ticket)
     _record_ticket_event(session, ticket, "ticket.finished")
     return ticket
+
+
+def suspend(session: Session, *, department: str, data: SuspendRequest) -> QueueSuspension:
+    """Suspend a department's session (门诊暂停); the event names the waiting tickets, so they can be told.
+
+    Waiting tickets keep their places and new ones may still be taken; only calling stops.
+    """
+    repository.lock_queue(session, department, exclusive=True)
+    existing = repository.get_suspension(session, department)
+    if existing is not None:
+        raise QueueSuspended(f"{department} is already suspended ({existing.reason}).")
+    suspension = QueueSuspension(department=department, reason=data.reason, suspended_at=utcnow())
+    session.add(suspension)
+    waiting = repository.waiting_queue(session, department)
+    _record_queue_event(
+        session,
+        department,
+        "queue.suspended",
+        reason=suspension.reason,
+        waiting_ticket_ids=[t.id for t in waiting],
+    )
+    return suspension
+
+
+def resume(session: Session, *, department: str) -> None:
+    """End a department's suspension; calling goes on in the order the queue already had."""
+    repository.lock_queue(session, department, exclusive=True)
+    suspension = repository.get_suspension(session, department)
+    if suspension is None:
+        raise QueueNotSuspended(f"{department} is not suspended.")
+    session.delete(suspension)
+    session.flush()  # so the queue view read in this transaction no longer sees it
+    _record_queue_event(session, department, "queue.resumed")
+
+
+def _record_queue_event(session: Session, department: str, event_type: str, **extra: Any) -> None:
+    # A queue event belongs to no visit: subscribers reach patients through `waiting_ticket_ids`.
+    record_event(
+        session,
+        OutboxEvent,
+        event_type=event_type,
+        aggregate_type="queue",
+        aggregate_id=department,
+        payload={"department": department, **extra},
+    )
+
+
+def queue_view(session: Session, *, department: str) -> QueuePublic:
+    """Who is waiting in a department in call order, and whether the session is suspended."""
+    waiting = repository.waiting_queue(session, department)
+    suspension = repository.get_suspension(session, department)
+    return QueuePublic(
+        department=department,
+        suspended=suspension is not None,
+        suspension=SuspensionPublic.model_validate(suspension, from_attributes=True) if suspension else None,
+        waiting=[to_public(t) for t in waiting],
+        waiting_count=len(waiting),
+        called_count=repository.count_called(session, department),
+    )
 
 
 def _record_ticket_event(session: Session, ticket: Ticket, event_type: str, **extra: Any) -> None:

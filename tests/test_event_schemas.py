@@ -1,0 +1,386 @@
+"""The event catalogue is the contract with subscribers: every type a service can emit has a versioned
+JSON schema (`services/events/catalogue/<type>.v<N>.json`), and the events the services really emit
+validate against them.
+
+Emitted types are found in the source, not listed here: every call of `kit.outbox.record_event` (or of a
+service helper that forwards its `event_type` parameter to it) must name its type as a literal, so a new
+type without a schema fails this test rather than reaching subscribers undocumented.
+"""
+
+import ast
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError
+
+from kit import testing
+from kit.outbox import EVENT_VERSION
+from services.billing.app import create_app as create_billing_app
+from services.billing.config import BillingSettings
+from services.billing.models import BillingTable
+from services.registration.app import create_app as create_registration_app
+from services.registration.config import RegistrationSettings
+from services.registration.models import RegistrationTable
+from services.results.app import create_app as create_results_app
+from services.results.config import ResultsSettings
+from services.results.models import ResultsTable
+from services.triage.app import create_app as create_triage_app
+from services.triage.config import TriageSettings
+from services.triage.models import TriageTable
+from tests.registration.factories import VALID_ID_NUMBERS
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES_DIR = ROOT / "services"
+CATALOGUE_DIR = SERVICES_DIR / "events" / "catalogue"
+SOURCES = ("registration", "triage", "results", "billing")
+WAIT_SECONDS = 20.0
+
+
+# --- the types the code can emit ----------------------------------------------------------------------
+
+
+def _literal_types(node: ast.expr, where: str) -> set[str]:
+    """The event types an `event_type` argument can take: a literal, or a choice between literals."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, ast.IfExp):
+        return _literal_types(node.body, where) | _literal_types(node.orelse, where)
+    if isinstance(node, ast.Name) and node.id == "event_type":
+        return set()  # a helper forwarding its own parameter; its callers pass the literals
+    raise AssertionError(f"{where}: name the event type as a literal so its schema can be checked")
+
+
+def _emitters(tree: ast.Module) -> dict[str, int | None]:
+    """Functions that emit: `record_event` (keyword-only `event_type`) and local helpers taking one."""
+    emitters: dict[str, int | None] = {"record_event": None}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            positional = [a.arg for a in node.args.posonlyargs + node.args.args]
+            if "event_type" in positional:
+                emitters[node.name] = positional.index("event_type")
+            elif any(a.arg == "event_type" for a in node.args.kwonlyargs):
+                emitters[node.name] = None
+    return emitters
+
+
+def emitted_event_types() -> dict[str, str]:
+    """Every event type named at an emitting call in `services/`, with where it is emitted."""
+    found: dict[str, str] = {}
+    for path in sorted(SERVICES_DIR.rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        if "record_event" not in source:
+            continue
+        tree = ast.parse(source, filename=str(path))
+        emitters = _emitters(tree)
+        for call in ast.walk(tree):
+            if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
+                continue
+            if call.func.id not in emitters:
+                continue
+            where = f"{path.relative_to(ROOT)}:{call.lineno}"
+            index = emitters[call.func.id]
+            argument = next((k.value for k in call.keywords if k.arg == "event_type"), None)
+            if argument is None and index is not None and index < len(call.args):
+                argument = call.args[index]
+            assert argument is not None, f"{where}: an emitting call without an event type"
+            for event_type in _literal_types(argument, where):
+                found.setdefault(event_type, where)
+    return found
+
+
+def catalogue() -> dict[str, dict[str, Any]]:
+    """The schema files by event type (their current version)."""
+    schemas = {}
+    for path in sorted(CATALOGUE_DIR.glob(f"*.v{EVENT_VERSION}.json")):
+        schemas[path.name.removesuffix(f".v{EVENT_VERSION}.json")] = json.loads(path.read_text("utf-8"))
+    return schemas
+
+
+def _is_rfc3339(instance: object) -> bool:
+    """`date-time` as RFC 3339 needs: date, `T`, time and an offset (jsonschema's own check needs an extra
+    package we do not install)."""
+    if not isinstance(instance, str):
+        return True
+    try:
+        moment = datetime.fromisoformat(instance)
+    except ValueError:
+        return False
+    return "T" in instance.upper() and moment.tzinfo is not None
+
+
+FORMATS = FormatChecker()
+FORMATS.checks("date-time")(_is_rfc3339)
+
+
+def validator(event_type: str) -> Draft202012Validator:
+    return Draft202012Validator(catalogue()[event_type], format_checker=FORMATS)
+
+
+def test_the_scan_sees_the_emitting_helpers() -> None:
+    """Guards the scan itself: types emitted through each service's helper are found."""
+    found = emitted_event_types()
+    for event_type in ("patient.merged", "visit.triaged", "ticket.called", "report.final", "charge.paid"):
+        assert event_type in found
+    assert len(found) >= 18
+
+
+def test_every_event_type_a_service_can_emit_has_a_schema() -> None:
+    missing = {t: where for t, where in emitted_event_types().items() if t not in catalogue()}
+    assert missing == {}, f"no schema in {CATALOGUE_DIR.relative_to(ROOT)} for: {missing}"
+
+
+def test_every_schema_belongs_to_a_type_some_service_emits() -> None:
+    stale = set(catalogue()) - set(emitted_event_types())
+    assert stale == set(), f"schemas for types nothing emits: {sorted(stale)}"
+
+
+@pytest.mark.parametrize("event_type", sorted(catalogue()))
+def test_each_schema_is_valid_2020_12_and_names_its_type_and_version(event_type: str) -> None:
+    schema = catalogue()[event_type]
+    Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"] == f"urn:patientflow:event:{event_type}:v{EVENT_VERSION}"
+    assert schema["properties"]["type"] == {"const": event_type}
+    assert schema["properties"]["version"] == {"const": EVENT_VERSION}
+    assert schema["properties"]["source"]["const"] in SOURCES
+    assert set(schema["required"]) >= {"id", "type", "version", "occurred_at", "sequence", "data"}
+    data = schema["properties"]["data"]
+    assert data["additionalProperties"] is False
+    assert set(data["required"]) == set(data["properties"])
+
+
+# --- the events the services really emit --------------------------------------------------------------
+
+
+@contextmanager
+def _serve_on(sock: socket.socket, app: FastAPI) -> Iterator[None]:
+    """Serve an app on a socket bound beforehand (kit.testing.serve binds its own, too late for a cycle:
+    results reads billing's feed and billing reads results')."""
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + testing.STARTUP_DEADLINE_SECONDS
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("a service did not start")
+            time.sleep(0.01)
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(testing.STARTUP_DEADLINE_SECONDS)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx.Client]]:
+    """The four services for real, each reading the others' feeds, on their own clean tables."""
+    sockets = {name: socket.socket(socket.AF_INET, socket.SOCK_STREAM) for name in SOURCES}
+    for sock in sockets.values():
+        sock.bind(("127.0.0.1", 0))
+    url = {name: f"http://127.0.0.1:{sock.getsockname()[1]}" for name, sock in sockets.items()}
+    data_dir = tmp_path_factory.mktemp("event-schemas")
+    pg = testing.database_url_under_test() is not None
+
+    def settings(cls: type[testing.S], name: str, **urls: str) -> testing.S:
+        schema = {"database_schema": f"test_schemas_{name}"} if pg else {}
+        return testing.make_test_settings(cls, data_dir, **schema, **urls)
+
+    apps = {
+        "registration": (
+            create_registration_app(settings(RegistrationSettings, "registration")),
+            RegistrationTable,
+        ),
+        "triage": (
+            create_triage_app(settings(TriageSettings, "triage", registration_url=url["registration"])),
+            TriageTable,
+        ),
+        "results": (
+            create_results_app(
+                settings(
+                    ResultsSettings,
+                    "results",
+                    registration_url=url["registration"],
+                    billing_url=url["billing"],
+                )
+            ),
+            ResultsTable,
+        ),
+        "billing": (
+            create_billing_app(
+                settings(
+                    BillingSettings,
+                    "billing",
+                    registration_url=url["registration"],
+                    results_url=url["results"],
+                )
+            ),
+            BillingTable,
+        ),
+    }
+    with ExitStack() as stack:
+        for name, (app, table) in apps.items():
+            s = app.state.settings
+            testing.wipe(s.resolved_database_url, s.resolved_schema, table.metadata)
+            stack.enter_context(_serve_on(sockets[name], app))
+        clients = {
+            name: stack.enter_context(
+                httpx.Client(base_url=url[name], headers=testing.internal_headers(), timeout=30)
+            )
+            for name in SOURCES
+        }
+        yield clients
+
+
+def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _wait_for(probe: Any, what: str) -> Any:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not (result := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+    return result
+
+
+def _feed(client: httpx.Client) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    after = 0
+    while page := _ok(client.get("/events", params={"after": after, "limit": 500}))["events"]:
+        events.extend(page)
+        after = page[-1]["position"]
+    return events
+
+
+@pytest.fixture(scope="module")
+def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
+    """Both foundation journeys and the new events, driven through the services' APIs; every feed read."""
+    registration, triage, results, billing = (system[name] for name in SOURCES)
+    identified = _ok(
+        registration.post("/patients", json={"id_number": VALID_ID_NUMBERS[0], "name": "张三"}), 201
+    )
+    unknown = _ok(registration.post("/patients", json={"unidentified": True, "alias": "男，约40岁"}), 201)
+    outpatient = _ok(
+        registration.post(
+            "/visits", json={"patient_id": identified["id"], "kind": "outpatient", "department": "internal"}
+        ),
+        201,
+    )
+    emergency = _ok(
+        registration.post(
+            "/visits",
+            json={
+                "patient_id": unknown["id"],
+                "kind": "emergency",
+                "department": "emergency",
+                "payment_mode": "green_channel",
+            },
+        ),
+        201,
+    )
+
+    # Triage: a level-I emergency, a queue suspended and resumed, a patient called and seen.
+    _ok(triage.post("/assessments", json={"visit_id": emergency["id"], "level": "I"}), 201)
+    _ok(triage.post("/queues/emergency/tickets", json={"visit_id": emergency["id"]}), 201)
+    ticket = _ok(triage.post("/queues/internal/tickets", json={"visit_id": outpatient["id"]}), 201)
+    _ok(triage.post("/queues/internal/suspend", json={"reason": "专家停诊"}))
+    _ok(triage.post("/queues/internal/resume"))
+    _ok(triage.post("/queues/internal/call-next", json={"counter": "3"}))
+    _ok(triage.post(f"/tickets/{ticket['id']}/finish"))
+
+    # Results: a green-channel order reported critical at once; a prepaid order waits for the cashier.
+    urgent = _ok(results.post("/orders", json={"visit_id": emergency["id"], "test_code": "250101015"}), 201)
+    report = {"status": "preliminary", "conclusion": "血钾6.8", "critical": True, "critical_note": "已通知"}
+    _ok(results.post(f"/orders/{urgent['id']}/reports", json=report), 201)
+    _ok(
+        results.post(f"/orders/{urgent['id']}/reports", json={"status": "final", "conclusion": "高钾血症"}),
+        201,
+    )
+    prepaid = _ok(results.post("/orders", json={"visit_id": outpatient["id"], "test_code": "250101015"}), 201)
+
+    # Billing: pay the outpatient's fee and order (which releases the order), then settle both visits.
+    _wait_for(
+        lambda: len(_ok(billing.get(f"/visits/{outpatient['id']}/account"))["charges"]) >= 2,
+        "billing to charge the outpatient's fee and order",
+    )
+    _wait_for(
+        lambda: len(_ok(billing.get(f"/visits/{emergency['id']}/account"))["charges"]) >= 2,
+        "billing to charge the emergency's fee and order",
+    )
+    pay = {"visit_id": outpatient["id"], "method": "wechat"}
+    _ok(billing.post("/payments", json=pay, headers={"idempotency-key": str(uuid.uuid4())}), 201)
+    _wait_for(
+        lambda: _ok(results.get(f"/orders/{prepaid['id']}"))["status"] == "released",
+        "results to release the paid order",
+    )
+    for visit, method in ((outpatient, "cash"), (emergency, "insurance")):
+        settle = billing.post(
+            f"/visits/{visit['id']}/settlement",
+            json={"method": method},
+            headers={"idempotency-key": str(uuid.uuid4())},
+        )
+        _ok(settle, 201)
+
+    # Registration: the unidentified emergency patient turns out to be the identified one.
+    _ok(registration.post(f"/patients/{identified['id']}/merge", json={"source_patient_id": unknown["id"]}))
+    return [event for name in SOURCES for event in _feed(system[name])]
+
+
+def test_the_run_emits_every_catalogued_type(emitted: list[dict[str, Any]]) -> None:
+    """So every schema below is checked against a real event, not only against itself."""
+    assert {e["type"] for e in emitted} == set(catalogue())
+
+
+def test_every_emitted_event_validates_against_its_schema(emitted: list[dict[str, Any]]) -> None:
+    failures = []
+    for event in emitted:
+        assert event["type"] in catalogue(), f"no schema for {event['type']}"
+        failures += [
+            f"{event['type']}: {error.message}" for error in validator(event["type"]).iter_errors(event)
+        ]
+    assert failures == []
+
+
+def test_events_carry_the_catalogue_version_and_their_source(emitted: list[dict[str, Any]]) -> None:
+    for event in emitted:
+        assert event["version"] == EVENT_VERSION
+        assert event["source"] == catalogue()[event["type"]]["properties"]["source"]["const"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda e: e["data"].update(note="血钾6.8"), "Additional properties are not allowed"),
+        (lambda e: e["data"].pop("report_id"), "'report_id' is a required property"),
+        (lambda e: e.update(version=2), "1 was expected"),
+        (lambda e: e.update(patient_id="张三"), "is not a 'uuid'"),
+        (lambda e: e.update(occurred_at="yesterday"), "is not a 'date-time'"),
+        (lambda e: e.update(occurred_at="2026-11-27T08:00:00"), "is not a 'date-time'"),  # no offset
+        (lambda e: e.pop("sequence"), "'sequence' is a required property"),
+    ],
+)
+def test_schemas_refuse_an_event_that_breaks_the_contract(
+    emitted: list[dict[str, Any]], change: Any, expected: str
+) -> None:
+    event = json.loads(json.dumps(next(e for e in emitted if e["type"] == "report.critical")))
+    validator("report.critical").validate(event)
+    change(event)
+    with pytest.raises(ValidationError, match=expected):
+        validator("report.critical").validate(event)
