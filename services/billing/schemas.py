@@ -116,6 +116,20 @@ class PaymentPublic(BaseModel):
     paid_at: datetime
 
 
+class AccountPublic(BaseModel):
+    visit_id: str
+    patient_id: str
+    kind: str
+    payment_mode: str
+    status: str
+    settled_at: datetime | None
+    charges_total_fen: int
+    paid_fen: int
+    balance_fen: int
+    charges: list[ChargePublic]
+    payments: list[PaymentPublic]
+
+
 class SettlementCreate(Request):
     """Close the account, paying whatever is still unpaid (出院结算 / 先诊疗后结算 / 先救治后付费)."""
 
@@ -130,18 +144,6 @@ class SettlementPublic(BaseModel):
     payment: PaymentPublic | None
     total_fen: int
     settled_at: datetime
-
-
-class AccountPublic(BaseModel):
-    visit_id: str
-    patient_id: str
-    kind: str
-    payment_mode: str
-    status: str
-    charges_total_fen: int
-    paid_fen: int
-    balance_fen: int
-    charges: list[ChargePublic]
 
 
 class DailyBillLine(BaseModel):

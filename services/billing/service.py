@@ -165,18 +165,27 @@ def account_view(session: Session, *, visit_id: str) -> AccountPublic:
     """Every charge of the visit with its totals; balance = charges − payments."""
     account = _known_account(session, visit_id)
     charges = repository.list_charges(session, visit_id)
+    payments = repository.list_payments(session, visit_id)
     total = sum(charge.amount_fen for charge in charges)
-    paid = sum(payment.amount_fen for payment in repository.list_payments(session, visit_id))
+    paid = sum(payment.amount_fen for payment in payments)
     return AccountPublic(
         visit_id=account.visit_id,
         patient_id=account.patient_id,
         kind=account.kind,
         payment_mode=account.payment_mode,
         status=account.status,
+        settled_at=account.settled_at,
         charges_total_fen=total,
         paid_fen=paid,
         balance_fen=total - paid,
         charges=[charge_to_public(charge, account) for charge in charges],
+        payments=[
+            PaymentPublic(
+                **payment.model_dump(),
+                charge_ids=[charge.id for charge in charges if charge.payment_id == payment.id],
+            )
+            for payment in payments
+        ],
     )
 
 

@@ -135,6 +135,10 @@ def test_settlement_pays_the_rest_and_closes_the_account(
     assert settlement["payment"]["amount_fen"] == 20000 + 600
     state = account(client, visit["id"])
     assert (state["status"], state["balance_fen"], state["paid_fen"]) == ("settled", 0, 23100)
+    assert state["settled_at"] is not None
+    # the account lists both payments, each with the charges it paid
+    assert [(p["amount_fen"], len(p["charge_ids"])) for p in state["payments"]] == [(2500, 1), (20600, 2)]
+    assert state["payments"][1]["id"] == settlement["payment"]["id"]
     [settled] = billing_events(client, "visit.settled")
     assert settled["data"] == {"payment_id": settlement["payment"]["id"], "total_fen": 23100}
     assert settled["patient_id"] == visit["patient_id"]
