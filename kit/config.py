@@ -64,7 +64,14 @@ def service_url_setting(name: str) -> str:
     return f"http://127.0.0.1:{SERVICE_PORTS[name]}"
 
 
-SERVICE_PORTS = {"gateway": 8000, "registration": 8001, "triage": 8002, "results": 8003, "billing": 8004}
+SERVICE_PORTS = {
+    "gateway": 8000,
+    "registration": 8001,
+    "triage": 8002,
+    "results": 8003,
+    "billing": 8004,
+    "events": 8005,
+}
 
 
 def app_settings(request: Request) -> ServiceSettings:

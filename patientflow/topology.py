@@ -20,7 +20,8 @@ SERVICES = [
     Component(
         name, f"services.{name}.app:create_app", SERVICE_PORTS[name], ROOT / "services" / name / "migrations"
     )
-    for name in ("registration", "triage", "results", "billing")
+    # The event hub reads the other four services' feeds, so it starts after them.
+    for name in ("registration", "triage", "results", "billing", "events")
 ]
 GATEWAY = Component("gateway", "gateway.app:create_app", SERVICE_PORTS["gateway"], None)
 COMPONENTS = [*SERVICES, GATEWAY]

@@ -1,0 +1,54 @@
+"""Event hub settings (env prefix `EVENTS_`)."""
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from kit.config import ServiceSettings, service_url_setting
+
+THREE_DAYS = 3 * 24 * 3600.0
+
+
+class EventsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="EVENTS_", extra="ignore")
+
+    service_name: str = "events"
+    # The feeds the hub reads, in the order that breaks ties between events of the same instant.
+    registration_url: str = service_url_setting("registration")
+    triage_url: str = service_url_setting("triage")
+    results_url: str = service_url_setting("results")
+    billing_url: str = service_url_setting("billing")
+
+    # How long an event waits before it may enter the log: covers clock skew between the hub and the
+    # services (see services/events/ingest.py for why waiting makes the log causal).
+    ingest_margin_seconds: float = Field(default=0.2, ge=0)
+    ingest_page_size: int = Field(default=500, ge=1, le=500)
+
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
+
+    webhook_retry_base_seconds: float = Field(default=1.0, gt=0)
+    webhook_retry_cap_seconds: float = Field(default=600.0, gt=0)
+    webhook_retry_window_seconds: float = Field(default=THREE_DAYS, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_concurrency: int = Field(default=8, ge=1)
+    webhook_batch_size: int = Field(default=64, ge=1)
+
+    # JetStream publishing is on only when a URL is set.
+    nats_url: str | None = None
+    nats_stream: str = "PATIENTFLOW"
+    nats_subject_prefix: str = "patientflow.events"
+
+    def feed_urls(self) -> dict[str, str]:
+        """Source name → feed base URL, in tie-break order."""
+        return {
+            "registration": self.registration_url,
+            "triage": self.triage_url,
+            "results": self.results_url,
+            "billing": self.billing_url,
+        }
+
+
+@lru_cache
+def get_settings() -> EventsSettings:
+    return EventsSettings()

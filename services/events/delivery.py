@@ -1,0 +1,104 @@
+"""Webhook delivery: at least once, signed, retried with backoff for a long window, in per-visit order.
+
+Delivery rows are written with the events they carry (services/events/service.py `log_batch`), so an
+event is never logged without being owed to its subscribers. This worker sends the due ones: a batch
+holds at most one delivery per (subscription, visit) — the oldest pending one — so a failing receiver
+holds back later events of that visit only, while other visits and subscribers proceed in parallel.
+"""
+
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import httpx
+
+from kit.clock import utcnow
+from kit.database import Database
+from services.events import metrics, repository, service
+from services.events.config import EventsSettings
+from services.events.models import LogEvent, Subscription
+from services.events.notifier import LogNotifier
+from services.events.signing import signed_headers
+
+logger = logging.getLogger("patientflow.events.delivery")
+USER_AGENT = "patientflow-webhooks/1"
+
+
+def delivery_body(event: LogEvent) -> bytes:
+    """The exact bytes that are signed and sent: the event's JSON, compact."""
+    return json.dumps(service.event_json(event), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class DeliveryWorker:
+    """Sends due webhook deliveries from a thread, a few at a time."""
+
+    def __init__(self, *, database: Database, settings: EventsSettings, notifier: LogNotifier) -> None:
+        self.database, self.settings, self.notifier = database, settings, notifier
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="events-webhooks", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.notifier.bump()  # wake the wait below
+        if self._thread:
+            self._thread.join(timeout=self.settings.webhook_timeout_seconds + 5)
+
+    def _run(self) -> None:
+        timeout = httpx.Timeout(self.settings.webhook_timeout_seconds, connect=3.0)
+        headers = {"user-agent": USER_AGENT, "content-type": "application/json"}
+        with (
+            httpx.Client(timeout=timeout, headers=headers, follow_redirects=False) as client,
+            ThreadPoolExecutor(self.settings.webhook_concurrency, "events-webhook") as pool,
+        ):
+            while not self._stop.is_set():
+                seen = self.notifier.version
+                try:
+                    sent = self.send_due(client, pool)
+                except Exception:
+                    logger.exception("webhook delivery round failed; will retry")
+                    sent = 0
+                if not sent:
+                    self.notifier.wait(seen, self.settings.feed_poll_seconds)
+
+    def send_due(self, client: httpx.Client, pool: ThreadPoolExecutor) -> int:
+        """Send one batch of due deliveries concurrently and record the outcomes; returns how many."""
+        with self.database.session(write=False) as session:
+            due = repository.due_deliveries(session, utcnow(), self.settings.webhook_batch_size)
+            events = repository.events_at(session, {d.position for d in due})
+            subscriptions = repository.subscriptions_by_id(session, {d.subscription_id for d in due})
+            metrics.observe_backlog(repository.pending_count(session))
+        if not due:
+            return 0
+        jobs = [
+            pool.submit(self._attempt, client, subscriptions[d.subscription_id], events[d.position])
+            for d in due
+        ]
+        outcomes = {d.id: job.result() for d, job in zip(due, jobs, strict=True)}
+        with self.database.session() as session:
+            for delivery in repository.get_deliveries(session, [d.id for d in due if d.id is not None]):
+                if delivery.status != "pending":
+                    continue  # replayed or deleted meanwhile
+                at, status_code, error = outcomes[delivery.id]
+                service.record_attempt(
+                    delivery, settings=self.settings, at=at, status_code=status_code, error=error
+                )
+                session.add(delivery)
+        return len(due)
+
+    def _attempt(
+        self, client: httpx.Client, subscription: Subscription, event: LogEvent
+    ) -> tuple[datetime, int | None, str | None]:
+        """POST one event; (when, HTTP status or None, error text or None). Never raises."""
+        body = delivery_body(event)
+        headers = signed_headers(subscription.secret, event.event_id, body)
+        try:
+            response = client.post(subscription.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return utcnow(), None, f"{type(exc).__name__}: {exc}"
+        return utcnow(), response.status_code, None

@@ -1,0 +1,161 @@
+"""All of the event hub's SQL."""
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy import func, text
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, delete, exists, select, update
+
+from services.events.models import (
+    Delivery,
+    LogEvent,
+    PublisherCursor,
+    SourceCursor,
+    Subscription,
+    VisitOwner,
+)
+
+# One writer of the log at a time, so positions become visible in commit order (as in kit.outbox).
+LOG_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('patientflow.events.log.' || current_schema()))")
+
+
+def lock_log(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(LOG_LOCK)
+
+
+def source_cursors(session: Session) -> dict[str, int]:
+    return {row.source: row.position for row in session.exec(select(SourceCursor)).all()}
+
+
+def move_source_cursor(session: Session, source: str, position: int) -> None:
+    cursor = session.get(SourceCursor, source) or SourceCursor(source=source)
+    cursor.position = max(cursor.position, position)
+    session.add(cursor)
+
+
+def logged_event_ids(session: Session, event_ids: Collection[str]) -> set[str]:
+    if not event_ids:
+        return set()
+    query = select(LogEvent.event_id).where(col(LogEvent.event_id).in_(list(event_ids)))
+    return set(session.exec(query).all())
+
+
+def visit_owner(session: Session, visit_id: str) -> VisitOwner:
+    """The visit's row, created (owner unknown) on first sight."""
+    return session.get(VisitOwner, visit_id) or VisitOwner(visit_id=visit_id)
+
+
+def last_position(session: Session) -> int:
+    return session.exec(select(func.max(LogEvent.position))).one() or 0
+
+
+def newest_event(session: Session) -> LogEvent | None:
+    return session.exec(select(LogEvent).order_by(col(LogEvent.position).desc()).limit(1)).first()
+
+
+def read_log(
+    session: Session,
+    *,
+    after: int,
+    upto: int,
+    limit: int,
+    types: Collection[str] | None,
+    sources: Collection[str] | None,
+    patient_id: str | None,
+) -> list[LogEvent]:
+    """Events in (after, upto] that pass the filters, oldest first; None filters let everything through."""
+    query = select(LogEvent).where(col(LogEvent.position) > after, col(LogEvent.position) <= upto)
+    if types:
+        query = query.where(col(LogEvent.event_type).in_(list(types)))
+    if sources is not None:
+        query = query.where(col(LogEvent.source).in_(list(sources)))
+    if patient_id is not None:
+        query = query.where(LogEvent.patient_id == patient_id)
+    return list(session.exec(query.order_by(col(LogEvent.position)).limit(limit)).all())
+
+
+def events_at(session: Session, positions: Collection[int]) -> dict[int, LogEvent]:
+    rows = session.exec(select(LogEvent).where(col(LogEvent.position).in_(list(positions)))).all()
+    return {row.position: row for row in rows if row.position is not None}
+
+
+def publisher_cursor(session: Session, name: str) -> int:
+    row = session.get(PublisherCursor, name)
+    return row.position if row else 0
+
+
+def move_publisher_cursor(session: Session, name: str, position: int) -> None:
+    row = session.get(PublisherCursor, name) or PublisherCursor(name=name)
+    row.position = max(row.position, position)
+    session.add(row)
+
+
+def all_subscriptions(session: Session) -> list[Subscription]:
+    return list(session.exec(select(Subscription)).all())
+
+
+def owned_subscriptions(session: Session, owner: str) -> list[Subscription]:
+    query = select(Subscription).where(Subscription.owner == owner)
+    return list(session.exec(query.order_by(col(Subscription.created_at), col(Subscription.id))).all())
+
+
+def owned_subscription(session: Session, subscription_id: str, owner: str) -> Subscription | None:
+    query = select(Subscription).where(Subscription.id == subscription_id, Subscription.owner == owner)
+    return session.exec(query).first()
+
+
+def delete_subscription(session: Session, subscription: Subscription) -> None:
+    session.exec(delete(Delivery).where(col(Delivery.subscription_id) == subscription.id))
+    session.delete(subscription)
+
+
+def list_deliveries(
+    session: Session, subscription_id: str, *, status: str | None, limit: int
+) -> list[Delivery]:
+    query = select(Delivery).where(Delivery.subscription_id == subscription_id)
+    if status:
+        query = query.where(Delivery.status == status)
+    return list(session.exec(query.order_by(col(Delivery.position)).limit(limit)).all())
+
+
+def revive_dead(session: Session, subscription_id: str, now: datetime) -> int:
+    """Dead deliveries back to pending with a fresh retry window; returns how many."""
+    result = session.exec(
+        update(Delivery)
+        .where(col(Delivery.subscription_id) == subscription_id, col(Delivery.status) == "dead")
+        .values(status="pending", attempts=0, first_attempt_at=None, next_attempt_at=now)
+    )
+    return int(result.rowcount)
+
+
+def due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery]:
+    """Pending deliveries whose time has come and that nothing earlier of the same order key holds back."""
+    earlier = aliased(Delivery)
+    blocked = exists().where(
+        col(earlier.subscription_id) == col(Delivery.subscription_id),
+        col(earlier.order_key) == col(Delivery.order_key),
+        col(earlier.status) == "pending",
+        col(earlier.position) < col(Delivery.position),
+    )
+    query = (
+        select(Delivery)
+        .where(Delivery.status == "pending", col(Delivery.next_attempt_at) <= now, ~blocked)
+        .order_by(col(Delivery.position))
+        .limit(limit)
+    )
+    return list(session.exec(query).all())
+
+
+def subscriptions_by_id(session: Session, ids: Collection[str]) -> dict[str, Subscription]:
+    rows = session.exec(select(Subscription).where(col(Subscription.id).in_(list(ids)))).all()
+    return {row.id: row for row in rows}
+
+
+def pending_count(session: Session) -> int:
+    return session.exec(select(func.count()).select_from(Delivery).where(Delivery.status == "pending")).one()
+
+
+def get_deliveries(session: Session, ids: Sequence[int]) -> list[Delivery]:
+    return list(session.exec(select(Delivery).where(col(Delivery.id).in_(list(ids)))).all())

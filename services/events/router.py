@@ -1,0 +1,212 @@
+"""Event hub endpoints: the log (page and stream), webhook subscriptions and the event catalogue."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from kit.auth import Caller, CallerDep
+from kit.database import SessionDep
+from kit.errors import BadRequest, Forbidden, problem_responses
+from services.events import catalogue, repository, service
+from services.events.errors import SchemaNotFound, SubscriptionNotFound
+from services.events.schemas import (
+    DeliveryPublic,
+    DeliveryStatus,
+    LogPage,
+    ReplayResult,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionPublic,
+)
+from services.events.service import READ_SCOPE, SUBSCRIBE_SCOPE
+from services.events.stream import log_stream
+
+router = APIRouter()
+MAX_PAGE = 500
+
+AfterQuery = Annotated[
+    int, Query(ge=0, description="Cursor: the last position you processed (0: from the start)")
+]
+TypesQuery = Annotated[
+    str | None,
+    Query(max_length=1000, description="Only these types, comma-separated (`visit.opened,report.final`)"),
+]
+IdPath = Annotated[str, Path(min_length=1, max_length=36)]
+
+
+def _types(raw: str | None) -> list[str] | None:
+    types = [t.strip() for t in (raw or "").split(",") if t.strip()]
+    return types or None
+
+
+def _require_read(caller: Caller) -> None:
+    if not caller.subject.startswith(service.SERVICE_SUBJECT_PREFIX):  # services hold no scopes
+        caller.require(READ_SCOPE)
+
+
+def _reader(caller: Caller) -> service.Audience:
+    _require_read(caller)
+    return service.audience(subject=caller.subject, scopes=caller.scopes, patient_id=caller.patient)
+
+
+@router.get("/log", tags=["events"], responses=problem_responses(Forbidden))
+def read_log(
+    session: SessionDep,
+    caller: CallerDep,
+    after: AfterQuery = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    type: TypesQuery = None,
+) -> LogPage:
+    """Events of every service in causal order, after a cursor; pass `next_after` back to continue.
+
+    You see the events of the services whose read scope you hold (and, acting for a patient, only that
+    patient's). Delivery is at least once across retries: de-duplicate by `id`.
+    """
+    rows, next_after = service.read_page(
+        session, _reader(caller), after=after, limit=limit, types=_types(type)
+    )
+    return LogPage(events=[service.event_json(r) for r in rows], next_after=next_after)
+
+
+@router.get(
+    "/log/stream",
+    tags=["events"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **problem_responses(BadRequest, Forbidden)},
+)
+async def stream_log(
+    request: Request,
+    caller: CallerDep,
+    after: AfterQuery = 0,
+    type: TypesQuery = None,
+    last_event_id: Annotated[str | None, Header(description="Resume after this position")] = None,
+) -> StreamingResponse:
+    """The same events as `GET /log`, live, as Server-Sent Events (`id:` is the position).
+
+    Reconnect with `Last-Event-ID` (browsers' EventSource does) to resume without gaps; a comment line
+    every 15 s keeps the connection alive.
+    """
+    reader = _reader(caller)
+    if last_event_id is not None:
+        if not last_event_id.strip().isdigit():
+            raise BadRequest("Last-Event-ID must be a position from this stream.")
+        after = int(last_event_id)
+    app = request.app
+    body = log_stream(
+        database=app.state.database,
+        notifier=app.state.notifier,
+        reader=reader,
+        after=after,
+        types=_types(type),
+        heartbeat_seconds=app.state.settings.stream_heartbeat_seconds,
+    )
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+
+@router.post(
+    "/subscriptions",
+    status_code=status.HTTP_201_CREATED,
+    tags=["subscriptions"],
+    responses=problem_responses(Forbidden),
+)
+def create_subscription(
+    data: SubscriptionCreate, session: SessionDep, caller: CallerDep
+) -> SubscriptionCreated:
+    """Register a webhook: each event of the given types that you may see is POSTed to `url`, signed
+    (Standard Webhooks), retried with backoff for three days, then kept as a dead letter you can replay.
+    Events of one visit arrive in order. The `secret` is shown only in this answer."""
+    caller.require(SUBSCRIBE_SCOPE)
+    subscription = service.subscribe(
+        session, data=data, owner=caller.subject, scopes=caller.scopes, patient_id=caller.patient
+    )
+    return SubscriptionCreated.model_validate(subscription, from_attributes=True)
+
+
+@router.get("/subscriptions", tags=["subscriptions"], responses=problem_responses(Forbidden))
+def list_subscriptions(session: SessionDep, caller: CallerDep) -> list[SubscriptionPublic]:
+    """Your webhook subscriptions, oldest first."""
+    caller.require(SUBSCRIBE_SCOPE)
+    rows = repository.owned_subscriptions(session, caller.subject)
+    return [SubscriptionPublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.get(
+    "/subscriptions/{subscription_id}",
+    tags=["subscriptions"],
+    responses=problem_responses(Forbidden, SubscriptionNotFound),
+)
+def read_subscription(subscription_id: IdPath, session: SessionDep, caller: CallerDep) -> SubscriptionPublic:
+    """One of your subscriptions (another client's is a 404)."""
+    caller.require(SUBSCRIBE_SCOPE)
+    subscription = service.owned_subscription(session, subscription_id=subscription_id, owner=caller.subject)
+    return SubscriptionPublic.model_validate(subscription, from_attributes=True)
+
+
+@router.delete(
+    "/subscriptions/{subscription_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["subscriptions"],
+    responses=problem_responses(Forbidden, SubscriptionNotFound),
+)
+def delete_subscription(subscription_id: IdPath, session: SessionDep, caller: CallerDep) -> Response:
+    """Stop a subscription; its pending deliveries are dropped."""
+    caller.require(SUBSCRIBE_SCOPE)
+    subscription = service.owned_subscription(session, subscription_id=subscription_id, owner=caller.subject)
+    repository.delete_subscription(session, subscription)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/subscriptions/{subscription_id}/deliveries",
+    tags=["subscriptions"],
+    responses=problem_responses(Forbidden, SubscriptionNotFound),
+)
+def list_deliveries(
+    subscription_id: IdPath,
+    session: SessionDep,
+    caller: CallerDep,
+    status: DeliveryStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> list[DeliveryPublic]:
+    """A subscription's deliveries in log order: `pending` (with the next attempt), `delivered`, `dead`."""
+    caller.require(SUBSCRIBE_SCOPE)
+    subscription = service.owned_subscription(session, subscription_id=subscription_id, owner=caller.subject)
+    rows = repository.list_deliveries(
+        session, subscription.id, status=status.value if status else None, limit=limit
+    )
+    return [DeliveryPublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/replay",
+    tags=["subscriptions"],
+    responses=problem_responses(Forbidden, SubscriptionNotFound),
+)
+def replay_dead_letters(subscription_id: IdPath, session: SessionDep, caller: CallerDep) -> ReplayResult:
+    """Send the dead letters again: each gets a fresh retry window, in log order."""
+    caller.require(SUBSCRIBE_SCOPE)
+    subscription = service.owned_subscription(session, subscription_id=subscription_id, owner=caller.subject)
+    return ReplayResult(replayed=service.replay_dead(session, subscription=subscription))
+
+
+@router.get("/schemas", tags=["schemas"], responses=problem_responses(Forbidden))
+def list_schemas(caller: CallerDep) -> dict[str, list[dict[str, Any]]]:
+    """The event catalogue: every event type and version with a JSON schema."""
+    _require_read(caller)
+    return {"schemas": catalogue.summaries()}
+
+
+@router.get("/schemas/{event_type}", tags=["schemas"], responses=problem_responses(Forbidden, SchemaNotFound))
+def read_schema(
+    event_type: Annotated[str, Path(max_length=64)],
+    caller: CallerDep,
+    version: Annotated[int | None, Query(ge=1, description="Default: the newest")] = None,
+) -> dict[str, Any]:
+    """The JSON schema (draft 2020-12) of one event type."""
+    _require_read(caller)
+    schema = catalogue.schema_of(event_type, version)
+    if schema is None:
+        raise SchemaNotFound(f"The catalogue has no schema for {event_type!r}.")
+    return schema

@@ -1,0 +1,251 @@
+"""Event hub rules: who sees which event, how a batch enters the log, subscriptions and delivery outcomes."""
+
+import random
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session
+
+from kit.clock import as_utc, utcnow
+from services.events import repository
+from services.events.config import EventsSettings
+from services.events.errors import SubscriptionNotFound
+from services.events.models import Delivery, LogEvent, Subscription
+from services.events.schemas import DeliveryStatus, SubscriptionCreate
+from services.events.signing import new_secret
+
+# Tie-break order of sources for events of the same instant (and the order feeds are read in).
+SOURCES = ("registration", "triage", "results", "billing")
+READ_SCOPE, SUBSCRIBE_SCOPE = "events:read", "events:subscribe"
+SERVICE_SUBJECT_PREFIX = "service:"
+MAX_ERROR_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """What one reader may see: events of the sources whose read scope it holds, and, when it acts
+    for a patient, only that patient's events."""
+
+    sources: frozenset[str]
+    patient_id: str | None = None
+
+    def sees(self, event: LogEvent) -> bool:
+        if event.source not in self.sources:
+            return False
+        return self.patient_id is None or event.patient_id == self.patient_id
+
+
+def audience(*, subject: str, scopes: Sequence[str] | frozenset[str], patient_id: str | None) -> Audience:
+    """The audience of a caller (or of a subscription, from what its owner held when subscribing)."""
+    if subject.startswith(SERVICE_SUBJECT_PREFIX):
+        return Audience(frozenset(SOURCES))  # a sibling service reads the whole log
+    held = set(scopes)
+    return Audience(frozenset(s for s in SOURCES if f"{s}:read" in held), patient_id)
+
+
+def event_json(event: LogEvent) -> dict[str, Any]:
+    """The wire form: `kit.outbox.event_to_json`'s fields with the hub's position, plus the source's
+    position and the event's number within its visit."""
+    return {
+        "id": event.event_id,
+        "type": event.event_type,
+        "version": event.version,
+        "source": event.source,
+        "position": event.position,
+        "source_position": event.source_position,
+        "aggregate": {"type": event.aggregate_type, "id": event.aggregate_id},
+        "sequence": event.sequence,
+        "visit_sequence": event.visit_sequence,
+        "occurred_at": as_utc(event.occurred_at).isoformat(),
+        "visit_id": event.visit_id,
+        "patient_id": event.patient_id,
+        "data": event.payload,
+    }
+
+
+def read_page(
+    session: Session, reader: Audience, *, after: int, limit: int, types: Collection[str] | None
+) -> tuple[list[LogEvent], int]:
+    """The reader's visible events after `after`, and the cursor to continue from.
+
+    The cursor is the last position *scanned*, visible or not, so a reader that sees few events
+    never re-reads the ones hidden from it. The bound is read first: log positions commit in order,
+    so nothing at or below it can still appear.
+    """
+    upto = repository.last_position(session)
+    sources = None if reader.sources == frozenset(SOURCES) else reader.sources
+    rows = repository.read_log(
+        session,
+        after=after,
+        upto=upto,
+        limit=limit,
+        types=types,
+        sources=sources,
+        patient_id=reader.patient_id,
+    )
+    if len(rows) == limit:
+        return rows, rows[-1].position or after
+    return rows, max(upto, after)
+
+
+# --- ingestion -------------------------------------------------------------------------------------
+
+
+def log_batch(
+    session: Session, taken: Sequence[tuple[str, dict[str, Any]]], *, cursors: dict[str, int]
+) -> list[LogEvent]:
+    """Append source events (already in causal order) to the log, with their webhook deliveries and the
+    source cursors, in the caller's one transaction. Events already logged are skipped (a redelivery)."""
+    repository.lock_log(session)
+    seen = repository.logged_event_ids(session, {event["id"] for _, event in taken})
+    subscriptions = repository.all_subscriptions(session) if taken else []
+    logged: list[LogEvent] = []
+    for source, event in taken:
+        if event["id"] in seen:
+            continue
+        seen.add(event["id"])
+        row = _log_event(session, source, event)
+        logged.append(row)
+        for subscription in subscriptions:
+            if wants(subscription, row):
+                session.add(_delivery(subscription, row))
+    for source, position in cursors.items():
+        repository.move_source_cursor(session, source, position)
+    return logged
+
+
+def _log_event(session: Session, source: str, event: dict[str, Any]) -> LogEvent:
+    row = LogEvent(
+        event_id=event["id"],
+        event_type=event["type"],
+        version=event.get("version", 1),
+        source=source,
+        source_position=event["position"],
+        aggregate_type=event["aggregate"]["type"],
+        aggregate_id=event["aggregate"]["id"],
+        sequence=event["sequence"],
+        occurred_at=datetime.fromisoformat(event["occurred_at"]),
+        visit_id=event.get("visit_id"),
+        patient_id=event.get("patient_id"),
+        payload=event.get("data") or {},
+    )
+    _follow_visits(session, row)
+    session.add(row)
+    session.flush()  # the position, in insertion (= causal) order
+    return row
+
+
+def _follow_visits(session: Session, row: LogEvent) -> None:
+    """Keep the visit→patient map, number the visit's events, and stamp the visit's current patient.
+
+    The map wins over the event's own `patient_id`: after a merge (身份确认后合并) a service may still
+    name the merged-away record, but the visit, and whoever may follow it, now belongs to the survivor.
+    """
+    if row.event_type == "patient.merged":
+        target = row.payload.get("target_patient_id")
+        for visit_id in row.payload.get("visit_ids") or []:
+            owner = repository.visit_owner(session, visit_id)
+            owner.patient_id = target
+            session.add(owner)
+    if row.visit_id is None:
+        return
+    owner = repository.visit_owner(session, row.visit_id)
+    if row.event_type == "visit.opened" and row.patient_id:
+        owner.patient_id = row.patient_id
+    owner.patient_id = owner.patient_id or row.patient_id
+    owner.last_sequence += 1
+    row.patient_id, row.visit_sequence = owner.patient_id, owner.last_sequence
+    session.add(owner)
+
+
+def wants(subscription: Subscription, event: LogEvent) -> bool:
+    """Whether a subscription gets this event: a type it asked for, and one its owner may see."""
+    if "*" not in subscription.event_types and event.event_type not in subscription.event_types:
+        return False
+    reader = audience(
+        subject=subscription.owner, scopes=subscription.scopes, patient_id=subscription.patient_id
+    )
+    return reader.sees(event)
+
+
+def _delivery(subscription: Subscription, event: LogEvent) -> Delivery:
+    assert event.position is not None
+    return Delivery(
+        subscription_id=subscription.id,
+        position=event.position,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        order_key=event.visit_id or event.aggregate_id,
+        next_attempt_at=utcnow(),
+    )
+
+
+# --- subscriptions ---------------------------------------------------------------------------------
+
+
+def subscribe(
+    session: Session, *, data: SubscriptionCreate, owner: str, scopes: frozenset[str], patient_id: str | None
+) -> Subscription:
+    """A new webhook; it keeps the owner's scopes and patient as they are now, to filter what it gets."""
+    subscription = Subscription(
+        id=str(uuid.uuid4()),
+        owner=owner,
+        url=str(data.url),
+        event_types=sorted(set(data.event_types)),
+        description=data.description,
+        secret=new_secret(),
+        scopes=sorted(scopes),
+        patient_id=patient_id,
+    )
+    session.add(subscription)
+    return subscription
+
+
+def owned_subscription(session: Session, *, subscription_id: str, owner: str) -> Subscription:
+    subscription = repository.owned_subscription(session, subscription_id, owner)
+    if subscription is None:
+        raise SubscriptionNotFound(f"You have no subscription {subscription_id}.")
+    return subscription
+
+
+def replay_dead(session: Session, *, subscription: Subscription) -> int:
+    """Give the dead letters of a subscription another retry window."""
+    return repository.revive_dead(session, subscription.id, utcnow())
+
+
+# --- delivery outcomes -----------------------------------------------------------------------------
+
+
+def retry_delay(settings: EventsSettings, attempts: int) -> float:
+    """Capped exponential backoff with jitter (half fixed, half random), after `attempts` failures."""
+    ceiling = min(
+        settings.webhook_retry_cap_seconds, settings.webhook_retry_base_seconds * 2 ** (attempts - 1)
+    )
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def record_attempt(
+    delivery: Delivery,
+    *,
+    settings: EventsSettings,
+    at: datetime,
+    status_code: int | None,
+    error: str | None,
+) -> None:
+    """Apply one attempt's outcome: delivered on 2xx; else retry later, or dead once the window is over."""
+    delivery.attempts += 1
+    delivery.first_attempt_at = delivery.first_attempt_at or at
+    delivery.last_attempt_at = at
+    delivery.last_status_code = status_code
+    if status_code is not None and 200 <= status_code < 300:
+        delivery.status, delivery.delivered_at, delivery.last_error = DeliveryStatus.delivered.value, at, None
+        return
+    delivery.last_error = (error or f"HTTP {status_code}")[:MAX_ERROR_LENGTH]
+    window = timedelta(seconds=settings.webhook_retry_window_seconds)
+    if at - as_utc(delivery.first_attempt_at) >= window:
+        delivery.status = DeliveryStatus.dead.value
+    else:
+        delivery.next_attempt_at = at + timedelta(seconds=retry_delay(settings, delivery.attempts))

@@ -1,0 +1,84 @@
+"""The log as Server-Sent Events: `id:` the hub position (resume with `Last-Event-ID`), `event:` the type.
+
+A stream reads the log off the event loop, then sleeps on the notifier until the ingestor commits more,
+so an idle stream costs no queries; a comment line every `heartbeat` seconds keeps proxies from
+closing it. It ends when the client goes away (Starlette cancels it) or the server stops.
+"""
+
+import json
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Collection
+from types import FrameType
+from typing import Any
+
+import anyio
+
+from kit.database import Database
+from services.events import service
+from services.events.notifier import LogNotifier
+from services.events.service import Audience
+
+PAGE = 500
+SignalHandler = Callable[[int, FrameType | None], Any]
+
+
+def sse_message(event: dict[str, object]) -> str:
+    data = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    return f"id: {event['position']}\nevent: {event['type']}\ndata: {data}\n\n"
+
+
+async def log_stream(
+    *,
+    database: Database,
+    notifier: LogNotifier,
+    reader: Audience,
+    after: int,
+    types: Collection[str] | None,
+    heartbeat_seconds: float,
+) -> AsyncIterator[str]:
+    """The reader's events after `after`, then new ones as they are logged, until closed."""
+
+    def read(cursor: int) -> tuple[list[dict[str, object]], int, bool]:
+        with database.session(write=False) as session:
+            rows, next_after = service.read_page(session, reader, after=cursor, limit=PAGE, types=types)
+            return [service.event_json(r) for r in rows], next_after, len(rows) == PAGE
+
+    yield ": stream open\n\n"  # headers and a first byte now, so clients and proxies see the stream live
+    last_sent = time.monotonic()
+    while not notifier.closed:
+        seen = notifier.version
+        async with database.gate(write=False):
+            events, after, full = await anyio.to_thread.run_sync(read, after)
+        for event in events:
+            yield sse_message(event)
+        if events:
+            last_sent = time.monotonic()
+        if full:
+            continue
+        quiet = time.monotonic() - last_sent
+        if not await notifier.wait_async(seen, max(heartbeat_seconds - quiet, 0.0)):
+            yield ": heartbeat\n\n"
+            last_sent = time.monotonic()
+
+
+def close_streams_on_exit_signal(notifier: LogNotifier) -> None:
+    """End the streams as soon as the server is told to stop (SIGTERM, Ctrl-C).
+
+    uvicorn waits for open responses before its lifespan shutdown, so a stream that only stopped at
+    shutdown would hold the process for the whole graceful timeout. Chains to the server's own handler;
+    only possible from the main thread (a server started in a test thread ends its streams by itself).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+        if not callable(previous):
+            continue
+
+        def handler(sig: int, frame: FrameType | None, previous: SignalHandler = previous) -> None:
+            notifier.close()
+            previous(sig, frame)
+
+        signal.signal(signum, handler)
