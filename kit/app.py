@@ -15,6 +15,7 @@ from kit.errors import install_error_handlers
 from kit.feed import Feed, FeedConsumer
 from kit.health import router as health_router
 from kit.logging import configure_logging
+from kit.metrics import RequestObserver, service_metrics_router
 from kit.migrations import upgrade
 from kit.models import ConsumedEventBase, FeedCursorBase, OutboxEventBase
 from kit.outbox import feed_router
@@ -84,6 +85,7 @@ def build_service_app(
                     tokens=tokens,
                     poll_seconds=settings.feed_poll_seconds,
                     event_types=feed.event_types,
+                    consumer=settings.service_name,
                 )
                 for feed in feeds
             ]
@@ -106,8 +108,10 @@ def build_service_app(
     app.state.settings = settings
     app.state.siblings = {}
     install_error_handlers(app)
+    app.add_middleware(RequestObserver, service=settings.service_name)  # inside: sees the request id
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
+    app.include_router(service_metrics_router(settings.service_name, outbox_model))
     protected = [Depends(require_internal_caller)]
     app.include_router(feed_router(outbox_model), dependencies=protected)
     for router in routers:

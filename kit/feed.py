@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from sqlmodel import Session
 
 from kit.auth import TokenSource
 from kit.database import Database
+from kit.metrics import FEED_CURSOR, FEED_LAG
 from kit.models import ConsumedEventBase, FeedCursorBase
 
 logger = logging.getLogger("patientflow.feed")
@@ -66,8 +68,11 @@ class FeedConsumer:
         tokens: TokenSource,
         poll_seconds: float = 0.3,
         event_types: frozenset[str] | None = None,
+        consumer: str = "unnamed",
     ) -> None:
         self.source, self.base_url, self.database = source, base_url.rstrip("/"), database
+        # Metrics label: `consumer` is the reading service (build_service_app passes its name).
+        self._lag, self._position = FEED_LAG.labels(consumer, source), FEED_CURSOR.labels(consumer, source)
         self.cursor_model, self.consumed_model = cursor_model, consumed_model
         self.handle, self.tokens, self.poll_seconds = handle, tokens, poll_seconds
         self.event_types = event_types
@@ -109,16 +114,28 @@ class FeedConsumer:
 
     def poll_once(self, client: httpx.Client) -> int:
         """Read one page and apply it; returns how many events were read."""
+        cursor = self.cursor()
         response = client.get(
             "/events",
-            params={"after": self.cursor(), "limit": 100},
+            params={"after": cursor, "limit": 100},
             headers={"authorization": self.tokens.header()},
         )
         response.raise_for_status()
         events = response.json()["events"]
         for event in events:
             self.apply(event)
+        self._observe(events[-1] if events else None, cursor)
         return len(events)
+
+    def _observe(self, last: dict[str, Any] | None, cursor: int) -> None:
+        """Lag = age of the last applied event; an empty page means caught up."""
+        if last is None:
+            self._lag.set(0)
+            self._position.set(cursor)
+            return
+        occurred = datetime.fromisoformat(last["occurred_at"])
+        self._lag.set(max((datetime.now(UTC) - occurred).total_seconds(), 0.0))
+        self._position.set(last["position"])
 
     def apply(self, event: dict[str, Any]) -> None:
         """Apply one event exactly once and move the cursor past it, in one transaction."""

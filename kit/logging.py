@@ -1,13 +1,29 @@
-"""Logging with the request id on every line and personal identifiers masked before they are written."""
+"""Structured logs: one JSON object per line, with the request id, and personal identifiers masked.
 
+Every line carries `ts`, `level`, `service`, `logger`, `request_id` and `message`, plus whatever the
+caller passed as `extra=`. Identity numbers and mobile numbers are masked wherever they appear; names
+are masked where we can tell a value is a name: extras under a `*name` key, and `"name": "..."` pairs
+inside logged JSON or dict text. uvicorn's own loggers are routed through the same handler.
+"""
+
+import json
 import logging
 import re
+import sys
+import time
+from typing import Any
 
 from kit.requestid import current_request_id
 
 # An 18-digit resident identity number (last char may be X) and a mainland mobile number.
 _ID_NUMBER = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?!\d)")
 _MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+# `"name": "张三"`, `'patient_name': '张三'` (JSON or a dict's repr); the key is kept, the value masked.
+_NAME_PAIR = re.compile(r"""(["'](?:\w*_)?name["']\s*:\s*)(["'])(.*?)(?<!\\)\2""", re.IGNORECASE)
+_NAME_KEY = re.compile(r"^(?:\w*_)?name$", re.IGNORECASE)
+# LogRecord's own attributes: everything else on a record came from `extra=`.
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
+ACCESS_LOGGER = "patientflow.access"
 
 
 def mask_identifiers(text: str) -> str:
@@ -16,25 +32,80 @@ def mask_identifiers(text: str) -> str:
     return _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)
 
 
+def mask_name(name: str) -> str:
+    """`张**`: the surname stays (staff can still tell records apart), the given name goes."""
+    return name[:1] + "*" * max(len(name) - 1, 2) if name else name
+
+
+def mask_text(text: str) -> str:
+    """Identity numbers, phone numbers and `name` pairs masked in free text."""
+    text = _NAME_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}{mask_name(m.group(3))}{m.group(2)}", text)
+    return mask_identifiers(text)
+
+
+def mask_value(key: str, value: Any) -> Any:
+    """An extra's value, masked by its key (names) and its content (numbers), recursively."""
+    if isinstance(value, str):
+        return mask_name(value) if _NAME_KEY.match(key) else mask_text(value)
+    if isinstance(value, dict):
+        return {k: mask_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_value(key, v) for v in value]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return mask_text(str(value))
+
+
 class MaskingFilter(logging.Filter):
-    """Adds `request_id` to each record and masks identity and phone numbers in its message."""
+    """Adds `request_id` to each record and masks identity and phone numbers and names in its message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_request_id() or "-"
         message = record.getMessage()
-        masked = mask_identifiers(message)
+        masked = mask_text(message)
         if masked != message:
             record.msg, record.args = masked, None
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; extras are masked here, so no handler can write them in clear."""
+
+    def __init__(self, service_name: str) -> None:
+        super().__init__()
+        self.service_name = service_name
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "service": self.service_name,
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", None) or current_request_id() or "-",
+            "message": mask_text(record.getMessage()),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_FIELDS and key not in line:
+                line[key] = mask_value(key, value)
+        if record.exc_info:
+            line["exception"] = mask_text(self.formatException(record.exc_info))
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
 def configure_logging(service_name: str, level: str = "INFO") -> None:
-    """One format for every service: time, service, level, request id, message."""
-    handler = logging.StreamHandler()
+    """JSON lines on stderr for this process, uvicorn's loggers included (they otherwise keep their own)."""
+    handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(MaskingFilter())
-    handler.setFormatter(
-        logging.Formatter(f"%(asctime)s {service_name} %(levelname)s [%(request_id)s] %(message)s")
-    )
+    handler.setFormatter(JsonFormatter(service_name))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+    # httpx logs every call at INFO with its full URL (query string included): our access log says
+    # what matters, once, without the query.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,71 @@
+"""Structured logs: JSON lines whose identity numbers, phone numbers and names are masked."""
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from kit.logging import JsonFormatter, MaskingFilter, mask_text
+from kit.requestid import set_request_id
+
+NAME, ID_NUMBER, PHONE = "欧阳测试", "11010519491231002X", "13912345678"
+
+
+@pytest.fixture
+def logged() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger writing through the production filter and formatter into a buffer."""
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.addFilter(MaskingFilter())
+    handler.setFormatter(JsonFormatter("registration"))
+    logger = logging.getLogger("tests.masking")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    yield logger, written
+    logger.removeHandler(handler)
+
+
+def lines(written: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in written.getvalue().splitlines()]
+
+
+def test_each_line_is_json_with_service_level_logger_and_request_id(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, written = logged
+    set_request_id("req-42")
+    try:
+        logger.warning("queue %s suspended", "internal", extra={"department": "internal"})
+    finally:
+        set_request_id(None)
+    [line] = lines(written)
+    assert line["service"] == "registration" and line["level"] == "WARNING"
+    assert line["logger"] == "tests.masking" and line["request_id"] == "req-42"
+    assert line["message"] == "queue internal suspended" and line["department"] == "internal"
+
+
+def test_names_numbers_and_phones_are_masked_in_messages_extras_and_tracebacks(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, written = logged
+    body = json.dumps({"name": NAME, "id_number": ID_NUMBER, "phone": PHONE}, ensure_ascii=False)
+    logger.info("registered %s", body)
+    logger.info("as a dict %s", {"patient_name": NAME, "note": f"call {PHONE}"})
+    logger.info("extras", extra={"patient_name": NAME, "contact": {"full_name": NAME, "phone": PHONE}})
+    try:
+        raise ValueError(f"bad id {ID_NUMBER} for name: {body}")
+    except ValueError:
+        logger.exception("failed")
+    text = written.getvalue()
+    assert len(lines(written)) == 4
+    for canary in (NAME, ID_NUMBER, PHONE):
+        assert canary not in text
+    assert "欧***" in text and "110105********002X" in text and "139****5678" in text
+
+
+def test_name_pairs_keep_their_key_and_other_fields() -> None:
+    masked = mask_text('{"name": "张三", "code": "WBC", "contact_name": "李四"}')
+    assert masked == '{"name": "张**", "code": "WBC", "contact_name": "李**"}'
