@@ -1,65 +1,77 @@
 """The gateway's ASGI app: health routes plus one catch-all `/v1/...` route that forwards."""
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
+from gateway.admin import router as admin_router
+from gateway.clients import open_client_store
 from gateway.config import GatewaySettings, get_settings
-from gateway.keys import KeyRing
+from gateway.journey import journey_router
+from gateway.keys import KeyCache
+from gateway.metrics import gateway_route_template, metrics_endpoint, watch_circuits
+from gateway.openapi import install_openapi
+from gateway.patients import router as patient_sessions_router
 from gateway.proxy import Proxy, Upstreams
 from gateway.routes import API_PREFIX
 from kit.errors import install_error_handlers, problem, problem_response
 from kit.logging import configure_logging
+from kit.metrics import RequestObserver
 from kit.requestid import RequestIdMiddleware
 
 logger = logging.getLogger("patientflow.gateway")
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def load_key_ring(settings: GatewaySettings) -> KeyRing:
-    """The API keys; production refuses to start with none (development starts, denying everyone)."""
-    if settings.api_keys_file is None:
-        keys = KeyRing({})
-    else:
-        keys = KeyRing.from_file(settings.api_keys_file, settings.internal_secret)
-    if not keys:
-        if settings.environment == "production":
-            raise ValueError("The API keys file holds no keys; production refuses to start")
-        logger.warning("No API keys loaded: every /v1 request will be refused")
-    return keys
-
-
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     if settings.environment != "test":
         configure_logging(settings.service_name)
-    keys = load_key_ring(settings)
+    keys = KeyCache(settings.internal_secret)  # filled from the clients table at start-up
     upstreams = Upstreams(settings)
     proxy = Proxy(settings, keys, upstreams)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        clients = await anyio.to_thread.run_sync(open_client_store, settings, settings.api_keys_file, keys)
+        app.state.clients = clients
+        refresher = asyncio.create_task(clients.refresh_forever(settings.keys_refresh_seconds))
         upstreams.open()
         try:
             yield
         finally:
             await upstreams.aclose()
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            clients.database.dispose()
 
     app = FastAPI(
         title="patientflow gateway",
         description="The public API: every service route under `/v1`, behind API keys and scopes.",
         version="0.1.0",
         lifespan=lifespan,
+        openapi_url=None,  # gateway/openapi.py serves the aggregated document and /docs instead
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.upstreams = upstreams
+    app.state.proxy = proxy
     install_error_handlers(app)
+    watch_circuits(upstreams)
+    app.add_middleware(RequestObserver, service=settings.service_name, route_template=gateway_route_template)
     app.add_middleware(RequestIdMiddleware)
+    app.add_route("/metrics", metrics_endpoint(proxy.authenticate), methods=["GET"], include_in_schema=False)
+    install_openapi(app, upstreams, proxy.table, settings.internal_secret)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -69,15 +81,25 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.get("/readyz", tags=["health"], summary="Readiness", response_model=None)
     async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
         """200 when every service answers its own `/readyz`; 503 problem+json naming those that don't."""
-        upstream_states = await request.app.state.upstreams.readiness()
+        upstream_states = await upstreams.readiness()
+        circuits = upstreams.circuit_states()  # what the gateway does with each service's calls now
         if all(state == "ready" for state in upstream_states.values()):
-            return {"status": "ready", "service": settings.service_name, "upstreams": upstream_states}
+            return {
+                "status": "ready",
+                "service": settings.service_name,
+                "upstreams": upstream_states,
+                "circuits": circuits,
+            }
         down = sorted(name for name, state in upstream_states.items() if state != "ready")
+        detail = f"Not ready: {', '.join(down)}."
         body = problem(
-            503, "Not ready", f"Not ready: {', '.join(down)}.", slug="not-ready", upstreams=upstream_states
+            503, "Not ready", detail, slug="not-ready", upstreams=upstream_states, circuits=circuits
         )
         return problem_response(body, {"Retry-After": str(settings.retry_after_seconds)})
 
+    app.include_router(admin_router)
+    app.include_router(patient_sessions_router)
+    app.include_router(journey_router(settings, proxy, upstreams))  # before the catch-all
     # A plain Starlette route: no FastAPI dependency or validation layer on the hot path.
     app.router.routes.append(
         Route(f"{API_PREFIX}/{{path:path}}", proxy.forward, methods=PROXIED_METHODS, include_in_schema=False)

@@ -13,7 +13,11 @@ UpstreamTransport = Literal["aiohttp", "httpx"]
 
 
 class GatewaySettings(ServiceSettings):
-    """The gateway has no database; it inherits the shared environment, data dir and internal secret."""
+    """The gateway's own database holds API clients (`gateway.db`, or PG schema `gateway`).
+
+    `api_keys_file` is a bootstrap seed (hashed keys, e.g. the development keys): clients it names that
+    the database does not know yet are imported at start-up.
+    """
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
@@ -22,6 +26,7 @@ class GatewaySettings(ServiceSettings):
     triage_url: str = service_url_setting("triage")
     results_url: str = service_url_setting("results")
     billing_url: str = service_url_setting("billing")
+    events_url: str = service_url_setting("events")
     api_keys_file: Path | None = None
 
     # Inactivity timeouts per upstream call, plus one deadline over the whole call (a service trickling
@@ -43,11 +48,44 @@ class GatewaySettings(ServiceSettings):
     # `httpx` (httpcore's pool) exists only so the benchmark can show why we use `aiohttp`.
     upstream_transport: UpstreamTransport = "aiohttp"
 
+    # --- resilience, streaming and the journey view (gateway/resilience.py, upstreams.py, journey.py) ---
+    # Extra attempts for retry-safe requests (GET/HEAD, or with an Idempotency-Key), pausing with
+    # full-jitter exponential backoff from `retry_backoff_seconds`, capped; never past the deadline.
+    retry_attempts: int = Field(default=2, ge=0, le=5)
+    retry_backoff_seconds: float = Field(default=0.05, gt=0)
+    retry_backoff_cap_seconds: float = Field(default=0.5, gt=0)
+    # A service's circuit opens after this many consecutive failed calls; while open, its `/readyz` is
+    # probed every `health_interval_seconds` and the circuit re-admits calls once it answers 200.
+    breaker_failures: int = Field(default=5, ge=1)
+    health_interval_seconds: float = Field(default=1.0, gt=0)
+    # Streams (SSE) have no overall deadline; the hub sends a heartbeat every 15 s, so a silence this
+    # long means the upstream is gone.
+    stream_read_timeout: float = Field(default=60.0, gt=0)
+    # Each part of a journey view gets this long (within the deadline); a slower part is reported missing.
+    journey_part_timeout: float = Field(default=3.0, gt=0)
+    wait_target_minutes: int = Field(default=10, ge=1)
+
+    # --- API clients, patient tokens and limits (gateway/clients.py, keys.py, patients.py, limits.py) ---
+    # How stale the in-memory key cache may get when another process (the CLI, a second gateway)
+    # changes clients; changes made through this gateway's own admin API apply at once.
+    keys_refresh_seconds: float = Field(default=2.0, gt=0)
+    patient_token_seconds: int = Field(default=900, ge=1)
+    # How long a visit's patient is remembered when binding an app's request to its patient.
+    visit_owner_cache_seconds: float = Field(default=30.0, ge=0)
+    # Token buckets: per client (a client's own override in the database wins), and per
+    # (client, route) for the routes named in `route_rate_limits` ("POST /patient-sessions": 2.0).
+    rate_limit_per_second: float = Field(default=100.0, gt=0)
+    rate_burst: int = Field(default=200, ge=1)
+    route_rate_limits: dict[str, float] = Field(default_factory=dict)
+    max_page_size: int = Field(default=100, ge=1)
+
     @model_validator(mode="after")
     def _refuse_production_without_keys(self) -> "GatewaySettings":
+        # A configured but missing seed file is a deployment mistake; no clients at all is checked at
+        # start-up, once the database has been read.
         keys_file = self.api_keys_file
-        if self.environment == "production" and (keys_file is None or not keys_file.is_file()):
-            raise ValueError("GATEWAY_API_KEYS_FILE is missing; production refuses to start without API keys")
+        if self.environment == "production" and keys_file is not None and not keys_file.is_file():
+            raise ValueError(f"GATEWAY_API_KEYS_FILE {keys_file} does not exist; production refuses to start")
         return self
 
     def upstream_urls(self) -> dict[str, str]:
@@ -57,6 +95,7 @@ class GatewaySettings(ServiceSettings):
             "triage": self.triage_url,
             "results": self.results_url,
             "billing": self.billing_url,
+            "events": self.events_url,
         }
 
 

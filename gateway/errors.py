@@ -48,12 +48,28 @@ class PayloadTooLarge(ProblemError):
 
 
 class UpstreamUnavailable(ServiceUnavailable):
-    """The service could not be reached (down, refusing or dropping connections): safe to retry later."""
+    """The gateway will not call the service now: safe to retry after `Retry-After` seconds."""
 
     slug = "upstream-unavailable"
 
     def __init__(self, detail: str, *, service: str, retry_after: int, **extra: Any) -> None:
         super().__init__(detail, retry_after=retry_after, service=service, **extra)
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """The service failed repeatedly; calls fail fast until a health check sees it ready again."""
+
+    slug = "circuit-open"
+
+    def __init__(self, service: str, *, retry_after: int) -> None:
+        detail = f"The {service} service is failing; the gateway stopped calling it for now."
+        super().__init__(detail, service=service, retry_after=retry_after)
+
+
+class UpstreamUnreachable(ProblemError):
+    """The service refused the connection or dropped it before answering."""
+
+    status, title, slug = 502, "Bad gateway", "upstream-unreachable"
 
 
 class UpstreamTimeout(ProblemError):

@@ -1,31 +1,66 @@
 """API keys: who is calling the gateway and with which scopes.
 
-The keys file holds only SHA-256 hashes (`{"keys": [{"client", "kind", "sha256", "scopes"}]}`), so a
-leaked file or memory dump gives away no usable key. A presented key is hashed and looked up by hash.
+Only SHA-256 hashes of keys are ever stored (the database, the seed file), so a leaked table or memory
+dump gives away no usable key. A presented key is hashed and looked up in an in-memory cache of the
+clients table, never in the database on the request path.
 """
 
 import hashlib
 import json
 import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.errors import InvalidApiKey, MissingApiKey
+from gateway.errors import InvalidApiKey, MissingApiKey, ScopeMissing
+from gateway.models import ApiClientRow
 from gateway.routes import SCOPES
 from kit.auth import TokenSource
+from kit.errors import Unauthorized
 
 logger = logging.getLogger("patientflow.gateway")
 MAX_KEY_LENGTH = 256
+ADMIN_SCOPE = "admin:clients"
+METRICS_SCOPE = "metrics:read"
+# Scopes for what the gateway serves itself, beside those of the forwarded routes.
+GATEWAY_SCOPES: frozenset[str] = frozenset({ADMIN_SCOPE, METRICS_SCOPE})
+PATIENT_TOKEN_SOURCES = 4096  # internal-token sources kept for (client, patient) pairs
+
+
+def known_scopes() -> frozenset[str]:
+    """Every scope a key may usefully hold (route scopes are read at call time: the table may grow)."""
+    return SCOPES | GATEWAY_SCOPES
 
 
 def hash_key(key: str) -> str:
-    """The hex SHA-256 the keys file stores for a plaintext key."""
+    """The hex SHA-256 stored for a plaintext key."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+class ApiKeyExpired(Unauthorized):
+    slug = "api-key-expired"
+
+    def __init__(self) -> None:
+        super().__init__("The API key has expired; ask for a new one.")
+        self.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+
+
+class ApiKeyRevoked(Unauthorized):
+    slug = "api-key-revoked"
+
+    def __init__(self) -> None:
+        super().__init__("The API key has been revoked.")
+        self.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+
+
 class KeyEntry(BaseModel):
+    """One client in the seed file: `{"client", "kind", "sha256", "scopes"}`."""
+
     model_config = ConfigDict(extra="forbid")
 
     client: str = Field(min_length=1, max_length=64)
@@ -45,50 +80,127 @@ class KeyFile(BaseModel):
     keys: list[KeyEntry]
 
 
+def read_seed_file(path: Path) -> list[KeyEntry]:
+    """The clients of a seed keys file; ValueError on anything malformed or a key hash given twice."""
+    try:
+        key_file = KeyFile.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, json.JSONDecodeError, ValidationError) as exc:
+        raise ValueError(f"Cannot load API keys from {path}: {exc}") from exc
+    hashes = [entry.sha256 for entry in key_file.keys]
+    if len(set(hashes)) != len(hashes):
+        raise ValueError(f"API keys file {path}: the same key hash appears twice")
+    names = [entry.client for entry in key_file.keys]
+    if len(set(names)) != len(names):
+        raise ValueError(f"API keys file {path}: the same client appears twice")
+    for entry in key_file.keys:
+        unknown = set(entry.scopes) - known_scopes()
+        if unknown:  # a typo here would silently deny; say so at start-up
+            logger.warning("API client %s has scopes no route uses: %s", entry.client, sorted(unknown))
+    return key_file.keys
+
+
 @dataclass(frozen=True, slots=True)
-class ApiClient:
-    """An outside client (e.g. `his-dev`, kind `his`) and the scopes its key grants."""
+class Principal:
+    """Who an authenticated request is from: the client (e.g. `his-dev`, kind `his`) and its scopes.
+
+    `patient` is the patient an app or kiosk acts for (from its patient token), else None; `tokens`
+    mints the internal token to forward, carrying that patient.
+    """
 
     name: str
     kind: str
     scopes: frozenset[str]
     tokens: TokenSource = field(compare=False, repr=False)
+    patient: str | None = None
+
+    def require(self, scope: str) -> None:
+        """ScopeMissing (403) unless the key grants `scope`."""
+        if scope not in self.scopes:
+            raise ScopeMissing(scope)
 
 
-class KeyRing:
-    """Known keys by hash; answers which client a presented key belongs to."""
+@dataclass(frozen=True, slots=True)
+class KnownKey:
+    """A key hash the cache knows: its client, until when it works, and the client's own rate limit."""
 
-    def __init__(self, clients_by_hash: dict[str, ApiClient]) -> None:
-        self._clients_by_hash = clients_by_hash
+    principal: Principal
+    not_after: float | None  # epoch seconds; None: no expiry
+    revoked: bool
+    rate_per_second: float | None  # the client's own rate limit, else None (the gateway's default)
+    rate_burst: int | None
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
+
+
+def _earliest(*moments: float | None) -> float | None:
+    present = [m for m in moments if m is not None]
+    return min(present) if present else None
+
+
+class KeyCache:
+    """Known key hashes -> clients, rebuilt from the clients table (`replace`) and read per request."""
+
+    def __init__(self, internal_secret: str) -> None:
+        self._secret = internal_secret
+        self._by_hash: dict[str, KnownKey] = {}
+        self._tokens: dict[tuple[str, frozenset[str]], TokenSource] = {}
+        self._patient_tokens: OrderedDict[tuple[str, frozenset[str], str], TokenSource] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._clients_by_hash)
+        """How many clients have a key that works now."""
+        now = time.time()
+        return len(
+            {
+                known.principal.name
+                for known in self._by_hash.values()
+                if not known.revoked and (known.not_after is None or known.not_after > now)
+            }
+        )
 
-    @classmethod
-    def from_file(cls, path: Path, internal_secret: str) -> "KeyRing":
-        """Load and validate a keys file; ValueError on anything malformed or duplicated."""
-        try:
-            key_file = KeyFile.model_validate(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError, ValidationError) as exc:
-            raise ValueError(f"Cannot load API keys from {path}: {exc}") from exc
-        clients: dict[str, ApiClient] = {}
-        for entry in key_file.keys:
-            if entry.sha256 in clients:
-                raise ValueError(f"API keys file {path}: the same key hash appears twice")
-            unknown = set(entry.scopes) - SCOPES
-            if unknown:  # a typo here would silently deny; say so at start-up
-                logger.warning("API client %s has scopes no route uses: %s", entry.client, sorted(unknown))
-            scopes = frozenset(entry.scopes)
-            tokens = TokenSource(internal_secret, entry.client, scopes)
-            clients[entry.sha256] = ApiClient(entry.client, entry.kind, scopes, tokens)
-        return cls(clients)
+    def replace(self, rows: Iterable[ApiClientRow]) -> None:
+        """Swap in the whole table at once, so a request never sees half a refresh."""
+        by_hash: dict[str, KnownKey] = {}
+        tokens: dict[tuple[str, frozenset[str]], TokenSource] = {}
+        for row in rows:
+            scopes = frozenset(row.scopes)
+            # Re-use a client's token source while its scopes stay the same (it caches a minted token).
+            source = self._tokens.get((row.name, scopes)) or TokenSource(self._secret, row.name, scopes)
+            tokens[(row.name, scopes)] = source
+            principal = Principal(row.name, row.kind, scopes, source)
+            limit = (row.rate_limit_per_second, row.rate_burst)
+            revoked = row.revoked_at is not None
+            expires = _epoch(row.expires_at)
+            by_hash[row.key_hash] = KnownKey(principal, expires, revoked, *limit)
+            if row.previous_key_hash and row.previous_key_expires_at is not None:
+                grace = _earliest(expires, _epoch(row.previous_key_expires_at))
+                by_hash[row.previous_key_hash] = KnownKey(principal, grace, revoked, *limit)
+        self._by_hash, self._tokens = by_hash, tokens
 
-    def identify(self, key: str) -> ApiClient:
-        """The client owning this key; InvalidApiKey otherwise."""
-        client = self._clients_by_hash.get(hash_key(key)) if len(key) <= MAX_KEY_LENGTH else None
-        if client is None:
+    def identify(self, key: str) -> KnownKey:
+        """The known key for a presented one; 401 (invalid, expired or revoked) otherwise."""
+        known = self._by_hash.get(hash_key(key)) if len(key) <= MAX_KEY_LENGTH else None
+        if known is None:
             raise InvalidApiKey()
-        return client
+        if known.revoked:
+            raise ApiKeyRevoked()
+        if known.not_after is not None and known.not_after <= time.time():
+            raise ApiKeyExpired()
+        return known
+
+    def for_patient(self, principal: Principal, patient: str) -> Principal:
+        """The same client acting for `patient`: its forwarded tokens carry the patient claim."""
+        cache_key = (principal.name, principal.scopes, patient)
+        source = self._patient_tokens.get(cache_key)
+        if source is None:
+            source = TokenSource(self._secret, principal.name, principal.scopes, patient=patient)
+            self._patient_tokens[cache_key] = source
+            if len(self._patient_tokens) > PATIENT_TOKEN_SOURCES:
+                self._patient_tokens.popitem(last=False)
+        else:
+            self._patient_tokens.move_to_end(cache_key)
+        return Principal(principal.name, principal.kind, principal.scopes, source, patient)
 
 
 def presented_key(authorization: str | None, api_key: str | None) -> str:

@@ -1,21 +1,19 @@
-"""Forwarding to the services: one long-lived client each, an allow-list of headers, bounded waits.
+"""Forwarding to the services: an allow-list of headers each way, buffered or streamed relays.
 
-Every upstream failure becomes a problem+json the client can act on: the service could not be
-reached -> 503 with Retry-After; it took the request but did not answer in time -> 504; it answered
-something unusable -> 502. A service's own problem+json passes through unchanged. Nothing is retried
-here: a POST that may have reached the service must not run twice behind the caller's back. (aiohttp
-itself resends an idempotent request once when a kept-alive connection turns out closed, RFC 9112
-§9.3.1.1; never a POST.)
+The calls themselves (pooled clients, deadlines, safe retries, circuit breakers, and the mapping of
+upstream failures to 502/503/504 problems) are `gateway.upstreams`. A service's own problem+json
+passes through unchanged; routes flagged `stream` (server-sent events) are relayed as bytes arrive.
 """
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from gateway.config import GatewaySettings
 from gateway.errors import (
@@ -23,136 +21,139 @@ from gateway.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     RouteNotFound,
-    ScopeMissing,
-    UpstreamTimeout,
-    UpstreamUnavailable,
 )
-from gateway.keys import KeyRing, presented_key
+from gateway.keys import KeyCache, Principal, presented_key
+from gateway.limits import RateLimiter, check_page_size, route_burst
+from gateway.metrics import ROUTE_KEY
+from gateway.models import PATIENT_BOUND_KINDS
+from gateway.patients import PATIENT_TOKEN_HEADER, PatientBinding, PatientTokenMissing, verify_patient_token
+from gateway.resilience import UpstreamError, root_cause
 from gateway.routes import API_PREFIX, RouteTable
-from kit.errors import PROBLEM_MEDIA_TYPE, ProblemError
+from gateway.upstreams import Headers, Upstreams
+from kit.auth import TokenSource
 from kit.requestid import current_request_id
 
 logger = logging.getLogger("patientflow.gateway")
 
 # What a client may tell a service. Everything else (cookies, X-Forwarded-*, the client's own API key)
 # stops here; the service learns who is calling from the internal token alone.
-FORWARDED_REQUEST_HEADERS = frozenset({b"content-type", b"accept", b"idempotency-key", b"if-match"})
+# `last-event-id` and `cache-control` are for event streams (resume point; `no-cache`).
+FORWARDED_REQUEST_HEADERS = frozenset(
+    {b"content-type", b"accept", b"idempotency-key", b"if-match", b"last-event-id", b"cache-control"}
+)
 # What a service may tell a client. X-Request-ID is added by the gateway's own middleware.
 RETURNED_RESPONSE_HEADERS = frozenset(
     {"content-type", "location", "retry-after", "etag", "idempotent-replayed"}
 )
-UPSTREAM_HEADERS = {"accept-encoding": "identity", "user-agent": "patientflow-gateway"}
-UpstreamError = (httpx.HTTPError, aiohttp.ClientError, OSError)  # OSError includes TimeoutError
+# An event stream must reach the client as it is written: no caching, no buffering proxy in between.
+STREAM_RESPONSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-def open_client(base_url: str, settings: GatewaySettings) -> httpx.AsyncClient:
-    """A pooled client for one service; `aiohttp` underneath unless the settings ask for httpcore."""
-    timeout = httpx.Timeout(
-        connect=settings.connect_timeout,
-        read=settings.read_timeout,
-        write=settings.write_timeout,
-        pool=settings.pool_timeout,
-    )
-    limits = httpx.Limits(
-        max_connections=settings.pool_size,
-        max_keepalive_connections=settings.pool_size,
-        keepalive_expiry=settings.keepalive_seconds,
-    )
-    transport = AiohttpTransport(limits=limits) if settings.upstream_transport == "aiohttp" else None
-    return httpx.AsyncClient(
-        base_url=base_url.rstrip("/"),
-        timeout=timeout,
-        limits=limits,
-        transport=transport,
-        headers=UPSTREAM_HEADERS,
-        follow_redirects=False,
-        trust_env=False,
-    )
+def relay_stream(service: str, upstream: httpx.Response, headers: dict[str, str]) -> StreamingResponse:
+    """Relay an upstream response chunk by chunk; the upstream is closed however the relay ends.
 
-
-class Upstreams:
-    """The services' clients, opened in the gateway's lifespan and closed with it."""
-
-    def __init__(self, settings: GatewaySettings) -> None:
-        self.settings = settings
-        self.clients: dict[str, httpx.AsyncClient] = {}
-
-    def open(self) -> None:
-        urls = self.settings.upstream_urls()
-        self.clients = {name: open_client(url, self.settings) for name, url in urls.items()}
-
-    async def aclose(self) -> None:
-        for client in self.clients.values():
-            await client.aclose()
-        self.clients = {}
-
-    async def readiness(self) -> dict[str, str]:
-        """Each service's answer to its own `/readyz`: `ready`, `not ready (<status>)` or `unreachable`."""
-        names = list(self.clients)
-        answers = await asyncio.gather(*(self._probe(self.clients[name]) for name in names))
-        return dict(zip(names, answers, strict=True))
-
-    async def _probe(self, client: httpx.AsyncClient) -> str:
-        try:
-            async with asyncio.timeout(self.settings.readiness_timeout):
-                response = await client.get("/readyz")
-        except UpstreamError:
-            return "unreachable"
-        return "ready" if response.status_code == 200 else f"not ready ({response.status_code})"
-
-
-def root_cause(exc: BaseException) -> BaseException:
-    """The aiohttp exception under an httpx one, when there is one.
-
-    httpx-aiohttp 0.2 reports a refused or reset connection as `httpx.ConnectTimeout` (and lets some
-    protocol errors through unwrapped), so only the original says what happened.
+    Starlette stops iterating when the client disconnects and then runs the background task; a cancelled
+    relay (the gateway shutting down) closes it in the generator's `finally`.
     """
-    return exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
 
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+        except UpstreamError as exc:  # the client sees the stream end, and resumes with Last-Event-ID
+            logger.info("stream from %s ended: %s", service, type(root_cause(exc)).__name__)
+        finally:
+            await upstream.aclose()
 
-def upstream_failure(service: str, exc: BaseException, *, retry_after: int) -> ProblemError:
-    """The problem for a call that got no usable answer."""
-    root = root_cause(exc)
-    # The request never reached the service: no connection in time, or none to be had.
-    if isinstance(root, aiohttp.ConnectionTimeoutError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return UpstreamUnavailable(
-            f"The {service} service did not accept a connection in time.",
-            service=service,
-            retry_after=retry_after,
-        )
-    if isinstance(root, aiohttp.ServerTimeoutError | httpx.TimeoutException | TimeoutError):
-        return UpstreamTimeout(f"The {service} service did not answer in time.", service=service)
-    if isinstance(
-        root,
-        aiohttp.ClientConnectorError
-        | aiohttp.ServerDisconnectedError
-        | aiohttp.ClientOSError
-        | httpx.ConnectError
-        | httpx.ReadError
-        | httpx.WriteError
-        | ConnectionError,
-    ):
-        return UpstreamUnavailable(
-            f"The {service} service is unavailable.", service=service, retry_after=retry_after
-        )
-    return BadGateway(f"The {service} service sent an invalid response.", service=service)
+    return StreamingResponse(
+        chunks(),
+        status_code=upstream.status_code,
+        headers=headers | STREAM_RESPONSE_HEADERS,
+        background=BackgroundTask(upstream.aclose),
+    )
 
 
 class Proxy:
     """The `/v1/...` endpoint: authenticate, route, check the scope, forward, relay the answer."""
 
     def __init__(
-        self, settings: GatewaySettings, keys: KeyRing, upstreams: Upstreams, table: RouteTable | None = None
+        self, settings: GatewaySettings, keys: KeyCache, upstreams: Upstreams, table: RouteTable | None = None
     ) -> None:
         self.settings = settings
         self.keys = keys
         self.upstreams = upstreams
         self.table = table or RouteTable()
+        self.limiter = RateLimiter()
+        self.patients = PatientBinding(
+            self._registration_get, visit_cache_seconds=settings.visit_owner_cache_seconds
+        )
+        # The gateway's own identity towards registration, for patient and visit look-ups.
+        self._lookup_tokens = TokenSource(settings.internal_secret, "service:gateway", {"registration:read"})
         self._upstream_urls = {name: url.rstrip("/") for name, url in settings.upstream_urls().items()}
+
+    async def authenticate(self, request: Request, *, act_for_patient: bool = True) -> Principal:
+        """Who is calling, counted against the client's rate limit; 401/403/429 problem otherwise.
+
+        For routes the gateway serves itself (journey, metrics, admin); `forward` does the same. An app
+        or kiosk must send its patient token (`principal.patient` is then set), unless
+        `act_for_patient` is False (starting a patient session). Check the scope with `require`.
+        """
+        headers = request.headers
+        return self._identify(
+            headers.get("authorization"),
+            headers.get("x-api-key"),
+            headers.get(PATIENT_TOKEN_HEADER),
+            act_for_patient=act_for_patient,
+        )
+
+    def _identify(
+        self,
+        authorization: str | None,
+        api_key: str | None,
+        patient_token: str | None,
+        *,
+        act_for_patient: bool = True,
+    ) -> Principal:
+        known = self.keys.identify(presented_key(authorization, api_key))
+        principal = known.principal
+        settings = self.settings
+        rate = known.rate_per_second or settings.rate_limit_per_second
+        self.limiter.check(
+            (principal.name, ""), rate, known.rate_burst or settings.rate_burst, what="this client"
+        )
+        if not act_for_patient or principal.kind not in PATIENT_BOUND_KINDS:
+            return principal
+        if not patient_token:
+            raise PatientTokenMissing()
+        patient = verify_patient_token(settings.internal_secret, patient_token, client=principal.name)
+        return self.keys.for_patient(principal, patient)
+
+    def limit_route(self, principal: Principal, route_key: str) -> None:
+        """Count a request against the client's bucket for one route, if that route has a limit."""
+        rate = self.settings.route_rate_limits.get(route_key)
+        if rate is not None:
+            self.limiter.check((principal.name, route_key), rate, route_burst(rate), what=route_key)
+
+    async def _registration_get(self, path: str) -> dict[str, Any] | None:
+        """A registration record for binding a request to a patient; None when there is none (404)."""
+        headers = [
+            (b"authorization", self._lookup_tokens.header().encode("latin-1")),
+            (b"x-request-id", (current_request_id() or "").encode("latin-1")),
+            (b"accept", b"application/json"),
+        ]
+        upstream = await self._send("registration", "GET", path, headers, None)
+        if upstream.status_code == 404:
+            return None
+        if upstream.status_code != 200:
+            raise BadGateway(
+                f"The registration service answered {upstream.status_code}.", service="registration"
+            )
+        body: dict[str, Any] = upstream.json()
+        return body
 
     async def forward(self, request: Request) -> Response:
         scope = request.scope
-        authorization = api_key = declared_length = None
+        authorization = api_key = declared_length = patient_token = None
         headers: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:  # one pass over the raw headers
             if name in FORWARDED_REQUEST_HEADERS:
@@ -163,15 +164,21 @@ class Proxy:
                 api_key = value.decode("latin-1")
             elif name == b"content-length":
                 declared_length = value
-        client = self.keys.identify(presented_key(authorization, api_key))
+            elif name == b"x-patient-token":
+                patient_token = value.decode("latin-1")
+        client = self._identify(authorization, api_key, patient_token)
 
         path = scope["path"][len(API_PREFIX) :]
         route = self.table.match(request.method, path)
+        scope[ROUTE_KEY] = route  # the metrics and access log label requests by its public template
         if route is None:
             allowed = self.table.allowed_methods(path)
             raise MethodNotAllowed(allowed) if allowed else RouteNotFound()
-        if route.scope not in client.scopes:
-            raise ScopeMissing(route.scope)
+        client.require(route.scope)
+        self.limit_route(client, f"{route.method} {route.path}")
+        if client.patient is not None:
+            await self.patients.check_request(client, route, path)
+        check_page_size(scope["query_string"], self.settings.max_page_size)
 
         headers.append((b"authorization", client.tokens.header().encode("latin-1")))
         headers.append((b"x-request-id", (current_request_id() or "").encode("latin-1")))
@@ -180,8 +187,10 @@ class Proxy:
         target = route.upstream_target(raw_path[len(API_PREFIX) :].decode("latin-1"))
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
-        upstream = await self._send(route.service, request.method, target, headers, body)
-        return self._relay(route.service, upstream)
+        upstream = await self._send(route.service, request.method, target, headers, body, stream=route.stream)
+        if client.patient is not None and not route.stream:
+            self.patients.check_response(client, route, upstream.status_code, upstream.content)
+        return await self._relay(route.service, upstream)
 
     async def _read_body(self, request: Request, declared_length: bytes | None) -> bytes | None:
         limit = self.settings.max_body_bytes
@@ -196,28 +205,33 @@ class Proxy:
         return bytes(body) or None
 
     async def _send(
-        self, service: str, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes | None
+        self,
+        service: str,
+        method: str,
+        target: str,
+        headers: Headers,
+        body: bytes | None,
+        *,
+        stream: bool = False,
     ) -> httpx.Response:
-        client = self.upstreams.clients[service]
-        try:
-            async with asyncio.timeout(self.settings.deadline_seconds):
-                return await client.request(method, target, content=body, headers=headers)
-        except UpstreamError as exc:
-            problem = upstream_failure(service, exc, retry_after=self.settings.retry_after_seconds)
-            cause = type(root_cause(exc)).__name__
-            logger.warning("%s to %s answered %s: %s", method, service, problem.status, cause)
-            raise problem from exc
+        upstreams = self.upstreams
+        return await upstreams.send(service, method, target, headers=headers, content=body, stream=stream)
 
-    def _relay(self, service: str, upstream: httpx.Response) -> Response:
-        content_type = upstream.headers.get("content-type", "")
-        if upstream.status_code >= 500 and not content_type.startswith(PROBLEM_MEDIA_TYPE):
-            # Not one of our services' problems (a crash page, a proxy in between): don't relay it.
-            raise BadGateway(f"The {service} service failed ({upstream.status_code}).", service=service)
+    async def _relay(self, service: str, upstream: httpx.Response) -> Response:
         headers = {}
         for name, value in upstream.headers.multi_items():
             if name in RETURNED_RESPONSE_HEADERS:
                 headers[name] = self._public_location(service, value) if name == "location" else value
-        return Response(upstream.content, status_code=upstream.status_code, headers=headers)
+        if upstream.is_closed:  # buffered: the whole body is in hand
+            return Response(upstream.content, status_code=upstream.status_code, headers=headers)
+        if upstream.status_code != 200:  # a stream route's refusal is a small problem body: relay it whole
+            try:
+                async with asyncio.timeout(self.settings.read_timeout):
+                    content = await upstream.aread()
+            finally:
+                await upstream.aclose()
+            return Response(content, status_code=upstream.status_code, headers=headers)
+        return relay_stream(service, upstream, headers)
 
     def _public_location(self, service: str, location: str) -> str:
         """Keep a redirect inside the public API: service-local paths get the `/v1` prefix back."""

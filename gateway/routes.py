@@ -6,7 +6,15 @@ role × route matrix from it; anything not in it is refused (deny by default).
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
+
+# How a request for an app or kiosk acting for one patient is tied to that patient (see gateway/patients.py):
+# "patient" - the path `{id}` is the patient; "visit" - the path `{id}` is one of the patient's visits;
+# "response" - the answer's `patient_id` must be the patient; "public" - no patient data at all;
+# "filtered" - the service filters by the forwarded patient claim itself (the event hub).
+# None: the route cannot be bound to one patient, so patient-bound clients never reach it.
+Owner = Literal["patient", "visit", "response", "public", "filtered"]
 
 API_PREFIX = "/v1"
 # One path segment, but never `.` or `..`: an HTTP client may normalise those away and reach a
@@ -29,6 +37,7 @@ class GatewayRoute:
     scope: str
     upstream: tuple[str, str] | None = None  # (public prefix, service-local prefix)
     stream: bool = False
+    owner: Owner | None = None
 
     @property
     def public_path(self) -> str:
@@ -71,6 +80,9 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/tickets/{id}", "triage:read"),
         ("GET", "/queues/{department}", "triage:read"),
         ("GET", "/queues/{department}/stats", "triage:read"),
+        ("GET", "/visits/{id}/tickets", "triage:read"),
+        ("POST", "/queues/{department}/suspend", "triage:write"),
+        ("POST", "/queues/{department}/resume", "triage:write"),
     ),
     *_routes(
         "results",
@@ -95,9 +107,60 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/visits/{id}/account", "billing:read"),
         ("GET", "/visits/{id}/daily-bill", "billing:read"),
     ),
+    # The event hub: public `/events` is its `/log`, `/event-schemas` its `/schemas`.
+    GatewayRoute("GET", "/events", "events", "events:read", upstream=("/events", "/log")),
+    GatewayRoute("GET", "/events/stream", "events", "events:read", upstream=("/events", "/log"), stream=True),
+    GatewayRoute("GET", "/event-schemas", "events", "events:read", upstream=("/event-schemas", "/schemas")),
+    GatewayRoute(
+        "GET", "/event-schemas/{type}", "events", "events:read", upstream=("/event-schemas", "/schemas")
+    ),
+    *_routes(
+        "events",
+        ("POST", "/subscriptions", "events:subscribe"),
+        ("GET", "/subscriptions", "events:subscribe"),
+        ("GET", "/subscriptions/{id}", "events:subscribe"),
+        ("DELETE", "/subscriptions/{id}", "events:subscribe"),
+        ("GET", "/subscriptions/{id}/deliveries", "events:subscribe"),
+        ("POST", "/subscriptions/{id}/replay", "events:subscribe"),
+    ),
 )
 
-SERVICES: tuple[str, ...] = ("registration", "triage", "results", "billing")
+# Routes an app or kiosk acting for a patient may use, and how each is bound to that patient.
+PATIENT_BINDING: dict[tuple[str, str], Owner] = {
+    ("GET", "/patients/{id}"): "patient",
+    ("GET", "/patients/{id}/visits"): "patient",
+    ("GET", "/patients/{id}/reports"): "patient",
+    ("GET", "/visits/{id}"): "visit",
+    ("GET", "/visits/{id}/assessments"): "visit",
+    ("GET", "/visits/{id}/tickets"): "visit",
+    ("GET", "/visits/{id}/orders"): "visit",
+    ("GET", "/visits/{id}/reports"): "visit",
+    ("GET", "/visits/{id}/account"): "visit",
+    ("GET", "/visits/{id}/daily-bill"): "visit",
+    ("GET", "/visits/{id}/journey"): "visit",
+    ("GET", "/tickets/{id}"): "response",
+    ("GET", "/orders/{id}"): "response",
+    ("GET", "/reports/{id}"): "response",
+    ("GET", "/queues/{department}/stats"): "public",
+    ("GET", "/tests"): "public",
+    ("GET", "/catalogue"): "public",
+    ("GET", "/catalogue/{code}"): "public",
+    ("GET", "/event-schemas"): "public",
+    ("GET", "/event-schemas/{type}"): "public",
+    ("GET", "/events"): "filtered",
+    ("GET", "/events/stream"): "filtered",
+    ("POST", "/subscriptions"): "filtered",
+    ("GET", "/subscriptions"): "filtered",
+    ("GET", "/subscriptions/{id}"): "filtered",
+    ("DELETE", "/subscriptions/{id}"): "filtered",
+    ("GET", "/subscriptions/{id}/deliveries"): "filtered",
+    ("POST", "/subscriptions/{id}/replay"): "filtered",
+}
+ROUTES = tuple(
+    replace(route, owner=PATIENT_BINDING.get((route.method, route.path), route.owner)) for route in ROUTES
+)
+
+SERVICES: tuple[str, ...] = ("registration", "triage", "results", "billing", "events")
 SCOPES: frozenset[str] = frozenset(route.scope for route in ROUTES)
 
 

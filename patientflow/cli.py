@@ -1,4 +1,4 @@
-"""`patientflow up` runs the whole system; `patientflow makemigration` writes a service's next revision."""
+"""The `patientflow` command: `up` (the whole system), `serve`, `makemigration`, `keys` (API clients)."""
 
 import argparse
 import signal
@@ -7,7 +7,13 @@ import tempfile
 import threading
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from gateway import clients
+from gateway.config import GatewaySettings
+from gateway.models import CLIENT_KINDS
 from kit.database import Database
+from kit.errors import ProblemError
 from kit.migrations import make_revision
 from patientflow.supervisor import ServiceFailed, System
 from patientflow.topology import COMPONENTS, SERVICES
@@ -72,6 +78,77 @@ def makemigration(args: argparse.Namespace) -> int:
     return 0
 
 
+def keys(args: argparse.Namespace) -> int:
+    """Manage API clients in the gateway's database; a running gateway sees changes within seconds."""
+    settings = GatewaySettings(data_dir=Path(args.data_dir)) if args.data_dir else GatewaySettings()
+    database = clients.open_database(settings)
+    try:
+        with database.session() as session:
+            if args.keys_command == "create":
+                data = clients.ClientCreate(
+                    name=args.name,
+                    kind=args.kind,
+                    scopes=args.scope,
+                    expires_at=args.expires_at,
+                    rate_limit_per_second=args.rate_limit,
+                    rate_burst=args.burst,
+                )
+                row, key = clients.create_client(session, data=data)
+                _print_new_key(clients.to_public(row), key)
+            elif args.keys_command == "rotate":
+                grace = clients.KeyRotation(grace_seconds=args.grace_seconds).grace_seconds
+                row, key = clients.rotate_key(session, name=args.name, grace_seconds=grace)
+                _print_new_key(clients.to_public(row), key)
+            elif args.keys_command == "revoke":
+                print(f"revoked {clients.revoke_client(session, name=args.name).name}")
+            else:
+                rows = clients.list_clients(session)
+                print(f"{'name':<24} {'kind':<8} {'status':<8} {'prefix':<11} {'expires':<26} scopes")
+                for public in (clients.to_public(row) for row in rows):
+                    expires = public.expires_at.isoformat() if public.expires_at else "-"
+                    prefix = public.key_prefix or "-"
+                    print(
+                        f"{public.name:<24} {public.kind:<8} {public.status:<8} {prefix:<11} "
+                        f"{expires:<26} {' '.join(public.scopes)}"
+                    )
+    except ValidationError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 2
+    except ProblemError as exc:
+        print(exc.detail, file=sys.stderr)
+        return 1
+    finally:
+        database.dispose()
+    return 0
+
+
+def _print_new_key(client: clients.ClientPublic, key: str) -> None:
+    print(f"client {client.name} ({client.kind}), scopes: {' '.join(client.scopes) or '-'}")
+    print(f"API key (shown once, store it now): {key}")
+    if client.previous_key_expires_at:
+        print(f"the previous key works until {client.previous_key_expires_at.isoformat()}")
+
+
+def _add_keys_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    keys_parser = commands.add_parser("keys", help="create, list, rotate or revoke gateway API clients")
+    keys_parser.add_argument("--data-dir", default=None, help="where gateway.db lives (default: env)")
+    keys_parser.set_defaults(func=keys)
+    actions = keys_parser.add_subparsers(dest="keys_command", required=True)
+    create = actions.add_parser("create", help="a new client; prints its key once")
+    create.add_argument("name")
+    create.add_argument("--kind", required=True, choices=sorted(CLIENT_KINDS))
+    create.add_argument("--scope", action="append", default=[], help="repeat for each scope")
+    create.add_argument("--expires-at", default=None, help="ISO 8601 instant with a UTC offset")
+    create.add_argument("--rate-limit", type=float, default=None, help="requests per second")
+    create.add_argument("--burst", type=int, default=None)
+    actions.add_parser("list", help="every client, without keys")
+    rotate = actions.add_parser("rotate", help="a new key for a client; prints it once")
+    rotate.add_argument("name")
+    rotate.add_argument("--grace-seconds", type=int, default=0, help="how long the old key keeps working")
+    revoke = actions.add_parser("revoke", help="stop every key of a client")
+    revoke.add_argument("name")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="patientflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("service", choices=[c.name for c in SERVICES])
     make.add_argument("-m", "--message", required=True)
     make.set_defaults(func=makemigration)
+    _add_keys_command(commands)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

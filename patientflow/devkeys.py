@@ -15,6 +15,7 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
         [
             "registration:read", "registration:write", "triage:read", "triage:write",
             "orders:write", "results:read", "results:write", "billing:read", "billing:write",
+            "events:read", "events:subscribe",
         ],
     ),
     "doctor-dev": (
@@ -28,8 +29,15 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
         [
             "registration:read", "registration:write", "triage:read", "triage:write", "orders:write",
             "results:read", "results:write", "billing:read", "billing:write", "audit:read",
+            "metrics:read", "admin:clients", "events:read", "events:subscribe",
         ],
     ),
+    # Act for one patient at a time (a patient token from POST /v1/patient-sessions on every call).
+    "app-dev": (
+        "app", ["registration:read", "triage:read", "results:read", "billing:read", "events:read"],
+    ),
+    "kiosk-dev": ("kiosk", ["results:read"]),
+    "board-dev": ("board", ["triage:read"]),
 }  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, text
 
 from kit.testing import database_url_under_test
 from patientflow.supervisor import System, free_port
-from patientflow.topology import COMPONENTS, SERVICES
+from patientflow.topology import COMPONENTS
 from tests.e2e.clients import Gateway
 
 E2E_SCHEMA_PREFIX = "e2e_"
@@ -17,8 +17,8 @@ E2E_SCHEMA_PREFIX = "e2e_"
 def _drop_e2e_schemas(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
-        for service in SERVICES:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{E2E_SCHEMA_PREFIX}{service.name}" CASCADE'))
+        for component in COMPONENTS:  # the services and the gateway's own clients table
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{E2E_SCHEMA_PREFIX}{component.name}" CASCADE'))
     engine.dispose()
 
 

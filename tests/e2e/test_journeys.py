@@ -3,6 +3,7 @@
 import uuid
 from typing import Any
 
+from gateway.config import GatewaySettings
 from kit.clock import hospital_date, utcnow
 from patientflow.supervisor import System
 from tests.e2e.clients import (
@@ -18,6 +19,7 @@ CBC = "250101015"  # 血细胞分析 (complete blood count)
 HEAD_CT = "210300001"
 OUTPATIENT_FEE = "110200001"
 EMERGENCY_FEE = "110200005"
+BREAKER_FAILURES: int = GatewaySettings.model_fields["breaker_failures"].default
 
 
 def price(gateway: Gateway, code: str) -> int:
@@ -133,8 +135,16 @@ def test_green_channel_journey_with_billing_stopped(system: System, gateway: Gat
                 ),
                 201,
             )
-        # billing really is down: the gateway says so, quickly and as problem+json
-        assert_problem(gateway.cashier.get(f"/v1/visits/{visit['id']}/account"), 503)
+        # billing really is down: the gateway says so as problem+json, 502 (refused) until billing's
+        # circuit opens, then 503 + Retry-After without calling it
+        statuses = []
+        for _ in range(BREAKER_FAILURES + 1):
+            response = gateway.cashier.get(f"/v1/visits/{visit['id']}/account")
+            statuses.append(assert_problem(response, response.status_code)["status"])
+            if response.status_code == 503:
+                assert int(response.headers["retry-after"]) >= 1
+                break
+        assert set(statuses[:-1]) <= {502} and statuses[-1] == 503, statuses
     finally:
         system.start_service("billing")
 

@@ -10,23 +10,39 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from gateway.app import create_app as create_gateway
+from gateway.keys import ADMIN_SCOPE
 from gateway.routes import SCOPES
-from kit.testing import make_test_settings, wipe
+from kit.testing import database_url_under_test, make_test_settings, wipe
 from services.registration.app import create_app as create_registration
 from services.registration.config import RegistrationSettings
 from services.registration.models import RegistrationTable
-from tests.gateway.factories import gateway_settings, write_keys_file
+from tests.gateway.factories import CREATED_SCHEMAS, gateway_settings, write_keys_file
 from tests.gateway.servers import EchoUpstream, SlowUpstream, closed_port_url, serve
 
 SLOW_SECONDS = 1.0
 
 
+@pytest.fixture(scope="package", autouse=True)
+def _drop_gateway_schemas() -> Iterator[None]:
+    """On PostgreSQL every test gateway had a schema of its own; drop them all at the end."""
+    yield
+    url = database_url_under_test()
+    if url and CREATED_SCHEMAS:
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            for schema in CREATED_SCHEMAS:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+        CREATED_SCHEMAS.clear()
+
+
 @pytest.fixture(scope="package")
 def api_keys() -> dict[str, str]:
     """Client name -> plaintext key."""
-    return {name: secrets.token_urlsafe(24) for name in ("his-dev", "reader")}
+    return {name: secrets.token_urlsafe(24) for name in ("his-dev", "reader", "admin")}
 
 
 @pytest.fixture(scope="package")
@@ -34,6 +50,7 @@ def keys_file(tmp_path_factory: pytest.TempPathFactory, api_keys: dict[str, str]
     clients = {
         "his-dev": (api_keys["his-dev"], sorted(SCOPES)),
         "reader": (api_keys["reader"], ["registration:read", "triage:read"]),
+        "admin": (api_keys["admin"], [ADMIN_SCOPE]),
     }
     return write_keys_file(tmp_path_factory.mktemp("gateway-keys") / "keys.json", clients)
 
@@ -72,6 +89,7 @@ def gateway_url(keys_file: Path, registration_url: str, echo_url: str, slow_url:
         triage_url=echo_url,
         results_url=slow_url,
         billing_url=closed_port_url(),
+        events_url=echo_url,
     )
     with serve(create_gateway(settings)) as url:
         yield url

@@ -23,7 +23,7 @@ def test_routes_are_unique_service_local_and_well_formed() -> None:
     for route in ROUTES:
         assert route.path.startswith("/") and not route.path.startswith(API_PREFIX)
         assert route.service in SERVICES
-        assert re.fullmatch(r"[a-z]+:(read|write)", route.scope), route.scope
+        assert re.fullmatch(r"[a-z]+:(read|write|subscribe)", route.scope), route.scope
         assert route.public_path == API_PREFIX + route.path
 
 
@@ -58,12 +58,24 @@ def test_visit_and_patient_paths_go_to_their_owner(method: str, path: str, servi
         ("GET", "/orders/.."),
         ("GET", "/orders/."),
         ("DELETE", "/visits/v1"),
-        ("GET", "/events"),  # every service has it; the public API does not
+        ("GET", "/events/1"),  # the public `/events` is the hub's log, never a service's own feed
         ("GET", "/healthz"),
     ],
 )
 def test_anything_else_is_denied(method: str, path: str) -> None:
     assert TABLE.match(method, path) is None
+
+
+def test_public_events_paths_are_the_hubs_log_and_schemas() -> None:
+    log, stream = TABLE.match("GET", "/events"), TABLE.match("GET", "/events/stream")
+    schema = TABLE.match("GET", "/event-schemas/visit.opened")
+    assert log is not None and log.service == "events" and not log.stream
+    assert log.upstream_target("/events?after=3") == "/log?after=3"
+    assert stream is not None and stream.stream and stream.upstream_target("/events/stream") == "/log/stream"
+    assert (
+        schema is not None
+        and schema.upstream_target("/event-schemas/visit.opened") == "/schemas/visit.opened"
+    )
 
 
 def test_allowed_methods_for_a_known_path() -> None:

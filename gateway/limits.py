@@ -1,0 +1,83 @@
+"""Rate limits (token buckets per client and per client and route) and the page-size cap.
+
+Buckets live in this process's memory: with several gateway replicas each enforces its own share,
+which is enough to stop one client from starving the others through any single gateway.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+
+from kit.errors import BadRequest, ProblemError
+
+
+class RateLimited(ProblemError):
+    """429: the client sent more than its limit allows; `Retry-After` says when a request will pass."""
+
+    status, title, slug = 429, "Too many requests", "rate-limited"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class PageTooLarge(BadRequest):
+    slug = "page-size-too-large"
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"`limit` may be at most {cap}.", max_page_size=cap)
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """`burst` requests at once, refilled at `rate` per second."""
+
+    rate: float
+    burst: int
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> float:
+        """0.0 if a request may pass now (and count it), else the seconds until one may."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class RateLimiter:
+    """Buckets by key (`client`, or `client` + route); a bucket follows its limit when that changes."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+
+    def check(self, key: tuple[str, str], rate: float, burst: int, *, what: str) -> None:
+        """Count one request against the bucket; RateLimited (429) when it is empty."""
+        now = time.monotonic()
+        bucket = self._buckets.get(key)
+        if bucket is None or (bucket.rate, bucket.burst) != (rate, burst):
+            tokens = burst if bucket is None else min(bucket.tokens, burst)
+            bucket = self._buckets[key] = TokenBucket(rate, burst, tokens, now)
+        wait = bucket.take(now)
+        if wait:
+            retry_after = max(1, math.ceil(wait))
+            raise RateLimited(
+                f"Rate limit of {rate:g} requests/s exceeded for {what}.", retry_after=retry_after
+            )
+
+
+def route_burst(rate: float) -> int:
+    """A per-route bucket holds one second's worth of requests (at least one)."""
+    return max(1, math.ceil(rate))
+
+
+def check_page_size(query_string: bytes, cap: int) -> None:
+    """PageTooLarge (400) when a `limit` query parameter asks for more than `cap` items."""
+    if b"limit=" not in query_string:  # the common case: no parsing at all
+        return
+    for pair in query_string.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        if name == b"limit" and value.isdigit() and int(value) > cap:
+            raise PageTooLarge(cap)

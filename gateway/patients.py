@@ -1,0 +1,252 @@
+"""Patient tokens: an app or kiosk acts for one patient at a time and reaches only that patient's records.
+
+`POST /v1/patient-sessions` gives the client a short-lived token, signed by the gateway and bound to the
+client's name; the client sends it as `X-Patient-Token` beside its API key. Each route says how a
+request is tied to the patient (`GatewayRoute.owner`); a record of another patient answers 404 exactly
+as a missing one does, so a client cannot probe which ids exist.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.keys import Principal
+from gateway.models import PATIENT_BOUND_KINDS
+from gateway.routes import GatewayRoute
+from kit.errors import Forbidden, NotFound, problem_responses
+
+PATIENT_TOKEN_HEADER = "x-patient-token"
+TOKEN_PREFIX = "pt1"
+# A purpose of its own, so no other token signed with the internal secret can pass as a patient token.
+_PURPOSE = b"patientflow gateway patient-token v1"
+_PATH_VALUE = re.compile(r"\{([a-z_]+)\}")
+RegistrationLookup = Callable[[str], Awaitable[dict[str, Any] | None]]  # GET path -> body, None on 404
+
+
+class PatientTokenMissing(Forbidden):
+    slug = "patient-token-missing"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Clients of this kind act for one patient: send `X-Patient-Token` from POST /v1/patient-sessions."
+        )
+
+
+class PatientTokenInvalid(Forbidden):
+    slug = "patient-token-invalid"
+
+    def __init__(self, detail: str = "The patient token is not valid for this client.") -> None:
+        super().__init__(detail)
+
+
+class PatientTokenExpired(Forbidden):
+    slug = "patient-token-expired"
+
+    def __init__(self) -> None:
+        super().__init__("The patient token has expired; start a new patient session.")
+
+
+class PatientRouteForbidden(Forbidden):
+    slug = "patient-route-forbidden"
+
+    def __init__(self) -> None:
+        super().__init__("This route is not available to a client acting for a patient.")
+
+
+class PatientSessionForbidden(Forbidden):
+    slug = "patient-session-forbidden"
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"Only app and kiosk clients start patient sessions; this client is a {kind}.")
+
+
+class PatientNotFound(NotFound):
+    slug = "patient-not-found"
+
+    def __init__(self) -> None:
+        super().__init__("No such patient.")
+
+
+class VisitNotFound(NotFound):
+    slug = "visit-not-found"
+
+    def __init__(self) -> None:
+        super().__init__("No such visit.")
+
+
+class RecordNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("No such record.")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signing_key(secret: str) -> bytes:
+    return hmac.new(secret.encode(), _PURPOSE, hashlib.sha256).digest()
+
+
+def _sign(secret: str, payload: str) -> str:
+    return _b64(hmac.new(_signing_key(secret), payload.encode("ascii"), hashlib.sha256).digest())
+
+
+def mint_patient_token(
+    secret: str, *, client: str, patient: str, lifetime: int, now: float | None = None
+) -> tuple[str, int]:
+    """A token letting `client` act for `patient`, and when it expires (epoch seconds)."""
+    expires = int(time.time() if now is None else now) + lifetime
+    claims = {"cli": client, "pat": patient, "exp": expires}
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{TOKEN_PREFIX}.{payload}.{_sign(secret, payload)}", expires
+
+
+def verify_patient_token(secret: str, token: str, *, client: str, now: float | None = None) -> str:
+    """The patient a valid token names; 403 if forged, malformed, another client's, or expired."""
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+        raise PatientTokenInvalid("The patient token is malformed.")
+    _, payload, signature = parts
+    if not hmac.compare_digest(signature, _sign(secret, payload)):
+        raise PatientTokenInvalid()
+    claims = json.loads(_unb64(payload))
+    if claims.get("cli") != client:  # a token leaked from one app is useless to another
+        raise PatientTokenInvalid()
+    if claims["exp"] <= (time.time() if now is None else now):
+        raise PatientTokenExpired()
+    patient: str = claims["pat"]
+    return patient
+
+
+@lru_cache(maxsize=256)
+def _path_regex(template: str) -> re.Pattern[str]:
+    literals = _PATH_VALUE.split(template)[::2]
+    names = _PATH_VALUE.findall(template)
+    parts = [re.escape(literals[0])]
+    for name, literal in zip(names, literals[1:], strict=True):
+        parts += [f"(?P<{name}>[^/]+)", re.escape(literal)]
+    return re.compile("".join(parts))
+
+
+def path_value(route: GatewayRoute, path: str, name: str = "id") -> str:
+    """The value of `{name}` in a (decoded, prefix-less) path that matched `route`."""
+    found = _path_regex(route.path).fullmatch(path)
+    if found is None:  # cannot happen for a path the table matched; refuse rather than guess
+        raise PatientRouteForbidden()
+    return found.group(name)
+
+
+class PatientBinding:
+    """Ties a patient-bound client's requests to its patient, asking registration about visits."""
+
+    def __init__(self, lookup: RegistrationLookup, *, visit_cache_seconds: float) -> None:
+        self._lookup = lookup
+        self._ttl = visit_cache_seconds
+        self._visit_patients: dict[str, tuple[str, float]] = {}
+
+    async def patient_exists(self, patient_id: str) -> None:
+        """PatientNotFound (404) unless registration knows the patient."""
+        if await self._lookup(f"/patients/{quote(patient_id, safe='')}") is None:
+            raise PatientNotFound()
+
+    async def visit_patient(self, visit_id: str) -> str:
+        """The patient a visit belongs to (briefly cached); VisitNotFound (404) if there is no such visit."""
+        cached = self._visit_patients.get(visit_id)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        visit = await self._lookup(f"/visits/{quote(visit_id, safe='')}")
+        if visit is None:
+            raise VisitNotFound()
+        patient_id = str(visit["patient_id"])
+        if len(self._visit_patients) > 10_000:  # stale entries are dropped wholesale, rarely
+            self._visit_patients.clear()
+        self._visit_patients[visit_id] = (patient_id, now + self._ttl)
+        return patient_id
+
+    async def check_visit(self, principal: Principal, visit_id: str) -> None:
+        """404 unless the visit is the acting patient's (for the journey view and visit routes)."""
+        if principal.patient is not None and await self.visit_patient(visit_id) != principal.patient:
+            raise VisitNotFound()
+
+    async def check_request(self, principal: Principal, route: GatewayRoute, path: str) -> None:
+        """Before forwarding: may this patient-bound client use this route for this path?"""
+        if route.owner is None:
+            raise PatientRouteForbidden()
+        if route.owner == "patient" and path_value(route, path) != principal.patient:
+            raise PatientNotFound()
+        if route.owner == "visit":
+            await self.check_visit(principal, path_value(route, path))
+
+    @staticmethod
+    def check_response(principal: Principal, route: GatewayRoute, status_code: int, body: bytes) -> None:
+        """After forwarding a `response`-bound route: a record of another patient is a 404."""
+        if route.owner != "response" or not 200 <= status_code < 300:
+            return
+        try:
+            record = json.loads(body)
+        except ValueError:
+            raise RecordNotFound() from None
+        if not isinstance(record, dict) or record.get("patient_id") != principal.patient:
+            raise RecordNotFound()
+
+
+class PatientSessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    patient_id: str = Field(min_length=1, max_length=36)
+
+
+class PatientSession(BaseModel):
+    """Send `token` as `X-Patient-Token` (beside your API key) until `expires_at`."""
+
+    token: str
+    patient_id: str
+    expires_at: datetime
+
+
+router = APIRouter(tags=["patient sessions"])
+
+
+@router.post(
+    "/v1/patient-sessions",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(PatientSessionForbidden, PatientNotFound),
+)
+async def start_patient_session(data: PatientSessionCreate, request: Request) -> PatientSession:
+    """Act for one patient: an `app` or `kiosk` client gets a short-lived patient token.
+
+    The patient must exist in registration. The token works only with the API key of the client that
+    started the session, and only for that patient's records.
+    """
+    proxy = request.app.state.proxy
+    principal: Principal = await proxy.authenticate(request, act_for_patient=False)
+    if principal.kind not in PATIENT_BOUND_KINDS:
+        raise PatientSessionForbidden(principal.kind)
+    proxy.limit_route(principal, "POST /patient-sessions")
+    await proxy.patients.patient_exists(data.patient_id)
+    settings = proxy.settings
+    token, expires = mint_patient_token(
+        settings.internal_secret,
+        client=principal.name,
+        patient=data.patient_id,
+        lifetime=settings.patient_token_seconds,
+    )
+    return PatientSession(
+        token=token, patient_id=data.patient_id, expires_at=datetime.fromtimestamp(expires, UTC)
+    )

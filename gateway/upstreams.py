@@ -1,0 +1,228 @@
+"""The services' pooled clients: one long-lived client each, retries, a circuit breaker and health checks.
+
+Every call either returns the service's answer or raises the problem the client should see:
+
+- the service refused the connection or dropped it before answering -> 502;
+- its circuit is open (it failed `breaker_failures` calls in a row) -> 503 with `Retry-After`;
+- it took the request but did not answer in time (read timeout, or the overall deadline) -> 504;
+- it answered a 5xx that is not its own problem+json (a crash page, a proxy in between) -> 502.
+
+A service's own problem+json (any status) is an answer and passes through. What is retried, and the
+breaker's rules, are in `gateway.resilience`.
+"""
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from gateway.config import GatewaySettings
+from gateway.errors import BadGateway, CircuitOpen, UpstreamTimeout, UpstreamUnreachable
+from gateway.metrics import count_upstream_error
+from gateway.resilience import (
+    NO_RETRY,
+    CircuitBreaker,
+    Failure,
+    HealthChecker,
+    RetryPolicy,
+    UpstreamError,
+    classify,
+    may_resend,
+    retry_safe,
+    root_cause,
+    with_retries,
+)
+from kit.errors import PROBLEM_MEDIA_TYPE, ProblemError
+
+logger = logging.getLogger("patientflow.gateway")
+
+Headers = list[tuple[bytes, bytes]]
+UPSTREAM_HEADERS = {"accept-encoding": "identity", "user-agent": "patientflow-gateway"}
+
+
+def open_client(base_url: str, settings: GatewaySettings) -> httpx.AsyncClient:
+    """A pooled client for one service; `aiohttp` underneath unless the settings ask for httpcore."""
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout,
+        read=settings.read_timeout,
+        write=settings.write_timeout,
+        pool=settings.pool_timeout,
+    )
+    limits = httpx.Limits(
+        max_connections=settings.pool_size,
+        max_keepalive_connections=settings.pool_size,
+        keepalive_expiry=settings.keepalive_seconds,
+    )
+    transport = None
+    if settings.upstream_transport == "aiohttp":
+        transport = AiohttpTransport(limits=limits, client=lambda: _aiohttp_session(settings))
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        timeout=timeout,
+        limits=limits,
+        transport=transport,
+        headers=UPSTREAM_HEADERS,
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def _aiohttp_session(settings: GatewaySettings) -> aiohttp.ClientSession:
+    """The session under one client (made on first use, inside the event loop).
+
+    aiohttp would resend a GET once more on any dropped connection (RFC 9112 §9.3.1.1), behind our
+    retry policy's back: retries belong to one layer, where the attempts, backoff and deadline are set.
+    """
+    connector = aiohttp.TCPConnector(limit=settings.pool_size, keepalive_timeout=settings.keepalive_seconds)
+    session = aiohttp.ClientSession(connector=connector)
+    session._retry_connection = False
+    return session
+
+
+def failure_problem(service: str, failure: Failure) -> ProblemError:
+    """The problem for a call that got no usable answer."""
+    if failure is Failure.refused:
+        return UpstreamUnreachable(f"The {service} service refused the connection.", service=service)
+    if failure is Failure.reset:
+        return UpstreamUnreachable(f"The {service} service dropped the connection.", service=service)
+    if failure is Failure.connect_timeout:
+        return UpstreamTimeout(f"The {service} service did not accept a connection in time.", service=service)
+    if failure in (Failure.read_timeout, Failure.deadline):
+        return UpstreamTimeout(f"The {service} service did not answer in time.", service=service)
+    return BadGateway(f"The {service} service sent an invalid response.", service=service)
+
+
+def is_problem(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").startswith(PROBLEM_MEDIA_TYPE)
+
+
+class Upstreams:
+    """The services' clients and breakers, opened in the gateway's lifespan and closed with it.
+
+    `sleep` and `rand` pace the retries (tests pass fakes).
+    """
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.clients: dict[str, httpx.AsyncClient] = {}
+        self.breakers = {
+            name: CircuitBreaker(name, failure_threshold=settings.breaker_failures)
+            for name in settings.upstream_urls()
+        }
+        self.retry = RetryPolicy(
+            settings.retry_attempts, settings.retry_backoff_seconds, settings.retry_backoff_cap_seconds
+        )
+        self.health = HealthChecker(self.breakers, self.is_ready, interval=settings.health_interval_seconds)
+        self._sleep, self._rand = sleep, rand
+        # No overall deadline for a stream once its head arrived; only a long silence ends it.
+        self._stream_timeout = httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=settings.stream_read_timeout,
+            write=settings.write_timeout,
+            pool=settings.pool_timeout,
+        )
+
+    def open(self) -> None:
+        """Open the clients and start the health checker (from within the running event loop)."""
+        urls = self.settings.upstream_urls()
+        self.clients = {name: open_client(url, self.settings) for name, url in urls.items()}
+        self.health.start()
+
+    async def aclose(self) -> None:
+        await self.health.stop()
+        for client in self.clients.values():
+            await client.aclose()
+        self.clients = {}
+
+    def circuit_states(self) -> dict[str, str]:
+        """Each service's circuit: `closed`, `open` or `half-open`."""
+        return {name: breaker.state.value for name, breaker in self.breakers.items()}
+
+    @property
+    def circuit_retry_after(self) -> int:
+        """Seconds until the next health check may re-admit an open service."""
+        return max(1, math.ceil(self.settings.health_interval_seconds))
+
+    async def send(
+        self,
+        service: str,
+        method: str,
+        target: str,
+        *,
+        headers: Headers,
+        content: bytes | None = None,
+        stream: bool = False,
+        deadline_seconds: float | None = None,
+    ) -> httpx.Response:
+        """Call `service`; its answer, or the ProblemError a client should see.
+
+        With `stream`, the response is returned as soon as its head arrives; the caller must close it.
+        `deadline_seconds` may shorten (never lengthen) the overall deadline.
+        """
+        breaker = self.breakers[service]
+        if not breaker.admits_calls:
+            raise self._failed(service, method, CircuitOpen(service, retry_after=self.circuit_retry_after))
+        client = self.clients[service]
+        timeout = self._stream_timeout if stream else client.timeout
+        request = client.build_request(method, target, content=content, headers=headers, timeout=timeout)
+        keyed = any(name == b"idempotency-key" for name, _ in headers)
+        policy = self.retry if retry_safe(method, idempotency_key=keyed) else NO_RETRY
+        loop = asyncio.get_running_loop()
+        seconds = min(deadline_seconds or self.settings.deadline_seconds, self.settings.deadline_seconds)
+        budget = asyncio.timeout_at(loop.time() + seconds)
+        try:
+            async with budget:
+                response = await with_retries(
+                    lambda: client.send(request, stream=stream),
+                    policy=policy,
+                    resend=lambda exc: isinstance(exc, UpstreamError) and may_resend(classify(exc), method),
+                    time_left=lambda: (budget.when() or 0.0) - loop.time(),
+                    sleep=self._sleep,
+                    rand=self._rand,
+                )
+        except UpstreamError as exc:
+            failure = Failure.deadline if budget.expired() else classify(exc)
+            breaker.record_failure()
+            cause = f"{failure.value} ({type(root_cause(exc)).__name__})"
+            raise self._failed(service, method, failure_problem(service, failure), cause) from exc
+        if response.status_code >= 500 and not is_problem(response):
+            breaker.record_failure()
+            await response.aclose()
+            problem = BadGateway(f"The {service} service failed ({response.status_code}).", service=service)
+            raise self._failed(service, method, problem, f"status {response.status_code}")
+        breaker.record_success()
+        return response
+
+    def _failed(self, service: str, method: str, problem: ProblemError, cause: str = "") -> ProblemError:
+        logger.warning("%s to %s answered %s: %s", method, service, problem.status, cause or problem.slug)
+        count_upstream_error(service, problem)
+        return problem
+
+    async def is_ready(self, service: str) -> bool:
+        """Whether the service's own `/readyz` answers 200 (the health check's probe; never raises)."""
+        return await self._probe(self.clients[service]) == "ready"
+
+    async def readiness(self) -> dict[str, str]:
+        """Each service's answer to its own `/readyz`: `ready`, `not ready (<status>)` or `unreachable`."""
+        names = list(self.clients)
+        answers = await asyncio.gather(*(self._probe(self.clients[name]) for name in names))
+        return dict(zip(names, answers, strict=True))
+
+    async def _probe(self, client: httpx.AsyncClient) -> str:
+        try:
+            async with asyncio.timeout(self.settings.readiness_timeout):
+                response = await client.get("/readyz")
+        except UpstreamError:
+            return "unreachable"
+        return "ready" if response.status_code == 200 else f"not ready ({response.status_code})"

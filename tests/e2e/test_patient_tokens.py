@@ -1,0 +1,105 @@
+"""An app acting for patient P, through the real gateway and services: P's records only, never Q's."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.clients import Gateway, assert_problem, ok, register_patient, unique_department
+
+CBC = "250101015"  # 血细胞分析 (complete blood count)
+REPORT = {
+    "status": "final",
+    "conclusion": "正常",
+    "observations": [{"code": "WBC", "name": "白细胞", "value": "6.1"}],
+}
+
+
+def patient_with_report(gateway: Gateway) -> dict[str, Any]:
+    """A patient with a green-channel visit (orders released at once), one order and its final report."""
+    patient = register_patient(gateway.his)
+    visit = ok(
+        gateway.his.post(
+            "/v1/visits",
+            json={
+                "patient_id": patient["id"],
+                "kind": "emergency",
+                "department": unique_department(),
+                "payment_mode": "green_channel",
+            },
+        ),
+        201,
+    )
+    order = ok(gateway.doctor.post("/v1/orders", json={"visit_id": visit["id"], "test_code": CBC}), 201)
+    report = ok(gateway.lab.post(f"/v1/orders/{order['id']}/reports", json=REPORT), 201)
+    return {"patient": patient["id"], "visit": visit["id"], "order": order["id"], "report": report["id"]}
+
+
+@pytest.fixture(scope="module")
+def people(gateway: Gateway) -> dict[str, dict[str, Any]]:
+    return {"p": patient_with_report(gateway), "q": patient_with_report(gateway)}
+
+
+@pytest.fixture(scope="module")
+def app_for_p(gateway: Gateway, people: dict[str, dict[str, Any]]) -> Iterator[httpx.Client]:
+    """The development app client, acting for P with a fresh patient token."""
+    session = ok(gateway.app.post("/v1/patient-sessions", json={"patient_id": people["p"]["patient"]}), 201)
+    assert session["patient_id"] == people["p"]["patient"]
+    with httpx.Client(
+        base_url=gateway.app.base_url,
+        headers=dict(gateway.app.headers) | {"x-patient-token": session["token"]},
+        timeout=30,
+    ) as client:
+        yield client
+
+
+def test_the_app_reads_its_patients_visit_and_reports(
+    app_for_p: httpx.Client, people: dict[str, Any]
+) -> None:
+    p = people["p"]
+    assert ok(app_for_p.get(f"/v1/patients/{p['patient']}"))["id"] == p["patient"]
+    assert ok(app_for_p.get(f"/v1/visits/{p['visit']}"))["patient_id"] == p["patient"]
+    reports = ok(app_for_p.get(f"/v1/patients/{p['patient']}/reports"))
+    assert [r["id"] for r in reports] == [p["report"]]
+    assert ok(app_for_p.get(f"/v1/visits/{p['visit']}/reports"))[0]["id"] == p["report"]
+    assert ok(app_for_p.get(f"/v1/reports/{p['report']}"))["patient_id"] == p["patient"]
+    assert ok(app_for_p.get(f"/v1/orders/{p['order']}"))["id"] == p["order"]
+
+
+def test_the_app_cannot_reach_another_patients_records(
+    app_for_p: httpx.Client, people: dict[str, Any]
+) -> None:
+    q = people["q"]
+    for path in (
+        f"/v1/patients/{q['patient']}",
+        f"/v1/patients/{q['patient']}/reports",
+        f"/v1/visits/{q['visit']}",
+        f"/v1/visits/{q['visit']}/reports",
+        f"/v1/visits/{q['visit']}/orders",
+        f"/v1/reports/{q['report']}",
+        f"/v1/orders/{q['order']}",
+    ):
+        body = assert_problem(app_for_p.get(path), 404)
+        assert q["patient"] not in str(body), path
+
+
+def test_the_app_cannot_use_routes_not_bound_to_a_patient(app_for_p: httpx.Client) -> None:
+    for path in ("/v1/orders", "/v1/queues/emergency"):
+        assert_problem(app_for_p.get(path), 403)
+    assert_problem(app_for_p.post("/v1/patients", json={"unidentified": True, "alias": "x"}), 403)
+
+
+def test_without_a_patient_token_the_app_reaches_nothing(gateway: Gateway, people: dict[str, Any]) -> None:
+    body = assert_problem(gateway.app.get(f"/v1/patients/{people['p']['patient']}"), 403)
+    assert body["type"].endswith("/patient-token-missing")
+
+
+def test_a_kiosk_prints_its_patients_reports_only(gateway: Gateway, people: dict[str, Any]) -> None:
+    p, q = people["p"], people["q"]
+    token = ok(gateway.kiosk.post("/v1/patient-sessions", json={"patient_id": p["patient"]}), 201)["token"]
+    headers = {"x-patient-token": token}
+    reports = ok(gateway.kiosk.get(f"/v1/patients/{p['patient']}/reports", headers=headers))
+    assert [r["id"] for r in reports] == [p["report"]]
+    assert_problem(gateway.kiosk.get(f"/v1/reports/{q['report']}", headers=headers), 404)
+    assert_problem(gateway.his.post("/v1/patient-sessions", json={"patient_id": p["patient"]}), 403)

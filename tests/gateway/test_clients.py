@@ -1,0 +1,255 @@
+"""API clients through the admin API and the `patientflow keys` command, against a running gateway."""
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, update
+
+from gateway.app import create_app as create_gateway
+from gateway.clients import MIGRATIONS_DIR, open_database
+from gateway.config import GatewaySettings
+from gateway.models import ApiClientRow, GatewayTable
+from kit.clock import utcnow
+from kit.migrations import alembic_config, upgrade
+from patientflow.cli import main as cli
+from tests.gateway.factories import bearer, gateway_database, gateway_settings
+from tests.gateway.servers import serve
+from tests.gateway.test_proxy import assert_problem
+
+ADMIN = "/v1/admin/clients"
+
+
+def unique_name() -> str:
+    return f"client-{uuid.uuid4().hex[:8]}"
+
+
+def eventually(probe: Callable[[], bool], what: str) -> None:
+    """Poll until `probe` holds: changes made outside the gateway reach it at its next cache refresh."""
+    deadline = time.monotonic() + 15
+    while not probe():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def admin(client: httpx.Client, api_keys: dict[str, str]) -> httpx.Client:
+    client.headers.update(bearer(api_keys["admin"]))
+    return client
+
+
+def create(admin: httpx.Client, **fields: Any) -> dict[str, Any]:
+    body = {"name": unique_name(), "kind": "his", "scopes": ["triage:read"]} | fields
+    response = admin.post(ADMIN, json=body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def reads_queue(client: httpx.Client, key: str) -> int:
+    return client.get("/v1/queues/internal", headers={"authorization": f"Bearer {key}"}).status_code
+
+
+# --- admin API ------------------------------------------------------------------------------------
+
+
+def test_a_created_client_gets_its_key_once_and_can_call_at_once(
+    admin: httpx.Client, gateway_url: str
+) -> None:
+    created = create(admin, kind="board", scopes=["triage:read"])
+    key = created["key"]
+    assert created["status"] == "active" and created["kind"] == "board"
+    assert key.startswith(created["key_prefix"]) and len(key) > 40
+    with httpx.Client(base_url=gateway_url, timeout=5) as other:
+        assert reads_queue(other, key) == 200
+        assert other.post("/v1/queues/internal/tickets", json={}, headers=bearer(key)).status_code == 403
+    one = admin.get(f"{ADMIN}/{created['name']}")
+    listed = admin.get(ADMIN)
+    assert one.status_code == 200 and listed.status_code == 200
+    assert created["name"] in {c["name"] for c in listed.json()}
+    for response in (one, listed):  # never the key, never its hash
+        assert key not in response.text and "hash" not in response.text
+        assert "key" not in one.json()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kind": "robot"},
+        {"scopes": ["everything:write"]},
+        {"name": "Has Spaces"},
+        {"expires_at": "2001-01-01T00:00:00Z"},
+        {"expires_at": "2999-01-01T00:00:00"},  # no UTC offset
+        {"rate_limit_per_second": 0},
+        {"surprise": True},
+    ],
+)
+def test_bad_client_definitions_are_422(admin: httpx.Client, body: dict[str, Any]) -> None:
+    response = admin.post(ADMIN, json={"name": unique_name(), "kind": "his", "scopes": []} | body)
+    assert_problem(response, 422)
+
+
+def test_a_taken_name_is_409_and_unknown_names_are_404(admin: httpx.Client) -> None:
+    created = create(admin)
+    body = assert_problem(admin.post(ADMIN, json={"name": created["name"], "kind": "his"}), 409)
+    assert body["type"].endswith("/client-exists")
+    for response in (
+        admin.get(f"{ADMIN}/nobody"),
+        admin.post(f"{ADMIN}/nobody/rotate"),
+        admin.post(f"{ADMIN}/nobody/revoke"),
+    ):
+        assert assert_problem(response, 404)["type"].endswith("/client-not-found")
+
+
+def test_the_admin_api_needs_the_admin_scope(client: httpx.Client, api_keys: dict[str, str]) -> None:
+    assert_problem(client.get(ADMIN), 401)
+    body = assert_problem(client.get(ADMIN, headers=bearer(api_keys["his-dev"])), 403)
+    assert body["scope"] == "admin:clients"
+    assert_problem(
+        client.post(ADMIN, json={"name": "x", "kind": "his"}, headers=bearer(api_keys["reader"])), 403
+    )
+
+
+def test_rotation_without_grace_stops_the_old_key_at_once(admin: httpx.Client) -> None:
+    created = create(admin)
+    rotated = admin.post(f"{ADMIN}/{created['name']}/rotate")
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["key"] != created["key"]
+    assert reads_queue(admin, rotated.json()["key"]) == 200
+    assert reads_queue(admin, created["key"]) == 401
+
+
+def test_rotation_with_grace_keeps_the_old_key_working_meanwhile(admin: httpx.Client) -> None:
+    created = create(admin)
+    rotated = admin.post(f"{ADMIN}/{created['name']}/rotate", json={"grace_seconds": 3600})
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["previous_key_expires_at"] is not None
+    assert reads_queue(admin, created["key"]) == 200
+    assert reads_queue(admin, rotated.json()["key"]) == 200
+    assert_problem(admin.post(f"{ADMIN}/{created['name']}/rotate", json={"grace_seconds": -1}), 422)
+
+
+def test_revoking_stops_every_key_and_cannot_be_undone(admin: httpx.Client) -> None:
+    created = create(admin)
+    rotated = admin.post(f"{ADMIN}/{created['name']}/rotate", json={"grace_seconds": 3600}).json()
+    revoked = admin.post(f"{ADMIN}/{created['name']}/revoke")
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    for key in (created["key"], rotated["key"]):
+        response = admin.get("/v1/queues/internal", headers={"authorization": f"Bearer {key}"})
+        assert assert_problem(response, 401)["type"].endswith("/api-key-revoked")
+    assert_problem(admin.post(f"{ADMIN}/{created['name']}/revoke"), 409)
+    assert_problem(admin.post(f"{ADMIN}/{created['name']}/rotate"), 409)
+
+
+@pytest.fixture(scope="module")
+def own_gateway(keys_file: Path, echo_url: str) -> Iterator[tuple[str, GatewaySettings]]:
+    """A gateway whose database the tests also reach directly, as the CLI or a second gateway would."""
+    settings = gateway_settings(keys_file, triage_url=echo_url, keys_refresh_seconds=0.1)
+    with serve(create_gateway(settings)) as url:
+        yield url, settings
+
+
+def test_a_key_past_its_expiry_is_401(
+    own_gateway: tuple[str, GatewaySettings], api_keys: dict[str, str]
+) -> None:
+    url, settings = own_gateway
+    with httpx.Client(base_url=url, timeout=5, headers=bearer(api_keys["admin"])) as admin:
+        created = create(admin, expires_at=(utcnow() + timedelta(days=1)).isoformat())
+        assert reads_queue(admin, created["key"]) == 200
+        database = open_database(settings)
+        try:
+            with database.session() as session:
+                past = utcnow() - timedelta(seconds=1)
+                session.execute(
+                    update(ApiClientRow).where(ApiClientRow.name == created["name"]).values(expires_at=past)
+                )
+        finally:
+            database.dispose()
+
+        def refused() -> bool:
+            response = admin.get("/v1/queues/internal", headers={"authorization": f"Bearer {created['key']}"})
+            return response.status_code == 401 and response.json()["type"].endswith("/api-key-expired")
+
+        eventually(refused, "the expired key to be refused")
+        assert admin.get(f"{ADMIN}/{created['name']}").json()["status"] == "expired"
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def run_cli(settings: GatewaySettings, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", settings.resolved_database_url)
+    if settings.resolved_schema:
+        monkeypatch.setenv("GATEWAY_DATABASE_SCHEMA", settings.resolved_schema)
+    return cli(["keys", "--data-dir", str(settings.data_dir), *args])
+
+
+def printed_key(output: str) -> str:
+    (line,) = [line for line in output.splitlines() if line.startswith("API key")]
+    return line.rsplit(" ", 1)[1]
+
+
+def test_keys_made_on_the_command_line_reach_the_running_gateway(
+    own_gateway: tuple[str, GatewaySettings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, settings = own_gateway
+    name = unique_name()
+    assert run_cli(settings, monkeypatch, "create", name, "--kind", "nurse", "--scope", "triage:read") == 0
+    key = printed_key(capsys.readouterr().out)
+    with httpx.Client(base_url=url, timeout=5) as client:
+        eventually(lambda: reads_queue(client, key) == 200, "the new key to work")
+
+        assert run_cli(settings, monkeypatch, "list") == 0
+        listing = capsys.readouterr().out
+        assert name in listing and key not in listing
+
+        assert run_cli(settings, monkeypatch, "rotate", name, "--grace-seconds", "600") == 0
+        new_key = printed_key(capsys.readouterr().out)
+        eventually(lambda: reads_queue(client, new_key) == 200, "the rotated key to work")
+        assert reads_queue(client, key) == 200  # still in its grace
+
+        assert run_cli(settings, monkeypatch, "revoke", name) == 0
+        eventually(lambda: reads_queue(client, new_key) == 401, "the revoked key to be refused")
+        assert reads_queue(client, key) == 401
+
+
+def test_the_command_line_refuses_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = GatewaySettings.model_validate({"environment": "test"} | gateway_database(tmp_path))
+    assert run_cli(settings, monkeypatch, "create", "x", "--kind", "his", "--scope", "nope:read") == 2
+    assert "unknown scopes" in capsys.readouterr().err
+    assert run_cli(settings, monkeypatch, "revoke", "nobody") == 1
+    assert "No API client" in capsys.readouterr().err
+    assert run_cli(settings, monkeypatch, "create", "x", "--kind", "his") == 0
+    assert run_cli(settings, monkeypatch, "create", "x", "--kind", "his") == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+# --- the clients table ----------------------------------------------------------------------------
+
+
+def test_migrations_build_the_clients_table_from_empty_and_match_the_models(tmp_path: Path) -> None:
+    settings = GatewaySettings.model_validate({"environment": "test"} | gateway_database(tmp_path))
+    database = open_database(settings)
+    try:
+        upgrade(database, MIGRATIONS_DIR)  # a second start is a no-op
+        with database.writer.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, GatewayTable.metadata) == []
+        with database.writer.begin() as connection:
+            command.downgrade(alembic_config(MIGRATIONS_DIR, connection), "base")
+            assert set(inspect(connection).get_table_names()) <= {"alembic_version"}
+    finally:
+        database.dispose()

@@ -1,0 +1,143 @@
+"""Rate limits per client and per route (429 + Retry-After), and the page-size cap."""
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.app import create_app as create_gateway
+from gateway.limits import PageTooLarge, RateLimited, RateLimiter, check_page_size
+from tests.gateway.factories import bearer, gateway_settings
+from tests.gateway.servers import EchoUpstream, serve
+from tests.gateway.test_proxy import assert_problem
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr("gateway.limits.time.monotonic", fake)
+    return fake
+
+
+def test_a_bucket_allows_its_burst_then_refills_at_its_rate(clock: FakeClock) -> None:
+    limiter = RateLimiter()
+    for _ in range(3):
+        limiter.check(("c", ""), 0.5, 3, what="c")
+    with pytest.raises(RateLimited) as refused:
+        limiter.check(("c", ""), 0.5, 3, what="c")
+    assert refused.value.status == 429
+    assert refused.value.headers["Retry-After"] == "2"  # one token every 2 s
+    clock.now += 2.0
+    limiter.check(("c", ""), 0.5, 3, what="c")
+    limiter.check(("other", ""), 0.5, 3, what="other")  # buckets are per key
+
+
+def test_retry_after_is_a_whole_second_at_least(clock: FakeClock) -> None:
+    limiter = RateLimiter()
+    limiter.check(("c", ""), 100.0, 1, what="c")
+    with pytest.raises(RateLimited) as refused:
+        limiter.check(("c", ""), 100.0, 1, what="c")
+    assert refused.value.headers["Retry-After"] == "1"
+
+
+def test_a_changed_limit_applies_to_an_existing_bucket(clock: FakeClock) -> None:
+    limiter = RateLimiter()
+    limiter.check(("c", ""), 1.0, 5, what="c")
+    limiter.check(("c", ""), 1.0, 1, what="c")  # tokens cut down to the new burst, this one spent
+    with pytest.raises(RateLimited):
+        limiter.check(("c", ""), 1.0, 1, what="c")
+
+
+@pytest.mark.parametrize("query", [b"limit=101", b"after=3&limit=500", b"limit=1000000000000"])
+def test_pages_above_the_cap_are_refused(query: bytes) -> None:
+    with pytest.raises(PageTooLarge) as refused:
+        check_page_size(query, 100)
+    assert "100" in refused.value.detail
+
+
+@pytest.mark.parametrize("query", [b"", b"limit=100", b"limit=abc", b"unlimited=500", b"page_limit=900"])
+def test_pages_within_the_cap_pass(query: bytes) -> None:
+    check_page_size(query, 100)
+
+
+# --- through the gateway --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strict_gateway(keys_file: Path, echo_url: str) -> Iterator[str]:
+    """Five requests per client, refilled very slowly; one call on the stats route."""
+    settings = gateway_settings(
+        keys_file,
+        triage_url=echo_url,
+        rate_limit_per_second=0.01,
+        rate_burst=5,
+        route_rate_limits={"GET /queues/{department}/stats": 0.01},
+        max_page_size=50,
+    )
+    with serve(create_gateway(settings)) as url:
+        yield url
+
+
+def test_a_client_over_its_limit_gets_429_and_others_go_on(
+    strict_gateway: str, api_keys: dict[str, str], echo: EchoUpstream
+) -> None:
+    with httpx.Client(base_url=strict_gateway, timeout=5) as client:
+        reader = bearer(api_keys["reader"])
+        statuses = [client.get("/v1/queues/a", headers=reader).status_code for _ in range(5)]
+        echo.seen.clear()
+        refused = client.get("/v1/queues/a", headers=reader)
+        body = assert_problem(refused, 429)
+        assert body["type"].endswith("/rate-limited")
+        assert int(refused.headers["retry-after"]) >= 1
+        assert echo.seen == []  # the service never saw the refused call
+        assert statuses == [200] * 5
+        assert client.get("/v1/queues/a", headers=bearer(api_keys["his-dev"])).status_code == 200
+
+
+def test_a_route_limit_is_per_client_and_route(strict_gateway: str, api_keys: dict[str, str]) -> None:
+    with httpx.Client(base_url=strict_gateway, timeout=5) as client:
+        admin = bearer(api_keys["admin"])
+        his = bearer(api_keys["his-dev"])
+        assert client.get("/v1/queues/b/stats", headers=his).status_code == 200
+        refused = client.get("/v1/queues/b/stats", headers=his)
+        assert_problem(refused, 429)
+        assert int(refused.headers["retry-after"]) >= 1
+        assert client.get("/v1/queues/b", headers=his).status_code == 200  # other routes go on
+        assert client.get("/v1/admin/clients", headers=admin).status_code == 200
+
+
+def test_a_page_above_the_cap_is_400_naming_it(strict_gateway: str, api_keys: dict[str, str]) -> None:
+    with httpx.Client(base_url=strict_gateway, timeout=5) as client:
+        response = client.get("/v1/queues/c?limit=51", headers=bearer(api_keys["his-dev"]))
+    body = assert_problem(response, 400)
+    assert body["max_page_size"] == 50 and "50" in body["detail"]
+
+
+def test_a_clients_own_limit_from_the_database_wins(client: httpx.Client, api_keys: dict[str, str]) -> None:
+    admin = bearer(api_keys["admin"])
+    created = client.post(
+        "/v1/admin/clients",
+        json={
+            "name": f"limited-{uuid.uuid4().hex[:8]}",
+            "kind": "board",
+            "scopes": ["triage:read"],
+            "rate_limit_per_second": 0.01,
+            "rate_burst": 2,
+        },
+        headers=admin,
+    )
+    assert created.status_code == 201, created.text
+    own = bearer(created.json()["key"])
+    assert [client.get("/v1/queues/d", headers=own).status_code for _ in range(2)] == [200, 200]
+    assert_problem(client.get("/v1/queues/d", headers=own), 429)
+    assert client.get("/v1/queues/d", headers=bearer(api_keys["reader"])).status_code == 200
