@@ -62,6 +62,31 @@ class Recorder:
         return sum(len(values) for values in self.latencies.values())
 
 
+# The gateway's rate limits stay on (their cost is part of what we measure) but far above any load here.
+UNLIMITED = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "GATEWAY_RATE_BURST": "1000000"}
+
+
+def system_env(database_url: str | None, run_tag: str) -> dict[str, str]:
+    """Environment for a benchmark's System: SQLite by default, else schemas of its own on the server."""
+    env = {"PATIENTFLOW_ENVIRONMENT": "development", **UNLIMITED}
+    if database_url:
+        env |= {"PATIENTFLOW_DATABASE_URL": database_url, "PATIENTFLOW_SCHEMA_PREFIX": f"bench_{run_tag}_"}
+    return env
+
+
+def drop_schemas(database_url: str, run_tag: str) -> None:
+    """Remove the schemas `system_env` gave one run."""
+    from sqlalchemy import create_engine, text
+
+    from patientflow.topology import COMPONENTS
+
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        for component in COMPONENTS:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "bench_{run_tag}_{component.name}" CASCADE'))
+    engine.dispose()
+
+
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]

@@ -16,13 +16,22 @@ import json
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import uvloop
 
-from bench.common import machine, markdown_table, random_id_number, summary, write_results
+from bench.common import (
+    drop_schemas,
+    machine,
+    markdown_table,
+    random_id_number,
+    summary,
+    system_env,
+    write_results,
+)
 from kit.auth import mint_internal_token
 from patientflow.supervisor import System, free_port
 from patientflow.topology import COMPONENTS
@@ -134,18 +143,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20, help="patients registered per second")
     parser.add_argument("--seconds", type=float, default=15, help="how long to keep registering")
     parser.add_argument("--poll-seconds", type=float, default=None, help="PATIENTFLOW_FEED_POLL_SECONDS")
+    parser.add_argument("--margin-seconds", type=float, default=None, help="EVENTS_INGEST_MARGIN_SECONDS")
     parser.add_argument("--database-url", default=None, help="run on this server instead of SQLite")
     args = parser.parse_args(argv)
-    env = {"PATIENTFLOW_ENVIRONMENT": "development"}
+    run_tag = uuid.uuid4().hex[:8]
+    env = system_env(args.database_url, run_tag)
     if args.poll_seconds is not None:
         env["PATIENTFLOW_FEED_POLL_SECONDS"] = str(args.poll_seconds)
-    if args.database_url:
-        env |= {"PATIENTFLOW_DATABASE_URL": args.database_url, "PATIENTFLOW_SCHEMA_PREFIX": "bench_"}
+    if args.margin_seconds is not None:
+        env["EVENTS_INGEST_MARGIN_SECONDS"] = str(args.margin_seconds)
     with tempfile.TemporaryDirectory() as scratch:
         ports = {c.name: free_port() for c in COMPONENTS}
-        with System(Path(scratch), env=env, ports=ports) as system:
-            log(f"registering {args.rate:g} patients/s for {args.seconds:g} s ...")
-            result = uvloop.run(measure(system, args.rate, args.seconds))
+        try:
+            with System(Path(scratch), env=env, ports=ports) as system:
+                log(f"registering {args.rate:g} patients/s for {args.seconds:g} s ...")
+                result = uvloop.run(measure(system, args.rate, args.seconds))
+        finally:
+            if args.database_url:
+                drop_schemas(args.database_url, run_tag)
     print(report(result))
     path = write_results("events_latency", {"machine": machine(), "args": vars(args), "result": result})
     log(f"written {path}")

@@ -25,7 +25,16 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from bench.common import Recorder, machine, markdown_table, random_id_number, summary, write_results
+from bench.common import (
+    Recorder,
+    drop_schemas,
+    machine,
+    markdown_table,
+    random_id_number,
+    summary,
+    system_env,
+    write_results,
+)
 from kit.auth import mint_internal_token
 from patientflow.supervisor import System, free_port
 from patientflow.topology import COMPONENTS
@@ -410,22 +419,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def system_env(args: argparse.Namespace, run_tag: str) -> dict[str, str]:
-    if not args.database_url:
-        return {}
-    return {"PATIENTFLOW_DATABASE_URL": args.database_url, "PATIENTFLOW_SCHEMA_PREFIX": f"bench_{run_tag}_"}
-
-
-def drop_schemas(database_url: str, run_tag: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(database_url)
-    with engine.begin() as connection:
-        for component in COMPONENTS:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "bench_{run_tag}_{component.name}" CASCADE'))
-    engine.dispose()
-
-
 async def run(system: System, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     log(f"part 1: {args.clients} clients, {args.seconds:g} s of journeys")
     journeys = await run_journeys(system, args.clients, args.seconds)
@@ -440,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pf-bench-") as scratch:
         log("starting the system …")
         try:
-            with System(Path(scratch), env=system_env(args, run_tag), ports=ports) as system:
+            with System(Path(scratch), env=system_env(args.database_url, run_tag), ports=ports) as system:
                 journeys, reads = uvloop.run(run(system, args))
         finally:
             if args.database_url:

@@ -39,7 +39,7 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
             tokens=app.state.tokens,
             notifier=app.state.notifier,
             margin_seconds=settings.ingest_margin_seconds,
-            poll_seconds=settings.feed_poll_seconds,
+            poll_seconds=min(settings.ingest_poll_seconds, settings.feed_poll_seconds),
             page_size=settings.ingest_page_size,
         )
 
