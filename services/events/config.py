@@ -1,11 +1,13 @@
 """Event hub settings (env prefix `EVENTS_`)."""
 
 from functools import lru_cache
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from kit.config import ServiceSettings, service_url_setting
+from services.events.destinations import DestinationPolicy
 
 THREE_DAYS = 3 * 24 * 3600.0
 
@@ -37,11 +39,24 @@ class EventsSettings(ServiceSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_concurrency: int = Field(default=8, ge=1)
     webhook_batch_size: int = Field(default=64, ge=1)
+    # Hosts a production hub may still deliver to on loopback (comma-separated); link-local and
+    # unspecified addresses are refused whatever this says (services/events/destinations.py).
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # JetStream publishing is on only when a URL is set.
     nats_url: str | None = None
     nats_stream: str = "PATIENTFLOW"
     nats_subject_prefix: str = "patientflow.events"
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [host.strip() for host in value.split(",") if host.strip()]
+        return value
+
+    def webhook_destinations(self) -> DestinationPolicy:
+        return DestinationPolicy.of(environment=self.environment, allowed_hosts=self.webhook_allowed_hosts)
 
     def feed_urls(self) -> dict[str, str]:
         """Source name → feed base URL, in tie-break order."""

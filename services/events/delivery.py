@@ -4,6 +4,13 @@ Delivery rows are written with the events they carry (services/events/service.py
 event is never logged without being owed to its subscribers. This worker sends the due ones: a batch
 holds at most one delivery per (subscription, visit) — the oldest pending one — so a failing receiver
 holds back later events of that visit only, while other visits and subscribers proceed in parallel.
+
+Only a *pending* delivery holds its visit back. One parked as dead stops blocking, so the visit's later
+events go on without it, and if it is replayed it arrives after them: receivers order a visit's events
+by `visit_sequence` (docs/events.md says so), not by arrival.
+
+Each attempt first resolves the receiver's host and refuses forbidden addresses
+(services/events/destinations.py), then connects to the address it checked.
 """
 
 import json
@@ -18,6 +25,7 @@ from kit.clock import utcnow
 from kit.database import Database
 from services.events import metrics, repository, service
 from services.events.config import EventsSettings
+from services.events.destinations import RefusedDestination
 from services.events.models import LogEvent, Subscription
 from services.events.notifier import LogNotifier
 from services.events.signing import signed_headers
@@ -36,6 +44,7 @@ class DeliveryWorker:
 
     def __init__(self, *, database: Database, settings: EventsSettings, notifier: LogNotifier) -> None:
         self.database, self.settings, self.notifier = database, settings, notifier
+        self.destinations = settings.webhook_destinations()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -94,11 +103,20 @@ class DeliveryWorker:
     def _attempt(
         self, client: httpx.Client, subscription: Subscription, event: LogEvent
     ) -> tuple[datetime, int | None, str | None]:
-        """POST one event; (when, HTTP status or None, error text or None). Never raises."""
-        body = delivery_body(event)
-        headers = signed_headers(subscription.secret, event.event_id, body)
+        """POST one event to the checked address; (when, HTTP status or None, error text or None).
+
+        Never raises: a refused or unresolvable destination is a failed attempt like a refused connection.
+        """
         try:
-            response = client.post(subscription.url, content=body, headers=headers)
+            target = self.destinations.pin(subscription.url)
+        except RefusedDestination as exc:
+            return utcnow(), None, f"refused destination: {exc}"
+        except OSError as exc:
+            return utcnow(), None, f"cannot resolve the host: {exc}"
+        body = delivery_body(event)
+        headers = signed_headers(subscription.secret, event.event_id, body) | target.headers
+        try:
+            response = client.post(target.url, content=body, headers=headers, extensions=target.extensions)
         except httpx.HTTPError as exc:
             return utcnow(), None, f"{type(exc).__name__}: {exc}"
         return utcnow(), response.status_code, None

@@ -1,6 +1,6 @@
 """Event hub errors, named for what went wrong."""
 
-from kit.errors import NotFound
+from kit.errors import NotFound, UnprocessableContent
 
 
 class SubscriptionNotFound(NotFound):
@@ -11,3 +11,9 @@ class SubscriptionNotFound(NotFound):
 
 class SchemaNotFound(NotFound):
     slug, title = "event-schema-not-found", "Event schema not found"
+
+
+class RefusedWebhookUrl(UnprocessableContent):
+    """The URL points where the hub does not send (cloud metadata, unspecified, loopback in production)."""
+
+    slug, title = "webhook-url-refused", "Webhook URL refused"

@@ -96,13 +96,20 @@ def all_subscriptions(session: Session) -> list[Subscription]:
     return list(session.exec(select(Subscription)).all())
 
 
-def owned_subscriptions(session: Session, owner: str) -> list[Subscription]:
+def owned_subscriptions(session: Session, owner: str, patient_id: str | None) -> list[Subscription]:
+    """The owner's subscriptions; acting for a patient, only the ones that follow that patient."""
     query = select(Subscription).where(Subscription.owner == owner)
+    if patient_id is not None:
+        query = query.where(Subscription.patient_id == patient_id)
     return list(session.exec(query.order_by(col(Subscription.created_at), col(Subscription.id))).all())
 
 
-def owned_subscription(session: Session, subscription_id: str, owner: str) -> Subscription | None:
+def owned_subscription(
+    session: Session, subscription_id: str, owner: str, patient_id: str | None
+) -> Subscription | None:
     query = select(Subscription).where(Subscription.id == subscription_id, Subscription.owner == owner)
+    if patient_id is not None:
+        query = query.where(Subscription.patient_id == patient_id)
     return session.exec(query).first()
 
 

@@ -9,7 +9,7 @@ from kit.auth import Caller, CallerDep
 from kit.database import SessionDep
 from kit.errors import BadRequest, Forbidden, problem_responses
 from services.events import catalogue, repository, service
-from services.events.errors import SchemaNotFound, SubscriptionNotFound
+from services.events.errors import RefusedWebhookUrl, SchemaNotFound, SubscriptionNotFound
 from services.events.schemas import (
     DeliveryPublic,
     DeliveryStatus,
@@ -109,17 +109,23 @@ async def stream_log(
     "/subscriptions",
     status_code=status.HTTP_201_CREATED,
     tags=["subscriptions"],
-    responses=problem_responses(Forbidden),
+    responses=problem_responses(Forbidden, RefusedWebhookUrl),
 )
 def create_subscription(
-    data: SubscriptionCreate, session: SessionDep, caller: CallerDep
+    data: SubscriptionCreate, request: Request, session: SessionDep, caller: CallerDep
 ) -> SubscriptionCreated:
     """Register a webhook: each event of the given types that you may see is POSTed to `url`, signed
     (Standard Webhooks), retried with backoff for three days, then kept as a dead letter you can replay.
-    Events of one visit arrive in order. The `secret` is shown only in this answer."""
+    Events of one visit arrive in order. The `secret` is shown only in this answer. Link-local and
+    unspecified addresses (and loopback, in production) are refused: 422."""
     caller.require(SUBSCRIBE_SCOPE)
     subscription = service.subscribe(
-        session, data=data, owner=caller.subject, scopes=caller.scopes, patient_id=caller.patient
+        session,
+        data=data,
+        owner=caller.subject,
+        scopes=caller.scopes,
+        patient_id=caller.patient,
+        destinations=request.app.state.settings.webhook_destinations(),
     )
     return SubscriptionCreated.model_validate(subscription, from_attributes=True)
 
@@ -128,7 +134,7 @@ def create_subscription(
 def list_subscriptions(session: SessionDep, caller: CallerDep) -> list[SubscriptionPublic]:
     """Your webhook subscriptions, oldest first."""
     caller.require(SUBSCRIBE_SCOPE)
-    rows = repository.owned_subscriptions(session, caller.subject)
+    rows = repository.owned_subscriptions(session, caller.subject, caller.patient)
     return [SubscriptionPublic.model_validate(r, from_attributes=True) for r in rows]
 
 
@@ -140,7 +146,9 @@ def list_subscriptions(session: SessionDep, caller: CallerDep) -> list[Subscript
 def read_subscription(subscription_id: IdPath, session: SessionDep, caller: CallerDep) -> SubscriptionPublic:
     """One of your subscriptions (another client's is a 404)."""
     caller.require(SUBSCRIBE_SCOPE)
-    subscription = service.owned_subscription(session, subscription_id=subscription_id, owner=caller.subject)
+    subscription = service.owned_subscription(
+        session, subscription_id=subscription_id, owner=caller.subject, patient_id=caller.patient
+    )
     return SubscriptionPublic.model_validate(subscription, from_attributes=True)
 
 
@@ -153,7 +161,9 @@ def read_subscription(subscription_id: IdPath, session: SessionDep, caller: Call
 def delete_subscription(subscription_id: IdPath, session: SessionDep, caller: CallerDep) -> Response:
     """Stop a subscription; its pending deliveries are dropped."""
     caller.require(SUBSCRIBE_SCOPE)
-    subscription = service.owned_subscription(session, subscription_id=subscription_id, owner=caller.subject)
+    subscription = service.owned_subscription(
+        session, subscription_id=subscription_id, owner=caller.subject, patient_id=caller.patient
+    )
     repository.delete_subscription(session, subscription)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -172,7 +182,9 @@ def list_deliveries(
 ) -> list[DeliveryPublic]:
     """A subscription's deliveries in log order: `pending` (with the next attempt), `delivered`, `dead`."""
     caller.require(SUBSCRIBE_SCOPE)
-    subscription = service.owned_subscription(session, subscription_id=subscription_id, owner=caller.subject)
+    subscription = service.owned_subscription(
+        session, subscription_id=subscription_id, owner=caller.subject, patient_id=caller.patient
+    )
     rows = repository.list_deliveries(
         session, subscription.id, status=status.value if status else None, limit=limit
     )
@@ -187,7 +199,9 @@ def list_deliveries(
 def replay_dead_letters(subscription_id: IdPath, session: SessionDep, caller: CallerDep) -> ReplayResult:
     """Send the dead letters again: each gets a fresh retry window, in log order."""
     caller.require(SUBSCRIBE_SCOPE)
-    subscription = service.owned_subscription(session, subscription_id=subscription_id, owner=caller.subject)
+    subscription = service.owned_subscription(
+        session, subscription_id=subscription_id, owner=caller.subject, patient_id=caller.patient
+    )
     return ReplayResult(replayed=service.replay_dead(session, subscription=subscription))
 
 

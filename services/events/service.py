@@ -12,7 +12,8 @@ from sqlmodel import Session
 from kit.clock import as_utc, utcnow
 from services.events import repository
 from services.events.config import EventsSettings
-from services.events.errors import SubscriptionNotFound
+from services.events.destinations import DestinationPolicy, RefusedDestination
+from services.events.errors import RefusedWebhookUrl, SubscriptionNotFound
 from services.events.models import Delivery, LogEvent, Subscription
 from services.events.schemas import DeliveryStatus, SubscriptionCreate
 from services.events.signing import new_secret
@@ -187,9 +188,19 @@ def _delivery(subscription: Subscription, event: LogEvent) -> Delivery:
 
 
 def subscribe(
-    session: Session, *, data: SubscriptionCreate, owner: str, scopes: frozenset[str], patient_id: str | None
+    session: Session,
+    *,
+    data: SubscriptionCreate,
+    owner: str,
+    scopes: frozenset[str],
+    patient_id: str | None,
+    destinations: DestinationPolicy,
 ) -> Subscription:
     """A new webhook; it keeps the owner's scopes and patient as they are now, to filter what it gets."""
+    try:
+        destinations.check_url(str(data.url))
+    except RefusedDestination as exc:
+        raise RefusedWebhookUrl(f"The hub does not send webhooks there: {exc}.") from None
     subscription = Subscription(
         id=str(uuid.uuid4()),
         owner=owner,
@@ -204,8 +215,12 @@ def subscribe(
     return subscription
 
 
-def owned_subscription(session: Session, *, subscription_id: str, owner: str) -> Subscription:
-    subscription = repository.owned_subscription(session, subscription_id, owner)
+def owned_subscription(
+    session: Session, *, subscription_id: str, owner: str, patient_id: str | None
+) -> Subscription:
+    """One of the owner's subscriptions. An app acting for a patient reaches only that patient's: its
+    others, with their deliveries, would tell it about other patients' visits."""
+    subscription = repository.owned_subscription(session, subscription_id, owner, patient_id)
     if subscription is None:
         raise SubscriptionNotFound(f"You have no subscription {subscription_id}.")
     return subscription

@@ -156,3 +156,24 @@ def test_a_subscription_gets_only_what_its_owner_may_see(
         ("visit.opened", "v2"),
         ("visit.triaged", "v2"),
     ]
+
+
+def test_an_app_acting_for_one_patient_cannot_reach_another_patients_subscription(
+    hub: httpx.Client, feeds: dict[str, FakeFeed], receiver: WebhookReceiver
+) -> None:
+    scopes = {"events:read", "events:subscribe", "registration:read"}
+    with (
+        as_caller(hub, "app-dev", scopes, patient="p1") as for_p1,
+        as_caller(hub, "app-dev", scopes, patient="p2") as for_p2,
+    ):
+        subscription = subscribe(for_p1, receiver)
+        event = publish(feeds, "registration", source_event("visit.opened", visit_id="v1", patient_id="p1"))
+        wait_for(lambda: receiver.delivered_ids() == [event["id"]], "p1's delivery")
+        path = f"/subscriptions/{subscription['id']}"
+        assert for_p2.get("/subscriptions").json() == []
+        assert for_p2.get(path).status_code == 404
+        assert for_p2.get(f"{path}/deliveries").status_code == 404  # would list p1's visit events
+        assert for_p2.post(f"{path}/replay").status_code == 404
+        assert for_p2.delete(path).status_code == 404
+        assert [s["id"] for s in for_p1.get("/subscriptions").json()] == [subscription["id"]]
+        assert [d["event_id"] for d in deliveries(for_p1, subscription["id"])] == [event["id"]]
