@@ -41,6 +41,7 @@ def client_store(request: Request) -> ClientStore:
 
 StoreDep = Annotated[ClientStore, Depends(client_store)]
 AUTH_PROBLEMS = problem_responses(InvalidApiKey, ScopeMissing)
+ADMIN_ACCESS = {"x-required-scope": ADMIN_SCOPE}  # for the OpenAPI document (gateway/openapi.py)
 router = APIRouter(prefix="/v1/admin/clients", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
@@ -48,6 +49,7 @@ router = APIRouter(prefix="/v1/admin/clients", tags=["admin"], dependencies=[Dep
     "",
     status_code=status.HTTP_201_CREATED,
     responses=AUTH_PROBLEMS | problem_responses(ClientExists),
+    openapi_extra=ADMIN_ACCESS,
 )
 async def create_api_client(data: ClientCreate, store: StoreDep) -> ClientWithKey:
     """Create a client and its API key. The key is in this answer only: store it now.
@@ -65,7 +67,7 @@ async def create_api_client(data: ClientCreate, store: StoreDep) -> ClientWithKe
     return created
 
 
-@router.get("", responses=AUTH_PROBLEMS)
+@router.get("", responses=AUTH_PROBLEMS, openapi_extra=ADMIN_ACCESS)
 async def list_api_clients(store: StoreDep) -> list[ClientPublic]:
     """Every client with its kind, scopes, key prefix and status (never a key or its hash)."""
 
@@ -76,7 +78,9 @@ async def list_api_clients(store: StoreDep) -> list[ClientPublic]:
     return await anyio.to_thread.run_sync(read)
 
 
-@router.get("/{name}", responses=AUTH_PROBLEMS | problem_responses(ClientNotFound))
+@router.get(
+    "/{name}", responses=AUTH_PROBLEMS | problem_responses(ClientNotFound), openapi_extra=ADMIN_ACCESS
+)
 async def read_api_client(name: str, store: StoreDep) -> ClientPublic:
     """One client (never its key or the key's hash)."""
 
@@ -87,7 +91,11 @@ async def read_api_client(name: str, store: StoreDep) -> ClientPublic:
     return await anyio.to_thread.run_sync(read)
 
 
-@router.post("/{name}/rotate", responses=AUTH_PROBLEMS | problem_responses(ClientNotFound, ClientRevoked))
+@router.post(
+    "/{name}/rotate",
+    responses=AUTH_PROBLEMS | problem_responses(ClientNotFound, ClientRevoked),
+    openapi_extra=ADMIN_ACCESS,
+)
 async def rotate_api_key(
     name: str, store: StoreDep, rotation: Annotated[KeyRotation | None, Body()] = None
 ) -> ClientWithKey:
@@ -108,7 +116,11 @@ async def rotate_api_key(
     return rotated
 
 
-@router.post("/{name}/revoke", responses=AUTH_PROBLEMS | problem_responses(ClientNotFound, ClientRevoked))
+@router.post(
+    "/{name}/revoke",
+    responses=AUTH_PROBLEMS | problem_responses(ClientNotFound, ClientRevoked),
+    openapi_extra=ADMIN_ACCESS,
+)
 async def revoke_api_client(name: str, store: StoreDep) -> ClientPublic:
     """Stop every key of the client at once. A revoked client cannot be restored; create a new one."""
 

@@ -7,6 +7,7 @@ short prefix are stored. `ClientStore` also keeps the in-memory `KeyCache` in st
 import asyncio
 import logging
 import secrets
+import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -228,6 +229,9 @@ class ClientStore:
     def __init__(self, database: Database, cache: KeyCache) -> None:
         self.database = database
         self.cache = cache
+        # Reloads run in worker threads (the periodic refresh, each admin change): one at a time, so a
+        # slow one that read the table before a revocation cannot swap its stale rows in after it.
+        self._reload_lock = threading.Lock()
 
     def seed(self, keys_file: Path | None) -> None:
         if keys_file is None:
@@ -239,9 +243,10 @@ class ClientStore:
 
     def reload(self) -> None:
         """Re-read the whole table into the cache (small: one row per client)."""
-        with self.database.session(write=False) as session:
-            rows = list_clients(session)
-        self.cache.replace(rows)
+        with self._reload_lock:
+            with self.database.session(write=False) as session:
+                rows = list_clients(session)
+            self.cache.replace(rows)
 
     async def refresh_forever(self, interval: float) -> None:
         """Pick up changes made elsewhere (CLI, another gateway); a failed read keeps the old cache."""

@@ -134,6 +134,7 @@ def journey_router(settings: GatewaySettings, proxy: Proxy, upstreams: Upstreams
         "/v1/visits/{visit_id}/journey",
         summary="A visit's journey",
         responses=problem_responses(VisitNotFound, RegistrationUnavailable),
+        openapi_extra={"x-required-scope": VISIT_SCOPE},
     )
     async def read_journey(
         request: Request, visit_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,36}$")]

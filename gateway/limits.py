@@ -7,6 +7,7 @@ which is enough to stop one client from starving the others through any single g
 import math
 import time
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from kit.errors import BadRequest, ProblemError
 
@@ -74,10 +75,21 @@ def route_burst(rate: float) -> int:
 
 
 def check_page_size(query_string: bytes, cap: int) -> None:
-    """PageTooLarge (400) when a `limit` query parameter asks for more than `cap` items."""
-    if b"limit=" not in query_string:  # the common case: no parsing at all
+    """PageTooLarge (400) when a `limit` query parameter asks for more than `cap` items.
+
+    Read as the services read it: percent-decoded (`%6Cimit=500`, `limit=%35%30%30`), and any number
+    their validation would take as an int (` 500`, `5_00`, `500.0`).
+    """
+    if b"limit" not in query_string and b"%" not in query_string:  # the common case: no parsing at all
         return
-    for pair in query_string.split(b"&"):
-        name, _, value = pair.partition(b"=")
-        if name == b"limit" and value.isdigit() and int(value) > cap:
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name == "limit" and _number(value) > cap:
             raise PageTooLarge(cap)
+
+
+def _number(text: str) -> float:
+    """The number a `limit` value reads as (a superset of what the services accept); 0 if none."""
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0  # not a number: the service answers 422 itself

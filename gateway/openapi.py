@@ -28,9 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 
 from gateway.examples import schema_example
-from gateway.journey import VISIT_SCOPE
-from gateway.keys import ADMIN_SCOPE, METRICS_SCOPE
-from gateway.models import PATIENT_BOUND_KINDS
+from gateway.keys import METRICS_SCOPE
 from gateway.routes import API_PREFIX, PATIENT_BINDING, GatewayRoute, RouteTable
 from kit.auth import TokenSource
 from kit.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
@@ -45,10 +43,6 @@ OWN_PREFIX = "Gateway"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # the only operations without an API key
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 _PLACEHOLDER = re.compile(r"\{([^}]+)\}")
-# The gateway's own routes check their scope in code; an operation's `openapi_extra` may say it instead.
-OWN_SCOPES = {"/v1/admin/": ADMIN_SCOPE, "/v1/visits/{}/journey": VISIT_SCOPE}
-# Routes only some client kinds may call, whatever their scopes (`x-client-kinds`).
-OWN_KINDS = {"/v1/patient-sessions": sorted(PATIENT_BOUND_KINDS)}
 # Problems the gateway itself may answer on any /v1 route, on top of the service's own.
 GATEWAY_PROBLEMS = {
     "401": ("Authentication required", "api-key-missing", "Send `Authorization: Bearer <api key>`."),
@@ -234,16 +228,12 @@ def _add_examples(operation: Document, components: _Components) -> None:
 
 
 def _describe_access(operation: Document, method: str, path: str) -> None:
-    """Scope, client kinds and patient binding of a route the gateway serves itself."""
-    key = normalized(path)
-    scope = operation.get("x-required-scope") or next(
-        (scope for prefix, scope in OWN_SCOPES.items() if key.startswith(prefix)), None
-    )
-    if scope:
-        operation["x-required-scope"] = scope
-    if path in OWN_KINDS:
-        operation["x-client-kinds"] = OWN_KINDS[path]
-    local = key.removeprefix(API_PREFIX)
+    """The patient binding of a route the gateway serves itself.
+
+    Its scope (`x-required-scope`) or client kinds (`x-client-kinds`) the route declares itself, in
+    its `openapi_extra`.
+    """
+    local = normalized(path).removeprefix(API_PREFIX)
     binding = next(
         (b for (m, p), b in PATIENT_BINDING.items() if m == method.upper() and normalized(p) == local), None
     )

@@ -227,6 +227,7 @@ router = APIRouter(tags=["patient sessions"])
     "/v1/patient-sessions",
     status_code=status.HTTP_201_CREATED,
     responses=problem_responses(PatientSessionForbidden, PatientNotFound),
+    openapi_extra={"x-client-kinds": sorted(PATIENT_BOUND_KINDS)},  # whatever their scopes
 )
 async def start_patient_session(data: PatientSessionCreate, request: Request) -> PatientSession:
     """Act for one patient: an `app` or `kiosk` client gets a short-lived patient token.

@@ -29,7 +29,7 @@ from gateway.models import PATIENT_BOUND_KINDS
 from gateway.patients import PATIENT_TOKEN_HEADER, PatientBinding, PatientTokenMissing, verify_patient_token
 from gateway.resilience import UpstreamError, root_cause
 from gateway.routes import API_PREFIX, RouteTable
-from gateway.upstreams import Headers, Upstreams
+from gateway.upstreams import Upstreams
 from kit.auth import TokenSource
 from kit.requestid import current_request_id
 
@@ -141,7 +141,7 @@ class Proxy:
             (b"x-request-id", (current_request_id() or "").encode("latin-1")),
             (b"accept", b"application/json"),
         ]
-        upstream = await self._send("registration", "GET", path, headers, None)
+        upstream = await self.upstreams.send("registration", "GET", path, headers=headers)
         if upstream.status_code == 404:
             return None
         if upstream.status_code != 200:
@@ -184,10 +184,23 @@ class Proxy:
         headers.append((b"x-request-id", (current_request_id() or "").encode("latin-1")))
         body = await self._read_body(request, declared_length)
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        target = route.upstream_target(raw_path[len(API_PREFIX) :].decode("latin-1"))
+        raw_target = raw_path[len(API_PREFIX) :].decode("latin-1")
+        if route.upstream is not None and not raw_target.startswith(route.upstream[0]):
+            # `/v1/%65vents` matched `/events` once decoded, but could not be mapped to `/log`: sent on
+            # as it is, it would reach the hub's `/events`, a route nobody checked.
+            raise RouteNotFound()
+        target = route.upstream_target(raw_target)
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
-        upstream = await self._send(route.service, request.method, target, headers, body, stream=route.stream)
+        upstream = await self.upstreams.send(
+            route.service,
+            request.method,
+            target,
+            headers=headers,
+            content=body,
+            stream=route.stream,
+            honours_idempotency_key=route.idempotency_key,
+        )
         if client.patient is not None and not route.stream:
             self.patients.check_response(client, route, upstream.status_code, upstream.content)
         return await self._relay(route.service, upstream)
@@ -203,19 +216,6 @@ class Proxy:
             if len(body) > limit:
                 raise too_large
         return bytes(body) or None
-
-    async def _send(
-        self,
-        service: str,
-        method: str,
-        target: str,
-        headers: Headers,
-        body: bytes | None,
-        *,
-        stream: bool = False,
-    ) -> httpx.Response:
-        upstreams = self.upstreams
-        return await upstreams.send(service, method, target, headers=headers, content=body, stream=stream)
 
     async def _relay(self, service: str, upstream: httpx.Response) -> Response:
         headers = {}

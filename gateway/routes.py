@@ -29,6 +29,8 @@ class GatewayRoute:
 
     `path` is the public path without `/v1`; `upstream` is the service-local path prefix when it differs
     (e.g. `/events` is the hub's `/log`); `stream` routes are relayed as they arrive, never buffered.
+    `idempotency_key`: the service answers a repeated `Idempotency-Key` with the first result, so a
+    keyed request may be re-sent; elsewhere the header changes nothing and only GETs are retried.
     """
 
     method: str
@@ -38,6 +40,7 @@ class GatewayRoute:
     upstream: tuple[str, str] | None = None  # (public prefix, service-local prefix)
     stream: bool = False
     owner: Owner | None = None
+    idempotency_key: bool = False
 
     @property
     def public_path(self) -> str:
@@ -156,8 +159,17 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
     ("GET", "/subscriptions/{id}/deliveries"): "filtered",
     ("POST", "/subscriptions/{id}/replay"): "filtered",
 }
+# Routes whose service honours `Idempotency-Key` (kit.idempotency): the only writes ever re-sent.
+HONOURS_IDEMPOTENCY_KEY = frozenset(
+    {("POST", "/orders"), ("POST", "/charges"), ("POST", "/payments"), ("POST", "/visits/{id}/settlement")}
+)
 ROUTES = tuple(
-    replace(route, owner=PATIENT_BINDING.get((route.method, route.path), route.owner)) for route in ROUTES
+    replace(
+        route,
+        owner=PATIENT_BINDING.get((route.method, route.path), route.owner),
+        idempotency_key=(route.method, route.path) in HONOURS_IDEMPOTENCY_KEY,
+    )
+    for route in ROUTES
 )
 
 SERVICES: tuple[str, ...] = ("registration", "triage", "results", "billing", "events")

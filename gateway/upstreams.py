@@ -164,11 +164,13 @@ class Upstreams:
         content: bytes | None = None,
         stream: bool = False,
         deadline_seconds: float | None = None,
+        honours_idempotency_key: bool = False,
     ) -> httpx.Response:
         """Call `service`; its answer, or the ProblemError a client should see.
 
         With `stream`, the response is returned as soon as its head arrives; the caller must close it.
-        `deadline_seconds` may shorten (never lengthen) the overall deadline.
+        `deadline_seconds` may shorten (never lengthen) the overall deadline. A request carrying an
+        `Idempotency-Key` is retry-safe only where the service `honours_idempotency_key`.
         """
         breaker = self.breakers[service]
         if not breaker.admits_calls:
@@ -176,7 +178,7 @@ class Upstreams:
         client = self.clients[service]
         timeout = self._stream_timeout if stream else client.timeout
         request = client.build_request(method, target, content=content, headers=headers, timeout=timeout)
-        keyed = any(name == b"idempotency-key" for name, _ in headers)
+        keyed = honours_idempotency_key and any(name == b"idempotency-key" for name, _ in headers)
         policy = self.retry if retry_safe(method, idempotency_key=keyed) else NO_RETRY
         loop = asyncio.get_running_loop()
         seconds = min(deadline_seconds or self.settings.deadline_seconds, self.settings.deadline_seconds)

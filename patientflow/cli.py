@@ -20,7 +20,7 @@ from patientflow.topology import COMPONENTS, SERVICES
 
 
 def up(args: argparse.Namespace) -> int:
-    """Run all five processes until Ctrl-C; restart any that crashes."""
+    """Run all six processes (four services, event hub, gateway) until Ctrl-C; restart any that crashes."""
     ports = None
     if args.base_port:
         ports = {"gateway": args.base_port} | {s.name: args.base_port + 1 + i for i, s in enumerate(SERVICES)}
@@ -69,7 +69,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def makemigration(args: argparse.Namespace) -> int:
-    component = next(c for c in SERVICES if c.name == args.service)
+    """Autogenerate the next Alembic revision of one component's database (a service or the gateway)."""
+    component = next(c for c in COMPONENTS if c.name == args.service)
     assert component.migrations is not None
     with tempfile.TemporaryDirectory() as scratch:
         database = Database(f"sqlite:///{scratch}/scratch.db")
@@ -155,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("up", help="run the whole system on localhost until Ctrl-C")
     run.add_argument("--data-dir", default="data", help="where the SQLite files, keys and logs live")
     run.add_argument(
-        "--base-port", type=int, default=None, help="gateway on this port, the services on the next four"
+        "--base-port",
+        type=int,
+        default=None,
+        help=f"gateway on this port, the services and the event hub on the next {len(SERVICES)}",
     )
     run.set_defaults(func=up)
     one = commands.add_parser("serve", help="run one component in the foreground (containers use this)")
@@ -163,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--host", default="127.0.0.1")
     one.add_argument("--port", type=int, default=None)
     one.set_defaults(func=serve)
-    make = commands.add_parser("makemigration", help="autogenerate a service's next Alembic revision")
-    make.add_argument("service", choices=[c.name for c in SERVICES])
+    make = commands.add_parser("makemigration", help="autogenerate a component's next Alembic revision")
+    make.add_argument("service", choices=[c.name for c in COMPONENTS if c.migrations is not None])
     make.add_argument("-m", "--message", required=True)
     make.set_defaults(func=makemigration)
     _add_keys_command(commands)

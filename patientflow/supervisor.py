@@ -1,4 +1,4 @@
-"""Runs the five patientflow processes on localhost: start in order, wait for readiness, restart on crash.
+"""Runs the six patientflow processes on localhost: start in order, wait for readiness, restart on crash.
 
 Used by `patientflow up`, by the end-to-end tests and by the benchmarks, so all three run the system
 the same way: separate uvicorn processes, each with its own database, talking HTTP.

@@ -13,7 +13,7 @@ class Component:
     name: str
     app: str  # uvicorn factory path
     port: int
-    migrations: Path | None
+    migrations: Path | None  # its Alembic directory; None: no database of its own
 
 
 SERVICES = [
@@ -23,5 +23,7 @@ SERVICES = [
     # The event hub reads the other four services' feeds, so it starts after them.
     for name in ("registration", "triage", "results", "billing", "events")
 ]
-GATEWAY = Component("gateway", "gateway.app:create_app", SERVICE_PORTS["gateway"], None)
+GATEWAY = Component(
+    "gateway", "gateway.app:create_app", SERVICE_PORTS["gateway"], ROOT / "gateway" / "migrations"
+)
 COMPONENTS = [*SERVICES, GATEWAY]

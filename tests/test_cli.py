@@ -10,23 +10,25 @@ from pathlib import Path
 
 import httpx
 
+from patientflow.topology import COMPONENTS
 
-def five_free_ports() -> int:
-    """A base port with the next four free too (the gateway takes the base, the services the rest)."""
+
+def free_port_range() -> int:
+    """A base port with the ports after it free too (the gateway takes the base, the services the rest)."""
     for _ in range(50):
         base = random.randint(20000, 30000)
         try:
-            for port in range(base, base + 5):
+            for port in range(base, base + len(COMPONENTS)):
                 with socket.socket() as sock:
                     sock.bind(("127.0.0.1", port))
         except OSError:
             continue
         return base
-    raise RuntimeError("no free range of five ports")
+    raise RuntimeError(f"no free range of {len(COMPONENTS)} ports")
 
 
 def test_up_serves_the_gateway_and_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
-    base = five_free_ports()
+    base = free_port_range()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -62,7 +64,7 @@ def test_up_serves_the_gateway_and_stops_every_process_on_ctrl_c(tmp_path: Path)
         rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0
     assert "stopped." in rest
-    for port in range(base, base + 5):  # every process is gone: nothing answers on their ports
+    for port in range(base, base + len(COMPONENTS)):  # every process is gone: nothing answers on their ports
         try:
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
         except httpx.ConnectError:

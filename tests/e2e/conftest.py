@@ -1,4 +1,4 @@
-"""The five services as real processes, talked to over HTTP through the gateway only."""
+"""The six processes (four services, the event hub, the gateway) run for real, talked to over HTTP."""
 
 from collections.abc import Iterator
 from pathlib import Path

@@ -9,17 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import inspect, update
+from sqlalchemy import update
 
 from gateway.app import create_app as create_gateway
-from gateway.clients import MIGRATIONS_DIR, open_database
+from gateway.clients import open_database
 from gateway.config import GatewaySettings
-from gateway.models import ApiClientRow, GatewayTable
+from gateway.models import ApiClientRow
 from kit.clock import utcnow
-from kit.migrations import alembic_config, upgrade
 from patientflow.cli import main as cli
 from tests.gateway.factories import bearer, gateway_database, gateway_settings
 from tests.gateway.servers import serve
@@ -235,21 +231,3 @@ def test_the_command_line_refuses_bad_input(
     assert run_cli(settings, monkeypatch, "create", "x", "--kind", "his") == 0
     assert run_cli(settings, monkeypatch, "create", "x", "--kind", "his") == 1
     assert "already exists" in capsys.readouterr().err
-
-
-# --- the clients table ----------------------------------------------------------------------------
-
-
-def test_migrations_build_the_clients_table_from_empty_and_match_the_models(tmp_path: Path) -> None:
-    settings = GatewaySettings.model_validate({"environment": "test"} | gateway_database(tmp_path))
-    database = open_database(settings)
-    try:
-        upgrade(database, MIGRATIONS_DIR)  # a second start is a no-op
-        with database.writer.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
-            assert compare_metadata(context, GatewayTable.metadata) == []
-        with database.writer.begin() as connection:
-            command.downgrade(alembic_config(MIGRATIONS_DIR, connection), "base")
-            assert set(inspect(connection).get_table_names()) <= {"alembic_version"}
-    finally:
-        database.dispose()

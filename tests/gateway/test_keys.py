@@ -1,6 +1,7 @@
 """API keys: the seed file, the in-memory cache (expiry, revocation, rotation grace) and start-up rules."""
 
 import json
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from gateway.app import create_app
+from gateway.clients import ClientCreate, ClientStore, create_client, open_database, revoke_client
 from gateway.config import GatewaySettings
 from gateway.errors import InvalidApiKey, MissingApiKey
 from gateway.keys import ApiKeyExpired, ApiKeyRevoked, KeyCache, hash_key, presented_key, read_seed_file
@@ -116,6 +118,43 @@ def test_a_refresh_replaces_the_whole_table() -> None:
     with pytest.raises(InvalidApiKey):
         cache.identify("k-a")
     assert cache.identify("k-b").principal.name == "b"
+
+
+def test_a_slow_refresh_cannot_undo_a_revocation_made_meanwhile(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = GatewaySettings.model_validate({"environment": "test"} | gateway_database())
+    cache = KeyCache(TEST_SECRET)
+    store = ClientStore(open_database(settings), cache)
+    try:
+        with store.database.session() as session:
+            _, key = create_client(
+                session, data=ClientCreate(name="his-a", kind="his", scopes=["triage:read"])
+            )
+        store.reload()
+        read_the_table, go_on = threading.Event(), threading.Event()
+        replace = cache.replace
+
+        def stalling_replace(rows: list[ApiClientRow]) -> None:
+            if threading.current_thread().name == "periodic-refresh":  # has read the table, not swapped yet
+                read_the_table.set()
+                go_on.wait(10)
+            replace(rows)
+
+        monkeypatch.setattr(cache, "replace", stalling_replace)
+        periodic = threading.Thread(target=store.reload, name="periodic-refresh")
+        periodic.start()
+        assert read_the_table.wait(10)
+        with store.database.session() as session:  # the admin API revokes, then reloads
+            revoke_client(session, name="his-a")
+        after_revoking = threading.Thread(target=store.reload)
+        after_revoking.start()
+        after_revoking.join(timeout=0.5)  # unserialised, it would finish before the stale refresh
+        go_on.set()
+        periodic.join(10)
+        after_revoking.join(10)
+        with pytest.raises(ApiKeyRevoked):
+            cache.identify(key)
+    finally:
+        store.database.dispose()
 
 
 def test_acting_for_a_patient_puts_the_patient_in_forwarded_tokens() -> None:

@@ -99,6 +99,16 @@ def test_every_route_of_the_route_table_appears_once_at_its_public_path(
         assert "x-upstream-unavailable" not in operation, route  # every service document was given
 
 
+def test_keyed_retries_only_where_the_service_honours_idempotency_keys(
+    document: Document, table: RouteTable
+) -> None:
+    """The gateway re-sends a keyed write only where the service's own operation takes the header."""
+    for route in table.routes:
+        operation = document["paths"][route.public_path][route.method.lower()]
+        headers = {p["name"].lower() for p in operation.get("parameters", []) if p["in"] == "header"}
+        assert route.idempotency_key == ("idempotency-key" in headers), f"{route.method} {route.path}"
+
+
 def test_the_gateway_s_own_routes_say_who_may_call_them(document: Document) -> None:
     assert document["paths"]["/v1/admin/clients"]["get"]["x-required-scope"] == "admin:clients"
     assert (

@@ -75,6 +75,17 @@ def test_unknown_route_is_404(client: httpx.Client, api_keys: dict[str, str], ec
     assert echo.seen == []
 
 
+def test_a_percent_encoded_prefix_never_reaches_another_upstream_route(
+    client: httpx.Client, api_keys: dict[str, str], echo: EchoUpstream
+) -> None:
+    # Decoded, `/v1/%65vents` is `/v1/events` (the hub's `/log`); the hub would decode the raw
+    # `/%65vents` to its own `/events`, which the gateway never checked.
+    for path in ("/v1/%65vents", "/v1/%65vents/stream", "/v1/event%2Dschemas"):
+        body = assert_problem(client.get(path, headers=bearer(api_keys["his-dev"])), 404)
+        assert body["type"].endswith("/route-not-found")
+    assert echo.seen == []
+
+
 def test_wrong_method_on_a_known_path_is_405(client: httpx.Client, api_keys: dict[str, str]) -> None:
     response = client.delete("/v1/tickets/abc", headers=bearer(api_keys["his-dev"]))
     assert_problem(response, 405)

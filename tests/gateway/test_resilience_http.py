@@ -136,7 +136,9 @@ def gateway_for(keys_file: Path) -> Iterator[Any]:
 
 def test_get_and_keyed_post_are_retried_plain_post_is_not(gateway_for: Any, his: dict[str, str]) -> None:
     with ResettingServer() as upstream:
-        client = gateway_for(triage_url=upstream.url, retry_attempts=2, breaker_failures=5)
+        client = gateway_for(
+            triage_url=upstream.url, results_url=upstream.url, retry_attempts=2, breaker_failures=5
+        )
 
         assert_problem(client.get("/v1/queues/internal", headers=his), 502, "upstream-unreachable")
         assert upstream.connections == 3
@@ -148,8 +150,12 @@ def test_get_and_keyed_post_are_retried_plain_post_is_not(gateway_for: Any, his:
 
         upstream.connections = 0
         keyed = his | {"idempotency-key": "k-1"}
+        assert_problem(client.post("/v1/orders", json={}, headers=keyed), 502, "upstream-unreachable")
+        assert upstream.connections == 3  # results answers a repeated key with the first result
+
+        upstream.connections = 0  # triage ignores the header: a re-sent assessment would be a second one
         assert_problem(client.post("/v1/assessments", json={}, headers=keyed), 502, "upstream-unreachable")
-        assert upstream.connections == 3
+        assert upstream.connections == 1
 
 
 # --- the circuit breaker -----------------------------------------------------------------------------
