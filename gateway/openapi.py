@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from gateway.examples import schema_example
 from gateway.keys import METRICS_SCOPE
 from gateway.routes import API_PREFIX, PATIENT_BINDING, GatewayRoute, RouteTable
-from kit.auth import TokenSource
+from kit.auth import TokenSource, service_subject
 from kit.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 
 logger = logging.getLogger("patientflow.gateway")
@@ -359,7 +359,7 @@ class OpenApiDocument:
 
 def install_openapi(app: FastAPI, upstreams: Any, table: RouteTable, secret: str) -> None:
     """Serve the aggregated `/openapi.json` and Swagger UI at `/docs` (create the app with both off)."""
-    document = OpenApiDocument(app, upstreams, table, TokenSource(secret, "service:gateway", set()))
+    document = OpenApiDocument(app, upstreams, table, TokenSource(secret, service_subject("gateway"), set()))
 
     async def openapi_json(_request: Request) -> JSONResponse:
         return JSONResponse(await document.get())

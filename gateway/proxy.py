@@ -30,7 +30,7 @@ from gateway.patients import PATIENT_TOKEN_HEADER, PatientBinding, PatientTokenM
 from gateway.resilience import UpstreamError, root_cause
 from gateway.routes import API_PREFIX, RouteTable
 from gateway.upstreams import Upstreams
-from kit.auth import TokenSource
+from kit.auth import TokenSource, service_subject
 from kit.requestid import current_request_id
 
 logger = logging.getLogger("patientflow.gateway")
@@ -88,7 +88,9 @@ class Proxy:
             self._registration_get, visit_cache_seconds=settings.visit_owner_cache_seconds
         )
         # The gateway's own identity towards registration, for patient and visit look-ups.
-        self._lookup_tokens = TokenSource(settings.internal_secret, "service:gateway", {"registration:read"})
+        self._lookup_tokens = TokenSource(
+            settings.internal_secret, service_subject("gateway"), {"registration:read"}
+        )
         self._upstream_urls = {name: url.rstrip("/") for name, url in settings.upstream_urls().items()}
 
     async def authenticate(self, request: Request, *, act_for_patient: bool = True) -> Principal:

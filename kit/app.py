@@ -7,7 +7,7 @@ from typing import Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from kit.auth import TokenSource, require_internal_caller
+from kit.auth import TokenSource, require_internal_caller, service_subject
 from kit.client import ServiceClient
 from kit.config import ServiceSettings
 from kit.database import Database
@@ -65,7 +65,7 @@ def build_service_app(
         app.state.database = database
         if settings.migrate_on_start:
             upgrade(database, migrations_dir)
-        tokens = TokenSource(settings.internal_secret, f"service:{settings.service_name}", set())
+        tokens = TokenSource(settings.internal_secret, service_subject(settings.service_name), set())
         app.state.tokens = tokens
         clients = {name: ServiceClient(name, url, tokens) for name, url in siblings.items()}
         app.state.siblings = clients

@@ -21,6 +21,13 @@ INTERNAL_AUTH_HEADER = "authorization"
 TOKEN_PREFIX = "pf1"
 TOKEN_LIFETIME_SECONDS = 300
 MAX_SUBJECT_LENGTH = 64  # services store the subject (audit rows, idempotency keys)
+# Services call each other as `service:<name>`; gateway client names cannot contain a colon.
+SERVICE_SUBJECT_PREFIX = "service:"
+
+
+def service_subject(name: str) -> str:
+    """The subject a service's own calls carry."""
+    return SERVICE_SUBJECT_PREFIX + name
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +41,11 @@ class Caller:
     subject: str
     scopes: frozenset[str]
     patient: str | None = None
+
+    @property
+    def is_service(self) -> bool:
+        """A sibling service (or the gateway acting for itself), not an outside client."""
+        return self.subject.startswith(SERVICE_SUBJECT_PREFIX)
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -121,3 +133,11 @@ def require_internal_caller(request: Request) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(require_internal_caller)]
+
+
+def require_service_caller(caller: CallerDep) -> Caller:
+    """Dependency for what only sibling services may call (a service's own event feed): outside clients,
+    even through the gateway, are refused."""
+    if not caller.is_service:
+        raise Forbidden("Only patientflow services read this; clients read the event log at /v1/events.")
+    return caller

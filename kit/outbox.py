@@ -10,11 +10,11 @@ already moved past 6 would never see 5).
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
-from kit.auth import CallerDep
+from kit.auth import require_service_caller
 from kit.clock import as_utc
 from kit.database import SessionDep
 from kit.models import OutboxEventBase
@@ -82,14 +82,13 @@ def event_to_json(event: OutboxEventBase, source: str) -> dict[str, Any]:
 
 
 def feed_router(outbox: type[OutboxEventBase]) -> APIRouter:
-    """`GET /events`: this service's events after a cursor, oldest first."""
-    router = APIRouter(tags=["events"])
+    """`GET /events`: this service's events after a cursor, oldest first; for sibling services only."""
+    router = APIRouter(tags=["events"], dependencies=[Depends(require_service_caller)])
 
     @router.get("/events", summary="Read this service's event feed")
     def read_feed(
         request: Request,
         session: SessionDep,
-        caller: CallerDep,
         after: Annotated[int, Query(ge=0, description="Cursor: the last position you processed")] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_FEED_PAGE)] = 100,
         type: Annotated[str | None, Query(description="Only events of this type")] = None,

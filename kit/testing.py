@@ -68,6 +68,11 @@ def internal_headers(subject: str = "test-client", scopes: set[str] | None = Non
     return {"authorization": f"Bearer {token}"}
 
 
+def feed_headers() -> dict[str, str]:
+    """Headers of a sibling service, the only kind of caller a service's own `/events` feed answers."""
+    return internal_headers("service:test")
+
+
 @contextmanager
 def service_client(app: FastAPI, metadata: MetaData) -> Iterator[TestClient]:
     """A started app (lifespan run, migrations applied) on wiped tables, calling as the gateway would."""

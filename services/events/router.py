@@ -41,7 +41,7 @@ def _types(raw: str | None) -> list[str] | None:
 
 
 def _require_read(caller: Caller) -> None:
-    if not caller.subject.startswith(service.SERVICE_SUBJECT_PREFIX):  # services hold no scopes
+    if not caller.is_service:  # services hold no scopes
         caller.require(READ_SCOPE)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from kit.auth import SERVICE_SUBJECT_PREFIX
 from kit.clock import as_utc, utcnow
 from services.events import repository
 from services.events.config import EventsSettings
@@ -21,7 +22,6 @@ from services.events.signing import new_secret
 # Tie-break order of sources for events of the same instant (and the order feeds are read in).
 SOURCES = ("registration", "triage", "results", "billing")
 READ_SCOPE, SUBSCRIBE_SCOPE = "events:read", "events:subscribe"
-SERVICE_SUBJECT_PREFIX = "service:"
 MAX_ERROR_LENGTH = 200
 
 

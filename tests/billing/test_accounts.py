@@ -5,6 +5,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete
 from sqlmodel import SQLModel
 
+from kit.testing import feed_headers
 from services.billing import service
 from services.billing.models import ConsumedEvent, FeedCursor
 from tests.billing.factories import (
@@ -58,7 +59,9 @@ def test_registration_fee_is_charged_once_however_often_the_event_arrives(
     registration: httpx.Client, client: TestClient
 ) -> None:
     visit = new_visit(registration, client)
-    [opened] = registration.get("/events", params={"type": "visit.opened"}).json()["events"]
+    [opened] = registration.get("/events", headers=feed_headers(), params={"type": "visit.opened"}).json()[
+        "events"
+    ]
     database = client.app.state.database  # type: ignore[attr-defined]
 
     def replay_feed(*forget: type[SQLModel]) -> None:
@@ -76,7 +79,10 @@ def test_registration_fee_is_charged_once_however_often_the_event_arrives(
 
     charges = account(client, visit["id"])["charges"]
     assert [c["item_code"] for c in charges] == ["110200001"]
-    assert len(client.get("/events", params={"type": "charge.posted"}).json()["events"]) == 1
+    assert (
+        len(client.get("/events", headers=feed_headers(), params={"type": "charge.posted"}).json()["events"])
+        == 1
+    )
 
 
 def test_merge_repoints_the_unidentified_patients_account(

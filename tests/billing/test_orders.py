@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kit.errors import ServiceUnavailable
-from kit.testing import FakeFeed, service_client
+from kit.testing import FakeFeed, feed_headers, service_client
 from patientflow.supervisor import free_port
 from services.billing import service
 from services.billing.app import create_app
@@ -80,7 +80,9 @@ def test_unknown_code_bad_quantity_and_unknown_visit_are_recorded_never_charged(
         no_visit["id"]: ("unknown-visit", CBC),
     }
     assert client.get(f"/visits/{ghost['id']}/account").status_code == 404
-    assert all(e["data"]["origin"] != "order" for e in client.get("/events").json()["events"])
+    assert all(
+        e["data"]["origin"] != "order" for e in client.get("/events", headers=feed_headers()).json()["events"]
+    )
 
 
 def test_order_for_a_visit_billing_has_not_read_yet_is_charged_after_asking_registration(

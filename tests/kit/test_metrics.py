@@ -18,7 +18,7 @@ from sqlmodel import Session
 from kit.auth import TokenSource
 from kit.feed import FeedConsumer
 from kit.logging import ACCESS_LOGGER, JsonFormatter, MaskingFilter
-from kit.testing import FakeFeed, make_test_settings, serve, service_client
+from kit.testing import FakeFeed, feed_headers, make_test_settings, serve, service_client
 from services.registration.app import create_app
 from services.registration.config import RegistrationSettings
 from services.registration.models import RegistrationTable
@@ -65,7 +65,7 @@ def test_building_the_app_twice_registers_no_duplicate_metrics(data_dir: Path) -
 def test_metrics_are_open_and_show_the_outbox_position(registration: TestClient) -> None:
     patient = {"id_number": "11010519491231002X", "name": "张三"}
     assert registration.post("/patients", json=patient).status_code == 201
-    feed = registration.get("/events").json()
+    feed = registration.get("/events", headers=feed_headers()).json()
     newest = feed["events"][-1]["position"]
     response = registration.get("/metrics", headers={"authorization": ""})
     assert response.status_code == 200

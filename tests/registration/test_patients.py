@@ -2,7 +2,7 @@
 
 from fastapi.testclient import TestClient
 
-from kit.testing import internal_headers
+from kit.testing import feed_headers, internal_headers
 from tests.registration.factories import VALID_ID_NUMBERS, create_patient, create_visit
 
 
@@ -104,7 +104,7 @@ def test_events_record_registration_visit_and_merge_in_order(client: TestClient)
     known = create_patient(client, id_number=VALID_ID_NUMBERS[3])
     client.post(f"/patients/{known['id']}/merge", json={"source_patient_id": unknown["id"]})
 
-    feed = client.get("/events", params={"after": 0}).json()
+    feed = client.get("/events", headers=feed_headers(), params={"after": 0}).json()
     types = [e["type"] for e in feed["events"]]
     assert types == ["patient.registered", "visit.opened", "patient.registered", "patient.merged"]
     positions = [e["position"] for e in feed["events"]]
@@ -112,5 +112,16 @@ def test_events_record_registration_visit_and_merge_in_order(client: TestClient)
     opened = feed["events"][1]
     assert opened["data"]["payment_mode"] == "green_channel"
     assert opened["data"]["registration_fee_item"] == "110200005"
-    after = client.get("/events", params={"after": feed["next_after"]}).json()
+    after = client.get("/events", headers=feed_headers(), params={"after": feed["next_after"]}).json()
     assert after["events"] == []
+
+
+def test_the_feed_answers_sibling_services_only(client: TestClient) -> None:
+    create_patient(client, id_number=VALID_ID_NUMBERS[4])
+    # the test client calls as a gateway client would: an outside client never reads a service's feed
+    refused = client.get("/events")
+    assert refused.status_code == 403
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert "patient.registered" not in refused.text
+    sibling = client.get("/events", headers=feed_headers())
+    assert [e["type"] for e in sibling.json()["events"]] == ["patient.registered"]

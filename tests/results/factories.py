@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
+from kit.testing import feed_headers
 from tests.registration.factories import VALID_ID_NUMBERS
 
 CBC = "250101015"  # 血细胞分析(血常规)
@@ -86,7 +87,7 @@ def charge_paid(position: int, order: dict[str, Any], *, event_id: str | None = 
 
 def events(client: TestClient, event_type: str | None = None) -> list[dict[str, Any]]:
     params = {"limit": 500} | ({"type": event_type} if event_type else {})
-    response = client.get("/events", params=params)
+    response = client.get("/events", headers=feed_headers(), params=params)
     assert response.status_code == 200, response.text
     return list(response.json()["events"])
 

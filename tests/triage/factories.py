@@ -5,6 +5,8 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
+from kit.testing import feed_headers
+
 
 def open_visit(registration: httpx.Client, **overrides: Any) -> dict[str, Any]:
     """An emergency visit of a new unidentified patient (no identity number to collide across tests)."""
@@ -37,4 +39,7 @@ def call_next(client: TestClient, department: str = "internal", **body: Any) -> 
 
 
 def event_types(client: TestClient) -> list[str]:
-    return [event["type"] for event in client.get("/events", params={"limit": 500}).json()["events"]]
+    return [
+        event["type"]
+        for event in client.get("/events", headers=feed_headers(), params={"limit": 500}).json()["events"]
+    ]

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import httpx
 
-from kit.testing import internal_headers
+from kit.testing import feed_headers, internal_headers
 from tests.triage.factories import open_visit
 
 T = TypeVar("T")
@@ -55,7 +55,9 @@ def test_concurrent_callers_each_call_a_different_ticket(
     assert set(called.values()) == {1}
     with httpx.Client(base_url=served_triage, headers=internal_headers()) as client:
         assert client.get("/queues/internal").json()["called_count"] == TICKETS
-        feed = client.get("/events", params={"type": "ticket.called"}).json()["events"]
+        feed = client.get("/events", headers=feed_headers(), params={"type": "ticket.called"}).json()[
+            "events"
+        ]
     assert sorted(e["data"]["ticket_id"] for e in feed) == sorted(ticket_ids)
 
 
@@ -79,5 +81,7 @@ def test_a_visit_racing_itself_gets_one_ticket_and_no_number_is_lost(
         assert winner["number"] == 1
         later = client.post("/queues/internal/tickets", json={"visit_id": other["id"]})
         assert later.json()["number"] == 2
-        queued = client.get("/events", params={"type": "ticket.queued"}).json()["events"]
+        queued = client.get("/events", headers=feed_headers(), params={"type": "ticket.queued"}).json()[
+            "events"
+        ]
     assert len(queued) == 2

@@ -4,6 +4,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from kit.testing import feed_headers
 from tests.triage.conftest import FrozenClock
 from tests.triage.factories import assess, call_next, event_types, open_visit, take_ticket
 
@@ -185,7 +186,7 @@ def test_ticket_events_follow_the_ticket_in_order(client: TestClient, registrati
     called = call_next(client, counter="2")
     client.post(f"/tickets/{ticket['id']}/finish")
 
-    events = client.get("/events").json()["events"]
+    events = client.get("/events", headers=feed_headers()).json()["events"]
     assert [e["type"] for e in events] == [
         "visit.triaged",
         "ticket.queued",
