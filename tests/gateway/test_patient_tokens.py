@@ -2,8 +2,8 @@
 
 import json
 import secrets
-import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +145,15 @@ def app_for_p(
 def test_a_session_names_the_patient_and_when_it_ends(
     patient_gateway: httpx.Client, keys: tuple[dict[str, str], Path], people: dict[str, str]
 ) -> None:
+    before = datetime.now(UTC)
     response = start_session(patient_gateway, keys[0]["kiosk"], people["p"])
+    after = datetime.now(UTC)
     assert response.status_code == 201, response.text
     session = response.json()
     assert session["patient_id"] == people["p"] and session["token"].startswith("pt1.")
-    assert session["expires_at"] > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    # valid for GATEWAY_PATIENT_TOKEN_SECONDS (900) from when it was issued (whole seconds)
+    issued = datetime.fromisoformat(session["expires_at"]) - timedelta(seconds=900)
+    assert before - timedelta(seconds=1) <= issued <= after + timedelta(seconds=1)
 
 
 def test_only_apps_and_kiosks_start_sessions_and_only_for_real_patients(

@@ -173,6 +173,21 @@ def test_oversized_body_is_413(client: httpx.Client, api_keys: dict[str, str], e
     assert echo.seen == []
 
 
+def test_oversized_chunked_body_is_413(
+    client: httpx.Client, api_keys: dict[str, str], echo: EchoUpstream
+) -> None:
+    """No Content-Length to refuse up front: the gateway counts as it reads and stops at the cap."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(20):
+            yield b"x" * 64_000
+
+    response = client.post("/v1/assessments", content=chunks(), headers=bearer(api_keys["his-dev"]))
+    assert response.request.headers.get("transfer-encoding") == "chunked"
+    assert_problem(response, 413)
+    assert echo.seen == []
+
+
 # --- upstream answers and failures ---------------------------------------------------------------
 
 
