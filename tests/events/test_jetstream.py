@@ -1,4 +1,4 @@
-"""NATS JetStream fan-out, against the real server at 127.0.0.1:4222 (skipped when it is not running)."""
+"""NATS JetStream fan-out, against the real server at 127.0.0.1:4222 (fails if it is not running)."""
 
 import asyncio
 import json
@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 import nats
-import pytest
 
 from kit.database import Database
 from kit.testing import FakeFeed
@@ -24,9 +23,6 @@ def nats_running() -> bool:
         return True
     except OSError:
         return False
-
-
-pytestmark = pytest.mark.skipif(not nats_running(), reason="no NATS server at 127.0.0.1:4222")
 
 
 async def consume(stream: str, subjects: str, expected: int) -> list[dict[str, Any]]:
@@ -76,6 +72,7 @@ def wait_until_published(database: Database, position: int) -> None:
 def test_each_log_event_reaches_jetstream_once_even_when_published_again(
     start_hub: HubStarter, feeds: dict[str, FakeFeed], database: Database
 ) -> None:
+    assert nats_running(), f"no NATS server reachable at {NATS_URL}: start it (these tests need it)"
     stream, prefix = f"PF_TEST_{uuid.uuid4().hex[:8].upper()}", f"pftest{uuid.uuid4().hex[:8]}.events"
     settings = {"nats_url": NATS_URL, "nats_stream": stream, "nats_subject_prefix": prefix}
     opened = publish(feeds, "registration", source_event("visit.opened", visit_id="v1", patient_id="p1"))

@@ -1,12 +1,16 @@
 """Webhooks: owned subscriptions, signed deliveries, retries, dead letters and per-visit order."""
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from kit.testing import FakeFeed
+from kit.testing import FakeFeed, make_test_settings
+from services.events.config import EventsSettings
+from services.events.service import retry_delay
 from services.events.signing import InvalidSignature, signed_headers, verify
 from tests.events.conftest import HubStarter
 from tests.events.factories import as_caller, publish, read_log, source_event, wait_for
@@ -75,6 +79,40 @@ def test_deliveries_are_signed_with_the_subscription_secret(
     assert receiver.delivered == [e for e in read_log(hub) if e["type"] == "visit.opened"]
 
 
+def backlog(hub: httpx.Client) -> float:
+    """The `patientflow_webhook_backlog` gauge as the hub's open /metrics route reports it."""
+    response = hub.get("/metrics", headers={"authorization": ""})
+    assert response.status_code == 200, response.text
+    [value] = [
+        sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == "patientflow_webhook_backlog"
+    ]
+    return value
+
+
+def test_retry_delay_backs_off_exponentially_with_jitter_up_to_the_cap(tmp_path: Path) -> None:
+    settings = make_test_settings(
+        EventsSettings, tmp_path, webhook_retry_base_seconds=1.0, webhook_retry_cap_seconds=600.0
+    )
+    for attempts in range(1, 16):
+        ceiling = min(600.0, 1.0 * 2 ** (attempts - 1))  # 1, 2, 4, ..., 512, then 600
+        draws = [retry_delay(settings, attempts) for _ in range(500)]
+        # Half fixed, half random: within [ceiling / 2, ceiling], never above the cap ...
+        assert all(ceiling / 2 <= delay <= ceiling <= 600.0 for delay in draws), (attempts, draws)
+        # ... and the random half really varies over its range.
+        assert min(draws) < 0.6 * ceiling and max(draws) > 0.9 * ceiling, attempts
+    # Uncapped, each attempt waits at least as long as the previous one could at most (exponential growth).
+    assert min(retry_delay(settings, 10) for _ in range(500)) >= 256.0
+
+
+def test_the_default_retry_window_is_three_days(tmp_path: Path) -> None:
+    defaults = make_test_settings(EventsSettings, tmp_path)
+    assert defaults.webhook_retry_window_seconds == 3 * 24 * 3600
+    assert defaults.webhook_retry_cap_seconds < defaults.webhook_retry_window_seconds
+
+
 def test_a_signature_binds_the_body_the_id_and_the_time() -> None:
     secret, body = "whsec_" + base64.b64encode(b"k" * 32).decode(), b'{"a":1}'
     headers = signed_headers(secret, "evt-1", body, now=1_000_000)
@@ -98,6 +136,24 @@ def test_a_failing_receiver_is_retried_until_it_answers(
         assert receiver.attempts == [event["id"]] * 3
         [delivery] = wait_for(lambda: deliveries(his, subscription["id"], "delivered"), "the delivered row")
     assert (delivery["attempts"], delivery["last_status_code"]) == (3, 204)
+
+
+def test_the_backlog_gauge_counts_pending_deliveries_until_they_are_delivered(
+    hub: httpx.Client, feeds: dict[str, FakeFeed], receiver: WebhookReceiver
+) -> None:
+    receiver.answer = lambda _event: 503
+    with as_caller(hub, "his-dev", HIS_SCOPES) as his:
+        subscription = subscribe(his, receiver)
+    event = publish(feeds, "registration", source_event("visit.opened", visit_id="v1", patient_id="p1"))
+    wait_for(lambda: receiver.attempts.count(event["id"]) >= 2, "a retried failing delivery")
+    wait_for(lambda: backlog(hub) >= 1, "the backlog gauge to count the failing delivery")
+    assert receiver.delivered_ids() == []
+
+    receiver.answer = lambda _event: 204
+    wait_for(lambda: receiver.delivered_ids() == [event["id"]], "the delivery once the receiver accepts")
+    with as_caller(hub, "his-dev", HIS_SCOPES) as his:
+        wait_for(lambda: deliveries(his, subscription["id"], "delivered"), "the delivered row")
+    wait_for(lambda: backlog(hub) == 0, "the backlog gauge to drop to 0")
 
 
 def test_deliveries_die_after_the_retry_window_and_can_be_replayed(
