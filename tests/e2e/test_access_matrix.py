@@ -10,7 +10,7 @@ mismatch, so a failure lists the whole matrix's problems at once.
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -27,6 +27,12 @@ METHODS = ("get", "put", "post", "delete", "patch")
 REFUSED = (401, 403)
 PATIENT_BOUND = ("patient", "visit", "response")  # bindings that must keep another patient's records out
 CLOSED_PORT_URL = "http://127.0.0.1:9/access-matrix"  # webhooks created here never leave the machine
+CBC = "250101015"  # 血细胞分析 (complete blood count)
+REPORT = {
+    "status": "final",
+    "conclusion": "正常",
+    "observations": [{"code": "WBC", "name": "白细胞", "value": "6.1"}],
+}
 
 
 @dataclass(frozen=True)
@@ -52,11 +58,18 @@ class Call:
 
 @dataclass(frozen=True)
 class Ids:
-    """Real records to fill paths and bodies with: a patient with a visit, in a department of its own."""
+    """Real records to fill paths and bodies with: a patient with a visit, in a department of its own.
+
+    The other patient ("theirs") also has a ticket, an order and a final report, so the routes bound to
+    the patient in their response answer with a real record of theirs, not a 404 for a random id.
+    """
 
     patient_id: str
     visit_id: str
     department: str
+    ticket_id: str | None = None
+    order_id: str | None = None
+    report_id: str | None = None
 
 
 def operations(document: Document) -> Iterator[tuple[str, str, Document]]:
@@ -67,6 +80,13 @@ def operations(document: Document) -> Iterator[tuple[str, str, Document]]:
 
 
 def path_value(path: str, name: str, ids: Ids) -> str:
+    record = {
+        "/v1/tickets/{id}": ids.ticket_id,
+        "/v1/orders/{id}": ids.order_id,
+        "/v1/reports/{id}": ids.report_id,
+    }.get(path)
+    if record:
+        return record
     if name == "department":
         return ids.department
     if name == "code":
@@ -134,7 +154,11 @@ def check(failures: list[str], who: str, call: Call, response: httpx.Response, *
 
 
 def setup_ids(gateway: Gateway) -> tuple[Ids, Ids]:
-    """Two patients with a visit each: the first is the one apps act for in the patient pass."""
+    """Two patients with a visit each: the first is the one apps act for in the patient pass.
+
+    The second also gets a ticket in their department's queue, and an order (on a green-channel
+    emergency visit, so it is released at once) with a final report.
+    """
     found = []
     for _ in range(2):
         patient = register_patient(gateway.his)
@@ -147,7 +171,29 @@ def setup_ids(gateway: Gateway) -> tuple[Ids, Ids]:
             201,
         )
         found.append(Ids(patient["id"], visit["id"], department))
-    return found[0], found[1]
+    mine, theirs = found
+    queue = f"/v1/queues/{theirs.department}/tickets"
+    ticket = ok(gateway.nurse.post(queue, json={"visit_id": theirs.visit_id}), 201)
+    emergency = {
+        "patient_id": theirs.patient_id,
+        "kind": "emergency",
+        "department": theirs.department,
+        "payment_mode": "green_channel",
+    }
+    urgent = ok(gateway.his.post("/v1/visits", json=emergency), 201)
+    order = ok(gateway.doctor.post("/v1/orders", json={"visit_id": urgent["id"], "test_code": CBC}), 201)
+    assert order["status"] == "released", order
+    report = ok(gateway.lab.post(f"/v1/orders/{order['id']}/reports", json=REPORT), 201)
+    return mine, replace(theirs, ticket_id=ticket["id"], order_id=order["id"], report_id=report["id"])
+
+
+def staff_with(scope: str | None) -> str:
+    """A development client that acts for no patient and holds `scope`."""
+    return next(
+        name
+        for name, (kind, scopes) in DEV_CLIENTS.items()
+        if kind not in PATIENT_BOUND_KINDS and scope in scopes
+    )
 
 
 def test_every_client_reaches_exactly_what_its_scopes_allow(gateway: Gateway) -> None:
@@ -177,6 +223,14 @@ def test_every_client_reaches_exactly_what_its_scopes_allow(gateway: Gateway) ->
     for path, method, operation in operations(document):
         call = call_for(path, method, operation, theirs)
         binding = operation.get("x-patient-binding")
+        if binding == "response":  # the record must be real, or a 404 would prove nothing
+            staff = staff_with(operation.get("x-required-scope"))
+            response = call.send(gateway.clients[staff.removesuffix("-dev")])
+            if not response.is_success:
+                failures.append(
+                    f"{staff}: {call.method} {call.path} answered {response.status_code}, expected 2xx "
+                    "(the patient pass needs a real record of the other patient here)"
+                )
         for name, session in sessions.items():
             kind, scopes = DEV_CLIENTS[name]
             response = call.send(

@@ -33,7 +33,7 @@ def full_visit(gateway: Gateway) -> dict[str, Any]:
     order = ok(gateway.doctor.post("/v1/orders", json={"visit_id": visit["id"], "test_code": CBC}), 201)
     charges = charges_of_visit(gateway, visit["id"], at_least=2)
     payment = {"visit_id": visit["id"], "method": "wechat"}
-    ok(
+    paid = ok(
         gateway.cashier.post("/v1/payments", json=payment, headers={"Idempotency-Key": str(uuid.uuid4())}),
         201,
     )
@@ -43,7 +43,14 @@ def full_visit(gateway: Gateway) -> dict[str, Any]:
     )
     report = ok(gateway.lab.post(f"/v1/orders/{order['id']}/reports", json=REPORT), 201)
     ok(gateway.doctor.post(f"/v1/tickets/{ticket['id']}/finish"))
-    return {"visit": visit, "ticket": ticket, "order": order, "report": report, "charges": charges}
+    return {
+        "visit": visit,
+        "ticket": ticket,
+        "order": order,
+        "report": report,
+        "charges": charges,
+        "payment": paid,
+    }
 
 
 def stages(journey: dict[str, Any]) -> list[str]:
@@ -66,6 +73,7 @@ def test_journey_shows_every_stage_in_order_with_waits(gateway: Gateway) -> None
         ("called", "order_placed"),
         ("order_placed", "order_released"),
         ("order_released", "report_final"),
+        ("charge_posted", "payment"),
     ]:
         assert seen.index(earlier) < seen.index(later), seen
     assert "consultation_finished" in seen
@@ -78,6 +86,12 @@ def test_journey_shows_every_stage_in_order_with_waits(gateway: Gateway) -> None
     assert by_stage["order_placed"]["details"]["test_code"] == CBC
     charged = sorted(e["details"]["amount_fen"] for e in journey["timeline"] if e["stage"] == "charge_posted")
     assert charged == sorted(c["amount_fen"] for c in made["charges"])
+    payment = made["payment"]
+    paid = [e for e in journey["timeline"] if e["stage"] == "payment"]
+    assert [(e["details"]["payment_id"], e["details"]["amount_fen"]) for e in paid] == [
+        (payment["id"], payment["amount_fen"])
+    ]
+    assert set(payment["charge_ids"]) == {c["id"] for c in made["charges"]}
 
     waits = {
         (w["stage"], w["details"].get("ticket") or w["details"].get("order_id")): w for w in journey["waits"]
@@ -91,6 +105,11 @@ def test_journey_shows_every_stage_in_order_with_waits(gateway: Gateway) -> None
         wait = waits[key]
         assert wait["waiting"] is False and wait["ended_at"] is not None
         assert 0 <= wait["minutes"] < 10 and wait["exceeded"] is False  # the test ran in seconds
+    # a prepaying patient waits at the cashier: one charge_to_payment wait per charge, ended by the payment
+    to_payment = {w["details"]["charge_id"]: w for w in journey["waits"] if w["stage"] == "charge_to_payment"}
+    assert to_payment.keys() == set(payment["charge_ids"])
+    for wait in to_payment.values():
+        assert wait["waiting"] is False and wait["ended_at"] == paid[0]["at"] and wait["minutes"] >= 0
 
 
 def test_journey_withholds_what_the_client_may_not_read(gateway: Gateway) -> None:

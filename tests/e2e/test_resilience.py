@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import GatewaySettings
 from patientflow.supervisor import System, free_port
@@ -28,6 +29,23 @@ def circuit(gateway: Gateway, service: str) -> str:
     return gateway.anonymous.get("/readyz").json()["circuits"][service]  # type: ignore[no-any-return]
 
 
+def gateway_metric(gateway: Gateway, name: str, **labels: str) -> float:
+    """One sample of the gateway's `/metrics` (0 when absent), scraped with the admin key."""
+    response = gateway.admin.get("/metrics")
+    assert response.status_code == 200, f"{response.status_code}: {response.text}"
+    found = [
+        sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    ]
+    return found[0] if found else 0.0
+
+
+def upstream_errors(gateway: Gateway, kind: str) -> float:
+    return gateway_metric(gateway, "patientflow_upstream_errors_total", upstream="results", kind=kind)
+
+
 def open_visit(gateway: Gateway) -> tuple[dict, str]:
     department = unique_department()
     patient = register_patient(gateway.his)
@@ -39,6 +57,8 @@ def test_stopped_service_is_502_then_fails_fast_and_is_readmitted(system: System
     visit, _ = open_visit(gateway)
     orders = f"/v1/visits/{visit['id']}/orders"
     ok(gateway.doctor.get(orders))  # a success: results' circuit is closed, its failure count zero
+    unreachable = upstream_errors(gateway, "upstream-unreachable")
+    circuit_open = upstream_errors(gateway, "circuit-open")
 
     system.stop_service("results")
     try:
@@ -51,6 +71,9 @@ def test_stopped_service_is_502_then_fails_fast_and_is_readmitted(system: System
         assert body["type"].endswith("/circuit-open")
         assert int(response.headers["retry-after"]) >= 1
         assert circuit(gateway, "results") == "open"
+        assert gateway_metric(gateway, "patientflow_circuit_state", upstream="results") == 2
+        assert upstream_errors(gateway, "upstream-unreachable") >= unreachable + BREAKER_FAILURES
+        assert upstream_errors(gateway, "circuit-open") >= circuit_open + 1
 
         # results down: registration and triage go on
         other, department = open_visit(gateway)
@@ -66,6 +89,7 @@ def test_stopped_service_is_502_then_fails_fast_and_is_readmitted(system: System
     eventually(lambda: circuit(gateway, "results") != "open", what="the health check to re-admit results")
     assert ok(gateway.doctor.get(orders)) == []
     assert circuit(gateway, "results") == "closed"
+    assert gateway_metric(gateway, "patientflow_circuit_state", upstream="results") == 0
 
 
 @contextmanager
