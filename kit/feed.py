@@ -6,7 +6,6 @@ replays at most the event in flight, and the record makes that replay a no-op.
 """
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from kit.auth import TokenSource
 from kit.database import Database
 from kit.metrics import FEED_CURSOR, FEED_LAG
 from kit.models import ConsumedEventBase, FeedCursorBase
+from kit.worker import ThreadWorker
 
 logger = logging.getLogger("patientflow.feed")
 EventHandler = Callable[[Session, dict[str, Any]], None]
@@ -53,7 +53,7 @@ class Feed:
         return self.handle
 
 
-class FeedConsumer:
+class FeedConsumer(ThreadWorker):
     """Applies one source service's events to this service's database, in feed order."""
 
     def __init__(
@@ -70,29 +70,19 @@ class FeedConsumer:
         event_types: frozenset[str] | None = None,
         consumer: str = "unnamed",
     ) -> None:
+        super().__init__(f"feed-{source}")
         self.source, self.base_url, self.database = source, base_url.rstrip("/"), database
         # Metrics label: `consumer` is the reading service (build_service_app passes its name).
         self._lag, self._position = FEED_LAG.labels(consumer, source), FEED_CURSOR.labels(consumer, source)
         self.cursor_model, self.consumed_model = cursor_model, consumed_model
         self.handle, self.tokens, self.poll_seconds = handle, tokens, poll_seconds
         self.event_types = event_types
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"feed-{self.source}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
+    def run(self) -> None:
         backoff = self.poll_seconds
         timeout = httpx.Timeout(10.0, connect=2.0)
         with httpx.Client(base_url=self.base_url, timeout=timeout) as client:
-            while not self._stop.is_set():
+            while not self.stopping.is_set():
                 try:
                     applied = self.poll_once(client)
                     backoff = self.poll_seconds
@@ -105,7 +95,7 @@ class FeedConsumer:
                 except Exception:
                     logger.exception("feed %s: failed to apply an event; will retry", self.source)
                     backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                self._stop.wait(backoff)
+                self.stopping.wait(backoff)
 
     def cursor(self) -> int:
         with self.database.session(write=False) as session:

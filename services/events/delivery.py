@@ -15,7 +15,6 @@ Each attempt first resolves the receiver's host and refuses forbidden addresses
 
 import json
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -23,6 +22,7 @@ import httpx
 
 from kit.clock import utcnow
 from kit.database import Database
+from kit.worker import ThreadWorker
 from services.events import metrics, repository, service
 from services.events.config import EventsSettings
 from services.events.destinations import RefusedDestination
@@ -39,33 +39,26 @@ def delivery_body(event: LogEvent) -> bytes:
     return json.dumps(service.event_json(event), separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class DeliveryWorker:
+class DeliveryWorker(ThreadWorker):
     """Sends due webhook deliveries from a thread, a few at a time."""
 
     def __init__(self, *, database: Database, settings: EventsSettings, notifier: LogNotifier) -> None:
+        super().__init__("events-webhooks")
         self.database, self.settings, self.notifier = database, settings, notifier
         self.destinations = settings.webhook_destinations()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.join_seconds = settings.webhook_timeout_seconds + 5  # a delivery in flight may finish
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="events-webhooks", daemon=True)
-        self._thread.start()
+    def wake(self) -> None:
+        self.notifier.bump()  # the loop waits on the notifier between rounds
 
-    def stop(self) -> None:
-        self._stop.set()
-        self.notifier.bump()  # wake the wait below
-        if self._thread:
-            self._thread.join(timeout=self.settings.webhook_timeout_seconds + 5)
-
-    def _run(self) -> None:
+    def run(self) -> None:
         timeout = httpx.Timeout(self.settings.webhook_timeout_seconds, connect=3.0)
         headers = {"user-agent": USER_AGENT, "content-type": "application/json"}
         with (
             httpx.Client(timeout=timeout, headers=headers, follow_redirects=False) as client,
             ThreadPoolExecutor(self.settings.webhook_concurrency, "events-webhook") as pool,
         ):
-            while not self._stop.is_set():
+            while not self.stopping.is_set():
                 seen = self.notifier.version
                 try:
                     sent = self.send_due(client, pool)

@@ -22,7 +22,6 @@ source committed after that instant, so none of it is a cause of anything taken)
 
 import heapq
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +32,7 @@ import httpx
 from kit.auth import TokenSource
 from kit.clock import utcnow
 from kit.database import Database
+from kit.worker import ThreadWorker
 from services.events import metrics, repository, service
 from services.events.notifier import LogNotifier
 
@@ -93,7 +93,7 @@ def plan_cycle(pages: dict[str, list[dict[str, Any]]], *, cutoff: datetime, page
     return cycle
 
 
-class Ingestor:
+class Ingestor(ThreadWorker):
     """The worker thread that moves events from the four feeds into the log."""
 
     def __init__(
@@ -108,26 +108,16 @@ class Ingestor:
         page_size: int = 500,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        super().__init__("events-ingest")
         self.database, self.tokens, self.notifier = database, tokens, notifier
         self.feeds = {source: url.rstrip("/") for source, url in feeds.items()}
         self.margin = timedelta(seconds=margin_seconds)
         self.poll_seconds, self.page_size, self.clock = poll_seconds, page_size, clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="events-ingest", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
+    def run(self) -> None:
         backoff = self.poll_seconds
         with httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0)) as client:
-            while not self._stop.is_set():
+            while not self.stopping.is_set():
                 try:
                     cycle = self.run_cycle(client)
                     backoff = self.poll_seconds
@@ -140,7 +130,7 @@ class Ingestor:
                 except Exception:
                     logger.exception("ingest cycle failed; will retry")
                     backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                self._stop.wait(backoff)
+                self.stopping.wait(backoff)
 
     def run_cycle(self, client: httpx.Client) -> Cycle:
         """Read every feed, log what the causal rule allows, wake the readers; raises if a feed fails."""

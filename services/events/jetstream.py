@@ -8,13 +8,13 @@ at least once from here, and JetStream's duplicate window drops the repeats a re
 import asyncio
 import json
 import logging
-import threading
 from typing import Any
 
 import nats
 from nats.js.errors import NotFoundError
 
 from kit.database import Database
+from kit.worker import ThreadWorker
 from services.events import repository, service
 from services.events.config import EventsSettings
 from services.events.notifier import LogNotifier
@@ -25,42 +25,34 @@ BATCH = 200
 MAX_BACKOFF_SECONDS = 5.0
 
 
-class JetStreamPublisher:
+class JetStreamPublisher(ThreadWorker):
     """Pushes the log to JetStream from a thread running its own event loop."""
 
     def __init__(self, *, database: Database, settings: EventsSettings, notifier: LogNotifier) -> None:
         assert settings.nats_url, "JetStreamPublisher needs EVENTS_NATS_URL"
+        super().__init__("events-jetstream")
         self.database, self.settings, self.notifier = database, settings, notifier
         self.url: str = settings.nats_url
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="events-jetstream", daemon=True)
-        self._thread.start()
+    def wake(self) -> None:
+        self.notifier.bump()  # the publishing loop waits on the notifier
 
-    def stop(self) -> None:
-        self._stop.set()
-        self.notifier.bump()
-        if self._thread:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
+    def run(self) -> None:
         backoff = self.settings.feed_poll_seconds
-        while not self._stop.is_set():
+        while not self.stopping.is_set():
             try:
                 asyncio.run(self._publish_until_stopped())
             except Exception as exc:  # the broker is down or restarting: routine, back off
                 logger.warning("NATS publishing paused: %s", type(exc).__name__)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                self._stop.wait(backoff)
+                self.stopping.wait(backoff)
 
     async def _publish_until_stopped(self) -> None:
         client = await nats.connect(self.url, connect_timeout=2, max_reconnect_attempts=0)
         try:
             js = client.jetstream()
             await self._ensure_stream(js)
-            while not self._stop.is_set():
+            while not self.stopping.is_set():
                 seen = self.notifier.version
                 if not await self.publish_batch(js):
                     await asyncio.to_thread(self.notifier.wait, seen, self.settings.feed_poll_seconds)
