@@ -1,6 +1,8 @@
 """The admin API for API clients, served by the gateway itself (never forwarded): needs `admin:clients`."""
 
+import logging
 from typing import Annotated
+from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, Body, Depends, Request, status
@@ -24,7 +26,12 @@ from gateway.clients import (
 )
 from gateway.errors import InvalidApiKey, ScopeMissing
 from gateway.keys import ADMIN_SCOPE, Principal
-from kit.errors import problem_responses
+from gateway.upstreams import Upstreams
+from kit.auth import mint_internal_token, service_subject
+from kit.errors import ProblemError, ServiceUnavailable, problem_responses
+from kit.requestid import current_request_id
+
+logger = logging.getLogger("patientflow.gateway")
 
 
 async def require_admin(request: Request) -> Principal:
@@ -116,18 +123,69 @@ async def rotate_api_key(
     return rotated
 
 
+class SubscriptionsNotDropped(ServiceUnavailable):
+    slug = "subscriptions-not-dropped"
+
+    def __init__(self, name: str, *, retry_after: int) -> None:
+        super().__init__(
+            f"The event hub could not stop the webhook subscriptions of {name!r}, so nothing was revoked "
+            "and its key still works. Retry the revocation.",
+            retry_after=retry_after,
+            client=name,
+        )
+
+
+async def drop_subscriptions(request: Request, name: str) -> int:
+    """Have the event hub delete the client's webhook subscriptions; SubscriptionsNotDropped (503) if it
+    cannot. Fail-closed: a revoked client whose webhooks kept firing would still receive patient data."""
+    upstreams: Upstreams = request.app.state.upstreams
+    settings = request.app.state.settings
+    token = mint_internal_token(settings.internal_secret, service_subject("gateway"), set())
+    headers = [
+        (b"authorization", f"Bearer {token}".encode("latin-1")),
+        (b"x-request-id", (current_request_id() or "").encode("latin-1")),
+        (b"accept", b"application/json"),
+    ]
+    target = f"/owners/{quote(name, safe='')}/subscriptions"
+    retry_after = settings.retry_after_seconds
+    try:
+        response = await upstreams.send("events", "DELETE", target, headers=headers)
+    except ProblemError as exc:
+        raise SubscriptionsNotDropped(name, retry_after=retry_after) from exc
+    await response.aclose()
+    try:
+        if response.status_code != 200:
+            raise ValueError(f"status {response.status_code}")
+        return int(response.json()["deleted"])
+    except (ValueError, KeyError, TypeError) as exc:  # anything but the hub's confirmation
+        logger.warning("the event hub did not confirm %s: %s", target, exc)
+        raise SubscriptionsNotDropped(name, retry_after=retry_after) from None
+
+
 @router.post(
     "/{name}/revoke",
-    responses=AUTH_PROBLEMS | problem_responses(ClientNotFound, ClientRevoked),
+    responses=AUTH_PROBLEMS | problem_responses(ClientNotFound, ClientRevoked, SubscriptionsNotDropped),
     openapi_extra=ADMIN_ACCESS,
 )
-async def revoke_api_client(name: str, store: StoreDep) -> ClientPublic:
-    """Stop every key of the client at once. A revoked client cannot be restored; create a new one."""
+async def revoke_api_client(name: str, request: Request, store: StoreDep) -> ClientPublic:
+    """Stop every key of the client at once, and its webhook subscriptions. A revoked client cannot be
+    restored; create a new one.
+
+    The subscriptions go first: if the event hub cannot be reached, the answer is 503, nothing is
+    revoked, and you retry. Revoking an already revoked client drops any subscriptions left, then 409.
+    """
+
+    def check() -> None:
+        with store.database.session(write=False) as session:
+            get_client(session, name=name)  # 404 before touching the hub
 
     def revoke() -> ClientPublic:
         with store.database.session() as session:
             return to_public(revoke_client(session, name=name))
 
+    await anyio.to_thread.run_sync(check)
+    deleted = await drop_subscriptions(request, name)
+    logger.info("dropped %d webhook subscription(s) of %s before revoking it", deleted, name)
     revoked = await anyio.to_thread.run_sync(revoke)
     await anyio.to_thread.run_sync(store.reload)
     return revoked

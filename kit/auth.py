@@ -136,8 +136,8 @@ CallerDep = Annotated[Caller, Depends(require_internal_caller)]
 
 
 def require_service_caller(caller: CallerDep) -> Caller:
-    """Dependency for what only sibling services may call (a service's own event feed): outside clients,
-    even through the gateway, are refused."""
+    """Dependency for what only sibling services may call (a service's own event feed, the hub's
+    clean-up on revocation): outside clients, even through the gateway, are refused."""
     if not caller.is_service:
-        raise Forbidden("Only patientflow services read this; clients read the event log at /v1/events.")
+        raise Forbidden("Only patientflow services may call this route.")
     return caller

@@ -6,12 +6,15 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 from pydantic import ValidationError
 
 from gateway import clients
 from gateway.config import GatewaySettings
 from gateway.models import CLIENT_KINDS
+from kit.auth import mint_internal_token, service_subject
 from kit.database import Database
 from kit.errors import ProblemError
 from kit.migrations import make_revision
@@ -84,6 +87,11 @@ def keys(args: argparse.Namespace) -> int:
     settings = GatewaySettings(data_dir=Path(args.data_dir)) if args.data_dir else GatewaySettings()
     database = clients.open_database(settings)
     try:
+        if args.keys_command == "revoke" and not args.keep_subscriptions:
+            with database.session(write=False) as session:
+                clients.get_client(session, name=args.name)  # unknown: 404 before the hub is asked
+            if not _drop_subscriptions(settings, args.name):  # not inside the write transaction
+                return 1
         with database.session() as session:
             if args.keys_command == "create":
                 data = clients.ClientCreate(
@@ -123,6 +131,27 @@ def keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drop_subscriptions(settings: GatewaySettings, name: str) -> bool:
+    """Ask the event hub to delete the client's webhook subscriptions, as the admin API does before a
+    revocation; False (with the reason on stderr) if it did not confirm, so nothing gets revoked."""
+    token = mint_internal_token(settings.internal_secret, service_subject("gateway"), set())
+    url = f"{settings.events_url.rstrip('/')}/owners/{quote(name, safe='')}/subscriptions"
+    try:
+        response = httpx.delete(url, headers={"authorization": f"Bearer {token}"}, timeout=5.0)
+        response.raise_for_status()
+        deleted = int(response.json()["deleted"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        print(
+            f"error: the event hub at {settings.events_url} did not delete the webhook subscriptions of "
+            f"{name} ({exc}); nothing was revoked. Retry when the hub is up, or pass --keep-subscriptions "
+            "if the hub is being decommissioned.",
+            file=sys.stderr,
+        )
+        return False
+    print(f"deleted {deleted} webhook subscription(s) of {name}")
+    return True
+
+
 def _print_new_key(client: clients.ClientPublic, key: str) -> None:
     print(f"client {client.name} ({client.kind}), scopes: {' '.join(client.scopes) or '-'}")
     print(f"API key (shown once, store it now): {key}")
@@ -146,8 +175,16 @@ def _add_keys_command(commands: "argparse._SubParsersAction[argparse.ArgumentPar
     rotate = actions.add_parser("rotate", help="a new key for a client; prints it once")
     rotate.add_argument("name")
     rotate.add_argument("--grace-seconds", type=int, default=0, help="how long the old key keeps working")
-    revoke = actions.add_parser("revoke", help="stop every key of a client")
+    revoke = actions.add_parser(
+        "revoke", help="stop every key of a client (after the event hub deletes its webhook subscriptions)"
+    )
     revoke.add_argument("name")
+    revoke.add_argument(
+        "--keep-subscriptions",
+        action="store_true",
+        help="revoke without asking the event hub to delete the client's webhook subscriptions "
+        "(only for when the hub is being decommissioned)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

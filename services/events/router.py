@@ -2,10 +2,10 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from kit.auth import Caller, CallerDep
+from kit.auth import Caller, CallerDep, require_service_caller
 from kit.database import SessionDep
 from kit.errors import BadRequest, Forbidden, problem_responses
 from services.events import catalogue, repository, service
@@ -166,6 +166,23 @@ def delete_subscription(subscription_id: IdPath, session: SessionDep, caller: Ca
     )
     repository.delete_subscription(session, subscription)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete(
+    "/owners/{owner}/subscriptions",
+    tags=["subscriptions"],
+    dependencies=[Depends(require_service_caller)],
+    responses=problem_responses(Forbidden),
+)
+def delete_owner_subscriptions(
+    owner: Annotated[str, Path(min_length=1, max_length=64)], session: SessionDep
+) -> dict[str, int]:
+    """Stop every subscription of one owner, dropping their pending deliveries (sibling services only).
+
+    The gateway calls it before revoking a client, so a revoked client's webhooks stop too. Idempotent:
+    a second call deletes nothing.
+    """
+    return {"deleted": service.unsubscribe_owner(session, owner=owner)}
 
 
 @router.get(

@@ -226,6 +226,15 @@ def owned_subscription(
     return subscription
 
 
+def unsubscribe_owner(session: Session, *, owner: str) -> int:
+    """Drop every subscription of an owner with its pending deliveries: a revoked client must stop
+    receiving events (the gateway calls this before it revokes). Returns how many there were."""
+    subscriptions = repository.owned_subscriptions(session, owner, None)
+    for subscription in subscriptions:
+        repository.delete_subscription(session, subscription)
+    return len(subscriptions)
+
+
 def replay_dead(session: Session, *, subscription: Subscription) -> int:
     """Give the dead letters of a subscription another retry window."""
     return repository.revive_dead(session, subscription.id, utcnow())

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kit.testing import FakeFeed, make_test_settings
+from kit.testing import FakeFeed, make_test_settings, serve
 from services.events.config import EventsSettings
 from services.events.service import retry_delay
 from services.events.signing import InvalidSignature, signed_headers, verify
@@ -233,3 +233,39 @@ def test_an_app_acting_for_one_patient_cannot_reach_another_patients_subscriptio
         assert for_p2.delete(path).status_code == 404
         assert [s["id"] for s in for_p1.get("/subscriptions").json()] == [subscription["id"]]
         assert [d["event_id"] for d in deliveries(for_p1, subscription["id"])] == [event["id"]]
+
+
+def test_a_revoked_owners_subscriptions_are_deleted_with_their_pending_deliveries(
+    hub: httpx.Client, feeds: dict[str, FakeFeed], receiver: WebhookReceiver
+) -> None:
+    receiver.answer = lambda _event: 503  # his-dev's deliveries stay pending until they are dropped
+    other = WebhookReceiver()
+    with (
+        serve(other.app) as other_url,
+        as_caller(hub, "his-dev", HIS_SCOPES) as his,
+        as_caller(hub, "his-dev", HIS_SCOPES, patient="p1") as his_for_p1,
+        as_caller(hub, "lis-dev", HIS_SCOPES) as lis,
+    ):
+        other.url = f"{other_url}/hook"
+        plain = subscribe(his, receiver)
+        subscribe(his_for_p1, receiver)
+        receiver.secret = plain["secret"]  # the second one's deliveries are refused: pending too
+        kept = subscribe(lis, other)
+        first = publish(feeds, "registration", source_event("visit.opened", visit_id="v1", patient_id="p1"))
+        wait_for(lambda: first["id"] in receiver.attempts, "a failing delivery to his-dev")
+        wait_for(lambda: other.delivered_ids() == [first["id"]], "lis-dev's delivery")
+
+        path = "/owners/his-dev/subscriptions"
+        assert his.delete(path).status_code == 403  # outside clients, whatever their scopes
+        assert lis.delete(path).status_code == 403
+        assert hub.delete(path).json() == {"deleted": 2}
+        assert hub.delete(path).json() == {"deleted": 0}
+        assert his.get("/subscriptions").json() == []
+        assert his.get(f"/subscriptions/{plain['id']}/deliveries").status_code == 404
+        assert [s["id"] for s in lis.get("/subscriptions").json()] == [kept["id"]]
+
+        second = publish(feeds, "registration", source_event("visit.opened", visit_id="v2", patient_id="p1"))
+        wait_for(lambda: other.delivered_ids() == [first["id"], second["id"]], "lis-dev's second delivery")
+        wait_for(lambda: backlog(hub) == 0, "no pending deliveries left (his-dev's were dropped)")
+        assert second["id"] not in receiver.attempts
+        assert receiver.delivered_ids() == []

@@ -83,7 +83,8 @@ class EchoUpstream:
     """A raw ASGI stand-in service: records what reached it and answers with canned behaviours.
 
     `/queues/problem` answers a 409 problem+json, `/queues/crash` a plain-text 500,
-    `/queues/moved` a 201 with a service-local Location; anything else echoes the request.
+    `/queues/moved` a 201 with a service-local Location; as the event hub, `DELETE /owners/{name}/
+    subscriptions` confirms `{"deleted": 0}` (what a revocation asks first); anything else echoes.
     """
 
     seen: list[Seen] = field(default_factory=list)
@@ -109,6 +110,8 @@ class EchoUpstream:
             await _answer(send, 409, problem, "application/problem+json", [(b"x-internal-note", b"secret")])
         elif path == "/queues/crash":
             await _answer_raw(send, 500, b"Internal Server Error", b"text/plain")
+        elif scope["method"] == "DELETE" and path.startswith("/owners/") and path.endswith("/subscriptions"):
+            await _answer(send, 200, {"deleted": 0})
         elif path == "/queues/moved":
             await _answer(
                 send, 201, {"id": "abc"}, headers=[(b"location", b"/tickets/abc"), (b"etag", b'"1"')]

@@ -15,10 +15,12 @@ from gateway.app import create_app as create_gateway
 from gateway.clients import open_database
 from gateway.config import GatewaySettings
 from gateway.models import ApiClientRow
+from kit.auth import verify_internal_token
 from kit.clock import utcnow
+from kit.testing import TEST_SECRET
 from patientflow.cli import main as cli
 from tests.gateway.factories import bearer, gateway_database, gateway_settings
-from tests.gateway.servers import serve
+from tests.gateway.servers import EchoUpstream, closed_port_url, serve
 from tests.gateway.test_proxy import assert_problem
 
 ADMIN = "/v1/admin/clients"
@@ -94,7 +96,7 @@ def test_bad_client_definitions_are_422(admin: httpx.Client, body: dict[str, Any
     assert_problem(response, 422)
 
 
-def test_a_taken_name_is_409_and_unknown_names_are_404(admin: httpx.Client) -> None:
+def test_a_taken_name_is_409_and_unknown_names_are_404(admin: httpx.Client, echo: EchoUpstream) -> None:
     created = create(admin)
     body = assert_problem(admin.post(ADMIN, json={"name": created["name"], "kind": "his"}), 409)
     assert body["type"].endswith("/client-exists")
@@ -104,6 +106,7 @@ def test_a_taken_name_is_409_and_unknown_names_are_404(admin: httpx.Client) -> N
         admin.post(f"{ADMIN}/nobody/revoke"),
     ):
         assert assert_problem(response, 404)["type"].endswith("/client-not-found")
+    assert not [seen for seen in echo.seen if seen.path.startswith("/owners/")]  # the hub was not asked
 
 
 def test_the_admin_api_needs_the_admin_scope(client: httpx.Client, api_keys: dict[str, str]) -> None:
@@ -146,10 +149,53 @@ def test_revoking_stops_every_key_and_cannot_be_undone(admin: httpx.Client) -> N
     assert_problem(admin.post(f"{ADMIN}/{created['name']}/rotate"), 409)
 
 
+def hub_deletes(hub: EchoUpstream) -> list[str]:
+    """The owners whose subscriptions the (fake) event hub was asked to delete, by the gateway itself."""
+    owners = []
+    for seen in hub.seen:
+        if seen.method == "DELETE" and seen.path.startswith("/owners/"):
+            token = seen.headers["authorization"].removeprefix("Bearer ")
+            assert verify_internal_token(TEST_SECRET, token).subject == "service:gateway"
+            owners.append(seen.path.removeprefix("/owners/").removesuffix("/subscriptions"))
+    return owners
+
+
+def test_revoking_while_the_event_hub_is_down_is_503_and_revokes_nothing(
+    keys_file: Path, echo_url: str, api_keys: dict[str, str]
+) -> None:
+    settings = gateway_settings(keys_file, triage_url=echo_url, events_url=closed_port_url())
+    with serve(create_gateway(settings)) as url, httpx.Client(base_url=url, timeout=5) as admin:
+        admin.headers.update(bearer(api_keys["admin"]))
+        created = create(admin)
+        response = admin.post(f"{ADMIN}/{created['name']}/revoke")
+        body = assert_problem(response, 503)
+        assert body["type"].endswith("/subscriptions-not-dropped") and "nothing was revoked" in body["detail"]
+        assert int(response.headers["retry-after"]) >= 1
+        assert reads_queue(admin, created["key"]) == 200
+        assert admin.get(f"{ADMIN}/{created['name']}").json()["status"] == "active"
+
+
+def test_revoking_deletes_the_clients_subscriptions_at_the_hub_first(
+    keys_file: Path, echo_url: str, api_keys: dict[str, str]
+) -> None:
+    hub = EchoUpstream()
+    with serve(hub) as hub_url:
+        settings = gateway_settings(keys_file, triage_url=echo_url, events_url=hub_url)
+        with serve(create_gateway(settings)) as url, httpx.Client(base_url=url, timeout=5) as admin:
+            admin.headers.update(bearer(api_keys["admin"]))
+            created = create(admin)
+            assert_problem(admin.post(f"{ADMIN}/nobody/revoke"), 404)
+            assert hub_deletes(hub) == []
+            revoked = admin.post(f"{ADMIN}/{created['name']}/revoke")
+            assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+            assert hub_deletes(hub) == [created["name"]]
+            assert reads_queue(admin, created["key"]) == 401
+
+
 @pytest.fixture(scope="module")
 def own_gateway(keys_file: Path, echo_url: str) -> Iterator[tuple[str, GatewaySettings]]:
     """A gateway whose database the tests also reach directly, as the CLI or a second gateway would."""
-    settings = gateway_settings(keys_file, triage_url=echo_url, keys_refresh_seconds=0.1)
+    settings = gateway_settings(keys_file, triage_url=echo_url, events_url=echo_url, keys_refresh_seconds=0.1)
     with serve(create_gateway(settings)) as url:
         yield url, settings
 
@@ -184,6 +230,8 @@ def test_a_key_past_its_expiry_is_401(
 
 def run_cli(settings: GatewaySettings, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
     monkeypatch.setenv("GATEWAY_DATABASE_URL", settings.resolved_database_url)
+    monkeypatch.setenv("GATEWAY_EVENTS_URL", settings.events_url)
+    monkeypatch.setenv("PATIENTFLOW_INTERNAL_SECRET", settings.internal_secret)
     if settings.resolved_schema:
         monkeypatch.setenv("GATEWAY_DATABASE_SCHEMA", settings.resolved_schema)
     return cli(["keys", "--data-dir", str(settings.data_dir), *args])
@@ -196,6 +244,7 @@ def printed_key(output: str) -> str:
 
 def test_keys_made_on_the_command_line_reach_the_running_gateway(
     own_gateway: tuple[str, GatewaySettings],
+    echo: EchoUpstream,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -216,8 +265,30 @@ def test_keys_made_on_the_command_line_reach_the_running_gateway(
         assert reads_queue(client, key) == 200  # still in its grace
 
         assert run_cli(settings, monkeypatch, "revoke", name) == 0
+        assert "deleted 0 webhook subscription(s)" in capsys.readouterr().out
+        assert name in hub_deletes(echo)
         eventually(lambda: reads_queue(client, new_key) == 401, "the revoked key to be refused")
         assert reads_queue(client, key) == 401
+
+
+def test_the_command_line_revokes_nothing_while_the_event_hub_is_down(
+    own_gateway: tuple[str, GatewaySettings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, settings = own_gateway
+    hub_down = settings.model_copy(update={"events_url": closed_port_url()})
+    name = unique_name()
+    assert run_cli(settings, monkeypatch, "create", name, "--kind", "his", "--scope", "triage:read") == 0
+    key = printed_key(capsys.readouterr().out)
+    with httpx.Client(base_url=url, timeout=5) as client:
+        eventually(lambda: reads_queue(client, key) == 200, "the new key to work")
+        assert run_cli(hub_down, monkeypatch, "revoke", name) == 1
+        err = capsys.readouterr().err
+        assert "nothing was revoked" in err and "--keep-subscriptions" in err
+        assert reads_queue(client, key) == 200
+        assert run_cli(hub_down, monkeypatch, "revoke", name, "--keep-subscriptions") == 0
+        eventually(lambda: reads_queue(client, key) == 401, "the revoked key to be refused")
 
 
 def test_the_command_line_refuses_bad_input(

@@ -1,0 +1,74 @@
+"""Revoking a client at the gateway also stops its webhooks: the hub deletes its subscriptions first."""
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from kit.auth import mint_internal_token
+from kit.testing import serve
+from patientflow.supervisor import System
+from tests.e2e.clients import Gateway, assert_problem, eventually, ok, register_patient
+from tests.events.receiver import WebhookReceiver
+
+SCOPES = ["events:read", "events:subscribe", "registration:read"]
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    with serve(receiver.app) as url:
+        receiver.url = f"{url}/hook"
+        yield receiver
+
+
+def registered_in_log(gateway: Gateway, patient_id: str) -> bool:
+    """Whether the hub's log (read through the gateway) holds the patient's `patient.registered`."""
+    page = ok(gateway.his.get("/v1/events", params={"type": "patient.registered", "limit": 100}))
+    after = 0
+    while True:
+        if any(e["patient_id"] == patient_id for e in page["events"]):
+            return True
+        if page["next_after"] == after:
+            return False
+        after = page["next_after"]
+        page = ok(gateway.his.get("/v1/events", params={"type": "patient.registered", "after": after}))
+
+
+def patients_hooked(receiver: WebhookReceiver) -> set[str]:
+    return {event["patient_id"] for event in receiver.delivered}
+
+
+def test_a_revoked_client_gets_no_more_webhooks(
+    system: System, gateway: Gateway, receiver: WebhookReceiver
+) -> None:
+    name = f"revoked-{uuid.uuid4().hex[:8]}"
+    body = {"name": name, "kind": "his", "scopes": SCOPES}
+    key = ok(gateway.admin.post("/v1/admin/clients", json=body), 201)["key"]
+    with httpx.Client(base_url=system.url("gateway"), headers={"authorization": f"Bearer {key}"}) as client:
+        hook = {"url": receiver.url, "event_types": ["patient.registered"]}
+        subscription = ok(client.post("/v1/subscriptions", json=hook), 201)
+        receiver.secret = subscription["secret"]
+        before = register_patient(gateway.his)["id"]
+        eventually(lambda: before in patients_hooked(receiver), what="the webhook before the revocation")
+
+        revoked = ok(gateway.admin.post(f"/v1/admin/clients/{name}/revoke"))
+        assert revoked["status"] == "revoked"
+        assert_problem(client.get("/v1/subscriptions"), 401)
+
+    attempts = len(receiver.attempts)
+    after = register_patient(gateway.his)["id"]
+    eventually(lambda: registered_in_log(gateway, after), what="the hub to log the new registration")
+    deadline = time.monotonic() + 1.0  # the delivery worker runs right after logging; give it a moment
+    while time.monotonic() < deadline:
+        assert after not in patients_hooked(receiver) and len(receiver.attempts) == attempts
+        time.sleep(0.1)
+    assert receiver.rejected == 0
+
+    # The hub itself has no subscription of that client any more (asked as the gateway would, for it).
+    token = mint_internal_token(system.env["PATIENTFLOW_INTERNAL_SECRET"], name, {"events:subscribe"})
+    with httpx.Client(base_url=system.url("events"), headers={"authorization": f"Bearer {token}"}) as hub:
+        assert hub.get(f"/subscriptions/{subscription['id']}").status_code == 404
+        assert ok(hub.get("/subscriptions")) == []
