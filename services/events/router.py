@@ -10,6 +10,7 @@ from kit.database import SessionDep
 from kit.errors import BadRequest, Forbidden, problem_responses
 from services.events import catalogue, repository, service
 from services.events.errors import RefusedWebhookUrl, SchemaNotFound, SubscriptionNotFound
+from services.events.models import Subscription
 from services.events.schemas import (
     DeliveryPublic,
     DeliveryStatus,
@@ -33,6 +34,17 @@ TypesQuery = Annotated[
     Query(max_length=1000, description="Only these types, comma-separated (`visit.opened,report.final`)"),
 ]
 IdPath = Annotated[str, Path(min_length=1, max_length=36)]
+
+
+def owned_subscription(subscription_id: IdPath, session: SessionDep, caller: CallerDep) -> Subscription:
+    """The caller's own subscription: another client's, or one made for another patient, is a 404."""
+    caller.require(SUBSCRIBE_SCOPE)
+    return service.owned_subscription(
+        session, subscription_id=subscription_id, owner=caller.subject, patient_id=caller.patient
+    )
+
+
+OwnedSubscription = Annotated[Subscription, Depends(owned_subscription)]
 
 
 def _types(raw: str | None) -> list[str] | None:
@@ -143,12 +155,8 @@ def list_subscriptions(session: SessionDep, caller: CallerDep) -> list[Subscript
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, SubscriptionNotFound),
 )
-def read_subscription(subscription_id: IdPath, session: SessionDep, caller: CallerDep) -> SubscriptionPublic:
+def read_subscription(subscription: OwnedSubscription) -> SubscriptionPublic:
     """One of your subscriptions (another client's is a 404)."""
-    caller.require(SUBSCRIBE_SCOPE)
-    subscription = service.owned_subscription(
-        session, subscription_id=subscription_id, owner=caller.subject, patient_id=caller.patient
-    )
     return SubscriptionPublic.model_validate(subscription, from_attributes=True)
 
 
@@ -158,12 +166,8 @@ def read_subscription(subscription_id: IdPath, session: SessionDep, caller: Call
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, SubscriptionNotFound),
 )
-def delete_subscription(subscription_id: IdPath, session: SessionDep, caller: CallerDep) -> Response:
+def delete_subscription(subscription: OwnedSubscription, session: SessionDep) -> Response:
     """Stop a subscription; its pending deliveries are dropped."""
-    caller.require(SUBSCRIBE_SCOPE)
-    subscription = service.owned_subscription(
-        session, subscription_id=subscription_id, owner=caller.subject, patient_id=caller.patient
-    )
     repository.delete_subscription(session, subscription)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -191,17 +195,12 @@ def delete_owner_subscriptions(
     responses=problem_responses(Forbidden, SubscriptionNotFound),
 )
 def list_deliveries(
-    subscription_id: IdPath,
+    subscription: OwnedSubscription,
     session: SessionDep,
-    caller: CallerDep,
     status: DeliveryStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[DeliveryPublic]:
     """A subscription's deliveries in log order: `pending` (with the next attempt), `delivered`, `dead`."""
-    caller.require(SUBSCRIBE_SCOPE)
-    subscription = service.owned_subscription(
-        session, subscription_id=subscription_id, owner=caller.subject, patient_id=caller.patient
-    )
     rows = repository.list_deliveries(
         session, subscription.id, status=status.value if status else None, limit=limit
     )
@@ -213,12 +212,8 @@ def list_deliveries(
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, SubscriptionNotFound),
 )
-def replay_dead_letters(subscription_id: IdPath, session: SessionDep, caller: CallerDep) -> ReplayResult:
+def replay_dead_letters(subscription: OwnedSubscription, session: SessionDep) -> ReplayResult:
     """Send the dead letters again: each gets a fresh retry window, in log order."""
-    caller.require(SUBSCRIBE_SCOPE)
-    subscription = service.owned_subscription(
-        session, subscription_id=subscription_id, owner=caller.subject, patient_id=caller.patient
-    )
     return ReplayResult(replayed=service.replay_dead(session, subscription=subscription))
 
 

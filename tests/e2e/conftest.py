@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from kit.testing import database_url_under_test
+from kit.testing import database_url_under_test, serve
 from patientflow.supervisor import System, free_port
 from patientflow.topology import COMPONENTS
 from tests.e2e.clients import Gateway
+from tests.events.receiver import WebhookReceiver
 
 E2E_SCHEMA_PREFIX = "e2e_"
 
@@ -39,3 +40,12 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 def gateway(system: System) -> Iterator[Gateway]:
     with Gateway(system) as clients:
         yield clients
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A real webhook receiver on a local port, verifying every signature it gets (`/hook`)."""
+    receiver = WebhookReceiver()
+    with serve(receiver.app) as url:
+        receiver.url = f"{url}/hook"
+        yield receiver

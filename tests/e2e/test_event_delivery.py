@@ -7,16 +7,13 @@ every signature. What "every event" means comes from the services' own feeds, no
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from jsonschema import Draft202012Validator
 
 import tests.e2e.test_journeys as journeys
 from kit.auth import mint_internal_token
-from kit.testing import serve
 from patientflow.supervisor import System
 from services.events.service import SOURCES
 from tests.e2e.clients import Gateway, eventually, ok
@@ -107,14 +104,6 @@ def logged(hub: httpx.Client, after: int, wanted: set[str]) -> list[Event] | Non
     """The hub's log after a cursor, once it holds every wanted event."""
     events = read_feed(hub, "/log", after)[0]
     return events if wanted <= {e["id"] for e in events} else None
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    with serve(receiver.app) as url:
-        receiver.url = f"{url}/hook"
-        yield receiver
 
 
 def test_both_journeys_reach_sse_and_webhooks_once_in_visit_order_across_a_gateway_restart(

@@ -2,26 +2,15 @@
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from kit.auth import mint_internal_token
-from kit.testing import serve
 from patientflow.supervisor import System
 from tests.e2e.clients import Gateway, assert_problem, eventually, ok, register_patient
 from tests.events.receiver import WebhookReceiver
 
 SCOPES = ["events:read", "events:subscribe", "registration:read"]
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    with serve(receiver.app) as url:
-        receiver.url = f"{url}/hook"
-        yield receiver
 
 
 def registered_in_log(gateway: Gateway, patient_id: str) -> bool:
