@@ -83,6 +83,7 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/tickets/{id}", "triage:read"),
         ("GET", "/queues/{department}", "triage:read"),
         ("GET", "/queues/{department}/stats", "triage:read"),
+        ("GET", "/queues/{department}/board", "board:read"),  # the waiting-room screen: no ids, names masked
         ("GET", "/visits/{id}/tickets", "triage:read"),
         ("POST", "/queues/{department}/suspend", "triage:write"),
         ("POST", "/queues/{department}/resume", "triage:write"),

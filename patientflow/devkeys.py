@@ -29,7 +29,7 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
         [
             "registration:read", "registration:write", "triage:read", "triage:write", "orders:write",
             "results:read", "results:write", "billing:read", "billing:write", "audit:read",
-            "metrics:read", "admin:clients", "events:read", "events:subscribe",
+            "metrics:read", "admin:clients", "events:read", "events:subscribe", "board:read",
         ],
     ),
     # Act for one patient at a time (a patient token from POST /v1/patient-sessions on every call).
@@ -37,7 +37,8 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
         "app", ["registration:read", "triage:read", "results:read", "billing:read", "events:read"],
     ),
     "kiosk-dev": ("kiosk", ["results:read"]),
-    "board-dev": ("board", ["triage:read"]),
+    # The waiting-room screen: the board projection of a queue only (numbers, masked names, counters).
+    "board-dev": ("board", ["board:read"]),
 }  # fmt: skip
 
 

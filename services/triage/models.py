@@ -55,6 +55,8 @@ class Ticket(TriageTable, table=True):
     rank: int
     status: str = Field(default="waiting", max_length=16)
     counter: str | None = Field(default=None, max_length=16)
+    # Only the masked name (张*三) the waiting-room board shows; the full name stays in registration.
+    masked_name: str | None = Field(default=None, max_length=16)
     enqueued_at: datetime = Timestamp()
     called_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -97,6 +97,12 @@ def waiting_queue(session: Session, department: str) -> list[Ticket]:
     return list(session.exec(query).all())
 
 
+def called_tickets(session: Session, department: str) -> list[Ticket]:
+    """Tickets called and not yet finished, the latest call first (the top of the waiting-room board)."""
+    query = select(Ticket).where(Ticket.department == department, Ticket.status == "called")
+    return list(session.exec(query.order_by(col(Ticket.called_at).desc(), col(Ticket.number).desc())).all())
+
+
 def count_called(session: Session, department: str) -> int:
     query = select(func.count()).where(Ticket.department == department, Ticket.status == "called")
     count: int = session.exec(query).one()

@@ -1,13 +1,15 @@
 """Triage endpoints (thin: parse, call the service, shape the answer)."""
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
+from kit.auth import Caller, CallerDep
 from kit.client import ServiceClient, sibling
 from kit.database import SessionDep
-from kit.errors import ServiceUnavailable, problem_responses
+from kit.errors import Forbidden, ServiceUnavailable, problem_responses
 from services.triage import repository, service
 from services.triage.errors import (
     AlreadyQueued,
@@ -24,6 +26,7 @@ from services.triage.schemas import (
     AssessmentCreate,
     AssessmentPublic,
     CallNextRequest,
+    QueueBoard,
     QueuePublic,
     QueueStats,
     SuspendRequest,
@@ -37,6 +40,33 @@ VisitId = Annotated[str, Path(pattern=VISIT_ID_PATTERN)]
 
 
 RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
+# The waiting-room board's own scope: its screens see the board projection and nothing else of triage.
+BOARD_SCOPE = "board:read"
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRequest:
+    """A ticket request with what registration says of its visit, resolved before the unit of work."""
+
+    data: TicketCreate
+    visit: service.VisitRef
+    masked_name: str
+
+
+def resolve_ticket_request(data: TicketCreate, registration: RegistrationDep) -> TicketRequest:
+    """Ask registration for the visit and the patient's (masked) name.
+
+    A dependency declared before the session, so the calls finish before the database gate is taken.
+    """
+    visit = service.fetch_visit(registration, visit_id=data.visit_id)
+    masked_name = service.fetch_masked_name(registration, patient_id=visit.patient_id)
+    return TicketRequest(data=data, visit=visit, masked_name=masked_name)
+
+
+def board_caller(caller: CallerDep) -> Caller:
+    """Triage checks the board scope itself, not only the gateway (defence in depth)."""
+    caller.require(BOARD_SCOPE)
+    return caller
 
 
 @router.post(
@@ -74,18 +104,23 @@ def read_assessments(visit_id: str, session: SessionDep) -> list[AssessmentPubli
 )
 def take_ticket(
     department: Department,
-    data: TicketCreate,
+    request: Annotated[TicketRequest, Depends(resolve_ticket_request)],
     session: SessionDep,
-    registration: RegistrationDep,
     response: Response,
 ) -> TicketPublic:
     """Queue a visit in a department and give it the day's next number there.
 
     Level I/II visits are called first, then level III and `priority` (老弱残) tickets, then everyone
     else, each in the order they queued. A visit holding a waiting or called ticket here gets 409.
+    The waiting-room board will show the patient's name masked (张*三); 503 when registration is down.
     """
-    visit = service.fetch_visit(registration, visit_id=data.visit_id)
-    ticket = service.enqueue(session, visit=visit, department=department, data=data)
+    ticket = service.enqueue(
+        session,
+        visit=request.visit,
+        masked_name=request.masked_name,
+        department=department,
+        data=request.data,
+    )
     response.headers["Location"] = f"/v1/tickets/{ticket.id}"
     return service.to_public(ticket)
 
@@ -134,6 +169,21 @@ def read_visit_tickets(visit_id: VisitId, session: SessionDep) -> list[TicketPub
 def read_queue(department: Department, session: SessionDep) -> QueuePublic:
     """Who is waiting in a department, in the order they will be called, and whether it is suspended."""
     return service.queue_view(session, department=department)
+
+
+@router.get(
+    "/queues/{department}/board",
+    tags=["queues"],
+    dependencies=[Depends(board_caller)],
+    responses=problem_responses(Forbidden),
+)
+def read_board(department: Department, session: SessionDep) -> QueueBoard:
+    """The queue as the waiting-room screen (叫号屏) shows it; needs the `board:read` scope.
+
+    Per called or waiting ticket: the display number, the patient's masked name (张*三), the status and,
+    once called, the counter. No patient or visit ids, no full names, no triage level or complaint.
+    """
+    return service.board_view(session, department=department)
 
 
 @router.post("/queues/{department}/suspend", tags=["queues"], responses=problem_responses(QueueSuspended))

@@ -109,6 +109,28 @@ class QueuePublic(BaseModel):
     called_count: int
 
 
+class BoardTicket(BaseModel):
+    """One line of the waiting-room board: what a patient needs to recognise their turn, nothing more."""
+
+    display_number: str = Field(examples=["I007"])
+    name: str | None = Field(
+        description="Masked (张*三); 无名氏 when unidentified; null on tickets older than the board",
+        examples=["张*三"],
+    )
+    status: TicketStatus = Field(description="`called` or `waiting`")
+    counter: str | None = Field(description="The room or window to go to; null until called", examples=["3"])
+
+
+class QueueBoard(BaseModel):
+    """A queue as the waiting-room screen (叫号屏) shows it: no ids, no full names, no clinical text."""
+
+    department: str
+    suspended: bool = Field(description="True while the session is suspended: nobody is called")
+    tickets: list[BoardTicket] = Field(
+        description="Called tickets (the latest call first), then waiting tickets in call order"
+    )
+
+
 class WaitMinutes(BaseModel):
     """Nearest-rank percentiles of the waits of called tickets; null when nobody was called."""
 

@@ -25,6 +25,8 @@ from services.triage.errors import (
 from services.triage.models import Assessment, OutboxEvent, QueueSuspension, Ticket
 from services.triage.schemas import (
     AssessmentCreate,
+    BoardTicket,
+    QueueBoard,
     QueuePriority,
     QueuePublic,
     QueueStats,
@@ -47,6 +49,11 @@ ZONES = {
     TriageLevel.IV: Zone.green,
 }
 RESPONSE_MINUTES = {TriageLevel.I: 0, TriageLevel.II: 10, TriageLevel.III: 30, TriageLevel.IV: 240}
+# What the board shows for a patient registration knows no name of (无名氏). An unidentified patient's
+# alias is never shown: staff may describe the patient in it ("车祸伤者"), which is clinical text.
+UNNAMED = "无名氏"
+# Masked characters shown at most, so a long name's length does not show either.
+MAX_MASKED = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,26 @@ def fetch_visit(registration: ServiceClient, *, visit_id: str) -> VisitRef:
     if body is None:
         raise VisitNotFound(f"Registration has no visit {visit_id}.")
     return VisitRef(id=body["id"], patient_id=body["patient_id"])
+
+
+def mask_name(name: str | None) -> str:
+    """A name as the waiting-room board shows it (张*三): the first and last character, the middle masked.
+
+    Enough for patients to recognise themselves beside their number, too little to identify anyone:
+    a two-character name keeps its first (张*), a one-character name is masked whole, no name is 无名氏.
+    """
+    name = (name or "").strip()
+    if len(name) <= 1:
+        return "*" if name else UNNAMED
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * min(len(name) - 2, MAX_MASKED) + name[-1]
+
+
+def fetch_masked_name(registration: ServiceClient, *, patient_id: str) -> str:
+    """The patient's board name, masked as soon as registration answers (the full name is never kept)."""
+    patient = registration.get_json(f"/patients/{patient_id}")
+    return mask_name(patient.get("name") if patient else None)
 
 
 def rank_of(*, level: TriageLevel | None, priority: QueuePriority) -> int:
@@ -111,8 +138,13 @@ def _already_queued(existing: Ticket) -> AlreadyQueued:
     )
 
 
-def enqueue(session: Session, *, visit: VisitRef, department: str, data: TicketCreate) -> Ticket:
-    """Give a visit the department's next number; one waiting or called ticket per visit and department."""
+def enqueue(
+    session: Session, *, visit: VisitRef, masked_name: str, department: str, data: TicketCreate
+) -> Ticket:
+    """Give a visit the department's next number; one waiting or called ticket per visit and department.
+
+    `masked_name` is what the waiting-room board will show (see `mask_name`).
+    """
     existing = repository.active_ticket(session, visit_id=visit.id, department=department)
     if existing:
         raise _already_queued(existing)
@@ -129,6 +161,7 @@ def enqueue(session: Session, *, visit: VisitRef, department: str, data: TicketC
         number=number,
         priority=data.priority.value,
         rank=rank_of(level=level, priority=data.priority),
+        masked_name=masked_name,
         enqueued_at=utcnow(),  # taken after the number, so call order and numbers agree
     )
     try:
@@ -236,6 +269,24 @@ def queue_view(session: Session, *, department: str) -> QueuePublic:
     )
 
 
+def board_view(session: Session, *, department: str) -> QueueBoard:
+    """A queue for the waiting-room screen: numbers, masked names, counters; no ids, no clinical text."""
+    tickets = repository.called_tickets(session, department) + repository.waiting_queue(session, department)
+    return QueueBoard(
+        department=department,
+        suspended=repository.get_suspension(session, department) is not None,
+        tickets=[
+            BoardTicket(
+                display_number=display_number(ticket),
+                name=ticket.masked_name,
+                status=TicketStatus(ticket.status),
+                counter=ticket.counter,
+            )
+            for ticket in tickets
+        ],
+    )
+
+
 def _record_ticket_event(session: Session, ticket: Ticket, event_type: str, **extra: Any) -> None:
     record_event(
         session,
@@ -262,6 +313,11 @@ def wait_seconds(ticket: Ticket) -> int | None:
     return round((ticket.called_at - ticket.enqueued_at).total_seconds())
 
 
+def display_number(ticket: Ticket) -> str:
+    """What the waiting-room screen shows: the department's initial and the number (I007)."""
+    return f"{ticket.department[0].upper()}{ticket.number:03d}"
+
+
 def to_public(ticket: Ticket) -> TicketPublic:
     return TicketPublic(
         id=ticket.id,
@@ -269,7 +325,7 @@ def to_public(ticket: Ticket) -> TicketPublic:
         patient_id=ticket.patient_id,
         department=ticket.department,
         number=ticket.number,
-        display_number=f"{ticket.department[0].upper()}{ticket.number:03d}",
+        display_number=display_number(ticket),
         priority=QueuePriority(ticket.priority),
         rank=ticket.rank,
         status=TicketStatus(ticket.status),

@@ -6,6 +6,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from kit.testing import feed_headers
+from tests.gateway.factories import random_id_number
 
 
 def open_visit(registration: httpx.Client, **overrides: Any) -> dict[str, Any]:
@@ -13,6 +14,16 @@ def open_visit(registration: httpx.Client, **overrides: Any) -> dict[str, Any]:
     patient = registration.post("/patients", json={"unidentified": True})
     assert patient.status_code == 201, patient.text
     body = {"patient_id": patient.json()["id"], "kind": "emergency", "department": "emergency"} | overrides
+    visit = registration.post("/visits", json=body)
+    assert visit.status_code == 201, visit.text
+    return visit.json()
+
+
+def open_named_visit(registration: httpx.Client, name: str, **overrides: Any) -> dict[str, Any]:
+    """An outpatient visit of a new identified patient called `name`."""
+    patient = registration.post("/patients", json={"id_number": random_id_number(), "name": name})
+    assert patient.status_code == 201, patient.text
+    body = {"patient_id": patient.json()["id"], "kind": "outpatient", "department": "internal"} | overrides
     visit = registration.post("/visits", json=body)
     assert visit.status_code == 201, visit.text
     return visit.json()
