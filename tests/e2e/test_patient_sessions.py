@@ -185,15 +185,19 @@ def test_an_expired_slip_is_refused_like_any_other_wrong_proof(
     assert ok(kiosk_b.post(SESSIONS, json=fresh), 201)["patient_id"] == p["id"]
 
 
-def test_the_audit_holds_no_code_or_identity_number(
+def test_no_code_identity_number_or_phone_in_the_audit_or_the_logs(
     gateway: Gateway, devices: dict[str, httpx.Client]
 ) -> None:
     p = patient_with_visit(gateway)
     ok(devices["kiosk_b"].post(SESSIONS, json=slip(p)), 201)
-    one_time_code(gateway, devices["app"], p["id_number"], p["id"])
+    refused(devices["kiosk_b"].post(SESSIONS, json={"slip_code": p["slip_code"], "phone_last4": "0000"}))
+    code = one_time_code(gateway, devices["app"], p["id_number"], p["id"])
+    ok(devices["app"].post(SESSIONS, json={"id_number": p["id_number"], "otp": code}), 201)
     trail = gateway.admin.get("/v1/audit/session-attempts", params={"patient_id": p["id"]})
-    assert [a["outcome"] for a in ok(trail)] == ["sent", "ok"]
-    text = trail.text
+    assert [a["outcome"] for a in reversed(ok(trail))] == ["ok", "wrong-factor", "sent", "ok"]
+    logs = "\n".join(
+        path.read_text(errors="replace") for path in (gateway.system.data_dir / "logs").glob("*")
+    )
     for secret in (p["slip_code"], p["id_number"], p["phone"]):
-        assert secret not in text
+        assert secret not in trail.text and secret not in logs
     assert_problem(gateway.kiosk.get("/v1/audit/session-attempts"), 403)

@@ -313,3 +313,19 @@ def test_the_scopes_still_apply_to_a_patient_bound_client(
         patient_gateway.get(f"/v1/patients/{people['p']}", headers=kiosk), 403
     )
     assert body["scope"] == "registration:read"
+
+
+def test_route_limits_still_apply_to_sessions_and_challenges(
+    keys: tuple[dict[str, str], Path], registration_url: str, people: dict[str, str]
+) -> None:
+    limits = {"POST /patient-sessions": 0.01, "POST /patient-sessions/challenges": 0.01}  # one, then 429
+    settings = gateway_settings(keys[1], registration_url=registration_url, route_rate_limits=limits)
+    with serve(create_gateway(settings)) as url, httpx.Client(base_url=url, timeout=5) as client:
+        kiosk = bearer(keys[0]["kiosk"])
+        slip = {"slip_code": people["p_slip"], "birth_date": people["p_birth_date"]}
+        assert client.post("/v1/patient-sessions", json=slip, headers=kiosk).status_code == 201
+        assert_problem(client.post("/v1/patient-sessions", json=slip, headers=kiosk), 429)
+        app = bearer(keys[0]["app"])
+        challenge = {"id_number": people["q_id_number"]}
+        assert client.post("/v1/patient-sessions/challenges", json=challenge, headers=app).status_code == 202
+        assert_problem(client.post("/v1/patient-sessions/challenges", json=challenge, headers=app), 429)
