@@ -13,7 +13,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from gateway.app import create_app as create_gateway
-from gateway.keys import hash_key
+from gateway.keys import hash_key, known_scopes
 from gateway.patients import (
     PatientTokenExpired,
     PatientTokenInvalid,
@@ -21,8 +21,10 @@ from gateway.patients import (
     verify_patient_token,
 )
 from gateway.routes import SCOPES
+from gateway.sessions import PROOF_SCOPE
 from kit.auth import mint_internal_token, verify_internal_token
 from kit.testing import TEST_SECRET
+from services.registration.router import PROOF_SCOPE as REGISTRATION_PROOF_SCOPE
 from tests.e2e.clients import eventually
 from tests.gateway.factories import bearer, gateway_settings, random_id_number
 from tests.gateway.servers import EchoUpstream, _answer, _lifespan, serve
@@ -234,6 +236,8 @@ def test_the_proof_check_is_the_gateways_alone(
     his = bearer(keys[0]["his"])
     for path in ("/v1/session-proofs", "/v1/session-challenges"):
         assert_problem(patient_gateway.post(path, json={}, headers=his), 404)
+    # the scope registration wants for them is one no client key may be given
+    assert PROOF_SCOPE == REGISTRATION_PROOF_SCOPE and PROOF_SCOPE not in known_scopes()
 
 
 def test_an_app_without_a_valid_patient_token_is_refused(
