@@ -19,9 +19,9 @@ from gateway.journey import journey_router
 from gateway.keys import KeyCache
 from gateway.metrics import gateway_route_template, metrics_endpoint, watch_circuits
 from gateway.openapi import install_openapi
-from gateway.patients import router as patient_sessions_router
 from gateway.proxy import Proxy, Upstreams
 from gateway.routes import API_PREFIX
+from gateway.sessions import router as patient_sessions_router
 from kit.errors import install_error_handlers, problem, problem_response
 from kit.logging import configure_logging
 from kit.metrics import RequestObserver

@@ -1,9 +1,9 @@
 """Patient tokens: an app or kiosk acts for one patient at a time and reaches only that patient's records.
 
-`POST /v1/patient-sessions` gives the client a short-lived token, signed by the gateway and bound to the
-client's name; the client sends it as `X-Patient-Token` beside its API key. Each route says how a
-request is tied to the patient (`GatewayRoute.owner`); a record of another patient answers 404 exactly
-as a missing one does, so a client cannot probe which ids exist.
+`POST /v1/patient-sessions` (gateway/sessions.py) gives the client a short-lived token, signed by the
+gateway and bound to the client's name; the client sends it as `X-Patient-Token` beside its API key.
+Each route says how a request is tied to the patient (`GatewayRoute.owner`); a record of another
+patient answers 404 exactly as a missing one does, so a client cannot probe which ids exist.
 """
 
 import base64
@@ -13,18 +13,13 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request, status
-from pydantic import BaseModel, ConfigDict, Field
-
 from gateway.keys import Principal
-from gateway.models import PATIENT_BOUND_KINDS
 from gateway.routes import GatewayRoute
-from kit.errors import Forbidden, NotFound, problem_responses
+from kit.errors import Forbidden, NotFound
 
 PATIENT_TOKEN_HEADER = "x-patient-token"
 TOKEN_PREFIX = "pt1"
@@ -159,11 +154,6 @@ class PatientBinding:
         self._ttl = visit_cache_seconds
         self._visit_patients: dict[str, tuple[str, float]] = {}
 
-    async def patient_exists(self, patient_id: str) -> None:
-        """PatientNotFound (404) unless registration knows the patient."""
-        if await self._lookup(f"/patients/{quote(patient_id, safe='')}") is None:
-            raise PatientNotFound()
-
     async def visit_patient(self, visit_id: str) -> str:
         """The patient a visit belongs to (briefly cached); VisitNotFound (404) if there is no such visit."""
         cached = self._visit_patients.get(visit_id)
@@ -204,50 +194,3 @@ class PatientBinding:
             raise RecordNotFound() from None
         if not isinstance(record, dict) or record.get("patient_id") != principal.patient:
             raise RecordNotFound()
-
-
-class PatientSessionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    patient_id: str = Field(min_length=1, max_length=36)
-
-
-class PatientSession(BaseModel):
-    """Send `token` as `X-Patient-Token` (beside your API key) until `expires_at`."""
-
-    token: str
-    patient_id: str
-    expires_at: datetime
-
-
-router = APIRouter(tags=["patient sessions"])
-
-
-@router.post(
-    "/v1/patient-sessions",
-    status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(PatientSessionForbidden, PatientNotFound),
-    openapi_extra={"x-client-kinds": sorted(PATIENT_BOUND_KINDS)},  # whatever their scopes
-)
-async def start_patient_session(data: PatientSessionCreate, request: Request) -> PatientSession:
-    """Act for one patient: an `app` or `kiosk` client gets a short-lived patient token.
-
-    The patient must exist in registration. The token works only with the API key of the client that
-    started the session, and only for that patient's records.
-    """
-    proxy = request.app.state.proxy
-    principal: Principal = await proxy.authenticate(request, act_for_patient=False)
-    if principal.kind not in PATIENT_BOUND_KINDS:
-        raise PatientSessionForbidden(principal.kind)
-    proxy.limit_route(principal, "POST /patient-sessions")
-    await proxy.patients.patient_exists(data.patient_id)
-    settings = proxy.settings
-    token, expires = mint_patient_token(
-        settings.internal_secret,
-        client=principal.name,
-        patient=data.patient_id,
-        lifetime=settings.patient_token_seconds,
-    )
-    return PatientSession(
-        token=token, patient_id=data.patient_id, expires_at=datetime.fromtimestamp(expires, UTC)
-    )

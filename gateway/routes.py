@@ -72,6 +72,8 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/patients/{id}/visits", "registration:read"),
         ("POST", "/visits", "registration:write"),
         ("GET", "/visits/{id}", "registration:read"),
+        ("POST", "/visits/{id}/slip", "registration:write"),
+        ("GET", "/audit/session-attempts", "audit:read"),
     ),
     *_routes(
         "triage",

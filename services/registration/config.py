@@ -1,7 +1,9 @@
 """Registration settings (env prefix `REGISTRATION_`)."""
 
 from functools import lru_cache
+from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from kit.config import ServiceSettings
@@ -14,6 +16,24 @@ class RegistrationSettings(ServiceSettings):
     # The catalogue item charged when a visit opens (诊察费), by visit kind; billing prices it.
     outpatient_fee_item: str = "110200001"
     emergency_fee_item: str = "110200005"
+
+    # Patient sessions (the gateway's POST /v1/patient-sessions asks registration for the proof).
+    # A slip code (凭条码) printed when a visit opens works this long; staff may reissue it shorter.
+    slip_code_seconds: int = Field(default=12 * 3600, ge=60)
+    # The one-time code an app's patient receives by SMS.
+    one_time_code_seconds: int = Field(default=300, ge=30)
+    # Wrong tries per patient and per device (calling client) before both are locked for a while.
+    session_max_failures: int = Field(default=5, ge=1)
+    session_lock_seconds: int = Field(default=900, ge=1)
+    # How one-time codes reach the patient: "file" appends each message to an outbox file in the
+    # data directory (development, tests, or a delivery agent reading it); "package.module:factory"
+    # names a deployment's own notifier, called with these settings.
+    notifier: str = "file"
+    notifier_file: Path | None = None  # default: <data_dir>/sms-outbox.jsonl
+
+    @property
+    def resolved_notifier_file(self) -> Path:
+        return self.notifier_file or self.data_dir / "sms-outbox.jsonl"
 
 
 @lru_cache

@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 from sqlmodel import Field, SQLModel
 
-from kit.models import OutboxEventBase, Timestamp, new_registry
+from kit.models import BigIntId, OutboxEventBase, Timestamp, UTCDateTime, new_registry
 
 
 class RegistrationTable(SQLModel, registry=new_registry()):
@@ -36,6 +36,65 @@ class Visit(RegistrationTable, table=True):
     payment_mode: str = Field(max_length=16)
     status: str = Field(default="open", max_length=16)
     opened_at: datetime = Timestamp()
+
+
+class SlipCode(RegistrationTable, table=True):
+    """A code printed on the patient's slip (凭条): with a second factor it opens a kiosk session.
+
+    Only a keyed digest of the code is stored; the patient is the visit's (so a merge carries it along).
+    """
+
+    __tablename__ = "slip_code"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    code_digest: str = Field(max_length=64, unique=True)
+    visit_id: str = Field(foreign_key="visit.id", index=True, max_length=36)
+    issued_at: datetime = Timestamp()
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class OneTimeCode(RegistrationTable, table=True):
+    """A 6-digit code sent to the patient's phone for an app session; used once, then spent."""
+
+    __tablename__ = "one_time_code"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    patient_id: str = Field(foreign_key="patient.id", index=True, max_length=36)
+    code_digest: str = Field(max_length=64)
+    issued_at: datetime = Timestamp()
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    spent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SessionLock(RegistrationTable, table=True):
+    """Wrong tries of one patient (`patient:<id>`) or one device (`client:<name>`), and its lock."""
+
+    __tablename__ = "session_lock"
+
+    key: str = Field(primary_key=True, max_length=80)
+    failures: int = 0
+    last_failure_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SessionAttempt(RegistrationTable, table=True):
+    """The audit of every try to open a patient session, and of every one-time code asked for.
+
+    `method`: slip, otp or challenge. `outcome`: ok, wrong-factor, locked, unknown, expired (a slip or
+    code past its time, or replaced), sent or no-phone (challenges). `presented` is a short keyed
+    digest of the slip code or identity number tried: repeated guesses show, the value never does.
+    """
+
+    __tablename__ = "session_attempt"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    at: datetime = Timestamp(index=True)
+    client: str = Field(max_length=64, index=True)
+    method: str = Field(max_length=16)
+    patient_id: str | None = Field(default=None, max_length=36, index=True)
+    outcome: str = Field(max_length=16)
+    presented: str = Field(max_length=16)
 
 
 class OutboxEvent(OutboxEventBase, RegistrationTable, table=True):

@@ -2,12 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Request, Response, status
 
+from kit.auth import Caller, CallerDep
 from kit.config import app_settings
 from kit.database import SessionDep
-from kit.errors import problem_responses
-from services.registration import service
+from kit.errors import Forbidden, problem_responses
+from services.registration import proofs, service
 from services.registration.config import RegistrationSettings
 from services.registration.errors import (
     DuplicatePatient,
@@ -17,18 +18,50 @@ from services.registration.errors import (
     VisitNotFound,
     VisitRefused,
 )
-from services.registration.repository import list_visits
+from services.registration.notifier import Notifier, build_notifier
+from services.registration.repository import list_session_attempts, list_visits
 from services.registration.schemas import (
+    ChallengeRequest,
+    CodeProof,
     MergePublic,
     MergeRequest,
     PatientCreate,
     PatientPublic,
+    ProofCheck,
+    ProofVerdict,
+    SessionAttemptPublic,
+    SlipPublic,
+    SlipRequest,
     VisitCreate,
+    VisitOpened,
     VisitPublic,
 )
 
 router = APIRouter()
 SettingsDep = Annotated[RegistrationSettings, Depends(app_settings)]
+# The gateway asks for patient-session proofs with this scope; no route of its table needs it, so no
+# client key can hold it, and a client's forwarded call can never reach these routes.
+PROOF_SCOPE = "registration:patient-proof"
+
+
+def require_proof_caller(caller: CallerDep) -> Caller:
+    """Only the gateway (a service caller with PROOF_SCOPE) checks proofs and asks for codes."""
+    if not caller.is_service or PROOF_SCOPE not in caller.scopes:
+        raise Forbidden("Only the gateway may check patient-session proofs.")
+    return caller
+
+
+def notifier(request: Request) -> Notifier:
+    """The app's notifier, built from its settings on first use (tests may set `app.state.notifier`)."""
+    state = request.app.state
+    if getattr(state, "notifier", None) is None:
+        state.notifier = build_notifier(state.settings)
+    found: Notifier = state.notifier
+    return found
+
+
+ProofCallerDep = Annotated[Caller, Depends(require_proof_caller)]
+NotifierDep = Annotated[Notifier, Depends(notifier)]
 
 
 @router.post(
@@ -83,14 +116,107 @@ def read_patient_visits(patient_id: str, session: SessionDep) -> list[VisitPubli
 )
 def open_visit(
     data: VisitCreate, session: SessionDep, settings: SettingsDep, response: Response
-) -> VisitPublic:
-    """Open a visit with its payment mode: `prepay` (default), `settle_later` or `green_channel`."""
+) -> VisitOpened:
+    """Open a visit with its payment mode: `prepay` (default), `settle_later` or `green_channel`.
+
+    The answer carries `slip_code`, to print on the patient's slip: with their birth date (or the
+    last four digits of their phone) it opens a kiosk session. It is shown this once.
+    """
     visit = service.open_visit(session, data=data, settings=settings)
+    code, slip = proofs.issue_slip(session, visit=visit, settings=settings)
     response.headers["Location"] = f"/v1/visits/{visit.id}"
-    return VisitPublic.model_validate(visit, from_attributes=True)
+    public = VisitPublic.model_validate(visit, from_attributes=True)
+    return VisitOpened(**public.model_dump(), slip_code=code, slip_expires_at=slip.expires_at)
 
 
 @router.get("/visits/{visit_id}", tags=["visits"], responses=problem_responses(VisitNotFound))
 def read_visit(visit_id: str, session: SessionDep) -> VisitPublic:
     """One visit: its patient, kind, department and payment mode."""
     return VisitPublic.model_validate(service.get_visit(session, visit_id=visit_id), from_attributes=True)
+
+
+@router.post(
+    "/visits/{visit_id}/slip",
+    status_code=status.HTTP_201_CREATED,
+    tags=["visits"],
+    responses=problem_responses(VisitNotFound),
+)
+def reissue_slip(
+    visit_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    data: Annotated[SlipRequest | None, Body()] = None,
+) -> SlipPublic:
+    """A new slip code for the visit (a lost or expired slip); the visit's earlier codes stop working.
+
+    `valid_seconds` may shorten the configured lifetime, never lengthen it. Shown this once.
+    """
+    visit = service.get_visit(session, visit_id=visit_id)
+    valid_seconds = data.valid_seconds if data else None
+    code, slip = proofs.issue_slip(session, visit=visit, settings=settings, valid_seconds=valid_seconds)
+    return SlipPublic(visit_id=visit.id, slip_code=code, expires_at=slip.expires_at)
+
+
+@router.post("/session-proofs", tags=["patient sessions"], include_in_schema=False)
+def check_session_proof(
+    data: ProofCheck, session: SessionDep, settings: SettingsDep, _caller: ProofCallerDep
+) -> ProofVerdict:
+    """For the gateway: the patient a proof names, or `verified: false` whatever went wrong.
+
+    Always 200, so the audit row and the failure count of a refused try are committed.
+    """
+    proof = data.proof
+    if isinstance(proof, CodeProof):
+        patient_id = proofs.check_one_time_code(
+            session, client=data.client, id_number=proof.id_number, code=proof.otp, settings=settings
+        )
+    else:
+        patient_id = proofs.check_slip(
+            session,
+            client=data.client,
+            slip_code=proof.slip_code,
+            birth_date=proof.birth_date,
+            phone_last4=proof.phone_last4,
+            settings=settings,
+        )
+    return ProofVerdict(verified=patient_id is not None, patient_id=patient_id)
+
+
+@router.post(
+    "/session-challenges",
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["patient sessions"],
+    include_in_schema=False,
+)
+def send_session_challenge(
+    data: ChallengeRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    sender: NotifierDep,
+    background: BackgroundTasks,
+    _caller: ProofCallerDep,
+) -> dict[str, str]:
+    """For the gateway: text a one-time code to the registered phone, if there is one. Always 202.
+
+    The message goes out after the code is committed (a background task: no call to an SMS gateway
+    while the database is held).
+    """
+    message = proofs.send_challenge(session, client=data.client, id_number=data.id_number, settings=settings)
+    if message is not None:
+        background.add_task(sender.send, message)
+    return {"status": "accepted"}
+
+
+@router.get("/audit/session-attempts", tags=["audit"])
+def read_session_attempts(
+    session: SessionDep,
+    patient_id: Annotated[str | None, Query(max_length=36)] = None,
+    client: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[SessionAttemptPublic]:
+    """Every try to open a patient session and every code asked for, newest first (administrators).
+
+    Never holds a slip code, identity number or one-time code: `presented` is a short keyed digest.
+    """
+    rows = list_session_attempts(session, patient_id=patient_id, client=client, limit=limit)
+    return [SessionAttemptPublic.model_validate(r, from_attributes=True) for r in rows]

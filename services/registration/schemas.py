@@ -2,8 +2,9 @@
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class VisitKind(StrEnum):
@@ -31,6 +32,9 @@ class PatientCreate(Request):
     id_number: str | None = Field(default=None, max_length=32, examples=["11010519491231002X"])
     name: str | None = Field(default=None, min_length=1, max_length=100, examples=["张三"])
     phone: str | None = Field(default=None, pattern=r"^\+?\d{6,15}$", examples=["13800138000"])
+    birth_date: date | None = Field(
+        default=None, description="Taken from the identity number when there is one (must then agree)"
+    )
     alias: str | None = Field(
         default=None, max_length=100, description="How staff call an unidentified patient"
     )
@@ -74,3 +78,84 @@ class VisitPublic(BaseModel):
     payment_mode: PaymentMode
     status: str
     opened_at: datetime
+
+
+class VisitOpened(VisitPublic):
+    """The new visit, with the slip code to print for the patient: shown this once, never again."""
+
+    slip_code: str
+    slip_expires_at: datetime
+
+
+class SlipRequest(Request):
+    """Reissue a visit's slip (the old code stops working); optionally valid for less than the default."""
+
+    valid_seconds: int | None = Field(default=None, ge=1, description="At most the configured lifetime")
+
+
+class SlipPublic(BaseModel):
+    """A slip code to print for the patient: shown this once, never again."""
+
+    visit_id: str
+    slip_code: str
+    expires_at: datetime
+
+
+# --- patient-session proofs: called by the gateway only (never forwarded from a client) ---------------
+
+DeviceName = Annotated[str, Field(min_length=1, max_length=64)]
+IdNumberText = Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class SlipProof(Request):
+    """A kiosk's proof: the slip code plus the patient's birth date or the last four phone digits."""
+
+    method: Literal["slip"]
+    slip_code: str = Field(min_length=1, max_length=32)
+    birth_date: date | None = None
+    phone_last4: str | None = Field(default=None, pattern=r"^\d{4}$")
+
+    @model_validator(mode="after")
+    def _one_second_factor(self) -> Self:
+        if (self.birth_date is None) == (self.phone_last4 is None):
+            raise ValueError("give exactly one of birth_date and phone_last4")
+        return self
+
+
+class CodeProof(Request):
+    """An app's proof: the identity number plus the one-time code sent to the registered phone."""
+
+    method: Literal["otp"]
+    id_number: IdNumberText
+    otp: str = Field(pattern=r"^\d{6}$")
+
+
+class ProofCheck(Request):
+    """Who is trying (`client`: the device, for its own lockout) and what they offer."""
+
+    client: DeviceName
+    proof: SlipProof | CodeProof = Field(discriminator="method")
+
+
+class ProofVerdict(BaseModel):
+    """`patient_id` when the proof holds; otherwise only `verified: false`, whatever the reason."""
+
+    verified: bool
+    patient_id: str | None = None
+
+
+class ChallengeRequest(Request):
+    """Send a one-time code to the phone registered for this identity number (if there is one)."""
+
+    client: DeviceName
+    id_number: IdNumberText
+
+
+class SessionAttemptPublic(BaseModel):
+    id: int
+    at: datetime
+    client: str
+    method: str
+    patient_id: str | None
+    outcome: str
+    presented: str

@@ -77,10 +77,15 @@ def register_patient(session: Session, *, data: PatientCreate) -> Patient:
             identified=False,
             name=None,
             alias=data.alias or f"Unidentified {patient_id[:8]}",
+            birth_date=data.birth_date,
             phone=data.phone,
         )
     else:
         id_number = _checked_id_number(data.id_number)
+        if data.birth_date is not None and data.birth_date != birth_date_of(id_number):
+            raise InvalidIdNumber(
+                "birth_date does not agree with the identity number; omit it.", slug="birth-date-mismatch"
+            )
         if not data.name:
             raise InvalidIdNumber("An identified patient needs a name.", slug="name-required")
         existing = repository.find_patient_by_id_number(session, id_number)

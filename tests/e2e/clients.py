@@ -1,6 +1,8 @@
 """HTTP clients for end-to-end tests: one per development API key, all pointed at the gateway."""
 
+import json
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -87,8 +89,53 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def register_patient(client: httpx.Client, name: str = "张三") -> dict[str, Any]:
-    """An identified patient with a fresh random identity number."""
-    return ok(client.post("/v1/patients", json={"id_number": random_id_number(), "name": name}), 201)  # type: ignore[no-any-return]
+    """An identified patient with a fresh random identity number and phone: the answer, plus the
+    `id_number` and `phone` as typed (the service never answers them back)."""
+    body = {"id_number": random_id_number(), "name": name, "phone": f"139{random.randrange(10**8):08d}"}
+    patient = ok(client.post("/v1/patients", json=body), 201)
+    return {**patient, "id_number": body["id_number"], "phone": body["phone"]}
+
+
+def texted_codes(system: System, patient_id: str) -> list[str]:
+    """One-time codes registration's development notifier wrote for the patient (`sms-outbox.jsonl`)."""
+    outbox = system.data_dir / "sms-outbox.jsonl"
+    if not outbox.exists():
+        return []
+    lines = [json.loads(line) for line in outbox.read_text(encoding="utf-8").splitlines() if line]
+    return [re.findall(r"\d{6}", m["text"])[0] for m in lines if m["patient_id"] == patient_id]
+
+
+def one_time_code(gateway: Gateway, app: httpx.Client, id_number: str, patient_id: str) -> str:
+    """Ask for a code as an app and read it from the SMS outbox, as the patient would on their phone."""
+    sent_before = len(texted_codes(gateway.system, patient_id))
+    ok(app.post("/v1/patient-sessions/challenges", json={"id_number": id_number}), 202)
+    codes = eventually(
+        lambda: texted_codes(gateway.system, patient_id)[sent_before:], what="the one-time code's SMS"
+    )
+    return codes[-1]
+
+
+def new_slip(gateway: Gateway, patient_id: str) -> str:
+    """A fresh slip code for the patient's latest visit, as registration staff reprint it."""
+    visits = ok(gateway.his.get(f"/v1/patients/{patient_id}/visits"))
+    return str(ok(gateway.his.post(f"/v1/visits/{visits[-1]['id']}/slip"), 201)["slip_code"])
+
+
+def patient_session(
+    gateway: Gateway, patient: dict[str, Any], client: str = "app", device: httpx.Client | None = None
+) -> dict[str, Any]:
+    """A patient session opened as the patient would: an `app` with the identity number and the texted
+    code, a `kiosk` with a fresh slip of the latest visit and the birth date. `patient` is as
+    `register_patient` answers it; `device` stands in for the development client of that kind."""
+    device = device or gateway.clients[client]
+    if client == "kiosk":
+        body = {"slip_code": new_slip(gateway, patient["id"]), "birth_date": patient["birth_date"]}
+    else:
+        code = one_time_code(gateway, device, patient["id_number"], patient["id"])
+        body = {"id_number": patient["id_number"], "otp": code}
+    session: dict[str, Any] = ok(device.post("/v1/patient-sessions", json=body), 201)
+    assert session["patient_id"] == patient["id"]
+    return session
 
 
 def charges_of_visit(gateway: Gateway, visit_id: str, *, at_least: int) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from tests.e2e.clients import (
     charges_of_visit,
     eventually,
     ok,
+    patient_session,
     register_patient,
     unique_department,
 )
@@ -44,6 +45,7 @@ def full_visit(gateway: Gateway) -> dict[str, Any]:
     report = ok(gateway.lab.post(f"/v1/orders/{order['id']}/reports", json=REPORT), 201)
     ok(gateway.doctor.post(f"/v1/tickets/{ticket['id']}/finish"))
     return {
+        "patient": patient,
         "visit": visit,
         "ticket": ticket,
         "order": order,
@@ -122,8 +124,9 @@ def test_journey_withholds_what_the_client_may_not_read(gateway: Gateway) -> Non
 
 
 def test_an_app_sees_the_journey_of_its_own_patient_only(gateway: Gateway) -> None:
-    mine, other = full_visit(gateway)["visit"], full_visit(gateway)["visit"]
-    session = ok(gateway.app.post("/v1/patient-sessions", json={"patient_id": mine["patient_id"]}), 201)
+    full = full_visit(gateway)
+    mine, other = full["visit"], full_visit(gateway)["visit"]
+    session = patient_session(gateway, full["patient"])
     with httpx.Client(
         base_url=gateway.app.base_url,
         headers=dict(gateway.app.headers) | {"x-patient-token": session["token"]},

@@ -4,7 +4,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.clients import Gateway, eventually, ok, register_patient, unique_department
+from tests.e2e.clients import Gateway, eventually, ok, patient_session, register_patient, unique_department
 from tests.events.sse import sse_messages
 
 Event = dict[str, Any]
@@ -14,7 +14,7 @@ PAGE = 100  # the gateway's page-size cap
 def open_visit(gateway: Gateway) -> dict[str, Any]:
     patient = register_patient(gateway.his)
     body = {"patient_id": patient["id"], "kind": "outpatient", "department": unique_department()}
-    return dict(ok(gateway.his.post("/v1/visits", json=body), 201))
+    return dict(ok(gateway.his.post("/v1/visits", json=body), 201)) | {"patient": patient}
 
 
 def whole_log(client: httpx.Client, **params: str) -> list[Event]:
@@ -36,7 +36,7 @@ def test_an_apps_log_and_stream_carry_only_its_patients_events(gateway: Gateway)
         lambda: {p["id"], q["id"]} <= {e["visit_id"] for e in whole_log(gateway.his, type="visit.opened")},
         what="both visits in the hub's log",
     )
-    session = ok(gateway.app.post("/v1/patient-sessions", json={"patient_id": p["patient_id"]}), 201)
+    session = patient_session(gateway, p["patient"])
     headers = dict(gateway.app.headers) | {"x-patient-token": session["token"]}
     # read=10 s: below the hub's 15 s heartbeat, so a missing event fails the test instead of hanging it
     timeout = httpx.Timeout(30, read=10)

@@ -6,7 +6,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.clients import Gateway, assert_problem, ok, register_patient, unique_department
+from tests.e2e.clients import (
+    Gateway,
+    assert_problem,
+    ok,
+    patient_session,
+    register_patient,
+    unique_department,
+)
 
 CBC = "250101015"  # 血细胞分析 (complete blood count)
 REPORT = {
@@ -33,7 +40,14 @@ def patient_with_report(gateway: Gateway) -> dict[str, Any]:
     )
     order = ok(gateway.doctor.post("/v1/orders", json={"visit_id": visit["id"], "test_code": CBC}), 201)
     report = ok(gateway.lab.post(f"/v1/orders/{order['id']}/reports", json=REPORT), 201)
-    return {"patient": patient["id"], "visit": visit["id"], "order": order["id"], "report": report["id"]}
+    return {
+        "patient": patient["id"],
+        "visit": visit["id"],
+        "order": order["id"],
+        "report": report["id"],
+        "person": patient,
+        "slip_code": visit["slip_code"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +58,7 @@ def people(gateway: Gateway) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def app_for_p(gateway: Gateway, people: dict[str, dict[str, Any]]) -> Iterator[httpx.Client]:
     """The development app client, acting for P with a fresh patient token."""
-    session = ok(gateway.app.post("/v1/patient-sessions", json={"patient_id": people["p"]["patient"]}), 201)
-    assert session["patient_id"] == people["p"]["patient"]
+    session = patient_session(gateway, people["p"]["person"])  # identity number + texted code
     with httpx.Client(
         base_url=gateway.app.base_url,
         headers=dict(gateway.app.headers) | {"x-patient-token": session["token"]},
@@ -97,9 +110,12 @@ def test_without_a_patient_token_the_app_reaches_nothing(gateway: Gateway, peopl
 
 def test_a_kiosk_prints_its_patients_reports_only(gateway: Gateway, people: dict[str, Any]) -> None:
     p, q = people["p"], people["q"]
-    token = ok(gateway.kiosk.post("/v1/patient-sessions", json={"patient_id": p["patient"]}), 201)["token"]
+    slip = {"slip_code": p["slip_code"], "birth_date": p["person"]["birth_date"]}  # from the printed slip
+    token = ok(gateway.kiosk.post("/v1/patient-sessions", json=slip), 201)["token"]
     headers = {"x-patient-token": token}
     reports = ok(gateway.kiosk.get(f"/v1/patients/{p['patient']}/reports", headers=headers))
     assert [r["id"] for r in reports] == [p["report"]]
     assert_problem(gateway.kiosk.get(f"/v1/reports/{q['report']}", headers=headers), 404)
-    assert_problem(gateway.his.post("/v1/patient-sessions", json={"patient_id": p["patient"]}), 403)
+    assert_problem(gateway.kiosk.get(f"/v1/patients/{q['patient']}/reports", headers=headers), 404)
+    assert_problem(gateway.his.post("/v1/patient-sessions", json=slip), 403)
+    assert_problem(gateway.kiosk.post("/v1/patient-sessions", json={"patient_id": q["patient"]}), 422)

@@ -56,8 +56,14 @@ def keys_file(tmp_path_factory: pytest.TempPathFactory, api_keys: dict[str, str]
 
 
 @pytest.fixture(scope="package")
-def registration_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data_dir = tmp_path_factory.mktemp("gateway-data")
+def registration_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the registration service keeps its files (its SMS outbox: `sms-outbox.jsonl`)."""
+    return tmp_path_factory.mktemp("gateway-data")
+
+
+@pytest.fixture(scope="package")
+def registration_url(registration_data_dir: Path) -> Iterator[str]:
+    data_dir = registration_data_dir
     settings = make_test_settings(RegistrationSettings, data_dir, database_schema="test_gateway_registration")
     wipe(settings.resolved_database_url, settings.resolved_schema, RegistrationTable.metadata)
     with serve(create_registration(settings)) as url:

@@ -1,6 +1,7 @@
 """Patient tokens: an app or kiosk acting for patient P reaches P's records only, whatever the route kind."""
 
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from gateway.app import create_app as create_gateway
-from gateway.keys import hash_key
+from gateway.keys import hash_key, known_scopes
 from gateway.patients import (
     PatientTokenExpired,
     PatientTokenInvalid,
@@ -20,8 +21,11 @@ from gateway.patients import (
     verify_patient_token,
 )
 from gateway.routes import SCOPES
+from gateway.sessions import PROOF_SCOPE
 from kit.auth import mint_internal_token, verify_internal_token
 from kit.testing import TEST_SECRET
+from services.registration.router import PROOF_SCOPE as REGISTRATION_PROOF_SCOPE
+from tests.e2e.clients import eventually
 from tests.gateway.factories import bearer, gateway_settings, random_id_number
 from tests.gateway.servers import EchoUpstream, _answer, _lifespan, serve
 from tests.gateway.test_proxy import assert_problem
@@ -83,9 +87,9 @@ class OwnedRecords:
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path]:
-    keys = {name: secrets.token_urlsafe(24) for name in ("his", "app", "other-app", "kiosk")}
+    keys = {name: secrets.token_urlsafe(24) for name in ("his", "app", "other-app", "kiosk", "other-kiosk")}
     kinds = {"his": ("his", sorted(SCOPES)), "app": ("app", READ_SCOPES), "other-app": ("app", READ_SCOPES)}
-    kinds["kiosk"] = ("kiosk", ["results:read"])
+    kinds["kiosk"] = kinds["other-kiosk"] = ("kiosk", ["results:read"])
     entries = [
         {"client": name, "kind": kind, "sha256": hash_key(keys[name]), "scopes": scopes}
         for name, (kind, scopes) in kinds.items()
@@ -109,12 +113,15 @@ def patient_gateway(
 
 @pytest.fixture(scope="module")
 def people(patient_gateway: httpx.Client, keys: tuple[dict[str, str], Path]) -> dict[str, str]:
-    """Patients P and Q, each with a visit, registered by the HIS."""
+    """Patients P and Q, each with a visit (and its slip code) and a phone, registered by the HIS."""
     his = bearer(keys[0]["his"])
     found: dict[str, str] = {}
     for who in ("p", "q"):
+        id_number = random_id_number()
         patient = patient_gateway.post(
-            "/v1/patients", json={"id_number": random_id_number(), "name": "张三"}, headers=his
+            "/v1/patients",
+            json={"id_number": id_number, "name": "张三", "phone": f"139{secrets.randbelow(10**8):08d}"},
+            headers=his,
         ).json()
         visit = patient_gateway.post(
             "/v1/visits",
@@ -122,11 +129,41 @@ def people(patient_gateway: httpx.Client, keys: tuple[dict[str, str], Path]) -> 
             headers=his,
         ).json()
         found[who], found[f"{who}_visit"] = patient["id"], visit["id"]
+        found[f"{who}_slip"], found[f"{who}_birth_date"] = visit["slip_code"], patient["birth_date"]
+        found[f"{who}_id_number"] = id_number
     return found
 
 
-def start_session(client: httpx.Client, key: str, patient_id: str) -> httpx.Response:
-    return client.post("/v1/patient-sessions", json={"patient_id": patient_id}, headers=bearer(key))
+def texted_codes(outbox: Path, patient_id: str) -> list[str]:
+    """The one-time codes registration's development notifier wrote for the patient, oldest first."""
+    if not outbox.exists():
+        return []
+    lines = [json.loads(line) for line in outbox.read_text(encoding="utf-8").splitlines()]
+    return [re.findall(r"\d{6}", line["text"])[0] for line in lines if line["patient_id"] == patient_id]
+
+
+@pytest.fixture(scope="module")
+def outbox(registration_data_dir: Path) -> Path:
+    return registration_data_dir / "sms-outbox.jsonl"
+
+
+def start_session(
+    client: httpx.Client, key: str, people: dict[str, str], who: str, *, outbox: Path | None = None
+) -> httpx.Response:
+    """Open a session as the patient would: with `outbox`, an app's identity number and texted code;
+    without, a kiosk's slip code and birth date."""
+    if outbox is None:
+        body = {"slip_code": people[f"{who}_slip"], "birth_date": people[f"{who}_birth_date"]}
+    else:
+        sent_before = len(texted_codes(outbox, people[who]))
+        challenge = {"id_number": people[f"{who}_id_number"]}
+        asked = client.post("/v1/patient-sessions/challenges", json=challenge, headers=bearer(key))
+        assert asked.status_code == 202, asked.text
+        codes = eventually(  # the text goes out once the code is committed, after the answer
+            lambda: texted_codes(outbox, people[who])[sent_before:], what="the texted code"
+        )
+        body = {"id_number": people[f"{who}_id_number"], "otp": codes[-1]}
+    return client.post("/v1/patient-sessions", json=body, headers=bearer(key))
 
 
 def acting(keys: tuple[dict[str, str], Path], client_name: str, token: str) -> dict[str, str]:
@@ -135,9 +172,9 @@ def acting(keys: tuple[dict[str, str], Path], client_name: str, token: str) -> d
 
 @pytest.fixture(scope="module")
 def app_for_p(
-    patient_gateway: httpx.Client, keys: tuple[dict[str, str], Path], people: dict[str, str]
+    patient_gateway: httpx.Client, keys: tuple[dict[str, str], Path], people: dict[str, str], outbox: Path
 ) -> dict[str, str]:
-    response = start_session(patient_gateway, keys[0]["app"], people["p"])
+    response = start_session(patient_gateway, keys[0]["app"], people, "p", outbox=outbox)
     assert response.status_code == 201, response.text
     return acting(keys, "app", response.json()["token"])
 
@@ -146,7 +183,7 @@ def test_a_session_names_the_patient_and_when_it_ends(
     patient_gateway: httpx.Client, keys: tuple[dict[str, str], Path], people: dict[str, str]
 ) -> None:
     before = datetime.now(UTC)
-    response = start_session(patient_gateway, keys[0]["kiosk"], people["p"])
+    response = start_session(patient_gateway, keys[0]["kiosk"], people, "p")
     after = datetime.now(UTC)
     assert response.status_code == 201, response.text
     session = response.json()
@@ -156,15 +193,51 @@ def test_a_session_names_the_patient_and_when_it_ends(
     assert before - timedelta(seconds=1) <= issued <= after + timedelta(seconds=1)
 
 
-def test_only_apps_and_kiosks_start_sessions_and_only_for_real_patients(
+def test_only_apps_and_kiosks_start_sessions_and_only_with_proof(
     patient_gateway: httpx.Client, keys: tuple[dict[str, str], Path], people: dict[str, str]
 ) -> None:
-    body = assert_problem(start_session(patient_gateway, keys[0]["his"], people["p"]), 403)
+    body = assert_problem(start_session(patient_gateway, keys[0]["his"], people, "p"), 403)
     assert body["type"].endswith("/patient-session-forbidden")
-    assert_problem(start_session(patient_gateway, keys[0]["app"], "no-such-patient"), 404)
-    assert_problem(start_session(patient_gateway, "not-a-key", people["p"]), 401)
-    response = patient_gateway.post("/v1/patient-sessions", json={}, headers=bearer(keys[0]["app"]))
-    assert_problem(response, 422)
+    assert_problem(start_session(patient_gateway, "not-a-key", people, "p"), 401)
+    app = bearer(keys[0]["app"])
+    for bare in ({}, {"patient_id": people["p"]}, {"slip_code": people["p_slip"], "patient_id": people["p"]}):
+        assert_problem(patient_gateway.post("/v1/patient-sessions", json=bare, headers=app), 422)
+    # a kiosk proves with a slip, an app with a texted code: not the other way round
+    slip = {"slip_code": people["p_slip"], "birth_date": people["p_birth_date"]}
+    body = assert_problem(patient_gateway.post("/v1/patient-sessions", json=slip, headers=app), 422)
+    assert body["type"].endswith("/proof-not-for-client-kind")
+    challenge = {"id_number": people["p_id_number"]}
+    kiosk = bearer(keys[0]["kiosk"])
+    response = patient_gateway.post("/v1/patient-sessions/challenges", json=challenge, headers=kiosk)
+    assert_problem(response, 403)
+
+
+def test_a_wrong_proof_is_refused_without_saying_why(
+    patient_gateway: httpx.Client, keys: tuple[dict[str, str], Path], people: dict[str, str]
+) -> None:
+    kiosk = bearer(keys[0]["other-kiosk"])
+    wrong_date = {"slip_code": people["q_slip"], "birth_date": "1900-01-01"}
+    no_such_slip = {"slip_code": "AAAAAAAA", "birth_date": people["q_birth_date"]}
+    answers = [
+        assert_problem(patient_gateway.post("/v1/patient-sessions", json=body, headers=kiosk), 403)
+        for body in (wrong_date, no_such_slip)
+    ]
+    assert answers[0]["type"].endswith("/patient-proof-refused")
+    for answer in answers:
+        assert people["q_slip"] not in json.dumps(answer) and people["q"] not in json.dumps(answer)
+        answer.pop("instance", None)
+    assert answers[0] == answers[1]
+
+
+def test_the_proof_check_is_the_gateways_alone(
+    patient_gateway: httpx.Client, keys: tuple[dict[str, str], Path]
+) -> None:
+    """Registration's proof routes are not in the route table: no client reaches them through the gateway."""
+    his = bearer(keys[0]["his"])
+    for path in ("/v1/session-proofs", "/v1/session-challenges"):
+        assert_problem(patient_gateway.post(path, json={}, headers=his), 404)
+    # the scope registration wants for them is one no client key may be given
+    assert PROOF_SCOPE == REGISTRATION_PROOF_SCOPE and PROOF_SCOPE not in known_scopes()
 
 
 def test_an_app_without_a_valid_patient_token_is_refused(
@@ -173,8 +246,8 @@ def test_an_app_without_a_valid_patient_token_is_refused(
     path = f"/v1/patients/{people['p']}"
     body = assert_problem(patient_gateway.get(path, headers=bearer(keys[0]["app"])), 403)
     assert body["type"].endswith("/patient-token-missing")
-    other_session = start_session(patient_gateway, keys[0]["other-app"], people["p"]).json()
-    borrowed = acting(keys, "app", other_session["token"])  # another client's token
+    other_session = start_session(patient_gateway, keys[0]["other-kiosk"], people, "p").json()
+    borrowed = acting(keys, "kiosk", other_session["token"])  # another client's token
     assert assert_problem(patient_gateway.get(path, headers=borrowed), 403)["type"].endswith(
         "/patient-token-invalid"
     )
@@ -237,10 +310,26 @@ def test_public_routes_pass_and_unbindable_ones_are_403(
 def test_the_scopes_still_apply_to_a_patient_bound_client(
     patient_gateway: httpx.Client, keys: tuple[dict[str, str], Path], people: dict[str, str]
 ) -> None:
-    token = start_session(patient_gateway, keys[0]["kiosk"], people["p"]).json()["token"]
+    token = start_session(patient_gateway, keys[0]["kiosk"], people, "p").json()["token"]
     kiosk = acting(keys, "kiosk", token)
     assert patient_gateway.get(f"/v1/patients/{people['p']}/reports", headers=kiosk).status_code == 200
     body: dict[str, Any] = assert_problem(
         patient_gateway.get(f"/v1/patients/{people['p']}", headers=kiosk), 403
     )
     assert body["scope"] == "registration:read"
+
+
+def test_route_limits_still_apply_to_sessions_and_challenges(
+    keys: tuple[dict[str, str], Path], registration_url: str, people: dict[str, str]
+) -> None:
+    limits = {"POST /patient-sessions": 0.01, "POST /patient-sessions/challenges": 0.01}  # one, then 429
+    settings = gateway_settings(keys[1], registration_url=registration_url, route_rate_limits=limits)
+    with serve(create_gateway(settings)) as url, httpx.Client(base_url=url, timeout=5) as client:
+        kiosk = bearer(keys[0]["kiosk"])
+        slip = {"slip_code": people["p_slip"], "birth_date": people["p_birth_date"]}
+        assert client.post("/v1/patient-sessions", json=slip, headers=kiosk).status_code == 201
+        assert_problem(client.post("/v1/patient-sessions", json=slip, headers=kiosk), 429)
+        app = bearer(keys[0]["app"])
+        challenge = {"id_number": people["q_id_number"]}
+        assert client.post("/v1/patient-sessions/challenges", json=challenge, headers=app).status_code == 202
+        assert_problem(client.post("/v1/patient-sessions/challenges", json=challenge, headers=app), 429)

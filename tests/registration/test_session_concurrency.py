@@ -1,0 +1,51 @@
+"""Wrong tries sent at the same moment over real HTTP still lock after exactly five (SQLite, PostgreSQL)."""
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kit.testing import internal_headers, make_test_settings, serve, wipe
+from services.registration.app import create_app
+from services.registration.config import RegistrationSettings
+from services.registration.models import RegistrationTable
+from tests.registration.factories import VALID_ID_NUMBERS
+
+GATEWAY = internal_headers("service:gateway", {"registration:patient-proof"})
+TRIES = 12
+
+
+@pytest.fixture
+def served_registration(tmp_path: Path) -> Iterator[str]:
+    settings = make_test_settings(RegistrationSettings, tmp_path)
+    wipe(settings.resolved_database_url, settings.resolved_schema, RegistrationTable.metadata)
+    with serve(create_app(settings)) as url:
+        yield url
+
+
+def test_simultaneous_wrong_tries_lock_after_exactly_five(served_registration: str) -> None:
+    with httpx.Client(base_url=served_registration, headers=internal_headers(), timeout=60) as staff:
+        patient = staff.post("/patients", json={"id_number": VALID_ID_NUMBERS[0], "name": "张三"}).json()
+        visit = staff.post(
+            "/visits", json={"patient_id": patient["id"], "kind": "outpatient", "department": "internal"}
+        ).json()
+    start = threading.Barrier(TRIES)
+
+    def wrong_try(device: int) -> bool:
+        proof = {"method": "slip", "slip_code": visit["slip_code"], "birth_date": "2001-01-01"}
+        with httpx.Client(base_url=served_registration, headers=GATEWAY, timeout=60) as gateway:
+            start.wait()
+            response = gateway.post("/session-proofs", json={"client": f"kiosk-{device}", "proof": proof})
+        assert response.status_code == 200, response.text
+        verified: bool = response.json()["verified"]
+        return verified
+
+    with ThreadPoolExecutor(TRIES) as pool:
+        assert not any(pool.map(wrong_try, range(TRIES)))
+    with httpx.Client(base_url=served_registration, headers=internal_headers(), timeout=60) as staff:
+        trail = staff.get("/audit/session-attempts", params={"patient_id": patient["id"]}).json()
+    assert Counter(a["outcome"] for a in trail) == {"wrong-factor": 5, "locked": TRIES - 5}
