@@ -132,7 +132,7 @@ def test_slow_service_is_504_and_its_circuit_opens(system: System, gateway: Gate
             tmp_path,
             results_url=slow_results,
             read_timeout="0.2",
-            deadline_seconds="1",
+            read_deadline_seconds="1",
             breaker_failures="3",
             health_interval_seconds="60",  # no re-admission while the test looks
         ) as url,
