@@ -38,7 +38,7 @@ class GatewaySettings(ServiceSettings):
     # timeout): by method unless the route table or `route_deadlines` ("POST /visits/{id}/settlement":
     # 10) says otherwise. A stream's deadline covers its head, not its body.
     read_deadline_seconds: float = Field(default=3.0, gt=0)
-    write_deadline_seconds: float = Field(default=5.0, gt=0)
+    write_deadline_seconds: float = Field(default=4.0, gt=0)
     route_deadlines: dict[str, float] = Field(default_factory=dict)
     # Connections per upstream, which also caps the calls in flight to one service (a bulkhead): a
     # service runs at most 40 requests at once in its thread pool, so more only queue there, and with

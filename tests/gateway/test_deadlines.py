@@ -130,7 +130,7 @@ def test_writes_and_routes_have_deadlines_of_their_own() -> None:
     }
     assert deadlines == {
         "GET /orders": 3.0,  # a read
-        "POST /orders": 5.0,  # a write
+        "POST /orders": 4.0,  # a write
         "POST /visits/{id}/settlement": 10.0,  # the route table's own: it waits for charges in flight
         "GET /tests": 1.5,  # the settings win
     }
@@ -139,7 +139,7 @@ def test_writes_and_routes_have_deadlines_of_their_own() -> None:
     assert isinstance(
         call(upstreams, "POST", deadline_seconds=deadlines["POST /visits/{id}/settlement"]), UpstreamTimeout
     )
-    assert frozen.read_timeouts == [5.0, 10.0]
+    assert frozen.read_timeouts == [4.0, 10.0]
 
 
 def test_a_frozen_service_opens_its_circuit_after_a_few_slow_calls() -> None:
