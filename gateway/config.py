@@ -64,7 +64,7 @@ class GatewaySettings(ServiceSettings):
     # calls once it answers 200.
     breaker_failures: int = Field(default=5, ge=1)
     breaker_slow_calls: int = Field(default=3, ge=1)
-    breaker_slow_call_share: float = Field(default=0.5, gt=0, le=1)
+    breaker_slow_call_share: float = Field(default=0.8, gt=0, le=1)
     health_interval_seconds: float = Field(default=1.0, gt=0)
     # Streams (SSE) have no overall deadline; the hub sends a heartbeat every 15 s, so a silence this
     # long means the upstream is gone.

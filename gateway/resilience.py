@@ -15,10 +15,10 @@ wall clock; `gateway.upstreams` wires it to the pooled clients. The rules (relia
   gateways retrying together do not hit a recovering service in step; no pause runs past the deadline.
 - A breaker per service opens after N consecutive failed calls (no usable answer, or a 5xx that is not
   the service's own problem+json), or after M consecutive slow calls (answered or not, slower than a
-  share of their deadline: resilience4j's slow-call rule with a window of M calls at a 100% rate), and
-  then refuses at once. A frozen service's calls time out, so they are both: it opens after M calls
-  whatever the call rate. Only the active health check re-admits the service (to half-open: the next
-  call decides, and a slow answer re-opens it), never a lucky client request.
+  share of their deadline, 80% by default: resilience4j's slow-call rule with a window of M calls at
+  a 100% rate), and then refuses at once. A frozen service's calls time out, so they are both: it
+  opens after M calls whatever the call rate. Only the active health check re-admits the service (to
+  half-open: the next call decides, and a slow answer re-opens it), never a lucky client request.
 """
 
 import asyncio
@@ -126,6 +126,8 @@ def attempt_timeout(timeout: httpx.Timeout, time_left: float, *, stream: bool = 
     A stream's read timeout is the silence allowed between its chunks, which outlive the deadline; its
     head is bounded by the deadline around the whole call instead.
     """
+
+    time_left = max(time_left, 0.001)  # aiohttp reads a timeout of 0 as none at all
 
     def cut(seconds: float | None) -> float:
         return time_left if seconds is None else min(seconds, time_left)

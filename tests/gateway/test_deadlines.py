@@ -157,7 +157,7 @@ def test_a_frozen_service_opens_its_circuit_after_a_few_slow_calls() -> None:
 
 def test_slow_answers_open_the_circuit_and_a_slow_answer_on_probation_reopens_it() -> None:
     clock = FakeClock()
-    sluggish = Service(clock, answer_seconds=2.0)  # answers, but after 2 s of a 3 s deadline
+    sluggish = Service(clock, answer_seconds=2.5)  # answers, but after 2.5 s of a 3 s deadline
     upstreams = upstreams_for(sluggish, clock)
     breaker = upstreams.breakers["results"]
 
@@ -165,7 +165,7 @@ def test_slow_answers_open_the_circuit_and_a_slow_answer_on_probation_reopens_it
         assert isinstance(call(upstreams), httpx.Response)
     sluggish.answer_seconds = 0.1
     assert isinstance(call(upstreams), httpx.Response)  # a quick answer: the count starts again
-    sluggish.answer_seconds = 2.0
+    sluggish.answer_seconds = 2.5
     for _ in range(3):
         assert breaker.state is CircuitState.closed
         assert isinstance(call(upstreams), httpx.Response)  # the callers still got their answers
