@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveFloat, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from kit.config import ServiceSettings, service_url_setting
@@ -39,7 +39,7 @@ class GatewaySettings(ServiceSettings):
     # 10) says otherwise. A stream's deadline covers its head, not its body.
     read_deadline_seconds: float = Field(default=3.0, gt=0)
     write_deadline_seconds: float = Field(default=4.0, gt=0)
-    route_deadlines: dict[str, float] = Field(default_factory=dict)
+    route_deadlines: dict[str, PositiveFloat] = Field(default_factory=dict)
     # Connections per upstream, which also caps the calls in flight to one service (a bulkhead): a
     # service runs at most 40 requests at once in its thread pool, so more only queue there, and with
     # kit's SQLite pool, 48+ concurrent requests deadlock a service (see bench/README.md). Keep-alive

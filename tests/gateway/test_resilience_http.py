@@ -217,6 +217,17 @@ def test_timeouts_are_504_and_open_the_circuit(gateway_for: Any, his: dict[str, 
         assert "retry-after" in response.headers
 
 
+def test_a_stream_whose_head_never_comes_is_504_at_the_read_deadline(
+    gateway_for: Any, his: dict[str, str]
+) -> None:
+    # Only the body of a stream outlives the deadline: its head does not (the silence allowed between
+    # chunks, 60 s, never applies before it).
+    with serve(SlowUpstream(5.0)) as slow_hub:
+        client = gateway_for(events_url=slow_hub, read_deadline_seconds=0.3, stream_read_timeout=60)
+        body = assert_problem(client.get("/v1/events/stream", headers=his), 504, "upstream-timeout")
+        assert body["service"] == "events"
+
+
 # --- streamed relays ---------------------------------------------------------------------------------
 
 
