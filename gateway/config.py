@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveFloat, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from kit.config import ServiceSettings, service_url_setting
@@ -29,13 +29,17 @@ class GatewaySettings(ServiceSettings):
     events_url: str = service_url_setting("events")
     api_keys_file: Path | None = None
 
-    # Inactivity timeouts per upstream call, plus one deadline over the whole call (a service trickling
-    # bytes never trips the read timeout).
+    # Inactivity timeouts per upstream attempt, each cut to what is left of the call's deadline.
     connect_timeout: float = Field(default=1.0, gt=0)
     read_timeout: float = Field(default=10.0, gt=0)
     write_timeout: float = Field(default=5.0, gt=0)
     pool_timeout: float = Field(default=2.0, gt=0)
-    deadline_seconds: float = Field(default=15.0, gt=0)
+    # One deadline over a whole call, retries included (a service trickling bytes never trips the read
+    # timeout): by method unless the route table or `route_deadlines` ("POST /visits/{id}/settlement":
+    # 10) says otherwise. A stream's deadline covers its head, not its body.
+    read_deadline_seconds: float = Field(default=3.0, gt=0)
+    write_deadline_seconds: float = Field(default=4.0, gt=0)
+    route_deadlines: dict[str, PositiveFloat] = Field(default_factory=dict)
     # Connections per upstream, which also caps the calls in flight to one service (a bulkhead): a
     # service runs at most 40 requests at once in its thread pool, so more only queue there, and with
     # kit's SQLite pool, 48+ concurrent requests deadlock a service (see bench/README.md). Keep-alive
@@ -54,9 +58,13 @@ class GatewaySettings(ServiceSettings):
     retry_attempts: int = Field(default=2, ge=0, le=5)
     retry_backoff_seconds: float = Field(default=0.05, gt=0)
     retry_backoff_cap_seconds: float = Field(default=0.5, gt=0)
-    # A service's circuit opens after this many consecutive failed calls; while open, its `/readyz` is
-    # probed every `health_interval_seconds` and the circuit re-admits calls once it answers 200.
+    # A service's circuit opens after this many consecutive failed calls, or `breaker_slow_calls`
+    # consecutive slow ones (longer than `breaker_slow_call_share` of their deadline, answered or not);
+    # while open, its `/readyz` is probed every `health_interval_seconds` and the circuit re-admits
+    # calls once it answers 200.
     breaker_failures: int = Field(default=5, ge=1)
+    breaker_slow_calls: int = Field(default=3, ge=1)
+    breaker_slow_call_share: float = Field(default=0.8, gt=0, le=1)
     health_interval_seconds: float = Field(default=1.0, gt=0)
     # Streams (SSE) have no overall deadline; the hub sends a heartbeat every 15 s, so a silence this
     # long means the upstream is gone.
@@ -87,6 +95,14 @@ class GatewaySettings(ServiceSettings):
         if self.environment == "production" and keys_file is not None and not keys_file.is_file():
             raise ValueError(f"GATEWAY_API_KEYS_FILE {keys_file} does not exist; production refuses to start")
         return self
+
+    def deadline_for(self, method: str, route_key: str = "", route_seconds: float | None = None) -> float:
+        """A call's deadline: `route_deadlines`, else the route table's own, else by method."""
+        if route_key in self.route_deadlines:
+            return self.route_deadlines[route_key]
+        if route_seconds is not None:
+            return route_seconds
+        return self.read_deadline_seconds if method in ("GET", "HEAD") else self.write_deadline_seconds
 
     def upstream_urls(self) -> dict[str, str]:
         """Service name -> base URL, for every service the gateway forwards to."""

@@ -1,4 +1,4 @@
-"""The gateway's own metrics (upstream errors, circuit states) and its guarded `GET /metrics`.
+"""The gateway's own metrics (upstream attempts, errors, slow calls; circuit states) and `GET /metrics`.
 
 Requests are labelled by their public route template (`/v1/visits/{id}`), which the proxy leaves in
 the scope under `ROUTE_KEY` once it has matched the route table.
@@ -28,6 +28,17 @@ UPSTREAM_ERRORS = Counter(
     ("upstream", "kind"),
 )
 
+UPSTREAM_ATTEMPTS = Counter(
+    "patientflow_upstream_attempts",
+    "Requests sent to an upstream, retries included (a call makes one or more).",
+    ("upstream",),
+)
+UPSTREAM_SLOW_CALLS = Counter(
+    "patientflow_upstream_slow_calls",
+    "Upstream calls slower than the breaker's share of their deadline, answered or not.",
+    ("upstream",),
+)
+
 CircuitStates = Callable[[], Mapping[str, Any]]
 Authenticate = Callable[[Request], Any]
 
@@ -35,6 +46,14 @@ Authenticate = Callable[[Request], Any]
 def count_upstream_error(upstream: str, problem: ProblemError) -> None:
     """Count one failed upstream call under the problem's slug (`upstream-timeout`, ...)."""
     UPSTREAM_ERRORS.labels(upstream, problem.slug).inc()
+
+
+def count_upstream_attempt(upstream: str) -> None:
+    UPSTREAM_ATTEMPTS.labels(upstream).inc()
+
+
+def count_slow_call(upstream: str) -> None:
+    UPSTREAM_SLOW_CALLS.labels(upstream).inc()
 
 
 def gateway_route_template(scope: Scope) -> str | None:

@@ -177,7 +177,7 @@ class Proxy:
             allowed = self.table.allowed_methods(path)
             raise MethodNotAllowed(allowed) if allowed else RouteNotFound()
         client.require(route.scope)
-        self.limit_route(client, f"{route.method} {route.path}")
+        self.limit_route(client, route.key)
         if client.patient is not None:
             await self.patients.check_request(client, route, path)
         check_page_size(scope["query_string"], self.settings.max_page_size)
@@ -201,6 +201,7 @@ class Proxy:
             headers=headers,
             content=body,
             stream=route.stream,
+            deadline_seconds=self.settings.deadline_for(route.method, route.key, route.deadline_seconds),
             honours_idempotency_key=route.idempotency_key,
         )
         if client.patient is not None and not route.stream:

@@ -7,19 +7,27 @@ wall clock; `gateway.upstreams` wires it to the pooled clients. The rules (relia
   `Idempotency-Key` (the service then answers a repeat with the first result). And only after a failure
   that left no answer: no connection, or a connection dropped before the response; a read timeout only
   for GET/HEAD, since a POST that timed out may still be running.
+- Every call has one deadline over all its attempts (`Deadline`, a few seconds for reads): each
+  attempt's timeouts are cut to what is left of it, and a retry starts only if its pause leaves an
+  attempt worth making (`RetryPolicy.min_attempt_seconds`). A stalled service costs its caller the
+  deadline, never the read timeout times the attempts.
 - Backoff is exponential, capped, with full jitter (a uniform pause in `[0, min(cap, base·2^n))`), so
   gateways retrying together do not hit a recovering service in step; no pause runs past the deadline.
 - A breaker per service opens after N consecutive failed calls (no usable answer, or a 5xx that is not
-  the service's own problem+json) and then refuses at once. Only the active health check re-admits the
-  service (to half-open: the next call decides), never a lucky client request.
+  the service's own problem+json), or after M consecutive slow calls (answered or not, slower than a
+  share of their deadline, 80% by default: resilience4j's slow-call rule with a window of M calls at
+  a 100% rate), and then refuses at once. A frozen service's calls time out, so they are both: it
+  opens after M calls whatever the call rate. Only the active health check re-admits the service (to
+  half-open: the next call decides, and a slow answer re-opens it), never a lucky client request.
 """
 
 import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
@@ -90,13 +98,58 @@ def may_resend(failure: Failure, method: str) -> bool:
     return failure is Failure.read_timeout and method in SAFE_METHODS
 
 
+@dataclass(slots=True)
+class Deadline:
+    """One call's time budget, retries and pauses included, on an injectable clock (seconds)."""
+
+    seconds: float
+    clock: Callable[[], float] = time.monotonic
+    started: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def left(self) -> float:
+        return max(0.0, self.started + self.seconds - self.clock())
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def is_slow(self, share: float) -> bool:
+        """Whether the call so far took more than `share` of its deadline (a slow call for the breaker)."""
+        return self.elapsed() > share * self.seconds
+
+
+def attempt_timeout(timeout: httpx.Timeout, time_left: float, *, stream: bool = False) -> httpx.Timeout:
+    """One attempt's timeouts, none longer than what is left of the deadline.
+
+    A stream's read timeout is the silence allowed between its chunks, which outlive the deadline; its
+    head is bounded by the deadline around the whole call instead.
+    """
+
+    time_left = max(time_left, 0.001)  # aiohttp reads a timeout of 0 as none at all
+
+    def cut(seconds: float | None) -> float:
+        return time_left if seconds is None else min(seconds, time_left)
+
+    read = timeout.read if stream else cut(timeout.read)
+    return httpx.Timeout(
+        connect=cut(timeout.connect), read=read, write=cut(timeout.write), pool=cut(timeout.pool)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """At most `attempts` extra attempts, pausing with capped, full-jitter exponential backoff."""
+    """At most `attempts` extra attempts, pausing with capped, full-jitter exponential backoff.
+
+    A retry is made only if, after its pause, at least `min_attempt_seconds` of the deadline remain: an
+    attempt with less could only time out.
+    """
 
     attempts: int = 2
     base_seconds: float = 0.05
     cap_seconds: float = 0.5
+    min_attempt_seconds: float = 0.1
 
     def pause(self, retry: int, rand: Callable[[], float] = random.random) -> float:
         """The pause before retry number `retry` (0 for the first): uniform in `[0, min(cap, base·2^n))`."""
@@ -115,7 +168,8 @@ async def with_retries(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rand: Callable[[], float] = random.random,
 ) -> T:
-    """`attempt()`, repeated under `policy` while `resend(exc)` allows and the pause fits in `time_left()`."""
+    """`attempt()`, repeated under `policy` while `resend(exc)` allows and the deadline (`time_left()`) has
+    room for the pause and one more attempt."""
     retry = 0
     while True:
         try:
@@ -124,7 +178,7 @@ async def with_retries(
             if retry >= policy.attempts or not resend(exc):
                 raise
             pause = policy.pause(retry, rand)
-            if pause >= time_left():
+            if pause + policy.min_attempt_seconds > time_left():
                 raise
             await sleep(pause)
             retry += 1
@@ -137,39 +191,55 @@ class CircuitState(StrEnum):
 
 
 class CircuitBreaker:
-    """One service's breaker: opens after `failure_threshold` consecutive failed calls."""
+    """One service's breaker: opens after `failure_threshold` consecutive failed calls, or after
+    `slow_threshold` consecutive slow ones (a timed-out call is usually both)."""
 
-    def __init__(self, service: str, *, failure_threshold: int) -> None:
+    def __init__(self, service: str, *, failure_threshold: int, slow_threshold: int | None = None) -> None:
         self.service = service
         self.failure_threshold = failure_threshold
+        self.slow_threshold = slow_threshold or failure_threshold
         self.state = CircuitState.closed
         self.consecutive_failures = 0
+        self.consecutive_slow = 0
 
     @property
     def admits_calls(self) -> bool:
         return self.state is not CircuitState.open
 
-    def record_success(self) -> None:
-        """A usable answer (any 2xx-4xx, or the service's own problem+json)."""
+    def record_success(self, *, slow: bool = False) -> None:
+        """A usable answer (any 2xx-4xx, or the service's own problem+json); `slow` if it came late."""
         self.consecutive_failures = 0
-        # While open, a late answer to a call admitted before it opened proves little: only the health
-        # check re-admits.
-        if self.state is CircuitState.half_open:
+        self._count_slow(slow)
+        if self.state is CircuitState.open:
+            # A late answer to a call admitted before it opened proves little: only the health check
+            # re-admits.
+            return
+        if self.state is CircuitState.half_open and not slow:
             self._become(CircuitState.closed)
+        elif slow and (self.state is CircuitState.half_open or self.consecutive_slow >= self.slow_threshold):
+            self._become(CircuitState.open)
 
-    def record_failure(self) -> None:
+    def record_failure(self, *, slow: bool = False) -> None:
         """No usable answer: refused, dropped, timed out, or a 5xx that is not a problem+json."""
         if self.state is CircuitState.open:
             return
         self.consecutive_failures += 1
-        if self.state is CircuitState.half_open or self.consecutive_failures >= self.failure_threshold:
+        self._count_slow(slow)
+        if (
+            self.state is CircuitState.half_open
+            or self.consecutive_failures >= self.failure_threshold
+            or self.consecutive_slow >= self.slow_threshold
+        ):
             self._become(CircuitState.open)
 
     def readmit(self) -> None:
         """The health check saw the service ready: let calls through again, on probation."""
         if self.state is CircuitState.open:
-            self.consecutive_failures = 0
+            self.consecutive_failures = self.consecutive_slow = 0
             self._become(CircuitState.half_open)
+
+    def _count_slow(self, slow: bool) -> None:
+        self.consecutive_slow = self.consecutive_slow + 1 if slow else 0
 
     def _become(self, state: CircuitState) -> None:
         logger.warning(

@@ -31,6 +31,8 @@ class GatewayRoute:
     (e.g. `/events` is the hub's `/log`); `stream` routes are relayed as they arrive, never buffered.
     `idempotency_key`: the service answers a repeated `Idempotency-Key` with the first result, so a
     keyed request may be re-sent; elsewhere the header changes nothing and only GETs are retried.
+    `deadline_seconds` bounds a call with its retries (a stream's until its head); None: by method, from
+    the settings (`GatewaySettings.deadline_for`).
     """
 
     method: str
@@ -41,10 +43,16 @@ class GatewayRoute:
     stream: bool = False
     owner: Owner | None = None
     idempotency_key: bool = False
+    deadline_seconds: float | None = None
 
     @property
     def public_path(self) -> str:
         return API_PREFIX + self.path
+
+    @property
+    def key(self) -> str:
+        """`METHOD /path`, as settings name routes (rate limits, deadlines)."""
+        return f"{self.method} {self.path}"
 
     def pattern(self) -> str:
         """A regex for the path (no anchors, no capturing groups)."""
@@ -166,11 +174,15 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
 HONOURS_IDEMPOTENCY_KEY = frozenset(
     {("POST", "/orders"), ("POST", "/charges"), ("POST", "/payments"), ("POST", "/visits/{id}/settlement")}
 )
+# Routes that need longer than their method's deadline: settlement waits (bounded) for the visit's
+# charges still on their way through the feeds.
+ROUTE_DEADLINES: dict[tuple[str, str], float] = {("POST", "/visits/{id}/settlement"): 10.0}
 ROUTES = tuple(
     replace(
         route,
         owner=PATIENT_BINDING.get((route.method, route.path), route.owner),
         idempotency_key=(route.method, route.path) in HONOURS_IDEMPOTENCY_KEY,
+        deadline_seconds=ROUTE_DEADLINES.get((route.method, route.path), route.deadline_seconds),
     )
     for route in ROUTES
 )

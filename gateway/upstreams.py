@@ -3,18 +3,21 @@
 Every call either returns the service's answer or raises the problem the client should see:
 
 - the service refused the connection or dropped it before answering -> 502;
-- its circuit is open (it failed `breaker_failures` calls in a row) -> 503 with `Retry-After`;
-- it took the request but did not answer in time (read timeout, or the overall deadline) -> 504;
+- its circuit is open (`breaker_failures` failed or `breaker_slow_calls` slow calls in a row) -> 503
+  with `Retry-After`;
+- it took the request but did not answer in time (read timeout, or the call's deadline) -> 504;
 - it answered a 5xx that is not its own problem+json (a crash page, a proxy in between) -> 502.
 
-A service's own problem+json (any status) is an answer and passes through. What is retried, and the
-breaker's rules, are in `gateway.resilience`.
+A service's own problem+json (any status) is an answer and passes through. Each call has one deadline
+(the route's, else by method), retries included. What is retried, and the breaker's rules, are in
+`gateway.resilience`.
 """
 
 import asyncio
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -23,14 +26,16 @@ from httpx_aiohttp import AiohttpTransport
 
 from gateway.config import GatewaySettings
 from gateway.errors import BadGateway, CircuitOpen, UpstreamTimeout, UpstreamUnreachable
-from gateway.metrics import count_upstream_error
+from gateway.metrics import count_slow_call, count_upstream_attempt, count_upstream_error
 from gateway.resilience import (
     NO_RETRY,
     CircuitBreaker,
+    Deadline,
     Failure,
     HealthChecker,
     RetryPolicy,
     UpstreamError,
+    attempt_timeout,
     classify,
     may_resend,
     retry_safe,
@@ -104,7 +109,7 @@ def is_problem(response: httpx.Response) -> bool:
 class Upstreams:
     """The services' clients and breakers, opened in the gateway's lifespan and closed with it.
 
-    `sleep` and `rand` pace the retries (tests pass fakes).
+    `sleep` and `rand` pace the retries, `clock` keeps the deadlines and times the calls (tests pass fakes).
     """
 
     def __init__(
@@ -113,19 +118,22 @@ class Upstreams:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.clients: dict[str, httpx.AsyncClient] = {}
         self.breakers = {
-            name: CircuitBreaker(name, failure_threshold=settings.breaker_failures)
+            name: CircuitBreaker(
+                name, failure_threshold=settings.breaker_failures, slow_threshold=settings.breaker_slow_calls
+            )
             for name in settings.upstream_urls()
         }
         self.retry = RetryPolicy(
             settings.retry_attempts, settings.retry_backoff_seconds, settings.retry_backoff_cap_seconds
         )
         self.health = HealthChecker(self.breakers, self.is_ready, interval=settings.health_interval_seconds)
-        self._sleep, self._rand = sleep, rand
-        # No overall deadline for a stream once its head arrived; only a long silence ends it.
+        self._sleep, self._rand, self._clock = sleep, rand, clock
+        # No deadline for a stream once its head arrived; only a long silence ends it.
         self._stream_timeout = httpx.Timeout(
             connect=settings.connect_timeout,
             read=settings.stream_read_timeout,
@@ -169,42 +177,57 @@ class Upstreams:
         """Call `service`; its answer, or the ProblemError a client should see.
 
         With `stream`, the response is returned as soon as its head arrives; the caller must close it.
-        `deadline_seconds` may shorten (never lengthen) the overall deadline. A request carrying an
-        `Idempotency-Key` is retry-safe only where the service `honours_idempotency_key`.
+        `deadline_seconds` bounds the call, retries included (default: by method, from the settings). A
+        request carrying an `Idempotency-Key` is retry-safe only where the service `honours_idempotency_key`.
         """
         breaker = self.breakers[service]
         if not breaker.admits_calls:
             raise self._failed(service, method, CircuitOpen(service, retry_after=self.circuit_retry_after))
         client = self.clients[service]
-        timeout = self._stream_timeout if stream else client.timeout
-        request = client.build_request(method, target, content=content, headers=headers, timeout=timeout)
+        base_timeout = self._stream_timeout if stream else client.timeout
+        request = client.build_request(method, target, content=content, headers=headers)
         keyed = honours_idempotency_key and any(name == b"idempotency-key" for name, _ in headers)
         policy = self.retry if retry_safe(method, idempotency_key=keyed) else NO_RETRY
-        loop = asyncio.get_running_loop()
-        seconds = min(deadline_seconds or self.settings.deadline_seconds, self.settings.deadline_seconds)
-        budget = asyncio.timeout_at(loop.time() + seconds)
+        deadline = Deadline(deadline_seconds or self.settings.deadline_for(method), self._clock)
+
+        async def attempt() -> httpx.Response:
+            timeout = attempt_timeout(base_timeout, deadline.left(), stream=stream)
+            request.extensions = request.extensions | {"timeout": timeout.as_dict()}
+            count_upstream_attempt(service)
+            return await client.send(request, stream=stream)
+
+        # The timeouts bound each wait; this bounds the whole call (a service trickling bytes).
+        budget = asyncio.timeout(deadline.left())
         try:
             async with budget:
                 response = await with_retries(
-                    lambda: client.send(request, stream=stream),
+                    attempt,
                     policy=policy,
                     resend=lambda exc: isinstance(exc, UpstreamError) and may_resend(classify(exc), method),
-                    time_left=lambda: (budget.when() or 0.0) - loop.time(),
+                    time_left=deadline.left,
                     sleep=self._sleep,
                     rand=self._rand,
                 )
         except UpstreamError as exc:
             failure = Failure.deadline if budget.expired() else classify(exc)
-            breaker.record_failure()
+            breaker.record_failure(slow=self._slow(service, deadline))
             cause = f"{failure.value} ({type(root_cause(exc)).__name__})"
             raise self._failed(service, method, failure_problem(service, failure), cause) from exc
+        slow = self._slow(service, deadline)
         if response.status_code >= 500 and not is_problem(response):
-            breaker.record_failure()
+            breaker.record_failure(slow=slow)
             await response.aclose()
             problem = BadGateway(f"The {service} service failed ({response.status_code}).", service=service)
             raise self._failed(service, method, problem, f"status {response.status_code}")
-        breaker.record_success()
+        breaker.record_success(slow=slow)
         return response
+
+    def _slow(self, service: str, deadline: Deadline) -> bool:
+        """Whether the call was slow for the breaker (counted in the metrics when it was)."""
+        slow = deadline.is_slow(self.settings.breaker_slow_call_share)
+        if slow:
+            count_slow_call(service)
+        return slow
 
     def _failed(self, service: str, method: str, problem: ProblemError, cause: str = "") -> ProblemError:
         logger.warning("%s to %s answered %s: %s", method, service, problem.status, cause or problem.slug)

@@ -1,11 +1,13 @@
-"""Graceful degradation with real processes: a stopped service, a service that answers too slowly.
+"""Graceful degradation with real processes: a stopped, a frozen and a slow service.
 
 A stopped service's calls are refused (502) until its circuit opens (503 + Retry-After, without calling
-it); the other services' routes keep working; once it is back, the gateway's health check re-admits it
-without any client request having to succeed first. Every test restores what it stops.
+it); a frozen one's time out at their deadline (504, never retried past it) and open its circuit after a
+few slow calls; the other services' routes keep working; once it is back, the gateway's health check
+re-admits it without any client request having to succeed first. Every test restores what it stops.
 """
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from tests.e2e.clients import Gateway, assert_problem, eventually, ok, register_
 from tests.gateway.servers import SlowUpstream, serve
 
 BREAKER_FAILURES: int = GatewaySettings.model_fields["breaker_failures"].default
+BREAKER_SLOW_CALLS: int = GatewaySettings.model_fields["breaker_slow_calls"].default
 
 
 def circuit(gateway: Gateway, service: str) -> str:
@@ -44,6 +47,16 @@ def gateway_metric(gateway: Gateway, name: str, **labels: str) -> float:
 
 def upstream_errors(gateway: Gateway, kind: str) -> float:
     return gateway_metric(gateway, "patientflow_upstream_errors_total", upstream="results", kind=kind)
+
+
+def results_counters(gateway: Gateway) -> dict[str, float]:
+    """The gateway's counts for results: requests sent, slow calls, timeouts, calls refused by its circuit."""
+    return {
+        "attempts": gateway_metric(gateway, "patientflow_upstream_attempts_total", upstream="results"),
+        "slow": gateway_metric(gateway, "patientflow_upstream_slow_calls_total", upstream="results"),
+        "timeouts": upstream_errors(gateway, "upstream-timeout"),
+        "circuit-open": upstream_errors(gateway, "circuit-open"),
+    }
 
 
 def open_visit(gateway: Gateway) -> tuple[dict, str]:
@@ -92,6 +105,41 @@ def test_stopped_service_is_502_then_fails_fast_and_is_readmitted(system: System
     assert gateway_metric(gateway, "patientflow_circuit_state", upstream="results") == 0
 
 
+def test_frozen_service_is_504_within_its_deadline_then_its_circuit_opens(
+    system: System, gateway: Gateway
+) -> None:
+    visit, _ = open_visit(gateway)
+    orders = f"/v1/visits/{visit['id']}/orders"
+    ok(gateway.doctor.get(orders))  # a quick answer: results' circuit is closed, its counts zero
+    before = results_counters(gateway)
+
+    results = system.processes["results"].pid
+    os.kill(results, signal.SIGSTOP)  # alive and accepting connections, answering nothing
+    try:
+        for _ in range(BREAKER_SLOW_CALLS):
+            body = assert_problem(gateway.doctor.get(orders), 504)
+            assert body["service"] == "results"
+            assert body["type"].endswith("/upstream-timeout")
+        assert circuit(gateway, "results") == "open"  # after 3 slow calls, not 5 failures
+        response = gateway.doctor.get(orders)
+        assert assert_problem(response, 503)["type"].endswith("/circuit-open")
+        assert int(response.headers["retry-after"]) >= 1
+        after = results_counters(gateway)
+        # One request each: a retry would have outlived the deadline. The refused call sent none.
+        assert after["attempts"] - before["attempts"] == BREAKER_SLOW_CALLS
+        assert after["slow"] - before["slow"] == BREAKER_SLOW_CALLS
+        assert after["timeouts"] - before["timeouts"] == BREAKER_SLOW_CALLS
+        assert after["circuit-open"] - before["circuit-open"] == 1
+        # results frozen: registration goes on
+        ok(gateway.his.get(f"/v1/visits/{visit['id']}"))
+    finally:
+        os.kill(results, signal.SIGCONT)
+
+    eventually(lambda: circuit(gateway, "results") != "open", what="the health check to re-admit results")
+    assert ok(gateway.doctor.get(orders)) == []
+    assert circuit(gateway, "results") == "closed"
+
+
 @contextmanager
 def gateway_process(system: System, data_dir: Path, **settings: str) -> Iterator[str]:
     """A gateway process of its own (SQLite in `data_dir`) beside the system's, with `GATEWAY_*` overrides."""
@@ -132,7 +180,7 @@ def test_slow_service_is_504_and_its_circuit_opens(system: System, gateway: Gate
             tmp_path,
             results_url=slow_results,
             read_timeout="0.2",
-            deadline_seconds="1",
+            read_deadline_seconds="1",
             breaker_failures="3",
             health_interval_seconds="60",  # no re-admission while the test looks
         ) as url,

@@ -258,7 +258,7 @@ def test_upstream_stopped_mid_life_is_502_without_hanging(keys_file: Path, api_k
 @pytest.fixture(scope="module")
 def impatient_gateway(keys_file: Path, slow_url: str) -> Iterator[str]:
     """A gateway whose waits are far shorter than the slow upstream's answers."""
-    settings = gateway_settings(keys_file, results_url=slow_url, read_timeout=0.2, deadline_seconds=0.5)
+    settings = gateway_settings(keys_file, results_url=slow_url, read_timeout=0.2, read_deadline_seconds=0.5)
     with serve(create_gateway(settings)) as url:
         yield url
 

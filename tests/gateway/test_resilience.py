@@ -11,9 +11,11 @@ from gateway.resilience import (
     NO_RETRY,
     CircuitBreaker,
     CircuitState,
+    Deadline,
     Failure,
     HealthChecker,
     RetryPolicy,
+    attempt_timeout,
     classify,
     may_resend,
     retry_safe,
@@ -155,7 +157,69 @@ def test_no_pause_runs_past_the_deadline() -> None:
     assert attempts.count == 1 and pauses == []
 
 
+def test_a_retry_needs_room_for_its_pause_and_an_attempt() -> None:
+    # 0.12 s left: the 0.025 s pause fits, but leaves less than the 0.1 s an attempt is worth
+    attempts = Attempts(httpx.ConnectError("refused"))
+    result, pauses = run_retries(attempts, "GET", policy=RetryPolicy(attempts=2), time_left=0.12)
+    assert isinstance(result, httpx.ConnectError)
+    assert attempts.count == 1 and pauses == []
+
+
+# --- deadlines -------------------------------------------------------------------------------------
+
+
+def test_deadline_counts_down_on_its_clock_and_knows_a_slow_call() -> None:
+    now = [50.0]
+    deadline = Deadline(3.0, clock=lambda: now[0])
+    now[0] += 1.0
+    assert deadline.left() == pytest.approx(2.0) and deadline.elapsed() == pytest.approx(1.0)
+    assert not deadline.is_slow(0.5)
+    now[0] += 0.6
+    assert deadline.is_slow(0.5)  # 1.6 s of 3 s
+    now[0] += 5.0
+    assert deadline.left() == 0.0
+
+
+def test_attempt_timeouts_are_cut_to_what_is_left() -> None:
+    configured = httpx.Timeout(connect=1.0, read=10.0, write=5.0, pool=2.0)
+    cut = attempt_timeout(configured, 2.5)
+    assert (cut.connect, cut.read, cut.write, cut.pool) == (1.0, 2.5, 2.5, 2.0)
+    # a stream's read timeout is the silence allowed between chunks, which outlive the deadline
+    stream = attempt_timeout(httpx.Timeout(connect=1.0, read=60.0, write=5.0, pool=2.0), 2.5, stream=True)
+    assert (stream.connect, stream.read, stream.write, stream.pool) == (1.0, 60.0, 2.5, 2.0)
+
+
 # --- the breaker -------------------------------------------------------------------------------------
+
+
+def test_breaker_opens_after_consecutive_slow_calls_answered_or_not() -> None:
+    breaker = CircuitBreaker("results", failure_threshold=5, slow_threshold=3)
+    breaker.record_success(slow=True)
+    breaker.record_success(slow=True)
+    breaker.record_success()  # a quick answer resets the slow count
+    breaker.record_success(slow=True)
+    breaker.record_failure(slow=True)  # a timeout: a failure and a slow call
+    assert breaker.state is CircuitState.closed
+    breaker.record_success(slow=True)
+    assert breaker.state is CircuitState.open
+
+
+def test_timeouts_open_the_breaker_at_the_slow_threshold_before_the_failure_threshold() -> None:
+    breaker = CircuitBreaker("results", failure_threshold=5, slow_threshold=3)
+    for _ in range(3):
+        breaker.record_failure(slow=True)
+    assert breaker.state is CircuitState.open and breaker.consecutive_failures == 3
+
+
+def test_a_slow_answer_on_probation_reopens_a_quick_one_closes() -> None:
+    breaker = CircuitBreaker("results", failure_threshold=1, slow_threshold=3)
+    breaker.record_failure()
+    breaker.readmit()
+    breaker.record_success(slow=True)
+    assert breaker.state is CircuitState.open
+    breaker.readmit()
+    breaker.record_success()
+    assert breaker.state is CircuitState.closed
 
 
 def test_breaker_opens_after_consecutive_failures_only() -> None:

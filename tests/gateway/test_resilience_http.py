@@ -205,7 +205,7 @@ def test_timeouts_are_504_and_open_the_circuit(gateway_for: Any, his: dict[str, 
         client = gateway_for(
             results_url=slow_url,
             read_timeout=0.1,
-            deadline_seconds=0.5,
+            read_deadline_seconds=0.5,
             breaker_failures=2,
             health_interval_seconds=60,  # no re-admission while the test looks
         )
@@ -215,6 +215,17 @@ def test_timeouts_are_504_and_open_the_circuit(gateway_for: Any, his: dict[str, 
         response = client.get("/v1/tests", headers=his)
         assert_problem(response, 503, "circuit-open")
         assert "retry-after" in response.headers
+
+
+def test_a_stream_whose_head_never_comes_is_504_at_the_read_deadline(
+    gateway_for: Any, his: dict[str, str]
+) -> None:
+    # Only the body of a stream outlives the deadline: its head does not (the silence allowed between
+    # chunks, 60 s, never applies before it).
+    with serve(SlowUpstream(5.0)) as slow_hub:
+        client = gateway_for(events_url=slow_hub, read_deadline_seconds=0.3, stream_read_timeout=60)
+        body = assert_problem(client.get("/v1/events/stream", headers=his), 504, "upstream-timeout")
+        assert body["service"] == "events"
 
 
 # --- streamed relays ---------------------------------------------------------------------------------
@@ -270,7 +281,7 @@ def test_events_reach_the_client_before_the_upstream_finishes(
 ) -> None:
     upstream, url = event_stream
     # A deadline far shorter than the stream's life: streams are not cut by it.
-    client = gateway_for(events_url=url, deadline_seconds=0.3)
+    client = gateway_for(events_url=url, read_deadline_seconds=0.3)
     headers = his | {"last-event-id": "41", "cache-control": "no-cache", "cookie": "x=1"}
     with client.stream("GET", "/v1/events/stream?type=visit.opened", headers=headers) as response:
         assert response.status_code == 200

@@ -1,0 +1,192 @@
+"""Deadlines and slow calls through `Upstreams.send`, on a fake clock and an in-memory transport.
+
+The stand-in service advances the fake clock by however long it "takes", so a frozen service that
+would cost a caller seconds costs the test nothing, and no assertion is about the wall clock.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.errors import CircuitOpen, UpstreamTimeout, UpstreamUnreachable
+from gateway.resilience import CircuitState
+from gateway.routes import ROUTES
+from gateway.upstreams import Upstreams
+from tests.gateway.factories import gateway_settings
+
+Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Service:
+    """A stand-in service: `frozen` (never answers: each attempt lasts its read timeout, then times
+    out), `refusing` once then answering, or answering after `answer_seconds`. Records each attempt's
+    read timeout."""
+
+    def __init__(self, clock: FakeClock, behaviour: str = "ok", answer_seconds: float = 0.0) -> None:
+        self.clock = clock
+        self.behaviour = behaviour
+        self.answer_seconds = answer_seconds
+        self.read_timeouts: list[float] = []
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        read_timeout = request.extensions["timeout"]["read"]
+        self.read_timeouts.append(read_timeout)
+        if self.behaviour == "frozen":
+            self.clock.now += read_timeout
+            raise httpx.ReadTimeout("no answer", request=request)
+        if self.behaviour == "refusing-once":
+            self.behaviour = "ok"
+            self.clock.now += 1.0
+            raise httpx.ConnectError("refused", request=request)
+        self.clock.now += self.answer_seconds
+        return httpx.Response(200, json=[])
+
+    @property
+    def attempts(self) -> int:
+        return len(self.read_timeouts)
+
+
+def upstreams_for(service: Service, clock: FakeClock, **settings: Any) -> Upstreams:
+    """Upstreams with results served by `service` (the defaults otherwise: 10 s read timeout, 3 s reads)."""
+    config = gateway_settings(None, **settings)
+    upstreams = Upstreams(config, sleep=clock.sleep, rand=lambda: 0.5, clock=clock)
+    timeout = httpx.Timeout(
+        connect=config.connect_timeout,
+        read=config.read_timeout,
+        write=config.write_timeout,
+        pool=config.pool_timeout,
+    )
+    transport = httpx.MockTransport(service)
+    upstreams.clients = {
+        "results": httpx.AsyncClient(base_url="http://results", transport=transport, timeout=timeout)
+    }
+    return upstreams
+
+
+def call(upstreams: Upstreams, method: str = "GET", **kwargs: Any) -> httpx.Response | Exception:
+    async def main() -> httpx.Response:
+        return await upstreams.send("results", method, "/tests", headers=[], **kwargs)
+
+    try:
+        return asyncio.run(main())
+    except Exception as exc:
+        return exc
+
+
+def test_a_frozen_service_costs_a_read_its_deadline_once_not_the_read_timeout_per_attempt() -> None:
+    clock = FakeClock()
+    frozen = Service(clock, "frozen")
+    upstreams = upstreams_for(frozen, clock)
+    started = clock.now
+
+    assert isinstance(call(upstreams), UpstreamTimeout)
+    assert frozen.read_timeouts == [3.0]  # cut from 10 s to the 3 s deadline; no time left to retry
+    assert clock.now - started == pytest.approx(3.0)
+
+
+def test_each_attempt_gets_what_is_left_of_the_deadline() -> None:
+    clock = FakeClock()
+    service = Service(clock, "refusing-once")
+    upstreams = upstreams_for(service, clock, read_deadline_seconds=3.0)
+
+    answer = call(upstreams)
+    assert isinstance(answer, httpx.Response) and answer.status_code == 200
+    # the refusal used 1 s and the pause 0.025 s: the retry may wait only for the rest
+    assert service.read_timeouts == pytest.approx([3.0, 1.975])
+
+
+def test_no_retry_without_room_for_one_more_attempt() -> None:
+    clock = FakeClock()
+    service = Service(clock, "refusing-once")  # the refusal takes 1 s of a 1.1 s deadline
+    upstreams = upstreams_for(service, clock, read_deadline_seconds=1.1)
+    assert isinstance(call(upstreams), UpstreamUnreachable)
+    assert service.attempts == 1
+
+
+def test_writes_and_routes_have_deadlines_of_their_own() -> None:
+    clock = FakeClock()
+    frozen = Service(clock, "frozen")
+    upstreams = upstreams_for(frozen, clock, route_deadlines={"GET /tests": 1.5})
+    settings = upstreams.settings
+    routes = {route.key: route for route in ROUTES}
+    deadlines = {
+        key: settings.deadline_for(route.method, key, route.deadline_seconds)
+        for key, route in routes.items()
+        if key in ("GET /orders", "POST /orders", "POST /visits/{id}/settlement", "GET /tests")
+    }
+    assert deadlines == {
+        "GET /orders": 3.0,  # a read
+        "POST /orders": 4.0,  # a write
+        "POST /visits/{id}/settlement": 10.0,  # the route table's own: it waits for charges in flight
+        "GET /tests": 1.5,  # the settings win
+    }
+
+    assert isinstance(call(upstreams, "POST"), UpstreamTimeout)
+    assert isinstance(
+        call(upstreams, "POST", deadline_seconds=deadlines["POST /visits/{id}/settlement"]), UpstreamTimeout
+    )
+    assert frozen.read_timeouts == [4.0, 10.0]
+
+
+def test_a_frozen_service_opens_its_circuit_after_a_few_slow_calls() -> None:
+    clock = FakeClock()
+    frozen = Service(clock, "frozen")
+    upstreams = upstreams_for(frozen, clock)  # breaker_failures 5, breaker_slow_calls 3
+
+    for _ in range(3):
+        assert isinstance(call(upstreams), UpstreamTimeout)
+    assert upstreams.circuit_states()["results"] == "open"
+    refused = call(upstreams)
+    assert isinstance(refused, CircuitOpen) and refused.status == 503
+    assert frozen.attempts == 3  # refused at once, without calling the service
+
+
+def test_slow_answers_open_the_circuit_and_a_slow_answer_on_probation_reopens_it() -> None:
+    clock = FakeClock()
+    sluggish = Service(clock, answer_seconds=2.5)  # answers, but after 2.5 s of a 3 s deadline
+    upstreams = upstreams_for(sluggish, clock)
+    breaker = upstreams.breakers["results"]
+
+    for _ in range(2):
+        assert isinstance(call(upstreams), httpx.Response)
+    sluggish.answer_seconds = 0.1
+    assert isinstance(call(upstreams), httpx.Response)  # a quick answer: the count starts again
+    sluggish.answer_seconds = 2.5
+    for _ in range(3):
+        assert breaker.state is CircuitState.closed
+        assert isinstance(call(upstreams), httpx.Response)  # the callers still got their answers
+    assert breaker.state is CircuitState.open
+
+    breaker.readmit()
+    assert isinstance(call(upstreams), httpx.Response)
+    assert breaker.state is CircuitState.open  # still slow: back to open at once
+
+    breaker.readmit()
+    sluggish.answer_seconds = 0.1
+    assert isinstance(call(upstreams), httpx.Response)
+    assert breaker.state is CircuitState.closed
+
+
+def test_quick_failures_are_not_slow_calls() -> None:
+    clock = FakeClock()
+    service = Service(clock, "refusing-once")
+    upstreams = upstreams_for(service, clock, retry_attempts=0)
+    for _ in range(4):
+        service.behaviour = "refusing-once"  # 1 s of a 3 s deadline: a failure, not a slow one
+        assert isinstance(call(upstreams), UpstreamUnreachable)
+    assert upstreams.breakers["results"].consecutive_slow == 0
+    assert upstreams.circuit_states()["results"] == "closed"  # 4 of the 5 failures it takes
