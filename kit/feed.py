@@ -33,6 +33,7 @@ EventHandler = Callable[[Session, dict[str, Any]], None]
 HandlerFactory = Callable[[FastAPI], EventHandler]
 MAX_BACKOFF_SECONDS = 5.0
 CATCH_UP_POLL_SECONDS = 0.02
+MIN_HEAD_TIMEOUT = 0.1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,10 +92,11 @@ class FeedConsumer(ThreadWorker):
         """Read the next page now instead of after the poll interval (or the backoff)."""
         self._nudged.set()
 
-    def source_head(self) -> int:
+    def source_head(self, *, timeout_seconds: float = 5.0) -> int:
         """The source's newest committed position now; ServiceUnavailable or BadGateway if it can't say."""
         # A client per call: heads are asked once per settlement-like request, not per poll.
-        source = ServiceClient(self.source, self.base_url, self.tokens)
+        timeout = httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 1.0))
+        source = ServiceClient(self.source, self.base_url, self.tokens, timeout=timeout)
         try:
             body = source.get_json("/events/head")
         finally:
@@ -178,13 +180,16 @@ def caught_up(
 ) -> list[str]:
     """Wait until every consumer has applied its source's events committed before this call.
 
-    Returns the sources still behind when `within_seconds` ran out (empty: all caught up). A source that
-    cannot tell its head raises ServiceUnavailable or BadGateway (kit.errors): nothing it committed can
-    then be known to have arrived. Call it outside any transaction and the database gate: it does HTTP
-    and waits.
+    Returns the sources still behind when `within_seconds` ran out (empty: all caught up); asking the
+    heads counts against it too. A source that cannot tell its head raises ServiceUnavailable or
+    BadGateway (kit.errors): nothing it committed can then be known to have arrived. Call it outside
+    any transaction and the database gate: it does HTTP and waits.
     """
-    heads = {consumer.source: consumer.source_head() for consumer in consumers}
     deadline = clock() + within_seconds
+    heads = {
+        consumer.source: consumer.source_head(timeout_seconds=max(deadline - clock(), MIN_HEAD_TIMEOUT))
+        for consumer in consumers
+    }
     for consumer in consumers:
         consumer.wake()  # don't wait out a poll interval
     behind = list(consumers)

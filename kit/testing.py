@@ -112,6 +112,7 @@ class FakeFeed:
         self.url = ""
         self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self.head_requests = 0  # how often a reader asked how far the feed goes
         self.app = FastAPI()
         self.app.get("/events")(self._read)
         self.app.get("/events/head")(self._head)
@@ -126,6 +127,7 @@ class FakeFeed:
 
     def _head(self) -> dict[str, int]:
         with self._lock:
+            self.head_requests += 1
             return {"position": len(self._events)}
 
     @property
@@ -143,3 +145,4 @@ class FakeFeed:
     def clear(self) -> None:
         with self._lock:
             self._events.clear()
+            self.head_requests = 0

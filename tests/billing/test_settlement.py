@@ -2,6 +2,7 @@
 after it goes onto the supplementary bill (补费) instead of being refused."""
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from services.billing.models import BillingTable
 from tests.billing.conftest import billing_settings, order_placed
 from tests.billing.factories import (
     CBC,
+    INFUSION,
     OUTPATIENT_FEE_FEN,
     account,
     billing_events,
@@ -24,6 +26,7 @@ from tests.billing.factories import (
     keyed,
     new_visit,
     open_visit,
+    post_charge,
     post_payment,
     register_unidentified,
     rejections,
@@ -155,3 +158,25 @@ def test_a_charge_read_after_settlement_is_a_supplementary_bill_paid_later(
     assert (paid["balance_fen"], paid["supplementary_due_fen"], paid["status"]) == (0, 0, "settled")
     again = client.post("/payments", json={"visit_id": visit["id"], "method": "cash"}, headers=keyed())
     assert again.status_code == 409 and again.json()["type"].endswith("/nothing-due")
+
+
+def test_settlement_waits_without_holding_the_database(
+    billing: BillingFactory, registration: httpx.Client, results_feed: FakeFeed
+) -> None:
+    """While settlement waits for an order's charge, other writes go on; once the charge is applied the
+    settlement goes ahead with it."""
+    with billing(settlement_wait_seconds=30) as client, ThreadPoolExecutor(max_workers=1) as pool:
+        visit = new_visit(registration, client, payment_mode="settle_later")
+        reader = consumer(client, "results")
+        reader.stop()
+        placed = order_placed(results_feed, visit, CBC)
+
+        settling = pool.submit(settle, client, visit["id"])
+        wait_for(lambda: results_feed.head_requests, "settlement to ask results how far its feed goes")
+        charge = post_charge(client, visit["id"], INFUSION)  # the one SQLite writer is free
+        assert not settling.done()
+        reader.apply(placed)  # the order's charge arrives
+        response = settling.result(timeout=30)
+
+        assert response.status_code == 201, response.text
+        assert response.json()["total_fen"] == OUTPATIENT_FEE_FEN + charge["amount_fen"] + CBC_FEN

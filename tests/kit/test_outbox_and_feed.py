@@ -144,7 +144,8 @@ class _Reader:
     def __init__(self, source: str, head: int, cursors: list[int]) -> None:
         self.source, self.head, self.cursors, self.woken = source, head, cursors, 0
 
-    def source_head(self) -> int:
+    def source_head(self, *, timeout_seconds: float) -> int:
+        assert 0 < timeout_seconds <= 1.0  # within what the caller allowed
         return self.head
 
     def cursor(self) -> int:
