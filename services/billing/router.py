@@ -181,7 +181,10 @@ def settle_visit(
 
 @router.get("/visits/{visit_id}/account", tags=["accounts"], responses=problem_responses(VisitNotFound))
 def read_account(visit_id: VisitIdPath, session: SessionDep) -> AccountPublic:
-    """The visit's account: every charge, the total, what was paid and the balance still due."""
+    """The visit's account: every charge, the total, what was paid and the balance still due.
+
+    Charges read after settlement are flagged `supplementary`: the supplementary bill (补费), its unpaid
+    part `supplementary_due_fen`, paid with `POST /payments`."""
     return service.account_view(session, visit_id=visit_id)
 
 
