@@ -120,6 +120,7 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("POST", "/visits/{id}/settlement", "billing:write"),
         ("GET", "/visits/{id}/account", "billing:read"),
         ("GET", "/visits/{id}/daily-bill", "billing:read"),
+        ("GET", "/rejected-charges", "billing:read"),
     ),
     # The event hub: public `/events` is its `/log`, `/event-schemas` its `/schemas`.
     GatewayRoute("GET", "/events", "events", "events:read", upstream=("/events", "/log")),

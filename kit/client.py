@@ -16,10 +16,12 @@ DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=1.0)
 class ServiceClient:
     """One pooled client per sibling service, opened once and shared by all requests."""
 
-    def __init__(self, name: str, base_url: str, tokens: TokenSource) -> None:
+    def __init__(
+        self, name: str, base_url: str, tokens: TokenSource, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT
+    ) -> None:
         self.name = name
         self.tokens = tokens
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=DEFAULT_TIMEOUT)
+        self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
 
     def get_json(self, path: str) -> dict[str, Any] | None:
         """The JSON body of a GET, None on 404; ServiceUnavailable when the service can't answer."""

@@ -3,10 +3,15 @@
 A consumer thread pages through the source's `/events` from a stored cursor. Each event is applied in
 its own transaction together with the cursor move and a consumed-event record, so a crash at any point
 replays at most the event in flight, and the record makes that replay a no-op.
+
+`caught_up` lets a request wait until the consumers have applied everything their sources had committed
+when it arrived (each source's `/events/head`), e.g. so billing never settles before a charge is read.
 """
 
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +21,9 @@ from fastapi import FastAPI
 from sqlmodel import Session
 
 from kit.auth import TokenSource
+from kit.client import ServiceClient
 from kit.database import Database
+from kit.errors import BadGateway
 from kit.metrics import FEED_CURSOR, FEED_LAG
 from kit.models import ConsumedEventBase, FeedCursorBase
 from kit.worker import ThreadWorker
@@ -25,6 +32,8 @@ logger = logging.getLogger("patientflow.feed")
 EventHandler = Callable[[Session, dict[str, Any]], None]
 HandlerFactory = Callable[[FastAPI], EventHandler]
 MAX_BACKOFF_SECONDS = 5.0
+CATCH_UP_POLL_SECONDS = 0.02
+MIN_HEAD_TIMEOUT = 0.1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +86,25 @@ class FeedConsumer(ThreadWorker):
         self.cursor_model, self.consumed_model = cursor_model, consumed_model
         self.handle, self.tokens, self.poll_seconds = handle, tokens, poll_seconds
         self.event_types = event_types
+        self._nudged = threading.Event()
+
+    def wake(self) -> None:
+        """Read the next page now instead of after the poll interval (or the backoff)."""
+        self._nudged.set()
+
+    def source_head(self, *, timeout_seconds: float = 5.0) -> int:
+        """The source's newest committed position now; ServiceUnavailable or BadGateway if it can't say."""
+        # A client per call: heads are asked once per settlement-like request, not per poll.
+        timeout = httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 1.0))
+        source = ServiceClient(self.source, self.base_url, self.tokens, timeout=timeout)
+        try:
+            body = source.get_json("/events/head")
+        finally:
+            source.close()
+        if body is None or type(body.get("position")) is not int:
+            raise BadGateway(f"The {self.source} service serves no feed head.", slug="upstream-error")
+        position: int = body["position"]
+        return position
 
     def run(self) -> None:
         backoff = self.poll_seconds
@@ -95,7 +123,8 @@ class FeedConsumer(ThreadWorker):
                 except Exception:
                     logger.exception("feed %s: failed to apply an event; will retry", self.source)
                     backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                self.stopping.wait(backoff)
+                self._nudged.wait(backoff)
+                self._nudged.clear()
 
     def cursor(self) -> int:
         with self.database.session(write=False) as session:
@@ -140,3 +169,32 @@ class FeedConsumer(ThreadWorker):
                 session.add(self.consumed_model(event_id=event["id"], source=self.source))
             cursor.position = event["position"]
             session.add(cursor)
+
+
+def caught_up(
+    consumers: Sequence[FeedConsumer],
+    *,
+    within_seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[str]:
+    """Wait until every consumer has applied its source's events committed before this call.
+
+    Returns the sources still behind when `within_seconds` ran out (empty: all caught up); asking the
+    heads counts against it too. A source that cannot tell its head raises ServiceUnavailable or
+    BadGateway (kit.errors): nothing it committed can then be known to have arrived. Call it outside
+    any transaction and the database gate: it does HTTP and waits.
+    """
+    deadline = clock() + within_seconds
+    heads = {
+        consumer.source: consumer.source_head(timeout_seconds=max(deadline - clock(), MIN_HEAD_TIMEOUT))
+        for consumer in consumers
+    }
+    for consumer in consumers:
+        consumer.wake()  # don't wait out a poll interval
+    behind = list(consumers)
+    while True:
+        behind = [c for c in behind if c.cursor() < heads[c.source]]
+        if not behind or clock() >= deadline:
+            return [c.source for c in behind]
+        sleep(CATCH_UP_POLL_SECONDS)

@@ -105,4 +105,11 @@ def feed_router(outbox: type[OutboxEventBase]) -> APIRouter:
         next_after = rows[-1].position if rows else after
         return {"events": [event_to_json(r, source) for r in rows], "next_after": next_after}
 
+    @router.get("/events/head", summary="The position of this service's last committed event")
+    def read_feed_head(session: SessionDep) -> dict[str, int]:
+        """`position` of the newest committed event (0 when none): a reader whose cursor has reached it
+        has applied everything this service committed before the call, e.g. before billing settles."""
+        head = session.exec(select(func.max(outbox.position))).one()
+        return {"position": head or 0}
+
     return router

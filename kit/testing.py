@@ -106,14 +106,16 @@ def serve(app: FastAPI) -> Iterator[str]:
 
 
 class FakeFeed:
-    """A sibling service's `GET /events`, serving whatever events a test publishes."""
+    """A sibling service's `GET /events` (and `/events/head`), serving whatever events a test publishes."""
 
     def __init__(self) -> None:
         self.url = ""
         self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self.head_requests = 0  # how often a reader asked how far the feed goes
         self.app = FastAPI()
         self.app.get("/events")(self._read)
+        self.app.get("/events/head")(self._head)
 
     def _read(
         self, after: int = 0, limit: Annotated[int, Query(ge=1, le=500)] = 100, type: str | None = None
@@ -122,6 +124,11 @@ class FakeFeed:
             page = [e for e in self._events if e["position"] > after and type in (None, e["type"])]
         page = page[:limit]
         return {"events": page, "next_after": page[-1]["position"] if page else after}
+
+    def _head(self) -> dict[str, int]:
+        with self._lock:
+            self.head_requests += 1
+            return {"position": len(self._events)}
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -138,3 +145,4 @@ class FakeFeed:
     def clear(self) -> None:
         with self._lock:
             self._events.clear()
+            self.head_requests = 0

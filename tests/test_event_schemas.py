@@ -201,7 +201,9 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx
 
     apps = {
         "registration": (
-            create_registration_app(settings(RegistrationSettings, "registration")),
+            create_registration_app(
+                settings(RegistrationSettings, "registration", billing_url=url["billing"])
+            ),
             RegistrationTable,
         ),
         "triage": (
@@ -337,6 +339,12 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
             headers={"idempotency-key": str(uuid.uuid4())},
         )
         _ok(settle, 201)
+    # An order read after its visit was settled: the supplementary bill (补费).
+    _ok(results.post("/orders", json={"visit_id": emergency["id"], "test_code": "250101015"}), 201)
+    _wait_for(
+        lambda: _ok(billing.get(f"/visits/{emergency['id']}/account"))["supplementary_due_fen"],
+        "billing to put the late order on the supplementary bill",
+    )
 
     # Registration: the unidentified emergency patient turns out to be the identified one.
     _ok(registration.post(f"/patients/{identified['id']}/merge", json={"source_patient_id": unknown["id"]}))

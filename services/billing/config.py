@@ -3,6 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from kit.config import ServiceSettings, service_url_setting
@@ -18,6 +19,9 @@ class BillingSettings(ServiceSettings):
     results_url: str = service_url_setting("results")
     # The price list (医疗服务项目价格) loaded at every start; items missing from it become inactive.
     catalogue_path: Path = CATALOGUE_PATH
+    # Settlement first waits this long for the charges registration and results had committed to arrive
+    # (their feed heads); past it, 503 `charges-still-arriving` and nothing settled.
+    settlement_wait_seconds: float = Field(default=3.0, gt=0, le=30)
 
 
 @lru_cache

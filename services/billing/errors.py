@@ -1,6 +1,10 @@
 """Billing's errors, named for what went wrong."""
 
-from kit.errors import Conflict, NotFound, UnprocessableContent
+from typing import Any
+
+from kit.errors import Conflict, NotFound, ServiceUnavailable, UnprocessableContent
+
+RETRY_SETTLEMENT_SECONDS = 2
 
 
 class VisitNotFound(NotFound):
@@ -37,3 +41,12 @@ class ChargeAlreadyPaid(Conflict):
 
 class NothingDue(Conflict):
     slug, title = "nothing-due", "Nothing is due"
+
+
+class ChargesStillArriving(ServiceUnavailable):
+    """Settlement could not confirm it has every charge its sources committed; nothing was settled."""
+
+    slug, title = "charges-still-arriving", "Charges still arriving"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail, retry_after=RETRY_SETTLEMENT_SECONDS, **extra)

@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from typing import Literal
 
-from sqlalchemy import BigInteger, Index
+from sqlalchemy import BigInteger, Index, false
 from sqlmodel import Field, SQLModel
 
 from kit.idempotency import IdempotencyRecordBase
@@ -64,7 +64,8 @@ class Payment(BillingTable, table=True):
 class Charge(BillingTable, table=True):
     """One bill line. Name, unit and price are copied from the catalogue when posted, so a later price
     change never rewrites a bill. `source_event_id` and `order_id` are unique: a replayed event or a
-    re-announced order can never be charged twice (重复收费)."""
+    re-announced order can never be charged twice (重复收费). `supplementary`: caused before, read after
+    the account was settled, so it is due on the supplementary bill (补费) instead of being dropped."""
 
     __table_args__ = (Index("ix_charge_visit_id_service_date", "visit_id", "service_date"),)
 
@@ -83,6 +84,7 @@ class Charge(BillingTable, table=True):
     payment_id: str | None = Field(default=None, foreign_key="payment.id", index=True, max_length=36)
     charged_at: datetime = Timestamp()
     service_date: date
+    supplementary: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
     @property
     def status(self) -> Literal["unpaid", "paid"]:
@@ -90,7 +92,7 @@ class Charge(BillingTable, table=True):
 
 
 class RejectedCharge(BillingTable, table=True):
-    """An event that asked for a charge billing must not post (unknown item, settled account, …).
+    """An event that asked for a charge billing must not post (unknown item, duplicate order, …).
 
     Kept for the cashier to review instead of inventing a charge or silently dropping the event.
     """

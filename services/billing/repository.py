@@ -3,6 +3,7 @@
 from collections.abc import Collection
 from datetime import date
 
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select, update
 
@@ -74,6 +75,13 @@ def list_charges(session: Session, visit_id: str, *, service_date: date | None =
 def unpaid_charges(session: Session, visit_id: str) -> list[Charge]:
     query = select(Charge).where(Charge.visit_id == visit_id, col(Charge.payment_id).is_(None))
     return list(session.exec(query.order_by(col(Charge.charged_at), col(Charge.id))).all())
+
+
+def supplementary_due_fen(session: Session, visit_id: str) -> int:
+    query = select(func.coalesce(func.sum(Charge.amount_fen), 0)).where(
+        Charge.visit_id == visit_id, col(Charge.supplementary).is_(True), col(Charge.payment_id).is_(None)
+    )
+    return int(session.exec(query).one())
 
 
 def charges_by_id(session: Session, charge_ids: Collection[str]) -> dict[str, Charge]:

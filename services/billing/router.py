@@ -3,7 +3,7 @@
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from kit.auth import CallerDep
@@ -17,6 +17,7 @@ from services.billing.errors import (
     AmountMismatch,
     ChargeAlreadyPaid,
     ChargeNotFound,
+    ChargesStillArriving,
     InvalidServiceDate,
     ItemNotFound,
     NothingDue,
@@ -45,6 +46,14 @@ VisitIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 # Every keyed write: 400 key missing, 422 key reused with another body, 409 twin still in flight, and
 # 503 when registration must be asked about a visit and does not answer.
 KEYED_WRITE_ERRORS = (BadRequest, Conflict, UnprocessableContent, ServiceUnavailable)
+
+
+def charges_arrived(request: Request) -> None:
+    """Dependency of settlement, resolved before its database session: wait (bounded) until the
+    charges registration and results committed before the request have been read."""
+    service.await_charges(
+        request.app.state.consumers, within_seconds=request.app.state.settings.settlement_wait_seconds
+    )
 
 
 @router.get("/catalogue", tags=["catalogue"])
@@ -81,8 +90,9 @@ def post_charge(
 ) -> JSONResponse:
     """Charge a catalogue item to a visit at the catalogue price (`amount_fen = unit_price_fen × quantity`).
 
-    Needs an `Idempotency-Key`. An item not in the active catalogue is 422 `unknown-item`; a visit
-    registration does not know is 404; a settled account is 409. Emits `charge.posted`.
+    Needs an `Idempotency-Key`. An item not in the active catalogue is 422 `unknown-item`; a
+    `service_date` outside the visit (before it opened, after today) is 422 `invalid-service-date`; a
+    visit registration does not know is 404; a settled account is 409. Emits `charge.posted`.
     """
     return idempotent(
         session,
@@ -105,7 +115,6 @@ def post_charge(
         ChargeNotFound,
         ChargeAlreadyPaid,
         NothingDue,
-        AccountSettled,
         AmountMismatch,
     ),
 )
@@ -120,7 +129,8 @@ def post_payment(
 
     Needs an `Idempotency-Key`. All or nothing: a listed charge that is already paid (409) or not this
     visit's (404) pays nothing. `amount_fen`, if sent, must equal the total due (422 `amount-mismatch`).
-    Emits `payment.received` and one `charge.paid` per charge.
+    After settlement it pays the supplementary bill (补费). Emits `payment.received` and one
+    `charge.paid` per charge.
     """
     return idempotent(
         session,
@@ -137,7 +147,11 @@ def post_payment(
     status_code=status.HTTP_201_CREATED,
     response_model=SettlementPublic,
     tags=["payments"],
-    responses=problem_responses(*KEYED_WRITE_ERRORS, VisitNotFound, AccountSettled, AmountMismatch),
+    # Before the session dependency opens: no database connection is held while billing waits.
+    dependencies=[Depends(charges_arrived)],
+    responses=problem_responses(
+        *KEYED_WRITE_ERRORS, VisitNotFound, AccountSettled, AmountMismatch, ChargesStillArriving
+    ),
 )
 def settle_visit(
     visit_id: VisitIdPath,
@@ -150,7 +164,10 @@ def settle_visit(
     """Settle the visit's account: pay everything unpaid and close it to further charges (结算).
 
     For settle-later and green-channel visits at discharge. Needs an `Idempotency-Key`. `payment` is
-    null when nothing was due. Emits `visit.settled`.
+    null when nothing was due. Billing first waits until it has read every charge registration and
+    results had committed when the request arrived; if it can't confirm that within a few seconds (a
+    source down or far behind), 503 `charges-still-arriving` with `Retry-After`, and nothing is settled.
+    A charge caused after settlement goes onto the supplementary bill (补费). Emits `visit.settled`.
     """
     return idempotent(
         session,
@@ -164,7 +181,10 @@ def settle_visit(
 
 @router.get("/visits/{visit_id}/account", tags=["accounts"], responses=problem_responses(VisitNotFound))
 def read_account(visit_id: VisitIdPath, session: SessionDep) -> AccountPublic:
-    """The visit's account: every charge, the total, what was paid and the balance still due."""
+    """The visit's account: every charge, the total, what was paid and the balance still due.
+
+    Charges read after settlement are flagged `supplementary`: the supplementary bill (补费), its unpaid
+    part `supplementary_due_fen`, paid with `POST /payments`."""
     return service.account_view(session, visit_id=visit_id)
 
 
@@ -184,6 +204,7 @@ def read_rejected_charges(
     visit_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[RejectedChargePublic]:
-    """Charges other services asked for that billing refused (unknown item, settled account, …), newest
-    first, for the cashier to review."""
+    """Charges other services asked for that billing refused (unknown item, duplicate order, …), newest
+    first, for the cashier to review. Late charges are not here: they are on the account's supplementary
+    bill (补费)."""
     return service.list_rejections(session, visit_id=visit_id, limit=limit)

@@ -96,6 +96,7 @@ class ChargePublic(BaseModel):
     note: str | None
     charged_at: datetime
     service_date: date
+    supplementary: bool = Field(description="Read after settlement: due on the supplementary bill (补费)")
 
 
 class PaymentCreate(Request):
@@ -126,6 +127,8 @@ class AccountPublic(BaseModel):
     charges_total_fen: int
     paid_fen: int
     balance_fen: int
+    supplementary_total_fen: int = Field(description="Charges read after settlement (补费)")
+    supplementary_due_fen: int = Field(description="What of the supplementary bill is still unpaid")
     charges: list[ChargePublic]
     payments: list[PaymentPublic]
 

@@ -17,6 +17,8 @@ from sqlmodel import Session
 
 from kit.client import ServiceClient
 from kit.clock import as_utc, hospital_date, utcnow
+from kit.errors import BadGateway, ServiceUnavailable
+from kit.feed import FeedConsumer, caught_up
 from kit.outbox import record_event
 from services.billing import repository
 from services.billing.errors import (
@@ -24,6 +26,7 @@ from services.billing.errors import (
     AmountMismatch,
     ChargeAlreadyPaid,
     ChargeNotFound,
+    ChargesStillArriving,
     InvalidServiceDate,
     ItemNotFound,
     NothingDue,
@@ -162,12 +165,14 @@ def _refuse_if_settled(account: VisitAccount) -> None:
 
 
 def account_view(session: Session, *, visit_id: str) -> AccountPublic:
-    """Every charge of the visit with its totals; balance = charges − payments."""
+    """Every charge of the visit with its totals; balance = charges − payments. Charges read after the
+    account was settled are flagged `supplementary` and add up to the supplementary bill (补费)."""
     account = _known_account(session, visit_id)
     charges = repository.list_charges(session, visit_id)
     payments = repository.list_payments(session, visit_id)
     total = sum(charge.amount_fen for charge in charges)
     paid = sum(payment.amount_fen for payment in payments)
+    supplementary = [charge for charge in charges if charge.supplementary]
     return AccountPublic(
         visit_id=account.visit_id,
         patient_id=account.patient_id,
@@ -178,6 +183,8 @@ def account_view(session: Session, *, visit_id: str) -> AccountPublic:
         charges_total_fen=total,
         paid_fen=paid,
         balance_fen=total - paid,
+        supplementary_total_fen=sum(charge.amount_fen for charge in supplementary),
+        supplementary_due_fen=sum(c.amount_fen for c in supplementary if c.payment_id is None),
         charges=[charge_to_public(charge, account) for charge in charges],
         payments=[
             PaymentPublic(
@@ -242,6 +249,7 @@ def _add_charge(
     order_id: str | None = None,
     source_event_id: str | None = None,
     note: str | None = None,
+    supplementary: bool = False,
 ) -> Charge:
     charge = Charge(
         id=str(uuid.uuid4()),
@@ -257,6 +265,7 @@ def _add_charge(
         source_event_id=source_event_id,
         note=note,
         service_date=service_date,
+        supplementary=supplementary,
     )
     session.add(charge)
     _record(
@@ -272,11 +281,26 @@ def _add_charge(
             "origin": charge.origin,
         },
     )
+    if supplementary:
+        session.flush()  # the supplementary bill's due amount counts this charge
+        _record(
+            session,
+            account,
+            "charge.supplementary",
+            {
+                "charge_id": charge.id,
+                "item_code": charge.item_code,
+                "amount_fen": charge.amount_fen,
+                "order_id": charge.order_id,
+                "supplementary_due_fen": repository.supplementary_due_fen(session, account.visit_id),
+            },
+        )
     return charge
 
 
 def post_charge(session: Session, *, data: ChargeCreate, registration: ServiceClient) -> ChargePublic:
-    """Charge an active catalogue item at its catalogue price; never for a day still to come."""
+    """Charge an active catalogue item at its catalogue price, dated within the visit: from the day it
+    opened to today (hospital time)."""
     item = repository.get_item(session, data.item_code)
     if item is None or not item.active:
         raise UnknownItem(
@@ -287,6 +311,12 @@ def post_charge(session: Session, *, data: ChargeCreate, registration: ServiceCl
         raise InvalidServiceDate(f"A charge cannot be dated after today ({today.isoformat()}).")
     account = _account_for(session, visit_id=data.visit_id, registration=registration)
     _refuse_if_settled(account)
+    opened = hospital_date(account.opened_at)
+    if data.service_date is not None and data.service_date < opened:
+        raise InvalidServiceDate(
+            f"A charge cannot be dated before its visit opened ({opened.isoformat()}).",
+            visit_opened=opened.isoformat(),
+        )
     charge = _add_charge(
         session,
         account=account,
@@ -370,12 +400,31 @@ def _take_payment(
 
 def pay(session: Session, *, data: PaymentCreate, registration: ServiceClient) -> PaymentPublic:
     """Pay some or all unpaid charges of a visit in one payment; nothing is paid if any listed charge
-    cannot be."""
+    cannot be. On a settled account the only unpaid charges are the supplementary bill's (补费)."""
     account = _account_for(session, visit_id=data.visit_id, registration=registration)
-    _refuse_if_settled(account)
     charges = _charges_to_pay(session, account=account, charge_ids=data.charge_ids)
     _check_amount(sum(charge.amount_fen for charge in charges), data.amount_fen)
     return _take_payment(session, account=account, charges=charges, method=data.method)
+
+
+def await_charges(consumers: Sequence[FeedConsumer], *, within_seconds: float) -> None:
+    """Return once billing has applied every event its sources (registration, results) had committed
+    when this was called, so a settlement sees every charge caused before it was asked for.
+
+    A source that can't say how far its feed goes, or a consumer still behind after `within_seconds`,
+    is ChargesStillArriving (503 + Retry-After). Call it before the unit of work: it does HTTP and waits.
+    """
+    try:
+        behind = caught_up(consumers, within_seconds=within_seconds)
+    except (ServiceUnavailable, BadGateway) as exc:
+        raise ChargesStillArriving(
+            f"Cannot confirm every charge has arrived: {exc.detail} Nothing was settled; retry shortly."
+        ) from exc
+    if behind:
+        raise ChargesStillArriving(
+            f"Charges from {', '.join(behind)} are still arriving. Nothing was settled; retry shortly.",
+            sources=behind,
+        )
 
 
 def settle(
@@ -478,7 +527,7 @@ def _charge_for_event(
     """Post the charge an event asks for, once per event id; refuse (and record) what may not be charged.
 
     The service date is the day the event happened, so a consumer catching up after midnight still
-    puts the charge on the right 一日清单.
+    puts the charge on the right 一日清单. A settled account still takes it, on the supplementary bill.
     """
     event_id = event["id"]
     if repository.charge_for_event(session, event_id) or repository.rejection_for_event(session, event_id):
@@ -500,6 +549,7 @@ def _charge_for_event(
         service_date=hospital_date(_instant(event["occurred_at"])),
         order_id=order_id,
         source_event_id=event["id"],
+        supplementary=account.status == SETTLED,  # caused before, read after settlement: 补费
     )
 
 
@@ -507,8 +557,6 @@ def _refusal(session: Session, *, account: VisitAccount, quantity: Any, order_id
     """Why an event's charge of a catalogue item must not be posted, or None (never repeat a charge)."""
     if type(quantity) is not int or not 1 <= quantity <= MAX_QUANTITY:
         return "invalid-quantity"
-    if account.status == SETTLED:
-        return "account-settled"
     if order_id is not None and repository.charge_for_order(session, order_id) is not None:
         return "duplicate-order"
     return None

@@ -5,8 +5,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from kit.app import build_service_app
+from kit.feed import Feed
+from services.registration import service
 from services.registration.config import RegistrationSettings, get_settings
-from services.registration.models import OutboxEvent
+from services.registration.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.registration.router import router
 
 
@@ -19,4 +21,14 @@ def create_app(settings: RegistrationSettings | None = None) -> FastAPI:
         routers=[router],
         outbox_model=OutboxEvent,
         migrations_dir=Path(__file__).parent / "migrations",
+        # A visit is marked settled when billing says so.
+        feeds=[
+            Feed(
+                source="billing",
+                url=settings.billing_url,
+                handle=service.apply_billing_event,
+                event_types=service.BILLING_EVENTS,
+            )
+        ],
+        feed_models=(FeedCursor, ConsumedEvent),
     )

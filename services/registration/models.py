@@ -4,7 +4,15 @@ from datetime import date, datetime
 
 from sqlmodel import Field, SQLModel
 
-from kit.models import BigIntId, OutboxEventBase, Timestamp, UTCDateTime, new_registry
+from kit.models import (
+    BigIntId,
+    ConsumedEventBase,
+    FeedCursorBase,
+    OutboxEventBase,
+    Timestamp,
+    UTCDateTime,
+    new_registry,
+)
 
 
 class RegistrationTable(SQLModel, registry=new_registry()):
@@ -27,7 +35,8 @@ class Patient(RegistrationTable, table=True):
 
 
 class Visit(RegistrationTable, table=True):
-    """One encounter (就诊): outpatient, emergency or inpatient, with its payment mode."""
+    """One encounter (就诊): outpatient, emergency or inpatient, with its payment mode; `settled` once
+    billing has settled its account (read from billing's `visit.settled`)."""
 
     id: str = Field(primary_key=True, max_length=36)
     patient_id: str = Field(foreign_key="patient.id", index=True, max_length=36)
@@ -36,6 +45,7 @@ class Visit(RegistrationTable, table=True):
     payment_mode: str = Field(max_length=16)
     status: str = Field(default="open", max_length=16)
     opened_at: datetime = Timestamp()
+    settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class SlipCode(RegistrationTable, table=True):
@@ -99,3 +109,11 @@ class SessionAttempt(RegistrationTable, table=True):
 
 class OutboxEvent(OutboxEventBase, RegistrationTable, table=True):
     __tablename__ = "outbox_event"
+
+
+class FeedCursor(FeedCursorBase, RegistrationTable, table=True):
+    __tablename__ = "feed_cursor"
+
+
+class ConsumedEvent(ConsumedEventBase, RegistrationTable, table=True):
+    __tablename__ = "consumed_event"

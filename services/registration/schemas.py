@@ -76,8 +76,9 @@ class VisitPublic(BaseModel):
     kind: VisitKind
     department: str
     payment_mode: PaymentMode
-    status: str
+    status: str = Field(description="`open`, or `settled` once billing has settled the visit (结算)")
     opened_at: datetime
+    settled_at: datetime | None
 
 
 class VisitOpened(VisitPublic):

@@ -1,10 +1,14 @@
 """Registration rules: who may be registered, how visits open, how an unidentified patient is merged."""
 
+import logging
 import uuid
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from kit.clock import as_utc
 from kit.outbox import record_event
 from services.registration import repository
 from services.registration.config import RegistrationSettings
@@ -31,6 +35,10 @@ from services.registration.schemas import (
     VisitCreate,
     VisitKind,
 )
+
+logger = logging.getLogger("patientflow.registration")
+BILLING_EVENTS = frozenset({"visit.settled"})
+SETTLED = "settled"
 
 
 def to_public(patient: Patient) -> PatientPublic:
@@ -173,6 +181,18 @@ def get_visit(session: Session, *, visit_id: str) -> Visit:
     if visit is None:
         raise VisitNotFound(f"No visit {visit_id}.")
     return visit
+
+
+def apply_billing_event(session: Session, event: dict[str, Any]) -> None:
+    """Billing's feed: `visit.settled` marks the visit settled (its account is closed, 结算)."""
+    if event["type"] != "visit.settled":
+        return
+    visit = repository.get_visit(session, event["visit_id"]) if isinstance(event["visit_id"], str) else None
+    if visit is None:
+        logger.warning("billing settled visit %s, which registration does not know", event["visit_id"])
+        return
+    visit.status, visit.settled_at = SETTLED, as_utc(datetime.fromisoformat(event["occurred_at"]))
+    session.add(visit)
 
 
 def merge_patients(session: Session, *, target_id: str, source_id: str) -> tuple[Patient, list[str]]:

@@ -3,13 +3,16 @@
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import httpx
 from fastapi.testclient import TestClient
 
+from kit.database import Database
 from kit.feed import FeedConsumer
 from kit.testing import feed_headers
+from services.billing.models import VisitAccount
 
 T = TypeVar("T")
 # Valid resident identity numbers (GB 11643 check characters).
@@ -79,6 +82,16 @@ def new_visit(
     fee_expected = visit["kind"] != "inpatient"
     wait_for_account(client, visit["id"], charges=1 if fee_expected else 0)
     return visit
+
+
+def backdate_account(client: TestClient, visit_id: str, *, days: int) -> None:
+    """Move the visit's opening `days` back, as if it had been admitted then (registration can't)."""
+    database: Database = client.app.state.database  # type: ignore[attr-defined]
+    with database.session() as session:
+        account = session.get(VisitAccount, visit_id)
+        assert account is not None
+        account.opened_at -= timedelta(days=days)
+        session.add(account)
 
 
 def consumer(client: TestClient, source: str) -> FeedConsumer:

@@ -131,6 +131,7 @@ def test_bad_bodies_are_refused(registration: httpx.Client, client: TestClient) 
     visit = new_visit(registration, client)
     good = {"visit_id": visit["id"], "item_code": INFUSION, "quantity": 1}
     tomorrow = (hospital_date(utcnow()) + timedelta(days=1)).isoformat()
+    yesterday = (hospital_date(utcnow()) - timedelta(days=1)).isoformat()
     bad_bodies = [
         good | {"quantity": 0},
         good | {"quantity": 1000},
@@ -139,6 +140,8 @@ def test_bad_bodies_are_refused(registration: httpx.Client, client: TestClient) 
         good | {"unit_price_fen": 1},  # clients never name a price
         good | {"note": "x" * 201},
         good | {"service_date": tomorrow},  # never charge ahead
+        good | {"service_date": yesterday},  # nor before the visit opened (today)
+        good | {"service_date": "0001-01-01"},
         good | {"visit_id": "../patients"},
     ]
     for body in bad_bodies:

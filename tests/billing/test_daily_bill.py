@@ -6,13 +6,22 @@ import httpx
 from fastapi.testclient import TestClient
 
 from kit.clock import hospital_date, utcnow
-from tests.billing.factories import INFUSION, account, assert_no_floats, new_visit, post_charge, post_payment
+from tests.billing.factories import (
+    INFUSION,
+    account,
+    assert_no_floats,
+    backdate_account,
+    new_visit,
+    post_charge,
+    post_payment,
+)
 
 
 def test_daily_bill_lists_the_days_charges_and_sums_them(
     registration: httpx.Client, client: TestClient
 ) -> None:
     visit = new_visit(registration, client, kind="inpatient", department="surgery")
+    backdate_account(client, visit["id"], days=1)  # admitted yesterday
     bed = post_charge(client, visit["id"], "110900001")
     day = date.fromisoformat(bed["service_date"])
     yesterday = (day - timedelta(days=1)).isoformat()

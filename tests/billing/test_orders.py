@@ -22,7 +22,6 @@ from tests.billing.factories import (
     open_visit,
     register_unidentified,
     rejections,
-    wait_for,
     wait_until_consumed,
 )
 
@@ -122,20 +121,3 @@ def test_order_is_not_lost_while_registration_is_down(
         assert reader.cursor() == 0  # not consumed: the consumer will read it again
         assert rejections(client) == []
         assert client.get(f"/visits/{visit['id']}/account").status_code == 404
-
-
-def test_order_on_a_settled_account_is_refused_for_review(
-    registration: httpx.Client, client: TestClient, results_feed: FakeFeed
-) -> None:
-    visit = new_visit(registration, client, payment_mode="settle_later")
-    settled = client.post(
-        f"/visits/{visit['id']}/settlement", json={"method": "insurance"}, headers={"Idempotency-Key": "s-1"}
-    )
-    assert settled.status_code == 201, settled.text
-
-    late = order_placed(results_feed, visit, CBC)
-    wait_for(lambda: rejections(client, visit["id"]), "the refused late order")
-
-    assert rejections(client, visit["id"])[0]["reason"] == "account-settled"
-    assert rejections(client, visit["id"])[0]["order_id"] == late["data"]["order_id"]
-    assert order_charges(client, visit["id"]) == []

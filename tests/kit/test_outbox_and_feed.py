@@ -4,11 +4,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from kit.auth import TokenSource
-from kit.feed import FeedConsumer
-from kit.outbox import event_to_json, record_event
+from kit.config import ServiceSettings
+from kit.errors import install_error_handlers
+from kit.feed import FeedConsumer, caught_up
+from kit.outbox import event_to_json, feed_router, record_event
+from kit.testing import feed_headers, internal_headers, make_test_settings
 from tests.kit.sample import ConsumedEvent, FeedCursor, OutboxEvent, Thing, fresh_database
 
 
@@ -131,3 +136,59 @@ def test_consumer_applies_a_redelivered_event_once(tmp_path: Path) -> None:
     assert consumer.cursor() == wire["position"]
     source.dispose()
     sink.dispose()
+
+
+class _Reader:
+    """A stand-in consumer for `caught_up`: its source's head, and a cursor that moves when polled."""
+
+    def __init__(self, source: str, head: int, cursors: list[int]) -> None:
+        self.source, self.head, self.cursors, self.woken = source, head, cursors, 0
+
+    def source_head(self, *, timeout_seconds: float) -> int:
+        assert 0 < timeout_seconds <= 1.0  # within what the caller allowed
+        return self.head
+
+    def cursor(self) -> int:
+        return self.cursors.pop(0) if len(self.cursors) > 1 else self.cursors[0]
+
+    def wake(self) -> None:
+        self.woken += 1
+
+
+def test_caught_up_waits_for_every_source_head_and_names_the_late_ones() -> None:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    def clock() -> float:
+        return now[0]
+
+    fast = _Reader("registration", head=7, cursors=[3, 5, 7])
+    slow = _Reader("results", head=4, cursors=[1])
+    assert caught_up([fast], within_seconds=1.0, clock=clock, sleep=sleep) == []  # type: ignore[list-item]
+    assert fast.woken == 1  # asked to read at once, not after its poll interval
+    assert now[0] < 1.0
+    behind = caught_up([fast, slow], within_seconds=1.0, clock=clock, sleep=sleep)  # type: ignore[list-item]
+    assert behind == ["results"]
+
+
+def test_feed_head_is_the_last_committed_position(tmp_path: Path) -> None:
+    database = fresh_database(tmp_path, "head")
+    app = FastAPI()
+    app.state.database = database
+    app.state.settings = make_test_settings(ServiceSettings, tmp_path)
+    install_error_handlers(app)
+    app.include_router(feed_router(OutboxEvent))
+    with TestClient(app, headers=feed_headers()) as client:
+        assert client.get("/events/head").json() == {"position": 0}
+        with database.session() as session:
+            for name in ("a", "b"):
+                record_event(
+                    session, OutboxEvent, event_type="x", aggregate_type="t", aggregate_id=name, payload={}
+                )
+        last = client.get("/events", params={"after": 0}).json()["events"][-1]["position"]
+        assert client.get("/events/head").json() == {"position": last}
+        refused = client.get("/events/head", headers=internal_headers("his-dev"))
+        assert refused.status_code == 403  # sibling services only, like the feed itself
+    database.dispose()

@@ -4,14 +4,24 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from kit.testing import make_test_settings, service_client
+from kit.testing import FakeFeed, make_test_settings, serve, service_client
 from services.registration.app import create_app
 from services.registration.config import RegistrationSettings
 from services.registration.models import RegistrationTable
 
 
+@pytest.fixture(scope="session")
+def billing_feed() -> Iterator[FakeFeed]:
+    """Billing's feed as registration reads it, serving the events each test publishes."""
+    feed = FakeFeed()
+    with serve(feed.app) as url:
+        feed.url = url
+        yield feed
+
+
 @pytest.fixture
-def client(data_dir: Path) -> Iterator[TestClient]:
-    app = create_app(make_test_settings(RegistrationSettings, data_dir))
-    with service_client(app, RegistrationTable.metadata) as client:
+def client(data_dir: Path, billing_feed: FakeFeed) -> Iterator[TestClient]:
+    billing_feed.clear()
+    settings = make_test_settings(RegistrationSettings, data_dir, billing_url=billing_feed.url)
+    with service_client(create_app(settings), RegistrationTable.metadata) as client:
         yield client
