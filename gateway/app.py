@@ -34,7 +34,13 @@ PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     if settings.environment != "test":
-        configure_logging(settings.service_name)
+        configure_logging(
+            settings.service_name,
+            settings.log_level,
+            log_file=settings.log_file,
+            max_bytes=settings.log_max_bytes,
+            backups=settings.log_backups,
+        )
     keys = KeyCache(settings.internal_secret)  # filled from the clients table at start-up
     upstreams = Upstreams(settings)
     proxy = Proxy(settings, keys, upstreams)

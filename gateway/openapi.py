@@ -22,15 +22,15 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import JSONResponse
 
 from gateway.examples import schema_example
 from gateway.keys import METRICS_SCOPE
 from gateway.routes import API_PREFIX, PATIENT_BINDING, GatewayRoute, RouteTable
 from kit.auth import TokenSource, service_subject
+from kit.docs import install_docs
 from kit.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 
 logger = logging.getLogger("patientflow.gateway")
@@ -364,8 +364,5 @@ def install_openapi(app: FastAPI, upstreams: Any, table: RouteTable, secret: str
     async def openapi_json(_request: Request) -> JSONResponse:
         return JSONResponse(await document.get())
 
-    async def swagger_ui(_request: Request) -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} – API docs")
-
     app.add_route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False)
-    app.add_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
+    install_docs(app, openapi_url="/openapi.json")

@@ -11,6 +11,7 @@ from kit.auth import TokenSource, require_internal_caller, service_subject
 from kit.client import ServiceClient
 from kit.config import ServiceSettings
 from kit.database import Database
+from kit.docs import install_docs
 from kit.errors import install_error_handlers
 from kit.feed import Feed, FeedConsumer
 from kit.health import router as health_router
@@ -103,13 +104,27 @@ def build_service_app(
             database.dispose()
 
     if settings.environment != "test":
-        configure_logging(settings.service_name)
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+        configure_logging(
+            settings.service_name,
+            settings.log_level,
+            log_file=settings.log_file,
+            max_bytes=settings.log_max_bytes,
+            backups=settings.log_backups,
+        )
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.siblings = {}
     install_error_handlers(app)
     app.add_middleware(RequestObserver, service=settings.service_name)  # inside: sees the request id
     app.add_middleware(RequestIdMiddleware)
+    install_docs(app)  # Swagger UI without a CDN
     app.include_router(health_router)
     app.include_router(service_metrics_router(settings.service_name, outbox_model))
     protected = [Depends(require_internal_caller)]

@@ -33,6 +33,13 @@ class ServiceSettings(BaseSettings):
     internal_secret: str = Field(default=DEV_INTERNAL_SECRET, validation_alias="PATIENTFLOW_INTERNAL_SECRET")
     migrate_on_start: bool = True
     feed_poll_seconds: float = Field(default=0.3, validation_alias="PATIENTFLOW_FEED_POLL_SECONDS")
+    # Logs go to stderr, or to `<log_dir>/<service>.log` (rotated) when a log directory is set.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias="PATIENTFLOW_LOG_LEVEL"
+    )
+    log_dir: Path | None = Field(default=None, validation_alias="PATIENTFLOW_LOG_DIR")
+    log_max_bytes: int = Field(default=10_000_000, ge=10_000, validation_alias="PATIENTFLOW_LOG_MAX_BYTES")
+    log_backups: int = Field(default=3, ge=1, validation_alias="PATIENTFLOW_LOG_BACKUPS")
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> "ServiceSettings":
@@ -50,6 +57,10 @@ class ServiceSettings(BaseSettings):
         if self.shared_database_url:
             return self.shared_database_url
         return f"sqlite:///{self.data_dir.resolve() / f'{self.service_name}.db'}"
+
+    @property
+    def log_file(self) -> Path | None:
+        return self.log_dir / f"{self.service_name}.log" if self.log_dir else None
 
     @cached_property
     def resolved_schema(self) -> str | None:

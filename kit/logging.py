@@ -4,13 +4,16 @@ Every line carries `ts`, `level`, `service`, `logger`, `request_id` and `message
 caller passed as `extra=`. Identity numbers and mobile numbers are masked wherever they appear; names
 are masked where we can tell a value is a name: extras under a `*name` key, and `"name": "..."` pairs
 inside logged JSON or dict text. uvicorn's own loggers are routed through the same handler.
+Machines' polls (feeds, health checks) are logged at DEBUG: see `kit.metrics.POLLED_ROUTES`.
 """
 
 import json
 import logging
+import logging.handlers
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from kit.requestid import current_request_id
@@ -93,9 +96,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-def configure_logging(service_name: str, level: str = "INFO") -> None:
-    """JSON lines on stderr for this process, uvicorn's loggers included (they otherwise keep their own)."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(
+    service_name: str,
+    level: str = "INFO",
+    *,
+    log_file: Path | None = None,
+    max_bytes: int = 10_000_000,
+    backups: int = 3,
+) -> None:
+    """JSON lines for this process, uvicorn's loggers included (they otherwise keep their own).
+
+    On stderr, or into `log_file`, rotated at `max_bytes` with `backups` older files kept
+    (`gateway.log.1`, ...), so a system left running never fills the disk.
+    """
+    handler: logging.Handler = (
+        logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
+        if log_file
+        else logging.StreamHandler(sys.stderr)
+    )
     handler.addFilter(MaskingFilter())
     handler.setFormatter(JsonFormatter(service_name))
     root = logging.getLogger()

@@ -23,6 +23,9 @@ from kit.logging import ACCESS_LOGGER
 from kit.models import OutboxEventBase
 
 UNMATCHED = "other"
+# Routes machines poll several times a second (feeds, health checks, scrapes): a good answer is logged
+# at DEBUG, or they would fill the log (3 MB per service in 16 minutes at INFO); a failed one at INFO.
+POLLED_ROUTES = frozenset({"/events", "/healthz", "/readyz", "/metrics"})
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LABELS = ("service", "route", "method", "status")
 
@@ -103,9 +106,11 @@ class RequestObserver:
             children = self._children[key] = (HTTP_REQUESTS.labels(*labels), HTTP_DURATION.labels(*labels))
         children[0].inc()
         children[1].observe(seconds)
-        if access_logger.isEnabledFor(logging.INFO):
+        level = logging.DEBUG if route in POLLED_ROUTES and status < 400 else logging.INFO
+        if access_logger.isEnabledFor(level):
             # Never the query string or a body: either may hold an identity number or a name.
-            access_logger.info(
+            access_logger.log(
+                level,
                 "%s %s %s %.1f ms",
                 method,
                 route,

@@ -53,6 +53,7 @@ class System:
             "PATIENTFLOW_INTERNAL_SECRET": os.environ.get("PATIENTFLOW_INTERNAL_SECRET")
             or secrets.token_urlsafe(32),
             "GATEWAY_API_KEYS_FILE": str(keys_file),
+            "PATIENTFLOW_LOG_DIR": str(self.data_dir / "logs"),  # <name>.log, rotated by the process
         }
         for caller in COMPONENTS:  # every process learns where each sibling listens
             for callee in COMPONENTS:
@@ -68,7 +69,8 @@ class System:
     def start_service(self, name: str) -> None:
         """Start one process and wait until its /readyz answers 200."""
         component = self._component(name)
-        log = (self.data_dir / "logs" / f"{name}.log").open("ab")
+        # What the process prints before its logging is set up (a crash at import, a refused setting).
+        log = self._console_log(name).open("ab")
         command = [
             sys.executable, "-m", "uvicorn", "--factory", component.app,
             "--host", "127.0.0.1", "--port", str(self.ports[name]),
@@ -132,9 +134,16 @@ class System:
             self.start_service(name)
         return crashed
 
+    def _console_log(self, name: str) -> Path:
+        return self.data_dir / "logs" / f"{name}.console.log"
+
     def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.data_dir / "logs" / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        """The end of the process's log, then of what it printed itself (a traceback, if it crashed)."""
+        tails = []
+        for path in (self.data_dir / "logs" / f"{name}.log", self._console_log(name)):
+            if path.exists():
+                tails += path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(tails)
 
     def __enter__(self) -> "System":
         return self.start()

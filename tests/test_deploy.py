@@ -5,11 +5,13 @@ checked without one is.
 """
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from gateway.keys import hash_key, read_seed_file
 from patientflow.topology import COMPONENTS, ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -63,3 +65,17 @@ def test_every_service_ships_its_migrations_in_the_package() -> None:
         versions = list(Path(component.migrations, "versions").glob("*.py"))
         assert versions, f"{component.name} has no migrations"
         assert (component.migrations / "env.py").exists()
+
+
+def test_the_readme_makes_a_keys_file_the_gateway_reads(tmp_path: Path) -> None:
+    """`GATEWAY_KEYS_FILE`: the README's recipe writes a seed file holding only the admin key's hash."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("`GATEWAY_KEYS_FILE` is a path") :]
+    [recipe] = re.findall(r"^```sh\n(.*?)^```$", section, flags=re.DOTALL | re.MULTILINE)[:1]
+    script = f'set -euo pipefail\n{recipe}\necho "$ADMIN_KEY" > admin.key\necho "$GATEWAY_KEYS_FILE" > path\n'
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True, capture_output=True)
+    key = (tmp_path / "admin.key").read_text().strip()
+    assert Path((tmp_path / "path").read_text().strip()) == tmp_path / "gateway-keys.json"
+    [entry] = read_seed_file(tmp_path / "gateway-keys.json")
+    assert (entry.client, entry.kind, entry.sha256) == ("admin", "admin", hash_key(key))
+    assert "admin:clients" in entry.scopes and key not in (tmp_path / "gateway-keys.json").read_text()

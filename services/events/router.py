@@ -90,14 +90,21 @@ def read_log(
 async def stream_log(
     request: Request,
     caller: CallerDep,
-    after: AfterQuery = 0,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="Replay the events after this position first (0: the whole log); omit to start live",
+        ),
+    ] = None,
     type: TypesQuery = None,
     last_event_id: Annotated[str | None, Header(description="Resume after this position")] = None,
 ) -> StreamingResponse:
     """The same events as `GET /log`, live, as Server-Sent Events (`id:` is the position).
 
-    Reconnect with `Last-Event-ID` (browsers' EventSource does) to resume without gaps; a comment line
-    every 15 s keeps the connection alive.
+    Without `after` or `Last-Event-ID` the stream starts live: only events logged from now on. Pass
+    `?after=0` to replay the whole log first. Reconnect with `Last-Event-ID` (browsers' EventSource does)
+    to resume without gaps; a comment line every 15 s keeps the connection alive.
     """
     reader = _reader(caller)
     if last_event_id is not None:

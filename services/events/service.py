@@ -67,6 +67,11 @@ def event_json(event: LogEvent) -> dict[str, Any]:
     }
 
 
+def log_head(session: Session) -> int:
+    """The newest position in the log: a live stream starts after it."""
+    return repository.last_position(session)
+
+
 def read_page(
     session: Session, reader: Audience, *, after: int, limit: int, types: Collection[str] | None
 ) -> tuple[list[LogEvent], int]:

@@ -1,5 +1,7 @@
 """The log as Server-Sent Events: `id:` the hub position (resume with `Last-Event-ID`), `event:` the type.
 
+A stream starts live (only events logged from now on) unless given a position to replay after.
+
 A stream reads the log off the event loop, then sleeps on the notifier until the ingestor commits more,
 so an idle stream costs no queries; a comment line every `heartbeat` seconds keeps proxies from
 closing it. It ends when the client goes away (Starlette cancels it) or the server stops.
@@ -34,23 +36,32 @@ async def log_stream(
     database: Database,
     notifier: LogNotifier,
     reader: Audience,
-    after: int,
+    after: int | None,
     types: Collection[str] | None,
     heartbeat_seconds: float,
 ) -> AsyncIterator[str]:
-    """The reader's events after `after`, then new ones as they are logged, until closed."""
+    """The reader's events after `after` (None: none yet), then new ones as they are logged, until closed."""
 
     def read(cursor: int) -> tuple[list[dict[str, object]], int, bool]:
         with database.session(write=False) as session:
             rows, next_after = service.read_page(session, reader, after=cursor, limit=PAGE, types=types)
             return [service.event_json(r) for r in rows], next_after, len(rows) == PAGE
 
+    def head() -> int:
+        with database.session(write=False) as session:
+            return service.log_head(session)
+
+    if after is None:  # live: the log's head before the first byte, so nothing logged after "open" is missed
+        async with database.gate(write=False):
+            cursor = await anyio.to_thread.run_sync(head)
+    else:
+        cursor = after
     yield ": stream open\n\n"  # headers and a first byte now, so clients and proxies see the stream live
     last_sent = time.monotonic()
     while not notifier.closed:
         seen = notifier.version
         async with database.gate(write=False):
-            events, after, full = await anyio.to_thread.run_sync(read, after)
+            events, cursor, full = await anyio.to_thread.run_sync(read, cursor)
         for event in events:
             yield sse_message(event)
         if events:

@@ -145,7 +145,11 @@ def gateway_process(system: System, data_dir: Path, **settings: str) -> Iterator
     """A gateway process of its own (SQLite in `data_dir`) beside the system's, with `GATEWAY_*` overrides."""
     port = free_port()
     env = os.environ | system.env | {"PATIENTFLOW_DATA_DIR": str(data_dir)}
-    env = {k: v for k, v in env.items() if k not in ("PATIENTFLOW_DATABASE_URL", "PATIENTFLOW_SCHEMA_PREFIX")}
+    env = {
+        k: v
+        for k, v in env.items()
+        if k not in ("PATIENTFLOW_DATABASE_URL", "PATIENTFLOW_SCHEMA_PREFIX", "PATIENTFLOW_LOG_DIR")
+    }
     env |= {f"GATEWAY_{name.upper()}": value for name, value in settings.items()}
     command = [
         sys.executable, "-m", "uvicorn", "--factory", "gateway.app:create_app", "--host", "127.0.0.1",

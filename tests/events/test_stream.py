@@ -15,13 +15,13 @@ def publish_visit(feeds: dict[str, FakeFeed], visit_id: str, patient_id: str) ->
     publish(feeds, "triage", source_event("visit.triaged", visit_id=visit_id, patient_id=patient_id))
 
 
-def test_a_stream_replays_the_log_then_follows_new_events(
+def test_a_stream_after_0_replays_the_log_then_follows_new_events(
     hub: httpx.Client, feeds: dict[str, FakeFeed]
 ) -> None:
     publish_visit(feeds, "v1", "p1")
     logged_ids(hub, 2)
     logged = [(str(e["position"]), e["type"], e["id"]) for e in read_log(hub)]
-    with hub.stream("GET", "/log/stream", headers=STREAM_HEADERS) as response:
+    with hub.stream("GET", "/log/stream", params={"after": 0}, headers=STREAM_HEADERS) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         lines = response.iter_lines()
@@ -31,6 +31,17 @@ def test_a_stream_replays_the_log_then_follows_new_events(
         [live] = take_events(lines, 1)
     assert (live.event, live.json()["visit_sequence"]) == ("charge.posted", 3)
     assert live.id == str(live.json()["position"]) and int(live.id) > int(logged[-1][0])
+
+
+def test_a_stream_without_a_position_starts_live(hub: httpx.Client, feeds: dict[str, FakeFeed]) -> None:
+    publish_visit(feeds, "v1", "p1")
+    logged_ids(hub, 2)
+    with hub.stream("GET", "/log/stream", headers=STREAM_HEADERS) as response:
+        lines = response.iter_lines()
+        assert next(sse_messages(lines)).comment == "stream open"
+        publish(feeds, "billing", source_event("charge.posted", visit_id="v1", patient_id="p1"))
+        [first] = take_events(lines, 1)  # not the two logged before the stream opened
+    assert (first.event, first.json()["visit_sequence"]) == ("charge.posted", 3)
 
 
 def test_last_event_id_resumes_after_that_position(hub: httpx.Client, feeds: dict[str, FakeFeed]) -> None:
@@ -53,7 +64,9 @@ def test_a_patients_stream_carries_only_that_patients_events_of_the_asked_types(
     scopes = {"events:read", "registration:read", "triage:read", "billing:read"}
     with (
         as_caller(hub, "app-dev", scopes, patient="p2") as app,
-        app.stream("GET", "/log/stream", params={"type": "visit.triaged,charge.posted"}) as response,
+        app.stream(
+            "GET", "/log/stream", params={"after": 0, "type": "visit.triaged,charge.posted"}
+        ) as response,
     ):
         lines = response.iter_lines()
         [first] = take_events(lines, 1)

@@ -5,6 +5,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -103,22 +104,46 @@ def test_feed_lag_is_the_age_of_the_last_applied_event_and_zero_when_caught_up(t
     sink.dispose()
 
 
-def test_access_log_is_one_json_line_per_request_with_the_request_id(registration: TestClient) -> None:
+@contextmanager
+def access_log(level: int = logging.INFO) -> Iterator[io.StringIO]:
+    """The access log's lines at `level` and above, as the production handler writes them."""
     written = io.StringIO()
     handler = logging.StreamHandler(written)
     handler.addFilter(MaskingFilter())
     handler.setFormatter(JsonFormatter("registration"))
+    handler.setLevel(level)
     access = logging.getLogger(ACCESS_LOGGER)
     access.addHandler(handler)
-    access.setLevel(logging.INFO)
+    access.setLevel(logging.DEBUG)
     try:
-        path = f"/patients/{uuid.uuid4()}?id_number=11010519491231002X"
-        registration.get(path, headers={"x-request-id": "rid-7"})
+        yield written
     finally:
         access.removeHandler(handler)
         access.setLevel(logging.NOTSET)
+
+
+def test_access_log_is_one_json_line_per_request_with_the_request_id(registration: TestClient) -> None:
+    with access_log() as written:
+        path = f"/patients/{uuid.uuid4()}?id_number=11010519491231002X"
+        registration.get(path, headers={"x-request-id": "rid-7"})
     [line] = [json.loads(text) for text in written.getvalue().splitlines()]
     assert line["request_id"] == "rid-7"
     assert (line["method"], line["route"], line["status"]) == ("GET", "/patients/{patient_id}", 404)
     assert {"ts", "level", "service", "logger", "message", "duration_ms"} <= line.keys()
     assert "1101051949" not in written.getvalue()  # the query string is never logged
+
+
+def test_polls_are_logged_at_debug_and_a_failed_poll_at_info(registration: TestClient) -> None:
+    with access_log(logging.INFO) as info, access_log(logging.DEBUG) as debug:
+        for _ in range(5):
+            assert registration.get("/events", headers=feed_headers()).status_code == 200
+            assert registration.get("/readyz").status_code == 200
+        registration.get(f"/patients/{uuid.uuid4()}")
+        assert registration.get("/events", headers={"authorization": "Bearer nope"}).status_code == 401
+    info_lines = [
+        (line["level"], line["route"], line["status"])
+        for line in map(json.loads, info.getvalue().splitlines())
+    ]
+    assert info_lines == [("INFO", "/patients/{patient_id}", 404), ("INFO", "/events", 401)]
+    debug_routes = [json.loads(line)["route"] for line in debug.getvalue().splitlines()]
+    assert debug_routes.count("/events") == 6 and debug_routes.count("/readyz") == 5

@@ -4,10 +4,11 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from kit.logging import JsonFormatter, MaskingFilter, mask_text
+from kit.logging import JsonFormatter, MaskingFilter, configure_logging, mask_text
 from kit.requestid import set_request_id
 
 NAME, ID_NUMBER, PHONE = "欧阳测试", "11010519491231002X", "13912345678"
@@ -69,3 +70,27 @@ def test_names_numbers_and_phones_are_masked_in_messages_extras_and_tracebacks(
 def test_name_pairs_keep_their_key_and_other_fields() -> None:
     masked = mask_text('{"name": "张三", "code": "WBC", "contact_name": "李四"}')
     assert masked == '{"name": "张**", "code": "WBC", "contact_name": "李**"}'
+
+
+@pytest.fixture
+def restore_root_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers:
+        handler.close()
+    root.handlers[:], root.level = handlers, level
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_a_log_file_is_rotated_at_its_size_cap(tmp_path: Path) -> None:
+    log_file = tmp_path / "registration.log"
+    configure_logging("registration", log_file=log_file, max_bytes=10_000, backups=2)
+    logger = logging.getLogger("tests.rotation")
+    for n in range(500):
+        logger.info("line %d of a long-running service", n)
+    files = sorted(tmp_path.iterdir())
+    assert [f.name for f in files] == ["registration.log", "registration.log.1", "registration.log.2"]
+    assert all(f.stat().st_size <= 10_000 for f in files)
+    last = json.loads(log_file.read_text().splitlines()[-1])
+    assert (last["service"], last["message"]) == ("registration", "line 499 of a long-running service")

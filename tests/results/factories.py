@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from kit.testing import feed_headers
 from tests.registration.factories import VALID_ID_NUMBERS
 
-CBC = "250101015"  # 血细胞分析(血常规)
+CBC = "250101015"  # 血细胞分析(全血细胞计数+五分类)
 CHEST_XRAY = "210102015"
 WAIT_SECONDS = 15
 

@@ -41,7 +41,9 @@ def test_orderable_tests_are_seeded_with_billing_catalogue_codes(client: TestCli
     tests = client.get("/tests").json()
     assert {t["code"] for t in tests} == BILLING_CODES
     cbc = next(t for t in tests if t["code"] == CBC)
-    assert cbc["name_zh"] == "血细胞分析(血常规)" and cbc["name_en"] == "complete blood count"
+    assert (
+        cbc["name_zh"] == "血细胞分析(全血细胞计数+五分类)" and cbc["name_en"] == "Complete blood count (CBC)"
+    )
     assert cbc["kind"] == "lab" and cbc["turnaround_minutes"] > 0
     assert next(t for t in tests if t["code"] == CHEST_XRAY)["kind"] == "imaging"
 
@@ -55,7 +57,7 @@ def test_prepay_order_awaits_payment_and_announces_only_the_placement(
 
     assert order["status"] == "awaiting_payment" and order["released_at"] is None
     assert order["patient_id"] == patient["id"] and order["payment_mode"] == "prepay"
-    assert order["test_name"] == "血细胞分析(血常规)"
+    assert order["test_name"] == "血细胞分析(全血细胞计数+五分类)"
     assert client.get(f"/orders/{order['id']}").json() == order
     [placed] = events(client)
     assert placed["type"] == "order.placed"

@@ -20,4 +20,4 @@ def test_seed_upsert_restores_the_catalogue_without_duplicates(client: TestClien
     with database.session(write=False) as session:
         tests = session.exec(select(OrderableTest)).all()
     assert len(tests) == 13
-    assert next(t for t in tests if t.code == "250101015").name_en == "complete blood count"
+    assert next(t for t in tests if t.code == "250101015").name_en == "Complete blood count (CBC)"
