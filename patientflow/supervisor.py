@@ -30,7 +30,7 @@ from types import TracebackType
 import httpx
 
 from patientflow.devkeys import ensure_dev_internal_secret, ensure_dev_keys
-from patientflow.topology import COMPONENTS, Component
+from patientflow.topology import COMPONENTS
 
 READY_TIMEOUT_SECONDS = 60.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -152,9 +152,6 @@ class System:
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
-
-    def _component(self, name: str) -> Component:
-        return next(c for c in COMPONENTS if c.name == name)
 
     def spawn(self, name: str) -> subprocess.Popen[bytes]:
         """Start one process without waiting for it; it dies with this one (`die_with_parent`)."""
