@@ -188,8 +188,12 @@ def test_a_process_killed_again_while_restarting_comes_back(up: Up) -> None:
     )
     os.kill(replacement, signal.SIGKILL)  # at once: it is still importing, far from ready
 
-    eventually(lambda: ready(up.url("billing")), what=f"billing ready again\n{up.output}")
-    eventually(lambda: ready(up.url("gateway")), what="the gateway to see every service ready")
+    eventually(
+        lambda: ready(up.url("billing")), what=f"billing ready again\n{up.output}", deadline_seconds=90
+    )
+    eventually(
+        lambda: ready(up.url("gateway")), what="the gateway to see every service ready", deadline_seconds=90
+    )
     cashier = {"authorization": f"Bearer {up.key('cashier-dev')}"}
     price = ok(httpx.get(f"{up.url('gateway')}/v1/catalogue/110200001", headers=cashier, timeout=10.0))
     assert price["price_fen"] == 2000
@@ -210,6 +214,7 @@ def test_every_process_dies_with_a_killed_supervisor(up: Up) -> None:
     eventually(
         lambda: not [name for name, pid in children.items() if alive(pid)],
         what=f"every child of the killed supervisor to exit: {children}",
+        deadline_seconds=60,
     )
     eventually(
         lambda: not [port for port in up.ports.values() if listening(port)], what="every port to be freed"
