@@ -15,15 +15,18 @@ from gateway import clients
 from gateway.config import GatewaySettings
 from gateway.models import CLIENT_KINDS
 from kit.auth import mint_internal_token, service_subject
+from kit.config import DEV_INTERNAL_SECRET
 from kit.database import Database
 from kit.errors import ProblemError
 from kit.migrations import make_revision
-from patientflow.supervisor import ServiceFailed, System
+from patientflow.devkeys import read_dev_internal_secret
+from patientflow.supervisor import ServiceFailed, System, die_with_parent
 from patientflow.topology import COMPONENTS, SERVICES
 
 
 def up(args: argparse.Namespace) -> int:
-    """Run all six processes (four services, event hub, gateway) until Ctrl-C; restart any that crashes."""
+    """Run all six processes (four services, event hub, gateway) until Ctrl-C; restart any that crashes,
+    with backoff, forever."""
     ports = None
     if args.base_port:
         ports = {"gateway": args.base_port} | {s.name: args.base_port + 1 + i for i, s in enumerate(SERVICES)}
@@ -38,6 +41,8 @@ def up(args: argparse.Namespace) -> int:
         print(f"patientflow failed to start: {failure}", file=sys.stderr)
         return 1
     gateway = system.url("gateway")
+    for name, process in system.processes.items():
+        print(f"  {name:<12} {system.url(name):<24} pid {process.pid}")
     print(f"\npatientflow is up. Gateway: {gateway}   (logs: {system.data_dir / 'logs'})")
     print("Development API keys (send as 'Authorization: Bearer <key>'):")
     for client, key in system.api_keys.items():
@@ -45,9 +50,9 @@ def up(args: argparse.Namespace) -> int:
     print(f"\nTry: curl -H 'Authorization: Bearer {system.api_keys['his-dev']}' {gateway}/v1/catalogue")
     print("Press Ctrl-C to stop.", flush=True)
     try:
-        while not stopping.wait(1.0):
-            for name in system.restart_crashed():
-                print(f"{name} had stopped; restarted it", flush=True)
+        while not stopping.wait(0.2):
+            for line in system.supervise():
+                print(line, flush=True)
     finally:
         print("\nstopping ...", flush=True)
         system.stop()
@@ -60,12 +65,15 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     component = next(c for c in COMPONENTS if c.name == args.component)
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
     uvicorn.run(
         component.app,
         factory=True,
         host=args.host,
         port=args.port or component.port,
         access_log=False,
+        log_level=args.log_level,
         timeout_graceful_shutdown=10,
     )
     return 0
@@ -85,6 +93,10 @@ def makemigration(args: argparse.Namespace) -> int:
 def keys(args: argparse.Namespace) -> int:
     """Manage API clients in the gateway's database; a running gateway sees changes within seconds."""
     settings = GatewaySettings(data_dir=Path(args.data_dir)) if args.data_dir else GatewaySettings()
+    if settings.environment == "development" and settings.internal_secret == DEV_INTERNAL_SECRET:
+        # No secret configured: use the one a running `patientflow up` keeps in the data directory.
+        found = read_dev_internal_secret(settings.data_dir)
+        settings.internal_secret = found or settings.internal_secret
     database = clients.open_database(settings)
     try:
         if args.keys_command == "revoke" and not args.keep_subscriptions:
@@ -203,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("component", choices=[c.name for c in COMPONENTS])
     one.add_argument("--host", default="127.0.0.1")
     one.add_argument("--port", type=int, default=None)
+    one.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    one.add_argument(
+        "--parent-pid", type=int, default=None, help="exit when this process (a supervisor) dies"
+    )
     one.set_defaults(func=serve)
     make = commands.add_parser("makemigration", help="autogenerate a component's next Alembic revision")
     make.add_argument("service", choices=[c.name for c in COMPONENTS if c.migrations is not None])

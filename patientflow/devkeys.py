@@ -6,6 +6,7 @@ The gateway only ever sees the SHA-256 of a key (`gateway-keys.json`); the plain
 
 import hashlib
 import json
+import os
 import secrets
 from pathlib import Path
 
@@ -62,3 +63,27 @@ def ensure_dev_keys(data_dir: Path) -> tuple[dict[str, str], Path]:
     ]
     hashed_file.write_text(json.dumps({"keys": hashed}, indent=2))
     return {c: keys[c] for c in DEV_CLIENTS}, hashed_file
+
+
+DEV_INTERNAL_SECRET_FILE = "dev-internal-secret"
+
+
+def ensure_dev_internal_secret(data_dir: Path) -> str:
+    """The secret `patientflow up` signs internal tokens with, kept (mode 0600) in the data directory so
+    the CLI beside it (`patientflow keys revoke`) can talk to the running event hub; reused across runs."""
+    path = data_dir / DEV_INTERNAL_SECRET_FILE
+    secret = read_dev_internal_secret(data_dir)
+    if secret is None:
+        secret = secrets.token_urlsafe(32)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secret)
+    path.chmod(0o600)
+    return secret
+
+
+def read_dev_internal_secret(data_dir: Path) -> str | None:
+    """The secret a development `patientflow up` left in `data_dir`, if any."""
+    path = data_dir / DEV_INTERNAL_SECRET_FILE
+    secret = path.read_text().strip() if path.is_file() else ""
+    return secret or None
