@@ -234,5 +234,5 @@ def read_schema(
     _require_read(caller)
     schema = catalogue.schema_of(event_type, version)
     if schema is None:
-        raise SchemaNotFound(f"The catalogue has no schema for {event_type!r}.")
+        raise SchemaNotFound("The catalogue has no schema for this event type.")
     return schema

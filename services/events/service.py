@@ -222,7 +222,7 @@ def owned_subscription(
     others, with their deliveries, would tell it about other patients' visits."""
     subscription = repository.owned_subscription(session, subscription_id, owner, patient_id)
     if subscription is None:
-        raise SubscriptionNotFound(f"You have no subscription {subscription_id}.")
+        raise SubscriptionNotFound("You have no such subscription.")
     return subscription
 
 
