@@ -248,6 +248,13 @@ class ClientStore:
                 rows = list_clients(session)
             self.cache.replace(rows)
 
+    def close(self) -> None:
+        """Dispose of the database once a reload in flight has finished: cancelling the refresher does
+        not stop its worker thread, and a connection handed back after `dispose()` would land in the
+        discarded pool, still open, until the garbage collector finds it."""
+        with self._reload_lock:
+            self.database.dispose()
+
     async def refresh_forever(self, interval: float) -> None:
         """Pick up changes made elsewhere (CLI, another gateway); a failed read keeps the old cache."""
         while True:
