@@ -219,7 +219,11 @@ def open_database(settings: ServiceSettings) -> Database:
     """The gateway's database, migrated to the newest revision."""
     database = Database(settings.resolved_database_url, settings.resolved_schema)
     if settings.migrate_on_start:
-        upgrade(database, MIGRATIONS_DIR)
+        try:
+            upgrade(database, MIGRATIONS_DIR)
+        except BaseException:
+            database.dispose()
+            raise
     return database
 
 
