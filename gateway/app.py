@@ -58,7 +58,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
-            clients.database.dispose()
+            await anyio.to_thread.run_sync(clients.close)
 
     app = FastAPI(
         title="patientflow gateway",

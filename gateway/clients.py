@@ -219,7 +219,11 @@ def open_database(settings: ServiceSettings) -> Database:
     """The gateway's database, migrated to the newest revision."""
     database = Database(settings.resolved_database_url, settings.resolved_schema)
     if settings.migrate_on_start:
-        upgrade(database, MIGRATIONS_DIR)
+        try:
+            upgrade(database, MIGRATIONS_DIR)
+        except BaseException:
+            database.dispose()
+            raise
     return database
 
 
@@ -247,6 +251,13 @@ class ClientStore:
             with self.database.session(write=False) as session:
                 rows = list_clients(session)
             self.cache.replace(rows)
+
+    def close(self) -> None:
+        """Dispose of the database once a reload in flight has finished: cancelling the refresher does
+        not stop its worker thread, and a connection handed back after `dispose()` would land in the
+        discarded pool, still open, until the garbage collector finds it."""
+        with self._reload_lock:
+            self.database.dispose()
 
     async def refresh_forever(self, interval: float) -> None:
         """Pick up changes made elsewhere (CLI, another gateway); a failed read keeps the old cache."""

@@ -64,6 +64,14 @@ def build_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings.resolved_database_url, settings.resolved_schema)
         app.state.database = database
+        try:  # even when start-up fails half-way: an engine left to the garbage collector leaks
+            async with serving(app, database):
+                yield
+        finally:
+            database.dispose()
+
+    @asynccontextmanager
+    async def serving(app: FastAPI, database: Database) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             upgrade(database, migrations_dir)
         tokens = TokenSource(settings.internal_secret, service_subject(settings.service_name), set())
@@ -101,7 +109,6 @@ def build_service_app(
                 consumer.stop()
             for client in clients.values():
                 client.close()
-            database.dispose()
 
     if settings.environment != "test":
         configure_logging(

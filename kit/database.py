@@ -67,8 +67,12 @@ def _postgres_engine(url: str, schema: str) -> Engine:
         pool_pre_ping=True,
         connect_args={"options": f"-csearch_path={schema}"},
     )
-    with engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    except BaseException:
+        engine.dispose()  # its pooled connection would otherwise stay open until garbage-collected
+        raise
     return engine
 
 
@@ -118,6 +122,8 @@ class Database:
             return {p: str(conn.exec_driver_sql(f"PRAGMA {p}").scalar()) for p in SQLITE_PRAGMAS}
 
     def dispose(self) -> None:
+        """Close the pooled connections. Call it once nothing uses the database any more: a connection
+        still checked out goes back to the discarded pool afterwards and stays open until collected."""
         self.writer.dispose()
         self.reader.dispose()
 

@@ -53,6 +53,8 @@ class Forbidden(ProblemError):
 
 
 class NotFound(ProblemError):
+    """Its detail never repeats the key looked up: a client may have typed an identity number or a name."""
+
     status, title, slug = 404, "Not found", "not-found"
 
 

@@ -1,4 +1,9 @@
-"""A request id that follows one request across every hop (header `X-Request-ID`)."""
+"""A request id that follows one request across every hop (header `X-Request-ID`).
+
+An incoming id is adopted only if it is short, plain ASCII and carries no personal number: it is
+echoed, forwarded, logged and stored in clear (logs mask message text, not the id), so a client that
+puts an identity or mobile number there gets a fresh id instead.
+"""
 
 import re
 import uuid
@@ -8,7 +13,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# An identity number (15 digits, or 17 and a check digit or X) and a mainland mobile number, as the
+# log masker sees them, inside any longer run of digits too.
+_PERSONAL_NUMBER = re.compile(r"\d{15}|\d{17}[Xx]|(?<!\d)1[3-9]\d{9}(?!\d)")
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def is_safe_request_id(value: str) -> bool:
+    """Short, plain and free of anything that could be a person's identity or phone number."""
+    return bool(_VALID.match(value)) and not _PERSONAL_NUMBER.search(value)
+
+
+def new_request_id() -> str:
+    """A fresh id; a hex uuid may by chance hold 15 digits in a row, and must pass every hop's check."""
+    while not is_safe_request_id(request_id := uuid.uuid4().hex):
+        pass
+    return request_id
 
 
 def current_request_id() -> str | None:
@@ -20,7 +40,7 @@ def set_request_id(value: str | None) -> None:
 
 
 class RequestIdMiddleware:
-    """Pure ASGI (no BaseHTTPMiddleware cost): adopt a well-formed incoming id or mint one."""
+    """Pure ASGI (no BaseHTTPMiddleware cost): adopt a safe incoming id or mint one."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -30,7 +50,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
-        request_id = incoming if _VALID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if is_safe_request_id(incoming) else new_request_id()
         token = _request_id.set(request_id)
 
         async def send_with_id(message: Message) -> None:

@@ -128,9 +128,9 @@ def post_payment(
     """Pay the listed charges of a visit (all its unpaid charges when `charge_ids` is omitted).
 
     Needs an `Idempotency-Key`. All or nothing: a listed charge that is already paid (409) or not this
-    visit's (404) pays nothing. `amount_fen`, if sent, must equal the total due (422 `amount-mismatch`).
-    After settlement it pays the supplementary bill (补费). Emits `payment.received` and one
-    `charge.paid` per charge.
+    visit's (404, with its `missing_positions` in `charge_ids`) pays nothing. `amount_fen`, if sent,
+    must equal the total due (422 `amount-mismatch`). After settlement it pays the supplementary bill
+    (补费). Emits `payment.received` and one `charge.paid` per charge.
     """
     return idempotent(
         session,

@@ -90,7 +90,7 @@ def list_catalogue(
 def get_item(session: Session, *, code: str) -> CatalogueItem:
     item = repository.get_item(session, code)
     if item is None:
-        raise ItemNotFound(f"No catalogue item {code!r}.")
+        raise ItemNotFound("No such catalogue item.")
     return item
 
 
@@ -130,7 +130,7 @@ def _account_for(session: Session, *, visit_id: str, registration: ServiceClient
         return account
     visit = registration.get_json(f"/visits/{quote(visit_id, safe='')}")
     if visit is None:
-        raise VisitNotFound(f"No visit {visit_id}.")
+        raise VisitNotFound("No such visit.")
     return _open_account(
         session,
         visit_id=visit["id"],
@@ -155,7 +155,7 @@ def _account_if_known(
 def _known_account(session: Session, visit_id: str) -> VisitAccount:
     account = repository.get_account(session, visit_id)
     if account is None:
-        raise VisitNotFound(f"Billing has no account for visit {visit_id}.")
+        raise VisitNotFound("Billing has no account for this visit.")
     return account
 
 
@@ -341,7 +341,11 @@ def _charges_to_pay(session: Session, *, account: VisitAccount, charge_ids: list
         found = repository.charges_by_id(session, wanted)
         missing = [i for i in wanted if i not in found or found[i].visit_id != account.visit_id]
         if missing:
-            raise ChargeNotFound(f"Visit {account.visit_id} has no charge {missing[0]}.", charge_ids=missing)
+            # Positions, not the ids: an id the visit does not have is whatever the client typed.
+            positions = [n for n, charge_id in enumerate(charge_ids) if charge_id in missing]
+            raise ChargeNotFound(
+                "This visit has no charge with some of the listed ids.", missing_positions=positions
+            )
         paid = [i for i in wanted if found[i].payment_id is not None]
         if paid:
             raise ChargeAlreadyPaid(f"Charge {paid[0]} is already paid.", charge_ids=paid)

@@ -7,7 +7,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from kit.config import ServiceSettings, service_url_setting
-from services.events.destinations import DestinationPolicy
+from services.events.destinations import RESOLVE_TIMEOUT_SECONDS, DestinationPolicy
 
 THREE_DAYS = 3 * 24 * 3600.0
 
@@ -42,6 +42,8 @@ class EventsSettings(ServiceSettings):
     # Hosts a production hub may still deliver to on loopback (comma-separated); link-local and
     # unspecified addresses are refused whatever this says (services/events/destinations.py).
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long a subscription request or a delivery waits for the receiver's host name to resolve.
+    webhook_resolve_timeout_seconds: float = Field(default=RESOLVE_TIMEOUT_SECONDS, gt=0, le=30)
 
     # JetStream publishing is on only when a URL is set.
     nats_url: str | None = None
@@ -56,7 +58,11 @@ class EventsSettings(ServiceSettings):
         return value
 
     def webhook_destinations(self) -> DestinationPolicy:
-        return DestinationPolicy.of(environment=self.environment, allowed_hosts=self.webhook_allowed_hosts)
+        return DestinationPolicy.of(
+            environment=self.environment,
+            allowed_hosts=self.webhook_allowed_hosts,
+            resolve_timeout_seconds=self.webhook_resolve_timeout_seconds,
+        )
 
     def feed_urls(self) -> dict[str, str]:
         """Source name → feed base URL, in tie-break order."""

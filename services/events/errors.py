@@ -17,3 +17,14 @@ class RefusedWebhookUrl(UnprocessableContent):
     """The URL points where the hub does not send (cloud metadata, unspecified, loopback in production)."""
 
     slug, title = "webhook-url-refused", "Webhook URL refused"
+
+
+class UnresolvedWebhookHost(UnprocessableContent):
+    """The URL's host name did not resolve within the hub's bound.
+
+    A 4xx, not a 5xx: the hub is healthy, and a name its resolver cannot answer for promptly would stall
+    every delivery too; the client fixes it (a name that resolves promptly, or an address). Not 504:
+    that would read as the hub itself timing out, and count against it.
+    """
+
+    slug, title = "webhook-host-unresolved", "Webhook host not resolved in time"

@@ -9,7 +9,12 @@ from kit.auth import Caller, CallerDep, require_service_caller
 from kit.database import SessionDep
 from kit.errors import BadRequest, Forbidden, problem_responses
 from services.events import catalogue, repository, service
-from services.events.errors import RefusedWebhookUrl, SchemaNotFound, SubscriptionNotFound
+from services.events.errors import (
+    RefusedWebhookUrl,
+    SchemaNotFound,
+    SubscriptionNotFound,
+    UnresolvedWebhookHost,
+)
 from services.events.models import Subscription
 from services.events.schemas import (
     DeliveryPublic,
@@ -124,27 +129,32 @@ async def stream_log(
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)
 
 
+def vetted_subscription(data: SubscriptionCreate, request: Request, caller: CallerDep) -> SubscriptionCreate:
+    """The body of a subscription request, its URL checked. A dependency so that the check, which
+    resolves the host (a network call), runs before the route's session dependency opens the unit of
+    work: FastAPI resolves a route's dependencies in the order of its parameters."""
+    caller.require(SUBSCRIBE_SCOPE)
+    service.check_destination(data, destinations=request.app.state.settings.webhook_destinations())
+    return data
+
+
 @router.post(
     "/subscriptions",
     status_code=status.HTTP_201_CREATED,
     tags=["subscriptions"],
-    responses=problem_responses(Forbidden, RefusedWebhookUrl),
+    responses=problem_responses(Forbidden, RefusedWebhookUrl, UnresolvedWebhookHost),
 )
 def create_subscription(
-    data: SubscriptionCreate, request: Request, session: SessionDep, caller: CallerDep
+    data: Annotated[SubscriptionCreate, Depends(vetted_subscription)], session: SessionDep, caller: CallerDep
 ) -> SubscriptionCreated:
     """Register a webhook: each event of the given types that you may see is POSTed to `url`, signed
     (Standard Webhooks), retried with backoff for three days, then kept as a dead letter you can replay.
     Events of one visit arrive in order. The `secret` is shown only in this answer. Link-local and
-    unspecified addresses (and loopback, in production) are refused: 422."""
-    caller.require(SUBSCRIBE_SCOPE)
+    unspecified addresses (and loopback, in production) are refused: 422 `webhook-url-refused`; so is
+    a host name that does not resolve within `EVENTS_WEBHOOK_RESOLVE_TIMEOUT_SECONDS` (2 s): 422
+    `webhook-host-unresolved`."""
     subscription = service.subscribe(
-        session,
-        data=data,
-        owner=caller.subject,
-        scopes=caller.scopes,
-        patient_id=caller.patient,
-        destinations=request.app.state.settings.webhook_destinations(),
+        session, data=data, owner=caller.subject, scopes=caller.scopes, patient_id=caller.patient
     )
     return SubscriptionCreated.model_validate(subscription, from_attributes=True)
 
@@ -241,5 +251,5 @@ def read_schema(
     _require_read(caller)
     schema = catalogue.schema_of(event_type, version)
     if schema is None:
-        raise SchemaNotFound(f"The catalogue has no schema for {event_type!r}.")
+        raise SchemaNotFound("The catalogue has no schema for this event type.")
     return schema

@@ -13,8 +13,8 @@ from kit.auth import SERVICE_SUBJECT_PREFIX
 from kit.clock import as_utc, utcnow
 from services.events import repository
 from services.events.config import EventsSettings
-from services.events.destinations import DestinationPolicy, RefusedDestination
-from services.events.errors import RefusedWebhookUrl, SubscriptionNotFound
+from services.events.destinations import DestinationPolicy, RefusedDestination, ResolveTimeout
+from services.events.errors import RefusedWebhookUrl, SubscriptionNotFound, UnresolvedWebhookHost
 from services.events.models import Delivery, LogEvent, Subscription
 from services.events.schemas import DeliveryStatus, SubscriptionCreate
 from services.events.signing import new_secret
@@ -192,6 +192,20 @@ def _delivery(subscription: Subscription, event: LogEvent) -> Delivery:
 # --- subscriptions ---------------------------------------------------------------------------------
 
 
+def check_destination(data: SubscriptionCreate, *, destinations: DestinationPolicy) -> None:
+    """Refuse a webhook URL the hub must not send to. It resolves the host (a network call, bounded):
+    call it before the unit of work is opened."""
+    try:
+        destinations.check_url(str(data.url))
+    except RefusedDestination as exc:
+        raise RefusedWebhookUrl(f"The hub does not send webhooks there: {exc}.") from None
+    except ResolveTimeout:
+        raise UnresolvedWebhookHost(
+            "The destination host could not be resolved in time "
+            f"({destinations.resolve_timeout_seconds:g} s); use a name that resolves promptly, or an address."
+        ) from None
+
+
 def subscribe(
     session: Session,
     *,
@@ -199,13 +213,9 @@ def subscribe(
     owner: str,
     scopes: frozenset[str],
     patient_id: str | None,
-    destinations: DestinationPolicy,
 ) -> Subscription:
-    """A new webhook; it keeps the owner's scopes and patient as they are now, to filter what it gets."""
-    try:
-        destinations.check_url(str(data.url))
-    except RefusedDestination as exc:
-        raise RefusedWebhookUrl(f"The hub does not send webhooks there: {exc}.") from None
+    """A new webhook, its URL already checked (`check_destination`); it keeps the owner's scopes and
+    patient as they are now, to filter what it gets."""
     subscription = Subscription(
         id=str(uuid.uuid4()),
         owner=owner,
@@ -227,7 +237,7 @@ def owned_subscription(
     others, with their deliveries, would tell it about other patients' visits."""
     subscription = repository.owned_subscription(session, subscription_id, owner, patient_id)
     if subscription is None:
-        raise SubscriptionNotFound(f"You have no subscription {subscription_id}.")
+        raise SubscriptionNotFound("You have no such subscription.")
     return subscription
 
 

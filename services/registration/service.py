@@ -132,7 +132,7 @@ def register_patient(session: Session, *, data: PatientCreate) -> Patient:
 def get_patient(session: Session, *, patient_id: str) -> Patient:
     patient = repository.get_patient(session, patient_id)
     if patient is None:
-        raise PatientNotFound(f"No patient {patient_id}.")
+        raise PatientNotFound("No such patient.")
     return patient
 
 
@@ -179,7 +179,7 @@ def open_visit(session: Session, *, data: VisitCreate, settings: RegistrationSet
 def get_visit(session: Session, *, visit_id: str) -> Visit:
     visit = repository.get_visit(session, visit_id)
     if visit is None:
-        raise VisitNotFound(f"No visit {visit_id}.")
+        raise VisitNotFound("No such visit.")
     return visit
 
 

@@ -65,7 +65,7 @@ def fetch_visit(registration: ServiceClient, *, visit_id: str) -> RegistrationVi
     except ProblemError as exc:
         raise RegistrationFailed(exc.detail) from exc
     if body is None:
-        raise VisitNotFound(f"No visit {visit_id}.")
+        raise VisitNotFound("No such visit.")
     try:
         return RegistrationVisit.model_validate(body)
     except ValidationError:
@@ -116,7 +116,7 @@ def place_order(session: Session, *, visit: RegistrationVisit, data: OrderCreate
 def get_order(session: Session, *, order_id: str, for_update: bool = False) -> LabOrder:
     order = repository.get_order(session, order_id, for_update=for_update)
     if order is None:
-        raise OrderNotFound(f"No order {order_id}.")
+        raise OrderNotFound("No such order.")
     return order
 
 

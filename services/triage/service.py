@@ -68,7 +68,7 @@ def fetch_visit(registration: ServiceClient, *, visit_id: str) -> VisitRef:
     """The visit as registration knows it; called before any SQL so no transaction waits on the network."""
     body = registration.get_json(f"/visits/{visit_id}")
     if body is None:
-        raise VisitNotFound(f"Registration has no visit {visit_id}.")
+        raise VisitNotFound("Registration has no such visit.")
     return VisitRef(id=body["id"], patient_id=body["patient_id"])
 
 
@@ -187,7 +187,7 @@ def call_next(session: Session, *, department: str, counter: str | None) -> Tick
         raise QueueSuspended(f"{department} is suspended ({suspension.reason}); resume it to call patients.")
     ticket = repository.claim_next_waiting(session, department)
     if ticket is None:
-        raise QueueEmpty(f"Nobody is waiting in {department}.")
+        raise QueueEmpty("Nobody is waiting in this queue.")
     ticket.status = TicketStatus.called.value
     ticket.called_at = utcnow()
     ticket.counter = counter
@@ -200,7 +200,7 @@ def finish(session: Session, *, ticket_id: str) -> Ticket:
     """Close a called ticket (the patient was seen); a waiting or finished ticket cannot be finished."""
     ticket = repository.get_ticket(session, ticket_id, for_update=True)
     if ticket is None:
-        raise TicketNotFound(f"No ticket {ticket_id}.")
+        raise TicketNotFound("No such ticket.")
     if ticket.status != TicketStatus.called.value:
         raise TicketNotCalled(f"Only a called ticket can be finished; this one is {ticket.status}.")
     ticket.status = TicketStatus.finished.value
@@ -303,7 +303,7 @@ def _record_ticket_event(session: Session, ticket: Ticket, event_type: str, **ex
 def get_ticket(session: Session, *, ticket_id: str) -> Ticket:
     ticket = repository.get_ticket(session, ticket_id)
     if ticket is None:
-        raise TicketNotFound(f"No ticket {ticket_id}.")
+        raise TicketNotFound("No such ticket.")
     return ticket
 
 

@@ -2,6 +2,7 @@
 
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 from tests.e2e.clients import Gateway, assert_problem, charges_of_visit, ok, random_id_number
 
@@ -73,3 +74,42 @@ def test_request_id_travels_from_the_gateway_into_the_service(gateway: Gateway) 
     body = assert_problem(response, 404)
     assert body["instance"] == "urn:request:trace-e2e-1"  # written by registration, behind the gateway
     assert response.headers["x-request-id"] == "trace-e2e-1"
+
+
+def test_a_404_never_repeats_the_identity_number_or_name_it_was_looked_up_by(gateway: Gateway) -> None:
+    id_number, name = random_id_number(), "欧阳娜娜"
+    visit = _visit(gateway)
+    charges_of_visit(gateway, visit["id"], at_least=1)  # billing has the account
+    his = gateway.his
+    for key in (id_number, name):
+        keyed = {"Idempotency-Key": str(uuid.uuid4())}
+        paths = [
+            f"/v1/patients/{key}", f"/v1/patients/{key}/visits", f"/v1/visits/{key}",
+            f"/v1/visits/{key}/account", f"/v1/visits/{key}/daily-bill",
+            f"/v1/orders/{key}", f"/v1/tickets/{key}", f"/v1/reports/{key}",
+            f"/v1/catalogue/{key}", f"/v1/event-schemas/{key}", f"/v1/subscriptions/{key}",
+        ]  # fmt: skip
+        answers = [his.get(path) for path in paths] + [
+            his.post("/v1/visits", json={"patient_id": key, "kind": "outpatient", "department": "internal"}),
+            his.post(f"/v1/patients/{key}/merge", json={"source_patient_id": str(uuid.uuid4())}),
+            his.post("/v1/orders", json={"visit_id": key, "test_code": "250101015"}),
+            his.post("/v1/assessments", json={"visit_id": key, "level": "III"}),
+            his.post(
+                "/v1/payments",
+                json={"visit_id": visit["id"], "charge_ids": [str(uuid.uuid4()), key], "method": "cash"},
+                headers=keyed,
+            ),
+        ]
+        not_found = [
+            assert_problem(answer, answer.status_code) for answer in answers if answer.status_code == 404
+        ]
+        assert len(not_found) >= (len(answers) if key == id_number else 8)  # a name may fail validation
+        for answer in answers:
+            assert answer.status_code in (404, 422), answer.text
+            assert key not in answer.text and quote(key) not in answer.text, answer.text
+    payment = his.post(
+        "/v1/payments",
+        json={"visit_id": visit["id"], "charge_ids": [str(uuid.uuid4()), id_number], "method": "cash"},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert assert_problem(payment, 404)["missing_positions"] == [0, 1]

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from kit.requestid import is_safe_request_id
 from patientflow.supervisor import System
 from tests.e2e.clients import Gateway, assert_problem, eventually, ok, random_id_number
 
@@ -123,3 +124,28 @@ def test_services_expose_open_metrics_with_request_counts_feed_lag_and_outbox(
             hub = scrape(client.get(f"{system.url('events')}/metrics"))
             names = {n for n, _, _ in hub}
             assert {"patientflow_webhook_backlog", "patientflow_events_ingest_lag_seconds"} <= names, names
+
+
+def test_a_request_id_carrying_personal_data_is_replaced_at_every_hop(
+    system: System, gateway: Gateway
+) -> None:
+    id_number = random_id_number()
+    sent = [id_number.encode(), f"trace-{id_number}".encode(), "追踪-编号".encode(), b"r" * 10_240]
+    minted = []
+    for value in sent:
+        response = gateway.his.get(f"/v1/patients/{uuid.uuid4()}", headers=[(b"x-request-id", value)])
+        problem = assert_problem(response, 404)  # answered by registration, behind the gateway
+        request_id = response.headers["x-request-id"]
+        assert request_id.encode() != value and is_safe_request_id(request_id)
+        assert problem["instance"] == f"urn:request:{request_id}"
+        minted.append(request_id)
+
+    def access_lines() -> list[dict[str, object]] | None:
+        lines = [json.loads(line) for line in log_text(system).splitlines() if minted[0] in line]
+        access = [line for line in lines if line["logger"] == "patientflow.access"]
+        return access if len(access) >= 2 else None
+
+    # the minted id is the one every hop logs, so the request can still be followed
+    lines = eventually(access_lines, what=f"access log lines for request {minted[0]}", deadline_seconds=10)
+    assert {"gateway", "registration"} <= {line["service"] for line in lines}
+    assert id_number not in log_text(system)

@@ -1,6 +1,9 @@
 """Webhook destinations: private networks yes; link-local, unspecified and (in production) loopback no."""
 
 import ipaddress
+import socket
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -9,12 +12,14 @@ import pytest
 from kit.testing import FakeFeed
 from services.events import destinations
 from services.events.config import EventsSettings
-from services.events.destinations import DestinationPolicy
+from services.events.destinations import DestinationPolicy, ResolveTimeout
 from tests.events.conftest import HubStarter
 from tests.events.factories import as_caller, publish, source_event, wait_for
 from tests.events.receiver import WebhookReceiver
 from tests.events.test_webhooks import HIS_SCOPES, deliveries, subscribe
 
+REAL_RESOLVE = destinations.resolve
+STALL_CAP_SECONDS = 5.0
 DEVELOPMENT = DestinationPolicy.of(environment="development", allowed_hosts=[])
 PRODUCTION = DestinationPolicy.of(environment="production", allowed_hosts=["hooks.local", "127.0.0.1"])
 
@@ -118,3 +123,79 @@ def test_each_delivery_checks_the_address_the_host_resolves_to_then(
 
         dns["receiver.hospital.test"] = "127.0.0.1"  # the receiver, reached by its name
         wait_for(lambda: receiver.delivered_ids() == [event["id"]], "the delivery once the name is safe")
+
+
+class StalledResolver:
+    """A resolver that does not answer until released (or, so that an unbounded caller cannot hang the
+    suite, until a cap passes: then it fails like a name that does not exist)."""
+
+    def __init__(self, hosts: set[str]) -> None:
+        self.hosts = hosts
+        self.released = threading.Event()
+        self.asked = 0
+
+    def __call__(self, host: str, port: int) -> Any:
+        if host not in self.hosts:
+            return REAL_RESOLVE(host, port)
+        self.asked += 1
+        if not self.released.wait(STALL_CAP_SECONDS):
+            raise socket.gaierror(socket.EAI_NONAME, "stalled resolver gave up")
+        return [ipaddress.ip_address("127.0.0.1")]
+
+
+@pytest.fixture
+def stalled(monkeypatch: pytest.MonkeyPatch) -> Iterator[StalledResolver]:
+    resolver = StalledResolver({"stalled.hospital.test"})
+    monkeypatch.setattr(destinations, "resolve", resolver)
+    yield resolver
+    resolver.released.set()
+
+
+def test_a_lookup_that_does_not_answer_in_time_is_a_resolve_timeout() -> None:
+    resolver = StalledResolver({"stalled.hospital.test"})
+    policy = DestinationPolicy(production=False, resolve_timeout_seconds=0.05, resolver=resolver)
+    with pytest.raises(ResolveTimeout, match=r"did not resolve within 0\.05 s"):
+        policy.check_url("http://stalled.hospital.test/hook")
+    with pytest.raises(OSError):  # a delivery counts it as a host that does not resolve
+        policy.pin("https://stalled.hospital.test/hook")
+    resolver.released.set()
+    assert policy.pin("http://stalled.hospital.test:8080/hook").url.host == "127.0.0.1"
+    assert resolver.asked == 3
+
+
+def test_a_subscription_whose_host_does_not_resolve_in_time_is_a_422(
+    start_hub: HubStarter, stalled: StalledResolver
+) -> None:
+    with (
+        start_hub(webhook_resolve_timeout_seconds=0.05) as hub,
+        as_caller(hub, "his-dev", HIS_SCOPES) as his,
+    ):
+        response = his.post(
+            "/subscriptions", json={"url": "http://stalled.hospital.test/hook", "event_types": ["*"]}
+        )
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["type"].endswith("/webhook-host-unresolved")
+        assert problem["detail"].startswith("The destination host could not be resolved in time (0.05 s)")
+        assert his.get("/subscriptions").json() == []  # nothing subscribed
+
+
+def test_a_delivery_whose_host_stops_resolving_in_time_fails_and_is_retried(
+    start_hub: HubStarter, feeds: dict[str, FakeFeed], receiver: WebhookReceiver, stalled: StalledResolver
+) -> None:
+    with (
+        start_hub(webhook_resolve_timeout_seconds=0.05) as hub,
+        as_caller(hub, "his-dev", HIS_SCOPES) as his,
+    ):
+        subscription = subscribe(his, receiver)  # the receiver's own address: checked at once
+        stalled.hosts.add("127.0.0.1")  # from now on its lookups stall
+        publish(feeds, "registration", source_event("visit.opened", visit_id="v1", patient_id="p1"))
+
+        def retried() -> dict[str, Any] | None:
+            found = deliveries(his, subscription["id"], "pending")
+            return found[0] if found and found[0]["attempts"] >= 2 else None
+
+        failed = wait_for(retried, "failed attempts")
+        assert failed["last_error"] == "cannot resolve the host: 127.0.0.1 did not resolve within 0.05 s"
+        assert receiver.attempts == []

@@ -1,5 +1,6 @@
 """API clients through the admin API and the `patientflow keys` command, against a running gateway."""
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -9,10 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import update
+from sqlmodel import Session
 
+from gateway import clients as gateway_clients
 from gateway.app import create_app as create_gateway
-from gateway.clients import open_database
+from gateway.clients import ClientStore, list_clients, open_database
 from gateway.config import GatewaySettings
 from gateway.models import ApiClientRow
 from kit.auth import verify_internal_token
@@ -302,3 +306,57 @@ def test_the_command_line_refuses_bad_input(
     assert run_cli(settings, monkeypatch, "create", "x", "--kind", "his") == 0
     assert run_cli(settings, monkeypatch, "create", "x", "--kind", "his") == 1
     assert "already exists" in capsys.readouterr().err
+
+
+# --- shutting down ---------------------------------------------------------------------------------
+
+
+def test_shutdown_waits_for_a_key_reload_in_flight_before_disposing_of_the_database(
+    keys_file: Path, echo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload holding its connection when the database is disposed of would hand it back to the
+    discarded pool, still open, for the garbage collector to close later, in whatever test then runs
+    (a CI run on PostgreSQL once failed so)."""
+    armed, in_flight, release = threading.Event(), threading.Event(), threading.Event()
+
+    def blocking_list_clients(session: Session) -> Any:
+        rows = list_clients(session)  # the session now holds a connection
+        if armed.is_set() and not in_flight.is_set():
+            in_flight.set()
+            release.wait(10)
+        return rows
+
+    class ReleasingLock:
+        """The store's reload lock: whoever has to wait for it lets the blocked reload finish first."""
+
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+
+        def __enter__(self) -> None:
+            if not self.lock.acquire(blocking=False):
+                release.set()
+                self.lock.acquire()
+
+        def __exit__(self, *_exc: object) -> None:
+            self.lock.release()
+
+    monkeypatch.setattr(gateway_clients, "list_clients", blocking_list_clients)
+    checked_out_at_dispose: list[int] = []
+    settings = gateway_settings(
+        keys_file, triage_url=echo_url, events_url=echo_url, keys_refresh_seconds=0.01
+    )
+    with TestClient(create_gateway(settings)) as client:
+        store: ClientStore = client.app.state.clients
+        store._reload_lock = ReleasingLock()  # type: ignore[assignment]
+        dispose = store.database.dispose
+
+        def observed_dispose() -> None:
+            engines = {store.database.writer, store.database.reader}
+            checked_out_at_dispose.append(sum(engine.pool.checkedout() for engine in engines))
+            release.set()
+            dispose()
+
+        monkeypatch.setattr(store.database, "dispose", observed_dispose)
+        armed.set()
+        assert in_flight.wait(10), "no periodic reload started"
+    assert checked_out_at_dispose == [0]

@@ -1,11 +1,15 @@
 """Every error a client can meet is RFC 9457 problem+json."""
 
+import re
+import uuid
+
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from kit.errors import NotFound, install_error_handlers
-from kit.requestid import RequestIdMiddleware
+from kit.requestid import RequestIdMiddleware, is_safe_request_id, new_request_id
 
 
 class Body(BaseModel):
@@ -68,3 +72,35 @@ def test_unexpected_error_is_500_problem_without_internals() -> None:
     assert response.status_code == 500
     assert response.json()["title"] == "Internal server error"
     assert "secret internals" not in response.text
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"110105199003071234",  # an identity number
+        b"11010519900307123X",
+        b"110105900307123",  # the old 15-digit kind
+        b"req-110105199003071234-1",  # inside a longer id
+        b"13912345678",  # a mobile number
+        "请求-1".encode(),  # not ASCII
+        b"a" * 10_240,  # far too long
+        b"",
+    ],
+)
+def test_an_unsafe_request_id_is_replaced_everywhere_it_would_appear(sent: bytes) -> None:
+    response = client.get("/missing", headers=[(b"x-request-id", sent)])
+    request_id = response.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id) and request_id.encode() != sent
+    assert response.json()["instance"] == f"urn:request:{request_id}"
+
+
+@pytest.mark.parametrize(
+    "sent", ["req-123", str(uuid.UUID(int=0x12345678901234567890123456789012)), "a.b:c_d"]
+)
+def test_a_safe_request_id_is_kept(sent: str) -> None:
+    assert client.get("/missing", headers={"x-request-id": sent}).headers["x-request-id"] == sent
+
+
+def test_a_minted_request_id_passes_the_next_hops_check() -> None:
+    """A service re-checks the gateway's id: one that failed there would lose the request's trail."""
+    assert all(is_safe_request_id(new_request_id()) for _ in range(2_000))
