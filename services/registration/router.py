@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 
+from kit.auth import CallerDep, require_scope
 from kit.config import app_settings
 from kit.database import SessionDep
 from kit.errors import problem_responses
@@ -33,6 +34,7 @@ SettingsDep = Annotated[RegistrationSettings, Depends(app_settings)]
 
 @router.post(
     "/patients",
+    dependencies=[require_scope("registration:write")],
     status_code=status.HTTP_201_CREATED,
     tags=["patients"],
     responses=problem_responses(InvalidIdNumber, DuplicatePatient),
@@ -48,14 +50,20 @@ def register_patient(data: PatientCreate, session: SessionDep, response: Respons
     return service.to_public(patient)
 
 
-@router.get("/patients/{patient_id}", tags=["patients"], responses=problem_responses(PatientNotFound))
-def read_patient(patient_id: str, session: SessionDep) -> PatientPublic:
+@router.get(
+    "/patients/{patient_id}",
+    dependencies=[require_scope("registration:read")],
+    tags=["patients"],
+    responses=problem_responses(PatientNotFound),
+)
+def read_patient(patient_id: str, session: SessionDep, caller: CallerDep) -> PatientPublic:
     """One patient, identity number masked. A merged record names the record it was merged into."""
-    return service.to_public(service.get_patient(session, patient_id=patient_id))
+    return service.to_public(service.get_patient(session, patient_id=patient_id, acting_for=caller.patient))
 
 
 @router.post(
     "/patients/{patient_id}/merge",
+    dependencies=[require_scope("registration:write")],
     tags=["patients"],
     responses=problem_responses(PatientNotFound, MergeRefused),
 )
@@ -68,15 +76,21 @@ def merge_patient(patient_id: str, data: MergeRequest, session: SessionDep) -> M
     return MergePublic(patient=service.to_public(target), moved_visit_ids=moved)
 
 
-@router.get("/patients/{patient_id}/visits", tags=["visits"], responses=problem_responses(PatientNotFound))
-def read_patient_visits(patient_id: str, session: SessionDep) -> list[VisitPublic]:
+@router.get(
+    "/patients/{patient_id}/visits",
+    dependencies=[require_scope("registration:read")],
+    tags=["visits"],
+    responses=problem_responses(PatientNotFound),
+)
+def read_patient_visits(patient_id: str, session: SessionDep, caller: CallerDep) -> list[VisitPublic]:
     """A patient's visits, oldest first."""
-    service.get_patient(session, patient_id=patient_id)
+    service.get_patient(session, patient_id=patient_id, acting_for=caller.patient)
     return [VisitPublic.model_validate(v, from_attributes=True) for v in list_visits(session, patient_id)]
 
 
 @router.post(
     "/visits",
+    dependencies=[require_scope("registration:write")],
     status_code=status.HTTP_201_CREATED,
     tags=["visits"],
     responses=problem_responses(PatientNotFound, VisitRefused),
@@ -90,7 +104,13 @@ def open_visit(
     return VisitPublic.model_validate(visit, from_attributes=True)
 
 
-@router.get("/visits/{visit_id}", tags=["visits"], responses=problem_responses(VisitNotFound))
-def read_visit(visit_id: str, session: SessionDep) -> VisitPublic:
+@router.get(
+    "/visits/{visit_id}",
+    dependencies=[require_scope("registration:read")],
+    tags=["visits"],
+    responses=problem_responses(VisitNotFound),
+)
+def read_visit(visit_id: str, session: SessionDep, caller: CallerDep) -> VisitPublic:
     """One visit: its patient, kind, department and payment mode."""
-    return VisitPublic.model_validate(service.get_visit(session, visit_id=visit_id), from_attributes=True)
+    visit = service.get_visit(session, visit_id=visit_id, acting_for=caller.patient)
+    return VisitPublic.model_validate(visit, from_attributes=True)
