@@ -26,6 +26,7 @@ TOKEN_LIFETIME_SECONDS = 300
 MAX_SUBJECT_LENGTH = 64  # services store the subject (audit rows, idempotency keys)
 # Services call each other as `service:<name>`; gateway client names cannot contain a colon.
 SERVICE_SUBJECT_PREFIX = "service:"
+SERVICE_ONLY = "service-only"  # what `route_guards` reports for a route only sibling services may call
 
 
 def service_subject(name: str) -> str:
@@ -222,6 +223,3 @@ def route_guards(dependant: Any) -> set[str]:
             found.add(SERVICE_ONLY)
         found |= route_guards(sub)
     return found
-
-
-SERVICE_ONLY = "service-only"

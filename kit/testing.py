@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import uvicorn
-from fastapi import FastAPI, Query
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import MetaData, delete
 
 from kit.auth import mint_internal_token
 from kit.config import ServiceSettings
 from kit.database import Database
+from kit.params import CursorQuery, page_size
 
 TEST_SECRET = "test-internal-secret-not-for-production"
 S = TypeVar("S", bound=ServiceSettings)
@@ -144,7 +145,7 @@ class FakeFeed:
         self.app.get("/events")(self._read)
 
     def _read(
-        self, after: int = 0, limit: Annotated[int, Query(ge=1, le=500)] = 100, type: str | None = None
+        self, after: CursorQuery = 0, limit: Annotated[int, page_size(500)] = 100, type: str | None = None
     ) -> dict[str, Any]:
         with self._lock:
             page = [e for e in self._events if e["position"] > after and type in (None, e["type"])]
