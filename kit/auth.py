@@ -197,20 +197,28 @@ class ScopeCheck:
     """The dependency `require_scope` builds; `build_service_app` finds it on every route."""
 
     scope: str
+    patients: bool = False
 
     def __call__(self, caller: CallerDep) -> Caller:
         caller.require(self.scope)
+        if caller.patient is not None and not self.patients:
+            raise Forbidden(
+                "This route is not available to a client acting for a patient.",
+                slug="patient-route-forbidden",
+            )
         return caller
 
 
-def require_scope(scope: str) -> Any:
+def require_scope(scope: str, *, patients: bool = False) -> Any:
     """A route's own scope check, so a service decides for itself whatever the gateway let through.
 
     `@router.get(..., dependencies=[require_scope("results:read")])`, with the scope the gateway's
     route table gives the same route; a route that also needs the caller adds `caller: CallerDep`
     (FastAPI resolves the caller once per request). 403 `scope-missing` without it.
+    A caller acting for one patient (an app or kiosk) is refused (403) unless `patients=True`: the
+    routes the gateway table gives an `owner`, which then show only that patient's records (`Caller.sees`).
     """
-    return Depends(ScopeCheck(scope))
+    return Depends(ScopeCheck(scope, patients))
 
 
 def route_guards(dependant: Any) -> set[str]:

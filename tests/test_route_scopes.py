@@ -5,6 +5,7 @@ a route the gateway lets through with `results:read` is one results itself serve
 """
 
 import re
+from typing import Any
 
 import pytest
 from fastapi import APIRouter
@@ -12,7 +13,7 @@ from fastapi.routing import APIRoute
 
 from gateway.routes import ROUTES, GatewayRoute
 from kit.app import require_guards
-from kit.auth import SERVICE_ONLY, require_scope, route_guards
+from kit.auth import SERVICE_ONLY, ScopeCheck, require_scope, route_guards
 from kit.testing import TEST_SCOPES
 from services.billing.router import router as billing_router
 from services.events.router import router as events_router
@@ -63,6 +64,23 @@ def test_internal_routes_outside_the_gateway_table_are_for_services_or_scoped() 
         for (method, path), scopes in service_routes(name).items():
             if (name, method, path) not in public:
                 assert scopes and (scopes == {SERVICE_ONLY} or scopes <= TEST_SCOPES), (name, method, path)
+
+
+def scope_checks(dependant: Any) -> list[ScopeCheck]:
+    found = [sub.call for sub in dependant.dependencies if isinstance(sub.call, ScopeCheck)]
+    return found + [check for sub in dependant.dependencies for check in scope_checks(sub)]
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_only_routes_the_gateway_binds_to_a_patient_admit_patient_bound_callers(route: GatewayRoute) -> None:
+    local = _template(route.upstream_target(route.path))
+    [api_route] = [
+        r
+        for r in ROUTERS[route.service].routes
+        if isinstance(r, APIRoute) and route.method in (r.methods or ()) and _template(r.path) == local
+    ]
+    [check] = scope_checks(api_route.dependant)
+    assert check.patients == (route.owner is not None)
 
 
 def test_test_credentials_hold_every_scope_a_route_checks() -> None:

@@ -48,7 +48,7 @@ VisitIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 KEYED_WRITE_ERRORS = (BadRequest, Conflict, UnprocessableContent, ServiceUnavailable)
 
 
-@router.get("/catalogue", dependencies=[require_scope("billing:read")], tags=["catalogue"])
+@router.get("/catalogue", dependencies=[require_scope("billing:read", patients=True)], tags=["catalogue"])
 def read_catalogue(
     session: SessionDep,
     category: Category | None = None,
@@ -60,7 +60,7 @@ def read_catalogue(
 
 @router.get(
     "/catalogue/{code}",
-    dependencies=[require_scope("billing:read")],
+    dependencies=[require_scope("billing:read", patients=True)],
     tags=["catalogue"],
     responses=problem_responses(ItemNotFound),
 )
@@ -173,7 +173,7 @@ def settle_visit(
 
 @router.get(
     "/visits/{visit_id}/account",
-    dependencies=[require_scope("billing:read")],
+    dependencies=[require_scope("billing:read", patients=True)],
     tags=["accounts"],
     responses=problem_responses(VisitNotFound),
 )
@@ -184,7 +184,7 @@ def read_account(visit_id: VisitIdPath, session: SessionDep, caller: CallerDep) 
 
 @router.get(
     "/visits/{visit_id}/daily-bill",
-    dependencies=[require_scope("billing:read")],
+    dependencies=[require_scope("billing:read", patients=True)],
     tags=["accounts"],
     responses=problem_responses(VisitNotFound),
 )

@@ -55,7 +55,7 @@ def _reader(caller: Caller) -> service.Audience:
 
 @router.get(
     "/log",
-    dependencies=[require_scope(READ_SCOPE)],
+    dependencies=[require_scope(READ_SCOPE, patients=True)],
     tags=["events"],
     responses=problem_responses(Forbidden),
 )
@@ -79,7 +79,7 @@ def read_log(
 
 @router.get(
     "/log/stream",
-    dependencies=[require_scope(READ_SCOPE)],
+    dependencies=[require_scope(READ_SCOPE, patients=True)],
     tags=["events"],
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}, **problem_responses(BadRequest, Forbidden)},
@@ -117,7 +117,7 @@ async def stream_log(
 
 @router.post(
     "/subscriptions",
-    dependencies=[require_scope(SUBSCRIBE_SCOPE)],
+    dependencies=[require_scope(SUBSCRIBE_SCOPE, patients=True)],
     status_code=status.HTTP_201_CREATED,
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, RefusedWebhookUrl),
@@ -142,7 +142,7 @@ def create_subscription(
 
 @router.get(
     "/subscriptions",
-    dependencies=[require_scope(SUBSCRIBE_SCOPE)],
+    dependencies=[require_scope(SUBSCRIBE_SCOPE, patients=True)],
     tags=["subscriptions"],
     responses=problem_responses(Forbidden),
 )
@@ -154,7 +154,7 @@ def list_subscriptions(session: SessionDep, caller: CallerDep) -> list[Subscript
 
 @router.get(
     "/subscriptions/{subscription_id}",
-    dependencies=[require_scope(SUBSCRIBE_SCOPE)],
+    dependencies=[require_scope(SUBSCRIBE_SCOPE, patients=True)],
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, SubscriptionNotFound),
 )
@@ -165,7 +165,7 @@ def read_subscription(subscription: OwnedSubscription) -> SubscriptionPublic:
 
 @router.delete(
     "/subscriptions/{subscription_id}",
-    dependencies=[require_scope(SUBSCRIBE_SCOPE)],
+    dependencies=[require_scope(SUBSCRIBE_SCOPE, patients=True)],
     status_code=status.HTTP_204_NO_CONTENT,
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, SubscriptionNotFound),
@@ -195,7 +195,7 @@ def delete_owner_subscriptions(
 
 @router.get(
     "/subscriptions/{subscription_id}/deliveries",
-    dependencies=[require_scope(SUBSCRIBE_SCOPE)],
+    dependencies=[require_scope(SUBSCRIBE_SCOPE, patients=True)],
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, SubscriptionNotFound),
 )
@@ -214,7 +214,7 @@ def list_deliveries(
 
 @router.post(
     "/subscriptions/{subscription_id}/replay",
-    dependencies=[require_scope(SUBSCRIBE_SCOPE)],
+    dependencies=[require_scope(SUBSCRIBE_SCOPE, patients=True)],
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, SubscriptionNotFound),
 )
@@ -225,7 +225,7 @@ def replay_dead_letters(subscription: OwnedSubscription, session: SessionDep) ->
 
 @router.get(
     "/schemas",
-    dependencies=[require_scope(READ_SCOPE)],
+    dependencies=[require_scope(READ_SCOPE, patients=True)],
     tags=["schemas"],
     responses=problem_responses(Forbidden),
 )
@@ -236,7 +236,7 @@ def list_schemas() -> dict[str, list[dict[str, Any]]]:
 
 @router.get(
     "/schemas/{event_type}",
-    dependencies=[require_scope(READ_SCOPE)],
+    dependencies=[require_scope(READ_SCOPE, patients=True)],
     tags=["schemas"],
     responses=problem_responses(Forbidden, SchemaNotFound),
 )

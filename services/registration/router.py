@@ -52,7 +52,7 @@ def register_patient(data: PatientCreate, session: SessionDep, response: Respons
 
 @router.get(
     "/patients/{patient_id}",
-    dependencies=[require_scope("registration:read")],
+    dependencies=[require_scope("registration:read", patients=True)],
     tags=["patients"],
     responses=problem_responses(PatientNotFound),
 )
@@ -78,7 +78,7 @@ def merge_patient(patient_id: str, data: MergeRequest, session: SessionDep) -> M
 
 @router.get(
     "/patients/{patient_id}/visits",
-    dependencies=[require_scope("registration:read")],
+    dependencies=[require_scope("registration:read", patients=True)],
     tags=["visits"],
     responses=problem_responses(PatientNotFound),
 )
@@ -106,7 +106,7 @@ def open_visit(
 
 @router.get(
     "/visits/{visit_id}",
-    dependencies=[require_scope("registration:read")],
+    dependencies=[require_scope("registration:read", patients=True)],
     tags=["visits"],
     responses=problem_responses(VisitNotFound),
 )

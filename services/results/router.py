@@ -44,7 +44,7 @@ LimitQuery = Annotated[int, page_size(MAX_PAGE)]
 IdPath = Annotated[str, Path(min_length=1, max_length=36)]
 
 
-@router.get("/tests", dependencies=[require_scope("results:read")], tags=["tests"])
+@router.get("/tests", dependencies=[require_scope("results:read", patients=True)], tags=["tests"])
 def list_tests(session: SessionDep) -> list[OrderableTestPublic]:
     """The lab and imaging tests results can run; `code` is the billing catalogue code."""
     tests = service.list_orderable_tests(session)
@@ -100,7 +100,7 @@ def list_orders(
 
 @router.get(
     "/orders/{order_id}",
-    dependencies=[require_scope("results:read")],
+    dependencies=[require_scope("results:read", patients=True)],
     tags=["orders"],
     responses=problem_responses(OrderNotFound),
 )
@@ -109,7 +109,9 @@ def read_order(order_id: IdPath, session: SessionDep, caller: CallerDep) -> Orde
     return service.order_public(service.get_order(session, order_id=order_id, acting_for=caller.patient))
 
 
-@router.get("/visits/{visit_id}/orders", dependencies=[require_scope("results:read")], tags=["orders"])
+@router.get(
+    "/visits/{visit_id}/orders", dependencies=[require_scope("results:read", patients=True)], tags=["orders"]
+)
 def read_visit_orders(visit_id: IdPath, session: SessionDep, caller: CallerDep) -> list[OrderPublic]:
     """A visit's orders, oldest first (empty when results has none for it)."""
     orders = service.visit_orders(session, visit_id=visit_id, acting_for=caller.patient)
@@ -132,7 +134,11 @@ def post_report(
     return service.report_public(report)
 
 
-@router.get("/visits/{visit_id}/reports", dependencies=[require_scope("results:read")], tags=["reports"])
+@router.get(
+    "/visits/{visit_id}/reports",
+    dependencies=[require_scope("results:read", patients=True)],
+    tags=["reports"],
+)
 def read_visit_reports(
     visit_id: IdPath, session: AuditedSessionDep, caller: CallerDep, limit: LimitQuery = 100
 ) -> list[ReportPublic]:
@@ -143,7 +149,11 @@ def read_visit_reports(
     return [service.report_public(r) for r in reports]
 
 
-@router.get("/patients/{patient_id}/reports", dependencies=[require_scope("results:read")], tags=["reports"])
+@router.get(
+    "/patients/{patient_id}/reports",
+    dependencies=[require_scope("results:read", patients=True)],
+    tags=["reports"],
+)
 def read_patient_reports(
     patient_id: IdPath, session: AuditedSessionDep, caller: CallerDep, limit: LimitQuery = 100
 ) -> list[ReportPublic]:
@@ -156,7 +166,7 @@ def read_patient_reports(
 
 @router.get(
     "/reports/{report_id}",
-    dependencies=[require_scope("results:read")],
+    dependencies=[require_scope("results:read", patients=True)],
     response_model=ReportPublic,
     tags=["reports"],
     responses=problem_responses(ReportNotFound),

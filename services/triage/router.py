@@ -62,7 +62,9 @@ def assess_visit(
 
 
 @router.get(
-    "/visits/{visit_id}/assessments", dependencies=[require_scope("triage:read")], tags=["assessments"]
+    "/visits/{visit_id}/assessments",
+    dependencies=[require_scope("triage:read", patients=True)],
+    tags=["assessments"],
 )
 def read_assessments(visit_id: str, session: SessionDep, caller: CallerDep) -> list[AssessmentPublic]:
     """A visit's assessments, newest last (empty for a visit never assessed)."""
@@ -127,7 +129,7 @@ def finish_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
 
 @router.get(
     "/tickets/{ticket_id}",
-    dependencies=[require_scope("triage:read")],
+    dependencies=[require_scope("triage:read", patients=True)],
     tags=["queues"],
     responses=problem_responses(TicketNotFound),
 )
@@ -136,7 +138,9 @@ def read_ticket(ticket_id: str, session: SessionDep, caller: CallerDep) -> Ticke
     return service.to_public(service.get_ticket(session, ticket_id=ticket_id, acting_for=caller.patient))
 
 
-@router.get("/visits/{visit_id}/tickets", dependencies=[require_scope("triage:read")], tags=["queues"])
+@router.get(
+    "/visits/{visit_id}/tickets", dependencies=[require_scope("triage:read", patients=True)], tags=["queues"]
+)
 def read_visit_tickets(visit_id: VisitId, session: SessionDep, caller: CallerDep) -> list[TicketPublic]:
     """A visit's tickets in every department, oldest first, with when each was queued, called and finished.
 
@@ -180,7 +184,9 @@ def resume_queue(department: Department, session: SessionDep) -> QueuePublic:
     return service.queue_view(session, department=department)
 
 
-@router.get("/queues/{department}/stats", dependencies=[require_scope("triage:read")], tags=["queues"])
+@router.get(
+    "/queues/{department}/stats", dependencies=[require_scope("triage:read", patients=True)], tags=["queues"]
+)
 def read_queue_stats(
     department: Department,
     session: SessionDep,

@@ -116,3 +116,13 @@ def test_each_route_checks_its_own_scope(client: TestClient) -> None:
         client.get("/orders", headers=internal_headers("x", {"results:read"}, audience="results")).status_code
         == 200
     )
+
+
+def test_a_client_acting_for_a_patient_cannot_use_routes_not_bound_to_one(
+    client: TestClient, registration: httpx.Client
+) -> None:
+    order = released_order(client, registration)
+    worklist = client.get("/orders", headers=acting_for(order["patient_id"], "req-worklist"))
+    assert worklist.status_code == 403
+    assert worklist.json()["type"].endswith("/patient-route-forbidden")
+    assert order["id"] not in worklist.text
