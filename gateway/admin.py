@@ -140,7 +140,9 @@ async def drop_subscriptions(request: Request, name: str) -> int:
     cannot. Fail-closed: a revoked client whose webhooks kept firing would still receive patient data."""
     upstreams: Upstreams = request.app.state.upstreams
     settings = request.app.state.settings
-    token = mint_internal_token(settings.internal_secret, service_subject("gateway"), set())
+    token = mint_internal_token(
+        settings.internal_secret, service_subject("gateway"), set(), audience="events"
+    )
     headers = [
         (b"authorization", f"Bearer {token}".encode("latin-1")),
         (b"x-request-id", (current_request_id() or "").encode("latin-1")),

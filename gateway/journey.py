@@ -163,15 +163,20 @@ class JourneyReader:
         self.upstreams = upstreams
 
     async def read(self, principal: Principal, visit_id: str) -> JourneyPublic:
-        headers: Headers = [
-            (b"authorization", principal.tokens.header().encode("latin-1")),
-            (b"x-request-id", (current_request_id() or "").encode("latin-1")),
-            (b"accept", b"application/json"),
-        ]
+        def headers(service: str) -> Headers:  # each service gets a token minted for it alone
+            return [
+                (b"authorization", principal.tokens.header(service).encode("latin-1")),
+                (b"x-request-id", (current_request_id() or "").encode("latin-1")),
+                (b"accept", b"application/json"),
+            ]
+
         allowed = [part for part in PARTS if part.scope in principal.scopes]
         visit, *answers = await asyncio.gather(
-            self._get("registration", f"/visits/{visit_id}", headers),
-            *(self._get(part.service, part.path.format(id=visit_id), headers) for part in allowed),
+            self._get("registration", f"/visits/{visit_id}", headers("registration")),
+            *(
+                self._get(part.service, part.path.format(id=visit_id), headers(part.service))
+                for part in allowed
+            ),
         )
         record = self._visit(visit_id, visit, principal)
         parts: dict[str, Any] = {}

@@ -180,7 +180,8 @@ class KeyCache:
 
     def identify(self, key: str) -> KnownKey:
         """The known key for a presented one; 401 (invalid, expired or revoked) otherwise."""
-        known = self._by_hash.get(hash_key(key)) if len(key) <= MAX_KEY_LENGTH else None
+        # Keys are ASCII: anything else (a header's raw bytes, read as Latin-1) is simply not a key.
+        known = self._by_hash.get(hash_key(key)) if len(key) <= MAX_KEY_LENGTH and key.isascii() else None
         if known is None:
             raise InvalidApiKey()
         if known.revoked:

@@ -347,7 +347,9 @@ class OpenApiDocument:
             return None
         try:
             async with asyncio.timeout(FETCH_TIMEOUT_SECONDS):
-                response = await client.get("/openapi.json", headers={"authorization": self.tokens.header()})
+                response = await client.get(
+                    "/openapi.json", headers={"authorization": self.tokens.header(service)}
+                )
             response.raise_for_status()
             document = response.json()
         except Exception as exc:  # down, slow, or not a document: list its routes from the table for now

@@ -7,6 +7,7 @@ patient answers 404 exactly as a missing one does, so a client cannot probe whic
 """
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -114,17 +115,23 @@ def mint_patient_token(
 def verify_patient_token(secret: str, token: str, *, client: str, now: float | None = None) -> str:
     """The patient a valid token names; 403 if forged, malformed, another client's, or expired."""
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not token.isascii():  # compare_digest needs ASCII
         raise PatientTokenInvalid("The patient token is malformed.")
     _, payload, signature = parts
     if not hmac.compare_digest(signature, _sign(secret, payload)):
         raise PatientTokenInvalid()
-    claims = json.loads(_unb64(payload))
-    if claims.get("cli") != client:  # a token leaked from one app is useless to another
+    try:
+        claims = json.loads(_unb64(payload))
+    except (ValueError, binascii.Error):
+        raise PatientTokenInvalid("The patient token is malformed.") from None
+    # Signed, yet not what mint_patient_token writes (a bug, or a leaked secret): refuse, never a 500.
+    if not isinstance(claims, dict) or type(claims.get("exp")) is not int:
+        raise PatientTokenInvalid("The patient token is malformed.")
+    patient = claims.get("pat")
+    if claims.get("cli") != client or not isinstance(patient, str) or not patient:  # not another app's
         raise PatientTokenInvalid()
     if claims["exp"] <= (time.time() if now is None else now):
         raise PatientTokenExpired()
-    patient: str = claims["pat"]
     return patient
 
 

@@ -139,7 +139,7 @@ class Proxy:
     async def _registration_get(self, path: str) -> dict[str, Any] | None:
         """A registration record for binding a request to a patient; None when there is none (404)."""
         headers = [
-            (b"authorization", self._lookup_tokens.header().encode("latin-1")),
+            (b"authorization", self._lookup_tokens.header("registration").encode("latin-1")),
             (b"x-request-id", (current_request_id() or "").encode("latin-1")),
             (b"accept", b"application/json"),
         ]
@@ -182,7 +182,7 @@ class Proxy:
             await self.patients.check_request(client, route, path)
         check_page_size(scope["query_string"], self.settings.max_page_size)
 
-        headers.append((b"authorization", client.tokens.header().encode("latin-1")))
+        headers.append((b"authorization", client.tokens.header(route.service).encode("latin-1")))
         headers.append((b"x-request-id", (current_request_id() or "").encode("latin-1")))
         body = await self._read_body(request, declared_length)
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()

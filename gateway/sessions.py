@@ -120,7 +120,10 @@ async def _ask_registration(request: Request, path: str, body: dict[str, Any]) -
     """POST to registration as the gateway itself; never retried (a retry would count a try twice)."""
     proxy = request.app.state.proxy
     headers = [
-        (b"authorization", _proof_tokens(proxy.settings.internal_secret).header().encode("latin-1")),
+        (
+            b"authorization",
+            _proof_tokens(proxy.settings.internal_secret).header("registration").encode("latin-1"),
+        ),
         (b"x-request-id", (current_request_id() or "").encode("latin-1")),
         (b"content-type", b"application/json"),
         (b"accept", b"application/json"),

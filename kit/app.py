@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 
-from kit.auth import TokenSource, require_internal_caller, service_subject
+from kit.auth import TokenSource, require_internal_caller, route_guards, service_subject
 from kit.client import ServiceClient
 from kit.config import ServiceSettings
 from kit.database import Database
@@ -54,11 +55,17 @@ def build_service_app(
 
     Siblings (name → base URL) and feeds are opened at start-up and closed at shutdown here, so a service
     only names them; `workers` are built once the database is ready, started after the feeds and stopped
-    before them. Both use one `service:<name>` token source (`app.state.tokens`); routes reach a
-    client with `kit.client.sibling(name)`; `feed_models` (cursor, consumed) record each applied event.
+    before them. Both use one `service:<name>` token source (`app.state.tokens`), holding `<sibling>:read`
+    for each sibling (what `ServiceClient.get_json` needs); routes reach a client with
+    `kit.client.sibling(name)`; `feed_models` (cursor, consumed) record each applied event.
+    Every route of `routers` must declare its scope (`kit.auth.require_scope`) or be for sibling
+    services only (`require_service_caller`): a route that forgets is refused here, at build time.
     """
     if feeds and feed_models is None:
         raise ValueError("Reading feeds needs feed_models: the cursor and consumed-event tables.")
+    for router in routers:
+        require_guards(router)
+    sibling_scopes = {f"{name}:read" for name in siblings}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,7 +81,7 @@ def build_service_app(
     async def serving(app: FastAPI, database: Database) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             upgrade(database, migrations_dir)
-        tokens = TokenSource(settings.internal_secret, service_subject(settings.service_name), set())
+        tokens = TokenSource(settings.internal_secret, service_subject(settings.service_name), sibling_scopes)
         app.state.tokens = tokens
         clients = {name: ServiceClient(name, url, tokens) for name, url in siblings.items()}
         app.state.siblings = clients
@@ -139,3 +146,14 @@ def build_service_app(
     for router in routers:
         app.include_router(router, dependencies=protected)
     return app
+
+
+def require_guards(router: APIRouter) -> None:
+    """ValueError naming any route that checks no scope (deny by default, in each service too)."""
+    unguarded = [
+        f"{sorted(route.methods or ())} {route.path}"
+        for route in router.routes
+        if isinstance(route, APIRoute) and not route_guards(route.dependant)
+    ]
+    if unguarded:
+        raise ValueError(f"Routes without a scope (kit.auth.require_scope): {', '.join(unguarded)}")

@@ -1,17 +1,20 @@
 """Internal credentials: how a service knows a call came through the gateway or a sibling service.
 
 The gateway (or a service) mints a short-lived token signed with the shared internal secret; it names
-the calling client and its scopes. Services accept nothing else. Format: `pf1.<payload>.<signature>`,
-both base64url, the signature HMAC-SHA256 over the payload.
+the calling client, its scopes and the one service it is for (`aud`), so a token sent to registration
+cannot be replayed against results. Services accept nothing else, and each route checks its own scope
+(`require_scope`). Format: `pf1.<payload>.<signature>`, both base64url, the signature HMAC-SHA256 over
+the payload.
 """
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -23,11 +26,18 @@ TOKEN_LIFETIME_SECONDS = 300
 MAX_SUBJECT_LENGTH = 64  # services store the subject (audit rows, idempotency keys)
 # Services call each other as `service:<name>`; gateway client names cannot contain a colon.
 SERVICE_SUBJECT_PREFIX = "service:"
+SERVICE_ONLY = "service-only"  # what `route_guards` reports for a route only sibling services may call
 
 
 def service_subject(name: str) -> str:
     """The subject a service's own calls carry."""
     return SERVICE_SUBJECT_PREFIX + name
+
+
+def visible_to(acting_for: str | None, owner: str | None) -> bool:
+    """Whether a record of patient `owner` may be shown to a caller acting for patient `acting_for`:
+    always when it acts for nobody (staff, services), else only that patient's own records."""
+    return acting_for is None or owner == acting_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +59,11 @@ class Caller:
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
-            raise Forbidden(f"This call needs the scope {scope!r}.")
+            raise Forbidden(f"This call needs the scope {scope!r}.", slug="scope-missing")
+
+    def sees(self, patient_id: str | None) -> bool:
+        """Whether a record of `patient_id` is this caller's to see (`visible_to`)."""
+        return visible_to(self.patient, patient_id)
 
 
 def _b64(data: bytes) -> str:
@@ -69,13 +83,15 @@ def mint_internal_token(
     subject: str,
     scopes: frozenset[str] | set[str] | list[str],
     *,
+    audience: str,
     now: float | None = None,
     patient: str | None = None,
 ) -> str:
-    """A token a service will accept for TOKEN_LIFETIME_SECONDS."""
+    """A token the service named `audience` (and no other) will accept for TOKEN_LIFETIME_SECONDS."""
     issued = time.time() if now is None else now
     claims: dict[str, object] = {
         "sub": subject,
+        "aud": audience,
         "scp": sorted(scopes),
         "exp": int(issued) + TOKEN_LIFETIME_SECONDS,
     }
@@ -85,40 +101,72 @@ def mint_internal_token(
     return f"{TOKEN_PREFIX}.{payload}.{_sign(secret, payload)}"
 
 
-def verify_internal_token(secret: str, token: str, *, now: float | None = None) -> Caller:
-    """The caller named by a valid token; Unauthorized for anything forged, malformed or expired."""
+def _is_text(value: object, max_length: int = MAX_SUBJECT_LENGTH) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= max_length
+
+
+def _claims(payload: str) -> dict[str, Any]:
+    """The signed claims, each present and of its type; Unauthorized otherwise.
+
+    The signature was valid, so a bad payload means a bug or a leaked secret, never a client's typo:
+    refuse it like a forgery rather than let a KeyError or TypeError become a 500.
+    """
     try:
-        prefix, payload, signature = token.split(".")
-    except ValueError:
+        claims = json.loads(_unb64(payload))
+    except (ValueError, binascii.Error):  # not base64, not UTF-8 or not JSON
         raise Unauthorized("Malformed internal credentials.") from None
+    valid = (
+        isinstance(claims, dict)
+        and _is_text(claims.get("sub"))
+        and _is_text(claims.get("aud"))
+        and isinstance(claims.get("scp"), list)
+        and all(isinstance(scope, str) for scope in claims["scp"])
+        and type(claims.get("exp")) is int
+        and (claims.get("pat") is None or _is_text(claims["pat"]))
+    )
+    if not valid:
+        raise Unauthorized("Internal credentials name no valid client, service or scopes.")
+    return claims
+
+
+def verify_internal_token(secret: str, token: str, *, audience: str, now: float | None = None) -> Caller:
+    """The caller named by a valid token for service `audience`; Unauthorized for anything forged,
+    malformed, expired or meant for another service."""
+    parts = token.split(".")
+    if len(parts) != 3 or not token.isascii():  # a signature is ASCII; compare_digest refuses other text
+        raise Unauthorized("Malformed internal credentials.")
+    prefix, payload, signature = parts
     if prefix != TOKEN_PREFIX or not hmac.compare_digest(signature, _sign(secret, payload)):
         raise Unauthorized("Invalid internal credentials.")
-    claims = json.loads(_unb64(payload))
+    claims = _claims(payload)
     if claims["exp"] < (time.time() if now is None else now):
         raise Unauthorized("Expired internal credentials.")
-    if not 0 < len(claims["sub"]) <= MAX_SUBJECT_LENGTH:
-        raise Unauthorized("Internal credentials name no valid client.")
+    if claims["aud"] != audience:
+        raise Unauthorized("These internal credentials are for another service.")
     return Caller(subject=claims["sub"], scopes=frozenset(claims["scp"]), patient=claims.get("pat"))
 
 
 class TokenSource:
-    """Re-uses one minted token until shortly before it expires (minting costs an HMAC and JSON)."""
+    """Mints one caller's tokens, one per target service, each re-used until shortly before it expires
+    (minting costs an HMAC and JSON)."""
 
     def __init__(
         self, secret: str, subject: str, scopes: frozenset[str] | set[str], *, patient: str | None = None
     ) -> None:
         self._secret, self._subject, self._scopes = secret, subject, frozenset(scopes)
         self._patient = patient
-        self._token, self._renew_at = "", 0.0
+        self._minted: dict[str, tuple[str, float]] = {}  # audience -> (token, renew at)
 
-    def header(self) -> str:
+    def header(self, audience: str) -> str:
+        """`Bearer <token>` for a call to the service named `audience`."""
         now = time.time()
-        if now >= self._renew_at:
-            self._token = mint_internal_token(
-                self._secret, self._subject, self._scopes, now=now, patient=self._patient
+        token, renew_at = self._minted.get(audience, ("", 0.0))
+        if now >= renew_at:
+            token = mint_internal_token(
+                self._secret, self._subject, self._scopes, audience=audience, now=now, patient=self._patient
             )
-            self._renew_at = now + TOKEN_LIFETIME_SECONDS / 2
-        return f"Bearer {self._token}"
+            self._minted[audience] = (token, now + TOKEN_LIFETIME_SECONDS / 2)
+        return f"Bearer {token}"
 
 
 def require_internal_caller(request: Request) -> Caller:
@@ -127,7 +175,8 @@ def require_internal_caller(request: Request) -> Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("This service only accepts calls from the gateway or another service.")
-    caller = verify_internal_token(request.app.state.settings.internal_secret, token)
+    settings = request.app.state.settings
+    caller = verify_internal_token(settings.internal_secret, token, audience=settings.service_name)
     request.state.caller = caller
     return caller
 
@@ -141,3 +190,44 @@ def require_service_caller(caller: CallerDep) -> Caller:
     if not caller.is_service:
         raise Forbidden("Only patientflow services may call this route.")
     return caller
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeCheck:
+    """The dependency `require_scope` builds; `build_service_app` finds it on every route."""
+
+    scope: str
+    patients: bool = False
+
+    def __call__(self, caller: CallerDep) -> Caller:
+        caller.require(self.scope)
+        if caller.patient is not None and not self.patients:
+            raise Forbidden(
+                "This route is not available to a client acting for a patient.",
+                slug="patient-route-forbidden",
+            )
+        return caller
+
+
+def require_scope(scope: str, *, patients: bool = False) -> Any:
+    """A route's own scope check, so a service decides for itself whatever the gateway let through.
+
+    `@router.get(..., dependencies=[require_scope("results:read")])`, with the scope the gateway's
+    route table gives the same route; a route that also needs the caller adds `caller: CallerDep`
+    (FastAPI resolves the caller once per request). 403 `scope-missing` without it.
+    A caller acting for one patient (an app or kiosk) is refused (403) unless `patients=True`: the
+    routes the gateway table gives an `owner`, which then show only that patient's records (`Caller.sees`).
+    """
+    return Depends(ScopeCheck(scope, patients))
+
+
+def route_guards(dependant: Any) -> set[str]:
+    """The scopes (and `service-only`) a route's dependencies demand, its sub-dependencies included."""
+    found: set[str] = set()
+    for sub in dependant.dependencies:
+        if isinstance(sub.call, ScopeCheck):
+            found.add(sub.call.scope)
+        elif sub.call is require_service_caller:
+            found.add(SERVICE_ONLY)
+        found |= route_guards(sub)
+    return found

@@ -19,13 +19,14 @@ class ServiceClient:
     def __init__(
         self, name: str, base_url: str, tokens: TokenSource, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT
     ) -> None:
+        """`name` is the sibling's service name: its tokens are minted for that audience alone."""
         self.name = name
         self.tokens = tokens
         self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
 
     def get_json(self, path: str) -> dict[str, Any] | None:
         """The JSON body of a GET, None on 404; ServiceUnavailable when the service can't answer."""
-        headers = {"authorization": self.tokens.header()}
+        headers = {"authorization": self.tokens.header(self.name)}
         request_id = current_request_id()
         if request_id:
             headers["x-request-id"] = request_id

@@ -137,7 +137,7 @@ class FeedConsumer(ThreadWorker):
         response = client.get(
             "/events",
             params={"after": cursor, "limit": 100},
-            headers={"authorization": self.tokens.header()},
+            headers={"authorization": self.tokens.header(self.source)},
         )
         response.raise_for_status()
         events = response.json()["events"]

@@ -18,6 +18,7 @@ from kit.auth import require_service_caller
 from kit.clock import as_utc
 from kit.database import SessionDep
 from kit.models import OutboxEventBase
+from kit.params import CursorQuery, page_size
 
 MAX_FEED_PAGE = 500
 EVENT_VERSION = 1
@@ -89,8 +90,8 @@ def feed_router(outbox: type[OutboxEventBase]) -> APIRouter:
     def read_feed(
         request: Request,
         session: SessionDep,
-        after: Annotated[int, Query(ge=0, description="Cursor: the last position you processed")] = 0,
-        limit: Annotated[int, Query(ge=1, le=MAX_FEED_PAGE)] = 100,
+        after: CursorQuery = 0,
+        limit: Annotated[int, page_size(MAX_FEED_PAGE)] = 100,
         type: Annotated[str | None, Query(description="Only events of this type")] = None,
     ) -> dict[str, Any]:
         """Events committed after `after`, at most `limit`; pass `next_after` back to continue.

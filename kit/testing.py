@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import uvicorn
-from fastapi import FastAPI, Query
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import MetaData, delete
 
 from kit.auth import mint_internal_token
 from kit.config import ServiceSettings
 from kit.database import Database
+from kit.params import CursorQuery, page_size
 
 TEST_SECRET = "test-internal-secret-not-for-production"
 S = TypeVar("S", bound=ServiceSettings)
@@ -62,15 +63,42 @@ def wipe(database_url: str, schema: str | None, metadata: MetaData) -> None:
         database.dispose()
 
 
-def internal_headers(subject: str = "test-client", scopes: set[str] | None = None) -> dict[str, str]:
-    """Headers a service accepts, as if the gateway had forwarded the call."""
-    token = mint_internal_token(TEST_SECRET, subject, scopes or set())
+# Every scope a route of a service checks (tests/test_route_scopes.py keeps it equal to the gateway's).
+TEST_SCOPES = frozenset(
+    {
+        "registration:read",
+        "registration:write",
+        "triage:read",
+        "triage:write",
+        "results:read",
+        "results:write",
+        "orders:write",
+        "audit:read",
+        "billing:read",
+        "billing:write",
+        "events:read",
+        "events:subscribe",
+    }
+)
+
+
+def internal_headers(
+    subject: str = "test-client",
+    scopes: set[str] | frozenset[str] | None = None,
+    *,
+    audience: str,
+    patient: str | None = None,
+) -> dict[str, str]:
+    """Headers the service `audience` accepts, as if the gateway had forwarded the call (by default
+    with every scope; pass `scopes` to test a refusal, `patient` to act for one patient)."""
+    held = TEST_SCOPES if scopes is None else scopes
+    token = mint_internal_token(TEST_SECRET, subject, held, audience=audience, patient=patient)
     return {"authorization": f"Bearer {token}"}
 
 
-def feed_headers() -> dict[str, str]:
+def feed_headers(audience: str) -> dict[str, str]:
     """Headers of a sibling service, the only kind of caller a service's own `/events` feed answers."""
-    return internal_headers("service:test")
+    return internal_headers("service:test", set(), audience=audience)
 
 
 @contextmanager
@@ -78,7 +106,8 @@ def service_client(app: FastAPI, metadata: MetaData) -> Iterator[TestClient]:
     """A started app (lifespan run, migrations applied) on wiped tables, calling as the gateway would."""
     settings: ServiceSettings = app.state.settings
     wipe(settings.resolved_database_url, settings.resolved_schema, metadata)
-    with TestClient(app, headers=internal_headers(), raise_server_exceptions=False) as client:
+    headers = internal_headers(audience=settings.service_name)
+    with TestClient(app, headers=headers, raise_server_exceptions=False) as client:
         yield client
 
 
@@ -118,7 +147,7 @@ class FakeFeed:
         self.app.get("/events/head")(self._head)
 
     def _read(
-        self, after: int = 0, limit: Annotated[int, Query(ge=1, le=500)] = 100, type: str | None = None
+        self, after: CursorQuery = 0, limit: Annotated[int, page_size(500)] = 100, type: str | None = None
     ) -> dict[str, Any]:
         with self._lock:
             page = [e for e in self._events if e["position"] > after and type in (None, e["type"])]

@@ -146,7 +146,9 @@ def keys(args: argparse.Namespace) -> int:
 def _drop_subscriptions(settings: GatewaySettings, name: str) -> bool:
     """Ask the event hub to delete the client's webhook subscriptions, as the admin API does before a
     revocation; False (with the reason on stderr) if it did not confirm, so nothing gets revoked."""
-    token = mint_internal_token(settings.internal_secret, service_subject("gateway"), set())
+    token = mint_internal_token(
+        settings.internal_secret, service_subject("gateway"), set(), audience="events"
+    )
     url = f"{settings.events_url.rstrip('/')}/owners/{quote(name, safe='')}/subscriptions"
     try:
         response = httpx.delete(url, headers={"authorization": f"Bearer {token}"}, timeout=5.0)

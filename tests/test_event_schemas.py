@@ -240,7 +240,12 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx
             stack.enter_context(_serve_on(sockets[name], app))
         clients = {
             name: stack.enter_context(
-                httpx.Client(base_url=url[name], headers=testing.feed_headers(), timeout=30)
+                # A sibling service (to read the feed) holding every scope (to drive the journeys).
+                httpx.Client(
+                    base_url=url[name],
+                    headers=testing.internal_headers("service:test", audience=name),
+                    timeout=30,
+                )
             )
             for name in SOURCES
         }

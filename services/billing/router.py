@@ -6,11 +6,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from kit.auth import CallerDep
+from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
 from kit.database import SessionDep
 from kit.errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableContent, problem_responses
 from kit.idempotency import IdempotencyKeyHeader, idempotent
+from kit.params import page_size
 from services.billing import service
 from services.billing.errors import (
     AccountSettled,
@@ -56,7 +57,7 @@ def charges_arrived(request: Request) -> None:
     )
 
 
-@router.get("/catalogue", tags=["catalogue"])
+@router.get("/catalogue", dependencies=[require_scope("billing:read", patients=True)], tags=["catalogue"])
 def read_catalogue(
     session: SessionDep,
     category: Category | None = None,
@@ -66,7 +67,12 @@ def read_catalogue(
     return service.list_catalogue(session, category=category, include_inactive=include_inactive)
 
 
-@router.get("/catalogue/{code}", tags=["catalogue"], responses=problem_responses(ItemNotFound))
+@router.get(
+    "/catalogue/{code}",
+    dependencies=[require_scope("billing:read", patients=True)],
+    tags=["catalogue"],
+    responses=problem_responses(ItemNotFound),
+)
 def read_catalogue_item(code: str, session: SessionDep) -> CatalogueItemPublic:
     """One catalogue item, inactive ones included (old bills still name them)."""
     return service.item_to_public(service.get_item(session, code=code))
@@ -74,6 +80,7 @@ def read_catalogue_item(code: str, session: SessionDep) -> CatalogueItemPublic:
 
 @router.post(
     "/charges",
+    dependencies=[require_scope("billing:write")],
     status_code=status.HTTP_201_CREATED,
     response_model=ChargePublic,
     tags=["charges"],
@@ -106,6 +113,7 @@ def post_charge(
 
 @router.post(
     "/payments",
+    dependencies=[require_scope("billing:write")],
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentPublic,
     tags=["payments"],
@@ -144,11 +152,12 @@ def post_payment(
 
 @router.post(
     "/visits/{visit_id}/settlement",
+    # The scope first; the wait before the session dependency opens, so no database connection is
+    # held while billing waits.
+    dependencies=[require_scope("billing:write"), Depends(charges_arrived)],
     status_code=status.HTTP_201_CREATED,
     response_model=SettlementPublic,
     tags=["payments"],
-    # Before the session dependency opens: no database connection is held while billing waits.
-    dependencies=[Depends(charges_arrived)],
     responses=problem_responses(
         *KEYED_WRITE_ERRORS, VisitNotFound, AccountSettled, AmountMismatch, ChargesStillArriving
     ),
@@ -179,30 +188,41 @@ def settle_visit(
     )
 
 
-@router.get("/visits/{visit_id}/account", tags=["accounts"], responses=problem_responses(VisitNotFound))
-def read_account(visit_id: VisitIdPath, session: SessionDep) -> AccountPublic:
+@router.get(
+    "/visits/{visit_id}/account",
+    dependencies=[require_scope("billing:read", patients=True)],
+    tags=["accounts"],
+    responses=problem_responses(VisitNotFound),
+)
+def read_account(visit_id: VisitIdPath, session: SessionDep, caller: CallerDep) -> AccountPublic:
     """The visit's account: every charge, the total, what was paid and the balance still due.
 
     Charges read after settlement are flagged `supplementary`: the supplementary bill (补费), its unpaid
     part `supplementary_due_fen`, paid with `POST /payments`."""
-    return service.account_view(session, visit_id=visit_id)
+    return service.account_view(session, visit_id=visit_id, acting_for=caller.patient)
 
 
-@router.get("/visits/{visit_id}/daily-bill", tags=["accounts"], responses=problem_responses(VisitNotFound))
+@router.get(
+    "/visits/{visit_id}/daily-bill",
+    dependencies=[require_scope("billing:read", patients=True)],
+    tags=["accounts"],
+    responses=problem_responses(VisitNotFound),
+)
 def read_daily_bill(
     visit_id: VisitIdPath,
     session: SessionDep,
+    caller: CallerDep,
     day: Annotated[date | None, Query(alias="date", description="Hospital day; default today")] = None,
 ) -> DailyBillPublic:
     """The daily itemised bill (一日清单): each charge of that day; the totals are the sums of its lines."""
-    return service.daily_bill(session, visit_id=visit_id, day=day)
+    return service.daily_bill(session, visit_id=visit_id, day=day, acting_for=caller.patient)
 
 
-@router.get("/rejected-charges", tags=["accounts"])
+@router.get("/rejected-charges", dependencies=[require_scope("billing:read")], tags=["accounts"])
 def read_rejected_charges(
     session: SessionDep,
     visit_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Annotated[int, page_size(500)] = 100,
 ) -> list[RejectedChargePublic]:
     """Charges other services asked for that billing refused (unknown item, duplicate order, …), newest
     first, for the cashier to review. Late charges are not here: they are on the account's supplementary

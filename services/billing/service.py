@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from sqlmodel import Session
 
+from kit.auth import visible_to
 from kit.client import ServiceClient
 from kit.clock import as_utc, hospital_date, utcnow
 from kit.errors import BadGateway, ServiceUnavailable
@@ -152,9 +153,10 @@ def _account_if_known(
         return None
 
 
-def _known_account(session: Session, visit_id: str) -> VisitAccount:
+def _known_account(session: Session, visit_id: str, acting_for: str | None = None) -> VisitAccount:
+    """The visit's account; acting for another patient, 404 exactly as for one billing does not have."""
     account = repository.get_account(session, visit_id)
-    if account is None:
+    if account is None or not visible_to(acting_for, account.patient_id):
         raise VisitNotFound("Billing has no account for this visit.")
     return account
 
@@ -164,10 +166,10 @@ def _refuse_if_settled(account: VisitAccount) -> None:
         raise AccountSettled(f"The account of visit {account.visit_id} is settled; it takes no more changes.")
 
 
-def account_view(session: Session, *, visit_id: str) -> AccountPublic:
+def account_view(session: Session, *, visit_id: str, acting_for: str | None = None) -> AccountPublic:
     """Every charge of the visit with its totals; balance = charges − payments. Charges read after the
     account was settled are flagged `supplementary` and add up to the supplementary bill (补费)."""
-    account = _known_account(session, visit_id)
+    account = _known_account(session, visit_id, acting_for)
     charges = repository.list_charges(session, visit_id)
     payments = repository.list_payments(session, visit_id)
     total = sum(charge.amount_fen for charge in charges)
@@ -196,9 +198,11 @@ def account_view(session: Session, *, visit_id: str) -> AccountPublic:
     )
 
 
-def daily_bill(session: Session, *, visit_id: str, day: date | None) -> DailyBillPublic:
+def daily_bill(
+    session: Session, *, visit_id: str, day: date | None, acting_for: str | None = None
+) -> DailyBillPublic:
     """The 一日清单 of one hospital day: the charges whose service date is that day."""
-    account = _known_account(session, visit_id)
+    account = _known_account(session, visit_id, acting_for)
     day = day or hospital_today()
     lines = [
         DailyBillLine(charge_id=charge.id, **charge.model_dump(exclude={"id"}), status=charge.status)

@@ -151,7 +151,7 @@ class Ingestor(ThreadWorker):
         response = client.get(
             f"{self.feeds[source]}/events",
             params={"after": after, "limit": self.page_size},
-            headers={"authorization": self.tokens.header()},
+            headers={"authorization": self.tokens.header(source)},
         )
         response.raise_for_status()
         events: list[dict[str, Any]] = response.json()["events"]

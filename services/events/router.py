@@ -5,9 +5,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from kit.auth import Caller, CallerDep, require_service_caller
+from kit.auth import Caller, CallerDep, require_scope, require_service_caller
 from kit.database import SessionDep
 from kit.errors import BadRequest, Forbidden, problem_responses
+from kit.params import MAX_POSITION, MAX_VERSION, CursorQuery, page_size
 from services.events import catalogue, repository, service
 from services.events.errors import (
     RefusedWebhookUrl,
@@ -31,9 +32,6 @@ from services.events.stream import log_stream
 router = APIRouter()
 MAX_PAGE = 500
 
-AfterQuery = Annotated[
-    int, Query(ge=0, description="Cursor: the last position you processed (0: from the start)")
-]
 TypesQuery = Annotated[
     str | None,
     Query(max_length=1000, description="Only these types, comma-separated (`visit.opened,report.final`)"),
@@ -43,7 +41,6 @@ IdPath = Annotated[str, Path(min_length=1, max_length=36)]
 
 def owned_subscription(subscription_id: IdPath, session: SessionDep, caller: CallerDep) -> Subscription:
     """The caller's own subscription: another client's, or one made for another patient, is a 404."""
-    caller.require(SUBSCRIBE_SCOPE)
     return service.owned_subscription(
         session, subscription_id=subscription_id, owner=caller.subject, patient_id=caller.patient
     )
@@ -57,22 +54,21 @@ def _types(raw: str | None) -> list[str] | None:
     return types or None
 
 
-def _require_read(caller: Caller) -> None:
-    if not caller.is_service:  # services hold no scopes
-        caller.require(READ_SCOPE)
-
-
 def _reader(caller: Caller) -> service.Audience:
-    _require_read(caller)
     return service.audience(subject=caller.subject, scopes=caller.scopes, patient_id=caller.patient)
 
 
-@router.get("/log", tags=["events"], responses=problem_responses(Forbidden))
+@router.get(
+    "/log",
+    dependencies=[require_scope(READ_SCOPE, patients=True)],
+    tags=["events"],
+    responses=problem_responses(Forbidden),
+)
 def read_log(
     session: SessionDep,
     caller: CallerDep,
-    after: AfterQuery = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    after: CursorQuery = 0,
+    limit: Annotated[int, page_size(MAX_PAGE)] = 100,
     type: TypesQuery = None,
 ) -> LogPage:
     """Events of every service in causal order, after a cursor; pass `next_after` back to continue.
@@ -88,6 +84,7 @@ def read_log(
 
 @router.get(
     "/log/stream",
+    dependencies=[require_scope(READ_SCOPE, patients=True)],
     tags=["events"],
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}, **problem_responses(BadRequest, Forbidden)},
@@ -99,6 +96,7 @@ async def stream_log(
         int | None,
         Query(
             ge=0,
+            le=MAX_POSITION,
             description="Replay the events after this position first (0: the whole log); omit to start live",
         ),
     ] = None,
@@ -113,9 +111,10 @@ async def stream_log(
     """
     reader = _reader(caller)
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
+        position = last_event_id.strip()
+        if not (position.isascii() and position.isdigit()) or int(position) > MAX_POSITION:
             raise BadRequest("Last-Event-ID must be a position from this stream.")
-        after = int(last_event_id)
+        after = int(position)
     app = request.app
     body = log_stream(
         database=app.state.database,
@@ -140,6 +139,7 @@ def vetted_subscription(data: SubscriptionCreate, request: Request, caller: Call
 
 @router.post(
     "/subscriptions",
+    dependencies=[require_scope(SUBSCRIBE_SCOPE, patients=True)],
     status_code=status.HTTP_201_CREATED,
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, RefusedWebhookUrl, UnresolvedWebhookHost),
@@ -159,16 +159,21 @@ def create_subscription(
     return SubscriptionCreated.model_validate(subscription, from_attributes=True)
 
 
-@router.get("/subscriptions", tags=["subscriptions"], responses=problem_responses(Forbidden))
+@router.get(
+    "/subscriptions",
+    dependencies=[require_scope(SUBSCRIBE_SCOPE, patients=True)],
+    tags=["subscriptions"],
+    responses=problem_responses(Forbidden),
+)
 def list_subscriptions(session: SessionDep, caller: CallerDep) -> list[SubscriptionPublic]:
     """Your webhook subscriptions, oldest first."""
-    caller.require(SUBSCRIBE_SCOPE)
     rows = repository.owned_subscriptions(session, caller.subject, caller.patient)
     return [SubscriptionPublic.model_validate(r, from_attributes=True) for r in rows]
 
 
 @router.get(
     "/subscriptions/{subscription_id}",
+    dependencies=[require_scope(SUBSCRIBE_SCOPE, patients=True)],
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, SubscriptionNotFound),
 )
@@ -179,6 +184,7 @@ def read_subscription(subscription: OwnedSubscription) -> SubscriptionPublic:
 
 @router.delete(
     "/subscriptions/{subscription_id}",
+    dependencies=[require_scope(SUBSCRIBE_SCOPE, patients=True)],
     status_code=status.HTTP_204_NO_CONTENT,
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, SubscriptionNotFound),
@@ -208,6 +214,7 @@ def delete_owner_subscriptions(
 
 @router.get(
     "/subscriptions/{subscription_id}/deliveries",
+    dependencies=[require_scope(SUBSCRIBE_SCOPE, patients=True)],
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, SubscriptionNotFound),
 )
@@ -215,7 +222,7 @@ def list_deliveries(
     subscription: OwnedSubscription,
     session: SessionDep,
     status: DeliveryStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    limit: Annotated[int, page_size(MAX_PAGE)] = 100,
 ) -> list[DeliveryPublic]:
     """A subscription's deliveries in log order: `pending` (with the next attempt), `delivered`, `dead`."""
     rows = repository.list_deliveries(
@@ -226,6 +233,7 @@ def list_deliveries(
 
 @router.post(
     "/subscriptions/{subscription_id}/replay",
+    dependencies=[require_scope(SUBSCRIBE_SCOPE, patients=True)],
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, SubscriptionNotFound),
 )
@@ -234,21 +242,28 @@ def replay_dead_letters(subscription: OwnedSubscription, session: SessionDep) ->
     return ReplayResult(replayed=service.replay_dead(session, subscription=subscription))
 
 
-@router.get("/schemas", tags=["schemas"], responses=problem_responses(Forbidden))
-def list_schemas(caller: CallerDep) -> dict[str, list[dict[str, Any]]]:
+@router.get(
+    "/schemas",
+    dependencies=[require_scope(READ_SCOPE, patients=True)],
+    tags=["schemas"],
+    responses=problem_responses(Forbidden),
+)
+def list_schemas() -> dict[str, list[dict[str, Any]]]:
     """The event catalogue: every event type and version with a JSON schema."""
-    _require_read(caller)
     return {"schemas": catalogue.summaries()}
 
 
-@router.get("/schemas/{event_type}", tags=["schemas"], responses=problem_responses(Forbidden, SchemaNotFound))
+@router.get(
+    "/schemas/{event_type}",
+    dependencies=[require_scope(READ_SCOPE, patients=True)],
+    tags=["schemas"],
+    responses=problem_responses(Forbidden, SchemaNotFound),
+)
 def read_schema(
     event_type: Annotated[str, Path(max_length=64)],
-    caller: CallerDep,
-    version: Annotated[int | None, Query(ge=1, description="Default: the newest")] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION, description="Default: the newest")] = None,
 ) -> dict[str, Any]:
     """The JSON schema (draft 2020-12) of one event type."""
-    _require_read(caller)
     schema = catalogue.schema_of(event_type, version)
     if schema is None:
         raise SchemaNotFound("The catalogue has no schema for this event type.")

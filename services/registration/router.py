@@ -4,10 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Request, Response, status
 
-from kit.auth import Caller, CallerDep
+from kit.auth import Caller, CallerDep, require_scope, require_service_caller
 from kit.config import app_settings
 from kit.database import SessionDep
 from kit.errors import Forbidden, problem_responses
+from kit.params import page_size
 from services.registration import proofs, service
 from services.registration.config import RegistrationSettings
 from services.registration.errors import (
@@ -44,9 +45,9 @@ SettingsDep = Annotated[RegistrationSettings, Depends(app_settings)]
 PROOF_SCOPE = "registration:patient-proof"
 
 
-def require_proof_caller(caller: CallerDep) -> Caller:
+def require_proof_caller(caller: Annotated[Caller, Depends(require_service_caller)]) -> Caller:
     """Only the gateway (a service caller with PROOF_SCOPE) checks proofs and asks for codes."""
-    if not caller.is_service or PROOF_SCOPE not in caller.scopes:
+    if PROOF_SCOPE not in caller.scopes:
         raise Forbidden("Only the gateway may check patient-session proofs.")
     return caller
 
@@ -66,6 +67,7 @@ NotifierDep = Annotated[Notifier, Depends(notifier)]
 
 @router.post(
     "/patients",
+    dependencies=[require_scope("registration:write")],
     status_code=status.HTTP_201_CREATED,
     tags=["patients"],
     responses=problem_responses(InvalidIdNumber, DuplicatePatient),
@@ -81,14 +83,20 @@ def register_patient(data: PatientCreate, session: SessionDep, response: Respons
     return service.to_public(patient)
 
 
-@router.get("/patients/{patient_id}", tags=["patients"], responses=problem_responses(PatientNotFound))
-def read_patient(patient_id: str, session: SessionDep) -> PatientPublic:
+@router.get(
+    "/patients/{patient_id}",
+    dependencies=[require_scope("registration:read", patients=True)],
+    tags=["patients"],
+    responses=problem_responses(PatientNotFound),
+)
+def read_patient(patient_id: str, session: SessionDep, caller: CallerDep) -> PatientPublic:
     """One patient, identity number masked. A merged record names the record it was merged into."""
-    return service.to_public(service.get_patient(session, patient_id=patient_id))
+    return service.to_public(service.get_patient(session, patient_id=patient_id, acting_for=caller.patient))
 
 
 @router.post(
     "/patients/{patient_id}/merge",
+    dependencies=[require_scope("registration:write")],
     tags=["patients"],
     responses=problem_responses(PatientNotFound, MergeRefused),
 )
@@ -101,15 +109,21 @@ def merge_patient(patient_id: str, data: MergeRequest, session: SessionDep) -> M
     return MergePublic(patient=service.to_public(target), moved_visit_ids=moved)
 
 
-@router.get("/patients/{patient_id}/visits", tags=["visits"], responses=problem_responses(PatientNotFound))
-def read_patient_visits(patient_id: str, session: SessionDep) -> list[VisitPublic]:
+@router.get(
+    "/patients/{patient_id}/visits",
+    dependencies=[require_scope("registration:read", patients=True)],
+    tags=["visits"],
+    responses=problem_responses(PatientNotFound),
+)
+def read_patient_visits(patient_id: str, session: SessionDep, caller: CallerDep) -> list[VisitPublic]:
     """A patient's visits, oldest first."""
-    service.get_patient(session, patient_id=patient_id)
+    service.get_patient(session, patient_id=patient_id, acting_for=caller.patient)
     return [VisitPublic.model_validate(v, from_attributes=True) for v in list_visits(session, patient_id)]
 
 
 @router.post(
     "/visits",
+    dependencies=[require_scope("registration:write")],
     status_code=status.HTTP_201_CREATED,
     tags=["visits"],
     responses=problem_responses(PatientNotFound, VisitRefused),
@@ -129,14 +143,21 @@ def open_visit(
     return VisitOpened(**public.model_dump(), slip_code=code, slip_expires_at=slip.expires_at)
 
 
-@router.get("/visits/{visit_id}", tags=["visits"], responses=problem_responses(VisitNotFound))
-def read_visit(visit_id: str, session: SessionDep) -> VisitPublic:
+@router.get(
+    "/visits/{visit_id}",
+    dependencies=[require_scope("registration:read", patients=True)],
+    tags=["visits"],
+    responses=problem_responses(VisitNotFound),
+)
+def read_visit(visit_id: str, session: SessionDep, caller: CallerDep) -> VisitPublic:
     """One visit: its patient, kind, department and payment mode."""
-    return VisitPublic.model_validate(service.get_visit(session, visit_id=visit_id), from_attributes=True)
+    visit = service.get_visit(session, visit_id=visit_id, acting_for=caller.patient)
+    return VisitPublic.model_validate(visit, from_attributes=True)
 
 
 @router.post(
     "/visits/{visit_id}/slip",
+    dependencies=[require_scope("registration:write")],
     status_code=status.HTTP_201_CREATED,
     tags=["visits"],
     responses=problem_responses(VisitNotFound),
@@ -207,12 +228,12 @@ def send_session_challenge(
     return {"status": "accepted"}
 
 
-@router.get("/audit/session-attempts", tags=["audit"])
+@router.get("/audit/session-attempts", dependencies=[require_scope("audit:read")], tags=["audit"])
 def read_session_attempts(
     session: SessionDep,
     patient_id: Annotated[str | None, Query(max_length=36)] = None,
     client: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Annotated[int, page_size(500)] = 100,
 ) -> list[SessionAttemptPublic]:
     """Every try to open a patient session and every code asked for, newest first (administrators).
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from kit.auth import visible_to
 from kit.clock import as_utc
 from kit.outbox import record_event
 from services.registration import repository
@@ -129,9 +130,10 @@ def register_patient(session: Session, *, data: PatientCreate) -> Patient:
     return patient
 
 
-def get_patient(session: Session, *, patient_id: str) -> Patient:
+def get_patient(session: Session, *, patient_id: str, acting_for: str | None = None) -> Patient:
+    """The patient; acting for another patient, 404 exactly as for one that does not exist."""
     patient = repository.get_patient(session, patient_id)
-    if patient is None:
+    if patient is None or not visible_to(acting_for, patient.id):
         raise PatientNotFound("No such patient.")
     return patient
 
@@ -176,9 +178,10 @@ def open_visit(session: Session, *, data: VisitCreate, settings: RegistrationSet
     return visit
 
 
-def get_visit(session: Session, *, visit_id: str) -> Visit:
+def get_visit(session: Session, *, visit_id: str, acting_for: str | None = None) -> Visit:
+    """The visit; acting for another patient, 404 exactly as for one that does not exist."""
     visit = repository.get_visit(session, visit_id)
-    if visit is None:
+    if visit is None or not visible_to(acting_for, visit.patient_id):
         raise VisitNotFound("No such visit.")
     return visit
 

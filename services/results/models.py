@@ -86,6 +86,8 @@ class ResultAccess(ResultsTable, table=True):
     report_ids: list[str] = Field(default_factory=list, sa_type=JSON)
     outcome: str = Field(max_length=16)
     request_id: str | None = Field(default=None, max_length=64)
+    # The patient an app or kiosk acted for (its patient token), when it was not staff looking.
+    acting_for: str | None = Field(default=None, max_length=64)
 
 
 class OutboxEvent(OutboxEventBase, ResultsTable, table=True):

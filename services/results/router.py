@@ -4,11 +4,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from kit.auth import CallerDep
+from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
 from kit.database import SessionDep, WriteSessionDep
 from kit.errors import BadRequest, Conflict, problem_response, problem_responses
 from kit.idempotency import IdempotencyKeyHeader, idempotent
+from kit.params import page_size
 from services.results import repository, service
 from services.results.errors import (
     OrderAwaitingPayment,
@@ -38,12 +39,12 @@ MAX_PAGE = 200
 # Lookups record who looked, so their GETs need a write session.
 AuditedSessionDep = WriteSessionDep
 RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
-LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+LimitQuery = Annotated[int, page_size(MAX_PAGE)]
 # Ids are UUIDs; the bound keeps an oversized path from reaching the audit table's columns.
 IdPath = Annotated[str, Path(min_length=1, max_length=36)]
 
 
-@router.get("/tests", tags=["tests"])
+@router.get("/tests", dependencies=[require_scope("results:read", patients=True)], tags=["tests"])
 def list_tests(session: SessionDep) -> list[OrderableTestPublic]:
     """The lab and imaging tests results can run; `code` is the billing catalogue code."""
     tests = service.list_orderable_tests(session)
@@ -52,6 +53,7 @@ def list_tests(session: SessionDep) -> list[OrderableTestPublic]:
 
 @router.post(
     "/orders",
+    dependencies=[require_scope("orders:write")],
     status_code=status.HTTP_201_CREATED,
     response_model=OrderPublic,
     tags=["orders"],
@@ -87,7 +89,7 @@ def place_order(
     )
 
 
-@router.get("/orders", tags=["orders"])
+@router.get("/orders", dependencies=[require_scope("results:read")], tags=["orders"])
 def list_orders(
     session: SessionDep, status: OrderStatus | None = None, limit: LimitQuery = 50
 ) -> list[OrderPublic]:
@@ -96,20 +98,29 @@ def list_orders(
     return [service.order_public(o) for o in orders]
 
 
-@router.get("/orders/{order_id}", tags=["orders"], responses=problem_responses(OrderNotFound))
-def read_order(order_id: IdPath, session: SessionDep) -> OrderPublic:
+@router.get(
+    "/orders/{order_id}",
+    dependencies=[require_scope("results:read", patients=True)],
+    tags=["orders"],
+    responses=problem_responses(OrderNotFound),
+)
+def read_order(order_id: IdPath, session: SessionDep, caller: CallerDep) -> OrderPublic:
     """One order and where it stands: `awaiting_payment`, `released` or `reported`."""
-    return service.order_public(service.get_order(session, order_id=order_id))
+    return service.order_public(service.get_order(session, order_id=order_id, acting_for=caller.patient))
 
 
-@router.get("/visits/{visit_id}/orders", tags=["orders"])
-def read_visit_orders(visit_id: IdPath, session: SessionDep) -> list[OrderPublic]:
+@router.get(
+    "/visits/{visit_id}/orders", dependencies=[require_scope("results:read", patients=True)], tags=["orders"]
+)
+def read_visit_orders(visit_id: IdPath, session: SessionDep, caller: CallerDep) -> list[OrderPublic]:
     """A visit's orders, oldest first (empty when results has none for it)."""
-    return [service.order_public(o) for o in repository.list_visit_orders(session, visit_id)]
+    orders = service.visit_orders(session, visit_id=visit_id, acting_for=caller.patient)
+    return [service.order_public(o) for o in orders]
 
 
 @router.post(
     "/orders/{order_id}/reports",
+    dependencies=[require_scope("results:write")],
     status_code=status.HTTP_201_CREATED,
     tags=["reports"],
     responses=problem_responses(OrderNotFound, OrderAwaitingPayment, ReportAlreadyFinal),
@@ -123,26 +134,39 @@ def post_report(
     return service.report_public(report)
 
 
-@router.get("/visits/{visit_id}/reports", tags=["reports"])
+@router.get(
+    "/visits/{visit_id}/reports",
+    dependencies=[require_scope("results:read", patients=True)],
+    tags=["reports"],
+)
 def read_visit_reports(
     visit_id: IdPath, session: AuditedSessionDep, caller: CallerDep, limit: LimitQuery = 100
 ) -> list[ReportPublic]:
     """A visit's reports, newest first. Every lookup is recorded in the result-access audit."""
-    reports = service.visit_reports(session, visit_id=visit_id, client=caller.subject, limit=limit)
+    reports = service.visit_reports(
+        session, visit_id=visit_id, client=caller.subject, limit=limit, acting_for=caller.patient
+    )
     return [service.report_public(r) for r in reports]
 
 
-@router.get("/patients/{patient_id}/reports", tags=["reports"])
+@router.get(
+    "/patients/{patient_id}/reports",
+    dependencies=[require_scope("results:read", patients=True)],
+    tags=["reports"],
+)
 def read_patient_reports(
     patient_id: IdPath, session: AuditedSessionDep, caller: CallerDep, limit: LimitQuery = 100
 ) -> list[ReportPublic]:
     """A patient's reports, newest first. Every lookup is recorded in the result-access audit."""
-    reports = service.patient_reports(session, patient_id=patient_id, client=caller.subject, limit=limit)
+    reports = service.patient_reports(
+        session, patient_id=patient_id, client=caller.subject, limit=limit, acting_for=caller.patient
+    )
     return [service.report_public(r) for r in reports]
 
 
 @router.get(
     "/reports/{report_id}",
+    dependencies=[require_scope("results:read", patients=True)],
     response_model=ReportPublic,
     tags=["reports"],
     responses=problem_responses(ReportNotFound),
@@ -157,16 +181,18 @@ def read_report(
     ] = None,
 ) -> Any:
     """One report, audited. "Not found" and "not this patient's" get the same 404."""
-    report = service.read_report(session, report_id=report_id, patient_id=patient_id, client=caller.subject)
+    report = service.read_report(
+        session, report_id=report_id, patient_id=patient_id, client=caller.subject, acting_for=caller.patient
+    )
     if report is None:
         # Returned, not raised: raising would roll back the audit row of the failed lookup.
         return problem_response(ReportNotFound("No such report.").to_problem())
     return service.report_public(report)
 
 
-@router.get("/audit/result-access", tags=["audit"])
+@router.get("/audit/result-access", dependencies=[require_scope("audit:read")], tags=["audit"])
 def read_result_access(
-    session: SessionDep, patient_id: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100
+    session: SessionDep, patient_id: str | None = None, limit: Annotated[int, page_size(500)] = 100
 ) -> list[ResultAccessPublic]:
     """The result-access audit trail, newest first (for administrators)."""
     rows = repository.list_result_access(session, patient_id=patient_id, limit=limit)

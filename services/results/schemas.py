@@ -139,6 +139,7 @@ class ResultAccessPublic(BaseModel):
     report_ids: list[str]
     outcome: str
     request_id: str | None
+    acting_for: str | None = None
 
 
 class RegistrationVisit(BaseModel):

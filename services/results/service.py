@@ -10,6 +10,7 @@ from urllib.parse import quote
 from pydantic import ValidationError
 from sqlmodel import Session
 
+from kit.auth import visible_to
 from kit.client import ServiceClient
 from kit.clock import utcnow
 from kit.errors import ProblemError, ServiceUnavailable
@@ -113,9 +114,12 @@ def place_order(session: Session, *, visit: RegistrationVisit, data: OrderCreate
     return order
 
 
-def get_order(session: Session, *, order_id: str, for_update: bool = False) -> LabOrder:
+def get_order(
+    session: Session, *, order_id: str, for_update: bool = False, acting_for: str | None = None
+) -> LabOrder:
+    """The order; acting for another patient, 404 exactly as for one that does not exist."""
     order = repository.get_order(session, order_id, for_update=for_update)
-    if order is None:
+    if order is None or not visible_to(acting_for, order.patient_id):
         raise OrderNotFound("No such order.")
     return order
 
@@ -161,6 +165,7 @@ def _audit(
     session: Session,
     *,
     client: str,
+    acting_for: str | None,
     action: str,
     outcome: str,
     reports: Sequence[Report],
@@ -179,56 +184,85 @@ def _audit(
             report_ids=[r.id for r in reports],
             outcome=outcome,
             request_id=current_request_id(),
+            acting_for=acting_for,
         )
     )
 
 
-def visit_reports(session: Session, *, visit_id: str, client: str, limit: int) -> list[Report]:
-    """A visit's reports, newest first, audited (an empty answer too)."""
+def visit_orders(session: Session, *, visit_id: str, acting_for: str | None = None) -> list[LabOrder]:
+    """A visit's orders, oldest first; acting for another patient, empty as for a visit without any."""
+    orders = repository.list_visit_orders(session, visit_id)
+    return orders if all(visible_to(acting_for, o.patient_id) for o in orders) else []
+
+
+def visit_reports(
+    session: Session, *, visit_id: str, client: str, limit: int, acting_for: str | None = None
+) -> list[Report]:
+    """A visit's reports, newest first, audited (an empty answer too).
+
+    Acting for another patient the answer is empty, as for a visit without reports, and the audit
+    says `refused`: the row records what the client got, not what the database holds.
+    """
     reports = repository.list_visit_reports(session, visit_id, limit=limit)
     patient_id = reports[0].patient_id if reports else repository.patient_of_visit(session, visit_id)
-    outcome = "found" if reports else "empty"
+    refused = patient_id is not None and not visible_to(acting_for, patient_id)
+    outcome = "refused" if refused else "found" if reports else "empty"
+    shown = [] if refused else reports
     _audit(
         session,
         client=client,
+        acting_for=acting_for,
         action="visit_reports",
         outcome=outcome,
-        reports=reports,
+        reports=shown,
         patient_id=patient_id,
         visit_id=visit_id,
     )
-    return reports
+    return shown
 
 
-def patient_reports(session: Session, *, patient_id: str, client: str, limit: int) -> list[Report]:
-    """A patient's reports, newest first, audited (an empty answer too)."""
-    reports = repository.list_patient_reports(session, patient_id, limit=limit)
-    outcome = "found" if reports else "empty"
+def patient_reports(
+    session: Session, *, patient_id: str, client: str, limit: int, acting_for: str | None = None
+) -> list[Report]:
+    """A patient's reports, newest first, audited (an empty answer too); acting for another patient,
+    empty and audited as `refused`."""
+    refused = not visible_to(acting_for, patient_id)
+    reports = [] if refused else repository.list_patient_reports(session, patient_id, limit=limit)
     _audit(
         session,
         client=client,
+        acting_for=acting_for,
         action="patient_reports",
-        outcome=outcome,
+        outcome="refused" if refused else "found" if reports else "empty",
         reports=reports,
         patient_id=patient_id,
     )
     return reports
 
 
-def read_report(session: Session, *, report_id: str, patient_id: str | None, client: str) -> Report | None:
-    """One report, audited; None (never a hint why) when it does not exist or is not that patient's."""
-    report = repository.get_report(session, report_id, patient_id=patient_id)
+def read_report(
+    session: Session, *, report_id: str, patient_id: str | None, client: str, acting_for: str | None = None
+) -> Report | None:
+    """One report, audited; None (never a hint why) when it does not exist or is not that patient's
+    (`patient_id` asked for, or the patient the caller acts for). The audit row tells the two apart:
+    `not_found`, or `refused` naming whose report it was."""
+    report = repository.get_report(session, report_id)
+    refused = report is not None and not (
+        visible_to(patient_id, report.patient_id) and visible_to(acting_for, report.patient_id)
+    )
+    shown = None if refused else report
     _audit(
         session,
         client=client,
+        acting_for=acting_for,
         action="read_report",
-        outcome="found" if report else "not_found",
-        reports=[report] if report else [],
-        patient_id=report.patient_id if report else patient_id,
+        outcome="refused" if refused else "found" if report else "not_found",
+        reports=[shown] if shown else [],
+        patient_id=report.patient_id if report else patient_id or acting_for,
         visit_id=report.visit_id if report else None,
         report_id=report_id,
     )
-    return report
+    return shown
 
 
 def _release_paid(session: Session, order: LabOrder) -> None:

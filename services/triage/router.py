@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from kit.auth import Caller, CallerDep
+from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
 from kit.database import SessionDep
 from kit.errors import Forbidden, ServiceUnavailable, problem_responses
@@ -63,14 +63,9 @@ def resolve_ticket_request(data: TicketCreate, registration: RegistrationDep) ->
     return TicketRequest(data=data, visit=visit, masked_name=masked_name)
 
 
-def board_caller(caller: CallerDep) -> Caller:
-    """Triage checks the board scope itself, not only the gateway (defence in depth)."""
-    caller.require(BOARD_SCOPE)
-    return caller
-
-
 @router.post(
     "/assessments",
+    dependencies=[require_scope("triage:write")],
     status_code=status.HTTP_201_CREATED,
     tags=["assessments"],
     responses=problem_responses(VisitNotFound, ServiceUnavailable),
@@ -89,15 +84,21 @@ def assess_visit(
     return AssessmentPublic.model_validate(assessment, from_attributes=True)
 
 
-@router.get("/visits/{visit_id}/assessments", tags=["assessments"])
-def read_assessments(visit_id: str, session: SessionDep) -> list[AssessmentPublic]:
+@router.get(
+    "/visits/{visit_id}/assessments",
+    dependencies=[require_scope("triage:read", patients=True)],
+    tags=["assessments"],
+)
+def read_assessments(visit_id: str, session: SessionDep, caller: CallerDep) -> list[AssessmentPublic]:
     """A visit's assessments, newest last (empty for a visit never assessed)."""
-    rows = repository.list_assessments(session, visit_id)
+    # Acting for a patient: another patient's visit answers as one never assessed.
+    rows = [a for a in repository.list_assessments(session, visit_id) if caller.sees(a.patient_id)]
     return [AssessmentPublic.model_validate(a, from_attributes=True) for a in rows]
 
 
 @router.post(
     "/queues/{department}/tickets",
+    dependencies=[require_scope("triage:write")],
     status_code=status.HTTP_201_CREATED,
     tags=["queues"],
     responses=problem_responses(VisitNotFound, AlreadyQueued, ServiceUnavailable),
@@ -126,7 +127,10 @@ def take_ticket(
 
 
 @router.post(
-    "/queues/{department}/call-next", tags=["queues"], responses=problem_responses(QueueEmpty, QueueSuspended)
+    "/queues/{department}/call-next",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=problem_responses(QueueEmpty, QueueSuspended),
 )
 def call_next(
     department: Department, session: SessionDep, data: CallNextRequest | None = None
@@ -142,6 +146,7 @@ def call_next(
 
 @router.post(
     "/tickets/{ticket_id}/finish",
+    dependencies=[require_scope("triage:write")],
     tags=["queues"],
     responses=problem_responses(TicketNotFound, TicketNotCalled),
 )
@@ -150,22 +155,30 @@ def finish_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
     return service.to_public(service.finish(session, ticket_id=ticket_id))
 
 
-@router.get("/tickets/{ticket_id}", tags=["queues"], responses=problem_responses(TicketNotFound))
-def read_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
+@router.get(
+    "/tickets/{ticket_id}",
+    dependencies=[require_scope("triage:read", patients=True)],
+    tags=["queues"],
+    responses=problem_responses(TicketNotFound),
+)
+def read_ticket(ticket_id: str, session: SessionDep, caller: CallerDep) -> TicketPublic:
     """One ticket with its number, status and wait."""
-    return service.to_public(service.get_ticket(session, ticket_id=ticket_id))
+    return service.to_public(service.get_ticket(session, ticket_id=ticket_id, acting_for=caller.patient))
 
 
-@router.get("/visits/{visit_id}/tickets", tags=["queues"])
-def read_visit_tickets(visit_id: VisitId, session: SessionDep) -> list[TicketPublic]:
+@router.get(
+    "/visits/{visit_id}/tickets", dependencies=[require_scope("triage:read", patients=True)], tags=["queues"]
+)
+def read_visit_tickets(visit_id: VisitId, session: SessionDep, caller: CallerDep) -> list[TicketPublic]:
     """A visit's tickets in every department, oldest first, with when each was queued, called and finished.
 
     Empty for a visit that never queued (triage does not ask registration whether the visit exists).
     """
-    return [service.to_public(t) for t in repository.list_visit_tickets(session, visit_id)]
+    tickets = repository.list_visit_tickets(session, visit_id)
+    return [service.to_public(t) for t in tickets if caller.sees(t.patient_id)]
 
 
-@router.get("/queues/{department}", tags=["queues"])
+@router.get("/queues/{department}", dependencies=[require_scope("triage:read")], tags=["queues"])
 def read_queue(department: Department, session: SessionDep) -> QueuePublic:
     """Who is waiting in a department, in the order they will be called, and whether it is suspended."""
     return service.queue_view(session, department=department)
@@ -173,8 +186,8 @@ def read_queue(department: Department, session: SessionDep) -> QueuePublic:
 
 @router.get(
     "/queues/{department}/board",
+    dependencies=[require_scope(BOARD_SCOPE)],
     tags=["queues"],
-    dependencies=[Depends(board_caller)],
     responses=problem_responses(Forbidden),
 )
 def read_board(department: Department, session: SessionDep) -> QueueBoard:
@@ -186,7 +199,12 @@ def read_board(department: Department, session: SessionDep) -> QueueBoard:
     return service.board_view(session, department=department)
 
 
-@router.post("/queues/{department}/suspend", tags=["queues"], responses=problem_responses(QueueSuspended))
+@router.post(
+    "/queues/{department}/suspend",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=problem_responses(QueueSuspended),
+)
 def suspend_queue(department: Department, data: SuspendRequest, session: SessionDep) -> QueuePublic:
     """Suspend a department's clinic session (门诊暂停): nobody is called until it is resumed.
 
@@ -197,14 +215,21 @@ def suspend_queue(department: Department, data: SuspendRequest, session: Session
     return service.queue_view(session, department=department)
 
 
-@router.post("/queues/{department}/resume", tags=["queues"], responses=problem_responses(QueueNotSuspended))
+@router.post(
+    "/queues/{department}/resume",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=problem_responses(QueueNotSuspended),
+)
 def resume_queue(department: Department, session: SessionDep) -> QueuePublic:
     """Resume a suspended session; calling continues in the queue's order. 409 when it is not suspended."""
     service.resume(session, department=department)
     return service.queue_view(session, department=department)
 
 
-@router.get("/queues/{department}/stats", tags=["queues"])
+@router.get(
+    "/queues/{department}/stats", dependencies=[require_scope("triage:read", patients=True)], tags=["queues"]
+)
 def read_queue_stats(
     department: Department,
     session: SessionDep,

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from kit.auth import visible_to
 from kit.client import ServiceClient
 from kit.clock import hospital_date, utcnow
 from kit.outbox import record_event
@@ -300,9 +301,10 @@ def _record_ticket_event(session: Session, ticket: Ticket, event_type: str, **ex
     )
 
 
-def get_ticket(session: Session, *, ticket_id: str) -> Ticket:
+def get_ticket(session: Session, *, ticket_id: str, acting_for: str | None = None) -> Ticket:
+    """The ticket; acting for another patient, 404 exactly as for one that does not exist."""
     ticket = repository.get_ticket(session, ticket_id)
-    if ticket is None:
+    if ticket is None or not visible_to(acting_for, ticket.patient_id):
         raise TicketNotFound("No such ticket.")
     return ticket
 

@@ -83,7 +83,9 @@ def registration(
         registration_settings.resolved_schema,
         RegistrationTable.metadata,
     )
-    with httpx.Client(base_url=registration_url, headers=internal_headers(), timeout=10) as client:
+    with httpx.Client(
+        base_url=registration_url, headers=internal_headers(audience="registration"), timeout=10
+    ) as client:
         yield client
 
 

@@ -132,7 +132,7 @@ def billing_events(client: TestClient, event_type: str | None = None) -> list[di
     params: dict[str, Any] = {"after": 0, "limit": 500}
     if event_type:
         params["type"] = event_type
-    response = client.get("/events", headers=feed_headers(), params=params)
+    response = client.get("/events", headers=feed_headers("billing"), params=params)
     assert response.status_code == 200, response.text
     events: list[dict[str, Any]] = response.json()["events"]
     return events

@@ -59,9 +59,9 @@ def test_registration_fee_is_charged_once_however_often_the_event_arrives(
     registration: httpx.Client, client: TestClient
 ) -> None:
     visit = new_visit(registration, client)
-    [opened] = registration.get("/events", headers=feed_headers(), params={"type": "visit.opened"}).json()[
-        "events"
-    ]
+    [opened] = registration.get(
+        "/events", headers=feed_headers("registration"), params={"type": "visit.opened"}
+    ).json()["events"]
     database = client.app.state.database  # type: ignore[attr-defined]
 
     def replay_feed(*forget: type[SQLModel]) -> None:
@@ -80,7 +80,11 @@ def test_registration_fee_is_charged_once_however_often_the_event_arrives(
     charges = account(client, visit["id"])["charges"]
     assert [c["item_code"] for c in charges] == ["110200001"]
     assert (
-        len(client.get("/events", headers=feed_headers(), params={"type": "charge.posted"}).json()["events"])
+        len(
+            client.get("/events", headers=feed_headers("billing"), params={"type": "charge.posted"}).json()[
+                "events"
+            ]
+        )
         == 1
     )
 

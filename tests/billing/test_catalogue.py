@@ -83,7 +83,9 @@ def test_reload_retires_missing_items_and_never_reprices_posted_charges(
 
     # A restart with the new price list, on the same tables.
     app = create_app(billing_settings(data_dir, catalogue_path=catalogue, **feeds))
-    with TestClient(app, headers=internal_headers(), raise_server_exceptions=False) as again:
+    with TestClient(
+        app, headers=internal_headers(audience="billing"), raise_server_exceptions=False
+    ) as again:
         assert again.get("/catalogue/YP0010").json()["active"] is False
         assert "YP0010" not in {i["code"] for i in again.get("/catalogue").json()}
         assert "YP0010" in {i["code"] for i in again.get("/catalogue?include_inactive=true").json()}

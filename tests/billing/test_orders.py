@@ -80,7 +80,8 @@ def test_unknown_code_bad_quantity_and_unknown_visit_are_recorded_never_charged(
     }
     assert client.get(f"/visits/{ghost['id']}/account").status_code == 404
     assert all(
-        e["data"]["origin"] != "order" for e in client.get("/events", headers=feed_headers()).json()["events"]
+        e["data"]["origin"] != "order"
+        for e in client.get("/events", headers=feed_headers("billing")).json()["events"]
     )
 
 

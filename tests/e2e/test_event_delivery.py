@@ -25,7 +25,10 @@ Event = dict[str, Any]
 
 def service_client(system: System, name: str) -> httpx.Client:
     """A client on one service directly, as a sibling service would call it."""
-    token = mint_internal_token(system.env["PATIENTFLOW_INTERNAL_SECRET"], "service:e2e", set())
+    scopes = {"events:read"} if name == "events" else set()  # services' own feeds need no scope
+    token = mint_internal_token(
+        system.env["PATIENTFLOW_INTERNAL_SECRET"], "service:e2e", scopes, audience=name
+    )
     return httpx.Client(base_url=system.url(name), headers={"authorization": f"Bearer {token}"}, timeout=10)
 
 

@@ -57,7 +57,9 @@ def test_a_revoked_client_gets_no_more_webhooks(
     assert receiver.rejected == 0
 
     # The hub itself has no subscription of that client any more (asked as the gateway would, for it).
-    token = mint_internal_token(system.env["PATIENTFLOW_INTERNAL_SECRET"], name, {"events:subscribe"})
+    token = mint_internal_token(
+        system.env["PATIENTFLOW_INTERNAL_SECRET"], name, {"events:subscribe"}, audience="events"
+    )
     with httpx.Client(base_url=system.url("events"), headers={"authorization": f"Bearer {token}"}) as hub:
         assert hub.get(f"/subscriptions/{subscription['id']}").status_code == 404
         assert ok(hub.get("/subscriptions")) == []

@@ -84,7 +84,9 @@ def start_hub(hub_data_dir: Path, feeds: dict[str, FakeFeed]) -> HubStarter:
         wipe(settings.resolved_database_url, settings.resolved_schema, EventsTable.metadata)
         with (
             serve(create_app(settings)) as url,
-            httpx.Client(base_url=url, headers=internal_headers("service:test"), timeout=10) as client,
+            httpx.Client(
+                base_url=url, headers=internal_headers("service:test", audience="events"), timeout=10
+            ) as client,
         ):
             yield client
 

@@ -69,5 +69,5 @@ def logged_ids(client: httpx.Client, count: int) -> list[str]:
 
 def as_caller(hub: httpx.Client, subject: str, scopes: set[str], patient: str | None = None) -> httpx.Client:
     """A client on the same hub with another caller's credentials (as the gateway would mint them)."""
-    token = mint_internal_token(TEST_SECRET, subject, scopes, patient=patient)
+    token = mint_internal_token(TEST_SECRET, subject, scopes, audience="events", patient=patient)
     return httpx.Client(base_url=hub.base_url, headers={"authorization": f"Bearer {token}"}, timeout=10)

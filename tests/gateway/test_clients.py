@@ -159,7 +159,7 @@ def hub_deletes(hub: EchoUpstream) -> list[str]:
     for seen in hub.seen:
         if seen.method == "DELETE" and seen.path.startswith("/owners/"):
             token = seen.headers["authorization"].removeprefix("Bearer ")
-            assert verify_internal_token(TEST_SECRET, token).subject == "service:gateway"
+            assert verify_internal_token(TEST_SECRET, token, audience="events").subject == "service:gateway"
             owners.append(seen.path.removeprefix("/owners/").removesuffix("/subscriptions"))
     return owners
 

@@ -53,8 +53,8 @@ def test_keys_are_found_by_hash_never_by_the_hash_itself() -> None:
     cache = cache_of(row("lab-dev", "k-lab"))
     principal = cache.identify("k-lab").principal
     assert (principal.name, principal.kind, principal.scopes) == ("lab-dev", "his", {"results:write"})
-    token = principal.tokens.header().removeprefix("Bearer ")
-    assert verify_internal_token(TEST_SECRET, token).subject == "lab-dev"
+    token = principal.tokens.header("results").removeprefix("Bearer ")
+    assert verify_internal_token(TEST_SECRET, token, audience="results").subject == "lab-dev"
     for wrong in ("k-lab ", hash_key("k-lab"), "x" * 300):
         with pytest.raises(InvalidApiKey):
             cache.identify(wrong)
@@ -161,9 +161,16 @@ def test_acting_for_a_patient_puts_the_patient_in_forwarded_tokens() -> None:
     cache = cache_of(row("app", "k", kind="app"))
     principal = cache.identify("k").principal
     acting = cache.for_patient(principal, "patient-1")
-    caller = verify_internal_token(TEST_SECRET, acting.tokens.header().removeprefix("Bearer "))
+    caller = verify_internal_token(
+        TEST_SECRET, acting.tokens.header("results").split()[1], audience="results"
+    )
     assert (acting.patient, caller.patient, caller.subject) == ("patient-1", "patient-1", "app")
-    assert verify_internal_token(TEST_SECRET, principal.tokens.header().split()[1]).patient is None
+    assert (
+        verify_internal_token(
+            TEST_SECRET, principal.tokens.header("results").split()[1], audience="results"
+        ).patient
+        is None
+    )
 
 
 def test_presented_key_prefers_bearer_and_falls_back_to_x_api_key() -> None:

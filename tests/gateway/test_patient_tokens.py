@@ -54,7 +54,7 @@ def test_forged_or_foreign_tokens_are_refused() -> None:
         f"{prefix}.{other_payload.split('.')[1]}.{signature}",  # another patient under this signature
         mint_patient_token("another-secret", client="app-a", patient="p-1", lifetime=60)[0],
         mint_internal_token(
-            TEST_SECRET, "app-a", set(), patient="p-1"
+            TEST_SECRET, "app-a", set(), audience="triage", patient="p-1"
         ),  # an internal token is no patient token
         "pt1.garbage",
         "",
@@ -281,7 +281,7 @@ def test_forwarded_calls_carry_the_patient(
         patient_gateway.get(f"/v1/visits/{people['p_visit']}/tickets", headers=app_for_p).status_code == 200
     )
     (seen,) = echo.seen
-    caller = verify_internal_token(TEST_SECRET, seen.headers["authorization"].split()[1])
+    caller = verify_internal_token(TEST_SECRET, seen.headers["authorization"].split()[1], audience="triage")
     assert (caller.subject, caller.patient) == ("app", people["p"])
 
 

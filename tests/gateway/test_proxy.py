@@ -142,7 +142,7 @@ def test_headers_allow_list_and_internal_token(
     assert seen.headers["accept"] == "application/json"
     assert seen.headers["content-type"] == "application/json"
     scheme, token = seen.headers["authorization"].split(" ")
-    caller = verify_internal_token(TEST_SECRET, token)
+    caller = verify_internal_token(TEST_SECRET, token, audience="triage")
     assert scheme == "Bearer"
     assert caller.subject == "his-dev"
     assert "triage:write" in caller.scopes
@@ -204,7 +204,8 @@ def test_upstream_problem_passes_through_unchanged(
     request_id = {"x-request-id": "same-request"}
     via_gateway = client.get("/v1/patients/no-such-patient", headers=bearer(api_keys["reader"]) | request_id)
     direct = httpx.get(
-        f"{registration_url}/patients/no-such-patient", headers=internal_headers() | request_id
+        f"{registration_url}/patients/no-such-patient",
+        headers=internal_headers(audience="registration") | request_id,
     )
     assert_problem(via_gateway, 404)
     assert via_gateway.content == direct.content

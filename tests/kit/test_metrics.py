@@ -66,7 +66,7 @@ def test_building_the_app_twice_registers_no_duplicate_metrics(data_dir: Path) -
 def test_metrics_are_open_and_show_the_outbox_position(registration: TestClient) -> None:
     patient = {"id_number": "11010519491231002X", "name": "张三"}
     assert registration.post("/patients", json=patient).status_code == 201
-    feed = registration.get("/events", headers=feed_headers()).json()
+    feed = registration.get("/events", headers=feed_headers("registration")).json()
     newest = feed["events"][-1]["position"]
     response = registration.get("/metrics", headers={"authorization": ""})
     assert response.status_code == 200

@@ -62,7 +62,7 @@ def test_malformed_json_is_422_problem(client: TestClient) -> None:
 def test_calls_without_internal_credentials_are_refused(client: TestClient) -> None:
     response = client.get("/patients/anything", headers={"authorization": ""})
     assert response.status_code == 401
-    forged = internal_headers()["authorization"][:-4] + "AAAA"
+    forged = internal_headers(audience="registration")["authorization"][:-4] + "AAAA"
     assert client.get("/patients/anything", headers={"authorization": forged}).status_code == 401
 
 
@@ -104,7 +104,7 @@ def test_events_record_registration_visit_and_merge_in_order(client: TestClient)
     known = create_patient(client, id_number=VALID_ID_NUMBERS[3])
     client.post(f"/patients/{known['id']}/merge", json={"source_patient_id": unknown["id"]})
 
-    feed = client.get("/events", headers=feed_headers(), params={"after": 0}).json()
+    feed = client.get("/events", headers=feed_headers("registration"), params={"after": 0}).json()
     types = [e["type"] for e in feed["events"]]
     assert types == ["patient.registered", "visit.opened", "patient.registered", "patient.merged"]
     positions = [e["position"] for e in feed["events"]]
@@ -112,7 +112,9 @@ def test_events_record_registration_visit_and_merge_in_order(client: TestClient)
     opened = feed["events"][1]
     assert opened["data"]["payment_mode"] == "green_channel"
     assert opened["data"]["registration_fee_item"] == "110200005"
-    after = client.get("/events", headers=feed_headers(), params={"after": feed["next_after"]}).json()
+    after = client.get(
+        "/events", headers=feed_headers("registration"), params={"after": feed["next_after"]}
+    ).json()
     assert after["events"] == []
 
 
@@ -123,5 +125,5 @@ def test_the_feed_answers_sibling_services_only(client: TestClient) -> None:
     assert refused.status_code == 403
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert "patient.registered" not in refused.text
-    sibling = client.get("/events", headers=feed_headers())
+    sibling = client.get("/events", headers=feed_headers("registration"))
     assert [e["type"] for e in sibling.json()["events"]] == ["patient.registered"]

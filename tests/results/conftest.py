@@ -54,7 +54,7 @@ def registration(
     """An HTTP client on the live registration service, its tables wiped."""
     s = registration_settings
     wipe(s.resolved_database_url, s.resolved_schema, RegistrationTable.metadata)
-    with httpx.Client(base_url=registration_url, headers=internal_headers()) as client:
+    with httpx.Client(base_url=registration_url, headers=internal_headers(audience="registration")) as client:
         yield client
 
 

@@ -87,7 +87,7 @@ def charge_paid(position: int, order: dict[str, Any], *, event_id: str | None = 
 
 def events(client: TestClient, event_type: str | None = None) -> list[dict[str, Any]]:
     params = {"limit": 500} | ({"type": event_type} if event_type else {})
-    response = client.get("/events", headers=feed_headers(), params=params)
+    response = client.get("/events", headers=feed_headers("results"), params=params)
     assert response.status_code == 200, response.text
     return list(response.json()["events"])
 

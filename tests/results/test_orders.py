@@ -148,7 +148,11 @@ def test_idempotency_keys_are_scoped_by_client(client: TestClient, registration:
     visit = create_visit(registration, create_patient(registration)["id"])
     body = {"visit_id": visit["id"], "test_code": CBC}
     first = client.post("/orders", json=body, headers={"Idempotency-Key": "k1"})
-    other = client.post("/orders", json=body, headers={"Idempotency-Key": "k1", **internal_headers("his-2")})
+    other = client.post(
+        "/orders",
+        json=body,
+        headers={"Idempotency-Key": "k1", **internal_headers("his-2", audience="results")},
+    )
     assert first.status_code == other.status_code == 201
     assert first.json()["id"] != other.json()["id"]
 

@@ -157,7 +157,7 @@ def test_every_lookup_is_audited_including_empty_and_not_found(
 ) -> None:
     order = released_order(client, registration)
     report = post_report(client, order["id"])
-    kiosk = internal_headers("kiosk-hall-1")
+    kiosk = internal_headers("kiosk-hall-1", audience="results")
     stranger = create_patient(registration, 1)
 
     client.get(f"/visits/{order['visit_id']}/reports", headers=kiosk | {"x-request-id": "req-visit"})
@@ -182,6 +182,7 @@ def test_every_lookup_is_audited_including_empty_and_not_found(
         "report_ids": [report["id"]],
         "outcome": "found",
         "request_id": "req-visit",
+        "acting_for": None,
     }
     assert (rows["req-patient"]["action"], rows["req-patient"]["report_ids"]) == (
         "patient_reports",

@@ -35,7 +35,9 @@ def registration_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def registration(registration_url: str) -> Iterator[httpx.Client]:
     """A client of the served registration, calling as the gateway would."""
-    with httpx.Client(base_url=registration_url, headers=testing.internal_headers()) as client:
+    with httpx.Client(
+        base_url=registration_url, headers=testing.internal_headers(audience="registration")
+    ) as client:
         yield client
 
 

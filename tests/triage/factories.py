@@ -52,5 +52,7 @@ def call_next(client: TestClient, department: str = "internal", **body: Any) -> 
 def event_types(client: TestClient) -> list[str]:
     return [
         event["type"]
-        for event in client.get("/events", headers=feed_headers(), params={"limit": 500}).json()["events"]
+        for event in client.get("/events", headers=feed_headers("triage"), params={"limit": 500}).json()[
+            "events"
+        ]
     ]

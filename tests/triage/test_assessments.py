@@ -37,7 +37,7 @@ def test_triage_event_carries_visit_patient_level_and_zone(
 ) -> None:
     visit = open_visit(registration)
     assessment = assess(client, visit["id"], "II")
-    [event] = client.get("/events", headers=feed_headers()).json()["events"]
+    [event] = client.get("/events", headers=feed_headers("triage")).json()["events"]
     assert event["type"] == "visit.triaged" and event["source"] == "triage"
     assert event["aggregate"] == {"type": "visit", "id": visit["id"]}
     assert (event["visit_id"], event["patient_id"]) == (visit["id"], visit["patient_id"])

@@ -21,7 +21,9 @@ def run_together(base_url: str, jobs: list[Callable[[httpx.Client], T]]) -> list
     start = threading.Barrier(len(jobs))
 
     def run(job: Callable[[httpx.Client], T]) -> T:
-        with httpx.Client(base_url=base_url, headers=internal_headers(), timeout=60) as client:
+        with httpx.Client(
+            base_url=base_url, headers=internal_headers(audience="triage"), timeout=60
+        ) as client:
             start.wait()
             return job(client)
 
@@ -53,9 +55,9 @@ def test_concurrent_callers_each_call_a_different_ticket(
     called = Counter(ticket_id for calls in per_caller for ticket_id in calls)
     assert set(called) == ticket_ids
     assert set(called.values()) == {1}
-    with httpx.Client(base_url=served_triage, headers=internal_headers()) as client:
+    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
         assert client.get("/queues/internal").json()["called_count"] == TICKETS
-        feed = client.get("/events", headers=feed_headers(), params={"type": "ticket.called"}).json()[
+        feed = client.get("/events", headers=feed_headers("triage"), params={"type": "ticket.called"}).json()[
             "events"
         ]
     assert sorted(e["data"]["ticket_id"] for e in feed) == sorted(ticket_ids)
@@ -76,12 +78,12 @@ def test_a_visit_racing_itself_gets_one_ticket_and_no_number_is_lost(
     visit, other = open_visit(registration), open_visit(registration)
     responses = run_together(served_triage, [enqueue(visit["id"])] * CALLERS)
     assert sorted(r.status_code for r in responses) == [201] + [409] * (CALLERS - 1)
-    with httpx.Client(base_url=served_triage, headers=internal_headers()) as client:
+    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
         [winner] = [r.json() for r in responses if r.status_code == 201]
         assert winner["number"] == 1
         later = client.post("/queues/internal/tickets", json={"visit_id": other["id"]})
         assert later.json()["number"] == 2
-        queued = client.get("/events", headers=feed_headers(), params={"type": "ticket.queued"}).json()[
-            "events"
-        ]
+        queued = client.get(
+            "/events", headers=feed_headers("triage"), params={"type": "ticket.queued"}
+        ).json()["events"]
     assert len(queued) == 2

@@ -186,7 +186,7 @@ def test_ticket_events_follow_the_ticket_in_order(client: TestClient, registrati
     called = call_next(client, counter="2")
     client.post(f"/tickets/{ticket['id']}/finish")
 
-    events = client.get("/events", headers=feed_headers()).json()["events"]
+    events = client.get("/events", headers=feed_headers("triage")).json()["events"]
     assert [e["type"] for e in events] == [
         "visit.triaged",
         "ticket.queued",

@@ -34,9 +34,9 @@ def test_suspending_shows_on_the_queue_and_names_the_waiting_tickets(
     assert [t["id"] for t in queue["waiting"]] == [elderly["id"], normal["id"]]  # places are kept
     assert client.get("/queues/internal").json() == queue
     assert client.get("/queues/surgery").json()["suspended"] is False
-    [event] = client.get("/events", headers=feed_headers(), params={"type": "queue.suspended"}).json()[
-        "events"
-    ]
+    [event] = client.get(
+        "/events", headers=feed_headers("triage"), params={"type": "queue.suspended"}
+    ).json()["events"]
     assert event["data"] == {
         "department": "internal",
         "reason": REASON,
@@ -72,7 +72,9 @@ def test_resuming_calls_in_the_order_the_queue_had(client: TestClient, registrat
     assert response.status_code == 200
     assert (response.json()["suspended"], response.json()["suspension"]) == (False, None)
     assert [call_next(client)["id"], call_next(client)["id"]] == [first["id"], later["id"]]
-    resumed = client.get("/events", headers=feed_headers(), params={"type": "queue.resumed"}).json()["events"]
+    resumed = client.get("/events", headers=feed_headers("triage"), params={"type": "queue.resumed"}).json()[
+        "events"
+    ]
     assert [e["data"] for e in resumed] == [{"department": "internal"}]
     assert event_types(client) == [
         "ticket.queued",
@@ -89,7 +91,7 @@ def test_queue_events_count_per_department(client: TestClient) -> None:
     client.post("/queues/internal/resume")
     suspend(client, reason="停电")
     suspend(client, department="surgery")
-    events = client.get("/events", headers=feed_headers()).json()["events"]
+    events = client.get("/events", headers=feed_headers("triage")).json()["events"]
     sequences = [(e["aggregate"]["id"], e["type"], e["sequence"]) for e in events]
     assert sequences == [
         ("internal", "queue.suspended", 1),
@@ -153,7 +155,7 @@ def test_no_ticket_named_by_a_suspension_is_called_before_the_resume(
     served_triage: str, registration: httpx.Client
 ) -> None:
     """Counters keep pressing call-next while the session is suspended, over real concurrent requests."""
-    with httpx.Client(base_url=served_triage, headers=internal_headers()) as client:
+    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
         for _ in range(8):  # more than the counters can call, so none of them sees an empty queue
             client.post("/queues/internal/tickets", json={"visit_id": open_visit(registration)["id"]})
 
@@ -167,8 +169,8 @@ def test_no_ticket_named_by_a_suspension_is_called_before_the_resume(
 
     assert statuses[-1] == [200]
     assert {s for calls in statuses[:-1] for s in calls} <= {200, 409}
-    with httpx.Client(base_url=served_triage, headers=internal_headers()) as client:
-        events = client.get("/events", headers=feed_headers(), params={"limit": 500}).json()["events"]
+    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+        events = client.get("/events", headers=feed_headers("triage"), params={"limit": 500}).json()["events"]
         waiting = [t["id"] for t in client.get("/queues/internal").json()["waiting"]]
     [suspended] = [e for e in events if e["type"] == "queue.suspended"]
     after = [e for e in events if e["position"] > suspended["position"]]
