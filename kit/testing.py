@@ -70,6 +70,7 @@ TEST_SCOPES = frozenset(
         "registration:write",
         "triage:read",
         "triage:write",
+        "board:read",
         "results:read",
         "results:write",
         "orders:write",

@@ -136,7 +136,7 @@ def test_access_log_is_one_json_line_per_request_with_the_request_id(registratio
 def test_polls_are_logged_at_debug_and_a_failed_poll_at_info(registration: TestClient) -> None:
     with access_log(logging.INFO) as info, access_log(logging.DEBUG) as debug:
         for _ in range(5):
-            assert registration.get("/events", headers=feed_headers()).status_code == 200
+            assert registration.get("/events", headers=feed_headers("registration")).status_code == 200
             assert registration.get("/readyz").status_code == 200
         registration.get(f"/patients/{uuid.uuid4()}")
         assert registration.get("/events", headers={"authorization": "Bearer nope"}).status_code == 401

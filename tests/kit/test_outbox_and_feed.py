@@ -180,7 +180,7 @@ def test_feed_head_is_the_last_committed_position(tmp_path: Path) -> None:
     app.state.settings = make_test_settings(ServiceSettings, tmp_path)
     install_error_handlers(app)
     app.include_router(feed_router(OutboxEvent))
-    with TestClient(app, headers=feed_headers()) as client:
+    with TestClient(app, headers=feed_headers("service")) as client:
         assert client.get("/events/head").json() == {"position": 0}
         with database.session() as session:
             for name in ("a", "b"):
@@ -189,6 +189,6 @@ def test_feed_head_is_the_last_committed_position(tmp_path: Path) -> None:
                 )
         last = client.get("/events", params={"after": 0}).json()["events"][-1]["position"]
         assert client.get("/events/head").json() == {"position": last}
-        refused = client.get("/events/head", headers=internal_headers("his-dev"))
+        refused = client.get("/events/head", headers=internal_headers("his-dev", audience="service"))
         assert refused.status_code == 403  # sibling services only, like the feed itself
     database.dispose()

@@ -15,7 +15,7 @@ from services.registration.config import RegistrationSettings
 from services.registration.models import RegistrationTable
 from tests.registration.factories import VALID_ID_NUMBERS
 
-GATEWAY = internal_headers("service:gateway", {"registration:patient-proof"})
+GATEWAY = internal_headers("service:gateway", {"registration:patient-proof"}, audience="registration")
 TRIES = 12
 
 
@@ -28,7 +28,9 @@ def served_registration(tmp_path: Path) -> Iterator[str]:
 
 
 def test_simultaneous_wrong_tries_lock_after_exactly_five(served_registration: str) -> None:
-    with httpx.Client(base_url=served_registration, headers=internal_headers(), timeout=60) as staff:
+    with httpx.Client(
+        base_url=served_registration, headers=internal_headers(audience="registration"), timeout=60
+    ) as staff:
         patient = staff.post("/patients", json={"id_number": VALID_ID_NUMBERS[0], "name": "张三"}).json()
         visit = staff.post(
             "/visits", json={"patient_id": patient["id"], "kind": "outpatient", "department": "internal"}
@@ -46,6 +48,8 @@ def test_simultaneous_wrong_tries_lock_after_exactly_five(served_registration: s
 
     with ThreadPoolExecutor(TRIES) as pool:
         assert not any(pool.map(wrong_try, range(TRIES)))
-    with httpx.Client(base_url=served_registration, headers=internal_headers(), timeout=60) as staff:
+    with httpx.Client(
+        base_url=served_registration, headers=internal_headers(audience="registration"), timeout=60
+    ) as staff:
         trail = staff.get("/audit/session-attempts", params={"patient_id": patient["id"]}).json()
     assert Counter(a["outcome"] for a in trail) == {"wrong-factor": 5, "locked": TRIES - 5}

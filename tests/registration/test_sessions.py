@@ -14,7 +14,7 @@ from services.registration import proofs
 from services.registration.models import SessionLock
 from tests.registration.factories import VALID_ID_NUMBERS, create_patient, create_visit
 
-GATEWAY = internal_headers("service:gateway", {"registration:patient-proof"})
+GATEWAY = internal_headers("service:gateway", {"registration:patient-proof"}, audience="registration")
 BIRTH_DATE = "1949-12-31"  # of VALID_ID_NUMBERS[0]
 PHONE = "13800138000"
 
@@ -194,7 +194,7 @@ def test_only_the_gateway_checks_proofs(client: TestClient, visit: dict[str, Any
         "proof": {"method": "slip", "slip_code": visit["slip_code"], "birth_date": BIRTH_DATE},
     }
     assert client.post("/session-proofs", json=body).status_code == 403  # a client's forwarded call
-    as_service = internal_headers("service:billing")
+    as_service = internal_headers("service:billing", audience="registration")
     assert client.post("/session-proofs", json=body, headers=as_service).status_code == 403
     challenge = {"client": "k", "id_number": VALID_ID_NUMBERS[0]}
     assert client.post("/session-challenges", json=challenge).status_code == 403

@@ -8,7 +8,7 @@ from kit.testing import internal_headers
 from services.triage.service import mask_name
 from tests.triage.factories import assess, call_next, open_named_visit, open_visit, take_ticket
 
-BOARD = internal_headers("hall-board", {"board:read"})
+BOARD = internal_headers("hall-board", {"board:read"}, audience="triage")
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,9 @@ def test_finished_tickets_leave_the_board(client: TestClient, registration: http
 def test_triage_itself_refuses_the_board_without_the_board_scope(
     client: TestClient, scopes: set[str]
 ) -> None:
-    response = client.get("/queues/internal/board", headers=internal_headers("someone", scopes))
+    response = client.get(
+        "/queues/internal/board", headers=internal_headers("someone", scopes, audience="triage")
+    )
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/problem+json"
     assert "board:read" in response.json()["detail"]
