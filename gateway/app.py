@@ -23,7 +23,7 @@ from gateway.proxy import Proxy, Upstreams
 from gateway.routes import API_PREFIX
 from gateway.sessions import router as patient_sessions_router
 from kit.errors import install_error_handlers, problem, problem_response
-from kit.logging import configure_logging
+from kit.logging import configure_process_logging
 from kit.metrics import RequestObserver
 from kit.requestid import RequestIdMiddleware
 
@@ -33,14 +33,7 @@ PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    if settings.environment != "test":
-        configure_logging(
-            settings.service_name,
-            settings.log_level,
-            log_file=settings.log_file,
-            max_bytes=settings.log_max_bytes,
-            backups=settings.log_backups,
-        )
+    configure_process_logging(settings)
     keys = KeyCache(settings.internal_secret)  # filled from the clients table at start-up
     upstreams = Upstreams(settings)
     proxy = Proxy(settings, keys, upstreams)

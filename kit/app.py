@@ -16,7 +16,7 @@ from kit.docs import install_docs
 from kit.errors import install_error_handlers
 from kit.feed import Feed, FeedConsumer
 from kit.health import router as health_router
-from kit.logging import configure_logging
+from kit.logging import configure_process_logging
 from kit.metrics import RequestObserver, service_metrics_router
 from kit.migrations import upgrade
 from kit.models import ConsumedEventBase, FeedCursorBase, OutboxEventBase
@@ -117,14 +117,7 @@ def build_service_app(
             for client in clients.values():
                 client.close()
 
-    if settings.environment != "test":
-        configure_logging(
-            settings.service_name,
-            settings.log_level,
-            log_file=settings.log_file,
-            max_bytes=settings.log_max_bytes,
-            backups=settings.log_backups,
-        )
+    configure_process_logging(settings)
     app = FastAPI(
         title=title,
         description=description,

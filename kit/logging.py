@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kit.config import ServiceSettings
 from kit.requestid import current_request_id
 
 # An 18-digit resident identity number (last char may be X) and a mainland mobile number.
@@ -129,3 +130,16 @@ def configure_logging(
     # what matters, once, without the query.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def configure_process_logging(settings: ServiceSettings) -> None:
+    """Logging as a process's settings say (level, file, cap); tests keep pytest's own capture."""
+    if settings.environment == "test":
+        return
+    configure_logging(
+        settings.service_name,
+        settings.log_level,
+        log_file=settings.log_file,
+        max_bytes=settings.log_max_bytes,
+        backups=settings.log_backups,
+    )
