@@ -87,7 +87,7 @@ async def produce(
 
 async def measure(system: System, rate: float, seconds: float) -> dict[str, Any]:
     secret = system.env["PATIENTFLOW_INTERNAL_SECRET"]
-    token = mint_internal_token(secret, "bench", {"events:read", "registration:read"})
+    token = mint_internal_token(secret, "bench", {"events:read"}, audience="events")
     streams = {
         "via gateway": (
             f"{system.url('gateway')}/v1/events/stream?type={EVENT_TYPE}",

@@ -316,7 +316,7 @@ async def run_read_comparison(system: System, args: argparse.Namespace) -> dict[
         restart_gateway(system, transport)
         log(f"part 2: GET /visits/{{id}} straight vs through the gateway ({transport} transport)")
         # Minted per phase: an internal token lives five minutes.
-        token = mint_internal_token(secret, "bench", {"registration:read"})
+        token = mint_internal_token(secret, "bench", {"registration:read"}, audience="registration")
         direct = Target(
             "direct",
             [f"{system.url('registration')}/visits/{v}" for v in visit_ids],

@@ -6,9 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 from kit.database import Database
+
+
+def _checked_out(engine: Engine) -> int:
+    """Connections of the engine's pool in use now (QueuePool and its kin count them)."""
+    count: int = getattr(engine.pool, "checkedout", lambda: 0)()
+    return count
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +41,7 @@ class DatabaseLedger:
         self.opened.append((database, "".join(traceback.format_stack(limit=8)[:-2])))
 
     def disposing(self, database: Database) -> None:
-        busy = {database.writer.pool.checkedout(), database.reader.pool.checkedout()} - {0}
+        busy = {_checked_out(database.writer), _checked_out(database.reader)} - {0}
         if busy:
             self.problems.append(f"{database.url}: disposed with {max(busy)} connection(s) checked out")
 

@@ -40,7 +40,7 @@ def service_routes(name: str) -> dict[tuple[str, str], set[str]]:
     found = {}
     for route in ROUTERS[name].routes:
         if isinstance(route, APIRoute):
-            for method in route.methods:
+            for method in route.methods or ():
                 found[(method, _template(route.path))] = route_guards(route.dependant)
     return found
 

@@ -21,7 +21,8 @@ class FakeProcess:
     """Stands in for a `Popen`: exits when the test says so."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.returncode = pid, None
+        self.pid = pid
+        self.returncode: int | None = None
 
     def poll(self) -> int | None:
         return self.returncode

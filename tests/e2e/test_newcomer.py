@@ -57,7 +57,7 @@ def logged(gateway: Gateway, patient_id: str) -> bool:
     """Whether the hub's log holds this patient's registration (read page by page)."""
     after = 0
     while True:
-        params = {"after": after, "limit": 100, "type": "patient.registered"}
+        params: dict[str, str | int] = {"after": after, "limit": 100, "type": "patient.registered"}
         page = ok(gateway.his.get("/v1/events", params=params))
         if any(event["patient_id"] == patient_id for event in page["events"]):
             return True

@@ -174,7 +174,8 @@ def test_an_expired_slip_is_refused_like_any_other_wrong_proof(
     short = ok(gateway.his.post(f"/v1/visits/{p['visit']}/slip", json={"valid_seconds": 1}), 201)
     body = {"slip_code": short["slip_code"], "birth_date": p["birth_date"]}
     answer = eventually(
-        lambda: (r := kiosk_b.post(SESSIONS, json=body)).status_code == 403 and r, what="the slip to expire"
+        lambda: r if (r := kiosk_b.post(SESSIONS, json=body)).status_code == 403 else None,
+        what="the slip to expire",
     )
     unknown = kiosk_b.post(SESSIONS, json={"slip_code": "ZZZZ9999", "birth_date": p["birth_date"]})
     assert refused(answer) == refused(unknown)

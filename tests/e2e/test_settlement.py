@@ -53,7 +53,7 @@ def hub_events(gateway: Gateway, event_type: str, visit_id: str) -> list[dict[st
     found: list[dict[str, Any]] = []
     after = 0
     while True:
-        params = {"type": event_type, "after": after, "limit": 100}
+        params: dict[str, str | int] = {"type": event_type, "after": after, "limit": 100}
         page = ok(gateway.his.get("/v1/events", params=params))
         if not page["events"]:
             return found
@@ -89,7 +89,8 @@ def test_an_order_placed_just_before_settlement_is_on_the_settled_bill(
             assert assert_problem(response, 503)["type"].endswith("/charges-still-arriving")
             assert account(gateway, visit["id"])["status"] == "open"
             response = eventually(
-                lambda: (r := settle(gateway, visit["id"])).status_code == 201 and r, what="the settlement"
+                lambda: r if (r := settle(gateway, visit["id"])).status_code == 201 else None,
+                what="the settlement",
             )
         settlement = ok(response, 201)
 

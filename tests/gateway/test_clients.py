@@ -346,13 +346,13 @@ def test_shutdown_waits_for_a_key_reload_in_flight_before_disposing_of_the_datab
         keys_file, triage_url=echo_url, events_url=echo_url, keys_refresh_seconds=0.01
     )
     with TestClient(create_gateway(settings)) as client:
-        store: ClientStore = client.app.state.clients
+        store: ClientStore = client.app.state.clients  # type: ignore[attr-defined]
         store._reload_lock = ReleasingLock()  # type: ignore[assignment]
         dispose = store.database.dispose
 
         def observed_dispose() -> None:
             engines = {store.database.writer, store.database.reader}
-            checked_out_at_dispose.append(sum(engine.pool.checkedout() for engine in engines))
+            checked_out_at_dispose.append(sum(engine.pool.checkedout() for engine in engines))  # type: ignore[attr-defined]
             release.set()
             dispose()
 

@@ -37,7 +37,7 @@ VISIT = {
     "payment_mode": "prepay", "status": "open", "opened_at": at(0),
 }  # fmt: skip
 ASSESSMENT = {"id": "a-1", "level": "III", "zone": "yellow", "response_minutes": 30, "assessed_at": at(4)}
-TICKET = {
+TICKET: dict[str, str | None] = {
     "id": "t-1", "display_number": "E003", "department": "emergency", "priority": "normal",
     "enqueued_at": at(5), "called_at": at(17), "finished_at": at(25), "counter": "2",
 }  # fmt: skip

@@ -1,5 +1,6 @@
 """Suspending and resuming a department's clinic session (门诊暂停): nobody is called while suspended."""
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -165,7 +166,8 @@ def test_no_ticket_named_by_a_suspension_is_called_before_the_resume(
     def press_suspend(client: httpx.Client) -> list[int]:
         return [client.post("/queues/internal/suspend", json={"reason": REASON}).status_code]
 
-    statuses = run_together(served_triage, [press_call_next] * 3 + [press_suspend])
+    jobs: list[Callable[[httpx.Client], list[int]]] = [press_call_next, press_call_next, press_call_next]
+    statuses = run_together(served_triage, [*jobs, press_suspend])
 
     assert statuses[-1] == [200]
     assert {s for calls in statuses[:-1] for s in calls} <= {200, 409}
