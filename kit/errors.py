@@ -13,6 +13,7 @@ from kit.requestid import current_request_id
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://patientflow.dev/problems/"
 logger = logging.getLogger("patientflow.errors")
+PARAMETER_LOCATIONS = frozenset({"query", "path", "header", "cookie"})
 
 
 class ProblemError(Exception):
@@ -110,7 +111,11 @@ async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
         for err in exc.errors()
     ]
     detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
-    body = problem(422, "Invalid request", detail, slug="validation-error", errors=errors)
+    if all(e["loc"] and e["loc"][0] in PARAMETER_LOCATIONS for e in errors):
+        # A bad query, path or header value is a bad request (400); 422 is for a body we understood.
+        body = problem(400, "Invalid parameter", detail, slug="invalid-parameter", errors=errors)
+    else:
+        body = problem(422, "Invalid request", detail, slug="validation-error", errors=errors)
     return problem_response(body)
 
 
