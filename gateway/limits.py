@@ -92,4 +92,4 @@ def _number(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        return 0.0  # not a number: the service answers 422 itself
+        return 0.0  # not a number: the service answers 400 itself

@@ -22,7 +22,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -31,7 +30,7 @@ from gateway.keys import METRICS_SCOPE
 from gateway.routes import API_PREFIX, PATIENT_BINDING, GatewayRoute, RouteTable
 from kit.auth import TokenSource, service_subject
 from kit.docs import install_docs
-from kit.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from kit.errors import INVALID_PARAMETER, PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 
 logger = logging.getLogger("patientflow.gateway")
 Document = dict[str, Any]
@@ -60,6 +59,7 @@ SERVICE_PROBLEM_SLUGS = {
     "413": "payload-too-large",
     "422": "validation-error",
 }
+SLUGS_BY_TITLE = {INVALID_PARAMETER: "invalid-parameter"}  # a 400 FastAPI's validation answers, not a route's
 PROBLEM_SCHEMA: Document = {
     "type": "object",
     "title": "Problem",
@@ -176,13 +176,15 @@ def _stub_operation(route: GatewayRoute) -> Document:
         ],
         "responses": {"200": {"description": "Success", "content": {"application/json": {"schema": {}}}}},
     }
+    if operation["parameters"]:
+        operation["responses"]["400"] = {"description": INVALID_PARAMETER}
     if route.method in ("POST", "PUT", "PATCH"):
         operation["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
     return operation
 
 
 def _problem_response(status: str, description: str | None = None) -> Document:
-    slug = SERVICE_PROBLEM_SLUGS.get(status, "error")
+    slug = SLUGS_BY_TITLE.get(description or "") or SERVICE_PROBLEM_SLUGS.get(status, "error")
     title, slug, detail = GATEWAY_PROBLEMS.get(status, (description or "Error", slug, description or ""))
     example = {
         "type": PROBLEM_BASE + slug,
@@ -334,7 +336,7 @@ class OpenApiDocument:
         names = sorted({route.service for route in self.table.routes})
         fetched = await asyncio.gather(*(self._fetch(name) for name in names))
         services = dict(zip(names, fetched, strict=True))
-        own = get_openapi(title=self.app.title, version=self.app.version, routes=self.app.routes)
+        own = self.app.openapi()  # kit.errors documents its 400s and 422s
         self._document = build_document(
             own=own, services=services, table=self.table, version=self.app.version
         )

@@ -1,6 +1,8 @@
 """The error tree: each error carries its status; one handler renders RFC 9457 problem+json."""
 
+import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,6 +15,11 @@ from kit.requestid import current_request_id
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://patientflow.dev/problems/"
 logger = logging.getLogger("patientflow.errors")
+PARAMETER_LOCATIONS = frozenset({"query", "path", "header", "cookie"})
+INVALID_PARAMETER = "Invalid parameter"
+INVALID_REQUEST = "Invalid request"
+_FASTAPI_422_REF = "#/components/schemas/HTTPValidationError"
+_FASTAPI_422_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
 
 class ProblemError(Exception):
@@ -110,7 +117,11 @@ async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
         for err in exc.errors()
     ]
     detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
-    body = problem(422, "Invalid request", detail, slug="validation-error", errors=errors)
+    if all(e["loc"] and e["loc"][0] in PARAMETER_LOCATIONS for e in errors):
+        # A bad query, path or header value is a bad request (400); 422 is for a body we understood.
+        body = problem(400, INVALID_PARAMETER, detail, slug="invalid-parameter", errors=errors)
+    else:
+        body = problem(422, INVALID_REQUEST, detail, slug="validation-error", errors=errors)
     return problem_response(body)
 
 
@@ -130,13 +141,53 @@ async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every error, 422 and unexpected 500 included, as problem+json."""
+    """Render every error, 400/422 and unexpected 500 included, as problem+json; `app.openapi()` says so."""
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(Exception, _on_unexpected)
+    build: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return document_validation_errors(build())  # idempotent: FastAPI caches what `build` returns
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def document_validation_errors(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` with FastAPI's generated 422 made true to `_on_validation`, changed in place.
+
+    FastAPI lists a JSON 422 "Validation Error" on every route with a parameter or a body. A bad
+    parameter is 400 here, so a route with a query, path, header or cookie parameter lists a 400
+    problem; the 422 problem stays only where there is a body to be malformed.
+    """
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict) and isinstance(operation.get("responses"), dict):
+                _document_operation(operation)
+    if _FASTAPI_422_REF not in json.dumps(document.get("paths", {})):
+        schemas = document.get("components", {}).get("schemas", {})
+        for name in _FASTAPI_422_SCHEMAS:
+            schemas.pop(name, None)
+    return document
+
+
+def _document_operation(operation: dict[str, Any]) -> None:
+    responses: dict[str, Any] = operation["responses"]
+    generated = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    if generated.get("$ref") == _FASTAPI_422_REF:  # FastAPI's own, not a route's `responses=`
+        if "requestBody" in operation:
+            responses["422"] = _problem_doc(INVALID_REQUEST)
+        else:
+            del responses["422"]
+    if any(p.get("in") in PARAMETER_LOCATIONS for p in operation.get("parameters", [])):
+        responses.setdefault("400", _problem_doc(INVALID_PARAMETER))
+
+
+def _problem_doc(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM_MEDIA_TYPE: {}}}
 
 
 def problem_responses(*errors: type[ProblemError]) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route, so OpenAPI lists the problems it can return."""
-    return {err.status: {"description": err.title, "content": {PROBLEM_MEDIA_TYPE: {}}} for err in errors}
+    return {err.status: _problem_doc(err.title) for err in errors}

@@ -89,3 +89,9 @@ def assert_client_error(response: httpx.Response, what: Any = "") -> None:
     assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE, (what, response.text)
     body = response.json()
     assert body["status"] == response.status_code and body.get("instance"), (what, body)
+
+
+def assert_bad_parameter(response: httpx.Response, what: Any = "") -> None:
+    """A refused query, path or header value: 400 problem+json (422 is for bodies), never a 5xx."""
+    assert_client_error(response, what)
+    assert response.status_code == 400, (what, response.status_code, response.text)

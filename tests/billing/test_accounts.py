@@ -111,4 +111,4 @@ def test_unknown_visit_has_no_account(client: TestClient) -> None:
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"].endswith("/visit-not-found")
-    assert client.get("/visits/not..an..id/account").status_code == 422
+    assert client.get("/visits/not..an..id/account").status_code == 400

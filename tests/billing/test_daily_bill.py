@@ -83,4 +83,4 @@ def test_empty_day_unknown_visit_and_bad_date(registration: httpx.Client, client
 
     assert (empty["lines"], empty["total_fen"], empty["paid_fen"], empty["unpaid_fen"]) == ([], 0, 0, 0)
     assert unknown.status_code == 404 and unknown.json()["type"].endswith("/visit-not-found")
-    assert malformed.status_code == 422
+    assert malformed.status_code == 400 and malformed.json()["type"].endswith("/invalid-parameter")

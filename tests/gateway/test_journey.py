@@ -332,4 +332,4 @@ def test_journey_needs_a_key_and_registration_read(journey_gateway: str, api_key
     no_scope = httpx.get(url, headers=bearer(api_keys["admin"]), timeout=5)
     assert no_scope.status_code == 403
     malformed = httpx.get(f"{journey_gateway}/v1/visits/bad.id/journey", headers=bearer(api_keys["his-dev"]))
-    assert malformed.status_code == 422  # never pasted into a service's URL
+    assert malformed.status_code == 400  # never pasted into a service's URL

@@ -6,7 +6,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.openapi.utils import get_openapi
 from jsonschema import Draft202012Validator
 
 from gateway.app import create_app as create_gateway
@@ -75,8 +74,7 @@ def table() -> RouteTable:
 
 def gateway_own_document() -> Document:
     """The gateway's own routes (admin, patient sessions, journey), as FastAPI describes them."""
-    app = create_gateway(gateway_settings(None))
-    return get_openapi(title=app.title, version=app.version, routes=app.routes)
+    return create_gateway(gateway_settings(None)).openapi()
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +187,25 @@ def test_the_gateway_serves_the_document_and_swagger_ui(gateway_url: str) -> Non
     assert document["paths"]["/v1/charges"]["post"]["x-upstream-unavailable"] is True
     assert document["paths"]["/metrics"]["get"]["x-required-scope"] == "metrics:read"
     assert document["paths"]["/healthz"]["get"]["security"] == []
+
+
+def test_a_bad_parameter_is_documented_as_400_and_422_only_where_there_is_a_body(document: Document) -> None:
+    """As `kit.errors` answers: 400 `invalid-parameter` for a query/path/header value, 422 for a body."""
+    events = document["paths"]["/v1/events"]["get"]
+    assert "after" in {p["name"] for p in events["parameters"] if p["in"] == "query"}
+    invalid = events["responses"]["400"]["content"]["application/problem+json"]
+    assert invalid["example"]["type"].endswith("/invalid-parameter")
+    for path, method, operation in operations(document):
+        if any(p["in"] in ("query", "path", "header") for p in operation.get("parameters", [])):
+            assert "400" in operation["responses"], f"{method.upper()} {path}"
+        if "requestBody" not in operation:
+            assert "422" not in operation["responses"], f"{method.upper()} {path}"
+
+
+def test_a_service_s_own_document_lists_problems_not_fastapi_s_422_model(tmp_path: Path) -> None:
+    triage = service_documents(tmp_path)["triage"]
+    assert "HTTPValidationError" not in str(triage)
+    stats = triage["paths"]["/queues/{department}/stats"]["get"]["responses"]
+    assert "422" not in stats and "application/problem+json" in stats["400"]["content"]
+    tickets = triage["paths"]["/queues/{department}/tickets"]["post"]["responses"]
+    assert "application/problem+json" in tickets["422"]["content"]

@@ -27,7 +27,7 @@ def make_app() -> FastAPI:
         raise NotFound("No such thing.", slug="thing-not-found")
 
     @app.post("/things")
-    def create(body: Body) -> Body:
+    def create(body: Body, after: int = 0) -> Body:
         return body
 
     @app.get("/crash")
@@ -60,6 +60,20 @@ def test_validation_error_is_422_problem_without_the_submitted_values() -> None:
     body = response.json()
     assert body["type"].endswith("/validation-error") and body["errors"][0]["loc"] == ["body", "age"]
     assert "患者姓名" not in response.text and "not-a-number" not in response.text
+
+
+def test_a_bad_query_value_is_400_invalid_parameter_without_the_value() -> None:
+    response = client.post("/things", params={"after": "9223372036854775808x"}, json={"name": "a", "age": 1})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["type"].endswith("/invalid-parameter") and body["errors"][0]["loc"] == ["query", "after"]
+    assert "9223372036854775808x" not in response.text
+
+
+def test_a_bad_body_beside_a_bad_parameter_is_still_422() -> None:
+    response = client.post("/things", params={"after": "x"}, json={"name": "a", "age": "x"})
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("/validation-error")
 
 
 def test_unknown_route_and_wrong_method_are_problems() -> None:

@@ -166,10 +166,10 @@ def test_unknown_ticket_is_404(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("department", ["Internal", "a b", "x" * 33, "内科"])
-def test_malformed_department_is_422(client: TestClient, registration: httpx.Client, department: str) -> None:
+def test_malformed_department_is_400(client: TestClient, registration: httpx.Client, department: str) -> None:
     visit = open_visit(registration)
     response = client.post(f"/queues/{department}/tickets", json={"visit_id": visit["id"]})
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
 
 

@@ -63,7 +63,7 @@ def test_a_day_without_calls_has_no_wait_figures(client: TestClient, registratio
     assert stats["within_target_share"] is None
 
 
-def test_malformed_date_is_422(client: TestClient) -> None:
+def test_malformed_date_is_400(client: TestClient) -> None:
     response = client.get("/queues/internal/stats", params={"date": "27/11/2026"})
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"

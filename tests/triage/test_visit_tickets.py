@@ -43,7 +43,7 @@ def test_a_visit_that_never_queued_has_no_tickets(client: TestClient, registrati
     assert response.json() == []
 
 
-def test_a_malformed_visit_id_is_422(client: TestClient) -> None:
+def test_a_malformed_visit_id_is_400(client: TestClient) -> None:
     response = client.get("/visits/" + "x" * 37 + "/tickets")
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
