@@ -15,7 +15,12 @@ from services.registration.config import RegistrationSettings
 from services.registration.models import RegistrationTable
 from tests.registration.factories import VALID_ID_NUMBERS
 
-GATEWAY = internal_headers("service:gateway", {"registration:patient-proof"}, audience="registration")
+
+def gateway_headers() -> dict[str, str]:
+    """Minted per use: a token minted at import would expire during a long run (5 minutes)."""
+    return internal_headers("service:gateway", {"registration:patient-proof"}, audience="registration")
+
+
 TRIES = 12
 
 
@@ -39,7 +44,7 @@ def test_simultaneous_wrong_tries_lock_after_exactly_five(served_registration: s
 
     def wrong_try(device: int) -> bool:
         proof = {"method": "slip", "slip_code": visit["slip_code"], "birth_date": "2001-01-01"}
-        with httpx.Client(base_url=served_registration, headers=GATEWAY, timeout=60) as gateway:
+        with httpx.Client(base_url=served_registration, headers=gateway_headers(), timeout=60) as gateway:
             start.wait()
             response = gateway.post("/session-proofs", json={"client": f"kiosk-{device}", "proof": proof})
         assert response.status_code == 200, response.text

@@ -14,7 +14,12 @@ from services.registration import proofs
 from services.registration.models import SessionLock
 from tests.registration.factories import VALID_ID_NUMBERS, create_patient, create_visit
 
-GATEWAY = internal_headers("service:gateway", {"registration:patient-proof"}, audience="registration")
+
+def gateway_headers() -> dict[str, str]:
+    """Minted per use: a token minted at import would expire during a long run (5 minutes)."""
+    return internal_headers("service:gateway", {"registration:patient-proof"}, audience="registration")
+
+
 BIRTH_DATE = "1949-12-31"  # of VALID_ID_NUMBERS[0]
 PHONE = "13800138000"
 
@@ -22,7 +27,7 @@ PHONE = "13800138000"
 def check(client: TestClient, device: str, **proof: Any) -> dict[str, Any]:
     method = "slip" if "slip_code" in proof else "otp"
     body = {"client": device, "proof": {"method": method, **proof}}
-    response = client.post("/session-proofs", json=body, headers=GATEWAY)
+    response = client.post("/session-proofs", json=body, headers=gateway_headers())
     assert response.status_code == 200, response.text
     verdict: dict[str, Any] = response.json()
     return verdict
@@ -146,7 +151,9 @@ def test_an_expired_or_reissued_slip_is_refused(client: TestClient, visit: dict[
 def test_an_app_proves_with_the_texted_code_once(client: TestClient, visit: dict[str, Any]) -> None:
     patient = visit["patient_id"]
     response = client.post(
-        "/session-challenges", json={"client": "app-1", "id_number": VALID_ID_NUMBERS[0]}, headers=GATEWAY
+        "/session-challenges",
+        json={"client": "app-1", "id_number": VALID_ID_NUMBERS[0]},
+        headers=gateway_headers(),
     )
     assert response.status_code == 202
     (code,) = sent_codes(client, patient)
@@ -161,7 +168,7 @@ def test_an_app_proves_with_the_texted_code_once(client: TestClient, visit: dict
 def test_a_new_code_replaces_the_old_one(client: TestClient, visit: dict[str, Any]) -> None:
     body = {"client": "app-1", "id_number": VALID_ID_NUMBERS[0]}
     for _ in range(2):
-        assert client.post("/session-challenges", json=body, headers=GATEWAY).status_code == 202
+        assert client.post("/session-challenges", json=body, headers=gateway_headers()).status_code == 202
     first, second = sent_codes(client, visit["patient_id"])
     if first != second:
         assert not check(client, "app-1", id_number=VALID_ID_NUMBERS[0], otp=first)["verified"]
@@ -171,7 +178,9 @@ def test_a_new_code_replaces_the_old_one(client: TestClient, visit: dict[str, An
 def test_challenges_answer_alike_and_send_nothing_without_a_patient_or_phone(client: TestClient) -> None:
     no_phone = create_patient(client, id_number=VALID_ID_NUMBERS[2])
     answers = [
-        client.post("/session-challenges", json={"client": "app-1", "id_number": number}, headers=GATEWAY)
+        client.post(
+            "/session-challenges", json={"client": "app-1", "id_number": number}, headers=gateway_headers()
+        )
         for number in (VALID_ID_NUMBERS[3], VALID_ID_NUMBERS[2], "not-a-number")
     ]
     assert {(a.status_code, a.text) for a in answers} == {(202, '{"status":"accepted"}')}
@@ -211,7 +220,7 @@ def test_only_the_gateway_checks_proofs(client: TestClient, visit: dict[str, Any
     ],
 )
 def test_malformed_proofs_are_422(client: TestClient, proof: dict[str, Any]) -> None:
-    response = client.post("/session-proofs", json={"client": "k", "proof": proof}, headers=GATEWAY)
+    response = client.post("/session-proofs", json={"client": "k", "proof": proof}, headers=gateway_headers())
     assert response.status_code == 422
 
 

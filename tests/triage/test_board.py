@@ -8,7 +8,10 @@ from kit.testing import internal_headers
 from services.triage.service import mask_name
 from tests.triage.factories import assess, call_next, open_named_visit, open_visit, take_ticket
 
-BOARD = internal_headers("hall-board", {"board:read"}, audience="triage")
+
+def board_headers() -> dict[str, str]:
+    """Minted per use: a token minted at import would expire during a long run (5 minutes)."""
+    return internal_headers("hall-board", {"board:read"}, audience="triage")
 
 
 @pytest.mark.parametrize(
@@ -42,7 +45,7 @@ def test_the_board_shows_called_then_waiting_tickets_with_masked_names(
     tickets = [take_ticket(client, visit["id"]) for visit in (first, second, unnamed)]
     call_next(client, counter="3")
 
-    response = client.get("/queues/internal/board", headers=BOARD)
+    response = client.get("/queues/internal/board", headers=board_headers())
 
     assert response.status_code == 200, response.text
     assert response.json() == {
@@ -68,7 +71,7 @@ def test_finished_tickets_leave_the_board(client: TestClient, registration: http
     ticket = take_ticket(client, open_named_visit(registration, "王五")["id"])
     call_next(client)
     assert client.post(f"/tickets/{ticket['id']}/finish").status_code == 200
-    assert client.get("/queues/internal/board", headers=BOARD).json()["tickets"] == []
+    assert client.get("/queues/internal/board", headers=board_headers()).json()["tickets"] == []
 
 
 @pytest.mark.parametrize("scopes", [set(), {"triage:read"}, {"triage:read", "triage:write"}])
