@@ -80,7 +80,8 @@ class CodeProof(BaseModel):
 
 
 def _proof_kind(body: Any) -> str | None:
-    fields = body if isinstance(body, dict) else vars(body)
+    # A JSON list, string or number (or a body not sent as JSON) has no fields: 422, not a crash.
+    fields = body if isinstance(body, dict) else getattr(body, "__dict__", {})
     if "slip_code" in fields:
         return "slip"
     if "id_number" in fields or "otp" in fields:
