@@ -27,7 +27,7 @@ from kit.requestid import current_request_id
 # Registration's scope for proof checks: no route of the table needs it, so no client key holds it.
 PROOF_SCOPE = "registration:patient-proof"
 PROOF_BY_KIND = {"kiosk": "slip", "app": "otp"}
-ID_NUMBER = r"^\d{17}[\dXx]$"
+ID_NUMBER = r"^[0-9]{17}[0-9Xx]$"  # ASCII digits: `\d` takes ٠ and ０ too
 
 
 class PatientProofRefused(Forbidden):
@@ -61,7 +61,7 @@ class SlipProof(BaseModel):
 
     slip_code: str = Field(min_length=4, max_length=16, examples=["K7M2Q9XD"])
     birth_date: date | None = Field(default=None, examples=["1949-12-31"])
-    phone_last4: str | None = Field(default=None, pattern=r"^\d{4}$", examples=["8000"])
+    phone_last4: str | None = Field(default=None, pattern=r"^[0-9]{4}$", examples=["8000"])
 
     @model_validator(mode="after")
     def _one_second_factor(self) -> Self:
@@ -76,11 +76,12 @@ class CodeProof(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     id_number: str = Field(pattern=ID_NUMBER, examples=["11010519491231002X"])
-    otp: str = Field(pattern=r"^\d{6}$", examples=["042137"])
+    otp: str = Field(pattern=r"^[0-9]{6}$", examples=["042137"])
 
 
 def _proof_kind(body: Any) -> str | None:
-    fields = body if isinstance(body, dict) else vars(body)
+    # A JSON list, string or number (or a body not sent as JSON) has no fields: 422, not a crash.
+    fields = body if isinstance(body, dict) else getattr(body, "__dict__", {})
     if "slip_code" in fields:
         return "slip"
     if "id_number" in fields or "otp" in fields:

@@ -16,12 +16,20 @@ _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # An identity number (15 digits, or 17 and a check digit or X) and a mainland mobile number, as the
 # log masker sees them, inside any longer run of digits too.
 _PERSONAL_NUMBER = re.compile(r"\d{15}|\d{17}[Xx]|(?<!\d)1[3-9]\d{9}(?!\d)")
+_SEPARATED_DIGITS = re.compile(r"[0-9][0-9._:-]*[0-9Xx]")
+_SEPARATORS = re.compile(r"[._:-]")
+_PERSONAL_LENGTH = re.compile(r"\d{15}|\d{17}[\dXx]|1[3-9]\d{9}")
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def is_safe_request_id(value: str) -> bool:
     """Short, plain and free of anything that could be a person's identity or phone number."""
-    return bool(_VALID.match(value)) and not _PERSONAL_NUMBER.search(value)
+    if not _VALID.match(value) or _PERSONAL_NUMBER.search(value):
+        return False
+    # Separators do not hide a number: 110105-19491231-002X and 138-0013-8000 are still numbers
+    # (a run of exactly their length; an all-digit uuid is not one).
+    runs = (_SEPARATORS.sub("", run) for run in _SEPARATED_DIGITS.findall(value))
+    return not any(_PERSONAL_LENGTH.fullmatch(digits) for digits in runs)
 
 
 def new_request_id() -> str:

@@ -13,7 +13,13 @@ def normalise_id_number(raw: str) -> str:
 
 def id_number_problem(id_number: str) -> str | None:
     """Why an identity number is invalid, or None when it is valid. Never echoes the number."""
-    if len(id_number) != 18 or not id_number[:17].isdigit() or id_number[17] not in "0123456789X":
+    # isascii: str.isdigit and int() take ٠ and ０ too, which would register the same number twice.
+    digits = id_number[:17]
+    if (
+        len(id_number) != 18
+        or not (digits.isascii() and digits.isdigit())
+        or id_number[17] not in "0123456789X"
+    ):
         return "An identity number has 17 digits followed by a digit or X."
     try:
         date(int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14]))

@@ -118,14 +118,15 @@ class Attempt:
     outcome: str  # ok, wrong-factor, unknown, expired
 
 
+def _lock_keys(client: str, patient: Patient | None) -> list[str]:
+    return [device_key(client)] + ([patient_key(patient.id)] if patient is not None else [])
+
+
 def _decide(
     session: Session, *, client: str, attempt: Attempt, settings: RegistrationSettings, now: datetime
 ) -> str:
     """Apply the locks to a try, count it, audit it; the final outcome."""
-    keys = [device_key(client)]
-    if attempt.patient is not None:
-        keys.append(patient_key(attempt.patient.id))
-    locks = repository.session_locks(session, keys)
+    locks = repository.session_locks(session, _lock_keys(client, attempt.patient))
     outcome = attempt.outcome
     if any(is_locked(lock, now) for lock in locks):
         outcome = "locked"
@@ -216,6 +217,9 @@ def check_one_time_code(
     """The patient an app's identity number and one-time code prove, or None. A code works once."""
     now = now or utcnow()
     number, patient = _patient_by_id_number(session, id_number)
+    # Hold the lock rows before reading the code: two requests with one code at once then run one
+    # after the other, and the second finds the code spent (PostgreSQL reads are not serialised).
+    repository.session_locks(session, _lock_keys(client, patient))
     sent = repository.latest_one_time_code(session, patient.id) if patient else None
     if patient is None:
         outcome = "unknown"
@@ -246,8 +250,9 @@ def send_challenge(
     file, or the patient or device is locked. Asking is audited but never counted as a wrong try."""
     now = now or utcnow()
     number, patient = _patient_by_id_number(session, id_number)
-    keys = [device_key(client)] + ([patient_key(patient.id)] if patient else [])
-    locked = any(is_locked(lock, now) for lock in repository.session_locks(session, keys))
+    locked = any(
+        is_locked(lock, now) for lock in repository.session_locks(session, _lock_keys(client, patient))
+    )
     if patient is None:
         outcome = "unknown"
     elif locked:

@@ -31,7 +31,7 @@ class PatientCreate(Request):
     unidentified: bool = False
     id_number: str | None = Field(default=None, max_length=32, examples=["11010519491231002X"])
     name: str | None = Field(default=None, min_length=1, max_length=100, examples=["张三"])
-    phone: str | None = Field(default=None, pattern=r"^\+?\d{6,15}$", examples=["13800138000"])
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9]{6,15}$", examples=["13800138000"])
     birth_date: date | None = Field(
         default=None, description="Taken from the identity number when there is one (must then agree)"
     )
@@ -114,7 +114,7 @@ class SlipProof(Request):
     method: Literal["slip"]
     slip_code: str = Field(min_length=1, max_length=32)
     birth_date: date | None = None
-    phone_last4: str | None = Field(default=None, pattern=r"^\d{4}$")
+    phone_last4: str | None = Field(default=None, pattern=r"^[0-9]{4}$")
 
     @model_validator(mode="after")
     def _one_second_factor(self) -> Self:
@@ -128,7 +128,7 @@ class CodeProof(Request):
 
     method: Literal["otp"]
     id_number: IdNumberText
-    otp: str = Field(pattern=r"^\d{6}$")
+    otp: str = Field(pattern=r"^[0-9]{6}$")
 
 
 class ProofCheck(Request):

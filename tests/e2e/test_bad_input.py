@@ -118,3 +118,28 @@ def test_a_404_never_repeats_the_identity_number_or_name_it_was_looked_up_by(gat
         headers={"Idempotency-Key": str(uuid.uuid4())},
     )
     assert assert_problem(payment, 404)["missing_positions"] == [0, 1]
+
+
+def _in_other_digits(text: str, zero: str) -> str:
+    return "".join(chr(ord(zero) + int(ch)) if ch.isdigit() else ch for ch in text)
+
+
+def test_an_identity_number_in_other_digits_is_422_not_a_second_patient(gateway: Gateway) -> None:
+    """Arabic-Indic (٠) or full-width (０) digits are digits to Python and to `\\d`: the same person
+    could be registered again beside the 409, and a phone or code typed so would be taken."""
+    number = random_id_number()
+    ok(gateway.his.post("/v1/patients", json={"id_number": number, "name": "赵六"}), 201)
+    for zero in ("\u0660", "\uff10"):
+        twin = _in_other_digits(number[:17], zero) + number[17]  # the check character stays ASCII
+        body = assert_problem(gateway.his.post("/v1/patients", json={"id_number": twin, "name": "赵六"}), 422)
+        assert twin not in str(body)
+        phone = {
+            "id_number": random_id_number(),
+            "name": "赵六",
+            "phone": _in_other_digits("13800138000", zero),
+        }
+        assert_problem(gateway.his.post("/v1/patients", json=phone), 422)
+        otp = {"id_number": number, "otp": _in_other_digits("123456", zero)}
+        assert_problem(gateway.app.post("/v1/patient-sessions", json=otp), 422)
+        challenge = {"id_number": twin}
+        assert_problem(gateway.app.post("/v1/patient-sessions/challenges", json=challenge), 422)

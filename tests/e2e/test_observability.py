@@ -131,6 +131,12 @@ def test_a_request_id_carrying_personal_data_is_replaced_at_every_hop(
 ) -> None:
     id_number = random_id_number()
     sent = [id_number.encode(), f"trace-{id_number}".encode(), "追踪-编号".encode(), b"r" * 10_240]
+    # ... and the same numbers cut up by the separators an id may hold
+    sent += [
+        f"{id_number[:6]}-{id_number[6:14]}.{id_number[14:]}".encode(),
+        b"138-0013-8000",
+        b"t:13800138000",
+    ]
     minted = []
     for value in sent:
         response = gateway.his.get(f"/v1/patients/{uuid.uuid4()}", headers=[(b"x-request-id", value)])

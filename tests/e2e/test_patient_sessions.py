@@ -6,6 +6,7 @@ clients that other tests share are never locked.
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -202,3 +203,33 @@ def test_no_code_identity_number_or_phone_in_the_audit_or_the_logs(
     for secret in (p["slip_code"], p["id_number"], p["phone"]):
         assert secret not in trail.text and secret not in logs
     assert_problem(gateway.kiosk.get("/v1/audit/session-attempts"), 403)
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b'["slip_code"]', "application/json"),
+        (b'"AAAA2222"', "application/json"),
+        (b"7", "application/json"),
+        (b"null", "application/json"),
+        (b'{"slip_code": "AAAA2222", "birth_date": "1970-01-01"}', "text/plain"),
+    ],
+)
+def test_a_body_that_is_not_an_object_is_422_not_500(
+    gateway: Gateway, content: bytes, content_type: str
+) -> None:
+    for client in (gateway.kiosk, gateway.app):
+        answer = client.post(SESSIONS, content=content, headers={"content-type": content_type})
+        assert_problem(answer, 422)
+
+
+def test_one_code_sent_at_once_from_many_requests_opens_one_session(
+    gateway: Gateway, devices: dict[str, httpx.Client]
+) -> None:
+    app = devices["app"]
+    p = patient_with_visit(gateway)
+    body = {"id_number": p["id_number"], "otp": one_time_code(gateway, app, p["id_number"], p["id"])}
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: app.post(SESSIONS, json=body), range(6)))
+    assert sorted(a.status_code for a in answers) == [201] + [403] * 5
+    assert outcomes(gateway, patient_id=p["id"]).count("ok") == 1
