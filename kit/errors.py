@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kit.requestid import current_request_id
+from kit.requestid import REQUEST_ID_SCOPE_KEY, current_request_id
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://patientflow.dev/problems/"
@@ -134,10 +134,16 @@ async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(body, dict(exc.headers or {}))
 
 
-async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error", exc_info=exc)
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette calls this outside every middleware, so the request id comes from the scope.
+    request_id: str | None = request.scope.get(REQUEST_ID_SCOPE_KEY)
+    logger.exception("unhandled error (request %s)", request_id, exc_info=exc)
     body = problem(500, "Internal server error", "An unexpected error occurred.", slug="internal-error")
-    return problem_response(body)
+    headers = {}
+    if request_id:
+        body["instance"] = f"urn:request:{request_id}"
+        headers["x-request-id"] = request_id
+    return problem_response(body, headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

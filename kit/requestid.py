@@ -47,6 +47,9 @@ def set_request_id(value: str | None) -> None:
     _request_id.set(value)
 
 
+REQUEST_ID_SCOPE_KEY = "patientflow.request_id"
+
+
 class RequestIdMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware cost): adopt a safe incoming id or mint one."""
 
@@ -60,6 +63,8 @@ class RequestIdMiddleware:
         incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
         request_id = incoming if is_safe_request_id(incoming) else new_request_id()
         token = _request_id.set(request_id)
+        # The 500 handler runs outside this middleware, after the id is reset: it finds it here.
+        scope[REQUEST_ID_SCOPE_KEY] = request_id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

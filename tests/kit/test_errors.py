@@ -88,6 +88,14 @@ def test_unexpected_error_is_500_problem_without_internals() -> None:
     assert "secret internals" not in response.text
 
 
+def test_unexpected_error_carries_the_request_id_for_support() -> None:
+    response = client.get("/crash", headers={"x-request-id": "req-500"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["instance"] == "urn:request:req-500"
+    assert response.headers["x-request-id"] == "req-500"
+
+
 @pytest.mark.parametrize(
     "sent",
     [
