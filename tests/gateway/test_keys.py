@@ -26,7 +26,7 @@ STRONG_SECRET = "a-long-random-production-secret-0123456789"
 @pytest.fixture(autouse=True)
 def _keep_test_logging(monkeypatch: pytest.MonkeyPatch) -> None:
     """A production app configures root logging; keep pytest's handlers in place."""
-    monkeypatch.setattr("gateway.app.configure_logging", lambda *_args, **_kwargs: None)
+    monkeypatch.setattr("gateway.app.configure_process_logging", lambda *_args, **_kwargs: None)
 
 
 def production_settings(keys_file: Path | None, secret: str = STRONG_SECRET) -> GatewaySettings:
