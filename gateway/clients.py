@@ -9,7 +9,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -69,7 +69,8 @@ class ClientCreate(BaseModel):
     def _in_the_future(cls, expires_at: datetime | None) -> datetime | None:
         if expires_at is not None and expires_at <= utcnow():
             raise ValueError("must be in the future")
-        return expires_at
+        # In UTC, as the database hands it back: the create answer says what rotate and list say.
+        return expires_at.astimezone(UTC) if expires_at is not None else None
 
 
 class KeyRotation(BaseModel):

@@ -19,7 +19,7 @@ from kit.config import DEV_INTERNAL_SECRET
 from kit.database import Database
 from kit.errors import ProblemError
 from kit.migrations import make_revision
-from patientflow.devkeys import read_dev_internal_secret
+from patientflow.devkeys import read_dev_internal_secret, read_dev_url
 from patientflow.supervisor import ServiceFailed, System, die_with_parent
 from patientflow.topology import COMPONENTS, SERVICES
 
@@ -97,6 +97,9 @@ def keys(args: argparse.Namespace) -> int:
         # No secret configured: use the one a running `patientflow up` keeps in the data directory.
         found = read_dev_internal_secret(settings.data_dir)
         settings.internal_secret = found or settings.internal_secret
+    if settings.environment == "development" and "events_url" not in settings.model_fields_set:
+        # No hub configured: the one the last `patientflow up` here started (after `--base-port` too).
+        settings.events_url = read_dev_url(settings.data_dir, "events") or settings.events_url
     database = clients.open_database(settings)
     try:
         if args.keys_command == "revoke" and not args.keep_subscriptions:

@@ -87,3 +87,21 @@ def read_dev_internal_secret(data_dir: Path) -> str | None:
     path = data_dir / DEV_INTERNAL_SECRET_FILE
     secret = path.read_text().strip() if path.is_file() else ""
     return secret or None
+
+
+DEV_URLS_FILE = "dev-urls.json"
+
+
+def write_dev_urls(data_dir: Path, urls: dict[str, str]) -> None:
+    """Where each process of this data directory's `patientflow up` listens (`--base-port` moves them), so
+    the CLI beside it (`patientflow keys revoke`) finds the running event hub without being told."""
+    (data_dir / DEV_URLS_FILE).write_text(json.dumps(urls, indent=2))
+
+
+def read_dev_url(data_dir: Path, name: str) -> str | None:
+    """The URL the last `patientflow up` in `data_dir` gave `name`, if it recorded one."""
+    try:
+        url = json.loads((data_dir / DEV_URLS_FILE).read_text()).get(name)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return url if isinstance(url, str) and url else None

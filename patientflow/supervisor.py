@@ -29,7 +29,7 @@ from types import TracebackType
 
 import httpx
 
-from patientflow.devkeys import ensure_dev_internal_secret, ensure_dev_keys
+from patientflow.devkeys import ensure_dev_internal_secret, ensure_dev_keys, write_dev_urls
 from patientflow.topology import COMPONENTS
 
 READY_TIMEOUT_SECONDS = 60.0
@@ -217,11 +217,13 @@ class System:
         if taken:
             raise PortTaken(
                 f"port{'s' if len(taken) > 1 else ''} already in use: {', '.join(taken)}. Is another "
-                "patientflow still running? Stop it, or choose other ports (patientflow up --base-port)."
+                "patientflow still running? Stop it, or move every port: ./run up --base-port N (the "
+                f"gateway on N, the others on the next {len(COMPONENTS) - 1})."
             )
 
     def start(self) -> "System":
         self.check_ports()
+        write_dev_urls(self.data_dir, {c.name: self.url(c.name) for c in COMPONENTS})
         try:
             for component in COMPONENTS:
                 self.start_service(component.name)

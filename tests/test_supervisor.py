@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from patientflow.devkeys import ensure_dev_internal_secret, read_dev_internal_secret
+from patientflow.devkeys import ensure_dev_internal_secret, read_dev_internal_secret, read_dev_url
 from patientflow.supervisor import PortTaken, RestartPolicy, System, free_port
 from patientflow.topology import COMPONENTS
 from tests.e2e.clients import eventually
@@ -137,6 +137,16 @@ def test_start_refuses_a_taken_port_before_spawning_anything(
             system.start()
     assert f"{system.ports['billing']} (billing)" in str(refused.value)
     assert launched == []
+
+
+def test_start_records_where_each_process_listens_for_the_cli(
+    system: System, launched: list[FakeProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(System, "_wait_ready", lambda self, name: None)
+    assert read_dev_url(system.data_dir, "events") is None
+    system.start()
+    assert read_dev_url(system.data_dir, "events") == system.url("events")
+    assert read_dev_url(system.data_dir, "gateway") == system.url("gateway")
 
 
 def test_the_development_secret_is_kept_private_in_the_data_directory(

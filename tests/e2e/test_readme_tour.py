@@ -3,11 +3,12 @@
 Only what differs from a developer's fresh machine is changed: the gateway URL the tour sets (`GW=`)
 points at the test system's port; the tour runs in a folder whose `data` (where `./run up` keeps the
 keys) and `.venv` are the test system's and the repository's; the command-line block gets the database
-and event hub the test system uses; and the tour's identity numbers are replaced by fresh ones (the
-shared test system may hold the README's example patients already: other tests post the API's
-examples). Bash runs with `-euo pipefail`, so every command must exit 0, and every curl in the tour uses
-`--fail-with-body`, so every answer must be a 2xx. A failure names the block. When a block of the tour
-changes, this test needs no change unless the tour needs a new variable from the environment.
+the test system uses (not the event hub's moved port: the CLI finds it in `data`, as after
+`./run up --base-port`); and the tour's identity numbers are replaced by fresh ones (the shared test
+system may hold the README's example patients already: other tests post the API's examples). Bash runs
+with `-euo pipefail`, so every command must exit 0, and every curl in the tour uses `--fail-with-body`,
+so every answer must be a 2xx. A failure names the block. When a block of the tour changes, this test
+needs no change unless the tour needs a new variable from the environment.
 """
 
 import os
@@ -22,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TOUR_HEADING = "## A tour of the API"
 README_GATEWAY = "GW=http://127.0.0.1:8000"
 # What `./run up` or the developer's shell would provide that the test system has elsewhere.
+# Not the event hub's URL: the CLI finds it in the data directory, as after `./run up --base-port N`.
 SYSTEM_ENV = (
     "PATIENTFLOW_DATABASE_URL",
     "PATIENTFLOW_SCHEMA_PREFIX",
-    "GATEWAY_EVENTS_URL",
 )
 PREAMBLE = """set -euo pipefail
 trap 'echo "tour failed in block $BLOCK at line $LINENO: $BASH_COMMAND" >&2' ERR
@@ -63,7 +64,8 @@ def test_the_readme_tour_runs_as_written(system: System, tmp_path: Path) -> None
         script = script.replace(id_number, random_id_number())
     (tmp_path / "data").symlink_to(system.data_dir)
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
-    env = os.environ | {name: system.env[name] for name in SYSTEM_ENV if name in system.env}
+    env = {name: value for name, value in os.environ.items() if name != "GATEWAY_EVENTS_URL"}
+    env |= {name: system.env[name] for name in SYSTEM_ENV if name in system.env}
     result = subprocess.run(
         ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )

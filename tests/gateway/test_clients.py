@@ -100,6 +100,15 @@ def test_bad_client_definitions_are_422(admin: httpx.Client, body: dict[str, Any
     assert_problem(response, 422)
 
 
+def test_an_expiry_is_answered_in_utc_whatever_offset_it_was_sent_with(admin: httpx.Client) -> None:
+    created = create(admin, expires_at="2999-12-31T00:00:00+08:00")
+    rotated = admin.post(f"{ADMIN}/{created['name']}/rotate")
+    assert rotated.status_code == 200, rotated.text
+    listed = admin.get(f"{ADMIN}/{created['name']}")
+    assert created["expires_at"] == rotated.json()["expires_at"] == listed.json()["expires_at"]
+    assert created["expires_at"] == "2999-12-30T16:00:00Z"
+
+
 def test_a_taken_name_is_409_and_unknown_names_are_404(admin: httpx.Client, echo: EchoUpstream) -> None:
     created = create(admin)
     body = assert_problem(admin.post(ADMIN, json={"name": created["name"], "kind": "his"}), 409)
