@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -25,9 +25,30 @@ from kit.params import CursorQuery, page_size
 
 TEST_SECRET = "test-internal-secret-not-for-production"
 S = TypeVar("S", bound=ServiceSettings)
+T = TypeVar("T")
 
 
 STARTUP_DEADLINE_SECONDS = 30.0
+
+
+def eventually(
+    probe: Callable[[], T | None],
+    *,
+    what: str,
+    deadline_seconds: float = 30.0,
+    interval_seconds: float = 0.05,
+) -> T:
+    """Poll until `probe` returns something truthy: the one wait for an asynchronous condition in tests
+    (a feed read, a cache refresh, an event delivered). The deadline only keeps a broken test from hanging.
+    """
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval_seconds)
 
 
 def database_url_under_test() -> str | None:

@@ -28,6 +28,7 @@ from jsonschema.exceptions import ValidationError
 
 from kit import testing
 from kit.outbox import EVENT_VERSION
+from kit.testing import eventually
 from services.billing.app import create_app as create_billing_app
 from services.billing.config import BillingSettings
 from services.billing.models import BillingTable
@@ -259,12 +260,7 @@ def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
 
 
 def _wait_for(probe: Any, what: str) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not (result := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-    return result
+    return eventually(probe, what=what, deadline_seconds=WAIT_SECONDS)
 
 
 def _feed(client: httpx.Client) -> list[dict[str, Any]]:

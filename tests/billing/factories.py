@@ -1,6 +1,5 @@
 """Plain helpers for billing tests: patients and visits in registration, charges and payments in billing."""
 
-import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -11,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from kit.database import Database
 from kit.feed import FeedConsumer
-from kit.testing import feed_headers
+from kit.testing import eventually, feed_headers
 from services.billing.models import VisitAccount
 
 T = TypeVar("T")
@@ -26,14 +25,7 @@ POLL_DEADLINE_SECONDS = 20.0
 
 def wait_for(probe: Callable[[], T | None], what: str) -> T:
     """Poll until `probe` returns something truthy; the deadline only guards against a hang."""
-    deadline = time.monotonic() + POLL_DEADLINE_SECONDS
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    return eventually(probe, what=what, deadline_seconds=POLL_DEADLINE_SECONDS, interval_seconds=0.02)
 
 
 def register_patient(registration: httpx.Client, **overrides: Any) -> dict[str, Any]:

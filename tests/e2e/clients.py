@@ -3,14 +3,13 @@
 import json
 import random
 import re
-import time
 import uuid
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
+from kit.testing import eventually
 from patientflow.supervisor import System
 
 T = TypeVar("T")
@@ -27,18 +26,6 @@ def random_id_number() -> str:
 def unique_department() -> str:
     """A department of one's own, so tests sharing the system never call each other's patients."""
     return f"dept-{uuid.uuid4().hex[:8]}"
-
-
-def eventually(probe: Callable[[], T | None], *, what: str, deadline_seconds: float = 30.0) -> T:
-    """Poll until `probe` returns something truthy (events travel between services asynchronously)."""
-    deadline = time.monotonic() + deadline_seconds
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Gateway:

@@ -1,7 +1,6 @@
 """API clients through the admin API and the `patientflow keys` command, against a running gateway."""
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -22,6 +21,7 @@ from gateway.models import ApiClientRow
 from kit.auth import verify_internal_token
 from kit.clock import utcnow
 from kit.testing import TEST_SECRET
+from kit.testing import eventually as kit_eventually  # this module's `eventually` takes `what` positionally
 from patientflow.cli import main as cli
 from tests.gateway.factories import bearer, gateway_database, gateway_settings
 from tests.gateway.servers import EchoUpstream, closed_port_url, serve
@@ -36,11 +36,7 @@ def unique_name() -> str:
 
 def eventually(probe: Callable[[], bool], what: str) -> None:
     """Poll until `probe` holds: changes made outside the gateway reach it at its next cache refresh."""
-    deadline = time.monotonic() + 15
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    kit_eventually(probe, what=what, deadline_seconds=15)
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """A visit billing has settled says so in registration: it reads billing's `visit.settled`."""
 
-import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -8,7 +7,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from kit.clock import utcnow
-from kit.testing import FakeFeed
+from kit.testing import FakeFeed, eventually
 from tests.registration.factories import create_patient, create_visit
 
 
@@ -30,11 +29,11 @@ def visit_settled(visit: dict[str, Any]) -> dict[str, Any]:
 
 
 def wait_for_status(client: TestClient, visit_id: str, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while (visit := client.get(f"/visits/{visit_id}").json())["status"] != status:
-        assert time.monotonic() < deadline, f"visit {visit_id} never became {status}: {visit}"
-        time.sleep(0.02)
-    return visit
+    def visit_in_status() -> dict[str, Any] | None:
+        visit: dict[str, Any] = client.get(f"/visits/{visit_id}").json()
+        return visit if visit["status"] == status else None
+
+    return eventually(visit_in_status, what=f"visit {visit_id} to become {status}", interval_seconds=0.02)
 
 
 def test_a_visit_settled_in_billing_is_settled_here(client: TestClient, billing_feed: FakeFeed) -> None:

@@ -1,6 +1,5 @@
 """Plain factory functions for results tests: patients and visits on the live registration, orders here."""
 
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -8,7 +7,7 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from kit.testing import feed_headers
+from kit.testing import eventually, feed_headers
 from tests.registration.factories import VALID_ID_NUMBERS
 
 CBC = "250101015"  # 血细胞分析(全血细胞计数+五分类)
@@ -94,8 +93,4 @@ def events(client: TestClient, event_type: str | None = None) -> list[dict[str, 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
     """Poll until a feed consumer has caught up; the bound only keeps a broken test from hanging."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
+    eventually(condition, what=what, deadline_seconds=WAIT_SECONDS, interval_seconds=0.02)
