@@ -6,6 +6,7 @@ passes through unchanged; routes flagged `stream` (server-sent events) are relay
 """
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -136,14 +137,28 @@ class Proxy:
         if rate is not None:
             self.limiter.check((principal.name, route_key), rate, route_burst(rate), what=route_key)
 
-    async def _registration_get(self, path: str) -> dict[str, Any] | None:
-        """A registration record for binding a request to a patient; None when there is none (404)."""
+    async def call_registration(
+        self, method: str, path: str, *, tokens: TokenSource, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """A call of the gateway's own to registration (look-ups, patient-session proofs), as `tokens`
+        names it. A GET may be retried; a POST is sent once (a proof tried twice would count twice)."""
         headers = [
-            (b"authorization", self._lookup_tokens.header("registration").encode("latin-1")),
+            (b"authorization", tokens.header("registration").encode("latin-1")),
             (b"x-request-id", (current_request_id() or "").encode("latin-1")),
             (b"accept", b"application/json"),
         ]
-        upstream = await self.upstreams.send("registration", "GET", path, headers=headers)
+        content = None
+        if body is not None:
+            headers.append((b"content-type", b"application/json"))
+            content = json.dumps(body).encode()
+        response: httpx.Response = await self.upstreams.send(
+            "registration", method, path, headers=headers, content=content
+        )
+        return response
+
+    async def _registration_get(self, path: str) -> dict[str, Any] | None:
+        """A registration record for binding a request to a patient; None when there is none (404)."""
+        upstream = await self.call_registration("GET", path, tokens=self._lookup_tokens)
         if upstream.status_code == 404:
             return None
         if upstream.status_code != 200:

@@ -8,7 +8,6 @@ it checks the proof (and counts wrong tries per patient and per device); the gat
 patient was wrong, or a lock was in force.
 """
 
-import json
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Self
@@ -22,7 +21,6 @@ from gateway.models import PATIENT_BOUND_KINDS
 from gateway.patients import PatientSessionForbidden, mint_patient_token
 from kit.auth import TokenSource, service_subject
 from kit.errors import BadGateway, Forbidden, UnprocessableContent, problem_responses
-from kit.requestid import current_request_id
 
 # Registration's scope for proof checks: no route of the table needs it, so no client key holds it.
 PROOF_SCOPE = "registration:patient-proof"
@@ -118,21 +116,10 @@ def _proof_tokens(secret: str) -> TokenSource:
 
 
 async def _ask_registration(request: Request, path: str, body: dict[str, Any]) -> httpx.Response:
-    """POST to registration as the gateway itself; never retried (a retry would count a try twice)."""
+    """POST to registration as the gateway itself, with the proof scope only the gateway holds."""
     proxy = request.app.state.proxy
-    headers = [
-        (
-            b"authorization",
-            _proof_tokens(proxy.settings.internal_secret).header("registration").encode("latin-1"),
-        ),
-        (b"x-request-id", (current_request_id() or "").encode("latin-1")),
-        (b"content-type", b"application/json"),
-        (b"accept", b"application/json"),
-    ]
-    content = json.dumps(body).encode()
-    response: httpx.Response = await proxy.upstreams.send(
-        "registration", "POST", path, headers=headers, content=content
-    )
+    tokens = _proof_tokens(proxy.settings.internal_secret)
+    response: httpx.Response = await proxy.call_registration("POST", path, tokens=tokens, body=body)
     return response
 
 
