@@ -35,7 +35,8 @@ async def consume(stream: str, subjects: str, expected: int) -> list[dict[str, A
         for _ in range(50):
             try:
                 batch = await consumer.fetch(100, timeout=0.2)
-            except nats.errors.TimeoutError:
+            # No message yet: nats' TimeoutError, or asyncio's when the pull's deadline ran out first.
+            except TimeoutError:
                 if len(messages) >= expected:
                     break
                 continue
