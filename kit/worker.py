@@ -6,6 +6,7 @@ stretches; a thread each keeps that off the request event loop. Subclasses write
 """
 
 import threading
+from dataclasses import dataclass
 
 
 class ThreadWorker:
@@ -33,3 +34,26 @@ class ThreadWorker:
 
     def run(self) -> None:
         raise NotImplementedError
+
+
+@dataclass(slots=True)
+class Backoff:
+    """The wait between tries of a loop that reads something which may be down: doubles up to `limit`
+    on each failure, back to `initial` after a success. The one backoff every worker uses."""
+
+    initial: float
+    limit: float = 5.0
+    current: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.current = self.initial
+
+    def succeeded(self) -> float:
+        """The wait after a success (the initial one)."""
+        self.current = self.initial
+        return self.current
+
+    def failed(self) -> float:
+        """The wait after a failure: twice the last one, at most `limit`."""
+        self.current = min(max(self.current, self.initial, 0.001) * 2, self.limit)
+        return self.current
