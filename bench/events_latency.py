@@ -34,7 +34,7 @@ from bench.common import (
     system_env,
     write_results,
 )
-from bench.compare import THIS_TREE, TreeSystem, build_systems, start_all
+from bench.compare import THIS_TREE, TreeSystem, build_systems, side_by_side, start_all
 from kit.auth import mint_internal_token
 from patientflow.supervisor import System, free_port
 from patientflow.topology import COMPONENTS
@@ -90,7 +90,8 @@ async def produce(
 
 async def measure(system: RunningSystem, rate: float, seconds: float) -> dict[str, Any]:
     secret = system.env["PATIENTFLOW_INTERNAL_SECRET"]
-    token = mint_internal_token(secret, "bench", {"events:read"}, audience="events")
+    # A reader sees the events of the sources whose read scope it holds (patient.registered: registration).
+    token = mint_internal_token(secret, "bench", {"events:read", "registration:read"}, audience="events")
     streams = {
         "via gateway": (
             f"{system.url('gateway')}/v1/events/stream?type={EVENT_TYPE}",
@@ -157,8 +158,17 @@ def compare_trees(args: argparse.Namespace, env: dict[str, str]) -> int:
     with ExitStack() as stack:
         start_all(stack, systems, frozen=True)
         results = uvloop.run(measure_each(systems, args.rate, args.seconds))
-    for system, result in zip(systems, results, strict=True):
-        print(f"### {system.label}\n\n{report(result)}\n")
+    figures = [
+        {
+            f"{stream}: {figure}": float(found[key])
+            for stream, found in result.items()
+            if isinstance(found, dict)
+            for figure, key in (("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"), ("missing", "missing"))
+        }
+        for result in results
+    ]
+    print(f"## Committed → SSE received ({args.rate:g} events/s for {args.seconds:g} s, side by side)\n")
+    print(side_by_side([system.label for system in systems], figures))
     path = write_results(
         "events_latency",
         {
