@@ -46,6 +46,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT_SECONDS = 240.0  # six processes and their migrations, on a loaded machine
 STOP_TIMEOUT_SECONDS = 90.0
 SUPERVISOR = "supervisor"  # the `patientflow up` process itself
+POSTGRESQL = "postgresql server (all its backends)"
 # Printed by `patientflow up` of every tree since the supervisor exists, once all six answer /readyz.
 UP_MARKER = "patientflow is up"
 # Run by the tree's interpreter outside the tree: where its code comes from, and its service order.
@@ -64,6 +65,7 @@ def log(message: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class ProcessStat:
+    command: str  # the executable's name, as `ps -o comm` shows it
     ppid: int
     cpu_ticks: int  # utime + stime, summed over the process's threads
 
@@ -71,8 +73,10 @@ class ProcessStat:
 def parse_stat(text: str) -> ProcessStat:
     """One /proc/<pid>/stat line. The command name (field 2) is in parentheses and may itself hold
     spaces and parentheses, so the fields are counted from the last ')'."""
-    fields = text[text.rindex(")") + 2 :].split()  # fields[0] is field 3, "state"
-    return ProcessStat(ppid=int(fields[1]), cpu_ticks=int(fields[11]) + int(fields[12]))  # 4; 14 + 15
+    end = text.rindex(")")
+    fields = text[end + 2 :].split()  # fields[0] is field 3, "state"
+    command = text[text.index("(") + 1 : end]
+    return ProcessStat(command, ppid=int(fields[1]), cpu_ticks=int(fields[11]) + int(fields[12]))  # 4; 14+15
 
 
 def component_of(argv: Sequence[str]) -> str | None:
@@ -115,8 +119,7 @@ def cpu_seconds(before: Snapshot, after: Snapshot, ticks_per_second: int = CLOCK
     return dict(used)
 
 
-def snapshot(root: int) -> Snapshot:
-    """The CPU ticks of `root` and every process below it, by component."""
+def all_processes() -> dict[int, ProcessStat]:
     stats: dict[int, ProcessStat] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -124,6 +127,12 @@ def snapshot(root: int) -> Snapshot:
                 stats[int(entry)] = parse_stat(Path(f"/proc/{entry}/stat").read_text())
             except (OSError, ValueError):
                 continue  # ended while we looked
+    return stats
+
+
+def snapshot(root: int) -> Snapshot:
+    """The CPU ticks of `root` and every process below it, by component."""
+    stats = all_processes()
     if root not in stats:
         return {}
     parents = {pid: stat.ppid for pid, stat in stats.items()}
@@ -134,6 +143,11 @@ def snapshot(root: int) -> Snapshot:
         except OSError:
             continue
     return {pid: (name, stats[pid].cpu_ticks) for pid, name in name_processes(root, parents, argvs).items()}
+
+
+def server_snapshot(command: str, name: str) -> Snapshot:
+    """The CPU ticks of every process running `command` (a database server's backends), as `name`."""
+    return {pid: (name, stat.cpu_ticks) for pid, stat in all_processes().items() if stat.command == command}
 
 
 # --- one tree's system ----------------------------------------------------------------------------
@@ -259,7 +273,14 @@ class TreeSystem:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def snapshot(self) -> Snapshot:
+        """This system's own processes (the ones freeze and stop signal)."""
         return snapshot(self.process.pid) if self.process else {}
+
+    def measured_snapshot(self) -> Snapshot:
+        """Its processes and, on a local PostgreSQL, the whole server's: every backend, whoever's. While
+        the other systems are frozen, on a quiet machine that is this system's database work."""
+        local = self.database_url and any(h in self.database_url for h in ("@127.0.0.1", "@localhost"))
+        return self.snapshot() | (server_snapshot("postgres", POSTGRESQL) if local else {})
 
     def _signal_all(self, signum: signal.Signals) -> None:
         send_signal(self.snapshot(), signum)
@@ -392,7 +413,9 @@ def journey_figures(runs: JourneyRuns) -> dict[str, float]:
         "request p99 ms": percentile(requests, 0.99) * 1000,
         "charge seen p50 ms": percentile(waits["charge_seen"], 0.50) * 1000,
         "order released p50 ms": percentile(waits["order_released"], 0.50) * 1000,
-        "CPU ms per journey, all processes": per_journey_ms(sum(runs.cpu.values())),
+        "CPU ms per journey, the system's processes": per_journey_ms(
+            sum(seconds for name, seconds in runs.cpu.items() if name != POSTGRESQL)
+        ),
     }
     for name in component_order(runs.cpu):
         figures[f"CPU ms per journey, {name}"] = per_journey_ms(runs.cpu[name])
@@ -404,9 +427,9 @@ async def measure_round(runs: JourneyRuns, args: argparse.Namespace) -> None:
     runs.system.thaw()
     await asyncio.sleep(args.settle_seconds)  # let long polls and timers that fired while frozen run out
     journeys_before = len(runs.stats.journeys)
-    cpu_before, client_before = runs.system.snapshot(), time.process_time()
+    cpu_before, client_before = runs.system.measured_snapshot(), time.process_time()
     elapsed = await drive_journeys(runs.system, args.clients, args.seconds, runs.stats)
-    runs.cpu.update(cpu_seconds(cpu_before, runs.system.snapshot()))
+    runs.cpu.update(cpu_seconds(cpu_before, runs.system.measured_snapshot()))
     runs.client_cpu += time.process_time() - client_before
     runs.system.freeze()
     runs.seconds += elapsed

@@ -22,7 +22,7 @@ STAT = (
 
 
 def test_parse_stat_counts_fields_after_the_last_parenthesis() -> None:
-    assert parse_stat(STAT) == ProcessStat(ppid=4200, cpu_ticks=1234 + 567)
+    assert parse_stat(STAT) == ProcessStat("python (x) y", ppid=4200, cpu_ticks=1234 + 567)
 
 
 def test_component_of_reads_both_command_line_forms() -> None:
