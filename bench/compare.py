@@ -354,14 +354,15 @@ def alternating(items: Sequence[Any], rounds: int) -> list[tuple[int, Any]]:
 def fmt(value: float) -> str:
     if math.isnan(value):
         return "—"
-    if value == 0:
-        return "0"
+    if value.is_integer() and abs(value) < 1e6:
+        return f"{value:.0f}"  # a count
     decimals = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2 if abs(value) >= 1 else 3
     return f"{value:.{decimals}f}"
 
 
 def side_by_side(labels: Sequence[str], figures: Sequence[dict[str, float]]) -> str:
-    """A markdown table: a row per figure, a column per system, then each system's ratio to the first."""
+    """A markdown table: a row per figure, a column per system, then each system's ratio to the first
+    (none to or from zero: those are counts, like failed journeys)."""
     names = list(dict.fromkeys(name for figure in figures for name in figure))
     header = ["figure", *labels, *(f"{label} ÷ {labels[0]}" for label in labels[1:])]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -369,9 +370,7 @@ def side_by_side(labels: Sequence[str], figures: Sequence[dict[str, float]]) -> 
         values = [figure.get(name, math.nan) for figure in figures]
         reference = values[0]
         ratios = [
-            "—"
-            if not reference or math.isnan(reference) or math.isnan(value)
-            else f"{value / reference:.2f}×"
+            f"{value / reference:.2f}×" if reference and value and not math.isnan(value / reference) else "—"
             for value in values[1:]
         ]
         lines.append("| " + " | ".join([name, *(fmt(v) for v in values), *ratios]) + " |")

@@ -72,13 +72,17 @@ def test_idle_cores_divide_cpu_by_the_wall_window() -> None:
 def test_side_by_side_gives_each_system_its_ratio_to_the_first() -> None:
     table = side_by_side(
         ["old", "new"],
-        [{"journeys/s": 12.0, "failed": 0.0}, {"journeys/s": 36.6, "failed": 0.0, "only new": 0.5}],
+        [
+            {"journeys/s": 12.2, "failed": 4.0, "cores": 0.2345},
+            {"journeys/s": 36.6, "failed": 0.0, "cores": 0.0412, "only new": 0.5},
+        ],
     )
     lines = table.splitlines()
     assert lines[0] == "| figure | old | new | new ÷ old |"
-    assert lines[2] == "| journeys/s | 12.0 | 36.6 | 3.05× |"
-    assert lines[3] == "| failed | 0 | 0 | — |"  # no ratio to zero
-    assert lines[4] == "| only new | — | 0.500 | — |"  # a figure only one system has
+    assert lines[2] == "| journeys/s | 12.2 | 36.6 | 3.00× |"
+    assert lines[3] == "| failed | 4 | 0 | — |"  # a count: no ratio to or from zero
+    assert lines[4] == "| cores | 0.234 | 0.041 | 0.18× |"
+    assert lines[5] == "| only new | — | 0.500 | — |"  # a figure only one system has
 
 
 def test_alternating_puts_each_system_first_as_often_as_last() -> None:
