@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -60,6 +60,16 @@ class Recorder:
 
     def request_count(self) -> int:
         return sum(len(values) for values in self.latencies.values())
+
+
+class RunningSystem(Protocol):
+    """What a benchmark needs of a started system: `patientflow.supervisor.System` in this process, or
+    `bench.compare.TreeSystem` (another tree's `patientflow up`)."""
+
+    api_keys: dict[str, str]  # the development keys by client ("his-dev", "nurse-dev", …)
+    env: dict[str, str]  # holds PATIENTFLOW_INTERNAL_SECRET, for minting internal tokens
+
+    def url(self, name: str) -> str: ...
 
 
 # The gateway's rate limits stay on (their cost is part of what we measure) but far above any load here.

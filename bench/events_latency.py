@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import aiohttp
 import uvloop
 
 from bench.common import (
+    RunningSystem,
     drop_schemas,
     machine,
     markdown_table,
@@ -32,6 +34,7 @@ from bench.common import (
     system_env,
     write_results,
 )
+from bench.compare import THIS_TREE, TreeSystem, build_systems, side_by_side, start_all
 from kit.auth import mint_internal_token
 from patientflow.supervisor import System, free_port
 from patientflow.topology import COMPONENTS
@@ -85,9 +88,10 @@ async def produce(
     return committed
 
 
-async def measure(system: System, rate: float, seconds: float) -> dict[str, Any]:
+async def measure(system: RunningSystem, rate: float, seconds: float) -> dict[str, Any]:
     secret = system.env["PATIENTFLOW_INTERNAL_SECRET"]
-    token = mint_internal_token(secret, "bench", {"events:read"}, audience="events")
+    # A reader sees the events of the sources whose read scope it holds (patient.registered: registration).
+    token = mint_internal_token(secret, "bench", {"events:read", "registration:read"}, audience="events")
     streams = {
         "via gateway": (
             f"{system.url('gateway')}/v1/events/stream?type={EVENT_TYPE}",
@@ -136,6 +140,47 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
+async def measure_each(systems: list[TreeSystem], rate: float, seconds: float) -> list[dict[str, Any]]:
+    """`measure` on each system in turn, the others frozen (see `bench.compare`)."""
+    results = []
+    for system in systems:
+        log(f"{system.label}: registering {rate:g} patients/s for {seconds:g} s ...")
+        system.thaw()
+        await asyncio.sleep(1.0)  # let what fired while it was frozen run out
+        results.append(await measure(system, rate, seconds))
+        system.freeze()
+    return results
+
+
+def compare_trees(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """The same measurement on this tree's system and on each `--compare` tree's, in one run."""
+    systems = build_systems([*args.compare, THIS_TREE], [args.database_url or "sqlite"], env)
+    with ExitStack() as stack:
+        start_all(stack, systems, frozen=True)
+        results = uvloop.run(measure_each(systems, args.rate, args.seconds))
+    figures = [
+        {
+            f"{stream}: {figure}": float(found[key])
+            for stream, found in result.items()
+            if isinstance(found, dict)
+            for figure, key in (("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"), ("missing", "missing"))
+        }
+        for result in results
+    ]
+    print(f"## Committed → SSE received ({args.rate:g} events/s for {args.seconds:g} s, side by side)\n")
+    print(side_by_side([system.label for system in systems], figures))
+    path = write_results(
+        "events_latency",
+        {
+            "machine": machine(),
+            "args": vars(args) | {"compare": [str(tree) for tree in args.compare]},
+            "systems": [{"label": s.label, "result": r} for s, r in zip(systems, results, strict=True)],
+        },
+    )
+    log(f"written {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.events_latency", description=__doc__.split("\n")[0]
@@ -145,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-seconds", type=float, default=None, help="PATIENTFLOW_FEED_POLL_SECONDS")
     parser.add_argument("--margin-seconds", type=float, default=None, help="EVENTS_INGEST_MARGIN_SECONDS")
     parser.add_argument("--database-url", default=None, help="run on this server instead of SQLite")
+    parser.add_argument(
+        "--compare", action="append", default=[], metavar="TREE", type=Path,
+        help="also measure the system of this git worktree (its own .venv), side by side; repeatable",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     run_tag = uuid.uuid4().hex[:8]
     env = system_env(args.database_url, run_tag)
@@ -152,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         env["PATIENTFLOW_FEED_POLL_SECONDS"] = str(args.poll_seconds)
     if args.margin_seconds is not None:
         env["EVENTS_INGEST_MARGIN_SECONDS"] = str(args.margin_seconds)
+    if args.compare:
+        return compare_trees(args, env)
     with tempfile.TemporaryDirectory() as scratch:
         ports = {c.name: free_port() for c in COMPONENTS}
         try:

@@ -27,6 +27,7 @@ import uvloop
 
 from bench.common import (
     Recorder,
+    RunningSystem,
     drop_schemas,
     machine,
     markdown_table,
@@ -174,8 +175,9 @@ class GatewayCaller:
         raise StepFailed("register", 409, b"five identity numbers already on file")
 
 
-async def run_journeys(system: System, clients: int, seconds: float) -> dict[str, Any]:
-    stats = JourneyStats()
+async def drive_journeys(system: RunningSystem, clients: int, seconds: float, stats: JourneyStats) -> float:
+    """Run `clients` workstations' journeys for `seconds` (journeys under way finish), into `stats`;
+    returns the elapsed seconds. Each call queues in departments of its own."""
     run_tag = uuid.uuid4().hex[:6]
     connector = aiohttp.TCPConnector(limit=clients * 2)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
@@ -196,7 +198,11 @@ async def run_journeys(system: System, clients: int, seconds: float) -> dict[str
 
         started = time.perf_counter()
         await asyncio.gather(*(workstation(i) for i in range(clients)))
-        elapsed = time.perf_counter() - started
+        return time.perf_counter() - started
+
+
+def journeys_summary(stats: JourneyStats, clients: int, elapsed: float) -> dict[str, Any]:
+    """Throughput, latency per step and the two feed waits of the journeys in `stats`."""
     return {
         "clients": clients,
         "seconds": round(elapsed, 2),
@@ -212,6 +218,12 @@ async def run_journeys(system: System, clients: int, seconds: float) -> dict[str
         "unexpected": {f"{step} {status}": n for (step, status), n in stats.requests.failures.items()},
         "errors": stats.errors,
     }
+
+
+async def run_journeys(system: RunningSystem, clients: int, seconds: float) -> dict[str, Any]:
+    stats = JourneyStats()
+    elapsed = await drive_journeys(system, clients, seconds, stats)
+    return journeys_summary(stats, clients, elapsed)
 
 
 # --- part 2: one read, straight and through the gateway -------------------------------------------
