@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.admin import router as admin_router
-from gateway.clients import open_client_store
+from gateway.api_clients import open_api_client_store
 from gateway.config import GatewaySettings, get_settings
 from gateway.journey import journey_router
 from gateway.keys import KeyCache
@@ -34,15 +34,17 @@ PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_process_logging(settings)
-    keys = KeyCache(settings.internal_secret)  # filled from the clients table at start-up
+    keys = KeyCache(settings.internal_secret)  # filled from the API clients table at start-up
     upstreams = Upstreams(settings)
     proxy = Proxy(settings, keys, upstreams)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        clients = await anyio.to_thread.run_sync(open_client_store, settings, settings.api_keys_file, keys)
-        app.state.clients = clients
-        refresher = asyncio.create_task(clients.refresh_forever(settings.keys_refresh_seconds))
+        api_clients = await anyio.to_thread.run_sync(
+            open_api_client_store, settings, settings.api_keys_file, keys
+        )
+        app.state.api_clients = api_clients
+        refresher = asyncio.create_task(api_clients.refresh_forever(settings.keys_refresh_seconds))
         upstreams.open()
         try:
             yield
@@ -51,7 +53,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
-            await anyio.to_thread.run_sync(clients.close)
+            await anyio.to_thread.run_sync(api_clients.close)
 
     app = FastAPI(
         title="patientflow gateway",

@@ -73,7 +73,7 @@ class GatewaySettings(ServiceSettings):
     journey_part_timeout: float = Field(default=3.0, gt=0)
     wait_target_minutes: int = Field(default=10, ge=1)
 
-    # --- API clients, patient tokens and limits (gateway/clients.py, keys.py, patients.py, limits.py) ---
+    # --- API clients, patient tokens and limits (gateway/api_clients.py, keys.py, patients.py, limits.py) ---
     # How stale the in-memory key cache may get when another process (the CLI, a second gateway)
     # changes clients; changes made through this gateway's own admin API apply at once.
     keys_refresh_seconds: float = Field(default=2.0, gt=0)

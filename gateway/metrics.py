@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from gateway.keys import METRICS_SCOPE
+from gateway.routes import METRICS_SCOPE
 from kit.errors import ProblemError
 from kit.metrics import metrics_response
 
@@ -105,8 +105,8 @@ def metrics_endpoint(authenticate: Authenticate) -> Callable[[Request], Any]:
     """`GET /metrics` on the public port: an API key with `metrics:read`, unlike the services' open one."""
 
     async def read_metrics(request: Request) -> Response:
-        principal = await authenticate(request)
-        principal.require(METRICS_SCOPE)
+        caller = await authenticate(request)
+        caller.require(METRICS_SCOPE)
         return metrics_response()
 
     return read_metrics

@@ -26,8 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from gateway.examples import schema_example
-from gateway.keys import METRICS_SCOPE
-from gateway.routes import API_PREFIX, PATIENT_BINDING, GatewayRoute, RouteTable
+from gateway.routes import API_PREFIX, METRICS_SCOPE, PATIENT_BINDING, GatewayRoute, RouteTable
 from kit.auth import TokenSource, service_subject
 from kit.docs import install_docs
 from kit.errors import INVALID_PARAMETER, PROBLEM_BASE, PROBLEM_MEDIA_TYPE
@@ -344,12 +343,12 @@ class OpenApiDocument:
         self._rebuild_at = time.monotonic() + RETRY_SECONDS
 
     async def _fetch(self, service: str) -> Document | None:
-        client = self.upstreams.clients.get(service)
-        if client is None:
+        pool = self.upstreams.pools.get(service)
+        if pool is None:
             return None
         try:
             async with asyncio.timeout(FETCH_TIMEOUT_SECONDS):
-                response = await client.get(
+                response = await pool.get(
                     "/openapi.json", headers={"authorization": self.tokens.header(service)}
                 )
             response.raise_for_status()

@@ -20,14 +20,15 @@ from gateway.config import GatewaySettings
 from gateway.errors import (
     BadGateway,
     MethodNotAllowed,
+    PatientTokenMissing,
     PayloadTooLarge,
     RouteNotFound,
 )
-from gateway.keys import KeyCache, Principal, presented_key
+from gateway.keys import Caller, KeyCache, presented_key
 from gateway.limits import RateLimiter, check_page_size, route_burst
 from gateway.metrics import ROUTE_KEY
 from gateway.models import PATIENT_BOUND_KINDS
-from gateway.patients import PATIENT_TOKEN_HEADER, PatientBinding, PatientTokenMissing, verify_patient_token
+from gateway.patients import PATIENT_TOKEN_HEADER, PatientBinding, verify_patient_token
 from gateway.resilience import UpstreamError, root_cause
 from gateway.routes import API_PREFIX, RouteTable
 from gateway.upstreams import Upstreams
@@ -94,11 +95,11 @@ class Proxy:
         )
         self._upstream_urls = {name: url.rstrip("/") for name, url in settings.upstream_urls().items()}
 
-    async def authenticate(self, request: Request, *, act_for_patient: bool = True) -> Principal:
+    async def authenticate(self, request: Request, *, act_for_patient: bool = True) -> Caller:
         """Who is calling, counted against the client's rate limit; 401/403/429 problem otherwise.
 
         For routes the gateway serves itself (journey, metrics, admin); `forward` does the same. An app
-        or kiosk must send its patient token (`principal.patient` is then set), unless
+        or kiosk must send its patient token (`caller.patient` is then set), unless
         `act_for_patient` is False (starting a patient session). Check the scope with `require`.
         """
         headers = request.headers
@@ -116,26 +117,26 @@ class Proxy:
         patient_token: str | None,
         *,
         act_for_patient: bool = True,
-    ) -> Principal:
+    ) -> Caller:
         known = self.keys.identify(presented_key(authorization, api_key))
-        principal = known.principal
+        caller = known.caller
         settings = self.settings
         rate = known.rate_per_second or settings.rate_limit_per_second
         self.limiter.check(
-            (principal.name, ""), rate, known.rate_burst or settings.rate_burst, what="this client"
+            (caller.name, ""), rate, known.rate_burst or settings.rate_burst, what="this client"
         )
-        if not act_for_patient or principal.kind not in PATIENT_BOUND_KINDS:
-            return principal
+        if not act_for_patient or caller.kind not in PATIENT_BOUND_KINDS:
+            return caller
         if not patient_token:
             raise PatientTokenMissing()
-        patient = verify_patient_token(settings.internal_secret, patient_token, client=principal.name)
-        return self.keys.for_patient(principal, patient)
+        patient = verify_patient_token(settings.internal_secret, patient_token, client=caller.name)
+        return self.keys.for_patient(caller, patient)
 
-    def limit_route(self, principal: Principal, route_key: str) -> None:
+    def limit_route(self, caller: Caller, route_key: str) -> None:
         """Count a request against the client's bucket for one route, if that route has a limit."""
         rate = self.settings.route_rate_limits.get(route_key)
         if rate is not None:
-            self.limiter.check((principal.name, route_key), rate, route_burst(rate), what=route_key)
+            self.limiter.check((caller.name, route_key), rate, route_burst(rate), what=route_key)
 
     async def call_registration(
         self, method: str, path: str, *, tokens: TokenSource, body: dict[str, Any] | None = None
@@ -183,7 +184,7 @@ class Proxy:
                 declared_length = value
             elif name == b"x-patient-token":
                 patient_token = value.decode("latin-1")
-        client = self._identify(authorization, api_key, patient_token)
+        caller = self._identify(authorization, api_key, patient_token)
 
         path = scope["path"][len(API_PREFIX) :]
         route = self.table.match(request.method, path)
@@ -191,13 +192,13 @@ class Proxy:
         if route is None:
             allowed = self.table.allowed_methods(path)
             raise MethodNotAllowed(allowed) if allowed else RouteNotFound()
-        client.require(route.scope)
-        self.limit_route(client, route.key)
-        if client.patient is not None:
-            await self.patients.check_request(client, route, path)
+        caller.require(route.scope)
+        self.limit_route(caller, route.key)
+        if caller.patient is not None:
+            await self.patients.check_request(caller, route, path)
         check_page_size(scope["query_string"], self.settings.max_page_size)
 
-        headers.append((b"authorization", client.tokens.header(route.service).encode("latin-1")))
+        headers.append((b"authorization", caller.tokens.header(route.service).encode("latin-1")))
         headers.append((b"x-request-id", (current_request_id() or "").encode("latin-1")))
         body = await self._read_body(request, declared_length)
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
@@ -219,8 +220,8 @@ class Proxy:
             deadline_seconds=self.settings.deadline_for(route.method, route.key, route.deadline_seconds),
             honours_idempotency_key=route.idempotency_key,
         )
-        if client.patient is not None and not route.stream:
-            self.patients.check_response(client, route, upstream.status_code, upstream.content)
+        if caller.patient is not None and not route.stream:
+            self.patients.check_response(caller, route, upstream.status_code, upstream.content)
         return await self._relay(route.service, upstream)
 
     async def _read_body(self, request: Request, declared_length: bytes | None) -> bytes | None:

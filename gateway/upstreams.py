@@ -1,4 +1,4 @@
-"""The services' pooled clients: one long-lived client each, retries, a circuit breaker and health checks.
+"""The calls to the services: one long-lived connection pool each, retries, breakers and health checks.
 
 Every call either returns the service's answer or raises the problem the client should see:
 
@@ -50,8 +50,8 @@ Headers = list[tuple[bytes, bytes]]
 UPSTREAM_HEADERS = {"accept-encoding": "identity", "user-agent": "patientflow-gateway"}
 
 
-def open_client(base_url: str, settings: GatewaySettings) -> httpx.AsyncClient:
-    """A pooled client for one service; `aiohttp` underneath unless the settings ask for httpcore."""
+def open_pool(base_url: str, settings: GatewaySettings) -> httpx.AsyncClient:
+    """The connection pool to one service; `aiohttp` underneath unless the settings ask for httpcore."""
     timeout = httpx.Timeout(
         connect=settings.connect_timeout,
         read=settings.read_timeout,
@@ -107,7 +107,7 @@ def is_problem(response: httpx.Response) -> bool:
 
 
 class Upstreams:
-    """The services' clients and breakers, opened in the gateway's lifespan and closed with it.
+    """The services' connection pools and breakers, opened in the gateway's lifespan and closed with it.
 
     `sleep` and `rand` pace the retries, `clock` keeps the deadlines and times the calls (tests pass fakes).
     """
@@ -121,7 +121,7 @@ class Upstreams:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.clients: dict[str, httpx.AsyncClient] = {}
+        self.pools: dict[str, httpx.AsyncClient] = {}
         self.breakers = {
             name: CircuitBreaker(
                 name, failure_threshold=settings.breaker_failures, slow_threshold=settings.breaker_slow_calls
@@ -142,16 +142,16 @@ class Upstreams:
         )
 
     def open(self) -> None:
-        """Open the clients and start the health checker (from within the running event loop)."""
+        """Open the pools and start the health checker (from within the running event loop)."""
         urls = self.settings.upstream_urls()
-        self.clients = {name: open_client(url, self.settings) for name, url in urls.items()}
+        self.pools = {name: open_pool(url, self.settings) for name, url in urls.items()}
         self.health.start()
 
     async def aclose(self) -> None:
         await self.health.stop()
-        for client in self.clients.values():
-            await client.aclose()
-        self.clients = {}
+        for pool in self.pools.values():
+            await pool.aclose()
+        self.pools = {}
 
     def circuit_states(self) -> dict[str, str]:
         """Each service's circuit: `closed`, `open` or `half-open`."""
@@ -183,9 +183,9 @@ class Upstreams:
         breaker = self.breakers[service]
         if not breaker.admits_calls:
             raise self._failed(service, method, CircuitOpen(service, retry_after=self.circuit_retry_after))
-        client = self.clients[service]
-        base_timeout = self._stream_timeout if stream else client.timeout
-        request = client.build_request(method, target, content=content, headers=headers)
+        pool = self.pools[service]
+        base_timeout = self._stream_timeout if stream else pool.timeout
+        request = pool.build_request(method, target, content=content, headers=headers)
         keyed = honours_idempotency_key and any(name == b"idempotency-key" for name, _ in headers)
         policy = self.retry if retry_safe(method, idempotency_key=keyed) else NO_RETRY
         deadline = Deadline(deadline_seconds or self.settings.deadline_for(method), self._clock)
@@ -194,7 +194,7 @@ class Upstreams:
             timeout = attempt_timeout(base_timeout, deadline.left(), stream=stream)
             request.extensions = request.extensions | {"timeout": timeout.as_dict()}
             count_upstream_attempt(service)
-            return await client.send(request, stream=stream)
+            return await pool.send(request, stream=stream)
 
         # The timeouts bound each wait; this bounds the whole call (a service trickling bytes).
         budget = asyncio.timeout(deadline.left())
@@ -236,18 +236,18 @@ class Upstreams:
 
     async def is_ready(self, service: str) -> bool:
         """Whether the service's own `/readyz` answers 200 (the health check's probe; never raises)."""
-        return await self._probe(self.clients[service]) == "ready"
+        return await self._probe(self.pools[service]) == "ready"
 
     async def readiness(self) -> dict[str, str]:
         """Each service's answer to its own `/readyz`: `ready`, `not ready (<status>)` or `unreachable`."""
-        names = list(self.clients)
-        answers = await asyncio.gather(*(self._probe(self.clients[name]) for name in names))
+        names = list(self.pools)
+        answers = await asyncio.gather(*(self._probe(self.pools[name]) for name in names))
         return dict(zip(names, answers, strict=True))
 
-    async def _probe(self, client: httpx.AsyncClient) -> str:
+    async def _probe(self, pool: httpx.AsyncClient) -> str:
         try:
             async with asyncio.timeout(self.settings.readiness_timeout):
-                response = await client.get("/readyz")
+                response = await pool.get("/readyz")
         except UpstreamError:
             return "unreachable"
         return "ready" if response.status_code == 200 else f"not ready ({response.status_code})"

@@ -71,7 +71,7 @@ def upstreams_for(service: Service, clock: FakeClock, **settings: Any) -> Upstre
         pool=config.pool_timeout,
     )
     transport = httpx.MockTransport(service)
-    upstreams.clients = {
+    upstreams.pools = {
         "results": httpx.AsyncClient(base_url="http://results", transport=transport, timeout=timeout)
     }
     return upstreams
