@@ -9,7 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from kit.config import ServiceSettings, service_url_setting
 
-UpstreamTransport = Literal["aiohttp", "httpx"]
+UpstreamTransport = Literal["aiohttp", "httpx-aiohttp", "httpx"]
 
 
 class GatewaySettings(ServiceSettings):
@@ -49,7 +49,8 @@ class GatewaySettings(ServiceSettings):
     readiness_timeout: float = Field(default=2.0, gt=0)
     retry_after_seconds: int = Field(default=5, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1)
-    # `httpx` (httpcore's pool) exists only so the benchmark can show why we use `aiohttp`.
+    # The forwarder (gateway/pools.py): `httpx-aiohttp` and `httpx` exist only so the benchmark can show
+    # why the gateway forwards with plain `aiohttp`.
     upstream_transport: UpstreamTransport = "aiohttp"
 
     # --- resilience, streaming and the journey view (gateway/resilience.py, upstreams.py, journey.py) ---

@@ -11,7 +11,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -31,7 +30,7 @@ from gateway.models import PATIENT_BOUND_KINDS
 from gateway.patients import PATIENT_TOKEN_HEADER, PatientBinding, verify_patient_token
 from gateway.resilience import UpstreamError, root_cause
 from gateway.routes import API_PREFIX, RouteTable
-from gateway.upstreams import Upstreams
+from gateway.upstreams import UpstreamResponse, Upstreams
 from kit.auth import TokenSource, service_subject
 from kit.requestid import current_request_id
 
@@ -51,7 +50,7 @@ RETURNED_RESPONSE_HEADERS = frozenset(
 STREAM_RESPONSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-def relay_stream(service: str, upstream: httpx.Response, headers: dict[str, str]) -> StreamingResponse:
+def relay_stream(service: str, upstream: UpstreamResponse, headers: dict[str, str]) -> StreamingResponse:
     """Relay an upstream response chunk by chunk; the upstream is closed however the relay ends.
 
     Starlette stops iterating when the client disconnects and then runs the background task; a cancelled
@@ -140,7 +139,7 @@ class Proxy:
 
     async def call_registration(
         self, method: str, path: str, *, tokens: TokenSource, body: dict[str, Any] | None = None
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         """A call of the gateway's own to registration (look-ups, patient-session proofs), as `tokens`
         names it. A GET may be retried; a POST is sent once (a proof tried twice would count twice)."""
         headers = [
@@ -152,10 +151,7 @@ class Proxy:
         if body is not None:
             headers.append((b"content-type", b"application/json"))
             content = json.dumps(body).encode()
-        response: httpx.Response = await self.upstreams.send(
-            "registration", method, path, headers=headers, content=content
-        )
-        return response
+        return await self.upstreams.send("registration", method, path, headers=headers, content=content)
 
     async def _registration_get(self, path: str) -> dict[str, Any] | None:
         """A registration record for binding a request to a patient; None when there is none (404)."""
@@ -236,12 +232,12 @@ class Proxy:
                 raise too_large
         return bytes(body) or None
 
-    async def _relay(self, service: str, upstream: httpx.Response) -> Response:
+    async def _relay(self, service: str, upstream: UpstreamResponse) -> Response:
         headers = {}
-        for name, value in upstream.headers.multi_items():
+        for name, value in upstream.headers:
             if name in RETURNED_RESPONSE_HEADERS:
                 headers[name] = self._public_location(service, value) if name == "location" else value
-        if upstream.is_closed:  # buffered: the whole body is in hand
+        if upstream.stream is None:  # buffered: the whole body is in hand
             return Response(upstream.content, status_code=upstream.status_code, headers=headers)
         if upstream.status_code != 200:  # a stream route's refusal is a small problem body: relay it whole
             try:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Request, status
 
 from gateway.errors import (
@@ -32,6 +31,7 @@ from gateway.schemas import (
     PatientSession,
     SlipProof,
 )
+from gateway.upstreams import UpstreamResponse
 from kit.auth import TokenSource, service_subject
 from kit.errors import problem_responses
 
@@ -45,11 +45,11 @@ def _proof_tokens(secret: str) -> TokenSource:
     return TokenSource(secret, service_subject("gateway"), {PROOF_SCOPE})
 
 
-async def _ask_registration(request: Request, path: str, body: dict[str, Any]) -> httpx.Response:
+async def _ask_registration(request: Request, path: str, body: dict[str, Any]) -> UpstreamResponse:
     """POST to registration as the gateway itself, with the proof scope only the gateway holds."""
     proxy = request.app.state.proxy
     tokens = _proof_tokens(proxy.settings.internal_secret)
-    response: httpx.Response = await proxy.call_registration("POST", path, tokens=tokens, body=body)
+    response: UpstreamResponse = await proxy.call_registration("POST", path, tokens=tokens, body=body)
     return response
 
 
