@@ -36,7 +36,7 @@ from kit.auth import mint_internal_token
 from patientflow.supervisor import System, free_port
 from patientflow.topology import COMPONENTS
 
-FORWARDERS = ("aiohttp", "httpx")
+FORWARDERS = ("aiohttp", "httpx-aiohttp", "httpx")
 
 
 def log(message: str) -> None:

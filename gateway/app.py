@@ -19,7 +19,7 @@ from gateway.journey import journey_router
 from gateway.keys import KeyCache
 from gateway.metrics import gateway_route_template, metrics_endpoint, watch_circuits
 from gateway.openapi import install_openapi
-from gateway.proxy import Proxy, Upstreams
+from gateway.proxy import ForwardFirst, Proxy, Upstreams
 from gateway.routes import API_PREFIX
 from gateway.sessions import router as patient_sessions_router
 from kit.errors import install_error_handlers, problem, problem_response
@@ -63,12 +63,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openapi_url=None,  # gateway/openapi.py serves the aggregated document and /docs instead
         docs_url=None,
         redoc_url=None,
+        # No OpenTelemetry here (the gateway has its own metrics): FastAPI's check for it costs per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.upstreams = upstreams
     app.state.proxy = proxy
     install_error_handlers(app)
     watch_circuits(upstreams)
+    app.add_middleware(ForwardFirst, proxy=proxy)  # innermost of the three
     app.add_middleware(RequestObserver, service=settings.service_name, route_template=gateway_route_template)
     app.add_middleware(RequestIdMiddleware)
     app.add_route("/metrics", metrics_endpoint(proxy.authenticate), methods=["GET"], include_in_schema=False)

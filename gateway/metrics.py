@@ -48,8 +48,15 @@ def count_upstream_error(upstream: str, problem: ProblemError) -> None:
     UPSTREAM_ERRORS.labels(upstream, problem.slug).inc()
 
 
+_ATTEMPTS_BY_UPSTREAM: dict[str, Any] = {}  # each upstream's child, skipping the locked label lookup
+
+
 def count_upstream_attempt(upstream: str) -> None:
-    UPSTREAM_ATTEMPTS.labels(upstream).inc()
+    """Count one request sent (once per attempt: on every forwarded call's path)."""
+    child = _ATTEMPTS_BY_UPSTREAM.get(upstream)
+    if child is None:
+        child = _ATTEMPTS_BY_UPSTREAM[upstream] = UPSTREAM_ATTEMPTS.labels(upstream)
+    child.inc()
 
 
 def count_slow_call(upstream: str) -> None:
