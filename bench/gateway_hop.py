@@ -4,13 +4,18 @@ For each forwarder named in `--forwarders` (`GATEWAY_UPSTREAM_TRANSPORT`) the ga
 then rounds interleave straight and gateway loads at c=32 and at c=1, so the ratios compare like with
 like on a noisy machine. Besides throughput and latency it reads the gateway process's own CPU time
 (`/proc/<pid>/stat`) over its rounds: CPU per forwarded request is the figure that load on the machine
-disturbs least.
+disturbs least. First, the gateway's own path alone: the app called in this process with an upstream
+that answers at once (no sockets), CPU per request (`--own-path-requests`, with `--profile` the
+cProfile listing of it).
 
     python -m bench.gateway_hop --forwarders aiohttp,httpx --rounds 3
 """
 
 import argparse
 import asyncio
+import cProfile
+import json
+import pstats
 import sys
 import tempfile
 import time
@@ -32,6 +37,10 @@ from bench.common import (
     system_env,
     write_results,
 )
+from gateway.app import create_app
+from gateway.config import GatewaySettings
+from gateway.keys import hash_key
+from gateway.pools import Headers, Timeouts, UpstreamResponse
 from kit.auth import mint_internal_token
 from patientflow.supervisor import System, free_port
 from patientflow.topology import COMPONENTS
@@ -119,6 +128,82 @@ async def compare(direct: Target, gateway: Target, args: argparse.Namespace) -> 
     return result
 
 
+VISIT = json.dumps({"id": "v-1", "patient_id": "p-1", "kind": "outpatient", "status": "open"}).encode()
+
+
+class AnsweringPool:
+    """An upstream pool that answers every request at once with one visit, without a socket."""
+
+    async def request(
+        self, method: str, target: str, *, headers: Headers, content: bytes | None, timeouts: Timeouts,
+        stream: bool = False,
+    ) -> UpstreamResponse:  # fmt: skip
+        return UpstreamResponse(200, [("content-type", "application/json")], VISIT)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def own_path(requests: int, *, profile: bool = False) -> float:
+    """µs of CPU per `GET /v1/visits/{id}` in the gateway itself (key, scope, limits, metrics, middleware,
+    relay), the app called in-process with `AnsweringPool` for every upstream."""
+    with tempfile.TemporaryDirectory(prefix="pf-bench-own-") as scratch:
+        keys_file = Path(scratch) / "keys.json"
+        entry = {
+            "client": "his-dev",
+            "kind": "his",
+            "sha256": hash_key("k-his"),
+            "scopes": ["registration:read"],
+        }
+        keys_file.write_text(json.dumps({"keys": [entry]}))
+        # As a served gateway runs: access log at INFO to a rotated file, rate limits on (far above this).
+        settings = GatewaySettings.model_validate(
+            {
+                "data_dir": scratch,
+                "api_keys_file": keys_file,
+                "rate_limit_per_second": 1e9,
+                "rate_burst": 10**9,
+                "PATIENTFLOW_LOG_DIR": scratch,
+            }
+        )
+        app = create_app(settings)
+        headers = [(b"host", b"gateway"), (b"authorization", b"Bearer k-his"), (b"accept", b"*/*")]
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+            "scheme": "http", "path": "/v1/visits/v-1", "raw_path": b"/v1/visits/v-1", "query_string": b"",
+            "root_path": "",
+            "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
+        }  # fmt: skip
+        statuses: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        async with app.router.lifespan_context(app):
+            upstreams = app.state.upstreams
+            upstreams.pools = {name: AnsweringPool() for name in upstreams.pools}
+            for _ in range(200):  # warm caches (the token source's token, metric children)
+                await app(dict(scope, state={}), receive, send)
+            profiler = cProfile.Profile() if profile else None
+            started = time.process_time()
+            if profiler:
+                profiler.enable()
+            for _ in range(requests):
+                await app(dict(scope, state={}), receive, send)
+            if profiler:
+                profiler.disable()
+            cpu = time.process_time() - started
+    if set(statuses) != {200}:
+        raise RuntimeError(f"the gateway answered {sorted(set(statuses))}")
+    if profiler:
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
+    return cpu / requests * 1e6
+
+
 async def make_visits(gateway_url: str, nurse_key: str, count: int) -> list[str]:
     """`count` visits of fresh patients, opened through the gateway."""
     headers = {"authorization": f"Bearer {nurse_key}"}
@@ -170,7 +255,7 @@ async def run(system: System, args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def report(results: dict[str, Any], args: argparse.Namespace) -> str:
+def report(results: dict[str, Any], own_us: float, args: argparse.Namespace) -> str:
     header = [
         "forwarder", f"c={args.concurrency} straight req/s", "via gateway", "ratio",
         "c=1 straight p50 ms", "via gateway", "added ms", "c=1 ratio", "gateway CPU µs/req (c=32 / c=1)",
@@ -195,7 +280,11 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"## GET /visits/{{id}}: straight vs through the gateway ({args.rounds} interleaved rounds of "
         f"{args.round_seconds:g} s at c={args.concurrency} and {args.c1_seconds:g} s at c=1)"
     )
-    return "\n".join([title, "", markdown_table(header, rows)])
+    own = (
+        f"The gateway's own path, in-process with an upstream answering at once: {own_us:.0f} µs CPU per "
+        f"request ({args.own_path_requests} requests)."
+    )
+    return "\n".join([title, "", markdown_table(header, rows), "", own])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -212,6 +301,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--c1-seconds", type=float, default=3, help="length of one single-connection round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per forwarder")
     parser.add_argument("--visits", type=int, default=50, help="distinct visits the reads cycle through")
+    parser.add_argument("--own-path-requests", type=int, default=5000, help="in-process requests")
+    parser.add_argument("--profile", action="store_true", help="cProfile the in-process requests (stderr)")
     parser.add_argument("--database-url", help="PostgreSQL URL (default: SQLite files in a temp dir)")
     args = parser.parse_args(argv)
     if not set(args.forwarders) <= set(FORWARDERS):
@@ -222,6 +313,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run_tag = uuid.uuid4().hex[:8]
+    own_us = uvloop.run(own_path(args.own_path_requests, profile=args.profile))
+    log(f"the gateway's own path: {own_us:.0f} µs CPU per request")
     ports = {component.name: free_port() for component in COMPONENTS}
     with tempfile.TemporaryDirectory(prefix="pf-bench-") as scratch:
         log("starting the system …")
@@ -231,9 +324,15 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if args.database_url:
                 drop_schemas(args.database_url, run_tag)
-    print(report(results, args))
+    print(report(results, own_us, args))
     database = "postgresql" if args.database_url else "sqlite"
-    payload = {"args": vars(args), "database": database, "machine": machine(), "results": results}
+    payload = {
+        "args": vars(args),
+        "database": database,
+        "machine": machine(),
+        "own_path_cpu_us": round(own_us),
+        "results": results,
+    }
     log(f"\nwrote {write_results('gateway_hop', payload)}")
     return 0
 

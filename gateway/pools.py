@@ -1,12 +1,14 @@
 """The forwarder: one long-lived connection pool per upstream, and the answer it hands back.
 
-The gateway forwards with a plain `aiohttp.ClientSession` per service. Measured with
-`python -m bench.gateway_hop` (GET /visits/{id} straight vs through the gateway, interleaved rounds,
-one run, figures in bench/README.md), it beat httpx's API over the `httpx-aiohttp` transport, which was
-about half of the gateway's CPU, and httpx's own pool (httpcore) far more. `upstream_transport` keeps
-those two (`HttpxPool`) only so the benchmark can show the difference in one run; nothing else uses them.
-httpx stays the better API where a call is not on the hot path and its ergonomics matter: the CLI's
-admin calls and the tests.
+The gateway forwards with a plain `aiohttp.ClientSession` per service, chosen by measurement:
+`python -m bench.gateway_hop` (GET /visits/{id} straight vs through the gateway, interleaved rounds in
+one run, bench/README.md) gave the gateway, in CPU per forwarded request at c=32 / c=1, 780 / 1174 µs
+on plain aiohttp, 1235 / 2020 µs on httpx over the `httpx-aiohttp` transport (its API layer was about
+half of the gateway's CPU), and 4000 / 3167 µs on httpx's own pool (httpcore); throughput 0.85× / 0.65×
+/ 0.22× of straight at c=32 (a loaded 2-core machine: the lead re-measures on a quiet one).
+`upstream_transport` keeps the two httpx forwarders (`HttpxPool`) only so the benchmark can show the
+difference in one run. httpx stays where it is the better API and not on the hot path: the CLI's admin
+calls (`patientflow keys`) and the tests, whose synchronous client and mock transport aiohttp lacks.
 
 `UpstreamResponse` is what the rest of the gateway sees, whichever pool made it: a buffered answer
 (the body read, the connection back in the pool) or, for a stream, an open body to relay and close.
@@ -144,6 +146,8 @@ class AiohttpPool:
             data=content,
             timeout=timeout,
             allow_redirects=False,
+            # A body goes on with the client's Content-Type or none: aiohttp would call it octet-stream.
+            skip_auto_headers=("content-type",),
         )
         answer_headers = [
             (name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in response.raw_headers
