@@ -89,13 +89,13 @@ class Upstreams:
         )
         self.health = HealthChecker(self.breakers, self.is_ready, interval=settings.health_interval_seconds)
         self._sleep, self._rand, self._clock = sleep, rand, clock
-        # No deadline for a stream once its head arrived; only a long silence ends it.
         self._timeouts = Timeouts(
             connect=settings.connect_timeout,
             read=settings.read_timeout,
             write=settings.write_timeout,
             pool=settings.pool_timeout,
         )
+        # No deadline for a stream once its head arrived; only a long silence ends it.
         self._stream_timeouts = Timeouts(
             connect=settings.connect_timeout,
             read=settings.stream_read_timeout,
