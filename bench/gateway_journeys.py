@@ -1,11 +1,9 @@
-"""The gateway under load: whole outpatient journeys, and the price of the gateway hop on one read.
+"""The gateway under load: whole outpatient journeys.
 
-Part 1 runs N concurrent clients through full prepay outpatient journeys via the gateway (register,
-open a visit, triage, queue, call, order a CBC, wait for billing to see the charge, pay with an
-Idempotency-Key, wait for results to release the order, report, look the report up, read the daily
-bill). Part 2 loads the same read, `GET /visits/{id}`, straight at registration (with a minted internal
-token) and through the gateway in interleaved rounds, so the ratio compares like with like on a noisy
-machine; with `--transports aiohttp,httpx` it repeats part 2 with the gateway on httpx's own pool.
+N concurrent clients run full prepay outpatient journeys via the gateway (register, open a visit,
+triage, queue, call, order a CBC, wait for billing to see the charge, pay with an Idempotency-Key, wait
+for results to release the order, report, look the report up, read the daily bill). The price of the
+gateway hop on one read is `bench.gateway_hop`.
 
     python -m bench.gateway_journeys --clients 16 --seconds 20
 """
@@ -36,7 +34,6 @@ from bench.common import (
     system_env,
     write_results,
 )
-from kit.auth import mint_internal_token
 from patientflow.supervisor import System, free_port
 from patientflow.topology import COMPONENTS
 
@@ -226,135 +223,10 @@ async def run_journeys(system: RunningSystem, clients: int, seconds: float) -> d
     return journeys_summary(stats, clients, elapsed)
 
 
-# --- part 2: one read, straight and through the gateway -------------------------------------------
-
-
-@dataclass
-class Target:
-    name: str
-    urls: list[str]
-    headers: dict[str, str]
-
-
-async def load_round(target: Target, concurrency: int, seconds: float) -> dict[str, Any]:
-    """Closed loop: `concurrency` workers each send the next request as soon as the last one answered."""
-    latencies: list[float] = []
-    errors = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
-        stop_at = time.perf_counter() + seconds
-
-        async def worker(index: int) -> None:
-            nonlocal errors
-            n = index
-            while time.perf_counter() < stop_at:
-                started = time.perf_counter()
-                async with session.get(target.urls[n % len(target.urls)], headers=target.headers) as response:
-                    await response.read()
-                latencies.append(time.perf_counter() - started)
-                errors += response.status != 200
-                n += concurrency
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    return {"requests": len(latencies), "errors": errors, "seconds": elapsed, "latencies": latencies}
-
-
-def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    requests = sum(r["requests"] for r in rounds)
-    seconds = sum(r["seconds"] for r in rounds)
-    latencies = [value for r in rounds for value in r["latencies"]]
-    return {
-        "req_per_s": round(requests / seconds, 1),
-        "errors": sum(r["errors"] for r in rounds),
-        "per_round_req_per_s": [round(r["requests"] / r["seconds"], 1) for r in rounds],
-        **summary(latencies),
-    }
-
-
-async def compare_read(
-    direct: Target, gateway: Target, *, concurrency: int, seconds: float, rounds: int, c1_seconds: float
-) -> dict[str, Any]:
-    """Interleaved rounds (direct, gateway, direct, …) at `concurrency`, then a c=1 latency pair."""
-    for target in (direct, gateway):  # warm connections, caches and the token cache
-        await load_round(target, concurrency, 1.0)
-    loaded: dict[str, list[dict[str, Any]]] = {"direct": [], "gateway": []}
-    for round_number in range(rounds):
-        for key, target in (("direct", direct), ("gateway", gateway)):
-            loaded[key].append(await load_round(target, concurrency, seconds))
-        log(f"  round {round_number + 1}/{rounds} done")
-    single = {
-        key: await load_round(target, 1, c1_seconds)
-        for key, target in (("direct", direct), ("gateway", gateway))
-    }
-    result: dict[str, Any] = {key: combine(value) for key, value in loaded.items()}
-    for key in ("direct", "gateway"):
-        result[key]["c1_p50_ms"] = summary(single[key]["latencies"])["p50_ms"]
-    result["ratio"] = round(result["gateway"]["req_per_s"] / result["direct"]["req_per_s"], 3)
-    result["per_round_ratio"] = [
-        round(g / d, 3)
-        for g, d in zip(
-            result["gateway"]["per_round_req_per_s"], result["direct"]["per_round_req_per_s"], strict=True
-        )
-    ]
-    result["c1_added_ms"] = round(result["gateway"]["c1_p50_ms"] - result["direct"]["c1_p50_ms"], 2)
-    return result
-
-
-async def make_visits(system: System, count: int) -> list[str]:
-    stats = JourneyStats()
-    async with aiohttp.ClientSession() as session:
-        caller = GatewayCaller(session, system.url("gateway"), system.api_keys, stats)
-        visit_ids = []
-        for _ in range(count):
-            patient = await caller.register()
-            body = {"patient_id": patient["id"], "kind": "outpatient", "department": "internal"}
-            visit_ids.append((await caller.call("open_visit", "nurse-dev", "POST", "/v1/visits", body))["id"])
-    return visit_ids
-
-
-def restart_gateway(system: System, transport: str) -> None:
-    system.env["GATEWAY_UPSTREAM_TRANSPORT"] = transport
-    system.stop_service("gateway")
-    system.start_service("gateway")
-
-
-async def run_read_comparison(system: System, args: argparse.Namespace) -> dict[str, Any]:
-    visit_ids = await make_visits(system, args.visits)
-    secret = system.env["PATIENTFLOW_INTERNAL_SECRET"]
-    results: dict[str, Any] = {}
-    for transport in args.transports:
-        restart_gateway(system, transport)
-        log(f"part 2: GET /visits/{{id}} straight vs through the gateway ({transport} transport)")
-        # Minted per phase: an internal token lives five minutes.
-        token = mint_internal_token(secret, "bench", {"registration:read"}, audience="registration")
-        direct = Target(
-            "direct",
-            [f"{system.url('registration')}/visits/{v}" for v in visit_ids],
-            {"authorization": f"Bearer {token}"},
-        )
-        gateway = Target(
-            "gateway",
-            [f"{system.url('gateway')}/v1/visits/{v}" for v in visit_ids],
-            {"authorization": f"Bearer {system.api_keys['his-dev']}"},
-        )
-        results[transport] = await compare_read(
-            direct,
-            gateway,
-            concurrency=args.read_concurrency,
-            seconds=args.read_seconds,
-            rounds=args.rounds,
-            c1_seconds=args.c1_seconds,
-        )
-    restart_gateway(system, "aiohttp")
-    return results
-
-
 # --- reporting and the command line ----------------------------------------------------------------
 
 
-def report(journeys: dict[str, Any], reads: dict[str, Any], args: argparse.Namespace) -> str:
+def report(journeys: dict[str, Any]) -> str:
     out = [
         f"## Outpatient journeys through the gateway "
         f"({journeys['clients']} clients, {journeys['seconds']} s)",
@@ -390,19 +262,7 @@ def report(journeys: dict[str, Any], reads: dict[str, Any], args: argparse.Names
                 for name, s in journeys["waits"].items()
             ],
         ),
-        "",
-        f"## GET /visits/{{id}}: straight vs through the gateway (c={args.read_concurrency}, "
-        f"{args.rounds} interleaved rounds × {args.read_seconds:g} s)",
-        "",
     ]
-    rows = []
-    for transport, result in reads.items():
-        for key in ("direct", "gateway"):
-            r = result[key]
-            label = "registration, straight" if key == "direct" else f"via gateway ({transport})"
-            ratio = "1.00" if key == "direct" else f"{result['ratio']:.2f}"
-            rows.append([label, r["req_per_s"], ratio, r["p50_ms"], r["p99_ms"], r["c1_p50_ms"], r["errors"]])
-    out.append(markdown_table(["path", "req/s", "ratio", "p50 ms", "p99 ms", "c=1 p50 ms", "errors"], rows))
     return "\n".join(out)
 
 
@@ -412,30 +272,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--clients", type=int, default=16, help="concurrent journey clients (part 1)")
     parser.add_argument("--seconds", type=float, default=20, help="how long to start new journeys")
-    # Not 64: a service deadlocks at 48+ concurrent requests (kit's thread pool 40 + SQLite readers 8).
-    parser.add_argument("--read-concurrency", type=int, default=32, help="connections for part 2")
-    parser.add_argument("--read-seconds", type=float, default=5, help="length of one part-2 round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved part-2 rounds per target")
-    parser.add_argument("--c1-seconds", type=float, default=2, help="single-connection latency run")
-    parser.add_argument("--visits", type=int, default=50, help="distinct visits the reads cycle through")
-    parser.add_argument(
-        "--transports",
-        type=lambda text: text.split(","),
-        default=["aiohttp", "httpx"],
-        help="gateway upstream transports to compare in part 2 (aiohttp,httpx)",
-    )
     parser.add_argument("--database-url", help="PostgreSQL URL (default: SQLite files in a temp dir)")
-    args = parser.parse_args(argv)
-    if not set(args.transports) <= {"aiohttp", "httpx"}:
-        parser.error("--transports takes aiohttp and/or httpx")
-    return args
+    return parser.parse_args(argv)
 
 
-async def run(system: System, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    log(f"part 1: {args.clients} clients, {args.seconds:g} s of journeys")
-    journeys = await run_journeys(system, args.clients, args.seconds)
-    reads = await run_read_comparison(system, args)
-    return journeys, reads
+async def run(system: System, args: argparse.Namespace) -> dict[str, Any]:
+    log(f"{args.clients} clients, {args.seconds:g} s of journeys")
+    return await run_journeys(system, args.clients, args.seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -446,11 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         log("starting the system …")
         try:
             with System(Path(scratch), env=system_env(args.database_url, run_tag), ports=ports) as system:
-                journeys, reads = uvloop.run(run(system, args))
+                journeys = uvloop.run(run(system, args))
         finally:
             if args.database_url:
                 drop_schemas(args.database_url, run_tag)
-    text = report(journeys, reads, args)
+    text = report(journeys)
     print(text)
     database = "postgresql" if args.database_url else "sqlite"
     path = write_results(
@@ -460,7 +303,6 @@ def main(argv: list[str] | None = None) -> int:
             "database": database,
             "machine": machine(),
             "journeys": journeys,
-            "reads": reads,
         },
     )
     log(f"\nwrote {path}")

@@ -7,46 +7,48 @@ from urllib.parse import quote
 import anyio
 from fastapi import APIRouter, Body, Depends, Request, status
 
-from gateway.clients import (
-    ClientCreate,
-    ClientExists,
-    ClientNotFound,
-    ClientPublic,
-    ClientRevoked,
-    ClientStore,
-    ClientWithKey,
-    KeyRotation,
+from gateway import repository
+from gateway.api_clients import (
+    ApiClientStore,
     create_client,
     get_client,
-    list_clients,
     revoke_client,
     rotate_key,
     to_public,
     with_key,
 )
-from gateway.errors import InvalidApiKey, ScopeMissing
-from gateway.keys import ADMIN_SCOPE, Principal
+from gateway.errors import (
+    ClientExists,
+    ClientNotFound,
+    ClientRevoked,
+    InvalidApiKey,
+    ScopeMissing,
+    SubscriptionsNotDropped,
+)
+from gateway.keys import Caller
+from gateway.routes import ADMIN_SCOPE
+from gateway.schemas import ApiClientCreate, ApiClientPublic, ApiClientWithKey, KeyRotation
 from gateway.upstreams import Upstreams
 from kit.auth import mint_internal_token, service_subject
-from kit.errors import ProblemError, ServiceUnavailable, problem_responses
+from kit.errors import ProblemError, problem_responses
 from kit.requestid import current_request_id
 
 logger = logging.getLogger("patientflow.gateway")
 
 
-async def require_admin(request: Request) -> Principal:
-    """The calling client, if its key grants `admin:clients`."""
-    principal: Principal = await request.app.state.proxy.authenticate(request)
-    principal.require(ADMIN_SCOPE)
-    return principal
+async def require_admin(request: Request) -> Caller:
+    """The caller, if its key grants `admin:clients`."""
+    caller: Caller = await request.app.state.proxy.authenticate(request)
+    caller.require(ADMIN_SCOPE)
+    return caller
 
 
-def client_store(request: Request) -> ClientStore:
-    store: ClientStore = request.app.state.clients
+def api_client_store(request: Request) -> ApiClientStore:
+    store: ApiClientStore = request.app.state.api_clients
     return store
 
 
-StoreDep = Annotated[ClientStore, Depends(client_store)]
+StoreDep = Annotated[ApiClientStore, Depends(api_client_store)]
 AUTH_PROBLEMS = problem_responses(InvalidApiKey, ScopeMissing)
 ADMIN_ACCESS = {"x-required-scope": ADMIN_SCOPE}  # for the OpenAPI document (gateway/openapi.py)
 router = APIRouter(prefix="/v1/admin/clients", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -58,13 +60,13 @@ router = APIRouter(prefix="/v1/admin/clients", tags=["admin"], dependencies=[Dep
     responses=AUTH_PROBLEMS | problem_responses(ClientExists),
     openapi_extra=ADMIN_ACCESS,
 )
-async def create_api_client(data: ClientCreate, store: StoreDep) -> ClientWithKey:
+async def create_api_client(data: ApiClientCreate, store: StoreDep) -> ApiClientWithKey:
     """Create a client and its API key. The key is in this answer only: store it now.
 
     The client can call the gateway as soon as this answer arrives.
     """
 
-    def create() -> ClientWithKey:
+    def create() -> ApiClientWithKey:
         with store.database.session() as session:
             row, key = create_client(session, data=data)
         return with_key(row, key)
@@ -75,12 +77,12 @@ async def create_api_client(data: ClientCreate, store: StoreDep) -> ClientWithKe
 
 
 @router.get("", responses=AUTH_PROBLEMS, openapi_extra=ADMIN_ACCESS)
-async def list_api_clients(store: StoreDep) -> list[ClientPublic]:
+async def list_api_clients(store: StoreDep) -> list[ApiClientPublic]:
     """Every client with its kind, scopes, key prefix and status (never a key or its hash)."""
 
-    def read() -> list[ClientPublic]:
+    def read() -> list[ApiClientPublic]:
         with store.database.session(write=False) as session:
-            return [to_public(row) for row in list_clients(session)]
+            return [to_public(row) for row in repository.list_api_clients(session)]
 
     return await anyio.to_thread.run_sync(read)
 
@@ -88,10 +90,10 @@ async def list_api_clients(store: StoreDep) -> list[ClientPublic]:
 @router.get(
     "/{name}", responses=AUTH_PROBLEMS | problem_responses(ClientNotFound), openapi_extra=ADMIN_ACCESS
 )
-async def read_api_client(name: str, store: StoreDep) -> ClientPublic:
+async def read_api_client(name: str, store: StoreDep) -> ApiClientPublic:
     """One client (never its key or the key's hash)."""
 
-    def read() -> ClientPublic:
+    def read() -> ApiClientPublic:
         with store.database.session(write=False) as session:
             return to_public(get_client(session, name=name))
 
@@ -105,7 +107,7 @@ async def read_api_client(name: str, store: StoreDep) -> ClientPublic:
 )
 async def rotate_api_key(
     name: str, store: StoreDep, rotation: Annotated[KeyRotation | None, Body()] = None
-) -> ClientWithKey:
+) -> ApiClientWithKey:
     """Give the client a new key, shown in this answer only.
 
     With `grace_seconds`, the old key keeps working that long so the client can switch over;
@@ -113,7 +115,7 @@ async def rotate_api_key(
     """
     grace = rotation.grace_seconds if rotation is not None else 0
 
-    def rotate() -> ClientWithKey:
+    def rotate() -> ApiClientWithKey:
         with store.database.session() as session:
             row, key = rotate_key(session, name=name, grace_seconds=grace)
         return with_key(row, key)
@@ -121,18 +123,6 @@ async def rotate_api_key(
     rotated = await anyio.to_thread.run_sync(rotate)
     await anyio.to_thread.run_sync(store.reload)
     return rotated
-
-
-class SubscriptionsNotDropped(ServiceUnavailable):
-    slug = "subscriptions-not-dropped"
-
-    def __init__(self, name: str, *, retry_after: int) -> None:
-        super().__init__(
-            f"The event hub could not stop the webhook subscriptions of {name!r}, so nothing was revoked "
-            "and its key still works. Retry the revocation.",
-            retry_after=retry_after,
-            client=name,
-        )
 
 
 async def drop_subscriptions(request: Request, name: str) -> int:
@@ -169,7 +159,7 @@ async def drop_subscriptions(request: Request, name: str) -> int:
     responses=AUTH_PROBLEMS | problem_responses(ClientNotFound, ClientRevoked, SubscriptionsNotDropped),
     openapi_extra=ADMIN_ACCESS,
 )
-async def revoke_api_client(name: str, request: Request, store: StoreDep) -> ClientPublic:
+async def revoke_api_client(name: str, request: Request, store: StoreDep) -> ApiClientPublic:
     """Stop every key of the client at once, and its webhook subscriptions. A revoked client cannot be
     restored; create a new one.
 
@@ -181,7 +171,7 @@ async def revoke_api_client(name: str, request: Request, store: StoreDep) -> Cli
         with store.database.session(write=False) as session:
             get_client(session, name=name)  # 404 before touching the hub
 
-    def revoke() -> ClientPublic:
+    def revoke() -> ApiClientPublic:
         with store.database.session() as session:
             return to_public(revoke_client(session, name=name))
 

@@ -13,13 +13,13 @@ from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.admin import router as admin_router
-from gateway.clients import open_client_store
+from gateway.api_clients import open_api_client_store
 from gateway.config import GatewaySettings, get_settings
 from gateway.journey import journey_router
 from gateway.keys import KeyCache
 from gateway.metrics import gateway_route_template, metrics_endpoint, watch_circuits
 from gateway.openapi import install_openapi
-from gateway.proxy import Proxy, Upstreams
+from gateway.proxy import ForwardFirst, Proxy, Upstreams
 from gateway.routes import API_PREFIX
 from gateway.sessions import router as patient_sessions_router
 from kit.errors import install_error_handlers, problem, problem_response
@@ -34,15 +34,17 @@ PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_process_logging(settings)
-    keys = KeyCache(settings.internal_secret)  # filled from the clients table at start-up
+    keys = KeyCache(settings.internal_secret)  # filled from the API clients table at start-up
     upstreams = Upstreams(settings)
     proxy = Proxy(settings, keys, upstreams)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        clients = await anyio.to_thread.run_sync(open_client_store, settings, settings.api_keys_file, keys)
-        app.state.clients = clients
-        refresher = asyncio.create_task(clients.refresh_forever(settings.keys_refresh_seconds))
+        api_clients = await anyio.to_thread.run_sync(
+            open_api_client_store, settings, settings.api_keys_file, keys
+        )
+        app.state.api_clients = api_clients
+        refresher = asyncio.create_task(api_clients.refresh_forever(settings.keys_refresh_seconds))
         upstreams.open()
         try:
             yield
@@ -51,7 +53,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
-            await anyio.to_thread.run_sync(clients.close)
+            await anyio.to_thread.run_sync(api_clients.close)
 
     app = FastAPI(
         title="patientflow gateway",
@@ -61,12 +63,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openapi_url=None,  # gateway/openapi.py serves the aggregated document and /docs instead
         docs_url=None,
         redoc_url=None,
+        # No OpenTelemetry here (the gateway has its own metrics): FastAPI's check for it costs per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.upstreams = upstreams
     app.state.proxy = proxy
     install_error_handlers(app)
     watch_circuits(upstreams)
+    app.add_middleware(ForwardFirst, proxy=proxy)  # innermost of the three
     app.add_middleware(RequestObserver, service=settings.service_name, route_template=gateway_route_template)
     app.add_middleware(RequestIdMiddleware)
     app.add_route("/metrics", metrics_endpoint(proxy.authenticate), methods=["GET"], include_in_schema=False)

@@ -9,7 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from kit.config import ServiceSettings, service_url_setting
 
-UpstreamTransport = Literal["aiohttp", "httpx"]
+UpstreamTransport = Literal["aiohttp", "httpx-aiohttp", "httpx"]
 
 
 class GatewaySettings(ServiceSettings):
@@ -49,7 +49,8 @@ class GatewaySettings(ServiceSettings):
     readiness_timeout: float = Field(default=2.0, gt=0)
     retry_after_seconds: int = Field(default=5, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1)
-    # `httpx` (httpcore's pool) exists only so the benchmark can show why we use `aiohttp`.
+    # The forwarder (gateway/pools.py): `httpx-aiohttp` and `httpx` exist only so the benchmark can show
+    # why the gateway forwards with plain `aiohttp`.
     upstream_transport: UpstreamTransport = "aiohttp"
 
     # --- resilience, streaming and the journey view (gateway/resilience.py, upstreams.py, journey.py) ---
@@ -73,7 +74,7 @@ class GatewaySettings(ServiceSettings):
     journey_part_timeout: float = Field(default=3.0, gt=0)
     wait_target_minutes: int = Field(default=10, ge=1)
 
-    # --- API clients, patient tokens and limits (gateway/clients.py, keys.py, patients.py, limits.py) ---
+    # --- API clients, patient tokens and limits (gateway/api_clients.py, keys.py, patients.py, limits.py) ---
     # How stale the in-memory key cache may get when another process (the CLI, a second gateway)
     # changes clients; changes made through this gateway's own admin API apply at once.
     keys_refresh_seconds: float = Field(default=2.0, gt=0)

@@ -14,15 +14,15 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel, Field
 
 from gateway.config import GatewaySettings
-from gateway.errors import UpstreamUnavailable
-from gateway.keys import Principal
+from gateway.errors import RegistrationUnavailable, VisitNotFound
+from gateway.keys import Caller
 from gateway.proxy import Proxy
+from gateway.schemas import JourneyPublic, MissingPart, StageWait, TimelineEntry, WithheldPart
 from gateway.upstreams import Headers, Upstreams
 from kit.clock import as_utc, utcnow
-from kit.errors import NotFound, ProblemError, problem_responses
+from kit.errors import ProblemError, problem_responses
 from kit.requestid import current_request_id
 
 VISIT_SCOPE = "registration:read"
@@ -58,73 +58,6 @@ PARTS = (
 )
 
 
-class TimelineEntry(BaseModel):
-    at: datetime
-    stage: str = Field(examples=["queued"])
-    service: str = Field(examples=["triage"])
-    details: dict[str, Any] = Field(examples=[{"ticket": "I007", "department": "internal"}])
-
-
-class StageWait(BaseModel):
-    """How long the patient waited (or has waited so far) for one stage."""
-
-    stage: str = Field(
-        description="`registration_to_triage`, `queue` (per ticket), `order_to_report` (per order), "
-        "`charge_to_payment` (per charge, prepaying visits only)",
-        examples=["queue"],
-    )
-    service: str
-    started_at: datetime
-    ended_at: datetime | None = Field(description="Null while still waiting")
-    minutes: float = Field(description="Until `ended_at`, or until now while still waiting")
-    waiting: bool
-    exceeded: bool = Field(description="Longer than the wait target")
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-class MissingPart(BaseModel):
-    service: str
-    part: str = Field(examples=["orders"])
-    status: int = Field(description="What the gateway got instead: 502, 503, 504, or the service's status")
-    detail: str
-
-
-class WithheldPart(BaseModel):
-    service: str
-    part: str
-    scope: str = Field(description="The read scope the client would need to see this part")
-
-
-class JourneyPublic(BaseModel):
-    visit_id: str
-    patient_id: str
-    kind: str
-    department: str
-    payment_mode: str
-    status: str
-    timeline: list[TimelineEntry] = Field(description="Everything that happened, oldest first")
-    waits: list[StageWait]
-    wait_target_minutes: int
-    partial: bool = Field(description="True when a part is missing because its service did not answer")
-    missing: list[MissingPart]
-    withheld: list[WithheldPart]
-
-
-class VisitNotFound(NotFound):
-    slug = "visit-not-found"
-
-    def __init__(self, visit_id: str) -> None:
-        super().__init__(f"No visit {visit_id}.", visit_id=visit_id)
-
-
-class RegistrationUnavailable(UpstreamUnavailable):
-    slug = "journey-unavailable"
-
-    def __init__(self, retry_after: int) -> None:
-        detail = "The journey needs the registration service, which did not answer."
-        super().__init__(detail, service="registration", retry_after=retry_after)
-
-
 def journey_router(settings: GatewaySettings, proxy: Proxy, upstreams: Upstreams) -> APIRouter:
     """The journey route; include it before the `/v1/{path}` catch-all."""
     router = APIRouter(tags=["journey"])
@@ -145,12 +78,12 @@ def journey_router(settings: GatewaySettings, proxy: Proxy, upstreams: Upstreams
         (otherwise they are listed in `withheld`). When a service is down the answer is still 200, with
         `partial: true` and the part in `missing`. An app or kiosk sees only its own patient's visits.
         """
-        principal = await proxy.authenticate(request)
-        principal.require(VISIT_SCOPE)
-        proxy.limit_route(principal, ROUTE_KEY)
+        caller = await proxy.authenticate(request)
+        caller.require(VISIT_SCOPE)
+        proxy.limit_route(caller, ROUTE_KEY)
         # An app or kiosk: no service is asked about another patient's visit at all.
-        await proxy.patients.check_visit(principal, visit_id)
-        return await reader.read(principal, visit_id)
+        await proxy.patients.check_visit(caller, visit_id)
+        return await reader.read(caller, visit_id)
 
     return router
 
@@ -162,15 +95,15 @@ class JourneyReader:
         self.settings = settings
         self.upstreams = upstreams
 
-    async def read(self, principal: Principal, visit_id: str) -> JourneyPublic:
+    async def read(self, caller: Caller, visit_id: str) -> JourneyPublic:
         def headers(service: str) -> Headers:  # each service gets a token minted for it alone
             return [
-                (b"authorization", principal.tokens.header(service).encode("latin-1")),
+                (b"authorization", caller.tokens.header(service).encode("latin-1")),
                 (b"x-request-id", (current_request_id() or "").encode("latin-1")),
                 (b"accept", b"application/json"),
             ]
 
-        allowed = [part for part in PARTS if part.scope in principal.scopes]
+        allowed = [part for part in PARTS if part.scope in caller.scopes]
         visit, *answers = await asyncio.gather(
             self._get("registration", f"/visits/{visit_id}", headers("registration")),
             *(
@@ -178,7 +111,7 @@ class JourneyReader:
                 for part in allowed
             ),
         )
-        record = self._visit(visit_id, visit, principal)
+        record = self._visit(visit_id, visit, caller)
         parts: dict[str, Any] = {}
         missing: list[MissingPart] = []
         for part, (status, body) in zip(allowed, answers, strict=True):
@@ -197,7 +130,7 @@ class JourneyReader:
         withheld = [
             WithheldPart(service=p.service, part=p.name, scope=p.scope)
             for p in PARTS
-            if p.scope not in principal.scopes
+            if p.scope not in caller.scopes
         ]
         target = self.settings.wait_target_minutes
         return JourneyPublic(
@@ -215,15 +148,15 @@ class JourneyReader:
             withheld=withheld,
         )
 
-    def _visit(self, visit_id: str, answer: tuple[int, Any], principal: Principal) -> dict[str, Any]:
+    def _visit(self, visit_id: str, answer: tuple[int, Any], caller: Caller) -> dict[str, Any]:
         status, body = answer
         if status == 404:
-            raise VisitNotFound(visit_id)
+            raise VisitNotFound()
         if status != 200 or not isinstance(body, dict):
             raise RegistrationUnavailable(self.upstreams.circuit_retry_after)
         # Another patient's visit looks exactly like one that does not exist.
-        if principal.patient is not None and body.get("patient_id") != principal.patient:
-            raise VisitNotFound(visit_id)
+        if caller.patient is not None and body.get("patient_id") != caller.patient:
+            raise VisitNotFound()
         return body
 
     async def _get(self, service: str, path: str, headers: Headers) -> tuple[int, Any]:

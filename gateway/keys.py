@@ -1,4 +1,4 @@
-"""API keys: who is calling the gateway and with which scopes.
+"""API keys: which API client a request comes from, and the `Caller` it then acts as.
 
 Only SHA-256 hashes of keys are ever stored (the database, the seed file), so a leaked table or memory
 dump gives away no usable key. A presented key is hashed and looked up in an in-memory cache of the
@@ -15,69 +15,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
-from gateway.errors import InvalidApiKey, MissingApiKey, ScopeMissing
+from gateway.errors import ApiKeyExpired, ApiKeyRevoked, InvalidApiKey, MissingApiKey, ScopeMissing
 from gateway.models import ApiClientRow
-from gateway.routes import SCOPES
+from gateway.routes import known_scopes
+from gateway.schemas import KeyEntry, KeyFile
 from kit.auth import TokenSource
-from kit.errors import Unauthorized
 
 logger = logging.getLogger("patientflow.gateway")
 MAX_KEY_LENGTH = 256
-ADMIN_SCOPE = "admin:clients"
-METRICS_SCOPE = "metrics:read"
-# Scopes for what the gateway serves itself, beside those of the forwarded routes.
-GATEWAY_SCOPES: frozenset[str] = frozenset({ADMIN_SCOPE, METRICS_SCOPE})
 PATIENT_TOKEN_SOURCES = 4096  # internal-token sources kept for (client, patient) pairs
-
-
-def known_scopes() -> frozenset[str]:
-    """Every scope a key may usefully hold (route scopes are read at call time: the table may grow)."""
-    return SCOPES | GATEWAY_SCOPES
 
 
 def hash_key(key: str) -> str:
     """The hex SHA-256 stored for a plaintext key."""
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-class ApiKeyExpired(Unauthorized):
-    slug = "api-key-expired"
-
-    def __init__(self) -> None:
-        super().__init__("The API key has expired; ask for a new one.")
-        self.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-
-
-class ApiKeyRevoked(Unauthorized):
-    slug = "api-key-revoked"
-
-    def __init__(self) -> None:
-        super().__init__("The API key has been revoked.")
-        self.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-
-
-class KeyEntry(BaseModel):
-    """One client in the seed file: `{"client", "kind", "sha256", "scopes"}`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    client: str = Field(min_length=1, max_length=64)
-    kind: str = Field(min_length=1, max_length=32)
-    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
-    scopes: list[str]
-
-    @field_validator("sha256")
-    @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.lower()
-
-
-class KeyFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    keys: list[KeyEntry]
 
 
 def read_seed_file(path: Path) -> list[KeyEntry]:
@@ -100,8 +53,9 @@ def read_seed_file(path: Path) -> list[KeyEntry]:
 
 
 @dataclass(frozen=True, slots=True)
-class Principal:
-    """Who an authenticated request is from: the client (e.g. `his-dev`, kind `his`) and its scopes.
+class Caller:
+    """Who a request acts as once its key checked out: an API client (e.g. `his-dev`, kind `his`) with
+    its scopes, as `kit.auth.Caller` names the same party inside a service.
 
     `patient` is the patient an app or kiosk acts for (from its patient token), else None; `tokens`
     mints the internal token to forward, carrying that patient.
@@ -121,9 +75,9 @@ class Principal:
 
 @dataclass(frozen=True, slots=True)
 class KnownKey:
-    """A key hash the cache knows: its client, until when it works, and the client's own rate limit."""
+    """A key hash the cache knows: its caller, until when it works, and the API client's own rate limit."""
 
-    principal: Principal
+    caller: Caller
     not_after: float | None  # epoch seconds; None: no expiry
     revoked: bool
     rate_per_second: float | None  # the client's own rate limit, else None (the gateway's default)
@@ -140,7 +94,7 @@ def _earliest(*moments: float | None) -> float | None:
 
 
 class KeyCache:
-    """Known key hashes -> clients, rebuilt from the clients table (`replace`) and read per request."""
+    """Known key hashes -> callers, rebuilt from the clients table (`replace`) and read per request."""
 
     def __init__(self, internal_secret: str) -> None:
         self._secret = internal_secret
@@ -153,7 +107,7 @@ class KeyCache:
         now = time.time()
         return len(
             {
-                known.principal.name
+                known.caller.name
                 for known in self._by_hash.values()
                 if not known.revoked and (known.not_after is None or known.not_after > now)
             }
@@ -168,14 +122,14 @@ class KeyCache:
             # Re-use a client's token source while its scopes stay the same (it caches a minted token).
             source = self._tokens.get((row.name, scopes)) or TokenSource(self._secret, row.name, scopes)
             tokens[(row.name, scopes)] = source
-            principal = Principal(row.name, row.kind, scopes, source)
+            caller = Caller(row.name, row.kind, scopes, source)
             limit = (row.rate_limit_per_second, row.rate_burst)
             revoked = row.revoked_at is not None
             expires = _epoch(row.expires_at)
-            by_hash[row.key_hash] = KnownKey(principal, expires, revoked, *limit)
+            by_hash[row.key_hash] = KnownKey(caller, expires, revoked, *limit)
             if row.previous_key_hash and row.previous_key_expires_at is not None:
                 grace = _earliest(expires, _epoch(row.previous_key_expires_at))
-                by_hash[row.previous_key_hash] = KnownKey(principal, grace, revoked, *limit)
+                by_hash[row.previous_key_hash] = KnownKey(caller, grace, revoked, *limit)
         self._by_hash, self._tokens = by_hash, tokens
 
     def identify(self, key: str) -> KnownKey:
@@ -190,18 +144,18 @@ class KeyCache:
             raise ApiKeyExpired()
         return known
 
-    def for_patient(self, principal: Principal, patient: str) -> Principal:
+    def for_patient(self, caller: Caller, patient: str) -> Caller:
         """The same client acting for `patient`: its forwarded tokens carry the patient claim."""
-        cache_key = (principal.name, principal.scopes, patient)
+        cache_key = (caller.name, caller.scopes, patient)
         source = self._patient_tokens.get(cache_key)
         if source is None:
-            source = TokenSource(self._secret, principal.name, principal.scopes, patient=patient)
+            source = TokenSource(self._secret, caller.name, caller.scopes, patient=patient)
             self._patient_tokens[cache_key] = source
             if len(self._patient_tokens) > PATIENT_TOKEN_SOURCES:
                 self._patient_tokens.popitem(last=False)
         else:
             self._patient_tokens.move_to_end(cache_key)
-        return Principal(principal.name, principal.kind, principal.scopes, source, patient)
+        return Caller(caller.name, caller.kind, caller.scopes, source, patient)
 
 
 def presented_key(authorization: str | None, api_key: str | None) -> str:

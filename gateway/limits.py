@@ -9,24 +9,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from kit.errors import BadRequest, ProblemError
-
-
-class RateLimited(ProblemError):
-    """429: the client sent more than its limit allows; `Retry-After` says when a request will pass."""
-
-    status, title, slug = 429, "Too many requests", "rate-limited"
-
-    def __init__(self, detail: str, *, retry_after: int) -> None:
-        super().__init__(detail, retry_after=retry_after)
-        self.headers["Retry-After"] = str(retry_after)
-
-
-class PageTooLarge(BadRequest):
-    slug = "page-size-too-large"
-
-    def __init__(self, cap: int) -> None:
-        super().__init__(f"`limit` may be at most {cap}.", max_page_size=cap)
+from gateway.errors import PageTooLarge, RateLimited
 
 
 @dataclass(slots=True)

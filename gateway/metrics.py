@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from gateway.keys import METRICS_SCOPE
+from gateway.routes import METRICS_SCOPE
 from kit.errors import ProblemError
 from kit.metrics import metrics_response
 
@@ -48,8 +48,15 @@ def count_upstream_error(upstream: str, problem: ProblemError) -> None:
     UPSTREAM_ERRORS.labels(upstream, problem.slug).inc()
 
 
+_ATTEMPTS_BY_UPSTREAM: dict[str, Any] = {}  # each upstream's child, skipping the locked label lookup
+
+
 def count_upstream_attempt(upstream: str) -> None:
-    UPSTREAM_ATTEMPTS.labels(upstream).inc()
+    """Count one request sent (once per attempt: on every forwarded call's path)."""
+    child = _ATTEMPTS_BY_UPSTREAM.get(upstream)
+    if child is None:
+        child = _ATTEMPTS_BY_UPSTREAM[upstream] = UPSTREAM_ATTEMPTS.labels(upstream)
+    child.inc()
 
 
 def count_slow_call(upstream: str) -> None:
@@ -105,8 +112,8 @@ def metrics_endpoint(authenticate: Authenticate) -> Callable[[Request], Any]:
     """`GET /metrics` on the public port: an API key with `metrics:read`, unlike the services' open one."""
 
     async def read_metrics(request: Request) -> Response:
-        principal = await authenticate(request)
-        principal.require(METRICS_SCOPE)
+        caller = await authenticate(request)
+        caller.require(METRICS_SCOPE)
         return metrics_response()
 
     return read_metrics

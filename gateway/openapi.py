@@ -26,8 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from gateway.examples import schema_example
-from gateway.keys import METRICS_SCOPE
-from gateway.routes import API_PREFIX, PATIENT_BINDING, GatewayRoute, RouteTable
+from gateway.routes import API_PREFIX, METRICS_SCOPE, PATIENT_BINDING, GatewayRoute, RouteTable
 from kit.auth import TokenSource, service_subject
 from kit.docs import install_docs
 from kit.errors import INVALID_PARAMETER, PROBLEM_BASE, PROBLEM_MEDIA_TYPE
@@ -344,15 +343,14 @@ class OpenApiDocument:
         self._rebuild_at = time.monotonic() + RETRY_SECONDS
 
     async def _fetch(self, service: str) -> Document | None:
-        client = self.upstreams.clients.get(service)
-        if client is None:
+        if service not in self.upstreams.pools:
             return None
+        headers = [(b"authorization", self.tokens.header(service).encode("latin-1"))]
         try:
             async with asyncio.timeout(FETCH_TIMEOUT_SECONDS):
-                response = await client.get(
-                    "/openapi.json", headers={"authorization": self.tokens.header(service)}
-                )
-            response.raise_for_status()
+                response = await self.upstreams.get(service, "/openapi.json", headers=headers)
+            if response.status_code != 200:
+                raise ValueError(f"status {response.status_code}")
             document = response.json()
         except Exception as exc:  # down, slow, or not a document: list its routes from the table for now
             logger.warning("OpenAPI of %s unavailable: %s", service, type(exc).__name__)

@@ -18,9 +18,16 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
-from gateway.keys import Principal
+from gateway.errors import (
+    PatientNotFound,
+    PatientRouteForbidden,
+    PatientTokenExpired,
+    PatientTokenInvalid,
+    RecordNotFound,
+    VisitNotFound,
+)
+from gateway.keys import Caller
 from gateway.routes import GatewayRoute
-from kit.errors import Forbidden, NotFound
 
 PATIENT_TOKEN_HEADER = "x-patient-token"
 TOKEN_PREFIX = "pt1"
@@ -28,62 +35,6 @@ TOKEN_PREFIX = "pt1"
 _PURPOSE = b"patientflow gateway patient-token v1"
 _PATH_VALUE = re.compile(r"\{([a-z_]+)\}")
 RegistrationLookup = Callable[[str], Awaitable[dict[str, Any] | None]]  # GET path -> body, None on 404
-
-
-class PatientTokenMissing(Forbidden):
-    slug = "patient-token-missing"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "Clients of this kind act for one patient: send `X-Patient-Token` from POST /v1/patient-sessions."
-        )
-
-
-class PatientTokenInvalid(Forbidden):
-    slug = "patient-token-invalid"
-
-    def __init__(self, detail: str = "The patient token is not valid for this client.") -> None:
-        super().__init__(detail)
-
-
-class PatientTokenExpired(Forbidden):
-    slug = "patient-token-expired"
-
-    def __init__(self) -> None:
-        super().__init__("The patient token has expired; start a new patient session.")
-
-
-class PatientRouteForbidden(Forbidden):
-    slug = "patient-route-forbidden"
-
-    def __init__(self) -> None:
-        super().__init__("This route is not available to a client acting for a patient.")
-
-
-class PatientSessionForbidden(Forbidden):
-    slug = "patient-session-forbidden"
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(f"Only app and kiosk clients start patient sessions; this client is a {kind}.")
-
-
-class PatientNotFound(NotFound):
-    slug = "patient-not-found"
-
-    def __init__(self) -> None:
-        super().__init__("No such patient.")
-
-
-class VisitNotFound(NotFound):
-    slug = "visit-not-found"
-
-    def __init__(self) -> None:
-        super().__init__("No such visit.")
-
-
-class RecordNotFound(NotFound):
-    def __init__(self) -> None:
-        super().__init__("No such record.")
 
 
 def _b64(data: bytes) -> str:
@@ -176,22 +127,22 @@ class PatientBinding:
         self._visit_patients[visit_id] = (patient_id, now + self._ttl)
         return patient_id
 
-    async def check_visit(self, principal: Principal, visit_id: str) -> None:
+    async def check_visit(self, caller: Caller, visit_id: str) -> None:
         """404 unless the visit is the acting patient's (for the journey view and visit routes)."""
-        if principal.patient is not None and await self.visit_patient(visit_id) != principal.patient:
+        if caller.patient is not None and await self.visit_patient(visit_id) != caller.patient:
             raise VisitNotFound()
 
-    async def check_request(self, principal: Principal, route: GatewayRoute, path: str) -> None:
+    async def check_request(self, caller: Caller, route: GatewayRoute, path: str) -> None:
         """Before forwarding: may this patient-bound client use this route for this path?"""
         if route.owner is None:
             raise PatientRouteForbidden()
-        if route.owner == "patient" and path_value(route, path) != principal.patient:
+        if route.owner == "patient" and path_value(route, path) != caller.patient:
             raise PatientNotFound()
         if route.owner == "visit":
-            await self.check_visit(principal, path_value(route, path))
+            await self.check_visit(caller, path_value(route, path))
 
     @staticmethod
-    def check_response(principal: Principal, route: GatewayRoute, status_code: int, body: bytes) -> None:
+    def check_response(caller: Caller, route: GatewayRoute, status_code: int, body: bytes) -> None:
         """After forwarding a `response`-bound route: a record of another patient is a 404."""
         if route.owner != "response" or not 200 <= status_code < 300:
             return
@@ -199,5 +150,5 @@ class PatientBinding:
             record = json.loads(body)
         except ValueError:
             raise RecordNotFound() from None
-        if not isinstance(record, dict) or record.get("patient_id") != principal.patient:
+        if not isinstance(record, dict) or record.get("patient_id") != caller.patient:
             raise RecordNotFound()

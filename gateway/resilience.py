@@ -34,11 +34,13 @@ from typing import TypeVar
 import aiohttp
 import httpx
 
+from gateway.pools import Timeouts
+
 logger = logging.getLogger("patientflow.gateway")
 T = TypeVar("T")
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
-# Everything a call through httpx (over aiohttp or httpcore) may raise instead of answering.
+# Everything a call through a pool (aiohttp, or httpx for the benchmark) may raise instead of answering.
 UpstreamError = (httpx.HTTPError, aiohttp.ClientError, OSError)  # OSError includes TimeoutError
 
 
@@ -120,7 +122,7 @@ class Deadline:
         return self.elapsed() > share * self.seconds
 
 
-def attempt_timeout(timeout: httpx.Timeout, time_left: float, *, stream: bool = False) -> httpx.Timeout:
+def attempt_timeout(timeout: Timeouts, time_left: float, *, stream: bool = False) -> Timeouts:
     """One attempt's timeouts, none longer than what is left of the deadline.
 
     A stream's read timeout is the silence allowed between its chunks, which outlive the deadline; its
@@ -133,9 +135,7 @@ def attempt_timeout(timeout: httpx.Timeout, time_left: float, *, stream: bool = 
         return time_left if seconds is None else min(seconds, time_left)
 
     read = timeout.read if stream else cut(timeout.read)
-    return httpx.Timeout(
-        connect=cut(timeout.connect), read=read, write=cut(timeout.write), pool=cut(timeout.pool)
-    )
+    return Timeouts(connect=cut(timeout.connect), read=read, write=cut(timeout.write), pool=cut(timeout.pool))
 
 
 @dataclass(frozen=True, slots=True)

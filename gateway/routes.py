@@ -190,6 +190,15 @@ ROUTES = tuple(
 
 SERVICES: tuple[str, ...] = ("registration", "triage", "results", "billing", "events")
 SCOPES: frozenset[str] = frozenset(route.scope for route in ROUTES)
+ADMIN_SCOPE = "admin:clients"
+METRICS_SCOPE = "metrics:read"
+# Scopes for what the gateway serves itself, beside those of the forwarded routes.
+GATEWAY_SCOPES: frozenset[str] = frozenset({ADMIN_SCOPE, METRICS_SCOPE})
+
+
+def known_scopes() -> frozenset[str]:
+    """Every scope a key may usefully hold (route scopes are read at call time: the table may grow)."""
+    return SCOPES | GATEWAY_SCOPES
 
 
 class RouteTable:

@@ -8,106 +8,36 @@ it checks the proof (and counts wrong tries per patient and per device); the gat
 patient was wrong, or a lock was in force.
 """
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Annotated, Any, Self
+from typing import Any
 
-import httpx
 from fastapi import APIRouter, Request, status
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from gateway.keys import Principal
+from gateway.errors import (
+    BadGateway,
+    ChallengeForbidden,
+    PatientProofRefused,
+    PatientSessionForbidden,
+    ProofNotForKind,
+)
+from gateway.keys import Caller
 from gateway.models import PATIENT_BOUND_KINDS
-from gateway.patients import PatientSessionForbidden, mint_patient_token
+from gateway.patients import mint_patient_token
+from gateway.schemas import (
+    ChallengeAccepted,
+    ChallengeCreate,
+    PatientProof,
+    PatientSession,
+    SlipProof,
+)
+from gateway.upstreams import UpstreamResponse
 from kit.auth import TokenSource, service_subject
-from kit.errors import BadGateway, Forbidden, UnprocessableContent, problem_responses
+from kit.errors import problem_responses
 
 # Registration's scope for proof checks: no route of the table needs it, so no client key holds it.
 PROOF_SCOPE = "registration:patient-proof"
 PROOF_BY_KIND = {"kiosk": "slip", "app": "otp"}
-ID_NUMBER = r"^[0-9]{17}[0-9Xx]$"  # ASCII digits: `\d` takes ٠ and ０ too
-
-
-class PatientProofRefused(Forbidden):
-    """The one answer to every failed proof: nothing in it tells a wrong code from a locked patient."""
-
-    slug = "patient-proof-refused"
-
-    def __init__(self) -> None:
-        super().__init__("The patient could not be verified.")
-
-
-class ProofNotForKind(UnprocessableContent):
-    slug = "proof-not-for-client-kind"
-
-    def __init__(self, kind: str) -> None:
-        wanted = "slip_code with birth_date or phone_last4" if kind == "kiosk" else "id_number with otp"
-        super().__init__(f"A {kind} client opens a patient session with {wanted}.")
-
-
-class ChallengeForbidden(Forbidden):
-    slug = "patient-session-forbidden"
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(f"Only app clients ask for one-time codes; this client is a {kind}.")
-
-
-class SlipProof(BaseModel):
-    """A kiosk's proof: the code on the patient's slip and one second factor."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    slip_code: str = Field(min_length=4, max_length=16, examples=["K7M2Q9XD"])
-    birth_date: date | None = Field(default=None, examples=["1949-12-31"])
-    phone_last4: str | None = Field(default=None, pattern=r"^[0-9]{4}$", examples=["8000"])
-
-    @model_validator(mode="after")
-    def _one_second_factor(self) -> Self:
-        if (self.birth_date is None) == (self.phone_last4 is None):
-            raise ValueError("give exactly one of birth_date and phone_last4")
-        return self
-
-
-class CodeProof(BaseModel):
-    """An app's proof: the identity number and the one-time code texted to the registered phone."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    id_number: str = Field(pattern=ID_NUMBER, examples=["11010519491231002X"])
-    otp: str = Field(pattern=r"^[0-9]{6}$", examples=["042137"])
-
-
-def _proof_kind(body: Any) -> str | None:
-    # A JSON list, string or number (or a body not sent as JSON) has no fields: 422, not a crash.
-    fields = body if isinstance(body, dict) else getattr(body, "__dict__", {})
-    if "slip_code" in fields:
-        return "slip"
-    if "id_number" in fields or "otp" in fields:
-        return "otp"
-    return None  # neither (a bare patient_id, say): 422
-
-
-PatientProof = Annotated[
-    Annotated[SlipProof, Tag("slip")] | Annotated[CodeProof, Tag("otp")], Discriminator(_proof_kind)
-]
-
-
-class ChallengeCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    id_number: str = Field(pattern=ID_NUMBER, examples=["11010519491231002X"])
-
-
-class ChallengeAccepted(BaseModel):
-    detail: str
-
-
-class PatientSession(BaseModel):
-    """Send `token` as `X-Patient-Token` (beside your API key) until `expires_at`."""
-
-    token: str
-    patient_id: str
-    expires_at: datetime
 
 
 @lru_cache(maxsize=4)
@@ -115,21 +45,21 @@ def _proof_tokens(secret: str) -> TokenSource:
     return TokenSource(secret, service_subject("gateway"), {PROOF_SCOPE})
 
 
-async def _ask_registration(request: Request, path: str, body: dict[str, Any]) -> httpx.Response:
+async def _ask_registration(request: Request, path: str, body: dict[str, Any]) -> UpstreamResponse:
     """POST to registration as the gateway itself, with the proof scope only the gateway holds."""
     proxy = request.app.state.proxy
     tokens = _proof_tokens(proxy.settings.internal_secret)
-    response: httpx.Response = await proxy.call_registration("POST", path, tokens=tokens, body=body)
+    response: UpstreamResponse = await proxy.call_registration("POST", path, tokens=tokens, body=body)
     return response
 
 
-async def _patient_bound_client(request: Request, route_key: str) -> Principal:
+async def _patient_bound_caller(request: Request, route_key: str) -> Caller:
     proxy = request.app.state.proxy
-    principal: Principal = await proxy.authenticate(request, act_for_patient=False)
-    if principal.kind not in PATIENT_BOUND_KINDS:
-        raise PatientSessionForbidden(principal.kind)
-    proxy.limit_route(principal, route_key)
-    return principal
+    caller: Caller = await proxy.authenticate(request, act_for_patient=False)
+    if caller.kind not in PATIENT_BOUND_KINDS:
+        raise PatientSessionForbidden(caller.kind)
+    proxy.limit_route(caller, route_key)
+    return caller
 
 
 router = APIRouter(tags=["patient sessions"])
@@ -158,11 +88,11 @@ async def start_patient_session(proof: PatientProof, request: Request) -> Patien
     `patient-proof-refused`. The token works only with the API key of the client that started the
     session, and only for that patient's records.
     """
-    principal = await _patient_bound_client(request, "POST /patient-sessions")
+    caller = await _patient_bound_caller(request, "POST /patient-sessions")
     method = "slip" if isinstance(proof, SlipProof) else "otp"
-    if PROOF_BY_KIND.get(principal.kind) != method:
-        raise ProofNotForKind(principal.kind)
-    body = {"client": principal.name, "proof": {"method": method, **proof.model_dump(mode="json")}}
+    if PROOF_BY_KIND.get(caller.kind) != method:
+        raise ProofNotForKind(caller.kind)
+    body = {"client": caller.name, "proof": {"method": method, **proof.model_dump(mode="json")}}
     answer = await _ask_registration(request, "/session-proofs", body)
     if answer.status_code != 200:
         raise BadGateway(f"The registration service answered {answer.status_code}.", service="registration")
@@ -173,7 +103,7 @@ async def start_patient_session(proof: PatientProof, request: Request) -> Patien
     patient_id: str = verdict["patient_id"]
     token, expires = mint_patient_token(
         settings.internal_secret,
-        client=principal.name,
+        client=caller.name,
         patient=patient_id,
         lifetime=settings.patient_token_seconds,
     )
@@ -192,10 +122,10 @@ async def ask_for_one_time_code(data: ChallengeCreate, request: Request) -> Chal
     Always 202 with the same body, whether or not such a patient (or a phone) is on file. The code
     is valid for a few minutes and once; send it to `POST /v1/patient-sessions`.
     """
-    principal = await _patient_bound_client(request, "POST /patient-sessions/challenges")
-    if principal.kind != "app":
-        raise ChallengeForbidden(principal.kind)
-    body = {"client": principal.name, "id_number": data.id_number}
+    caller = await _patient_bound_caller(request, "POST /patient-sessions/challenges")
+    if caller.kind != "app":
+        raise ChallengeForbidden(caller.kind)
+    body = {"client": caller.name, "id_number": data.id_number}
     answer = await _ask_registration(request, "/session-challenges", body)
     if answer.status_code != 202:
         raise BadGateway(f"The registration service answered {answer.status_code}.", service="registration")

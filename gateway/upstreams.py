@@ -1,4 +1,4 @@
-"""The services' pooled clients: one long-lived client each, retries, a circuit breaker and health checks.
+"""The calls to the services: one long-lived connection pool each, retries, breakers and health checks.
 
 Every call either returns the service's answer or raises the problem the client should see:
 
@@ -20,13 +20,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
-import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
-
 from gateway.config import GatewaySettings
 from gateway.errors import BadGateway, CircuitOpen, UpstreamTimeout, UpstreamUnreachable
 from gateway.metrics import count_slow_call, count_upstream_attempt, count_upstream_error
+from gateway.pools import Headers, Pool, Timeouts, UpstreamResponse, open_pool
 from gateway.resilience import (
     NO_RETRY,
     CircuitBreaker,
@@ -45,48 +42,7 @@ from gateway.resilience import (
 from kit.errors import PROBLEM_MEDIA_TYPE, ProblemError
 
 logger = logging.getLogger("patientflow.gateway")
-
-Headers = list[tuple[bytes, bytes]]
-UPSTREAM_HEADERS = {"accept-encoding": "identity", "user-agent": "patientflow-gateway"}
-
-
-def open_client(base_url: str, settings: GatewaySettings) -> httpx.AsyncClient:
-    """A pooled client for one service; `aiohttp` underneath unless the settings ask for httpcore."""
-    timeout = httpx.Timeout(
-        connect=settings.connect_timeout,
-        read=settings.read_timeout,
-        write=settings.write_timeout,
-        pool=settings.pool_timeout,
-    )
-    limits = httpx.Limits(
-        max_connections=settings.pool_size,
-        max_keepalive_connections=settings.pool_size,
-        keepalive_expiry=settings.keepalive_seconds,
-    )
-    transport = None
-    if settings.upstream_transport == "aiohttp":
-        transport = AiohttpTransport(limits=limits, client=lambda: _aiohttp_session(settings))
-    return httpx.AsyncClient(
-        base_url=base_url.rstrip("/"),
-        timeout=timeout,
-        limits=limits,
-        transport=transport,
-        headers=UPSTREAM_HEADERS,
-        follow_redirects=False,
-        trust_env=False,
-    )
-
-
-def _aiohttp_session(settings: GatewaySettings) -> aiohttp.ClientSession:
-    """The session under one client (made on first use, inside the event loop).
-
-    aiohttp would resend a GET once more on any dropped connection (RFC 9112 §9.3.1.1), behind our
-    retry policy's back: retries belong to one layer, where the attempts, backoff and deadline are set.
-    """
-    connector = aiohttp.TCPConnector(limit=settings.pool_size, keepalive_timeout=settings.keepalive_seconds)
-    session = aiohttp.ClientSession(connector=connector)
-    session._retry_connection = False
-    return session
+__all__ = ["Headers", "UpstreamResponse", "Upstreams"]
 
 
 def failure_problem(service: str, failure: Failure) -> ProblemError:
@@ -102,12 +58,12 @@ def failure_problem(service: str, failure: Failure) -> ProblemError:
     return BadGateway(f"The {service} service sent an invalid response.", service=service)
 
 
-def is_problem(response: httpx.Response) -> bool:
-    return response.headers.get("content-type", "").startswith(PROBLEM_MEDIA_TYPE)
+def is_problem(response: UpstreamResponse) -> bool:
+    return (response.header("content-type") or "").startswith(PROBLEM_MEDIA_TYPE)
 
 
 class Upstreams:
-    """The services' clients and breakers, opened in the gateway's lifespan and closed with it.
+    """The services' connection pools and breakers, opened in the gateway's lifespan and closed with it.
 
     `sleep` and `rand` pace the retries, `clock` keeps the deadlines and times the calls (tests pass fakes).
     """
@@ -121,7 +77,7 @@ class Upstreams:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.clients: dict[str, httpx.AsyncClient] = {}
+        self.pools: dict[str, Pool] = {}
         self.breakers = {
             name: CircuitBreaker(
                 name, failure_threshold=settings.breaker_failures, slow_threshold=settings.breaker_slow_calls
@@ -133,8 +89,14 @@ class Upstreams:
         )
         self.health = HealthChecker(self.breakers, self.is_ready, interval=settings.health_interval_seconds)
         self._sleep, self._rand, self._clock = sleep, rand, clock
+        self._timeouts = Timeouts(
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=settings.write_timeout,
+            pool=settings.pool_timeout,
+        )
         # No deadline for a stream once its head arrived; only a long silence ends it.
-        self._stream_timeout = httpx.Timeout(
+        self._stream_timeouts = Timeouts(
             connect=settings.connect_timeout,
             read=settings.stream_read_timeout,
             write=settings.write_timeout,
@@ -142,16 +104,16 @@ class Upstreams:
         )
 
     def open(self) -> None:
-        """Open the clients and start the health checker (from within the running event loop)."""
+        """Open the pools and start the health checker (from within the running event loop)."""
         urls = self.settings.upstream_urls()
-        self.clients = {name: open_client(url, self.settings) for name, url in urls.items()}
+        self.pools = {name: open_pool(url, self.settings) for name, url in urls.items()}
         self.health.start()
 
     async def aclose(self) -> None:
         await self.health.stop()
-        for client in self.clients.values():
-            await client.aclose()
-        self.clients = {}
+        for pool in self.pools.values():
+            await pool.aclose()
+        self.pools = {}
 
     def circuit_states(self) -> dict[str, str]:
         """Each service's circuit: `closed`, `open` or `half-open`."""
@@ -173,7 +135,7 @@ class Upstreams:
         stream: bool = False,
         deadline_seconds: float | None = None,
         honours_idempotency_key: bool = False,
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         """Call `service`; its answer, or the ProblemError a client should see.
 
         With `stream`, the response is returned as soon as its head arrives; the caller must close it.
@@ -183,18 +145,18 @@ class Upstreams:
         breaker = self.breakers[service]
         if not breaker.admits_calls:
             raise self._failed(service, method, CircuitOpen(service, retry_after=self.circuit_retry_after))
-        client = self.clients[service]
-        base_timeout = self._stream_timeout if stream else client.timeout
-        request = client.build_request(method, target, content=content, headers=headers)
+        pool = self.pools[service]
+        base_timeouts = self._stream_timeouts if stream else self._timeouts
         keyed = honours_idempotency_key and any(name == b"idempotency-key" for name, _ in headers)
         policy = self.retry if retry_safe(method, idempotency_key=keyed) else NO_RETRY
         deadline = Deadline(deadline_seconds or self.settings.deadline_for(method), self._clock)
 
-        async def attempt() -> httpx.Response:
-            timeout = attempt_timeout(base_timeout, deadline.left(), stream=stream)
-            request.extensions = request.extensions | {"timeout": timeout.as_dict()}
+        async def attempt() -> UpstreamResponse:
+            timeouts = attempt_timeout(base_timeouts, deadline.left(), stream=stream)
             count_upstream_attempt(service)
-            return await client.send(request, stream=stream)
+            return await pool.request(
+                method, target, headers=headers, content=content, timeouts=timeouts, stream=stream
+            )
 
         # The timeouts bound each wait; this bounds the whole call (a service trickling bytes).
         budget = asyncio.timeout(deadline.left())
@@ -236,18 +198,24 @@ class Upstreams:
 
     async def is_ready(self, service: str) -> bool:
         """Whether the service's own `/readyz` answers 200 (the health check's probe; never raises)."""
-        return await self._probe(self.clients[service]) == "ready"
+        return await self._probe(service) == "ready"
 
     async def readiness(self) -> dict[str, str]:
         """Each service's answer to its own `/readyz`: `ready`, `not ready (<status>)` or `unreachable`."""
-        names = list(self.clients)
-        answers = await asyncio.gather(*(self._probe(self.clients[name]) for name in names))
+        names = list(self.pools)
+        answers = await asyncio.gather(*(self._probe(name) for name in names))
         return dict(zip(names, answers, strict=True))
 
-    async def _probe(self, client: httpx.AsyncClient) -> str:
+    async def get(self, service: str, path: str, *, headers: Headers | None = None) -> UpstreamResponse:
+        """A GET of the gateway's own outside the breaker (readiness, the services' OpenAPI documents)."""
+        return await self.pools[service].request(
+            "GET", path, headers=headers or [], content=None, timeouts=self._timeouts
+        )
+
+    async def _probe(self, service: str) -> str:
         try:
             async with asyncio.timeout(self.settings.readiness_timeout):
-                response = await client.get("/readyz")
+                response = await self.get(service, "/readyz")
         except UpstreamError:
             return "unreachable"
         return "ready" if response.status_code == 200 else f"not ready ({response.status_code})"

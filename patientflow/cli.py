@@ -11,9 +11,10 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
-from gateway import clients
+from gateway import api_clients, repository
 from gateway.config import GatewaySettings
 from gateway.models import CLIENT_KINDS
+from gateway.schemas import ApiClientCreate, ApiClientPublic, KeyRotation
 from kit.auth import mint_internal_token, service_subject
 from kit.config import DEV_INTERNAL_SECRET
 from kit.database import Database
@@ -100,16 +101,16 @@ def keys(args: argparse.Namespace) -> int:
     if settings.environment == "development" and "events_url" not in settings.model_fields_set:
         # No hub configured: the one the last `patientflow up` here started (after `--base-port` too).
         settings.events_url = read_dev_url(settings.data_dir, "events") or settings.events_url
-    database = clients.open_database(settings)
+    database = repository.open_database(settings)
     try:
         if args.keys_command == "revoke" and not args.keep_subscriptions:
             with database.session(write=False) as session:
-                clients.get_client(session, name=args.name)  # unknown: 404 before the hub is asked
+                api_clients.get_client(session, name=args.name)  # unknown: 404 before the hub is asked
             if not _drop_subscriptions(settings, args.name):  # not inside the write transaction
                 return 1
         with database.session() as session:
             if args.keys_command == "create":
-                data = clients.ClientCreate(
+                data = ApiClientCreate(
                     name=args.name,
                     kind=args.kind,
                     scopes=args.scope,
@@ -117,18 +118,18 @@ def keys(args: argparse.Namespace) -> int:
                     rate_limit_per_second=args.rate_limit,
                     rate_burst=args.burst,
                 )
-                row, key = clients.create_client(session, data=data)
-                _print_new_key(clients.to_public(row), key)
+                row, key = api_clients.create_client(session, data=data)
+                _print_new_key(api_clients.to_public(row), key)
             elif args.keys_command == "rotate":
-                grace = clients.KeyRotation(grace_seconds=args.grace_seconds).grace_seconds
-                row, key = clients.rotate_key(session, name=args.name, grace_seconds=grace)
-                _print_new_key(clients.to_public(row), key)
+                grace = KeyRotation(grace_seconds=args.grace_seconds).grace_seconds
+                row, key = api_clients.rotate_key(session, name=args.name, grace_seconds=grace)
+                _print_new_key(api_clients.to_public(row), key)
             elif args.keys_command == "revoke":
-                print(f"revoked {clients.revoke_client(session, name=args.name).name}")
+                print(f"revoked {api_clients.revoke_client(session, name=args.name).name}")
             else:
-                rows = clients.list_clients(session)
+                rows = repository.list_api_clients(session)
                 print(f"{'name':<24} {'kind':<8} {'status':<8} {'prefix':<11} {'expires':<26} scopes")
-                for public in (clients.to_public(row) for row in rows):
+                for public in (api_clients.to_public(row) for row in rows):
                     expires = public.expires_at.isoformat() if public.expires_at else "-"
                     prefix = public.key_prefix or "-"
                     print(
@@ -169,7 +170,7 @@ def _drop_subscriptions(settings: GatewaySettings, name: str) -> bool:
     return True
 
 
-def _print_new_key(client: clients.ClientPublic, key: str) -> None:
+def _print_new_key(client: ApiClientPublic, key: str) -> None:
     print(f"client {client.name} ({client.kind}), scopes: {' '.join(client.scopes) or '-'}")
     print(f"API key (shown once, store it now): {key}")
     if client.previous_key_expires_at:

@@ -13,8 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from gateway.app import create_app as create_gateway
-from gateway.keys import ADMIN_SCOPE
-from gateway.routes import SCOPES
+from gateway.routes import ADMIN_SCOPE, SCOPES
 from kit.testing import database_url_under_test, make_test_settings, wipe
 from services.registration.app import create_app as create_registration
 from services.registration.config import RegistrationSettings

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import Session
 
-from gateway import clients as gateway_clients
+from gateway import repository
+from gateway.api_clients import ApiClientStore
 from gateway.app import create_app as create_gateway
-from gateway.clients import ClientStore, list_clients, open_database
 from gateway.config import GatewaySettings
 from gateway.models import ApiClientRow
 from kit.auth import verify_internal_token
@@ -216,7 +216,7 @@ def test_a_key_past_its_expiry_is_401(
     with httpx.Client(base_url=url, timeout=5, headers=bearer(api_keys["admin"])) as admin:
         created = create(admin, expires_at=(utcnow() + timedelta(days=1)).isoformat())
         assert reads_queue(admin, created["key"]) == 200
-        database = open_database(settings)
+        database = repository.open_database(settings)
         try:
             with database.session() as session:
                 past = utcnow() - timedelta(seconds=1)
@@ -325,7 +325,7 @@ def test_shutdown_waits_for_a_key_reload_in_flight_before_disposing_of_the_datab
     armed, in_flight, release = threading.Event(), threading.Event(), threading.Event()
 
     def blocking_list_clients(session: Session) -> Any:
-        rows = list_clients(session)  # the session now holds a connection
+        rows = list_api_clients(session)  # the session now holds a connection
         if armed.is_set() and not in_flight.is_set():
             in_flight.set()
             release.wait(10)
@@ -345,13 +345,14 @@ def test_shutdown_waits_for_a_key_reload_in_flight_before_disposing_of_the_datab
         def __exit__(self, *_exc: object) -> None:
             self.lock.release()
 
-    monkeypatch.setattr(gateway_clients, "list_clients", blocking_list_clients)
+    list_api_clients = repository.list_api_clients
+    monkeypatch.setattr(repository, "list_api_clients", blocking_list_clients)
     checked_out_at_dispose: list[int] = []
     settings = gateway_settings(
         keys_file, triage_url=echo_url, events_url=echo_url, keys_refresh_seconds=0.01
     )
     with TestClient(create_gateway(settings)) as client:
-        store: ClientStore = client.app.state.clients  # type: ignore[attr-defined]
+        store: ApiClientStore = client.app.state.api_clients  # type: ignore[attr-defined]
         store._reload_lock = ReleasingLock()  # type: ignore[assignment]
         dispose = store.database.dispose
 

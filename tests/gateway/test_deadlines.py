@@ -1,23 +1,21 @@
-"""Deadlines and slow calls through `Upstreams.send`, on a fake clock and an in-memory transport.
+"""Deadlines and slow calls through `Upstreams.send`, on a fake clock and an in-memory pool.
 
 The stand-in service advances the fake clock by however long it "takes", so a frozen service that
 would cost a caller seconds costs the test nothing, and no assertion is about the wall clock.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 
 from gateway.errors import CircuitOpen, UpstreamTimeout, UpstreamUnreachable
+from gateway.pools import Headers, Timeouts, UpstreamResponse
 from gateway.resilience import CircuitState
 from gateway.routes import ROUTES
 from gateway.upstreams import Upstreams
 from tests.gateway.factories import gateway_settings
-
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
 
 class FakeClock:
@@ -32,7 +30,7 @@ class FakeClock:
 
 
 class Service:
-    """A stand-in service: `frozen` (never answers: each attempt lasts its read timeout, then times
+    """A stand-in service's pool: `frozen` (never answers: each attempt lasts its read timeout, then times
     out), `refusing` once then answering, or answering after `answer_seconds`. Records each attempt's
     read timeout."""
 
@@ -42,18 +40,24 @@ class Service:
         self.answer_seconds = answer_seconds
         self.read_timeouts: list[float] = []
 
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        read_timeout = request.extensions["timeout"]["read"]
-        self.read_timeouts.append(read_timeout)
+    async def request(
+        self, method: str, target: str, *, headers: Headers, content: bytes | None, timeouts: Timeouts,
+        stream: bool = False,
+    ) -> UpstreamResponse:  # fmt: skip
+        assert timeouts.read is not None
+        self.read_timeouts.append(timeouts.read)
         if self.behaviour == "frozen":
-            self.clock.now += read_timeout
-            raise httpx.ReadTimeout("no answer", request=request)
+            self.clock.now += timeouts.read
+            raise aiohttp.SocketTimeoutError("no answer")
         if self.behaviour == "refusing-once":
             self.behaviour = "ok"
             self.clock.now += 1.0
-            raise httpx.ConnectError("refused", request=request)
+            raise ConnectionRefusedError("refused")
         self.clock.now += self.answer_seconds
-        return httpx.Response(200, json=[])
+        return UpstreamResponse(200, [("content-type", "application/json")], b"[]")
+
+    async def aclose(self) -> None:
+        pass
 
     @property
     def attempts(self) -> int:
@@ -64,21 +68,12 @@ def upstreams_for(service: Service, clock: FakeClock, **settings: Any) -> Upstre
     """Upstreams with results served by `service` (the defaults otherwise: 10 s read timeout, 3 s reads)."""
     config = gateway_settings(None, **settings)
     upstreams = Upstreams(config, sleep=clock.sleep, rand=lambda: 0.5, clock=clock)
-    timeout = httpx.Timeout(
-        connect=config.connect_timeout,
-        read=config.read_timeout,
-        write=config.write_timeout,
-        pool=config.pool_timeout,
-    )
-    transport = httpx.MockTransport(service)
-    upstreams.clients = {
-        "results": httpx.AsyncClient(base_url="http://results", transport=transport, timeout=timeout)
-    }
+    upstreams.pools = {"results": service}
     return upstreams
 
 
-def call(upstreams: Upstreams, method: str = "GET", **kwargs: Any) -> httpx.Response | Exception:
-    async def main() -> httpx.Response:
+def call(upstreams: Upstreams, method: str = "GET", **kwargs: Any) -> UpstreamResponse | Exception:
+    async def main() -> UpstreamResponse:
         return await upstreams.send("results", method, "/tests", headers=[], **kwargs)
 
     try:
@@ -104,7 +99,7 @@ def test_each_attempt_gets_what_is_left_of_the_deadline() -> None:
     upstreams = upstreams_for(service, clock, read_deadline_seconds=3.0)
 
     answer = call(upstreams)
-    assert isinstance(answer, httpx.Response) and answer.status_code == 200
+    assert isinstance(answer, UpstreamResponse) and answer.status_code == 200
     # the refusal used 1 s and the pause 0.025 s: the retry may wait only for the rest
     assert service.read_timeouts == pytest.approx([3.0, 1.975])
 
@@ -162,22 +157,22 @@ def test_slow_answers_open_the_circuit_and_a_slow_answer_on_probation_reopens_it
     breaker = upstreams.breakers["results"]
 
     for _ in range(2):
-        assert isinstance(call(upstreams), httpx.Response)
+        assert isinstance(call(upstreams), UpstreamResponse)
     sluggish.answer_seconds = 0.1
-    assert isinstance(call(upstreams), httpx.Response)  # a quick answer: the count starts again
+    assert isinstance(call(upstreams), UpstreamResponse)  # a quick answer: the count starts again
     sluggish.answer_seconds = 2.5
     for _ in range(3):
         assert breaker.state is CircuitState.closed
-        assert isinstance(call(upstreams), httpx.Response)  # the callers still got their answers
+        assert isinstance(call(upstreams), UpstreamResponse)  # the callers still got their answers
     assert breaker.state is CircuitState.open
 
     breaker.readmit()
-    assert isinstance(call(upstreams), httpx.Response)
+    assert isinstance(call(upstreams), UpstreamResponse)
     assert breaker.state is CircuitState.open  # still slow: back to open at once
 
     breaker.readmit()
     sluggish.answer_seconds = 0.1
-    assert isinstance(call(upstreams), httpx.Response)
+    assert isinstance(call(upstreams), UpstreamResponse)
     assert breaker.state is CircuitState.closed
 
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,9 +14,9 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.app import create_app as create_gateway
 from gateway.config import GatewaySettings
-from gateway.errors import CircuitOpen, UpstreamTimeout
-from gateway.journey import JourneyReader, RegistrationUnavailable, VisitNotFound, timeline, waits
-from gateway.keys import Principal
+from gateway.errors import CircuitOpen, RegistrationUnavailable, UpstreamTimeout, VisitNotFound
+from gateway.journey import JourneyReader, timeline, waits
+from gateway.keys import Caller
 from kit.auth import TokenSource
 from kit.errors import ProblemError
 from kit.testing import TEST_SECRET
@@ -190,14 +191,14 @@ def answers(**overrides: tuple[int, Any] | ProblemError) -> dict[str, tuple[int,
     return found | {paths[name]: answer for name, answer in overrides.items()}
 
 
-def principal(scopes: frozenset[str] = ALL_READS, patient: str | None = None) -> Principal:
+def caller(scopes: frozenset[str] = ALL_READS, patient: str | None = None) -> Caller:
     tokens = TokenSource(TEST_SECRET, "his-dev", scopes, patient=patient)
-    return Principal("his-dev", "his", scopes, tokens, patient=patient)
+    return Caller("his-dev", "his", scopes, tokens, patient=patient)
 
 
-def read(upstreams: FakeUpstreams, who: Principal | None = None) -> Any:
+def read(upstreams: FakeUpstreams, who: Caller | None = None) -> Any:
     settings = GatewaySettings(environment="test", internal_secret=TEST_SECRET, journey_part_timeout=0.7)
-    return asyncio.run(JourneyReader(settings, upstreams).read(who or principal(), VISIT_ID))  # type: ignore[arg-type]
+    return asyncio.run(JourneyReader(settings, upstreams).read(who or caller(), VISIT_ID))  # type: ignore[arg-type]
 
 
 def test_every_part_within_its_own_timeout_and_as_the_client() -> None:
@@ -234,7 +235,7 @@ def test_a_body_of_the_wrong_shape_is_a_missing_part() -> None:
 
 def test_parts_the_client_may_not_read_are_withheld_and_never_fetched() -> None:
     upstreams = FakeUpstreams(answers())
-    journey = read(upstreams, principal(frozenset({"registration:read", "triage:read"})))
+    journey = read(upstreams, caller(frozenset({"registration:read", "triage:read"})))
     assert [(w.service, w.part, w.scope) for w in journey.withheld] == [
         ("results", "orders", "results:read"),
         ("results", "reports", "results:read"),
@@ -253,9 +254,9 @@ def test_unknown_visit_is_404_and_registration_down_is_503() -> None:
 
 
 def test_a_patient_bound_client_sees_only_its_own_patients_visits() -> None:
-    assert read(FakeUpstreams(answers()), principal(patient="p-1")).patient_id == "p-1"
+    assert read(FakeUpstreams(answers()), caller(patient="p-1")).patient_id == "p-1"
     with pytest.raises(VisitNotFound):  # the same answer as for a visit that does not exist
-        read(FakeUpstreams(answers()), principal(patient="p-2"))
+        read(FakeUpstreams(answers()), caller(patient="p-2"))
 
 
 # --- over HTTP: a part slower than its timeout ---------------------------------------------------
@@ -266,6 +267,7 @@ class VisitService:
 
     def __init__(self, bodies: dict[str, Any], slow: frozenset[str] = frozenset()) -> None:
         self.bodies, self.slow = bodies, slow
+        self.released = threading.Event()  # set by the test, from its own thread
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -273,8 +275,8 @@ class VisitService:
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
-        if scope["path"] in self.slow:
-            await asyncio.sleep(1)
+        if scope["path"] in self.slow:  # answers only once the test has seen the gateway give up on it
+            await asyncio.to_thread(self.released.wait, 30)
         status, payload = (200, self.bodies[scope["path"]]) if scope["path"] in self.bodies else (404, {})
         body = json.dumps(payload).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -305,8 +307,11 @@ def journey_gateway(keys_file: Path) -> Iterator[str]:
             billing_url=billing_url,
             journey_part_timeout=0.3,
         )
-        with serve(create_gateway(settings)) as url:
-            yield url
+        try:
+            with serve(create_gateway(settings)) as url:
+                yield url
+        finally:
+            results.released.set()  # the held answer goes out (to nobody) and the servers can stop
 
 
 def test_a_part_slower_than_its_timeout_is_missing_over_http(

@@ -9,12 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from gateway import repository
+from gateway.api_clients import ApiClientStore, create_client, revoke_client
 from gateway.app import create_app
-from gateway.clients import ClientCreate, ClientStore, create_client, open_database, revoke_client
 from gateway.config import GatewaySettings
-from gateway.errors import InvalidApiKey, MissingApiKey
-from gateway.keys import ApiKeyExpired, ApiKeyRevoked, KeyCache, hash_key, presented_key, read_seed_file
+from gateway.errors import ApiKeyExpired, ApiKeyRevoked, InvalidApiKey, MissingApiKey
+from gateway.keys import KeyCache, hash_key, presented_key, read_seed_file
 from gateway.models import ApiClientRow
+from gateway.schemas import ApiClientCreate
 from kit.auth import verify_internal_token
 from kit.clock import utcnow
 from kit.testing import TEST_SECRET
@@ -51,9 +53,9 @@ def cache_of(*rows: ApiClientRow) -> KeyCache:
 
 def test_keys_are_found_by_hash_never_by_the_hash_itself() -> None:
     cache = cache_of(row("lab-dev", "k-lab"))
-    principal = cache.identify("k-lab").principal
-    assert (principal.name, principal.kind, principal.scopes) == ("lab-dev", "his", {"results:write"})
-    token = principal.tokens.header("results").removeprefix("Bearer ")
+    caller = cache.identify("k-lab").caller
+    assert (caller.name, caller.kind, caller.scopes) == ("lab-dev", "his", {"results:write"})
+    token = caller.tokens.header("results").removeprefix("Bearer ")
     assert verify_internal_token(TEST_SECRET, token, audience="results").subject == "lab-dev"
     for wrong in ("k-lab ", hash_key("k-lab"), "x" * 300):
         with pytest.raises(InvalidApiKey):
@@ -67,7 +69,7 @@ def test_an_expired_key_is_refused_as_expired() -> None:
     )
     with pytest.raises(ApiKeyExpired):
         cache.identify("k-old")
-    assert cache.identify("k-new").principal.name == "new"
+    assert cache.identify("k-new").caller.name == "new"
     assert len(cache) == 1
 
 
@@ -92,8 +94,8 @@ def test_the_previous_key_works_only_during_its_grace() -> None:
         previous_key_expires_at=utcnow() - timedelta(seconds=1),
     )
     cache = cache_of(in_grace, grace_over)
-    assert cache.identify("old-a").principal.name == "a"
-    assert cache.identify("new-b").principal.name == "b"
+    assert cache.identify("old-a").caller.name == "a"
+    assert cache.identify("new-b").caller.name == "b"
     with pytest.raises(ApiKeyExpired):
         cache.identify("old-b")
 
@@ -117,17 +119,17 @@ def test_a_refresh_replaces_the_whole_table() -> None:
     cache.replace([row("b", "k-b")])
     with pytest.raises(InvalidApiKey):
         cache.identify("k-a")
-    assert cache.identify("k-b").principal.name == "b"
+    assert cache.identify("k-b").caller.name == "b"
 
 
 def test_a_slow_refresh_cannot_undo_a_revocation_made_meanwhile(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = GatewaySettings.model_validate({"environment": "test"} | gateway_database())
     cache = KeyCache(TEST_SECRET)
-    store = ClientStore(open_database(settings), cache)
+    store = ApiClientStore(repository.open_database(settings), cache)
     try:
         with store.database.session() as session:
             _, key = create_client(
-                session, data=ClientCreate(name="his-a", kind="his", scopes=["triage:read"])
+                session, data=ApiClientCreate(name="his-a", kind="his", scopes=["triage:read"])
             )
         store.reload()
         read_the_table, go_on = threading.Event(), threading.Event()
@@ -159,15 +161,15 @@ def test_a_slow_refresh_cannot_undo_a_revocation_made_meanwhile(monkeypatch: pyt
 
 def test_acting_for_a_patient_puts_the_patient_in_forwarded_tokens() -> None:
     cache = cache_of(row("app", "k", kind="app"))
-    principal = cache.identify("k").principal
-    acting = cache.for_patient(principal, "patient-1")
-    caller = verify_internal_token(
+    caller = cache.identify("k").caller
+    acting = cache.for_patient(caller, "patient-1")
+    forwarded = verify_internal_token(
         TEST_SECRET, acting.tokens.header("results").split()[1], audience="results"
     )
-    assert (acting.patient, caller.patient, caller.subject) == ("patient-1", "patient-1", "app")
+    assert (acting.patient, forwarded.patient, forwarded.subject) == ("patient-1", "patient-1", "app")
     assert (
         verify_internal_token(
-            TEST_SECRET, principal.tokens.header("results").split()[1], audience="results"
+            TEST_SECRET, caller.tokens.header("results").split()[1], audience="results"
         ).patient
         is None
     )

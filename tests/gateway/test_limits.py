@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from gateway.app import create_app as create_gateway
-from gateway.limits import PageTooLarge, RateLimited, RateLimiter, check_page_size
+from gateway.errors import PageTooLarge, RateLimited
+from gateway.limits import RateLimiter, check_page_size
 from tests.gateway.factories import bearer, gateway_settings
 from tests.gateway.servers import EchoUpstream, serve
 from tests.gateway.test_proxy import assert_problem

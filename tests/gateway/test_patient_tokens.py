@@ -13,14 +13,10 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from gateway.app import create_app as create_gateway
-from gateway.keys import hash_key, known_scopes
-from gateway.patients import (
-    PatientTokenExpired,
-    PatientTokenInvalid,
-    mint_patient_token,
-    verify_patient_token,
-)
-from gateway.routes import SCOPES
+from gateway.errors import PatientTokenExpired, PatientTokenInvalid
+from gateway.keys import hash_key
+from gateway.patients import mint_patient_token, verify_patient_token
+from gateway.routes import SCOPES, known_scopes
 from gateway.sessions import PROOF_SCOPE
 from kit.auth import mint_internal_token, verify_internal_token
 from kit.testing import TEST_SECRET

@@ -148,6 +148,18 @@ def test_headers_allow_list_and_internal_token(
     assert "triage:write" in caller.scopes
 
 
+def test_a_body_sent_without_content_type_reaches_the_service_without_one(
+    client: httpx.Client, api_keys: dict[str, str], echo: EchoUpstream
+) -> None:
+    """The service then reads it as JSON, as it would straight; the forwarder labels nothing itself."""
+    response = client.post(
+        "/v1/queues/internal/call-next", content=b'{"a":1}', headers=bearer(api_keys["his-dev"])
+    )
+    assert response.status_code == 200
+    (seen,) = echo.seen
+    assert seen.body == b'{"a":1}' and "content-type" not in seen.headers
+
+
 def test_request_id_is_propagated(client: httpx.Client, api_keys: dict[str, str], echo: EchoUpstream) -> None:
     response = client.get(
         "/v1/queues/internal", headers=bearer(api_keys["reader"]) | {"x-request-id": "rid-42"}

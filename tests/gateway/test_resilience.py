@@ -7,6 +7,7 @@ import aiohttp
 import httpx
 import pytest
 
+from gateway.pools import Timeouts
 from gateway.resilience import (
     NO_RETRY,
     CircuitBreaker,
@@ -181,11 +182,11 @@ def test_deadline_counts_down_on_its_clock_and_knows_a_slow_call() -> None:
 
 
 def test_attempt_timeouts_are_cut_to_what_is_left() -> None:
-    configured = httpx.Timeout(connect=1.0, read=10.0, write=5.0, pool=2.0)
+    configured = Timeouts(connect=1.0, read=10.0, write=5.0, pool=2.0)
     cut = attempt_timeout(configured, 2.5)
     assert (cut.connect, cut.read, cut.write, cut.pool) == (1.0, 2.5, 2.5, 2.0)
     # a stream's read timeout is the silence allowed between chunks, which outlive the deadline
-    stream = attempt_timeout(httpx.Timeout(connect=1.0, read=60.0, write=5.0, pool=2.0), 2.5, stream=True)
+    stream = attempt_timeout(Timeouts(connect=1.0, read=60.0, write=5.0, pool=2.0), 2.5, stream=True)
     assert (stream.connect, stream.read, stream.write, stream.pool) == (1.0, 60.0, 2.5, 2.0)
 
 
