@@ -5,7 +5,8 @@ Starts the whole system, opens two SSE streams of `patient.registered` — one t
 (`/log/stream`, minted internal token) — then registers patients through the gateway at a steady rate.
 For each patient it records when the `POST /v1/patients` answer arrived (the write had committed by then)
 and when each stream delivered the event, and prints p50/p99 of the difference for both streams side by
-side. The hub's ingestion margin and poll interval are part of what is measured.
+side. How the hub reads the feeds (a long poll per source, merged by the events' causes, no clock
+margin: services/events/ingest.py) is part of what is measured.
 
     python -m bench.events_latency --rate 20 --seconds 15
 """
@@ -143,15 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20, help="patients registered per second")
     parser.add_argument("--seconds", type=float, default=15, help="how long to keep registering")
     parser.add_argument("--poll-seconds", type=float, default=None, help="PATIENTFLOW_FEED_POLL_SECONDS")
-    parser.add_argument("--margin-seconds", type=float, default=None, help="EVENTS_INGEST_MARGIN_SECONDS")
     parser.add_argument("--database-url", default=None, help="run on this server instead of SQLite")
     args = parser.parse_args(argv)
     run_tag = uuid.uuid4().hex[:8]
     env = system_env(args.database_url, run_tag)
     if args.poll_seconds is not None:
         env["PATIENTFLOW_FEED_POLL_SECONDS"] = str(args.poll_seconds)
-    if args.margin_seconds is not None:
-        env["EVENTS_INGEST_MARGIN_SECONDS"] = str(args.margin_seconds)
     with tempfile.TemporaryDirectory() as scratch:
         ports = {c.name: free_port() for c in COMPONENTS}
         try:
