@@ -88,7 +88,8 @@ async def produce(
 
 async def measure(system: System, rate: float, seconds: float) -> dict[str, Any]:
     secret = system.env["PATIENTFLOW_INTERNAL_SECRET"]
-    token = mint_internal_token(secret, "bench", {"events:read"}, audience="events")
+    # A reader sees the sources whose read scope it holds (services/events/service.py `audience`).
+    token = mint_internal_token(secret, "bench", {"events:read", "registration:read"}, audience="events")
     streams = {
         "via gateway": (
             f"{system.url('gateway')}/v1/events/stream?type={EVENT_TYPE}",
