@@ -11,10 +11,17 @@ gets, in feed order, to that source's *backlog* (read, not yet logged). After ev
 - among the ready heads, the smallest (`occurred_at`, source rank, position) is taken first; taking it
   may make other heads ready, and the merge ends when no head is ready.
 
+`logged_to` says what it claims. The backlog holds exactly the events of `s` read and not yet logged, in
+feed order, so everything of `s` below its head was read earlier and logged. With an empty backlog,
+everything read is logged, and a reader that has read up to `read_to` has seen every event of `s` at or
+below it: feed positions become visible in commit order (`kit/outbox.py` proves it), so none can appear
+there later. The log's transaction stores `logged_to` as the source's cursor, so the claim survives a
+restart too.
+
 Why the log is causal: an event `e` naming the cause `(s, p)` is taken only once `logged_to(s) >= p`,
 that is once every event of `s` up to `p`, the cause among them, is in the log, and the log is appended
-in merge order. So the cause is logged first, and by induction so are its own causes. Within a source
-the log keeps feed order, which is that source's commit order (`kit/outbox.py` proves it). A cause in
+in merge order. So the cause is logged first, and so, by induction on the log, are the causes of the
+cause. Within a source the log keeps feed order, which is that source's commit order. A cause in
 the event's own source is met by feed order; one in a source the hub does not read could never be met
 and does not hold the event back. No clock is trusted for any of this, so hosts may drift as they like:
 `occurred_at` only orders events that are ready at the same time — catching up after a restart, when
@@ -27,8 +34,10 @@ then the client wrote to another, with no sibling call between) carries no cause
 A source that is down holds back only what depends on it. Its reader backs off (`kit.worker.Backoff`)
 while the others go on: an event of another source is logged as soon as its causes are met, and no cause
 can be in the down source's unread part unless the event names it — such an event waits, and with it the
-rest of its own feed (feed order), but nothing else. Causes cannot form a cycle (each one committed
-before its effect began), so a wait always ends when the source is back.
+rest of its own feed (feed order), but nothing else. Causes cannot form a cycle (each committed before
+its effect's unit of work read it), so a wait always ends when the source is back. A cause the source will
+never reach (its database was reset under a running system) would hold its event back for good; the
+`patientflow_events_ingest_lag_seconds` gauge shows it growing.
 
 Cursors live in memory; the log's transaction also stores `logged_to` per source, which is where reading
 resumes after a restart. Re-read events are skipped by id (`service.log_batch`), so each is logged once.
