@@ -5,7 +5,8 @@ Starts the whole system, opens two SSE streams of `patient.registered` — one t
 (`/log/stream`, minted internal token) — then registers patients through the gateway at a steady rate.
 For each patient it records when the `POST /v1/patients` answer arrived (the write had committed by then)
 and when each stream delivered the event, and prints p50/p99 of the difference for both streams side by
-side. The hub's ingestion margin and poll interval are part of what is measured.
+side. How the hub reads the feeds (a long poll per source, merged by the events' causes, no clock
+margin: services/events/ingest.py) is part of what is measured.
 
     python -m bench.events_latency --rate 20 --seconds 15
 """
@@ -90,7 +91,7 @@ async def produce(
 
 async def measure(system: RunningSystem, rate: float, seconds: float) -> dict[str, Any]:
     secret = system.env["PATIENTFLOW_INTERNAL_SECRET"]
-    # A reader sees the events of the sources whose read scope it holds (patient.registered: registration).
+    # A reader sees the sources whose read scope it holds (services/events/service.py `audience`).
     token = mint_internal_token(secret, "bench", {"events:read", "registration:read"}, audience="events")
     streams = {
         "via gateway": (
@@ -188,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20, help="patients registered per second")
     parser.add_argument("--seconds", type=float, default=15, help="how long to keep registering")
     parser.add_argument("--poll-seconds", type=float, default=None, help="PATIENTFLOW_FEED_POLL_SECONDS")
-    parser.add_argument("--margin-seconds", type=float, default=None, help="EVENTS_INGEST_MARGIN_SECONDS")
     parser.add_argument("--database-url", default=None, help="run on this server instead of SQLite")
     parser.add_argument(
         "--compare", action="append", default=[], metavar="TREE", type=Path,
@@ -199,8 +199,6 @@ def main(argv: list[str] | None = None) -> int:
     env = system_env(args.database_url, run_tag)
     if args.poll_seconds is not None:
         env["PATIENTFLOW_FEED_POLL_SECONDS"] = str(args.poll_seconds)
-    if args.margin_seconds is not None:
-        env["EVENTS_INGEST_MARGIN_SECONDS"] = str(args.margin_seconds)
     if args.compare:
         return compare_trees(args, env)
     with tempfile.TemporaryDirectory() as scratch:

@@ -68,6 +68,8 @@ class OutboxEventBase(SQLModel):
     patient_id: str | None = Field(default=None, max_length=36, index=True)
     occurred_at: datetime = Timestamp()
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # The feed positions the writing unit of work read first (`kit.causes`), as [{source, position}].
+    causes: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
 
 
 class FeedCursorBase(SQLModel):

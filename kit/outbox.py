@@ -1,19 +1,41 @@
 """The transactional outbox and the event feed every service serves.
 
-A state change and its event row commit together or not at all. Consumers page through
-`GET /events?after=<position>&limit=` and de-duplicate by `id`; positions only ever grow in commit
-order, because on PostgreSQL writers of the outbox take a transaction-level advisory lock (without
-it, a transaction that took position 5 could commit after one that took 6, and a reader that had
-already moved past 6 would never see 5).
+A state change and its event rows commit together or not at all. Consumers page through
+`GET /events?after=<position>&limit=` and de-duplicate by `id`. Each event carries the `causes` its unit of
+work noted (`kit.causes`): the hub merges the feeds by them.
+
+**Positions become visible in commit order, so a reader paging by position never skips an event.**
+`record_event` only builds the row; the rows enter the database in the session's `before_commit` hook,
+just before COMMIT, and on PostgreSQL under a transaction-level advisory lock taken there (one per schema).
+So the business part of concurrent writers runs in parallel; only "insert the events, COMMIT" is serialised.
+Proof: every position is drawn by an INSERT made while holding the lock, and the lock is released only after
+COMMIT has made the transaction visible (PostgreSQL releases locks after the commit record and the
+proc-array update) or after it rolled back. So if writer A holds position p and writer B holds q > p, A drew
+p before B took the lock, hence A's transaction ended (visible, or rolled back leaving p a gap for good)
+before B drew q. A reader that sees q therefore already sees every committed position below q, and a cursor
+that moved past q never leaves a committed event behind it. (A transaction that writes no event takes no
+lock.) On SQLite the writer connection already serialises whole write transactions (`BEGIN IMMEDIATE`).
+
+**`sequence` per aggregate is gap-free and in commit order.** It is `max(sequence) + 1` of the aggregate,
+read in the hook under the same lock with a fresh READ COMMITTED statement snapshot: every earlier holder
+of the lock has committed (its sequences are seen) or rolled back (none were kept), and no later writer can
+draw until this one ends. Several events of one aggregate in one transaction count up in `record_event`
+order. So the sequences of an aggregate are 1, 2, 3, … in position order, whatever the writers overlap.
+
+The row returned by `record_event` is the one inserted: its `position` is set once the session commits.
 """
 
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, text
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
+from kit import causes
 from kit.auth import require_service_caller
 from kit.clock import as_utc
 from kit.database import SessionDep
@@ -28,6 +50,8 @@ Adding an optional field is not a new version; a breaking change to a type's dat
 renamed, retyped or newly required) becomes a new version with a new schema file.
 """
 OUTBOX_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('patientflow.outbox.' || current_schema()))")
+_PENDING = "patientflow.outbox.pending"  # session.info key: events recorded, not yet inserted
+_SAVEPOINTS = "patientflow.outbox.savepoints"  # open savepoint → how many events were pending at its start
 
 
 def record_event(
@@ -41,28 +65,74 @@ def record_event(
     visit_id: str | None = None,
     patient_id: str | None = None,
 ) -> OutboxEventBase:
-    """Add an event to the current transaction; it is published only if the transaction commits."""
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        # One lock per schema: services sharing a database never wait on each other's outboxes.
-        session.execute(OUTBOX_LOCK)
-    last = session.exec(
-        select(func.max(outbox.sequence)).where(
-            outbox.aggregate_type == aggregate_type, outbox.aggregate_id == aggregate_id
-        )
-    ).one()
+    """Add an event to the current transaction; it is published only if the transaction commits.
+
+    The row is inserted (position and `sequence` drawn) just before COMMIT: see the module docstring.
+    """
     event = outbox(
         event_id=str(uuid.uuid4()),
         event_type=event_type,
         aggregate_type=aggregate_type,
         aggregate_id=aggregate_id,
-        sequence=(last or 0) + 1,
+        sequence=0,  # drawn in _insert_pending
         visit_id=visit_id,
         patient_id=patient_id,
         payload=payload,
+        causes=[cause.to_json() for cause in causes.current()],
     )
-    session.add(event)
+    if not session.in_transaction():
+        session.begin()  # the events belong to this unit of work, ended by commit, rollback or close
+    session.info.setdefault(_PENDING, []).append(event)
     return event
+
+
+@sa_event.listens_for(OrmSession, "before_commit")
+def _insert_pending(session: OrmSession) -> None:
+    """Draw positions and sequences for the events recorded in this session, under the outbox lock."""
+    if session.in_nested_transaction():
+        return  # a savepoint released: the events wait for the real COMMIT
+    pending: list[OutboxEventBase] = session.info.pop(_PENDING, [])
+    session.info.pop(_SAVEPOINTS, None)
+    if not pending:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        # One lock per schema: services sharing a database never wait on each other's outboxes.
+        session.execute(OUTBOX_LOCK)
+    drawn: dict[tuple[type[OutboxEventBase], str, str], int] = {}
+    for event in pending:
+        outbox = type(event)
+        key = (outbox, event.aggregate_type, event.aggregate_id)
+        if key not in drawn:
+            last = select(func.max(outbox.sequence)).where(
+                outbox.aggregate_type == event.aggregate_type, outbox.aggregate_id == event.aggregate_id
+            )
+            drawn[key] = session.execute(last).scalar_one() or 0
+        drawn[key] += 1
+        event.sequence = drawn[key]
+        session.add(event)
+        session.flush()  # positions in record_event order
+
+
+@sa_event.listens_for(OrmSession, "after_transaction_create")
+def _mark_savepoint(session: OrmSession, transaction: SessionTransaction) -> None:
+    if transaction.nested:  # events recorded inside it vanish if it rolls back
+        session.info.setdefault(_SAVEPOINTS, {})[transaction] = len(session.info.get(_PENDING, []))
+
+
+@sa_event.listens_for(OrmSession, "after_soft_rollback")
+def _forget_savepoint_events(session: OrmSession, rolled_back: SessionTransaction) -> None:
+    """Events recorded inside a savepoint that rolled back vanish with its change."""
+    mark = session.info.get(_SAVEPOINTS, {}).pop(rolled_back, None)
+    if rolled_back.nested and mark is not None:
+        del session.info.get(_PENDING, [])[mark:]
+
+
+@sa_event.listens_for(OrmSession, "after_transaction_end")
+def _forget_pending(session: OrmSession, transaction: SessionTransaction) -> None:
+    """The unit of work ended (committed, rolled back or closed): nothing recorded in it is left over."""
+    if transaction.parent is None and not transaction.nested:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_SAVEPOINTS, None)
 
 
 def event_to_json(event: OutboxEventBase, source: str) -> dict[str, Any]:
@@ -79,6 +149,7 @@ def event_to_json(event: OutboxEventBase, source: str) -> dict[str, Any]:
         "visit_id": event.visit_id,
         "patient_id": event.patient_id,
         "data": event.payload,
+        "causes": event.causes or [],
     }
 
 

@@ -158,6 +158,7 @@ def test_each_schema_is_valid_2020_12_and_names_its_type_and_version(event_type:
     assert schema["properties"]["version"] == {"const": EVENT_VERSION}
     assert schema["properties"]["source"]["const"] in SOURCES
     assert set(schema["required"]) >= {"id", "type", "version", "occurred_at", "sequence", "data"}
+    assert schema["properties"]["causes"]["items"]["required"] == ["source", "position"]
     data = schema["properties"]["data"]
     assert data["additionalProperties"] is False
     assert set(data["required"]) == set(data["properties"])
@@ -383,6 +384,7 @@ def test_events_carry_the_catalogue_version_and_their_source(emitted: list[dict[
         (lambda e: e.update(occurred_at="yesterday"), "is not a 'date-time'"),
         (lambda e: e.update(occurred_at="2026-11-27T08:00:00"), "is not a 'date-time'"),  # no offset
         (lambda e: e.pop("sequence"), "'sequence' is a required property"),
+        (lambda e: e.update(causes=[{"source": "results"}]), "'position' is a required property"),
     ],
 )
 def test_schemas_refuse_an_event_that_breaks_the_contract(

@@ -38,8 +38,8 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
             feeds=settings.feed_urls(),
             tokens=app.state.tokens,
             notifier=app.state.notifier,
-            margin_seconds=settings.ingest_margin_seconds,
             poll_seconds=min(settings.ingest_poll_seconds, settings.feed_poll_seconds),
+            wait_seconds=settings.ingest_wait_seconds,
             page_size=settings.ingest_page_size,
         )
 

@@ -22,12 +22,10 @@ class EventsSettings(ServiceSettings):
     results_url: str = service_url_setting("results")
     billing_url: str = service_url_setting("billing")
 
-    # How long an event waits before it may enter the log: covers clock skew between the hub and the
-    # services (see services/events/ingest.py for why waiting makes the log causal). NTP keeps hosts on
-    # one network within milliseconds; on one host the skew is zero.
-    ingest_margin_seconds: float = Field(default=0.1, ge=0)
-    # The hub polls at least this often, faster than the services' own consumers (the shared
-    # PATIENTFLOW_FEED_POLL_SECONDS): subscribers watch it live.
+    # The hub long-polls each feed this long (the feed answers as soon as an event commits), and asks
+    # again after `ingest_poll_seconds` when a feed answers an empty page at once (one that predates
+    # `wait`); also the first wait after a feed failed (services/events/ingest.py).
+    ingest_wait_seconds: float = Field(default=20.0, gt=0, le=25)
     ingest_poll_seconds: float = Field(default=0.1, gt=0)
     ingest_page_size: int = Field(default=500, ge=1, le=500)
 

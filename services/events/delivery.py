@@ -9,6 +9,9 @@ Only a *pending* delivery holds its visit back. One parked as dead stops blockin
 events go on without it, and if it is replayed it arrives after them: receivers order a visit's events
 by `visit_sequence` (docs/events.md says so), not by arrival.
 
+Between rounds the worker sleeps until the soonest retry falls due or the log (or a replay) bumps the
+notifier; idle, it wakes every `IDLE_WAKE_SECONDS` at most.
+
 Each attempt first resolves the receiver's host and refuses forbidden addresses
 (services/events/destinations.py), then connects to the address it checked.
 """
@@ -22,7 +25,7 @@ import httpx
 
 from kit.clock import utcnow
 from kit.database import Database
-from kit.worker import ThreadWorker
+from kit.worker import Backoff, ThreadWorker
 from services.events import metrics, repository, service
 from services.events.config import EventsSettings
 from services.events.destinations import RefusedDestination
@@ -32,6 +35,7 @@ from services.events.signing import signed_headers
 
 logger = logging.getLogger("patientflow.events.delivery")
 USER_AGENT = "patientflow-webhooks/1"
+IDLE_WAKE_SECONDS = 30.0  # a safety net only: new events and replays bump the notifier
 
 
 def delivery_body(event: LogEvent) -> bytes:
@@ -58,20 +62,31 @@ class DeliveryWorker(ThreadWorker):
             httpx.Client(timeout=timeout, headers=headers, follow_redirects=False) as client,
             ThreadPoolExecutor(self.settings.webhook_concurrency, "events-webhook") as pool,
         ):
+            backoff = Backoff(self.settings.feed_poll_seconds)
             while not self.stopping.is_set():
                 seen = self.notifier.version
+                now = utcnow()
                 try:
-                    sent = self.send_due(client, pool)
+                    sent, idle_seconds = self.send_due(client, pool, now), self.until_next_retry(now)
                 except Exception:
                     logger.exception("webhook delivery round failed; will retry")
-                    sent = 0
+                    sent, idle_seconds = 0, backoff.failed()
+                else:
+                    backoff.succeeded()
                 if not sent:
-                    self.notifier.wait(seen, self.settings.feed_poll_seconds)
+                    self.notifier.wait(seen, idle_seconds)
 
-    def send_due(self, client: httpx.Client, pool: ThreadPoolExecutor) -> int:
+    def until_next_retry(self, now: datetime) -> float:
+        """Seconds from `now` (the round's instant) until the soonest retry falls due after it, at most
+        `IDLE_WAKE_SECONDS`; one already due at `now` but held back by its visit is sent after that one."""
+        with self.database.session(write=False) as session:
+            due = repository.next_retry_at(session, now)
+        return IDLE_WAKE_SECONDS if due is None else min(IDLE_WAKE_SECONDS, (due - now).total_seconds())
+
+    def send_due(self, client: httpx.Client, pool: ThreadPoolExecutor, now: datetime) -> int:
         """Send one batch of due deliveries concurrently and record the outcomes; returns how many."""
         with self.database.session(write=False) as session:
-            due = repository.due_deliveries(session, utcnow(), self.settings.webhook_batch_size)
+            due = repository.due_deliveries(session, now, self.settings.webhook_batch_size)
             events = repository.events_at(session, {d.position for d in due})
             subscriptions = repository.subscriptions_by_id(session, {d.subscription_id for d in due})
             metrics.observe_backlog(repository.pending_count(session))

@@ -1,100 +1,117 @@
 """Ingestion: the four services' feeds merged into one log whose order respects cause and effect.
 
-Each cycle takes `cutoff = now - margin` first, then reads every source's feed after its cursor and
-keeps, per source, only the *prefix* of events with `occurred_at <= cutoff` (the first later event and
-everything behind it wait for the next cycle). The taken events of all sources are merged by
-`occurred_at` (ties: registration, triage, results, billing, then source position), keeping each
-source's own order, and logged in one transaction together with the cursor moves.
+Each source has its own reader, which long-polls `GET /events?after=<read_to>&wait=` and appends what it
+gets, in feed order, to that source's *backlog* (read, not yet logged). After every read the merge
+(`plan`, pure) picks what may enter the log, and the hub logs it in one transaction with the cursor moves:
 
-Why the log is causal: an effect is written by a transaction that started after its cause committed
-(a service reacts to a feed it read, or a client to an answer it got), so
-`cause.commit < effect.occurred_at <= cutoff < read time`. The cause was therefore visible when its
-source was read, and it precedes the effect in the taken prefix: every event before it in its feed
-committed earlier still, so its `occurred_at` is earlier than the cutoff too. And `occurred_at` puts it
-first in the merge. The margin absorbs clock skew between the hub and the services, which all stamp
-`occurred_at` from their own clocks (on one host, or NTP-synchronised ones).
+- a source's events enter the log in its own feed order, so only the head of a backlog can be taken;
+- a head is *ready* when each of its `causes` is met: `logged_to(cause.source) >= cause.position`, where
+  `logged_to(s)` is the position up to which every event of `s` is in the log (just before the head of
+  s's backlog, or as far as s was read when its backlog is empty);
+- among the ready heads, the smallest (`occurred_at`, source rank, position) is taken first; taking it
+  may make other heads ready, and the merge ends when no head is ready.
 
-A source that cannot be read stops the whole cycle: logging the others' events without it could log an
-effect before a cause that the missing source holds. When a source has more than a page waiting, the
-cycle lowers its cutoff to the newest `occurred_at` on the page it read (everything unread from that
-source committed after that instant, so none of it is a cause of anything taken), and runs again at once.
+`logged_to` says what it claims. The backlog holds exactly the events of `s` read and not yet logged, in
+feed order, so everything of `s` below its head was read earlier and logged. With an empty backlog,
+everything read is logged, and a reader that has read up to `read_to` has seen every event of `s` at or
+below it: feed positions become visible in commit order (`kit/outbox.py` proves it), so none can appear
+there later. The log's transaction stores `logged_to` as the source's cursor, so the claim survives a
+restart too.
+
+Why the log is causal: an event `e` naming the cause `(s, p)` is taken only once `logged_to(s) >= p`,
+that is once every event of `s` up to `p`, the cause among them, is in the log, and the log is appended
+in merge order. So the cause is logged first, and so, by induction on the log, are the causes of the
+cause. Within a source the log keeps feed order, which is that source's commit order. A cause in
+the event's own source is met by feed order; one in a source the hub does not read could never be met
+and does not hold the event back. No clock is trusted for any of this, so hosts may drift as they like:
+`occurred_at` only orders events that are ready at the same time — catching up after a restart, when
+many are, the log comes out in the old time order as far as the causes allow.
+
+What counts as a cause is what `kit.causes` carries: the event a feed consumer applied, and the feed head
+of a sibling a unit of work called. An order that passes only through a client (one service answered,
+then the client wrote to another, with no sibling call between) carries no cause and is not kept.
+
+A source that is down holds back only what depends on it. Its reader backs off (`kit.worker.Backoff`)
+while the others go on: an event of another source is logged as soon as its causes are met, and no cause
+can be in the down source's unread part unless the event names it — such an event waits, and with it the
+rest of its own feed (feed order), but nothing else. Causes cannot form a cycle (each committed before
+its effect's unit of work read it), so a wait always ends when the source is back. A cause the source will
+never reach (its database was reset under a running system) would hold its event back for good; the
+`patientflow_events_ingest_lag_seconds` gauge shows it growing.
+
+Cursors live in memory; the log's transaction also stores `logged_to` per source, which is where reading
+resumes after a restart. Re-read events are skipped by id (`service.log_batch`), so each is logged once.
+Idle, each reader wakes once per long-poll (`wait_seconds`) and the merge not at all; against a feed that
+ignores `wait` (it answers an empty page at once) a reader asks again after `poll_seconds`.
 """
 
-import heapq
+import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from kit.auth import TokenSource
-from kit.clock import utcnow
 from kit.database import Database
-from kit.worker import ThreadWorker
+from kit.worker import Backoff, ThreadWorker
 from services.events import metrics, repository, service
 from services.events.notifier import LogNotifier
 
 logger = logging.getLogger("patientflow.events.ingest")
-MAX_BACKOFF_SECONDS = 5.0
 SourceEvent = tuple[str, dict[str, Any]]
 
 
 @dataclass(slots=True)
-class Cycle:
-    """What one cycle took, and whether the feeds hold more than it took."""
+class Backlog:
+    """One source as the hub has read it: `events` read but not yet logged (feed order), and `read_to`,
+    the position reading resumes after."""
 
-    taken: list[SourceEvent] = field(default_factory=list)
-    cursors: dict[str, int] = field(default_factory=dict)
-    truncated: bool = False  # a full page was read: read again at once
-    # When the oldest event the feeds hold beyond this cycle occurred (None: the log is caught up).
-    waiting_since: datetime | None = None
+    read_to: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
 
-    def note_waiting(self, instant: datetime) -> None:
-        self.waiting_since = instant if self.waiting_since is None else min(self.waiting_since, instant)
+    def logged_to(self, taken: int = 0) -> int:
+        """Every event of the source at or below this position is in the log (once `taken` more are)."""
+        return self.events[taken]["position"] - 1 if taken < len(self.events) else self.read_to
 
 
 def occurred(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(event["occurred_at"])
 
 
-def prefix_until(events: Sequence[dict[str, Any]], cutoff: datetime) -> list[dict[str, Any]]:
-    """The leading events that occurred by `cutoff` (a later one stops the prefix)."""
-    taken: list[dict[str, Any]] = []
-    for event in events:
-        if occurred(event) > cutoff:
-            break
-        taken.append(event)
-    return taken
+def plan(backlogs: Mapping[str, Backlog]) -> list[SourceEvent]:
+    """The events to log now, in log order: the ready heads of the backlogs, smallest first (sources
+    ranked in `backlogs` order), until none is ready. Pure, so the causal rule is tested without servers."""
+    taken = dict.fromkeys(backlogs, 0)
 
+    def ready(source: str, event: dict[str, Any]) -> bool:
+        return all(
+            cause["source"] == source
+            or cause["source"] not in backlogs
+            or backlogs[cause["source"]].logged_to(taken[cause["source"]]) >= cause["position"]
+            for cause in event.get("causes") or ()
+        )
 
-def plan_cycle(pages: dict[str, list[dict[str, Any]]], *, cutoff: datetime, page_size: int) -> Cycle:
-    """Choose and order the events to log from one page per source (in tie-break order), all read after
-    `cutoff` was taken. Pure, so the causal rule can be tested without servers."""
-    cycle = Cycle()
-    for events in pages.values():
-        if len(events) >= page_size and occurred(events[-1]) <= cutoff:
-            # More may wait behind a full page: nothing unread there is a cause of anything older
-            # than the newest event read (see the module docstring).
-            cutoff = min(cutoff, max(occurred(e) for e in events))
-            cycle.truncated = True
-            cycle.note_waiting(occurred(events[-1]))
-    ranked: list[list[tuple[tuple[datetime, int, int], SourceEvent]]] = []
-    for rank, (source, events) in enumerate(pages.items()):
-        prefix = prefix_until(events, cutoff)
-        if len(prefix) < len(events):
-            cycle.note_waiting(occurred(events[len(prefix)]))
-        if prefix:
-            cycle.cursors[source] = prefix[-1]["position"]
-        ranked.append([((occurred(e), rank, e["position"]), (source, e)) for e in prefix])
-    # heapq.merge keeps each source's feed order, even if its clock ever stepped back.
-    cycle.taken = [item for _, item in heapq.merge(*ranked, key=lambda pair: pair[0])]
-    return cycle
+    order: list[SourceEvent] = []
+    while True:
+        heads = [
+            ((occurred(event), rank, event["position"]), source, event)
+            for rank, source in enumerate(backlogs)
+            if taken[source] < len(backlogs[source].events)
+            and ready(source, event := backlogs[source].events[taken[source]])
+        ]
+        if not heads:
+            return order
+        _, source, event = min(heads, key=lambda head: head[0])
+        order.append((source, event))
+        taken[source] += 1
 
 
 class Ingestor(ThreadWorker):
-    """The worker thread that moves events from the four feeds into the log."""
+    """The worker thread that moves events from the four feeds into the log (its own asyncio loop: one
+    task per source reader, one for the merge)."""
 
     def __init__(
         self,
@@ -103,56 +120,131 @@ class Ingestor(ThreadWorker):
         feeds: dict[str, str],
         tokens: TokenSource,
         notifier: LogNotifier,
-        margin_seconds: float,
         poll_seconds: float,
+        wait_seconds: float,
         page_size: int = 500,
-        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         super().__init__("events-ingest")
         self.database, self.tokens, self.notifier = database, tokens, notifier
         self.feeds = {source: url.rstrip("/") for source, url in feeds.items()}
-        self.margin = timedelta(seconds=margin_seconds)
-        self.poll_seconds, self.page_size, self.clock = poll_seconds, page_size, clock
+        self.poll_seconds, self.wait_seconds, self.page_size = poll_seconds, wait_seconds, page_size
+        self.backlogs: dict[str, Backlog] = {}
+        self._stored: dict[str, int] = {}  # the cursors as the log's last transaction stored them
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped, self._read, self._room = asyncio.Event(), asyncio.Event(), asyncio.Condition()
+
+    def wake(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stopped.set)
 
     def run(self) -> None:
-        backoff = self.poll_seconds
-        with httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0)) as client:
-            while not self.stopping.is_set():
-                try:
-                    cycle = self.run_cycle(client)
-                    backoff = self.poll_seconds
-                    if cycle.truncated:
-                        continue
-                except (httpx.HTTPError, ValueError, KeyError) as exc:
-                    # One source down holds back every source: see the module docstring.
-                    logger.warning("ingest cycle skipped, a feed is unavailable: %s", type(exc).__name__)
-                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                except Exception:
-                    logger.exception("ingest cycle failed; will retry")
-                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                self.stopping.wait(backoff)
+        backoff = Backoff(self.poll_seconds)
+        while not self.stopping.is_set():
+            try:
+                asyncio.run(self._ingest_until_stopped())
+            except Exception:
+                logger.exception("ingestion failed; will retry")
+                self.stopping.wait(backoff.failed())
 
-    def run_cycle(self, client: httpx.Client) -> Cycle:
-        """Read every feed, log what the causal rule allows, wake the readers; raises if a feed fails."""
-        cutoff = self.clock() - self.margin
+    async def _ingest_until_stopped(self) -> None:
+        self._stopped = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self.stopping.is_set():
+            return
         with self.database.session(write=False) as session:
             cursors = repository.source_cursors(session)
-        pages = {source: self._read(client, source, cursors.get(source, 0)) for source in self.feeds}
-        cycle = plan_cycle(pages, cutoff=cutoff, page_size=self.page_size)
-        if cycle.taken or cycle.cursors:
-            with self.database.session() as session:
-                logged = service.log_batch(session, cycle.taken, cursors=cycle.cursors)
-            if logged:
-                self.notifier.bump()
-        metrics.observe_ingest_lag(cycle.waiting_since)
-        return cycle
+        self.backlogs = {source: Backlog(read_to=cursors.get(source, 0)) for source in self.feeds}
+        self._stored = {source: backlog.read_to for source, backlog in self.backlogs.items()}
+        self._read, self._room = asyncio.Event(), asyncio.Condition()
+        timeout = httpx.Timeout(self.wait_seconds + 10.0, connect=2.0)
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            tasks: list[asyncio.Task[Any]] = [
+                asyncio.create_task(self._follow(client, source)) for source in self.feeds
+            ]
+            tasks += [asyncio.create_task(self._merge()), asyncio.create_task(self._stopped.wait())]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()  # a task that failed ends the loop, and run() starts it again
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _read(self, client: httpx.Client, source: str, after: int) -> list[dict[str, Any]]:
-        response = client.get(
+    async def _follow(self, client: httpx.AsyncClient, source: str) -> None:
+        """Read one source into its backlog for as long as the hub runs; it may be down meanwhile."""
+        backlog, backoff = self.backlogs[source], Backoff(self.poll_seconds)
+        loop = asyncio.get_running_loop()
+        while True:
+            async with self._room:  # the merge makes room by logging
+                await self._room.wait_for(lambda: len(backlog.events) < self.page_size)
+            asked = loop.time()
+            try:
+                events, next_after = await self._read_page(client, source, backlog)
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                logger.warning("feed %s unavailable: %s", source, type(exc).__name__)
+                await asyncio.sleep(backoff.failed())
+                continue
+            backoff.succeeded()
+            backlog.events += [event for event in events if event["position"] > backlog.read_to]
+            backlog.read_to = max(backlog.read_to, next_after)
+            if events:
+                self._read.set()
+            elif not self.wait_seconds or loop.time() - asked < self.wait_seconds / 2:
+                await asyncio.sleep(self.poll_seconds)  # the feed did not wait: it predates long polls
+
+    async def _read_page(
+        self, client: httpx.AsyncClient, source: str, backlog: Backlog
+    ) -> tuple[list[dict[str, Any]], int]:
+        response = await client.get(
             f"{self.feeds[source]}/events",
-            params={"after": after, "limit": self.page_size},
+            params={
+                "after": backlog.read_to,
+                "limit": self.page_size - len(backlog.events),
+                "wait": self.wait_seconds,
+            },
             headers={"authorization": self.tokens.header(source)},
         )
         response.raise_for_status()
-        events: list[dict[str, Any]] = response.json()["events"]
-        return events
+        page = response.json()
+        events: list[dict[str, Any]] = page["events"]
+        return events, int(page.get("next_after", events[-1]["position"] if events else backlog.read_to))
+
+    async def _merge(self) -> None:
+        """Log what the causal rule allows each time a reader brought something."""
+        backoff = Backoff(self.poll_seconds)
+        while True:
+            await self._read.wait()
+            self._read.clear()
+            try:
+                await self.log_ready()
+                backoff.succeeded()
+            except Exception:
+                logger.exception("logging ingested events failed; will retry")
+                self._read.set()
+                await asyncio.sleep(backoff.failed())
+
+    async def log_ready(self) -> list[SourceEvent]:
+        """Plan, log in one transaction with the cursors, then drop the logged heads of the backlogs."""
+        taken = plan(self.backlogs)
+        counts = dict.fromkeys(self.backlogs, 0)
+        for source, _ in taken:
+            counts[source] += 1
+        cursors = {source: backlog.logged_to(counts[source]) for source, backlog in self.backlogs.items()}
+        cursors = {source: at for source, at in cursors.items() if at > self._stored[source]}
+        if taken or cursors:
+            logged = await asyncio.to_thread(self._log, taken, cursors)
+            self._stored |= cursors
+            for source, count in counts.items():
+                del self.backlogs[source].events[:count]
+            async with self._room:
+                self._room.notify_all()
+            if logged:
+                self.notifier.bump()
+        waiting = [occurred(backlog.events[0]) for backlog in self.backlogs.values() if backlog.events]
+        metrics.observe_ingest_lag(min(waiting, default=None))
+        return taken
+
+    def _log(self, taken: list[SourceEvent], cursors: dict[str, int]) -> int:
+        with self.database.session() as session:
+            return len(service.log_batch(session, taken, cursors=cursors))

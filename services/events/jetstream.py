@@ -14,7 +14,7 @@ import nats
 from nats.js.errors import NotFoundError
 
 from kit.database import Database
-from kit.worker import ThreadWorker
+from kit.worker import Backoff, ThreadWorker
 from services.events import repository, service
 from services.events.config import EventsSettings
 from services.events.notifier import LogNotifier
@@ -22,7 +22,7 @@ from services.events.notifier import LogNotifier
 logger = logging.getLogger("patientflow.events.jetstream")
 CURSOR_NAME = "nats"
 BATCH = 200
-MAX_BACKOFF_SECONDS = 5.0
+IDLE_WAKE_SECONDS = 30.0  # a safety net only: the ingestor bumps the notifier whenever it logs
 
 
 class JetStreamPublisher(ThreadWorker):
@@ -33,29 +33,29 @@ class JetStreamPublisher(ThreadWorker):
         super().__init__("events-jetstream")
         self.database, self.settings, self.notifier = database, settings, notifier
         self.url: str = settings.nats_url
+        self.backoff = Backoff(settings.feed_poll_seconds)
 
     def wake(self) -> None:
         self.notifier.bump()  # the publishing loop waits on the notifier
 
     def run(self) -> None:
-        backoff = self.settings.feed_poll_seconds
         while not self.stopping.is_set():
             try:
                 asyncio.run(self._publish_until_stopped())
             except Exception as exc:  # the broker is down or restarting: routine, back off
                 logger.warning("NATS publishing paused: %s", type(exc).__name__)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                self.stopping.wait(backoff)
+                self.stopping.wait(self.backoff.failed())
 
     async def _publish_until_stopped(self) -> None:
         client = await nats.connect(self.url, connect_timeout=2, max_reconnect_attempts=0)
         try:
             js = client.jetstream()
             await self._ensure_stream(js)
+            self.backoff.succeeded()
             while not self.stopping.is_set():
                 seen = self.notifier.version
                 if not await self.publish_batch(js):
-                    await asyncio.to_thread(self.notifier.wait, seen, self.settings.feed_poll_seconds)
+                    await asyncio.to_thread(self.notifier.wait, seen, IDLE_WAKE_SECONDS)
         finally:
             await client.close()
 

@@ -155,6 +155,14 @@ def due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery
     return list(session.exec(query).all())
 
 
+def next_retry_at(session: Session, now: datetime) -> datetime | None:
+    """When the soonest pending delivery not yet due becomes due (None: none is waiting for a time)."""
+    query = select(func.min(Delivery.next_attempt_at)).where(
+        Delivery.status == "pending", col(Delivery.next_attempt_at) > now
+    )
+    return session.exec(query).one()
+
+
 def subscriptions_by_id(session: Session, ids: Collection[str]) -> dict[str, Subscription]:
     rows = session.exec(select(Subscription).where(col(Subscription.id).in_(list(ids)))).all()
     return {row.id: row for row in rows}

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from kit.auth import Caller, CallerDep, require_scope, require_service_caller
@@ -237,9 +237,13 @@ def list_deliveries(
     tags=["subscriptions"],
     responses=problem_responses(Forbidden, SubscriptionNotFound),
 )
-def replay_dead_letters(subscription: OwnedSubscription, session: SessionDep) -> ReplayResult:
+def replay_dead_letters(
+    subscription: OwnedSubscription, session: SessionDep, request: Request, after_commit: BackgroundTasks
+) -> ReplayResult:
     """Send the dead letters again: each gets a fresh retry window, in log order."""
-    return ReplayResult(replayed=service.replay_dead(session, subscription=subscription))
+    replayed = service.replay_dead(session, subscription=subscription)
+    after_commit.add_task(request.app.state.notifier.bump)  # the idle delivery worker waits on it
+    return ReplayResult(replayed=replayed)
 
 
 @router.get(

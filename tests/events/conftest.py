@@ -1,7 +1,7 @@
 """The hub against four fake feeds (registration, triage, results, billing) served over real HTTP.
 
 `start_hub(**settings)` serves a hub on wiped tables; `hub` is one with the test defaults. The hub
-reads the feeds with a short margin and quick retries, so tests wait milliseconds, not seconds.
+reads the feeds with quick retries, so tests wait milliseconds, not seconds.
 """
 
 from collections.abc import Callable, Iterator
@@ -51,7 +51,6 @@ def hub_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def hub_settings(data_dir: Path, feeds: dict[str, FakeFeed], **overrides: Any) -> EventsSettings:
     values: dict[str, Any] = {f"{source}_url": feed.url for source, feed in feeds.items()}
     values |= {
-        "ingest_margin_seconds": 0.05,
         "webhook_retry_base_seconds": 0.05,
         "webhook_retry_cap_seconds": 0.2,
         "webhook_timeout_seconds": 5.0,

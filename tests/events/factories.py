@@ -23,8 +23,10 @@ def source_event(
     aggregate: tuple[str, str] | None = None,
     occurred_at: datetime | None = None,
     data: dict[str, Any] | None = None,
+    causes: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """An event in `kit.outbox.event_to_json` form, without its position (the feed assigns it)."""
+    """An event in `kit.outbox.event_to_json` form, without its position (the feed assigns it);
+    `causes` maps a source to the position in its feed this event happened after."""
     aggregate_type, aggregate_id = aggregate or ("visit", visit_id or str(uuid.uuid4()))
     return {
         "id": str(uuid.uuid4()),
@@ -36,7 +38,14 @@ def source_event(
         "visit_id": visit_id,
         "patient_id": patient_id,
         "data": data or {},
+        "causes": [{"source": source, "position": at} for source, at in sorted((causes or {}).items())],
     }
+
+
+def triaged_after(opened: dict[str, Any]) -> dict[str, Any]:
+    """Triage's event for a visit, caused by registration's published opening (triage looked it up)."""
+    visit = {"visit_id": opened["visit_id"], "patient_id": opened["patient_id"]}
+    return source_event("visit.triaged", **visit, causes={"registration": opened["position"]})
 
 
 def publish(feeds: dict[str, FakeFeed], source: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -77,7 +77,10 @@ def test_each_log_event_reaches_jetstream_once_even_when_published_again(
     stream, prefix = f"PF_TEST_{uuid.uuid4().hex[:8].upper()}", f"pftest{uuid.uuid4().hex[:8]}.events"
     settings = {"nats_url": NATS_URL, "nats_stream": stream, "nats_subject_prefix": prefix}
     opened = publish(feeds, "registration", source_event("visit.opened", visit_id="v1", patient_id="p1"))
-    charged = publish(feeds, "billing", source_event("charge.posted", visit_id="v1", patient_id="p1"))
+    after = {"registration": opened["position"]}
+    charged = publish(
+        feeds, "billing", source_event("charge.posted", visit_id="v1", patient_id="p1", causes=after)
+    )
     try:
         # The second hub starts from empty tables: it logs and publishes both events all over again.
         for _run in range(2):

@@ -7,11 +7,19 @@ from tests.events.factories import as_caller, logged_ids, publish, read_log, sou
 
 
 def publish_one_visit(feeds: dict[str, FakeFeed], visit_id: str, patient_id: str) -> None:
-    """A visit's events in all four services, in causal order."""
-    publish(feeds, "registration", source_event("visit.opened", visit_id=visit_id, patient_id=patient_id))
-    publish(feeds, "triage", source_event("visit.triaged", visit_id=visit_id, patient_id=patient_id))
-    publish(feeds, "results", source_event("order.placed", visit_id=visit_id, aggregate=("order", visit_id)))
-    publish(feeds, "billing", source_event("charge.posted", visit_id=visit_id, patient_id=patient_id))
+    """A visit's events in all four services, each caused by the one before (as the services carry it)."""
+    opened = source_event("visit.opened", visit_id=visit_id, patient_id=patient_id)
+    at = publish(feeds, "registration", opened)["position"]
+    triaged = source_event(
+        "visit.triaged", visit_id=visit_id, patient_id=patient_id, causes={"registration": at}
+    )
+    at = publish(feeds, "triage", triaged)["position"]
+    order = source_event(
+        "order.placed", visit_id=visit_id, aggregate=("order", visit_id), causes={"triage": at}
+    )
+    at = publish(feeds, "results", order)["position"]
+    charge = source_event("charge.posted", visit_id=visit_id, patient_id=patient_id, causes={"results": at})
+    publish(feeds, "billing", charge)
 
 
 def test_the_log_holds_every_source_in_causal_order_with_its_own_positions(

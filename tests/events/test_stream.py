@@ -4,15 +4,17 @@ import httpx
 
 from kit.testing import FakeFeed
 from tests.events.conftest import HubStarter
-from tests.events.factories import as_caller, logged_ids, publish, read_log, source_event
+from tests.events.factories import as_caller, logged_ids, publish, read_log, source_event, triaged_after
 from tests.events.sse import sse_messages, take_events
 
 STREAM_HEADERS = {"accept": "text/event-stream"}
 
 
 def publish_visit(feeds: dict[str, FakeFeed], visit_id: str, patient_id: str) -> None:
-    publish(feeds, "registration", source_event("visit.opened", visit_id=visit_id, patient_id=patient_id))
-    publish(feeds, "triage", source_event("visit.triaged", visit_id=visit_id, patient_id=patient_id))
+    opened = publish(
+        feeds, "registration", source_event("visit.opened", visit_id=visit_id, patient_id=patient_id)
+    )
+    publish(feeds, "triage", triaged_after(opened))
 
 
 def test_a_stream_after_0_replays_the_log_then_follows_new_events(

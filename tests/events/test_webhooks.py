@@ -13,7 +13,7 @@ from services.events.config import EventsSettings
 from services.events.service import retry_delay
 from services.events.signing import InvalidSignature, signed_headers, verify
 from tests.events.conftest import HubStarter
-from tests.events.factories import as_caller, publish, read_log, source_event, wait_for
+from tests.events.factories import as_caller, publish, read_log, source_event, triaged_after, wait_for
 from tests.events.receiver import WebhookReceiver, fail_first
 
 HIS_SCOPES = {
@@ -184,8 +184,8 @@ def test_a_failing_event_holds_back_only_the_later_events_of_its_visit(
         subscribe(his, receiver)
     a1 = publish(feeds, "registration", source_event("visit.opened", visit_id="a", patient_id="p1"))
     b1 = publish(feeds, "registration", source_event("visit.opened", visit_id="b", patient_id="p2"))
-    a2 = publish(feeds, "triage", source_event("visit.triaged", visit_id="a", patient_id="p1"))
-    b2 = publish(feeds, "triage", source_event("visit.triaged", visit_id="b", patient_id="p2"))
+    a2 = publish(feeds, "triage", triaged_after(a1))
+    b2 = publish(feeds, "triage", triaged_after(b1))
     wait_for(lambda: len(receiver.delivered_ids()) == 4, "all four deliveries")
     delivered = receiver.delivered_ids()
     assert delivered.index(a1["id"]) < delivered.index(a2["id"])
@@ -204,9 +204,11 @@ def test_a_subscription_gets_only_what_its_owner_may_see(
         subscription = subscribe(app, receiver)
         assert subscription["patient_id"] == "p2"
     for visit_id, patient_id in (("v1", "p1"), ("v2", "p2")):
-        publish(feeds, "registration", source_event("visit.opened", visit_id=visit_id, patient_id=patient_id))
+        opened = publish(
+            feeds, "registration", source_event("visit.opened", visit_id=visit_id, patient_id=patient_id)
+        )
         publish(feeds, "billing", source_event("charge.posted", visit_id=visit_id, patient_id=patient_id))
-    last = publish(feeds, "triage", source_event("visit.triaged", visit_id="v2", patient_id="p2"))
+    last = publish(feeds, "triage", triaged_after(opened))
     wait_for(lambda: last["id"] in receiver.delivered_ids(), "the patient's last event")
     assert [(e["type"], e["visit_id"]) for e in receiver.delivered] == [
         ("visit.opened", "v2"),

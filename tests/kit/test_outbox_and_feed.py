@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from kit.auth import TokenSource
+from kit.causes import Cause, caused_by
 from kit.config import ServiceSettings
 from kit.errors import install_error_handlers
 from kit.feed import FeedConsumer, caught_up
@@ -191,4 +192,123 @@ def test_feed_head_is_the_last_committed_position(tmp_path: Path) -> None:
         assert client.get("/events/head").json() == {"position": last}
         refused = client.get("/events/head", headers=internal_headers("his-dev", audience="service"))
         assert refused.status_code == 403  # sibling services only, like the feed itself
+    database.dispose()
+
+
+def test_an_event_recorded_in_a_rolled_back_savepoint_vanishes_with_it(tmp_path: Path) -> None:
+    database = fresh_database(tmp_path, "savepoint")
+
+    def made(session: Session, aggregate_id: str) -> None:
+        record_event(
+            session, OutboxEvent, event_type="x", aggregate_type="t", aggregate_id=aggregate_id, payload={}
+        )
+
+    with database.session() as session:
+        made(session, "kept")
+        try:
+            with session.begin_nested():
+                made(session, "undone")
+                raise RuntimeError("the savepoint rolls back")
+        except RuntimeError:
+            pass
+        with session.begin_nested():
+            made(session, "released")
+    with database.session() as session:
+        made(session, "closed-uncommitted")
+        session.close()  # neither committed nor rolled back explicitly: nothing may leak
+        session.commit()
+    with database.session(write=False) as session:
+        rows = session.exec(select(OutboxEvent).order_by(col(OutboxEvent.position))).all()
+    assert [r.aggregate_id for r in rows] == ["kept", "released"]
+    database.dispose()
+
+
+def test_overlapping_writers_of_one_aggregate_commit_in_order_and_a_pager_misses_nothing(
+    tmp_path: Path,
+) -> None:
+    """Writers' business parts overlap (all of them hold their uncommitted rows at the barrier, which the
+    old lock-at-the-first-event scheme made impossible); only their commits are serialised. A reader
+    paging by position meanwhile sees every committed event once, in order, and the shared aggregate's
+    sequence counts 1, 2, 3, … in position order. On SQLite the one writer connection serialises whole
+    transactions, so there the writers take turns and the same invariants are checked."""
+    database = fresh_database(tmp_path, "overlap")
+    writers, rounds = (1, 24) if database.is_sqlite else (4, 6)
+    all_inside = threading.Barrier(writers, timeout=20)
+    done = threading.Event()
+    seen: list[OutboxEvent] = []
+    committed: list[str] = []
+
+    def write(n: int) -> None:
+        for i in range(rounds):
+            with database.session() as session:
+                session.add(Thing(name=f"{n}-{i}"))
+                session.flush()  # this writer's own row, written and locked, not yet committed
+                for aggregate_id in ("shared", f"own-{n}"):
+                    event = record_event(
+                        session,
+                        OutboxEvent,
+                        event_type="x",
+                        aggregate_type="t",
+                        aggregate_id=aggregate_id,
+                        payload={},
+                    )
+                    committed.append(event.event_id)
+                all_inside.wait()  # every writer is inside its transaction at once
+                all_inside.wait()  # ... before any of them commits
+
+    def read() -> None:
+        after = 0
+        while True:
+            finished = done.is_set()
+            with database.session(write=False) as session:
+                page = session.exec(
+                    select(OutboxEvent)
+                    .where(col(OutboxEvent.position) > after)
+                    .order_by(col(OutboxEvent.position))
+                    .limit(3)
+                ).all()
+            seen.extend(page)
+            after = page[-1].position or after if page else after
+            if finished and not page:
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    reader.join()
+    assert not all_inside.broken
+    assert sorted(e.event_id for e in seen) == sorted(committed)  # each committed event exactly once
+    positions = [e.position or 0 for e in seen]
+    assert positions == sorted(positions)
+    shared = [e.sequence for e in seen if e.aggregate_id == "shared"]
+    assert shared == list(range(1, writers * rounds + 1))
+    for n in range(writers):
+        assert [e.sequence for e in seen if e.aggregate_id == f"own-{n}"] == list(range(1, rounds + 1))
+    database.dispose()
+
+
+def test_an_event_carries_the_causes_of_its_unit_of_work(tmp_path: Path) -> None:
+    """What the hub merges by: the feed positions read before the write, `[]` when none."""
+    database = fresh_database(tmp_path, "causes")
+    with database.session() as session:
+        with caused_by(Cause("results", 42), Cause("billing", 7)):
+            effect = record_event(
+                session, OutboxEvent, event_type="x", aggregate_type="t", aggregate_id="a", payload={}
+            )
+        uncaused = record_event(
+            session, OutboxEvent, event_type="x", aggregate_type="t", aggregate_id="a", payload={}
+        )
+    with database.session(write=False) as session:
+        rows = {r.event_id: event_to_json(r, "sample") for r in session.exec(select(OutboxEvent)).all()}
+    assert rows[effect.event_id]["causes"] == [
+        {"source": "billing", "position": 7},
+        {"source": "results", "position": 42},
+    ]
+    assert rows[uncaused.event_id]["causes"] == []
+    assert event_to_json(uncaused, "sample")["position"] == rows[uncaused.event_id]["position"]
     database.dispose()
