@@ -16,7 +16,10 @@ from typing import Annotated, Any, TypeVar
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import MetaData, delete
+from sqlalchemy import MetaData, Table, delete, func, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
 
 from kit.auth import mint_internal_token
 from kit.config import ServiceSettings
@@ -72,16 +75,38 @@ def make_test_settings(settings_cls: type[S], data_dir: Path, **overrides: Any) 
 
 
 def wipe(database_url: str, schema: str | None, metadata: MetaData) -> None:
-    """Delete every row of a service's tables (children first), keeping the migrated schema."""
+    """Delete every row of a service's tables (children first), keeping the migrated schema.
+
+    Before a service's first start there are no tables yet (its start migrates them), so only the
+    tables that exist are wiped. Anything else fails loudly, naming the table: a delete the database
+    refuses, a row that survives it (a trigger, a foreign key from a table the models do not know),
+    or such a table itself. One test's rows left behind would otherwise surface as another's failure.
+    """
     database = Database(database_url, schema)
+    where = f"{make_url(database_url).render_as_string()}" + (f" schema {schema}" if schema else "")
     try:
         with database.session() as session:
-            for table in reversed(metadata.sorted_tables):
-                session.execute(delete(table))
-    except Exception:  # tables do not exist yet: the first start migrates them
-        pass
+            present = set(inspect(session.connection()).get_table_names())
+            unknown = present - set(metadata.tables) - {"alembic_version"}
+            if unknown:
+                raise AssertionError(f"wipe of {where}: tables the models do not declare: {sorted(unknown)}")
+            tables = [table for table in reversed(metadata.sorted_tables) if table.name in present]
+            for table in tables:
+                try:
+                    session.execute(delete(table))
+                except DBAPIError as error:
+                    raise AssertionError(
+                        f"wipe of {where}: deleting from {table.name} failed: {error}"
+                    ) from error
+            left = {table.name: count for table in tables if (count := _row_count(session, table))}
+            if left:
+                raise AssertionError(f"wipe of {where}: rows survived the delete: {left}")
     finally:
         database.dispose()
+
+
+def _row_count(session: Session, table: Table) -> int:
+    return session.execute(select(func.count()).select_from(table)).scalar_one()
 
 
 # Every scope a route of a service checks (tests/test_route_scopes.py keeps it equal to the gateway's).
