@@ -20,6 +20,7 @@ from sqlalchemy import MetaData, Table, delete, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
+from starlette.types import ASGIApp
 
 from kit.auth import mint_internal_token
 from kit.config import ServiceSettings
@@ -39,7 +40,7 @@ def eventually(
     *,
     what: str,
     deadline_seconds: float = 30.0,
-    interval_seconds: float = 0.05,
+    interval_seconds: float = 0.02,
 ) -> T:
     """Poll until `probe` returns something truthy: the one wait for an asynchronous condition in tests
     (a feed read, a cache refresh, an event delivered). The deadline only keeps a broken test from hanging.
@@ -158,27 +159,59 @@ def service_client(app: FastAPI, metadata: MetaData) -> Iterator[TestClient]:
         yield client
 
 
+class ServedApp:
+    """An app served by uvicorn in a thread on a local port; a context manager, or `start()` / `stop()`.
+
+    The socket is bound before uvicorn starts, so there is no race for the port; pass one bound
+    beforehand when two apps must know each other's URL before either starts.
+    """
+
+    def __init__(self, app: ASGIApp, sock: socket.socket | None = None) -> None:
+        if sock is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+        self._sock = sock
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        # ws="none": websockets are not used, and importing them warns.
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, ws="none", lifespan="on", timeout_graceful_shutdown=2
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+
+    def start(self) -> "ServedApp":
+        self._thread.start()
+        try:
+            eventually(self._started, what="the test server to start", interval_seconds=0.01)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _started(self) -> bool:
+        if not self._thread.is_alive():
+            raise RuntimeError("the test server stopped while starting")
+        return self._server.started
+
+    def stop(self) -> None:
+        """Stop serving (idempotent): connections to the port are refused from then on."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(STARTUP_DEADLINE_SECONDS)
+        self._sock.close()
+
+    def __enter__(self) -> "ServedApp":
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
 @contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Serve an app over real HTTP (uvicorn in a thread, a free local port); yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    # ws="none": websockets are not used, and importing them warns.
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
-    try:
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(STARTUP_DEADLINE_SECONDS)
-        sock.close()
+def serve(app: ASGIApp, sock: socket.socket | None = None) -> Iterator[str]:
+    """Serve an app over real HTTP until the block ends; yields its base URL."""
+    with ServedApp(app, sock) as served:
+        yield served.url
 
 
 class FakeFeed:
@@ -222,3 +255,12 @@ class FakeFeed:
         with self._lock:
             self._events.clear()
             self.head_requests = 0
+
+
+@contextmanager
+def served_feed() -> Iterator[FakeFeed]:
+    """A `FakeFeed` served over real HTTP (its `url` set) until the block ends."""
+    feed = FakeFeed()
+    with serve(feed.app) as url:
+        feed.url = url
+        yield feed

@@ -19,9 +19,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import GatewaySettings
+from kit.testing import serve
 from patientflow.supervisor import System, free_port
 from tests.e2e.clients import Gateway, assert_problem, eventually, ok, register_patient, unique_department
-from tests.gateway.servers import SlowUpstream, serve
+from tests.gateway.servers import SlowUpstream
 
 BREAKER_FAILURES: int = GatewaySettings.model_fields["breaker_failures"].default
 BREAKER_SLOW_CALLS: int = GatewaySettings.model_fields["breaker_slow_calls"].default

@@ -9,9 +9,9 @@ import pytest
 from gateway.app import create_app as create_gateway
 from kit.auth import verify_internal_token
 from kit.errors import PROBLEM_MEDIA_TYPE
-from kit.testing import TEST_SECRET, internal_headers
+from kit.testing import TEST_SECRET, ServedApp, internal_headers, serve
 from tests.gateway.factories import bearer, gateway_settings, random_id_number
-from tests.gateway.servers import BrokenUpstream, EchoUpstream, ServedApp, serve
+from tests.gateway.servers import BrokenUpstream, EchoUpstream
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict:
