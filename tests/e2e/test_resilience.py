@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,7 +61,7 @@ def results_counters(gateway: Gateway) -> dict[str, float]:
     }
 
 
-def open_visit(gateway: Gateway) -> tuple[dict, str]:
+def open_visit(gateway: Gateway) -> tuple[dict[str, Any], str]:
     department = unique_department()
     patient = register_patient(gateway.his)
     body = {"patient_id": patient["id"], "kind": "outpatient", "department": department}
