@@ -182,7 +182,12 @@ class ServedApp:
     def start(self) -> "ServedApp":
         self._thread.start()
         try:
-            eventually(self._started, what="the test server to start", interval_seconds=0.01)
+            eventually(
+                self._started,
+                what="the test server to start",
+                deadline_seconds=STARTUP_DEADLINE_SECONDS,
+                interval_seconds=0.01,
+            )
         except BaseException:
             self.stop()
             raise
