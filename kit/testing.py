@@ -16,7 +16,11 @@ from typing import Annotated, Any, TypeVar
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import MetaData, delete
+from sqlalchemy import MetaData, Table, delete, func, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
+from starlette.types import ASGIApp
 
 from kit.auth import mint_internal_token
 from kit.config import ServiceSettings
@@ -36,7 +40,7 @@ def eventually(
     *,
     what: str,
     deadline_seconds: float = 30.0,
-    interval_seconds: float = 0.05,
+    interval_seconds: float = 0.02,
 ) -> T:
     """Poll until `probe` returns something truthy: the one wait for an asynchronous condition in tests
     (a feed read, a cache refresh, an event delivered). The deadline only keeps a broken test from hanging.
@@ -72,16 +76,38 @@ def make_test_settings(settings_cls: type[S], data_dir: Path, **overrides: Any) 
 
 
 def wipe(database_url: str, schema: str | None, metadata: MetaData) -> None:
-    """Delete every row of a service's tables (children first), keeping the migrated schema."""
+    """Delete every row of a service's tables (children first), keeping the migrated schema.
+
+    Before a service's first start there are no tables yet (its start migrates them), so only the
+    tables that exist are wiped. Anything else fails loudly, naming the table: a delete the database
+    refuses, a row that survives it (a trigger, a foreign key from a table the models do not know),
+    or such a table itself. One test's rows left behind would otherwise surface as another's failure.
+    """
     database = Database(database_url, schema)
+    where = f"{make_url(database_url).render_as_string()}" + (f" schema {schema}" if schema else "")
     try:
         with database.session() as session:
-            for table in reversed(metadata.sorted_tables):
-                session.execute(delete(table))
-    except Exception:  # tables do not exist yet: the first start migrates them
-        pass
+            present = set(inspect(session.connection()).get_table_names())
+            unknown = present - set(metadata.tables) - {"alembic_version"}
+            if unknown:
+                raise AssertionError(f"wipe of {where}: tables the models do not declare: {sorted(unknown)}")
+            tables = [table for table in reversed(metadata.sorted_tables) if table.name in present]
+            for table in tables:
+                try:
+                    session.execute(delete(table))
+                except DBAPIError as error:
+                    raise AssertionError(
+                        f"wipe of {where}: deleting from {table.name} failed: {error}"
+                    ) from error
+            left = {table.name: count for table in tables if (count := _row_count(session, table))}
+            if left:
+                raise AssertionError(f"wipe of {where}: rows survived the delete: {left}")
     finally:
         database.dispose()
+
+
+def _row_count(session: Session, table: Table) -> int:
+    return session.execute(select(func.count()).select_from(table)).scalar_one()
 
 
 # Every scope a route of a service checks (tests/test_route_scopes.py keeps it equal to the gateway's).
@@ -133,27 +159,64 @@ def service_client(app: FastAPI, metadata: MetaData) -> Iterator[TestClient]:
         yield client
 
 
+class ServedApp:
+    """An app served by uvicorn in a thread on a local port; a context manager, or `start()` / `stop()`.
+
+    The socket is bound before uvicorn starts, so there is no race for the port; pass one bound
+    beforehand when two apps must know each other's URL before either starts.
+    """
+
+    def __init__(self, app: ASGIApp, sock: socket.socket | None = None) -> None:
+        if sock is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+        self._sock = sock
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        # ws="none": websockets are not used, and importing them warns.
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, ws="none", lifespan="on", timeout_graceful_shutdown=2
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+
+    def start(self) -> "ServedApp":
+        self._thread.start()
+        try:
+            eventually(
+                self._started,
+                what="the test server to start",
+                deadline_seconds=STARTUP_DEADLINE_SECONDS,
+                interval_seconds=0.01,
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _started(self) -> bool:
+        if not self._thread.is_alive():
+            raise RuntimeError("the test server stopped while starting")
+        return self._server.started
+
+    def stop(self) -> None:
+        """Stop serving (idempotent): connections to the port are refused from then on."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(STARTUP_DEADLINE_SECONDS)
+        self._sock.close()
+
+    def __enter__(self) -> "ServedApp":
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
 @contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Serve an app over real HTTP (uvicorn in a thread, a free local port); yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    # ws="none": websockets are not used, and importing them warns.
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
-    try:
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(STARTUP_DEADLINE_SECONDS)
-        sock.close()
+def serve(app: ASGIApp, sock: socket.socket | None = None) -> Iterator[str]:
+    """Serve an app over real HTTP until the block ends; yields its base URL."""
+    with ServedApp(app, sock) as served:
+        yield served.url
 
 
 class FakeFeed:
@@ -197,3 +260,12 @@ class FakeFeed:
         with self._lock:
             self._events.clear()
             self.head_requests = 0
+
+
+@contextmanager
+def served_feed() -> Iterator[FakeFeed]:
+    """A `FakeFeed` served over real HTTP (its `url` set) until the block ends."""
+    feed = FakeFeed()
+    with serve(feed.app) as url:
+        feed.url = url
+        yield feed

@@ -10,19 +10,15 @@ type without a schema fails this test rather than reaching subscribers undocumen
 import ast
 import json
 import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
@@ -47,7 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVICES_DIR = ROOT / "services"
 CATALOGUE_DIR = SERVICES_DIR / "events" / "catalogue"
 SOURCES = ("registration", "triage", "results", "billing")
-WAIT_SECONDS = 20.0
 
 
 # --- the types the code can emit ----------------------------------------------------------------------
@@ -167,29 +162,11 @@ def test_each_schema_is_valid_2020_12_and_names_its_type_and_version(event_type:
 # --- the events the services really emit --------------------------------------------------------------
 
 
-@contextmanager
-def _serve_on(sock: socket.socket, app: FastAPI) -> Iterator[None]:
-    """Serve an app on a socket bound beforehand (kit.testing.serve binds its own, too late for a cycle:
-    results reads billing's feed and billing reads results')."""
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + testing.STARTUP_DEADLINE_SECONDS
-    try:
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("a service did not start")
-            time.sleep(0.01)
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(testing.STARTUP_DEADLINE_SECONDS)
-        sock.close()
-
-
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx.Client]]:
-    """The four services for real, each reading the others' feeds, on their own clean tables."""
+    """The four services for real, each reading the others' feeds, on their own clean tables.
+
+    Their sockets are bound first: results reads billing's feed and billing reads results'."""
     sockets = {name: socket.socket(socket.AF_INET, socket.SOCK_STREAM) for name in SOURCES}
     for sock in sockets.values():
         sock.bind(("127.0.0.1", 0))
@@ -239,7 +216,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx
         for name, (app, table) in apps.items():
             s = app.state.settings
             testing.wipe(s.resolved_database_url, s.resolved_schema, table.metadata)
-            stack.enter_context(_serve_on(sockets[name], app))
+            stack.enter_context(testing.serve(app, sockets[name]))
         clients = {
             name: stack.enter_context(
                 # A sibling service (to read the feed) holding every scope (to drive the journeys).
@@ -258,10 +235,6 @@ def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-def _wait_for(probe: Any, what: str) -> Any:
-    return eventually(probe, what=what, deadline_seconds=WAIT_SECONDS)
 
 
 def _feed(client: httpx.Client) -> list[dict[str, Any]]:
@@ -320,19 +293,19 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
     prepaid = _ok(results.post("/orders", json={"visit_id": outpatient["id"], "test_code": "250101015"}), 201)
 
     # Billing: pay the outpatient's fee and order (which releases the order), then settle both visits.
-    _wait_for(
+    eventually(
         lambda: len(_ok(billing.get(f"/visits/{outpatient['id']}/account"))["charges"]) >= 2,
-        "billing to charge the outpatient's fee and order",
+        what="billing to charge the outpatient's fee and order",
     )
-    _wait_for(
+    eventually(
         lambda: len(_ok(billing.get(f"/visits/{emergency['id']}/account"))["charges"]) >= 2,
-        "billing to charge the emergency's fee and order",
+        what="billing to charge the emergency's fee and order",
     )
     pay = {"visit_id": outpatient["id"], "method": "wechat"}
     _ok(billing.post("/payments", json=pay, headers={"idempotency-key": str(uuid.uuid4())}), 201)
-    _wait_for(
+    eventually(
         lambda: _ok(results.get(f"/orders/{prepaid['id']}"))["status"] == "released",
-        "results to release the paid order",
+        what="results to release the paid order",
     )
     for visit, method in ((outpatient, "cash"), (emergency, "insurance")):
         settle = billing.post(
@@ -343,9 +316,9 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
         _ok(settle, 201)
     # An order read after its visit was settled: the supplementary bill (补费).
     _ok(results.post("/orders", json={"visit_id": emergency["id"], "test_code": "250101015"}), 201)
-    _wait_for(
+    eventually(
         lambda: _ok(billing.get(f"/visits/{emergency['id']}/account"))["supplementary_due_fen"],
-        "billing to put the late order on the supplementary bill",
+        what="billing to put the late order on the supplementary bill",
     )
 
     # Registration: the unidentified emergency patient turns out to be the identified one.

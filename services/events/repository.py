@@ -51,10 +51,6 @@ def last_position(session: Session) -> int:
     return session.exec(select(func.max(LogEvent.position))).one() or 0
 
 
-def newest_event(session: Session) -> LogEvent | None:
-    return session.exec(select(LogEvent).order_by(col(LogEvent.position).desc()).limit(1)).first()
-
-
 def read_log(
     session: Session,
     *,

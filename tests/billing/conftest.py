@@ -11,13 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kit.clock import utcnow
-from kit.testing import FakeFeed, internal_headers, make_test_settings, serve, service_client, wipe
+from kit.testing import FakeFeed, make_test_settings, served_feed, service_client
 from services.billing.app import create_app
 from services.billing.config import BillingSettings
 from services.billing.models import BillingTable
-from services.registration.app import create_app as create_registration_app
-from services.registration.config import RegistrationSettings
-from services.registration.models import RegistrationTable
+from tests.fixtures import registration, registration_settings, registration_url
+
+__all__ = ["registration", "registration_settings", "registration_url"]  # tests.fixtures: fixtures of ours
 
 
 def order_placed(
@@ -53,40 +53,9 @@ def order_placed_event(
 
 
 @pytest.fixture(scope="session")
-def registration_settings(data_dir: Path) -> RegistrationSettings:
-    directory = data_dir / "billing-registration"  # its own SQLite file, apart from registration's tests
-    directory.mkdir(exist_ok=True)
-    return make_test_settings(RegistrationSettings, directory, database_schema="test_billing_registration")
-
-
-@pytest.fixture(scope="session")
-def registration_url(registration_settings: RegistrationSettings) -> Iterator[str]:
-    with serve(create_registration_app(registration_settings)) as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
 def results_feed() -> Iterator[FakeFeed]:
-    feed = FakeFeed()
-    with serve(feed.app) as url:
-        feed.url = url
+    with served_feed() as feed:
         yield feed
-
-
-@pytest.fixture
-def registration(
-    registration_url: str, registration_settings: RegistrationSettings
-) -> Iterator[httpx.Client]:
-    """A client of the running registration service, on wiped tables."""
-    wipe(
-        registration_settings.resolved_database_url,
-        registration_settings.resolved_schema,
-        RegistrationTable.metadata,
-    )
-    with httpx.Client(
-        base_url=registration_url, headers=internal_headers(audience="registration"), timeout=10
-    ) as client:
-        yield client
 
 
 def billing_settings(data_dir: Path, **overrides: Any) -> BillingSettings:

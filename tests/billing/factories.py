@@ -1,9 +1,8 @@
 """Plain helpers for billing tests: patients and visits in registration, charges and payments in billing."""
 
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
@@ -13,19 +12,12 @@ from kit.feed import FeedConsumer
 from kit.testing import eventually, feed_headers
 from services.billing.models import VisitAccount
 
-T = TypeVar("T")
 # Valid resident identity numbers (GB 11643 check characters).
 ID_NUMBERS = ["11010519491231002X", "440524188001010014", "110101199003074477"]
 OUTPATIENT_FEE_FEN = 2000  # 110200001 普通门诊诊察费
 EMERGENCY_FEE_FEN = 2500  # 110200005 急诊诊察费
 INFUSION = "120400006"  # 静脉输液, 500 fen
 CBC = "250101015"  # 血细胞分析, 2000 fen
-POLL_DEADLINE_SECONDS = 20.0
-
-
-def wait_for(probe: Callable[[], T | None], what: str) -> T:
-    """Poll until `probe` returns something truthy; the deadline only guards against a hang."""
-    return eventually(probe, what=what, deadline_seconds=POLL_DEADLINE_SECONDS, interval_seconds=0.02)
 
 
 def register_patient(registration: httpx.Client, **overrides: Any) -> dict[str, Any]:
@@ -61,7 +53,7 @@ def wait_for_account(client: TestClient, visit_id: str, *, charges: int = 0) -> 
             return response.json()
         return None
 
-    return wait_for(probe, f"the account of visit {visit_id}")
+    return eventually(probe, what=f"the account of visit {visit_id}")
 
 
 def new_visit(
@@ -94,7 +86,7 @@ def consumer(client: TestClient, source: str) -> FeedConsumer:
 def wait_until_consumed(client: TestClient, source: str, position: int) -> None:
     """Wait until billing's consumer of `source` has moved past `position` (applied or skipped it)."""
     reader = consumer(client, source)
-    wait_for(lambda: reader.cursor() >= position, f"{source} feed position {position}")
+    eventually(lambda: reader.cursor() >= position, what=f"{source} feed position {position}")
 
 
 def new_key() -> str:

@@ -5,7 +5,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete
 from sqlmodel import SQLModel
 
-from kit.testing import feed_headers
+from kit.testing import eventually, feed_headers
 from services.billing import service
 from services.billing.models import ConsumedEvent, FeedCursor
 from tests.billing.factories import (
@@ -18,7 +18,6 @@ from tests.billing.factories import (
     open_visit,
     register_patient,
     register_unidentified,
-    wait_for,
     wait_for_account,
     wait_until_consumed,
 )
@@ -102,7 +101,7 @@ def test_merge_repoints_the_unidentified_patients_account(
     merged = registration.post(f"/patients/{known['id']}/merge", json={"source_patient_id": unknown["id"]})
     assert merged.status_code == 200, merged.text
 
-    wait_for(lambda: account(client, visit["id"])["patient_id"] == known["id"], "the merged account")
+    eventually(lambda: account(client, visit["id"])["patient_id"] == known["id"], what="the merged account")
     assert account(client, visit["id"])["charges"][0]["patient_id"] == known["id"]
 
 

@@ -3,7 +3,7 @@
 import httpx
 from fastapi.testclient import TestClient
 
-from kit.testing import FakeFeed
+from kit.testing import FakeFeed, eventually
 from tests.billing.conftest import order_placed
 from tests.billing.factories import (
     CBC,
@@ -14,7 +14,6 @@ from tests.billing.factories import (
     new_visit,
     post_charge,
     post_payment,
-    wait_for,
 )
 
 CONTRACT = {
@@ -30,7 +29,7 @@ def test_a_whole_visit_emits_contract_events_with_integer_amounts(
 ) -> None:
     visit = new_visit(registration, client, payment_mode="settle_later")
     order_placed(results_feed, visit, CBC)
-    wait_for(lambda: len(account(client, visit["id"])["charges"]) == 2, "the order charge")
+    eventually(lambda: len(account(client, visit["id"])["charges"]) == 2, what="the order charge")
     post_payment(client, visit["id"])
     post_charge(client, visit["id"], "YP0001", 2)
     settled = client.post(f"/visits/{visit['id']}/settlement", json={"method": "alipay"}, headers=keyed())

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from kit.testing import FakeFeed
+from kit.testing import FakeFeed, eventually
 from tests.billing.conftest import order_placed
 from tests.billing.factories import (
     CBC,
@@ -21,7 +21,6 @@ from tests.billing.factories import (
     new_visit,
     post_charge,
     post_payment,
-    wait_for,
 )
 
 
@@ -30,7 +29,7 @@ def test_payment_of_everything_due_emits_charge_paid_with_order_ids(
 ) -> None:
     visit = new_visit(registration, client)
     placed = order_placed(results_feed, visit, CBC)
-    wait_for(lambda: len(account(client, visit["id"])["charges"]) == 2, "the order charge")
+    eventually(lambda: len(account(client, visit["id"])["charges"]) == 2, what="the order charge")
     charges = account(client, visit["id"])["charges"]
 
     payment = post_payment(client, visit["id"], method="wechat", amount_fen=OUTPATIENT_FEE_FEN + 2000)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from kit.testing import FakeFeed, service_client
+from kit.testing import FakeFeed, eventually, service_client
 from patientflow.supervisor import free_port
 from services.billing.app import create_app
 from services.billing.models import BillingTable
@@ -30,7 +30,6 @@ from tests.billing.factories import (
     post_payment,
     register_unidentified,
     rejections,
-    wait_for,
 )
 
 CBC_FEN = 2000
@@ -129,7 +128,7 @@ def test_a_charge_read_after_settlement_is_a_supplementary_bill_paid_later(
     assert settle(client, visit["id"]).status_code == 201
 
     late = order_placed(results_feed, visit, CBC)
-    wait_for(lambda: account(client, visit["id"])["supplementary_due_fen"], "the late order's charge")
+    eventually(lambda: account(client, visit["id"])["supplementary_due_fen"], what="the late order's charge")
 
     state = account(client, visit["id"])
     [extra] = [c for c in state["charges"] if c["supplementary"]]
@@ -172,7 +171,7 @@ def test_settlement_waits_without_holding_the_database(
         placed = order_placed(results_feed, visit, CBC)
 
         settling = pool.submit(settle, client, visit["id"])
-        wait_for(lambda: results_feed.head_requests, "settlement to ask results how far its feed goes")
+        eventually(lambda: results_feed.head_requests, what="settlement to ask results how far its feed goes")
         charge = post_charge(client, visit["id"], INFUSION)  # the one SQLite writer is free
         assert not settling.done()
         reader.apply(placed)  # the order's charge arrives

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from kit.testing import database_url_under_test, serve
+from kit.testing import database_url_under_test
 from patientflow.supervisor import System, free_port
 from patientflow.topology import COMPONENTS
 from tests.e2e.clients import Gateway
-from tests.events.receiver import WebhookReceiver
+from tests.events.receiver import WebhookReceiver, served_receiver
 
 E2E_SCHEMA_PREFIX = "e2e_"
 
@@ -45,7 +45,5 @@ def gateway(system: System) -> Iterator[Gateway]:
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
     """A real webhook receiver on a local port, verifying every signature it gets (`/hook`)."""
-    receiver = WebhookReceiver()
-    with serve(receiver.app) as url:
-        receiver.url = f"{url}/hook"
+    with served_receiver() as receiver:
         yield receiver

@@ -6,7 +6,6 @@ every signature. What "every event" means comes from the services' own feeds, no
 """
 
 import threading
-import time
 from typing import Any
 
 import httpx
@@ -21,6 +20,7 @@ from tests.events.receiver import WebhookReceiver
 from tests.events.sse import sse_messages
 
 Event = dict[str, Any]
+RECONNECT_SECONDS = 0.2  # an EventSource's `retry`: how long to wait before trying the stream again
 
 
 def service_client(system: System, name: str) -> httpx.Client:
@@ -44,7 +44,11 @@ def read_feed(client: httpx.Client, path: str, after: int = 0) -> tuple[list[Eve
 
 
 class StreamFollower:
-    """Follows an event stream in a thread, resuming with `Last-Event-ID` whenever the stream breaks."""
+    """Follows an event stream in a thread, resuming with `Last-Event-ID` whenever the stream breaks.
+
+    Between tries it waits as an SSE client waits before reconnecting, but stops waiting the moment
+    the test stops following.
+    """
 
     def __init__(self, url: str, headers: dict[str, str], after: int) -> None:
         self.url, self.headers, self.after = url, headers, after
@@ -74,8 +78,8 @@ class StreamFollower:
                     with client.stream(
                         "GET", self.url, params={"after": self.after}, headers=self.headers | resume
                     ) as response:
-                        if response.status_code != 200:
-                            time.sleep(0.2)  # the gateway or the hub is restarting
+                        if response.status_code != 200:  # the gateway or the hub is restarting
+                            self._stop.wait(RECONNECT_SECONDS)
                             continue
                         self._response = response
                         self.connections += 1
@@ -84,7 +88,7 @@ class StreamFollower:
                                 self.received.append(message.json())
                                 self.last_id = message.id
                 except Exception:  # the connection broke (or we closed it to stop): resume
-                    time.sleep(0.2)
+                    self._stop.wait(RECONNECT_SECONDS)
 
 
 def first_occurrences(events: list[Event]) -> list[Event]:

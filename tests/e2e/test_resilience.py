@@ -13,15 +13,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import GatewaySettings
+from kit.testing import serve
 from patientflow.supervisor import System, free_port
 from tests.e2e.clients import Gateway, assert_problem, eventually, ok, register_patient, unique_department
-from tests.gateway.servers import SlowUpstream, serve
+from tests.gateway.servers import SlowUpstream
 
 BREAKER_FAILURES: int = GatewaySettings.model_fields["breaker_failures"].default
 BREAKER_SLOW_CALLS: int = GatewaySettings.model_fields["breaker_slow_calls"].default
@@ -59,7 +61,7 @@ def results_counters(gateway: Gateway) -> dict[str, float]:
     }
 
 
-def open_visit(gateway: Gateway) -> tuple[dict, str]:
+def open_visit(gateway: Gateway) -> tuple[dict[str, Any], str]:
     department = unique_department()
     patient = register_patient(gateway.his)
     body = {"patient_id": patient["id"], "kind": "outpatient", "department": department}

@@ -14,12 +14,12 @@ import pytest
 
 from kit.database import Database
 from kit.migrations import upgrade
-from kit.testing import FakeFeed, internal_headers, make_test_settings, serve, wipe
+from kit.testing import FakeFeed, internal_headers, make_test_settings, serve, served_feed, wipe
 from services.events.app import create_app
 from services.events.config import EventsSettings
 from services.events.models import EventsTable
 from services.events.service import SOURCES
-from tests.events.receiver import WebhookReceiver
+from tests.events.receiver import WebhookReceiver, served_receiver
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "events" / "migrations"
 HubStarter = Callable[..., AbstractContextManager[httpx.Client]]
@@ -28,12 +28,7 @@ HubStarter = Callable[..., AbstractContextManager[httpx.Client]]
 @pytest.fixture(scope="session")
 def served_feeds() -> Iterator[dict[str, FakeFeed]]:
     with ExitStack() as stack:
-        feeds = {}
-        for source in SOURCES:
-            feed = FakeFeed()
-            feed.url = stack.enter_context(serve(feed.app))
-            feeds[source] = feed
-        yield feeds
+        yield {source: stack.enter_context(served_feed()) for source in SOURCES}
 
 
 @pytest.fixture
@@ -99,14 +94,12 @@ def hub(start_hub: HubStarter) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="session")
-def served_receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    with serve(receiver.app) as url:
-        receiver.url = f"{url}/hook"
+def session_receiver() -> Iterator[WebhookReceiver]:
+    with served_receiver() as receiver:
         yield receiver
 
 
 @pytest.fixture
-def receiver(served_receiver: WebhookReceiver) -> WebhookReceiver:
-    served_receiver.reset()
-    return served_receiver
+def receiver(session_receiver: WebhookReceiver) -> WebhookReceiver:
+    session_receiver.reset()
+    return session_receiver

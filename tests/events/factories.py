@@ -1,9 +1,8 @@
 """Source events as the services' feeds serve them, and small readers of the hub's API."""
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
@@ -11,8 +10,6 @@ from kit.auth import mint_internal_token
 from kit.clock import utcnow
 from kit.testing import TEST_SECRET, FakeFeed
 from tests.e2e.clients import eventually
-
-T = TypeVar("T")
 
 
 def source_event(
@@ -66,13 +63,11 @@ def read_log(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
         after = page["next_after"]
 
 
-def wait_for(probe: Callable[[], T | None], what: str) -> T:
-    return eventually(probe, what=what, deadline_seconds=20)
-
-
 def logged_ids(client: httpx.Client, count: int) -> list[str]:
     """The ids in the log once it holds at least `count` events."""
-    events = wait_for(lambda: e if len(e := read_log(client)) >= count else None, f"{count} logged events")
+    events = eventually(
+        lambda: e if len(e := read_log(client)) >= count else None, what=f"{count} logged events"
+    )
     return [e["id"] for e in events]
 
 

@@ -2,11 +2,13 @@
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
+from kit.testing import serve
 from services.events.signing import InvalidSignature, verify
 
 Answer = Callable[[dict[str, Any]], int]
@@ -65,3 +67,12 @@ def fail_first(times: int, *, only: Callable[[dict[str, Any]], bool] = lambda _e
             return 500 if failures[event["id"]] <= times else 204
 
     return answer
+
+
+@contextmanager
+def served_receiver() -> Iterator[WebhookReceiver]:
+    """A `WebhookReceiver` served over real HTTP (its `url` set, at `/hook`) until the block ends."""
+    receiver = WebhookReceiver()
+    with serve(receiver.app) as url:
+        receiver.url = f"{url}/hook"
+        yield receiver

@@ -9,12 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from kit.testing import FakeFeed
+from kit.testing import FakeFeed, eventually
 from services.events import destinations
 from services.events.config import EventsSettings
 from services.events.destinations import DestinationPolicy, ResolveTimeout
 from tests.events.conftest import HubStarter
-from tests.events.factories import as_caller, publish, source_event, wait_for
+from tests.events.factories import as_caller, publish, source_event
 from tests.events.receiver import WebhookReceiver
 from tests.events.test_webhooks import HIS_SCOPES, deliveries, subscribe
 
@@ -86,7 +86,7 @@ def test_production_refuses_loopback_unless_the_host_is_allowed(
     ):
         subscribe(his, receiver)
         event = publish(feeds, "registration", source_event("visit.opened", visit_id="v1", patient_id="p1"))
-        wait_for(lambda: receiver.delivered_ids() == [event["id"]], "the delivery to an allowed host")
+        eventually(lambda: receiver.delivered_ids() == [event["id"]], what="the delivery to an allowed host")
 
 
 def test_each_delivery_checks_the_address_the_host_resolves_to_then(
@@ -116,13 +116,15 @@ def test_each_delivery_checks_the_address_the_host_resolves_to_then(
             found = deliveries(his, subscription["id"], "pending")
             return found[0] if found and found[0]["attempts"] >= 2 else None
 
-        failed = wait_for(refused, "refused attempts")
+        failed = eventually(refused, what="refused attempts")
         assert failed["last_status_code"] is None
         assert failed["last_error"].startswith("refused destination: 169.254.169.254 is link-local")
         assert receiver.attempts == []
 
         dns["receiver.hospital.test"] = "127.0.0.1"  # the receiver, reached by its name
-        wait_for(lambda: receiver.delivered_ids() == [event["id"]], "the delivery once the name is safe")
+        eventually(
+            lambda: receiver.delivered_ids() == [event["id"]], what="the delivery once the name is safe"
+        )
 
 
 class StalledResolver:
@@ -196,6 +198,6 @@ def test_a_delivery_whose_host_stops_resolving_in_time_fails_and_is_retried(
             found = deliveries(his, subscription["id"], "pending")
             return found[0] if found and found[0]["attempts"] >= 2 else None
 
-        failed = wait_for(retried, "failed attempts")
+        failed = eventually(retried, what="failed attempts")
         assert failed["last_error"] == "cannot resolve the host: 127.0.0.1 did not resolve within 0.05 s"
         assert receiver.attempts == []

@@ -9,10 +9,10 @@ from typing import Any
 import nats
 
 from kit.database import Database
-from kit.testing import FakeFeed
+from kit.testing import FakeFeed, eventually
 from services.events.models import PublisherCursor
 from tests.events.conftest import HubStarter
-from tests.events.factories import logged_ids, publish, read_log, source_event, wait_for
+from tests.events.factories import logged_ids, publish, read_log, source_event
 
 NATS_URL = "nats://127.0.0.1:4222"
 
@@ -67,7 +67,7 @@ def published_upto(database: Database) -> int:
 
 
 def wait_until_published(database: Database, position: int) -> None:
-    wait_for(lambda: published_upto(database) == position, "JetStream to acknowledge every event")
+    eventually(lambda: published_upto(database) == position, what="JetStream to acknowledge every event")
 
 
 def test_each_log_event_reaches_jetstream_once_even_when_published_again(

@@ -8,13 +8,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kit.testing import FakeFeed, make_test_settings, serve
+from kit.testing import FakeFeed, eventually, make_test_settings
 from services.events.config import EventsSettings
 from services.events.service import retry_delay
 from services.events.signing import InvalidSignature, signed_headers, verify
 from tests.events.conftest import HubStarter
-from tests.events.factories import as_caller, publish, read_log, source_event, triaged_after, wait_for
-from tests.events.receiver import WebhookReceiver, fail_first
+from tests.events.factories import as_caller, publish, read_log, source_event, triaged_after
+from tests.events.receiver import WebhookReceiver, fail_first, served_receiver
 
 HIS_SCOPES = {
     "events:read",
@@ -74,7 +74,7 @@ def test_deliveries_are_signed_with_the_subscription_secret(
         subscribe(his, receiver, ["visit.opened"])
     event = publish(feeds, "registration", source_event("visit.opened", visit_id="v1", patient_id="p1"))
     publish(feeds, "triage", source_event("visit.triaged", visit_id="v1", patient_id="p1"))  # not asked for
-    wait_for(lambda: receiver.delivered_ids() == [event["id"]], "the signed delivery")
+    eventually(lambda: receiver.delivered_ids() == [event["id"]], what="the signed delivery")
     assert receiver.rejected == 0
     assert receiver.delivered == [e for e in read_log(hub) if e["type"] == "visit.opened"]
 
@@ -132,9 +132,11 @@ def test_a_failing_receiver_is_retried_until_it_answers(
     with as_caller(hub, "his-dev", HIS_SCOPES) as his:
         subscription = subscribe(his, receiver)
         event = publish(feeds, "registration", source_event("visit.opened", visit_id="v1", patient_id="p1"))
-        wait_for(lambda: receiver.delivered_ids() == [event["id"]], "the delivery after two failures")
+        eventually(lambda: receiver.delivered_ids() == [event["id"]], what="the delivery after two failures")
         assert receiver.attempts == [event["id"]] * 3
-        [delivery] = wait_for(lambda: deliveries(his, subscription["id"], "delivered"), "the delivered row")
+        [delivery] = eventually(
+            lambda: deliveries(his, subscription["id"], "delivered"), what="the delivered row"
+        )
     assert (delivery["attempts"], delivery["last_status_code"]) == (3, 204)
 
 
@@ -145,15 +147,17 @@ def test_the_backlog_gauge_counts_pending_deliveries_until_they_are_delivered(
     with as_caller(hub, "his-dev", HIS_SCOPES) as his:
         subscription = subscribe(his, receiver)
     event = publish(feeds, "registration", source_event("visit.opened", visit_id="v1", patient_id="p1"))
-    wait_for(lambda: receiver.attempts.count(event["id"]) >= 2, "a retried failing delivery")
-    wait_for(lambda: backlog(hub) >= 1, "the backlog gauge to count the failing delivery")
+    eventually(lambda: receiver.attempts.count(event["id"]) >= 2, what="a retried failing delivery")
+    eventually(lambda: backlog(hub) >= 1, what="the backlog gauge to count the failing delivery")
     assert receiver.delivered_ids() == []
 
     receiver.answer = lambda _event: 204
-    wait_for(lambda: receiver.delivered_ids() == [event["id"]], "the delivery once the receiver accepts")
+    eventually(
+        lambda: receiver.delivered_ids() == [event["id"]], what="the delivery once the receiver accepts"
+    )
     with as_caller(hub, "his-dev", HIS_SCOPES) as his:
-        wait_for(lambda: deliveries(his, subscription["id"], "delivered"), "the delivered row")
-    wait_for(lambda: backlog(hub) == 0, "the backlog gauge to drop to 0")
+        eventually(lambda: deliveries(his, subscription["id"], "delivered"), what="the delivered row")
+    eventually(lambda: backlog(hub) == 0, what="the backlog gauge to drop to 0")
 
 
 def test_deliveries_die_after_the_retry_window_and_can_be_replayed(
@@ -163,14 +167,14 @@ def test_deliveries_die_after_the_retry_window_and_can_be_replayed(
     with start_hub(webhook_retry_window_seconds=0.3) as hub, as_caller(hub, "his-dev", HIS_SCOPES) as his:
         subscription = subscribe(his, receiver)
         event = publish(feeds, "registration", source_event("visit.opened", visit_id="v1", patient_id="p1"))
-        [dead] = wait_for(lambda: deliveries(his, subscription["id"], "dead"), "a dead letter")
+        [dead] = eventually(lambda: deliveries(his, subscription["id"], "dead"), what="a dead letter")
         assert dead["event_id"] == event["id"] and dead["attempts"] >= 2 and dead["last_status_code"] == 503
         assert receiver.delivered_ids() == []
 
         receiver.answer = lambda _event: 200
         replay = his.post(f"/subscriptions/{subscription['id']}/replay")
         assert replay.json() == {"replayed": 1}
-        wait_for(lambda: receiver.delivered_ids() == [event["id"]], "the replayed delivery")
+        eventually(lambda: receiver.delivered_ids() == [event["id"]], what="the replayed delivery")
         assert deliveries(his, subscription["id"], "dead") == []
 
 
@@ -186,7 +190,7 @@ def test_a_failing_event_holds_back_only_the_later_events_of_its_visit(
     b1 = publish(feeds, "registration", source_event("visit.opened", visit_id="b", patient_id="p2"))
     a2 = publish(feeds, "triage", triaged_after(a1))
     b2 = publish(feeds, "triage", triaged_after(b1))
-    wait_for(lambda: len(receiver.delivered_ids()) == 4, "all four deliveries")
+    eventually(lambda: len(receiver.delivered_ids()) == 4, what="all four deliveries")
     delivered = receiver.delivered_ids()
     assert delivered.index(a1["id"]) < delivered.index(a2["id"])
     assert delivered.index(b1["id"]) < delivered.index(b2["id"]) < delivered.index(a1["id"])  # b went on
@@ -209,7 +213,7 @@ def test_a_subscription_gets_only_what_its_owner_may_see(
         )
         publish(feeds, "billing", source_event("charge.posted", visit_id=visit_id, patient_id=patient_id))
     last = publish(feeds, "triage", triaged_after(opened))
-    wait_for(lambda: last["id"] in receiver.delivered_ids(), "the patient's last event")
+    eventually(lambda: last["id"] in receiver.delivered_ids(), what="the patient's last event")
     assert [(e["type"], e["visit_id"]) for e in receiver.delivered] == [
         ("visit.opened", "v2"),
         ("visit.triaged", "v2"),
@@ -226,7 +230,7 @@ def test_an_app_acting_for_one_patient_cannot_reach_another_patients_subscriptio
     ):
         subscription = subscribe(for_p1, receiver)
         event = publish(feeds, "registration", source_event("visit.opened", visit_id="v1", patient_id="p1"))
-        wait_for(lambda: receiver.delivered_ids() == [event["id"]], "p1's delivery")
+        eventually(lambda: receiver.delivered_ids() == [event["id"]], what="p1's delivery")
         path = f"/subscriptions/{subscription['id']}"
         assert for_p2.get("/subscriptions").json() == []
         assert for_p2.get(path).status_code == 404
@@ -241,21 +245,19 @@ def test_a_revoked_owners_subscriptions_are_deleted_with_their_pending_deliverie
     hub: httpx.Client, feeds: dict[str, FakeFeed], receiver: WebhookReceiver
 ) -> None:
     receiver.answer = lambda _event: 503  # his-dev's deliveries stay pending until they are dropped
-    other = WebhookReceiver()
     with (
-        serve(other.app) as other_url,
+        served_receiver() as other,
         as_caller(hub, "his-dev", HIS_SCOPES) as his,
         as_caller(hub, "his-dev", HIS_SCOPES, patient="p1") as his_for_p1,
         as_caller(hub, "lis-dev", HIS_SCOPES) as lis,
     ):
-        other.url = f"{other_url}/hook"
         plain = subscribe(his, receiver)
         subscribe(his_for_p1, receiver)
         receiver.secret = plain["secret"]  # the second one's deliveries are refused: pending too
         kept = subscribe(lis, other)
         first = publish(feeds, "registration", source_event("visit.opened", visit_id="v1", patient_id="p1"))
-        wait_for(lambda: first["id"] in receiver.attempts, "a failing delivery to his-dev")
-        wait_for(lambda: other.delivered_ids() == [first["id"]], "lis-dev's delivery")
+        eventually(lambda: first["id"] in receiver.attempts, what="a failing delivery to his-dev")
+        eventually(lambda: other.delivered_ids() == [first["id"]], what="lis-dev's delivery")
 
         path = "/owners/his-dev/subscriptions"
         assert his.delete(path).status_code == 403  # outside clients, whatever their scopes
@@ -267,7 +269,9 @@ def test_a_revoked_owners_subscriptions_are_deleted_with_their_pending_deliverie
         assert [s["id"] for s in lis.get("/subscriptions").json()] == [kept["id"]]
 
         second = publish(feeds, "registration", source_event("visit.opened", visit_id="v2", patient_id="p1"))
-        wait_for(lambda: other.delivered_ids() == [first["id"], second["id"]], "lis-dev's second delivery")
-        wait_for(lambda: backlog(hub) == 0, "no pending deliveries left (his-dev's were dropped)")
+        eventually(
+            lambda: other.delivered_ids() == [first["id"], second["id"]], what="lis-dev's second delivery"
+        )
+        eventually(lambda: backlog(hub) == 0, what="no pending deliveries left (his-dev's were dropped)")
         assert second["id"] not in receiver.attempts
         assert receiver.delivered_ids() == []

@@ -14,12 +14,12 @@ from sqlalchemy import create_engine, text
 
 from gateway.app import create_app as create_gateway
 from gateway.routes import ADMIN_SCOPE, SCOPES
-from kit.testing import database_url_under_test, make_test_settings, wipe
+from kit.testing import database_url_under_test, make_test_settings, serve, wipe
 from services.registration.app import create_app as create_registration
 from services.registration.config import RegistrationSettings
 from services.registration.models import RegistrationTable
 from tests.gateway.factories import CREATED_SCHEMAS, gateway_settings, write_keys_file
-from tests.gateway.servers import EchoUpstream, SlowUpstream, closed_port_url, serve
+from tests.gateway.servers import EchoUpstream, SlowUpstream, closed_port_url
 
 SLOW_SECONDS = 1.0
 

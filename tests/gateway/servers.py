@@ -1,4 +1,4 @@
-"""Real HTTP for gateway tests: apps served by uvicorn in threads, and small stand-in upstreams."""
+"""Small stand-in upstreams for gateway tests (served with `kit.testing.serve`)."""
 
 import asyncio
 import json
@@ -6,60 +6,20 @@ import socket
 import socketserver
 import struct
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from kit.testing import serve
 
-class ServedApp:
-    """An app served by uvicorn in a thread on a free 127.0.0.1 port; a context manager."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))  # bound before uvicorn starts: no race for the port
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            app, log_level="warning", access_log=False, ws="none", lifespan="on", timeout_graceful_shutdown=2
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
-
-    def start(self) -> "ServedApp":
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("test server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (idempotent): connections to the port are refused from then on."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(10)
-        self._sock.close()
-
-    def __enter__(self) -> "ServedApp":
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-
-@contextmanager
-def serve(app: ASGIApp) -> Iterator[str]:
-    """Run `app` until the block ends; yields its base URL."""
-    with ServedApp(app) as served:
-        yield served.url
+__all__ = [
+    "BrokenUpstream",
+    "EchoUpstream",
+    "SlowUpstream",
+    "closed_port_url",
+    "serve",
+]  # serve: for test_journey
 
 
 def closed_port_url() -> str:

@@ -11,10 +11,9 @@ import pytest
 from gateway.app import create_app as create_gateway
 from gateway.patients import _sign as sign_patient_payload
 from kit.auth import mint_internal_token
-from kit.testing import TEST_SECRET
+from kit.testing import TEST_SECRET, serve
 from tests.fuzz import BAD_PAYLOADS, assert_client_error, b64, header_values
 from tests.gateway.factories import bearer, gateway_settings, write_keys_file
-from tests.gateway.servers import serve
 
 # Forwarded routes and the routes the gateway serves itself (journey, admin, metrics).
 PATHS = (

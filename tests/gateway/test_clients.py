@@ -2,7 +2,7 @@
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,10 @@ from gateway.config import GatewaySettings
 from gateway.models import ApiClientRow
 from kit.auth import verify_internal_token
 from kit.clock import utcnow
-from kit.testing import TEST_SECRET
-from kit.testing import eventually as kit_eventually  # this module's `eventually` takes `what` positionally
+from kit.testing import TEST_SECRET, eventually, serve
 from patientflow.cli import main as cli
 from tests.gateway.factories import bearer, gateway_database, gateway_settings
-from tests.gateway.servers import EchoUpstream, closed_port_url, serve
+from tests.gateway.servers import EchoUpstream, closed_port_url
 from tests.gateway.test_proxy import assert_problem
 
 ADMIN = "/v1/admin/clients"
@@ -32,11 +31,6 @@ ADMIN = "/v1/admin/clients"
 
 def unique_name() -> str:
     return f"client-{uuid.uuid4().hex[:8]}"
-
-
-def eventually(probe: Callable[[], bool], what: str) -> None:
-    """Poll until `probe` holds: changes made outside the gateway reach it at its next cache refresh."""
-    kit_eventually(probe, what=what, deadline_seconds=15)
 
 
 @pytest.fixture
@@ -230,7 +224,7 @@ def test_a_key_past_its_expiry_is_401(
             response = admin.get("/v1/queues/internal", headers={"authorization": f"Bearer {created['key']}"})
             return response.status_code == 401 and response.json()["type"].endswith("/api-key-expired")
 
-        eventually(refused, "the expired key to be refused")
+        eventually(refused, what="the expired key to be refused")
         assert admin.get(f"{ADMIN}/{created['name']}").json()["status"] == "expired"
 
 
@@ -262,7 +256,7 @@ def test_keys_made_on_the_command_line_reach_the_running_gateway(
     assert run_cli(settings, monkeypatch, "create", name, "--kind", "nurse", "--scope", "triage:read") == 0
     key = printed_key(capsys.readouterr().out)
     with httpx.Client(base_url=url, timeout=5) as client:
-        eventually(lambda: reads_queue(client, key) == 200, "the new key to work")
+        eventually(lambda: reads_queue(client, key) == 200, what="the new key to work")
 
         assert run_cli(settings, monkeypatch, "list") == 0
         listing = capsys.readouterr().out
@@ -270,13 +264,13 @@ def test_keys_made_on_the_command_line_reach_the_running_gateway(
 
         assert run_cli(settings, monkeypatch, "rotate", name, "--grace-seconds", "600") == 0
         new_key = printed_key(capsys.readouterr().out)
-        eventually(lambda: reads_queue(client, new_key) == 200, "the rotated key to work")
+        eventually(lambda: reads_queue(client, new_key) == 200, what="the rotated key to work")
         assert reads_queue(client, key) == 200  # still in its grace
 
         assert run_cli(settings, monkeypatch, "revoke", name) == 0
         assert "deleted 0 webhook subscription(s)" in capsys.readouterr().out
         assert name in hub_deletes(echo)
-        eventually(lambda: reads_queue(client, new_key) == 401, "the revoked key to be refused")
+        eventually(lambda: reads_queue(client, new_key) == 401, what="the revoked key to be refused")
         assert reads_queue(client, key) == 401
 
 
@@ -291,13 +285,13 @@ def test_the_command_line_revokes_nothing_while_the_event_hub_is_down(
     assert run_cli(settings, monkeypatch, "create", name, "--kind", "his", "--scope", "triage:read") == 0
     key = printed_key(capsys.readouterr().out)
     with httpx.Client(base_url=url, timeout=5) as client:
-        eventually(lambda: reads_queue(client, key) == 200, "the new key to work")
+        eventually(lambda: reads_queue(client, key) == 200, what="the new key to work")
         assert run_cli(hub_down, monkeypatch, "revoke", name) == 1
         err = capsys.readouterr().err
         assert "nothing was revoked" in err and "--keep-subscriptions" in err
         assert reads_queue(client, key) == 200
         assert run_cli(hub_down, monkeypatch, "revoke", name, "--keep-subscriptions") == 0
-        eventually(lambda: reads_queue(client, key) == 401, "the revoked key to be refused")
+        eventually(lambda: reads_queue(client, key) == 401, what="the revoked key to be refused")
 
 
 def test_the_command_line_refuses_bad_input(

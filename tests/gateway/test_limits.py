@@ -10,8 +10,9 @@ import pytest
 from gateway.app import create_app as create_gateway
 from gateway.errors import PageTooLarge, RateLimited
 from gateway.limits import RateLimiter, check_page_size
+from kit.testing import serve
 from tests.gateway.factories import bearer, gateway_settings
-from tests.gateway.servers import EchoUpstream, serve
+from tests.gateway.servers import EchoUpstream
 from tests.gateway.test_proxy import assert_problem
 
 

@@ -19,11 +19,11 @@ from gateway.patients import mint_patient_token, verify_patient_token
 from gateway.routes import SCOPES, known_scopes
 from gateway.sessions import PROOF_SCOPE
 from kit.auth import mint_internal_token, verify_internal_token
-from kit.testing import TEST_SECRET
+from kit.testing import TEST_SECRET, serve
 from services.registration.router import PROOF_SCOPE as REGISTRATION_PROOF_SCOPE
 from tests.e2e.clients import eventually
 from tests.gateway.factories import bearer, gateway_settings, random_id_number
-from tests.gateway.servers import EchoUpstream, _answer, _lifespan, serve
+from tests.gateway.servers import EchoUpstream, _answer, _lifespan
 from tests.gateway.test_proxy import assert_problem
 
 READ_SCOPES = ["registration:read", "triage:read", "results:read", "billing:read"]

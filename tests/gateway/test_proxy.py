@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -9,12 +10,12 @@ import pytest
 from gateway.app import create_app as create_gateway
 from kit.auth import verify_internal_token
 from kit.errors import PROBLEM_MEDIA_TYPE
-from kit.testing import TEST_SECRET, internal_headers
+from kit.testing import TEST_SECRET, ServedApp, internal_headers, serve
 from tests.gateway.factories import bearer, gateway_settings, random_id_number
-from tests.gateway.servers import BrokenUpstream, EchoUpstream, ServedApp, serve
+from tests.gateway.servers import BrokenUpstream, EchoUpstream
 
 
-def assert_problem(response: httpx.Response, status: int) -> dict:
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
     body = response.json()
@@ -22,7 +23,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict:
     return body
 
 
-def register(client: httpx.Client, key: str) -> dict:
+def register(client: httpx.Client, key: str) -> dict[str, Any]:
     body = {"id_number": random_id_number(), "name": "张三"}
     response = client.post("/v1/patients", json=body, headers=bearer(key))
     assert response.status_code == 201, response.text

@@ -15,8 +15,9 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.app import create_app as create_gateway
 from kit.errors import PROBLEM_MEDIA_TYPE
+from kit.testing import eventually, serve
 from tests.gateway.factories import bearer, gateway_settings
-from tests.gateway.servers import SlowUpstream, serve
+from tests.gateway.servers import SlowUpstream
 
 
 def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
@@ -30,15 +31,6 @@ def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str
 def circuits(client: httpx.Client) -> dict[str, str]:
     """The gateway's circuit per service, from its `/readyz` (no `/v1` call involved)."""
     return client.get("/readyz").json()["circuits"]  # type: ignore[no-any-return]
-
-
-def wait_for(predicate: Any, what: str, attempts: int = 500) -> None:
-    """Poll (10 ms apart) until `predicate()` holds; a bound on attempts, not a timing assertion."""
-    for _ in range(attempts):
-        if predicate():
-            return
-        threading.Event().wait(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def _send_json(send: Send, status: int, payload: Any, media_type: bytes = b"application/json") -> None:
@@ -182,7 +174,9 @@ def test_circuit_opens_fails_fast_and_is_readmitted_by_the_health_check(
         assert client.get("/v1/patients/nobody", headers=his).status_code != 503
 
         upstream.mode = "ok"
-        wait_for(lambda: circuits(client)["triage"] == "half-open", "the health check to re-admit triage")
+        eventually(
+            lambda: circuits(client)["triage"] == "half-open", what="the health check to re-admit triage"
+        )
         assert upstream.calls == 2  # re-admitted without any client request
         assert client.get("/v1/queues/internal", headers=his).status_code == 200
         assert circuits(client)["triage"] == "closed"

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from kit.testing import FakeFeed, make_test_settings, serve, service_client
+from kit.testing import FakeFeed, make_test_settings, served_feed, service_client
 from services.registration.app import create_app
 from services.registration.config import RegistrationSettings
 from services.registration.models import RegistrationTable
@@ -13,9 +13,7 @@ from services.registration.models import RegistrationTable
 @pytest.fixture(scope="session")
 def billing_feed() -> Iterator[FakeFeed]:
     """Billing's feed as registration reads it, serving the events each test publishes."""
-    feed = FakeFeed()
-    with serve(feed.app) as url:
-        feed.url = url
+    with served_feed() as feed:
         yield feed
 
 

@@ -33,7 +33,7 @@ def wait_for_status(client: TestClient, visit_id: str, status: str) -> dict[str,
         visit: dict[str, Any] = client.get(f"/visits/{visit_id}").json()
         return visit if visit["status"] == status else None
 
-    return eventually(visit_in_status, what=f"visit {visit_id} to become {status}", interval_seconds=0.02)
+    return eventually(visit_in_status, what=f"visit {visit_id} to become {status}")
 
 
 def test_a_visit_settled_in_billing_is_settled_here(client: TestClient, billing_feed: FakeFeed) -> None:

@@ -11,14 +11,14 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from kit.testing import FakeFeed, internal_headers, make_test_settings, serve, service_client, wipe
+from kit.testing import FakeFeed, make_test_settings, served_feed, service_client
 from patientflow.supervisor import free_port
-from services.registration.app import create_app as create_registration_app
-from services.registration.config import RegistrationSettings
-from services.registration.models import RegistrationTable
 from services.results.app import create_app
 from services.results.config import ResultsSettings
 from services.results.models import ResultsTable
+from tests.fixtures import registration, registration_settings, registration_url
+
+__all__ = ["registration", "registration_settings", "registration_url"]  # tests.fixtures: fixtures of ours
 
 
 def results_settings(data_dir: Path, registration_url: str, billing_url: str) -> ResultsSettings:
@@ -28,34 +28,9 @@ def results_settings(data_dir: Path, registration_url: str, billing_url: str) ->
 
 
 @pytest.fixture(scope="session")
-def registration_settings(tmp_path_factory: pytest.TempPathFactory) -> RegistrationSettings:
-    data_dir = tmp_path_factory.mktemp("results-registration")
-    return make_test_settings(RegistrationSettings, data_dir, database_schema="test_results_registration")
-
-
-@pytest.fixture(scope="session")
-def registration_url(registration_settings: RegistrationSettings) -> Iterator[str]:
-    with serve(create_registration_app(registration_settings)) as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
 def billing_feed() -> Iterator[FakeFeed]:
-    feed = FakeFeed()
-    with serve(feed.app) as url:
-        feed.url = url
+    with served_feed() as feed:
         yield feed
-
-
-@pytest.fixture
-def registration(
-    registration_url: str, registration_settings: RegistrationSettings
-) -> Iterator[httpx.Client]:
-    """An HTTP client on the live registration service, its tables wiped."""
-    s = registration_settings
-    wipe(s.resolved_database_url, s.resolved_schema, RegistrationTable.metadata)
-    with httpx.Client(base_url=registration_url, headers=internal_headers(audience="registration")) as client:
-        yield client
 
 
 @pytest.fixture

@@ -1,18 +1,16 @@
 """Plain factory functions for results tests: patients and visits on the live registration, orders here."""
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
 
-from kit.testing import eventually, feed_headers
+from kit.testing import feed_headers
 from tests.registration.factories import VALID_ID_NUMBERS
 
 CBC = "250101015"  # 血细胞分析(全血细胞计数+五分类)
 CHEST_XRAY = "210102015"
-WAIT_SECONDS = 15
 
 
 def create_patient(registration: httpx.Client, index: int = 0, **overrides: Any) -> dict[str, Any]:
@@ -89,8 +87,3 @@ def events(client: TestClient, event_type: str | None = None) -> list[dict[str, 
     response = client.get("/events", headers=feed_headers("results"), params=params)
     assert response.status_code == 200, response.text
     return list(response.json()["events"])
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll until a feed consumer has caught up; the bound only keeps a broken test from hanging."""
-    eventually(condition, what=what, deadline_seconds=WAIT_SECONDS, interval_seconds=0.02)

@@ -6,7 +6,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from kit.feed import FeedConsumer
-from kit.testing import FakeFeed
+from kit.testing import FakeFeed, eventually
 from tests.results.factories import (
     charge_paid,
     create_patient,
@@ -16,7 +16,6 @@ from tests.results.factories import (
     post_report,
     released_order,
     report_body,
-    wait_until,
 )
 
 
@@ -43,7 +42,7 @@ def test_charge_paid_on_billings_feed_releases_the_order_for_the_lab(
     assert refused.status_code == 402
 
     billing.publish(charge_paid(1, order))
-    wait_until(lambda: status_of(client, order) == "released", "the charge.paid to be consumed")
+    eventually(lambda: status_of(client, order) == "released", what="the charge.paid to be consumed")
 
     released = client.get(f"/orders/{order['id']}").json()
     assert released["released_at"] is not None

@@ -5,7 +5,7 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from kit.testing import internal_headers
+from kit.testing import eventually, internal_headers
 from tests.results.factories import (
     create_patient,
     create_unidentified_patient,
@@ -15,7 +15,6 @@ from tests.results.factories import (
     post_report,
     released_order,
     report_body,
-    wait_until,
 )
 
 
@@ -231,7 +230,7 @@ def test_merge_repoints_orders_and_reports_to_the_identified_patient(
     def repointed() -> bool:
         return bool(client.get(f"/orders/{order['id']}").json()["patient_id"] == known["id"])
 
-    wait_until(repointed, "results to consume patient.merged")
+    eventually(repointed, what="results to consume patient.merged")
     assert [r["id"] for r in client.get(f"/patients/{known['id']}/reports").json()] == [report["id"]]
     assert client.get(f"/patients/{unknown['id']}/reports").json() == []
     assert client.get(f"/reports/{report['id']}").json()["patient_id"] == known["id"]

@@ -4,41 +4,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from kit import testing
-from services.registration.app import create_app as create_registration_app
-from services.registration.config import RegistrationSettings
-from services.registration.models import RegistrationTable
 from services.triage.app import create_app
 from services.triage.config import TriageSettings
 from services.triage.models import TriageTable
+from tests.fixtures import registration, registration_settings, registration_url
 
-
-@pytest.fixture(scope="session")
-def registration_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real registration service for the whole session, on its own database.
-
-    Its own directory and PostgreSQL schema, so registration's own tests (which wipe their tables)
-    never pull visits out from under triage's.
-    """
-    overrides = {"database_schema": "test_triage_registration"} if testing.database_url_under_test() else {}
-    data_dir = tmp_path_factory.mktemp("triage-registration")
-    settings = testing.make_test_settings(RegistrationSettings, data_dir, **overrides)
-    testing.wipe(settings.resolved_database_url, settings.resolved_schema, RegistrationTable.metadata)
-    with testing.serve(create_registration_app(settings)) as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def registration(registration_url: str) -> Iterator[httpx.Client]:
-    """A client of the served registration, calling as the gateway would."""
-    with httpx.Client(
-        base_url=registration_url, headers=testing.internal_headers(audience="registration")
-    ) as client:
-        yield client
+__all__ = ["registration", "registration_settings", "registration_url"]  # tests.fixtures: fixtures of ours
 
 
 @pytest.fixture
