@@ -110,10 +110,10 @@ def build_service_app(
                 for feed in feeds
             ]
         app.state.consumers = list(running)
+        running += [factory(app, database) for factory in workers]
         if not database.is_sqlite:  # other replicas' commits wake this one's feed readers
             app.state.outbox_listener = OutboxListener(database)
             running.insert(0, app.state.outbox_listener)
-        running += [factory(app, database) for factory in workers]
         for consumer in running:
             consumer.start()
         try:

@@ -222,11 +222,10 @@ class OutboxListener(ThreadWorker):
         self.database = database
         self.commits = database.outbox_commits
         self.listening = False  # tests wait for it before committing elsewhere
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._pending = False  # a commit of ours not yet announced
+        self._wake_r, self._wake_w = socket.socketpair()  # pokes the thread out of its select()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._pending = False  # a commit of ours not yet announced
-        self.commits.on_local_commit.append(self.announce)
 
     def announce(self) -> None:
         """A unit of work here committed outbox events: tell the other replicas (from any thread)."""
@@ -246,19 +245,26 @@ class OutboxListener(ThreadWorker):
 
     def run(self) -> None:
         backoff = Backoff(0.2, limit=5.0)
+        self.commits.on_local_commit.append(self.announce)
         try:
             while not self.stopping.is_set():
                 try:
                     self._listen(backoff)
                 except psycopg.Error as exc:
                     logger.warning("outbox listener disconnected: %s", type(exc).__name__)
+                except Exception:
+                    logger.exception("outbox listener failed; reconnecting")
                 finally:
                     self.listening = False
                 self.stopping.wait(backoff.failed())
         finally:
             self.commits.on_local_commit.remove(self.announce)
-            self._wake_r.close()
-            self._wake_w.close()
+            self.close()
+
+    def close(self) -> None:
+        """Release the wake-up sockets (`run` does, as it ends; call it for a listener never started)."""
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _listen(self, backoff: Backoff) -> None:
         schema = self.database.schema or "public"
