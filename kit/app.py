@@ -20,8 +20,9 @@ from kit.logging import configure_process_logging
 from kit.metrics import RequestObserver, service_metrics_router
 from kit.migrations import upgrade
 from kit.models import ConsumedEventBase, FeedCursorBase, OutboxEventBase
-from kit.outbox import feed_router
+from kit.outbox import OutboxListener, feed_router
 from kit.requestid import RequestIdMiddleware
+from kit.wakeups import close_on_exit_signal
 
 Startup = Callable[[FastAPI, Database], None]
 
@@ -71,10 +72,12 @@ def build_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings.resolved_database_url, settings.resolved_schema)
         app.state.database = database
+        close_on_exit_signal(database.outbox_commits)  # end the feed's long polls when told to stop
         try:  # even when start-up fails half-way: an engine left to the garbage collector leaks
             async with serving(app, database):
                 yield
         finally:
+            database.outbox_commits.close()
             database.dispose()
 
     @asynccontextmanager
@@ -102,11 +105,15 @@ def build_service_app(
                     poll_seconds=settings.feed_poll_seconds,
                     event_types=feed.event_types,
                     consumer=settings.service_name,
+                    resolve=feed.bind_resolver(app),
                 )
                 for feed in feeds
             ]
         app.state.consumers = list(running)
         running += [factory(app, database) for factory in workers]
+        if not database.is_sqlite:  # other replicas' commits wake this one's feed readers
+            app.state.outbox_listener = OutboxListener(database)
+            running.insert(0, app.state.outbox_listener)
         for consumer in running:
             consumer.start()
         try:

@@ -4,13 +4,18 @@ SQLite: WAL, `synchronous=FULL`, `foreign_keys=ON`, `busy_timeout`, and every wr
 with `BEGIN IMMEDIATE` on a single pooled connection, so writers queue in-process instead of failing
 with "database is locked". PostgreSQL: one schema per service, selected through `search_path`.
 
+A unit of work that recorded outbox events (`kit.outbox.record_event` marks its session) bumps the
+database's `outbox_commits` once it commits, whichever way it was opened, so this process's long-polled
+`/events` readers wake at once.
+
 Requests wait for a database connection in the event loop (an asyncio gate sized to the pool), never
 in a worker thread: threads parked on an exhausted pool would starve the very requests that hold the
 connections and need a thread to finish, and the service would hang.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any
 
@@ -18,8 +23,11 @@ import anyio
 from fastapi import Depends, Request
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session
+
+from kit.wakeups import Wakeup
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SQLITE_READERS = 8
@@ -30,6 +38,44 @@ SQLITE_PRAGMAS = {
     "foreign_keys": "1",
     "busy_timeout": "30000",
 }
+OUTBOX_WRITTEN = "patientflow.outbox_written"
+"""`Session.info` key: this transaction recorded outbox events (set by `mark_outbox_written`)."""
+
+
+class OutboxCommits(Wakeup):
+    """Bumped when outbox events commit: here (after_commit) or, on PostgreSQL, in another replica of
+    this service (`kit.outbox.OutboxListener`). `on_local_commit` hooks run only for commits made here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_local_commit: list[Callable[[], None]] = []
+
+    def committed_here(self) -> None:
+        self.bump()
+        for hook in self.on_local_commit:
+            hook()
+
+
+# Engine -> its database's OutboxCommits; weak, so a disposed and dropped Database leaves nothing behind.
+_OUTBOX_COMMITS: "weakref.WeakKeyDictionary[Engine, OutboxCommits]" = weakref.WeakKeyDictionary()
+
+
+def mark_outbox_written(session: Session) -> None:
+    """The session's transaction recorded outbox events: wake the feed's readers once it commits."""
+    session.info[OUTBOX_WRITTEN] = True
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _wake_feed_readers(session: OrmSession) -> None:
+    if session.info.pop(OUTBOX_WRITTEN, False) and isinstance(session.bind, Engine):
+        commits = _OUTBOX_COMMITS.get(session.bind)
+        if commits is not None:
+            commits.committed_here()
+
+
+@event.listens_for(OrmSession, "after_rollback")
+def _forget_outbox_written(session: OrmSession) -> None:
+    session.info.pop(OUTBOX_WRITTEN, None)
 
 
 def _sqlite_engine(url: str, *, writer: bool) -> Engine:
@@ -91,6 +137,9 @@ class Database:
             self.writer = self.reader = _postgres_engine(url, schema or "public")
             self._capacity = {True: POSTGRES_POOL + POSTGRES_OVERFLOW}
         self._gates: dict[bool, asyncio.Semaphore] = {}
+        self.outbox_commits = OutboxCommits()
+        for engine in (self.writer, self.reader):
+            _OUTBOX_COMMITS[engine] = self.outbox_commits
 
     def gate(self, *, write: bool) -> asyncio.Semaphore:
         """Admission to the engine a request will use: at most as many requests as it has connections."""

@@ -1,13 +1,29 @@
-"""Reading a sibling service's event feed: at least once, applied exactly once.
+"""Reading a sibling service's event feed: at least once, applied exactly once, a page at a time.
 
-A consumer thread pages through the source's `/events` from a stored cursor. Each event is applied in
-its own transaction together with the cursor move and a consumed-event record, so a crash at any point
-replays at most the event in flight, and the record makes that replay a no-op.
+A consumer thread long-polls the source's `/events` after its cursor, asking only for the types it
+handles, and applies each page in one transaction: the handlers' work, one consumed-event record per
+applied event and one cursor move commit together. A crash therefore replays at most the page in
+flight, and the cursor makes that replay a no-op. The records are kept because the cursor alone cannot
+catch an event seen again *behind* it: one a source redelivers at a new position, a cursor moved back
+by hand, or a replica of this service that applied the page first (its cursor move is also why the
+stored cursor is re-read, locked, inside each page's transaction).
+
+The cursor is read from the database once, at start, and kept in memory after that. An empty page
+(nothing of our types arrived while the source held the request) moves only the cursor in memory:
+after a restart the skipped positions are re-read, filtered by the source, at the cost of one query.
+
+A page that fails is applied again event by event: the events before the one at fault are kept, that
+one is logged with its position, and the consumer retries it with backoff, never skipping it.
+
+A feed's `resolve` hook sees each page before its transaction, outside any transaction, so a handler
+that needs a sibling's data (e.g. a visit it has not read about) has it fetched first.
 
 `caught_up` lets a request wait until the consumers have applied everything their sources had committed
 when it arrived (each source's `/events/head`), e.g. so billing never settles before a charge is read.
 """
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -15,25 +31,37 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from fastapi import FastAPI
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from kit.auth import TokenSource
+from kit.causes import Cause, caused_by
 from kit.client import ServiceClient
 from kit.database import Database
 from kit.errors import BadGateway
 from kit.metrics import FEED_CURSOR, FEED_LAG
 from kit.models import ConsumedEventBase, FeedCursorBase
-from kit.worker import ThreadWorker
+from kit.worker import Backoff, ThreadWorker
 
 logger = logging.getLogger("patientflow.feed")
-EventHandler = Callable[[Session, dict[str, Any]], None]
+Event = dict[str, Any]
+EventHandler = Callable[[Session, Event], None]
 HandlerFactory = Callable[[FastAPI], EventHandler]
+PageResolver = Callable[[Sequence[Event]], None]
+ResolverFactory = Callable[[FastAPI], PageResolver]
 MAX_BACKOFF_SECONDS = 5.0
-CATCH_UP_POLL_SECONDS = 0.02
 MIN_HEAD_TIMEOUT = 0.1
+PAGE_SIZE = 100
+LONG_POLL_SECONDS = 20.0
+"""How long the source holds an empty read (`wait=`; at most `kit.outbox.MAX_FEED_WAIT`)."""
+READ_MARGIN_SECONDS = 10.0  # the read timeout is the long poll plus this
+
+
+class PageFailed(Exception):
+    """A page of a feed could not be applied (logged where it failed); it is retried with backoff."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +70,12 @@ class Feed:
 
     Give `handle`, or `handle_factory` when the handler needs the started app (e.g. a sibling client
     from `app.state.siblings`): it is called once at start-up. `event_types` None means every type.
+
+    `resolve`, also called once with the started app, gives the function that sees each page's events
+    before the page is applied: outside any transaction and the database gate, so it may call siblings
+    (fetch a visit not seen yet) and keep what it found where the handler will read it (a short
+    transaction of its own, or an object both factories take from `app.state`). If it raises, the page
+    is retried with backoff, like a failing handler.
     """
 
     source: str
@@ -49,6 +83,7 @@ class Feed:
     handle: EventHandler | None = None
     handle_factory: HandlerFactory | None = None
     event_types: frozenset[str] | None = None
+    resolve: ResolverFactory | None = None
 
     def __post_init__(self) -> None:
         if (self.handle is None) == (self.handle_factory is None):
@@ -61,9 +96,16 @@ class Feed:
         assert self.handle is not None  # __post_init__ guarantees one of the two
         return self.handle
 
+    def bind_resolver(self, app: FastAPI) -> PageResolver | None:
+        """The page resolver for this app's consumer, if the feed has one."""
+        return self.resolve(app) if self.resolve is not None else None
+
 
 class FeedConsumer(ThreadWorker):
-    """Applies one source service's events to this service's database, in feed order."""
+    """Applies one source service's events to this service's database, in feed order, a page at a time.
+
+    The thread runs its own event loop, so `stop()` cancels a long poll at once instead of waiting it out.
+    """
 
     def __init__(
         self,
@@ -78,27 +120,225 @@ class FeedConsumer(ThreadWorker):
         poll_seconds: float = 0.3,
         event_types: frozenset[str] | None = None,
         consumer: str = "unnamed",
+        resolve: PageResolver | None = None,
+        wait_seconds: float = LONG_POLL_SECONDS,
     ) -> None:
         super().__init__(f"feed-{source}")
         self.source, self.base_url, self.database = source, base_url.rstrip("/"), database
         # Metrics label: `consumer` is the reading service (build_service_app passes its name).
         self._lag, self._position = FEED_LAG.labels(consumer, source), FEED_CURSOR.labels(consumer, source)
         self.cursor_model, self.consumed_model = cursor_model, consumed_model
-        self.handle, self.tokens, self.poll_seconds = handle, tokens, poll_seconds
+        self.handle, self.resolve, self.tokens = handle, resolve, tokens
+        self.poll_seconds, self.wait_seconds = poll_seconds, wait_seconds
         self.event_types = event_types
-        self._nudged = threading.Event()
+        self._cursor: int | None = None  # None until read from the database, at start
+        self._moved = threading.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._nudged: asyncio.Event | None = None
+        self._main: asyncio.Task[None] | None = None
+
+    # --- the cursor, in memory
+
+    def cursor(self) -> int:
+        """How far this consumer has applied its source's feed (0 before its first read)."""
+        return self._cursor or 0
+
+    def wait_until(self, position: int, *, timeout: float) -> bool:
+        """Block until the cursor reaches `position` (True) or `timeout` passes (False)."""
+        with self._moved:
+            return self._moved.wait_for(lambda: self.cursor() >= position, timeout)
+
+    def _move(self, position: int) -> None:
+        with self._moved:
+            if self._cursor is None or position > self._cursor:
+                self._cursor = position
+            self._moved.notify_all()
+        self._position.set(self.cursor())
+
+    def _load_cursor(self) -> None:
+        with self.database.session(write=False) as session:
+            stored = session.get(self.cursor_model, self.source)
+            self._move(stored.position if stored else 0)
+
+    # --- the loop
 
     def wake(self) -> None:
-        """Read the next page now instead of after the poll interval (or the backoff)."""
-        self._nudged.set()
+        """Cut a backoff short and read now (`stop()` calls it too, to cancel a long poll)."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(self._interrupt)
+
+    def _interrupt(self) -> None:
+        if self._nudged is not None:
+            self._nudged.set()
+        if self.stopping.is_set() and self._main is not None:
+            self._main.cancel()
+
+    def run(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # stop() cancels it
+            asyncio.run(self._consume())
+
+    async def _consume(self) -> None:
+        self._loop, self._nudged = asyncio.get_running_loop(), asyncio.Event()
+        self._main = asyncio.current_task()
+        backoff = Backoff(self.poll_seconds, MAX_BACKOFF_SECONDS)
+        timeout = httpx.Timeout(self.wait_seconds + READ_MARGIN_SECONDS, connect=2.0)
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=timeout) as client:
+            while not self.stopping.is_set():
+                pause = await self._step(client, backoff)
+                if pause > 0:
+                    await self._pause(pause)
+
+    async def _step(self, client: httpx.AsyncClient, backoff: Backoff) -> float:
+        """Read one page and apply it; returns how long to pause before the next read."""
+        assert self._nudged is not None
+        self._nudged.clear()  # a wake() from now on cuts the next pause short
+        try:
+            applied = await self.poll_once(client)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            # The source being down is routine (billing restarts, results deploys): back off.
+            logger.warning("feed %s unavailable: %s", self.source, type(exc).__name__)
+            return backoff.failed()
+        except PageFailed:
+            return backoff.failed()  # apply_page logged what failed
+        except Exception:
+            logger.exception("feed %s: cannot read the cursor; will retry", self.source)
+            return backoff.failed()
+        backoff.succeeded()
+        # An empty page came after the source held the read `wait_seconds`: read again after a breath
+        # (a source that cannot hold reads, or is stopping, would otherwise be asked in a tight loop).
+        return 0.0 if applied else self.poll_seconds
+
+    async def poll_once(self, client: httpx.AsyncClient) -> int:
+        """Read one page (held by the source up to `wait_seconds`) and apply it; returns its length.
+        Raises PageFailed if it could not be applied."""
+        if self._cursor is None:
+            self._load_cursor()
+        events, next_after = await self._read(client)
+        try:
+            self.apply_page(events, next_after)
+        except Exception as exc:
+            raise PageFailed(self.source) from exc
+        self._observe(events[-1] if len(events) >= PAGE_SIZE else None)
+        return len(events)
+
+    async def _pause(self, seconds: float) -> None:
+        assert self._nudged is not None
+        try:
+            async with asyncio.timeout(seconds):
+                await self._nudged.wait()
+        except TimeoutError:
+            pass
+
+    async def _read(self, client: httpx.AsyncClient) -> tuple[list[Event], int]:
+        after = self.cursor()
+        params: list[tuple[str, str | int | float | bool | None]] = [
+            ("after", after),
+            ("limit", PAGE_SIZE),
+            ("wait", self.wait_seconds),
+        ]
+        params += [("type", event_type) for event_type in sorted(self.event_types or ())]
+        response = await client.get(
+            "/events", params=params, headers={"authorization": self.tokens.header(self.source)}
+        )
+        response.raise_for_status()
+        body = response.json()
+        events: list[Event] = body["events"]
+        next_after = int(body["next_after"])
+        return events, next_after
+
+    # --- applying
+
+    def apply_page(self, events: Sequence[Event], next_after: int) -> None:
+        """Apply a page exactly once, in one transaction with one cursor move to `next_after`; if that
+        fails, event by event, so the one at fault is logged and those before it are kept. Raises if an
+        event could not be applied (the caller retries the page with backoff)."""
+        if not events:
+            self._move(next_after)
+            return
+        if self.resolve is not None:
+            try:
+                self.resolve(events)
+            except Exception:
+                logger.exception("feed %s: resolving a page failed; will retry", self.source)
+                raise
+        try:
+            self._apply(events, next_after)
+            return
+        except Exception:
+            if len(events) == 1:
+                self._log_failure(events[0])
+                raise
+            logger.warning("feed %s: a page failed; applying it event by event", self.source)
+        for event in events:
+            try:
+                self._apply([event], event["position"])
+            except Exception:
+                self._log_failure(event)
+                raise
+        self._move(next_after)
+
+    def apply(self, event: Event) -> None:
+        """Apply one event as a page of its own (a replay by hand, in tests and tools)."""
+        self.apply_page([event], event["position"])
+
+    def _log_failure(self, event: Event) -> None:
+        logger.exception(
+            "feed %s: event %s (%s) at position %s failed to apply; will retry it",
+            self.source,
+            event.get("id"),
+            event.get("type"),
+            event.get("position"),
+        )
+
+    def _apply(self, events: Sequence[Event], cursor_to: int) -> None:
+        with self.database.session(write=True) as session:
+            stored = session.get(self.cursor_model, self.source, with_for_update=True)
+            stored = stored or self.cursor_model(source=self.source, position=0)
+            fresh = [e for e in events if e["position"] > stored.position and self._wanted(e)]
+            applied = self._already_applied(session, [e["id"] for e in fresh])
+            for event in fresh:
+                if event["id"] in applied:
+                    continue
+                with caused_by(Cause(self.source, event["position"])):
+                    self.handle(session, event)
+                session.add(self.consumed_model(event_id=event["id"], source=self.source))
+                applied.add(event["id"])
+            stored.position = max(stored.position, cursor_to)
+            session.add(stored)
+        self._move(stored.position)
+
+    def _wanted(self, event: Event) -> bool:
+        # The source filters by type already; a source that ignores `type=` is filtered here.
+        return self.event_types is None or event["type"] in self.event_types
+
+    def _already_applied(self, session: Session, event_ids: list[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        column = col(self.consumed_model.event_id)
+        return set(session.exec(select(column).where(column.in_(event_ids))).all())
+
+    def _observe(self, last: Event | None) -> None:
+        """Lag = age of the last applied event of a full page (more may wait); a page that was not full
+        had everything the source had committed, so the consumer is caught up (0)."""
+        if last is None:
+            self._lag.set(0)
+            return
+        occurred = datetime.fromisoformat(last["occurred_at"])
+        self._lag.set(max((datetime.now(UTC) - occurred).total_seconds(), 0.0))
+
+    # --- asking the source
 
     def source_head(self, *, timeout_seconds: float = 5.0) -> int:
-        """The source's newest committed position now; ServiceUnavailable or BadGateway if it can't say."""
+        """The position of the source's newest committed event of our types now; ServiceUnavailable or
+        BadGateway if it can't say."""
         # A client per call: heads are asked once per settlement-like request, not per poll.
         timeout = httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 1.0))
         source = ServiceClient(self.source, self.base_url, self.tokens, timeout=timeout)
+        query = urlencode([("type", event_type) for event_type in sorted(self.event_types or ())])
         try:
-            body = source.get_json("/events/head")
+            body = source.get_json(f"/events/head?{query}" if query else "/events/head")
         finally:
             source.close()
         if body is None or type(body.get("position")) is not int:
@@ -106,84 +346,20 @@ class FeedConsumer(ThreadWorker):
         position: int = body["position"]
         return position
 
-    def run(self) -> None:
-        backoff = self.poll_seconds
-        timeout = httpx.Timeout(10.0, connect=2.0)
-        with httpx.Client(base_url=self.base_url, timeout=timeout) as client:
-            while not self.stopping.is_set():
-                try:
-                    applied = self.poll_once(client)
-                    backoff = self.poll_seconds
-                    if applied:
-                        continue  # more may be waiting: read the next page at once
-                except (httpx.HTTPError, ValueError) as exc:
-                    # The source being down is routine (billing restarts, results deploys): back off.
-                    logger.warning("feed %s unavailable: %s", self.source, type(exc).__name__)
-                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                except Exception:
-                    logger.exception("feed %s: failed to apply an event; will retry", self.source)
-                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                self._nudged.wait(backoff)
-                self._nudged.clear()
-
-    def cursor(self) -> int:
-        with self.database.session(write=False) as session:
-            row = session.get(self.cursor_model, self.source)
-            return row.position if row else 0
-
-    def poll_once(self, client: httpx.Client) -> int:
-        """Read one page and apply it; returns how many events were read."""
-        cursor = self.cursor()
-        response = client.get(
-            "/events",
-            params={"after": cursor, "limit": 100},
-            headers={"authorization": self.tokens.header(self.source)},
-        )
-        response.raise_for_status()
-        events = response.json()["events"]
-        for event in events:
-            self.apply(event)
-        self._observe(events[-1] if events else None, cursor)
-        return len(events)
-
-    def _observe(self, last: dict[str, Any] | None, cursor: int) -> None:
-        """Lag = age of the last applied event; an empty page means caught up."""
-        if last is None:
-            self._lag.set(0)
-            self._position.set(cursor)
-            return
-        occurred = datetime.fromisoformat(last["occurred_at"])
-        self._lag.set(max((datetime.now(UTC) - occurred).total_seconds(), 0.0))
-        self._position.set(last["position"])
-
-    def apply(self, event: dict[str, Any]) -> None:
-        """Apply one event exactly once and move the cursor past it, in one transaction."""
-        with self.database.session(write=True) as session:
-            cursor = session.get(self.cursor_model, self.source) or self.cursor_model(source=self.source)
-            if event["position"] <= cursor.position:
-                return
-            already = session.get(self.consumed_model, event["id"]) is not None
-            wanted = self.event_types is None or event["type"] in self.event_types
-            if wanted and not already:
-                self.handle(session, event)
-                session.add(self.consumed_model(event_id=event["id"], source=self.source))
-            cursor.position = event["position"]
-            session.add(cursor)
-
 
 def caught_up(
     consumers: Sequence[FeedConsumer],
     *,
     within_seconds: float,
     clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> list[str]:
-    """Wait until every consumer has applied its source's events committed before this call.
+    """Wait until every consumer has applied its source's events (of its types) committed before this
+    call.
 
     Returns the sources still behind when `within_seconds` ran out (empty: all caught up); asking the
     heads counts against it too. A source that cannot tell its head raises ServiceUnavailable or
     BadGateway (kit.errors): nothing it committed can then be known to have arrived. Call it outside
-    any transaction and the database gate: it does HTTP and waits.
+    any transaction and the database gate: it does HTTP and waits (on the consumers' cursors, in memory).
     """
     deadline = clock() + within_seconds
     heads = {
@@ -191,10 +367,9 @@ def caught_up(
         for consumer in consumers
     }
     for consumer in consumers:
-        consumer.wake()  # don't wait out a poll interval
-    behind = list(consumers)
-    while True:
-        behind = [c for c in behind if c.cursor() < heads[c.source]]
-        if not behind or clock() >= deadline:
-            return [c.source for c in behind]
-        sleep(CATCH_UP_POLL_SECONDS)
+        consumer.wake()  # one backing off after a failure reads again now
+    return [
+        consumer.source
+        for consumer in consumers
+        if not consumer.wait_until(heads[consumer.source], timeout=max(deadline - clock(), 0.0))
+    ]

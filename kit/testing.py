@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
 from sqlalchemy import MetaData, Table, delete, func, inspect, select
 from sqlalchemy.engine import make_url
@@ -26,6 +26,7 @@ from kit.auth import mint_internal_token
 from kit.config import ServiceSettings
 from kit.database import Database
 from kit.params import CursorQuery, page_size
+from kit.wakeups import Wakeup
 
 TEST_SECRET = "test-internal-secret-not-for-production"
 S = TypeVar("S", bound=ServiceSettings)
@@ -170,7 +171,7 @@ class ServedApp:
         if sock is None:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.bind(("127.0.0.1", 0))
-        self._sock = sock
+        self._sock, self._app = sock, app
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         # ws="none": websockets are not used, and importing them warns.
         config = uvicorn.Config(
@@ -200,6 +201,9 @@ class ServedApp:
 
     def stop(self) -> None:
         """Stop serving (idempotent): connections to the port are refused from then on."""
+        # uvicorn waits for open responses before its lifespan shutdown: end the long polls first.
+        for wakeup in _long_poll_wakeups(self._app):
+            wakeup.close()
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(STARTUP_DEADLINE_SECONDS)
@@ -219,30 +223,60 @@ def serve(app: ASGIApp, sock: socket.socket | None = None) -> Iterator[str]:
         yield served.url
 
 
+def _long_poll_wakeups(app: ASGIApp) -> list[Wakeup]:
+    if not isinstance(app, FastAPI):
+        return []
+    database = getattr(app.state, "database", None)
+    found = [database.outbox_commits] if isinstance(database, Database) else []
+    published = getattr(app.state, "published", None)
+    return found + ([published] if isinstance(published, Wakeup) else [])
+
+
 class FakeFeed:
-    """A sibling service's `GET /events` (and `/events/head`), serving whatever events a test publishes."""
+    """A sibling service's `GET /events` (and `/events/head`), serving whatever events a test publishes,
+    with the real feed's type filter, `next_after` and long poll."""
 
     def __init__(self) -> None:
         self.url = ""
         self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.head_requests = 0  # how often a reader asked how far the feed goes
+        self.reads = 0  # how many pages were asked for
+        self.published = Wakeup()
         self.app = FastAPI()
+        self.app.state.published = self.published
         self.app.get("/events")(self._read)
         self.app.get("/events/head")(self._head)
 
-    def _read(
-        self, after: CursorQuery = 0, limit: Annotated[int, page_size(500)] = 100, type: str | None = None
-    ) -> dict[str, Any]:
+    def _page(self, after: int, limit: int, types: list[str] | None) -> tuple[list[dict[str, Any]], int]:
         with self._lock:
-            page = [e for e in self._events if e["position"] > after and type in (None, e["type"])]
-        page = page[:limit]
-        return {"events": page, "next_after": page[-1]["position"] if page else after}
+            head = len(self._events)
+            page = [e for e in self._events[after:] if not types or e["type"] in types][:limit]
+        return page, (page[-1]["position"] if len(page) == limit else max(after, head))
 
-    def _head(self) -> dict[str, int]:
+    async def _read(
+        self,
+        after: CursorQuery = 0,
+        limit: Annotated[int, page_size(500)] = 100,
+        type: Annotated[list[str] | None, Query()] = None,
+        wait: Annotated[float, Query(ge=0, le=25)] = 0,
+    ) -> dict[str, Any]:
+        self.reads += 1
+        deadline = time.monotonic() + wait
+        while True:
+            seen = self.published.version
+            page, after = self._page(after, limit, type)
+            remaining = deadline - time.monotonic()
+            if page or remaining <= 0 or self.published.closed:
+                return {"events": page, "next_after": after}
+            if not await self.published.wait_async(seen, remaining):
+                return {"events": [], "next_after": after}
+
+    def _head(self, type: Annotated[list[str] | None, Query()] = None) -> dict[str, int]:
         with self._lock:
             self.head_requests += 1
-            return {"position": len(self._events)}
+            matching = [e["position"] for e in self._events if not type or e["type"] in type]
+            return {"position": max(matching, default=0)}
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -254,12 +288,14 @@ class FakeFeed:
         with self._lock:
             stored = {**event, "position": len(self._events) + 1}
             self._events.append(stored)
+        self.published.bump()
         return stored
 
     def clear(self) -> None:
         with self._lock:
             self._events.clear()
             self.head_requests = 0
+            self.reads = 0
 
 
 @contextmanager

@@ -8,22 +8,18 @@ closing it. It ends when the client goes away (Starlette cancels it) or the serv
 """
 
 import json
-import signal
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Collection
-from types import FrameType
-from typing import Any
+from collections.abc import AsyncIterator, Collection
 
 import anyio
 
 from kit.database import Database
+from kit.wakeups import close_on_exit_signal
 from services.events import service
 from services.events.notifier import LogNotifier
 from services.events.service import Audience
 
 PAGE = 500
-SignalHandler = Callable[[int, FrameType | None], Any]
 
 
 def sse_message(event: dict[str, object]) -> str:
@@ -75,21 +71,6 @@ async def log_stream(
 
 
 def close_streams_on_exit_signal(notifier: LogNotifier) -> None:
-    """End the streams as soon as the server is told to stop (SIGTERM, Ctrl-C).
-
-    uvicorn waits for open responses before its lifespan shutdown, so a stream that only stopped at
-    shutdown would hold the process for the whole graceful timeout. Chains to the server's own handler;
-    only possible from the main thread (a server started in a test thread ends its streams by itself).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous = signal.getsignal(signum)
-        if not callable(previous):
-            continue
-
-        def handler(sig: int, frame: FrameType | None, previous: SignalHandler = previous) -> None:
-            notifier.close()
-            previous(sig, frame)
-
-        signal.signal(signum, handler)
+    """End the streams as soon as the server is told to stop (SIGTERM, Ctrl-C): see
+    `kit.wakeups.close_on_exit_signal` (a server started in a test thread ends its streams by itself)."""
+    close_on_exit_signal(notifier)

@@ -63,14 +63,17 @@ def test_registration_fee_is_charged_once_however_often_the_event_arrives(
     ).json()["events"]
     database = client.app.state.database  # type: ignore[attr-defined]
 
+    wait_until_consumed(client, "registration", opened["position"])
+    reader = consumer(client, "registration")
+
     def replay_feed(*forget: type[SQLModel]) -> None:
-        """Forget how far billing read (and what it applied), then wait until it has read the feed again."""
+        """Forget how far billing read (and what it applied), then apply the event again."""
         with database.session() as session:
             for table in forget:
                 session.execute(delete(table))
-        wait_until_consumed(client, "registration", opened["position"])
+        reader.apply(opened)
 
-    consumer(client, "registration").apply(opened)  # redelivered: the cursor is already past it
+    reader.apply(opened)  # redelivered: the cursor is already past it
     replay_feed(FeedCursor)  # from position 0: the consumed-event record skips it
     replay_feed(FeedCursor, ConsumedEvent)  # both forgotten: the charge's unique source event id holds
     with database.session() as session:

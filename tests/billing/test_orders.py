@@ -1,5 +1,6 @@
 """Order charges from results' feed: exactly once, never invented, never lost."""
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -7,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kit.errors import ServiceUnavailable
+from kit.feed import PAGE_SIZE
 from kit.testing import FakeFeed, feed_headers, service_client
 from patientflow.supervisor import free_port
 from services.billing import service
@@ -99,9 +101,11 @@ def test_order_for_a_visit_billing_has_not_read_yet_is_charged_after_asking_regi
     assert (opened["patient_id"], opened["payment_mode"]) == (patient["id"], "settle_later")
     assert [c["item_code"] for c in opened["charges"]] == [CBC]
 
-    with httpx.Client(base_url=registration_url) as source:  # billing catches up: the fee, once
-        while registration_feed.poll_once(source):
-            pass
+    async def catch_up() -> None:  # billing reads registration's feed again: the fee, once
+        async with httpx.AsyncClient(base_url=registration_url) as source:
+            assert 0 < await registration_feed.poll_once(source) < PAGE_SIZE  # all there was
+
+    asyncio.run(catch_up())
     assert sorted(c["item_code"] for c in account(client, visit["id"])["charges"]) == ["110200001", CBC]
 
 

@@ -1,5 +1,6 @@
 """Request metrics by route template, feed lag and outbox position, and the JSON access log."""
 
+import asyncio
 import io
 import json
 import logging
@@ -17,7 +18,7 @@ from prometheus_client import REGISTRY
 from sqlmodel import Session
 
 from kit.auth import TokenSource
-from kit.feed import FeedConsumer
+from kit.feed import PAGE_SIZE, FeedConsumer
 from kit.logging import ACCESS_LOGGER, JsonFormatter, MaskingFilter
 from kit.testing import FakeFeed, feed_headers, make_test_settings, serve, service_client
 from services.registration.app import create_app
@@ -78,7 +79,8 @@ def test_feed_lag_is_the_age_of_the_last_applied_event_and_zero_when_caught_up(t
     feed = FakeFeed()
     sink = fresh_database(tmp_path, "lag")
     an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    feed.publish({"id": str(uuid.uuid4()), "type": "x", "occurred_at": an_hour_ago, "data": {}})
+    for _ in range(PAGE_SIZE + 1):  # a full page, so more may wait behind it, then the rest
+        feed.publish({"id": str(uuid.uuid4()), "type": "x", "occurred_at": an_hour_ago, "data": {}})
 
     def ignore(_session: Session, _event: dict[str, Any]) -> None:
         return None
@@ -92,15 +94,21 @@ def test_feed_lag_is_the_age_of_the_last_applied_event_and_zero_when_caught_up(t
         handle=ignore,
         tokens=TokenSource("s", "service:test", set()),
         consumer="kit-test",
+        wait_seconds=0,
     )
     labels = {"consumer": "kit-test", "source": "lagging"}
-    with serve(feed.app) as url, httpx.Client(base_url=url) as client:
-        assert consumer.poll_once(client) == 1
-        assert sample("patientflow_feed_lag_seconds", **labels) >= 3600
-        assert sample("patientflow_feed_cursor", **labels) == 1
-        assert consumer.poll_once(client) == 0
-        assert sample("patientflow_feed_lag_seconds", **labels) == 0
-        assert sample("patientflow_feed_cursor", **labels) == 1
+
+    async def read_two_pages(url: str) -> None:
+        async with httpx.AsyncClient(base_url=url) as client:
+            assert await consumer.poll_once(client) == PAGE_SIZE
+            assert sample("patientflow_feed_lag_seconds", **labels) >= 3600
+            assert sample("patientflow_feed_cursor", **labels) == PAGE_SIZE
+            assert await consumer.poll_once(client) == 1  # the last: nothing more waits
+            assert sample("patientflow_feed_lag_seconds", **labels) == 0
+            assert sample("patientflow_feed_cursor", **labels) == PAGE_SIZE + 1
+
+    with serve(feed.app) as url:
+        asyncio.run(read_two_pages(url))
     sink.dispose()
 
 

@@ -127,11 +127,11 @@ def test_consumer_applies_a_redelivered_event_once(tmp_path: Path) -> None:
         handle=handle,
         tokens=TokenSource("s", "service:test", set()),
     )
-    consumer.apply(wire)
-    consumer.apply(wire)  # delivered again, e.g. after a crash before the cursor moved
+    consumer.apply_page([wire], wire["position"])
+    consumer.apply_page([wire], wire["position"])  # again, e.g. after a crash before the cursor moved
     with sink.session() as session:  # and even with the cursor moved back, the record stops it
         session.get(FeedCursor, "source").position = 0  # type: ignore[union-attr]
-    consumer.apply(wire)
+    consumer.apply_page([wire], wire["position"])
     with sink.session(write=False) as session:
         assert [t.name for t in session.exec(select(Thing)).all()] == ["made-once"]
     assert consumer.cursor() == wire["position"]
@@ -140,17 +140,20 @@ def test_consumer_applies_a_redelivered_event_once(tmp_path: Path) -> None:
 
 
 class _Reader:
-    """A stand-in consumer for `caught_up`: its source's head, and a cursor that moves when polled."""
+    """A stand-in consumer for `caught_up`: its source's head, and the position its cursor will reach."""
 
-    def __init__(self, source: str, head: int, cursors: list[int]) -> None:
-        self.source, self.head, self.cursors, self.woken = source, head, cursors, 0
+    def __init__(self, source: str, head: int, reaches: int, now: list[float]) -> None:
+        self.source, self.head, self.reaches, self.now, self.woken = source, head, reaches, now, 0
 
     def source_head(self, *, timeout_seconds: float) -> int:
         assert 0 < timeout_seconds <= 1.0  # within what the caller allowed
         return self.head
 
-    def cursor(self) -> int:
-        return self.cursors.pop(0) if len(self.cursors) > 1 else self.cursors[0]
+    def wait_until(self, position: int, *, timeout: float) -> bool:
+        if self.reaches >= position:
+            return True
+        self.now[0] += timeout  # waited it out
+        return False
 
     def wake(self) -> None:
         self.woken += 1
@@ -159,18 +162,15 @@ class _Reader:
 def test_caught_up_waits_for_every_source_head_and_names_the_late_ones() -> None:
     now = [0.0]
 
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
     def clock() -> float:
         return now[0]
 
-    fast = _Reader("registration", head=7, cursors=[3, 5, 7])
-    slow = _Reader("results", head=4, cursors=[1])
-    assert caught_up([fast], within_seconds=1.0, clock=clock, sleep=sleep) == []  # type: ignore[list-item]
-    assert fast.woken == 1  # asked to read at once, not after its poll interval
+    fast = _Reader("registration", head=7, reaches=7, now=now)
+    slow = _Reader("results", head=4, reaches=1, now=now)
+    assert caught_up([fast], within_seconds=1.0, clock=clock) == []  # type: ignore[list-item]
+    assert fast.woken == 1  # a consumer backing off reads again at once
     assert now[0] < 1.0
-    behind = caught_up([fast, slow], within_seconds=1.0, clock=clock, sleep=sleep)  # type: ignore[list-item]
+    behind = caught_up([slow, fast], within_seconds=1.0, clock=clock)  # type: ignore[list-item]
     assert behind == ["results"]
 
 
