@@ -8,6 +8,7 @@ replays at most the event in flight, and the record makes that replay a no-op.
 when it arrived (each source's `/events/head`), e.g. so billing never settles before a charge is read.
 """
 
+import contextvars
 import logging
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from pydantic import BaseModel, StrictInt
 from sqlmodel import Session
 
 from kit.auth import TokenSource
@@ -31,6 +33,8 @@ from kit.worker import ThreadWorker
 logger = logging.getLogger("patientflow.feed")
 EventHandler = Callable[[Session, dict[str, Any]], None]
 HandlerFactory = Callable[[FastAPI], EventHandler]
+Resolver = Callable[[Sequence[dict[str, Any]]], None]
+ResolverFactory = Callable[[FastAPI], Resolver]
 MAX_BACKOFF_SECONDS = 5.0
 CATCH_UP_POLL_SECONDS = 0.02
 MIN_HEAD_TIMEOUT = 0.1
@@ -42,6 +46,8 @@ class Feed:
 
     Give `handle`, or `handle_factory` when the handler needs the started app (e.g. a sibling client
     from `app.state.siblings`): it is called once at start-up. `event_types` None means every type.
+    `resolve` (a factory like `handle_factory`) gives a hook called with each page's events outside
+    any transaction, before they are applied: where a handler needs a sibling's data, fetch it there.
     """
 
     source: str
@@ -49,6 +55,7 @@ class Feed:
     handle: EventHandler | None = None
     handle_factory: HandlerFactory | None = None
     event_types: frozenset[str] | None = None
+    resolve: ResolverFactory | None = None
 
     def __post_init__(self) -> None:
         if (self.handle is None) == (self.handle_factory is None):
@@ -60,6 +67,12 @@ class Feed:
             return self.handle_factory(app)
         assert self.handle is not None  # __post_init__ guarantees one of the two
         return self.handle
+
+
+class FeedHead(BaseModel):
+    """`GET /events/head`: the source's newest committed position."""
+
+    position: StrictInt
 
 
 class FeedConsumer(ThreadWorker):
@@ -75,6 +88,7 @@ class FeedConsumer(ThreadWorker):
         consumed_model: type[ConsumedEventBase],
         handle: EventHandler,
         tokens: TokenSource,
+        resolve: Resolver | None = None,
         poll_seconds: float = 0.3,
         event_types: frozenset[str] | None = None,
         consumer: str = "unnamed",
@@ -85,7 +99,7 @@ class FeedConsumer(ThreadWorker):
         self._lag, self._position = FEED_LAG.labels(consumer, source), FEED_CURSOR.labels(consumer, source)
         self.cursor_model, self.consumed_model = cursor_model, consumed_model
         self.handle, self.tokens, self.poll_seconds = handle, tokens, poll_seconds
-        self.event_types = event_types
+        self.event_types, self.resolve = event_types, resolve
         self._nudged = threading.Event()
 
     def wake(self) -> None:
@@ -98,13 +112,12 @@ class FeedConsumer(ThreadWorker):
         timeout = httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 1.0))
         source = ServiceClient(self.source, self.base_url, self.tokens, timeout=timeout)
         try:
-            body = source.get_json("/events/head")
+            head = source.get_sync(FeedHead, "/events/head")
         finally:
             source.close()
-        if body is None or type(body.get("position")) is not int:
+        if head is None:
             raise BadGateway(f"The {self.source} service serves no feed head.", slug="upstream-error")
-        position: int = body["position"]
-        return position
+        return head.position
 
     def run(self) -> None:
         backoff = self.poll_seconds
@@ -112,7 +125,8 @@ class FeedConsumer(ThreadWorker):
         with httpx.Client(base_url=self.base_url, timeout=timeout) as client:
             while not self.stopping.is_set():
                 try:
-                    applied = self.poll_once(client)
+                    # A fresh context per page: causes its `resolve` noted stay with that page.
+                    applied = contextvars.copy_context().run(self.poll_once, client)
                     backoff = self.poll_seconds
                     if applied:
                         continue  # more may be waiting: read the next page at once
@@ -141,6 +155,8 @@ class FeedConsumer(ThreadWorker):
         )
         response.raise_for_status()
         events = response.json()["events"]
+        if self.resolve is not None and events:
+            self.resolve(events)  # sibling calls here, before any transaction opens
         for event in events:
             self.apply(event)
         self._observe(events[-1] if events else None, cursor)
