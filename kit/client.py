@@ -96,12 +96,15 @@ class ServiceClient:
         if response.status_code >= 400:
             # Any other refusal of a GET is our fault or theirs, never the client's: 502, not a 401/403
             # that the client would read as its own credentials failing.
-            raise BadGateway(f"The {self.name} service answered {response.status_code}.", slug="upstream-error")
+            raise BadGateway(
+                f"The {self.name} service answered {response.status_code}.", slug="upstream-error"
+            )
         try:
             return model.model_validate_json(response.content)
         except ValidationError:
             raise BadGateway(
-                f"The {self.name} service answered with a body this service cannot read.", slug="upstream-error"
+                f"The {self.name} service answered with a body this service cannot read.",
+                slug="upstream-error",
             ) from None
 
     def _note_head(self, response: httpx.Response) -> None:
