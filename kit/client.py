@@ -11,7 +11,7 @@ Call it before the unit of work opens — from an async dependency declared befo
 feed's `resolve` hook — never while holding the database gate or a transaction.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -146,7 +146,7 @@ class ServiceClient:
             await self._async.aclose()
 
 
-def sibling(name: str) -> Callable[[Request], ServiceClient]:
+def sibling(name: str) -> Callable[[Request], Awaitable[ServiceClient]]:
     """A dependency giving routes the app's one client for sibling `name` (`build_service_app(siblings=)`)."""
 
     async def client(request: Request) -> ServiceClient:  # async: no thread hop to look it up
