@@ -32,6 +32,7 @@ POOL_SIZE = 32
 # Everything a call may raise instead of answering (httpx-aiohttp lets some aiohttp errors through).
 TRANSPORT_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError)  # OSError includes TimeoutError
 Model = TypeVar("Model", bound=BaseModel)
+DOT_SEGMENTS = frozenset({".", ".."})
 
 
 class ServiceClient:
@@ -55,6 +56,8 @@ class ServiceClient:
     async def get(self, model: type[Model], path: str, **path_params: str) -> Model | None:
         """The GET's body as `model`, None on 404; for request paths, before the unit of work opens."""
         url = self._url(path, path_params)
+        if url is None:
+            return None
         try:
             response = await self._async_client().get(url, headers=self._headers())
         except TRANSPORT_ERRORS as exc:
@@ -64,15 +67,21 @@ class ServiceClient:
     def get_sync(self, model: type[Model], path: str, **path_params: str) -> Model | None:
         """`get` for worker threads (a feed's `resolve` hook): blocks, maps every failure the same way."""
         url = self._url(path, path_params)
+        if url is None:
+            return None
         try:
             response = self._sync_client().get(url, headers=self._headers())
         except TRANSPORT_ERRORS as exc:
             raise self._unavailable(exc) from exc
         return self._read(response, model)
 
-    def _url(self, path: str, path_params: dict[str, str]) -> str:
-        # safe="": an id holding "/" or ".." stays one path segment and never walks the sibling's routes.
-        return path.format_map({key: quote(value, safe="") for key, value in path_params.items()})
+    def _url(self, path: str, path_params: dict[str, str]) -> str | None:
+        """The path with each parameter quoted as one segment; None when one is "." or "..", which names
+        nothing on any sibling and which URL libraries would resolve into another route (aiohttp's
+        yarl decodes %2E and removes dot segments), so the answer is "not found" without asking."""
+        if any(value in DOT_SEGMENTS for value in path_params.values()):
+            return None
+        return path.format_map({key: quote_segment(value) for key, value in path_params.items()})
 
     def _headers(self) -> dict[str, str]:
         headers = {"authorization": self.tokens.header(self.name)}
@@ -144,6 +153,11 @@ class ServiceClient:
         self.close()
         if self._async is not None:
             await self._async.aclose()
+
+
+def quote_segment(value: str) -> str:
+    """`value` as one path segment: an id holding "/", "?" or "#" never reaches another route."""
+    return quote(value, safe="")
 
 
 def sibling(name: str) -> Callable[[Request], Awaitable[ServiceClient]]:
