@@ -5,7 +5,10 @@ from fastapi.testclient import TestClient
 from kit.testing import feed_headers, internal_headers
 from tests.registration.factories import VALID_ID_NUMBERS, create_patient, create_visit
 
-SIBLING = internal_headers("service:results", {"registration:read"}, audience="registration")
+
+def sibling() -> dict[str, str]:
+    """Headers of results calling registration (minted per call: tokens expire)."""
+    return internal_headers("service:results", {"registration:read"}, audience="registration")
 
 
 def head(client: TestClient) -> int:
@@ -22,17 +25,17 @@ def opened_at(client: TestClient, visit_id: str) -> int:
 
 def test_a_sibling_service_gets_the_feed_head_after_what_it_read(client: TestClient) -> None:
     visit = create_visit(client, create_patient(client)["id"])
-    answer = client.get(f"/visits/{visit['id']}", headers=SIBLING)
+    answer = client.get(f"/visits/{visit['id']}", headers=sibling())
     assert answer.status_code == 200
     assert opened_at(client, visit["id"]) <= int(answer.headers["x-feed-head"]) <= head(client)
 
     later = create_visit(client, create_patient(client, id_number=VALID_ID_NUMBERS[1])["id"])
-    again = client.get(f"/visits/{visit['id']}", headers=SIBLING)
+    again = client.get(f"/visits/{visit['id']}", headers=sibling())
     assert opened_at(client, later["id"]) <= int(again.headers["x-feed-head"]) <= head(client)
 
 
 def test_a_sibling_service_gets_the_head_with_a_404_too(client: TestClient) -> None:
-    answer = client.get("/visits/no-such-visit", headers=SIBLING)
+    answer = client.get("/visits/no-such-visit", headers=sibling())
     assert answer.status_code == 404
     assert answer.headers["x-feed-head"] == "0"
 
