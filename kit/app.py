@@ -15,6 +15,7 @@ from kit.database import Database
 from kit.docs import install_docs
 from kit.errors import install_error_handlers
 from kit.feed import Feed, FeedConsumer
+from kit.feedhead import FeedHeadMiddleware
 from kit.health import router as health_router
 from kit.logging import configure_process_logging
 from kit.metrics import RequestObserver, service_metrics_router
@@ -57,7 +58,7 @@ def build_service_app(
     Siblings (name → base URL) and feeds are opened at start-up and closed at shutdown here, so a service
     only names them; `workers` are built once the database is ready, started after the feeds and stopped
     before them. Both use one `service:<name>` token source (`app.state.tokens`), holding `<sibling>:read`
-    for each sibling (what `ServiceClient.get_json` needs); routes reach a client with
+    for each sibling (what `ServiceClient.get` needs); routes reach a client with
     `kit.client.sibling(name)`; `feed_models` (cursor, consumed) record each applied event.
     Every route of `routers` must declare its scope (`kit.auth.require_scope`) or be for sibling
     services only (`require_service_caller`): a route that forgets is refused here, at build time.
@@ -122,7 +123,7 @@ def build_service_app(
             for consumer in reversed(running):
                 consumer.stop()
             for client in clients.values():
-                client.close()
+                await client.aclose()
 
     configure_process_logging(settings)
     app = FastAPI(
@@ -136,6 +137,7 @@ def build_service_app(
     app.state.settings = settings
     app.state.siblings = {}
     install_error_handlers(app)
+    app.add_middleware(FeedHeadMiddleware, outbox=outbox_model)  # sibling callers learn the feed head
     app.add_middleware(RequestObserver, service=settings.service_name)  # inside: sees the request id
     app.add_middleware(RequestIdMiddleware)
     install_docs(app)  # Swagger UI without a CDN

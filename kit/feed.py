@@ -24,6 +24,7 @@ when it arrived (each source's `/events/head`), e.g. so billing never settles be
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ from urllib.parse import urlencode
 
 import httpx
 from fastapi import FastAPI
+from pydantic import BaseModel, StrictInt
 from sqlmodel import Session, col, select
 
 from kit.auth import TokenSource
@@ -99,6 +101,12 @@ class Feed:
     def bind_resolver(self, app: FastAPI) -> PageResolver | None:
         """The page resolver for this app's consumer, if the feed has one."""
         return self.resolve(app) if self.resolve is not None else None
+
+
+class FeedHead(BaseModel):
+    """`GET /events/head`: the source's newest committed position."""
+
+    position: StrictInt
 
 
 class FeedConsumer(ThreadWorker):
@@ -217,7 +225,8 @@ class FeedConsumer(ThreadWorker):
             self._load_cursor()
         events, next_after = await self._read(client)
         try:
-            self.apply_page(events, next_after)
+            # A fresh context per page: the causes its `resolve` noted (sibling heads) stay with it.
+            contextvars.copy_context().run(self.apply_page, events, next_after)
         except Exception as exc:
             raise PageFailed(self.source) from exc
         self._observe(events[-1] if len(events) >= PAGE_SIZE else None)
@@ -338,13 +347,12 @@ class FeedConsumer(ThreadWorker):
         source = ServiceClient(self.source, self.base_url, self.tokens, timeout=timeout)
         query = urlencode([("type", event_type) for event_type in sorted(self.event_types or ())])
         try:
-            body = source.get_json(f"/events/head?{query}" if query else "/events/head")
+            head = source.get_sync(FeedHead, f"/events/head?{query}" if query else "/events/head")
         finally:
             source.close()
-        if body is None or type(body.get("position")) is not int:
+        if head is None:
             raise BadGateway(f"The {self.source} service serves no feed head.", slug="upstream-error")
-        position: int = body["position"]
-        return position
+        return head.position
 
 
 def caught_up(

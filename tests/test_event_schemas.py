@@ -73,14 +73,20 @@ def _emitters(tree: ast.Module) -> dict[str, int | None]:
 
 
 def emitted_event_types() -> dict[str, str]:
-    """Every event type named at an emitting call in `services/`, with where it is emitted."""
+    """Every event type named at an emitting call in `services/`, with where it is emitted.
+
+    The emitting helpers are gathered from every module first: one module may define a helper
+    (billing's `accounts.record`) that others call.
+    """
+    trees = {
+        path: ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for path in sorted(SERVICES_DIR.rglob("*.py"))
+    }
+    emitters: dict[str, int | None] = {}
+    for tree in trees.values():
+        emitters |= _emitters(tree)
     found: dict[str, str] = {}
-    for path in sorted(SERVICES_DIR.rglob("*.py")):
-        source = path.read_text(encoding="utf-8")
-        if "record_event" not in source:
-            continue
-        tree = ast.parse(source, filename=str(path))
-        emitters = _emitters(tree)
+    for path, tree in trees.items():
         for call in ast.walk(tree):
             if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
                 continue

@@ -7,9 +7,9 @@ from fastapi import FastAPI
 
 from kit.app import build_service_app
 from kit.database import Database
-from kit.feed import EventHandler, Feed
-from services.billing import service
-from services.billing.catalogue import read_catalogue
+from kit.feed import EventHandler, Feed, PageResolver
+from services.billing import consumers
+from services.billing.catalogue import load_catalogue, read_catalogue
 from services.billing.config import BillingSettings, get_settings
 from services.billing.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.billing.router import router
@@ -30,14 +30,15 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
             Feed(
                 source="registration",
                 url=settings.registration_url,
-                handle=service.apply_registration_event,
-                event_types=service.REGISTRATION_EVENTS,
+                handle=consumers.apply_registration_event,
+                event_types=consumers.REGISTRATION_EVENTS,
             ),
             Feed(
                 source="results",
                 url=settings.results_url,
                 handle_factory=_results_handler,
-                event_types=service.RESULTS_EVENTS,
+                resolve=_results_resolver,
+                event_types=consumers.RESULTS_EVENTS,
             ),
         ],
         feed_models=(FeedCursor, ConsumedEvent),
@@ -49,9 +50,22 @@ def _load_catalogue(app: FastAPI, database: Database) -> None:
     settings: BillingSettings = app.state.settings
     rows = read_catalogue(settings.catalogue_path)
     with database.session() as session:
-        service.load_catalogue(session, rows=rows)
+        load_catalogue(session, rows=rows)
+
+
+def _unseen_visits(app: FastAPI) -> consumers.UnseenVisits:
+    """The one `UnseenVisits` the results feed's resolve hook fills and its handler reads (per start)."""
+    found: consumers.UnseenVisits | None = getattr(app.state, "unseen_visits", None)
+    if found is None or found.database is not app.state.database:
+        found = consumers.UnseenVisits(app.state.database, app.state.siblings["registration"])
+        app.state.unseen_visits = found
+    return found
 
 
 def _results_handler(app: FastAPI) -> EventHandler:
-    """Charging an order may ask registration about a visit not read yet, with the app's one client."""
-    return partial(service.apply_results_event, registration=app.state.siblings["registration"])
+    return partial(consumers.apply_results_event, unseen=_unseen_visits(app))
+
+
+def _results_resolver(app: FastAPI) -> PageResolver:
+    """Before a page of orders is applied, ask registration about the visits billing has not read yet."""
+    return _unseen_visits(app).resolve

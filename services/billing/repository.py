@@ -40,6 +40,12 @@ def get_account(session: Session, visit_id: str, *, for_update: bool = False) ->
     return session.exec(query).first()
 
 
+def accounts_of_visits(session: Session, visit_ids: Collection[str]) -> set[str]:
+    """Which of the visits billing holds an account for."""
+    query = select(VisitAccount.visit_id).where(col(VisitAccount.visit_id).in_(visit_ids))
+    return set(session.exec(query).all())
+
+
 def insert_account(session: Session, account: VisitAccount) -> bool:
     """Add an account; False when a concurrent transaction created the same visit's account first."""
     try:

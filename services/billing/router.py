@@ -12,7 +12,7 @@ from kit.database import SessionDep
 from kit.errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableContent, problem_responses
 from kit.idempotency import IdempotencyKeyHeader, idempotent
 from kit.params import page_size
-from services.billing import service
+from services.billing import catalogue
 from services.billing.errors import (
     AccountSettled,
     AmountMismatch,
@@ -36,14 +36,17 @@ from services.billing.schemas import (
     DailyBillPublic,
     PaymentCreate,
     PaymentPublic,
+    RegistrationVisit,
     RejectedChargePublic,
     SettlementCreate,
     SettlementPublic,
 )
+from services.billing.service import accounts, charges, payments, settlement
 
 router = APIRouter()
 RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
 VisitIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+UnseenVisit = RegistrationVisit | None
 # Every keyed write: 400 key missing, 422 key reused with another body, 409 twin still in flight, and
 # 503 when registration must be asked about a visit and does not answer.
 KEYED_WRITE_ERRORS = (BadRequest, Conflict, UnprocessableContent, ServiceUnavailable)
@@ -52,9 +55,29 @@ KEYED_WRITE_ERRORS = (BadRequest, Conflict, UnprocessableContent, ServiceUnavail
 def charges_arrived(request: Request) -> None:
     """Dependency of settlement, resolved before its database session: wait (bounded) until the
     charges registration and results committed before the request have been read."""
-    service.await_charges(
+    settlement.await_charges(
         request.app.state.consumers, within_seconds=request.app.state.settings.settlement_wait_seconds
     )
+
+
+async def _unseen(request: Request, registration: ServiceClient, visit_id: str) -> RegistrationVisit | None:
+    return await accounts.unseen_visit(request.app.state.database, registration, visit_id=visit_id)
+
+
+# Registration's word on a visit billing has no account for yet (None when it has one): dependencies
+# declared before the session, so registration is asked before the database gate is taken.
+async def charged_visit(data: ChargeCreate, request: Request, registration: RegistrationDep) -> UnseenVisit:
+    return await _unseen(request, registration, data.visit_id)
+
+
+async def paid_visit(data: PaymentCreate, request: Request, registration: RegistrationDep) -> UnseenVisit:
+    return await _unseen(request, registration, data.visit_id)
+
+
+async def settled_visit(
+    visit_id: VisitIdPath, request: Request, registration: RegistrationDep
+) -> UnseenVisit:
+    return await _unseen(request, registration, visit_id)
 
 
 @router.get("/catalogue", dependencies=[require_scope("billing:read", patients=True)], tags=["catalogue"])
@@ -64,7 +87,7 @@ def read_catalogue(
     include_inactive: Annotated[bool, Query(description="Also list items no longer charged")] = False,
 ) -> list[CatalogueItemPublic]:
     """The price list (价格公示): active items by category and code, prices in fen."""
-    return service.list_catalogue(session, category=category, include_inactive=include_inactive)
+    return catalogue.list_catalogue(session, category=category, include_inactive=include_inactive)
 
 
 @router.get(
@@ -75,7 +98,7 @@ def read_catalogue(
 )
 def read_catalogue_item(code: str, session: SessionDep) -> CatalogueItemPublic:
     """One catalogue item, inactive ones included (old bills still name them)."""
-    return service.item_to_public(service.get_item(session, code=code))
+    return catalogue.item_to_public(catalogue.get_item(session, code=code))
 
 
 @router.post(
@@ -90,9 +113,9 @@ def read_catalogue_item(code: str, session: SessionDep) -> CatalogueItemPublic:
 )
 def post_charge(
     data: ChargeCreate,
+    unseen: Annotated[UnseenVisit, Depends(charged_visit)],
     session: SessionDep,
     caller: CallerDep,
-    registration: RegistrationDep,
     key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Charge a catalogue item to a visit at the catalogue price (`amount_fen = unit_price_fen × quantity`).
@@ -107,7 +130,7 @@ def post_charge(
         client=caller.subject,
         key=key,
         payload={"operation": "charge", "body": data},
-        run=lambda: (201, service.post_charge(session, data=data, registration=registration)),
+        run=lambda: (201, charges.post_charge(session, data=data, unseen=unseen)),
     )
 
 
@@ -128,9 +151,9 @@ def post_charge(
 )
 def post_payment(
     data: PaymentCreate,
+    unseen: Annotated[UnseenVisit, Depends(paid_visit)],
     session: SessionDep,
     caller: CallerDep,
-    registration: RegistrationDep,
     key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Pay the listed charges of a visit (all its unpaid charges when `charge_ids` is omitted).
@@ -146,7 +169,7 @@ def post_payment(
         client=caller.subject,
         key=key,
         payload={"operation": "payment", "body": data},
-        run=lambda: (201, service.pay(session, data=data, registration=registration)),
+        run=lambda: (201, payments.pay(session, data=data, unseen=unseen)),
     )
 
 
@@ -165,9 +188,9 @@ def post_payment(
 def settle_visit(
     visit_id: VisitIdPath,
     data: SettlementCreate,
+    unseen: Annotated[UnseenVisit, Depends(settled_visit)],
     session: SessionDep,
     caller: CallerDep,
-    registration: RegistrationDep,
     key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Settle the visit's account: pay everything unpaid and close it to further charges (结算).
@@ -184,7 +207,7 @@ def settle_visit(
         client=caller.subject,
         key=key,
         payload={"operation": "settlement", "visit_id": visit_id, "body": data},
-        run=lambda: (201, service.settle(session, visit_id=visit_id, data=data, registration=registration)),
+        run=lambda: (201, settlement.settle(session, visit_id=visit_id, data=data, unseen=unseen)),
     )
 
 
@@ -199,7 +222,7 @@ def read_account(visit_id: VisitIdPath, session: SessionDep, caller: CallerDep) 
 
     Charges read after settlement are flagged `supplementary`: the supplementary bill (补费), its unpaid
     part `supplementary_due_fen`, paid with `POST /payments`."""
-    return service.account_view(session, visit_id=visit_id, acting_for=caller.patient)
+    return accounts.account_view(session, visit_id=visit_id, acting_for=caller.patient)
 
 
 @router.get(
@@ -215,7 +238,7 @@ def read_daily_bill(
     day: Annotated[date | None, Query(alias="date", description="Hospital day; default today")] = None,
 ) -> DailyBillPublic:
     """The daily itemised bill (一日清单): each charge of that day; the totals are the sums of its lines."""
-    return service.daily_bill(session, visit_id=visit_id, day=day, acting_for=caller.patient)
+    return accounts.daily_bill(session, visit_id=visit_id, day=day, acting_for=caller.patient)
 
 
 @router.get("/rejected-charges", dependencies=[require_scope("billing:read")], tags=["accounts"])
@@ -227,4 +250,4 @@ def read_rejected_charges(
     """Charges other services asked for that billing refused (unknown item, duplicate order, …), newest
     first, for the cashier to review. Late charges are not here: they are on the account's supplementary
     bill (补费)."""
-    return service.list_rejections(session, visit_id=visit_id, limit=limit)
+    return charges.list_rejections(session, visit_id=visit_id, limit=limit)

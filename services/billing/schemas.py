@@ -181,3 +181,13 @@ class RejectedChargePublic(BaseModel):
     order_id: str | None
     reason: str
     rejected_at: datetime
+
+
+class RegistrationVisit(BaseModel):
+    """The part of registration's visit billing opens an account from, for a visit it has not read yet."""
+
+    id: str
+    patient_id: str
+    kind: str
+    payment_mode: str
+    opened_at: datetime

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from kit.app import build_service_app
 from kit.database import Database
 from kit.feed import Feed
-from services.results import service
+from services.results import consumers, service
 from services.results.config import ResultsSettings, get_settings
 from services.results.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.results.router import router
@@ -27,14 +27,14 @@ def create_app(settings: ResultsSettings | None = None) -> FastAPI:
             Feed(
                 source="billing",
                 url=settings.billing_url,
-                handle=service.apply_billing_event,
-                event_types=frozenset({"charge.paid"}),
+                handle=consumers.apply_billing_event,
+                event_types=consumers.BILLING_EVENTS,
             ),
             Feed(
                 source="registration",
                 url=settings.registration_url,
-                handle=service.apply_registration_event,
-                event_types=frozenset({"patient.merged"}),
+                handle=consumers.apply_registration_event,
+                event_types=consumers.REGISTRATION_EVENTS,
             ),
         ],
         feed_models=(FeedCursor, ConsumedEvent),

@@ -4,8 +4,6 @@ from kit.errors import (
     Conflict,
     NotFound,
     PaymentRequired,
-    ProblemError,
-    ServiceUnavailable,
     UnprocessableContent,
 )
 
@@ -32,13 +30,3 @@ class OrderAwaitingPayment(PaymentRequired):
 
 class ReportAlreadyFinal(Conflict):
     slug, title = "report-already-final", "Report already final"
-
-
-class RegistrationUnavailable(ServiceUnavailable):
-    slug, title = "registration-unavailable", "Registration unavailable"
-
-
-class RegistrationFailed(ProblemError):
-    """Registration answered, but not with something results can use (502 Bad Gateway)."""
-
-    status, title, slug = 502, "Registration failed", "registration-failed"

@@ -7,15 +7,20 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
 from kit.database import SessionDep, WriteSessionDep
-from kit.errors import BadRequest, Conflict, problem_response, problem_responses
+from kit.errors import (
+    BadGateway,
+    BadRequest,
+    Conflict,
+    ServiceUnavailable,
+    problem_response,
+    problem_responses,
+)
 from kit.idempotency import IdempotencyKeyHeader, idempotent
 from kit.params import page_size
 from services.results import repository, service
 from services.results.errors import (
     OrderAwaitingPayment,
     OrderNotFound,
-    RegistrationFailed,
-    RegistrationUnavailable,
     ReportAlreadyFinal,
     ReportNotFound,
     UnknownTest,
@@ -27,6 +32,7 @@ from services.results.schemas import (
     OrderCreate,
     OrderPublic,
     OrderStatus,
+    RegistrationVisit,
     ReportCreate,
     ReportPublic,
     ResultAccessPublic,
@@ -44,6 +50,12 @@ LimitQuery = Annotated[int, page_size(MAX_PAGE)]
 IdPath = Annotated[str, Path(min_length=1, max_length=36)]
 
 
+async def resolve_visit(data: OrderCreate, registration: RegistrationDep) -> RegistrationVisit:
+    """The ordered visit as registration knows it: a dependency declared before the session, so the
+    call is over before the database gate is taken and no transaction waits on registration."""
+    return await service.fetch_visit(registration, visit_id=data.visit_id)
+
+
 @router.get("/tests", dependencies=[require_scope("results:read", patients=True)], tags=["tests"])
 def list_tests(session: SessionDep) -> list[OrderableTestPublic]:
     """The lab and imaging tests results can run; `code` is the billing catalogue code."""
@@ -59,23 +71,23 @@ def list_tests(session: SessionDep) -> list[OrderableTestPublic]:
     tags=["orders"],
     # BadRequest and Conflict are kit.idempotency's: a malformed key, or a twin still in flight.
     responses=problem_responses(
-        BadRequest, VisitNotFound, Conflict, UnknownTest, RegistrationFailed, RegistrationUnavailable
+        BadRequest, VisitNotFound, Conflict, UnknownTest, BadGateway, ServiceUnavailable
     ),
 )
 def place_order(
     data: OrderCreate,
+    visit: Annotated[RegistrationVisit, Depends(resolve_visit)],
     session: SessionDep,
     caller: CallerDep,
-    registration: RegistrationDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     """Order a test for a visit. `prepay` visits wait for payment (`awaiting_payment`); `settle_later` and
     `green_channel` visits are `released` to the lab at once.
 
-    With an `Idempotency-Key`, a retry with the same body gets the first answer back.
+    With an `Idempotency-Key`, a retry with the same body gets the first answer back. 503
+    `upstream-unavailable` when registration does not answer, 502 `upstream-error` when its answer is
+    unusable.
     """
-    # Ask registration before the transaction starts, so no database lock is held across the call.
-    visit = service.fetch_visit(registration, visit_id=data.visit_id)
 
     def run() -> tuple[int, OrderPublic]:
         return status.HTTP_201_CREATED, service.order_public(

@@ -5,23 +5,18 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from pydantic import ValidationError
 from sqlmodel import Session
 
 from kit.auth import visible_to
 from kit.client import ServiceClient
 from kit.clock import utcnow
-from kit.errors import ProblemError, ServiceUnavailable
 from kit.outbox import record_event
 from kit.requestid import current_request_id
 from services.results import repository
 from services.results.errors import (
     OrderAwaitingPayment,
     OrderNotFound,
-    RegistrationFailed,
-    RegistrationUnavailable,
     ReportAlreadyFinal,
     UnknownTest,
     VisitNotFound,
@@ -57,20 +52,15 @@ def list_orderable_tests(session: Session) -> list[OrderableTest]:
     return repository.list_orderable_tests(session)
 
 
-def fetch_visit(registration: ServiceClient, *, visit_id: str) -> RegistrationVisit:
-    """The visit as registration knows it; the order's patient and payment mode come from here only."""
-    try:
-        body = registration.get_json(f"/visits/{quote(visit_id, safe='')}")
-    except ServiceUnavailable as exc:
-        raise RegistrationUnavailable(exc.detail) from exc
-    except ProblemError as exc:
-        raise RegistrationFailed(exc.detail) from exc
-    if body is None:
+async def fetch_visit(registration: ServiceClient, *, visit_id: str) -> RegistrationVisit:
+    """The visit as registration knows it; the order's patient and payment mode come from here only.
+
+    Awaited before the unit of work opens (`router.resolve_visit`), so no transaction waits on it.
+    """
+    visit = await registration.get(RegistrationVisit, "/visits/{visit_id}", visit_id=visit_id)
+    if visit is None:
         raise VisitNotFound("No such visit.")
-    try:
-        return RegistrationVisit.model_validate(body)
-    except ValidationError:
-        raise RegistrationFailed("Registration answered with a visit results cannot read.") from None
+    return visit
 
 
 def _record(session: Session, order: LabOrder, event_type: str, payload: dict[str, Any]) -> None:
@@ -265,36 +255,12 @@ def read_report(
     return shown
 
 
-def _release_paid(session: Session, order: LabOrder) -> None:
+def release_paid(session: Session, order: LabOrder) -> None:
+    """A prepaid order the cashier has been paid for goes to the lab."""
     order.status = OrderStatus.released.value
     order.released_at = utcnow()
     session.add(order)
     _record(session, order, "order.released", {"reason": "paid"})
-
-
-def apply_billing_event(session: Session, event: dict[str, Any]) -> None:
-    """Billing feed handler: a paid charge naming an order that awaits payment releases that order."""
-    if event["type"] != "charge.paid":
-        return
-    order_id = event["data"].get("order_id")
-    if not order_id:
-        return
-    order = repository.get_order(session, order_id, for_update=True)
-    if order is not None and order.status == OrderStatus.awaiting_payment:
-        _release_paid(session, order)
-
-
-def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
-    """Registration feed handler: after a merge (身份确认后合并) results follow the surviving patient."""
-    if event["type"] != "patient.merged":
-        return
-    data = event["data"]
-    repository.repoint_patient(
-        session,
-        visit_ids=data.get("visit_ids") or [],
-        source_id=data["source_patient_id"],
-        target_id=data["target_patient_id"],
-    )
 
 
 def order_public(order: LabOrder) -> OrderPublic:

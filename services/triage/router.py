@@ -29,6 +29,7 @@ from services.triage.schemas import (
     QueueBoard,
     QueuePublic,
     QueueStats,
+    RegistrationVisit,
     SuspendRequest,
     TicketCreate,
     TicketPublic,
@@ -49,18 +50,23 @@ class TicketRequest:
     """A ticket request with what registration says of its visit, resolved before the unit of work."""
 
     data: TicketCreate
-    visit: service.VisitRef
+    visit: RegistrationVisit
     masked_name: str
 
 
-def resolve_ticket_request(data: TicketCreate, registration: RegistrationDep) -> TicketRequest:
+async def resolve_ticket_request(data: TicketCreate, registration: RegistrationDep) -> TicketRequest:
     """Ask registration for the visit and the patient's (masked) name.
 
     A dependency declared before the session, so the calls finish before the database gate is taken.
     """
-    visit = service.fetch_visit(registration, visit_id=data.visit_id)
-    masked_name = service.fetch_masked_name(registration, patient_id=visit.patient_id)
+    visit = await service.fetch_visit(registration, visit_id=data.visit_id)
+    masked_name = await service.fetch_masked_name(registration, patient_id=visit.patient_id)
     return TicketRequest(data=data, visit=visit, masked_name=masked_name)
+
+
+async def resolve_assessed_visit(data: AssessmentCreate, registration: RegistrationDep) -> RegistrationVisit:
+    """The visit to assess, asked of registration before the session (as `resolve_ticket_request`)."""
+    return await service.fetch_visit(registration, visit_id=data.visit_id)
 
 
 @router.post(
@@ -71,14 +77,16 @@ def resolve_ticket_request(data: TicketCreate, registration: RegistrationDep) ->
     responses=problem_responses(VisitNotFound, ServiceUnavailable),
 )
 def assess_visit(
-    data: AssessmentCreate, session: SessionDep, registration: RegistrationDep, response: Response
+    data: AssessmentCreate,
+    visit: Annotated[RegistrationVisit, Depends(resolve_assessed_visit)],
+    session: SessionDep,
+    response: Response,
 ) -> AssessmentPublic:
     """Assess a visit at one of the four emergency levels (I 急危 … IV 非急症).
 
     The level sets the zone (I/II red, III yellow, IV green) and how soon a doctor must see the patient.
     A visit may be re-assessed; the latest assessment counts, also for tickets already waiting.
     """
-    visit = service.fetch_visit(registration, visit_id=data.visit_id)
     assessment = service.assess(session, visit=visit, data=data)
     response.headers["Location"] = f"/v1/visits/{visit.id}/assessments"
     return AssessmentPublic.model_validate(assessment, from_attributes=True)

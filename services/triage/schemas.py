@@ -148,3 +148,16 @@ class QueueStats(BaseModel):
     waiting: int
     wait_minutes: WaitMinutes
     within_target_share: float | None = Field(description="Share of called tickets seen within the target")
+
+
+class RegistrationVisit(BaseModel):
+    """The part of registration's visit that triage relies on."""
+
+    id: str
+    patient_id: str
+
+
+class RegistrationPatient(BaseModel):
+    """The part of registration's patient the board needs: the name, masked at once (`mask_name`)."""
+
+    name: str | None = None

@@ -2,7 +2,6 @@
 
 import math
 import uuid
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -31,6 +30,8 @@ from services.triage.schemas import (
     QueuePriority,
     QueuePublic,
     QueueStats,
+    RegistrationPatient,
+    RegistrationVisit,
     SuspendRequest,
     SuspensionPublic,
     TicketCreate,
@@ -57,20 +58,12 @@ UNNAMED = "无名氏"
 MAX_MASKED = 3
 
 
-@dataclass(frozen=True, slots=True)
-class VisitRef:
-    """What triage needs of a registration visit."""
-
-    id: str
-    patient_id: str
-
-
-def fetch_visit(registration: ServiceClient, *, visit_id: str) -> VisitRef:
-    """The visit as registration knows it; called before any SQL so no transaction waits on the network."""
-    body = registration.get_json(f"/visits/{visit_id}")
-    if body is None:
+async def fetch_visit(registration: ServiceClient, *, visit_id: str) -> RegistrationVisit:
+    """The visit as registration knows it; awaited before the unit of work, so none waits on the network."""
+    visit = await registration.get(RegistrationVisit, "/visits/{visit_id}", visit_id=visit_id)
+    if visit is None:
         raise VisitNotFound("Registration has no such visit.")
-    return VisitRef(id=body["id"], patient_id=body["patient_id"])
+    return visit
 
 
 def mask_name(name: str | None) -> str:
@@ -87,10 +80,10 @@ def mask_name(name: str | None) -> str:
     return name[0] + "*" * min(len(name) - 2, MAX_MASKED) + name[-1]
 
 
-def fetch_masked_name(registration: ServiceClient, *, patient_id: str) -> str:
+async def fetch_masked_name(registration: ServiceClient, *, patient_id: str) -> str:
     """The patient's board name, masked as soon as registration answers (the full name is never kept)."""
-    patient = registration.get_json(f"/patients/{patient_id}")
-    return mask_name(patient.get("name") if patient else None)
+    patient = await registration.get(RegistrationPatient, "/patients/{patient_id}", patient_id=patient_id)
+    return mask_name(patient.name if patient else None)
 
 
 def rank_of(*, level: TriageLevel | None, priority: QueuePriority) -> int:
@@ -102,7 +95,7 @@ def rank_of(*, level: TriageLevel | None, priority: QueuePriority) -> int:
     return 2
 
 
-def assess(session: Session, *, visit: VisitRef, data: AssessmentCreate) -> Assessment:
+def assess(session: Session, *, visit: RegistrationVisit, data: AssessmentCreate) -> Assessment:
     """Record an assessment; the visit's waiting tickets move to the rank the new level gives them."""
     assessment = Assessment(
         id=str(uuid.uuid4()),
@@ -140,7 +133,7 @@ def _already_queued(existing: Ticket) -> AlreadyQueued:
 
 
 def enqueue(
-    session: Session, *, visit: VisitRef, masked_name: str, department: str, data: TicketCreate
+    session: Session, *, visit: RegistrationVisit, masked_name: str, department: str, data: TicketCreate
 ) -> Ticket:
     """Give a visit the department's next number; one waiting or called ticket per visit and department.
 

@@ -6,7 +6,7 @@ from sqlalchemy import delete
 from sqlmodel import SQLModel
 
 from kit.testing import eventually, feed_headers
-from services.billing import service
+from services.billing import consumers
 from services.billing.models import ConsumedEvent, FeedCursor
 from tests.billing.factories import (
     EMERGENCY_FEE_FEN,
@@ -77,7 +77,7 @@ def test_registration_fee_is_charged_once_however_often_the_event_arrives(
     replay_feed(FeedCursor)  # from position 0: the consumed-event record skips it
     replay_feed(FeedCursor, ConsumedEvent)  # both forgotten: the charge's unique source event id holds
     with database.session() as session:
-        service.apply_registration_event(session, opened)  # the handler itself, once more
+        consumers.apply_registration_event(session, opened)  # the handler itself, once more
 
     charges = account(client, visit["id"])["charges"]
     assert [c["item_code"] for c in charges] == ["110200001"]

@@ -8,13 +8,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kit.errors import ServiceUnavailable
-from kit.feed import PAGE_SIZE
+from kit.feed import PAGE_SIZE, PageFailed
 from kit.testing import FakeFeed, feed_headers, service_client
 from patientflow.supervisor import free_port
-from services.billing import service
+from services.billing import consumers
 from services.billing.app import create_app
 from services.billing.models import BillingTable
-from tests.billing.conftest import billing_settings, order_placed, order_placed_event
+from tests.billing.conftest import billing_settings, order_placed
 from tests.billing.factories import (
     CBC,
     OUTPATIENT_FEE_FEN,
@@ -40,7 +40,7 @@ def test_order_placed_is_charged_once_with_its_order_id(
     redelivered = results_feed.publish(placed)  # at-least-once: the same event again, at a later position
     wait_until_consumed(client, "results", redelivered["position"])
     with client.app.state.database.session() as session:  # type: ignore[attr-defined]
-        service.apply_results_event(session, placed, registration=client.app.state.siblings["registration"])  # type: ignore[attr-defined]
+        consumers.apply_results_event(session, placed, unseen=client.app.state.unseen_visits)  # type: ignore[attr-defined]
 
     [charge] = order_charges(client, visit["id"])
     assert charge["order_id"] == placed["data"]["order_id"]
@@ -117,11 +117,17 @@ def test_order_is_not_lost_while_registration_is_down(
     settings = billing_settings(data_dir, registration_url=dead_url, results_url=results_feed.url)
     with service_client(create_app(settings), BillingTable.metadata) as client:
         reader = consumer(client, "results")
+        reader.stop()  # polled by hand below: nothing races it
         visit = {"id": "5e2a8f4c-0000-4000-8000-000000000000", "patient_id": "p-1"}
-        placed = order_placed_event(visit, CBC)  # applied by hand, not published: nothing races it
+        order_placed(results_feed, visit, CBC)
 
-        with pytest.raises(ServiceUnavailable):
-            reader.apply(placed)
+        async def read_a_page() -> None:
+            async with httpx.AsyncClient(base_url=results_feed.url) as source:
+                await reader.poll_once(source)
+
+        with pytest.raises(PageFailed) as failed:
+            asyncio.run(read_a_page())
+        assert isinstance(failed.value.__cause__, ServiceUnavailable)  # resolve cannot reach registration
 
         assert reader.cursor() == 0  # not consumed: the consumer will read it again
         assert rejections(client) == []

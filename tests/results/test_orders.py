@@ -118,7 +118,7 @@ def test_registration_down_is_503_and_stores_nothing(
     with service_client(app, ResultsTable.metadata) as client:
         response = client.post("/orders", json={"visit_id": "any-visit", "test_code": CBC})
         assert response.status_code == 503
-        assert response.json()["type"].endswith("/registration-unavailable")
+        assert response.json()["type"].endswith("/upstream-unavailable")
         assert "retry-after" in response.headers
         assert client.get("/orders").json() == []
         assert events(client) == []

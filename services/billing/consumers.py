@@ -1,0 +1,113 @@
+"""What billing does with its siblings' events: registration's visits open accounts (and charge their
+registration fee), merges re-point them; results' placed orders are charged.
+
+Handlers run inside the consumer's transaction (kit.feed) and call no one. An order for a visit billing
+has not read yet (registration's feed behind results') needs registration's word on the visit: the
+results feed's `resolve` hook (`UnseenVisits.resolve`) asks for it before the page's transaction opens.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlmodel import Session
+
+from kit.client import ServiceClient
+from kit.database import Database
+from services.billing import repository
+from services.billing.schemas import ChargeOrigin, RegistrationVisit
+from services.billing.service.accounts import account_for, instant, open_account
+from services.billing.service.charges import charge_for_event, reject, well_formed
+
+REGISTRATION_EVENTS = frozenset({"visit.opened", "patient.merged"})
+RESULTS_EVENTS = frozenset({"order.placed"})
+
+
+class UnseenVisits:
+    """Registration's answers on the visits one page of results' events names and billing has no
+    account for: filled by `resolve` outside any transaction, read by `apply_results_event` inside."""
+
+    def __init__(self, database: Database, registration: ServiceClient) -> None:
+        self.database, self.registration = database, registration
+        self._page: dict[str, RegistrationVisit | None] = {}
+
+    def resolve(self, events: Sequence[dict[str, Any]]) -> None:
+        """Ask registration about the page's unseen visits (None: it does not know one either).
+
+        Registration being down raises, so the consumer reads the page again later: nothing is lost.
+        """
+        named = {
+            visit_id
+            for event in events
+            if event["type"] in RESULTS_EVENTS and (visit_id := well_formed(event.get("visit_id")))
+        }
+        with self.database.session(write=False) as session:
+            unseen = named - repository.accounts_of_visits(session, named) if named else set()
+        self._page = {
+            visit_id: self.registration.get_sync(RegistrationVisit, "/visits/{visit_id}", visit_id=visit_id)
+            for visit_id in sorted(unseen)
+        }
+
+    def answer(self, visit_id: str) -> RegistrationVisit | None:
+        """Registration's visit as `resolve` found it (None: unknown there); KeyError if never asked."""
+        return self._page[visit_id]
+
+
+def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
+    """Registration's feed: a visit opens an account (and its 诊察费); a merge re-points accounts."""
+    data = event["data"]
+    if event["type"] == "visit.opened":
+        account = open_account(
+            session,
+            visit_id=event["visit_id"],
+            patient_id=event["patient_id"],
+            kind=data["kind"],
+            payment_mode=data["payment_mode"],
+            opened_at=instant(event["occurred_at"]),
+        )
+        if data.get("registration_fee_item"):
+            charge_for_event(
+                session,
+                event=event,
+                account=account,
+                item_code=data["registration_fee_item"],
+                quantity=1,
+                origin=ChargeOrigin.registration,
+            )
+    elif event["type"] == "patient.merged":
+        repository.repoint_accounts(
+            session,
+            visit_ids=data["visit_ids"],
+            source_patient_id=data["source_patient_id"],
+            target_patient_id=data["target_patient_id"],
+        )
+
+
+def apply_results_event(session: Session, event: dict[str, Any], *, unseen: UnseenVisits) -> None:
+    """Results' feed: charge each placed order; an order for a visit registration does not know is refused."""
+    if event["type"] not in RESULTS_EVENTS:
+        return
+    data = event["data"]
+    order_id = well_formed(data.get("order_id"))
+    visit_id = well_formed(event.get("visit_id"))
+    if order_id is None:
+        reject(session, event=event, reason="invalid-order", item_code=data.get("test_code"))
+        return
+    account = repository.get_account(session, visit_id, for_update=True) if visit_id else None
+    if account is None and visit_id is not None:
+        # KeyError if `resolve` never asked: the event stays unapplied and is read again.
+        registered = unseen.answer(visit_id)
+        account = account_for(session, visit_id=visit_id, unseen=registered) if registered else None
+    if account is None:
+        reject(
+            session, event=event, reason="unknown-visit", item_code=data.get("test_code"), order_id=order_id
+        )
+        return
+    charge_for_event(
+        session,
+        event=event,
+        account=account,
+        item_code=data.get("test_code"),
+        quantity=data.get("quantity", 1),
+        origin=ChargeOrigin.order,
+        order_id=order_id,
+    )

@@ -1,0 +1,203 @@
+"""Charges: only active catalogue items at catalogue prices, each asked-for charge posted once, and what
+may not be charged refused and recorded for the cashier (never invented, never lost)."""
+
+import logging
+import re
+import uuid
+from datetime import date
+from typing import Any
+
+from sqlmodel import Session
+
+from kit.clock import hospital_date
+from services.billing import repository
+from services.billing.errors import InvalidServiceDate, UnknownItem
+from services.billing.models import CatalogueItem, Charge, RejectedCharge, VisitAccount
+from services.billing.schemas import (
+    ID_PATTERN,
+    ChargeCreate,
+    ChargeOrigin,
+    ChargePublic,
+    RegistrationVisit,
+    RejectedChargePublic,
+)
+from services.billing.service.accounts import (
+    SETTLED,
+    account_for,
+    charge_to_public,
+    hospital_today,
+    instant,
+    record,
+    refuse_if_settled,
+)
+
+logger = logging.getLogger("patientflow.billing")
+MAX_QUANTITY = 999
+
+
+def add_charge(
+    session: Session,
+    *,
+    account: VisitAccount,
+    item: CatalogueItem,
+    quantity: int,
+    origin: ChargeOrigin,
+    service_date: date,
+    order_id: str | None = None,
+    source_event_id: str | None = None,
+    note: str | None = None,
+    supplementary: bool = False,
+) -> Charge:
+    charge = Charge(
+        id=str(uuid.uuid4()),
+        visit_id=account.visit_id,
+        item_code=item.code,
+        item_name=item.name_zh,
+        unit=item.unit,
+        unit_price_fen=item.price_fen,
+        quantity=quantity,
+        amount_fen=item.price_fen * quantity,
+        origin=origin.value,
+        order_id=order_id,
+        source_event_id=source_event_id,
+        note=note,
+        service_date=service_date,
+        supplementary=supplementary,
+    )
+    session.add(charge)
+    record(
+        session,
+        account,
+        "charge.posted",
+        {
+            "charge_id": charge.id,
+            "item_code": charge.item_code,
+            "quantity": charge.quantity,
+            "amount_fen": charge.amount_fen,
+            "order_id": charge.order_id,
+            "origin": charge.origin,
+        },
+    )
+    if supplementary:
+        session.flush()  # the supplementary bill's due amount counts this charge
+        record(
+            session,
+            account,
+            "charge.supplementary",
+            {
+                "charge_id": charge.id,
+                "item_code": charge.item_code,
+                "amount_fen": charge.amount_fen,
+                "order_id": charge.order_id,
+                "supplementary_due_fen": repository.supplementary_due_fen(session, account.visit_id),
+            },
+        )
+    return charge
+
+
+def post_charge(session: Session, *, data: ChargeCreate, unseen: RegistrationVisit | None) -> ChargePublic:
+    """Charge an active catalogue item at its catalogue price, dated within the visit: from the day it
+    opened to today (hospital time). `unseen`: registration's visit, when billing had no account."""
+    item = repository.get_item(session, data.item_code)
+    if item is None or not item.active:
+        raise UnknownItem(
+            f"{data.item_code!r} is not an active item of the price catalogue.", item_code=data.item_code
+        )
+    today = hospital_today()
+    if data.service_date is not None and data.service_date > today:
+        raise InvalidServiceDate(f"A charge cannot be dated after today ({today.isoformat()}).")
+    account = account_for(session, visit_id=data.visit_id, unseen=unseen)
+    refuse_if_settled(account)
+    opened = hospital_date(account.opened_at)
+    if data.service_date is not None and data.service_date < opened:
+        raise InvalidServiceDate(
+            f"A charge cannot be dated before its visit opened ({opened.isoformat()}).",
+            visit_opened=opened.isoformat(),
+        )
+    charge = add_charge(
+        session,
+        account=account,
+        item=item,
+        quantity=data.quantity,
+        origin=ChargeOrigin.manual,
+        service_date=data.service_date or today,
+        note=data.note,
+    )
+    return charge_to_public(charge, account)
+
+
+def charge_for_event(
+    session: Session,
+    *,
+    event: dict[str, Any],
+    account: VisitAccount,
+    item_code: Any,
+    quantity: Any,
+    origin: ChargeOrigin,
+    order_id: str | None = None,
+) -> None:
+    """Post the charge an event asks for, once per event id; refuse (and record) what may not be charged.
+
+    The service date is the day the event happened, so a consumer catching up after midnight still
+    puts the charge on the right 一日清单. A settled account still takes it, on the supplementary bill.
+    """
+    event_id = event["id"]
+    if repository.charge_for_event(session, event_id) or repository.rejection_for_event(session, event_id):
+        return  # a replay: this event was already charged or refused
+    item = repository.get_item(session, item_code) if isinstance(item_code, str) else None
+    if item is None or not item.active:
+        reject(session, event=event, reason="unknown-item", item_code=item_code, order_id=order_id)
+        return
+    reason = _refusal(session, quantity=quantity, order_id=order_id)
+    if reason:
+        reject(session, event=event, reason=reason, item_code=item_code, order_id=order_id)
+        return
+    add_charge(
+        session,
+        account=account,
+        item=item,
+        quantity=quantity,
+        origin=origin,
+        service_date=hospital_date(instant(event["occurred_at"])),
+        order_id=order_id,
+        source_event_id=event["id"],
+        supplementary=account.status == SETTLED,  # caused before, read after settlement: 补费
+    )
+
+
+def _refusal(session: Session, *, quantity: Any, order_id: str | None) -> str | None:
+    """Why an event's charge of a catalogue item must not be posted, or None (never repeat a charge)."""
+    if type(quantity) is not int or not 1 <= quantity <= MAX_QUANTITY:
+        return "invalid-quantity"
+    if order_id is not None and repository.charge_for_order(session, order_id) is not None:
+        return "duplicate-order"
+    return None
+
+
+def well_formed(value: Any) -> str | None:
+    """An id from another service's event, or None if it is not one (a malformed event must be refused,
+    not retried for ever by the consumer)."""
+    return value if isinstance(value, str) and re.fullmatch(ID_PATTERN, value) else None
+
+
+def reject(
+    session: Session, *, event: dict[str, Any], reason: str, item_code: Any, order_id: str | None = None
+) -> None:
+    if repository.rejection_for_event(session, event["id"]):
+        return
+    session.add(
+        RejectedCharge(
+            event_id=event["id"],
+            source=event.get("source") or "unknown",
+            visit_id=well_formed(event.get("visit_id")),
+            item_code=str(item_code)[:64] if item_code is not None else None,
+            order_id=well_formed(order_id),
+            reason=reason,
+        )
+    )
+    logger.warning("refused to charge %s event %s: %s", event.get("source"), event["id"], reason)
+
+
+def list_rejections(session: Session, *, visit_id: str | None, limit: int) -> list[RejectedChargePublic]:
+    rejections = repository.list_rejections(session, visit_id=visit_id, limit=limit)
+    return [RejectedChargePublic.model_validate(row, from_attributes=True) for row in rejections]

@@ -1,0 +1,90 @@
+"""Payments: some or all unpaid charges of a visit in one payment, all or nothing, for exactly what is due."""
+
+import uuid
+
+from sqlmodel import Session
+
+from services.billing import repository
+from services.billing.errors import AmountMismatch, ChargeAlreadyPaid, ChargeNotFound, NothingDue
+from services.billing.models import Charge, Payment, VisitAccount
+from services.billing.schemas import PaymentCreate, PaymentMethod, PaymentPublic, RegistrationVisit
+from services.billing.service.accounts import account_for, record
+
+
+def _charges_to_pay(session: Session, *, account: VisitAccount, charge_ids: list[str] | None) -> list[Charge]:
+    """The listed charges (all of them unpaid charges of this visit), or every unpaid charge."""
+    if charge_ids is None:
+        charges = repository.unpaid_charges(session, account.visit_id)
+    else:
+        wanted = list(dict.fromkeys(charge_ids))
+        found = repository.charges_by_id(session, wanted)
+        missing = [i for i in wanted if i not in found or found[i].visit_id != account.visit_id]
+        if missing:
+            # Positions, not the ids: an id the visit does not have is whatever the client typed.
+            positions = [n for n, charge_id in enumerate(charge_ids) if charge_id in missing]
+            raise ChargeNotFound(
+                "This visit has no charge with some of the listed ids.", missing_positions=positions
+            )
+        paid = [i for i in wanted if found[i].payment_id is not None]
+        if paid:
+            raise ChargeAlreadyPaid(f"Charge {paid[0]} is already paid.", charge_ids=paid)
+        charges = [found[i] for i in wanted]
+    if not charges:
+        raise NothingDue(f"Visit {account.visit_id} has no unpaid charges.")
+    return charges
+
+
+def check_amount(due_fen: int, amount_fen: int | None) -> None:
+    """A stated amount must match to the fen: a cashier's typo must not part-pay a bill."""
+    if amount_fen is not None and amount_fen != due_fen:
+        raise AmountMismatch(f"The amount due is {due_fen} fen, not {amount_fen}.", due_fen=due_fen)
+
+
+def take_payment(
+    session: Session, *, account: VisitAccount, charges: list[Charge], method: PaymentMethod
+) -> PaymentPublic:
+    payment = Payment(
+        id=str(uuid.uuid4()),
+        visit_id=account.visit_id,
+        amount_fen=sum(charge.amount_fen for charge in charges),
+        method=method.value,
+    )
+    session.add(payment)
+    session.flush()  # the charges' foreign key needs the payment row
+    repository.mark_paid(session, charges, payment.id)
+    charge_ids = [charge.id for charge in charges]
+    record(
+        session,
+        account,
+        "payment.received",
+        {
+            "payment_id": payment.id,
+            "amount_fen": payment.amount_fen,
+            "method": payment.method,
+            "charge_ids": charge_ids,
+        },
+    )
+    for charge in charges:  # results releases prepaid orders from these
+        record(
+            session,
+            account,
+            "charge.paid",
+            {"charge_id": charge.id, "order_id": charge.order_id, "payment_id": payment.id},
+        )
+    return PaymentPublic(
+        id=payment.id,
+        visit_id=payment.visit_id,
+        amount_fen=payment.amount_fen,
+        method=method,
+        charge_ids=charge_ids,
+        paid_at=payment.paid_at,
+    )
+
+
+def pay(session: Session, *, data: PaymentCreate, unseen: RegistrationVisit | None) -> PaymentPublic:
+    """Pay some or all unpaid charges of a visit in one payment; nothing is paid if any listed charge
+    cannot be. On a settled account the only unpaid charges are the supplementary bill's (补费)."""
+    account = account_for(session, visit_id=data.visit_id, unseen=unseen)
+    charges = _charges_to_pay(session, account=account, charge_ids=data.charge_ids)
+    check_amount(sum(charge.amount_fen for charge in charges), data.amount_fen)
+    return take_payment(session, account=account, charges=charges, method=data.method)

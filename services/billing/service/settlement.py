@@ -1,0 +1,61 @@
+"""Settlement (结算): once every charge caused before it has arrived, pay what is unpaid and close the
+account; what arrives later goes onto the supplementary bill (补费)."""
+
+from collections.abc import Sequence
+
+from sqlmodel import Session
+
+from kit.clock import utcnow
+from kit.errors import BadGateway, ServiceUnavailable
+from kit.feed import FeedConsumer, caught_up
+from services.billing import repository
+from services.billing.errors import ChargesStillArriving
+from services.billing.schemas import RegistrationVisit, SettlementCreate, SettlementPublic
+from services.billing.service.accounts import SETTLED, account_for, record, refuse_if_settled
+from services.billing.service.payments import check_amount, take_payment
+
+
+def await_charges(consumers: Sequence[FeedConsumer], *, within_seconds: float) -> None:
+    """Return once billing has applied every event its sources (registration, results) had committed
+    when this was called, so a settlement sees every charge caused before it was asked for.
+
+    A source that can't say how far its feed goes, or a consumer still behind after `within_seconds`,
+    is ChargesStillArriving (503 + Retry-After). Call it before the unit of work: it does HTTP and waits.
+    """
+    try:
+        behind = caught_up(consumers, within_seconds=within_seconds)
+    except (ServiceUnavailable, BadGateway) as exc:
+        raise ChargesStillArriving(
+            f"Cannot confirm every charge has arrived: {exc.detail} Nothing was settled; retry shortly."
+        ) from exc
+    if behind:
+        raise ChargesStillArriving(
+            f"Charges from {', '.join(behind)} are still arriving. Nothing was settled; retry shortly.",
+            sources=behind,
+        )
+
+
+def settle(
+    session: Session, *, visit_id: str, data: SettlementCreate, unseen: RegistrationVisit | None
+) -> SettlementPublic:
+    """Pay everything still unpaid and close the account (先诊疗后结算 / 先救治后付费 at discharge)."""
+    account = account_for(session, visit_id=visit_id, unseen=unseen)
+    refuse_if_settled(account)
+    unpaid = repository.unpaid_charges(session, visit_id)
+    check_amount(sum(charge.amount_fen for charge in unpaid), data.amount_fen)
+    payment = take_payment(session, account=account, charges=unpaid, method=data.method) if unpaid else None
+    settled_at = utcnow()
+    account.status, account.settled_at = SETTLED, settled_at
+    session.add(account)
+    total = sum(charge.amount_fen for charge in repository.list_charges(session, visit_id))
+    record(
+        session, account, "visit.settled", {"payment_id": payment.id if payment else None, "total_fen": total}
+    )
+    return SettlementPublic(
+        visit_id=visit_id,
+        patient_id=account.patient_id,
+        status=account.status,
+        payment=payment,
+        total_fen=total,
+        settled_at=settled_at,
+    )

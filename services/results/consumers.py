@@ -1,0 +1,37 @@
+"""What results does with its siblings' events: billing's payments release orders, registration's
+merges re-point them. Each handler runs in the consumer's transaction (kit.feed) and calls no one."""
+
+from typing import Any
+
+from sqlmodel import Session
+
+from services.results import repository, service
+from services.results.schemas import OrderStatus
+
+BILLING_EVENTS = frozenset({"charge.paid"})
+REGISTRATION_EVENTS = frozenset({"patient.merged"})
+
+
+def apply_billing_event(session: Session, event: dict[str, Any]) -> None:
+    """Billing feed handler: a paid charge naming an order that awaits payment releases that order."""
+    if event["type"] != "charge.paid":
+        return
+    order_id = event["data"].get("order_id")
+    if not order_id:
+        return
+    order = repository.get_order(session, order_id, for_update=True)
+    if order is not None and order.status == OrderStatus.awaiting_payment:
+        service.release_paid(session, order)
+
+
+def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
+    """Registration feed handler: after a merge (身份确认后合并) results follow the surviving patient."""
+    if event["type"] != "patient.merged":
+        return
+    data = event["data"]
+    repository.repoint_patient(
+        session,
+        visit_ids=data.get("visit_ids") or [],
+        source_id=data["source_patient_id"],
+        target_id=data["target_patient_id"],
+    )
