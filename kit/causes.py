@@ -46,6 +46,16 @@ def caused_by(*causes: Cause) -> Iterator[None]:
         _causes.reset(token)
 
 
+@contextmanager
+def fresh() -> Iterator[None]:
+    """No causes inside the block (a new unit of work in a long-lived context, e.g. a test)."""
+    token = _causes.set(())
+    try:
+        yield
+    finally:
+        _causes.reset(token)
+
+
 def current() -> tuple[Cause, ...]:
     """The causes noted so far in this context, one per source (the highest position wins)."""
     return _causes.get()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event
 
+from kit import causes
 from kit.database import Database
 
 
@@ -93,3 +94,10 @@ def _databases_disposed(database_ledger: DatabaseLedger) -> Iterator[None]:
     yield
     leaked = database_ledger.undisposed_since(mark) + database_ledger.problems[problems:]
     assert not leaked, "databases not disposed cleanly:\n" + "\n".join(leaked)
+
+
+@pytest.fixture(autouse=True)
+def _no_causes_carried_over() -> Iterator[None]:
+    """Causes a test's sibling calls noted in the main thread's context end with the test (kit.causes)."""
+    with causes.fresh():
+        yield
