@@ -7,10 +7,17 @@ with "database is locked". PostgreSQL: one schema per service, selected through 
 Requests wait for a database connection in the event loop (an asyncio gate sized to the pool), never
 in a worker thread: threads parked on an exhausted pool would starve the very requests that hold the
 connections and need a thread to finish, and the service would hang.
+
+A request's unit of work (`SessionDep`) costs one worker-thread hop: `in_one_hop` runs a plain `def`
+endpoint, its commit (or rollback) and the session's close in the same worker call, after the gate was
+taken in the event loop and before the response is sent. An endpoint not wrapped (an `async def` one,
+or an app not built by `kit.app.build_service_app`) commits and closes in one hop of its own.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any
 
@@ -128,20 +135,84 @@ class Database:
         self.reader.dispose()
 
 
+# Session.info keys: a session a request's SessionDep opened, and one whose unit of work has ended.
+_REQUEST_SESSION, _FINISHED = "kit.request_session", "kit.finished"
+_ONE_HOP = "__kit_in_one_hop__"
+
+
+def _finish(session: Session, *, commit: bool) -> None:
+    """End a request's unit of work in the calling thread: commit (or roll back), then close."""
+    session.info[_FINISHED] = True
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()  # rolls back whatever a failed commit left open and returns the connection
+
+
+def _finish_all(sessions: list[Session], *, commit: bool) -> None:
+    """Finish each session; once one fails to commit, the others roll back; the first failure is raised."""
+    failure: BaseException | None = None
+    for session in sessions:
+        try:
+            _finish(session, commit=commit and failure is None)
+        except BaseException as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+def _run_and_finish(endpoint: Callable[..., Any], values: dict[str, Any]) -> Any:
+    sessions = [
+        value
+        for value in values.values()
+        if isinstance(value, Session) and value.info.get(_REQUEST_SESSION) and not value.info.get(_FINISHED)
+    ]
+    succeeded = False
+    try:
+        result = endpoint(**values)
+        succeeded = True
+    finally:
+        _finish_all(sessions, commit=succeeded)
+    return result
+
+
+def in_one_hop(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """A plain `def` endpoint as an `async def` that runs it, then commits and closes the request sessions
+    it was given (`SessionDep`), in one worker-thread call; FastAPI would otherwise spend a hop on the
+    endpoint, one on validating its answer, and one each on commit and close.
+
+    An exception, or a failed commit, propagates after the rollback: the client gets an error, never a
+    2xx for work that was not saved. `async def` endpoints are returned as they are.
+    """
+    if inspect.iscoroutinefunction(endpoint) or getattr(endpoint, _ONE_HOP, False):
+        return endpoint
+
+    @functools.wraps(endpoint)  # FastAPI reads the parameters through __wrapped__
+    async def run_in_one_hop(**values: Any) -> Any:
+        return await anyio.to_thread.run_sync(_run_and_finish, endpoint, values)
+
+    setattr(run_in_one_hop, _ONE_HOP, True)
+    return run_in_one_hop
+
+
 @asynccontextmanager
 async def _gated_session(request: Request, *, write: bool) -> AsyncIterator[Session]:
     """A request's unit of work: admitted by the gate, committed (or rolled back) before the response."""
     database: Database = request.app.state.database
     async with database.gate(write=write):
-        session = Session(database.writer if write else database.reader, expire_on_commit=False)
+        engine = database.writer if write else database.reader
+        session = Session(engine, expire_on_commit=False, info={_REQUEST_SESSION: True})
         try:
             yield session
-            await anyio.to_thread.run_sync(session.commit)
         except BaseException:
-            await anyio.to_thread.run_sync(session.rollback)
+            if not session.info.get(_FINISHED):
+                await anyio.to_thread.run_sync(functools.partial(_finish, session, commit=False))
             raise
-        finally:
-            await anyio.to_thread.run_sync(session.close)
+        if not session.info.get(_FINISHED):  # not an `in_one_hop` endpoint's own session
+            await anyio.to_thread.run_sync(functools.partial(_finish, session, commit=True))
 
 
 async def _request_session(request: Request) -> AsyncIterator[Session]:

@@ -45,7 +45,7 @@ SettingsDep = Annotated[RegistrationSettings, Depends(app_settings)]
 PROOF_SCOPE = "registration:patient-proof"
 
 
-def require_proof_caller(caller: Annotated[Caller, Depends(require_service_caller)]) -> Caller:
+async def require_proof_caller(caller: Annotated[Caller, Depends(require_service_caller)]) -> Caller:
     """Only the gateway (a service caller with PROOF_SCOPE) checks proofs and asks for codes."""
     if PROOF_SCOPE not in caller.scopes:
         raise Forbidden("Only the gateway may check patient-session proofs.")
