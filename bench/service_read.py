@@ -226,6 +226,10 @@ def measure(targets: list[Target], args: argparse.Namespace) -> dict[str, Any]:
         combined = {name: combine(value) for name, value in rounds.items()}
         for value in combined.values():
             value["ratio_to_fastapi"] = round(value["req_per_s"] / combined["fastapi"]["req_per_s"], 3)
+            # The same ratio by server CPU per request: steadier than req/s on a loaded machine.
+            value["cpu_ratio_to_fastapi"] = round(
+                combined["fastapi"]["server_cpu_us"] / value["server_cpu_us"], 3
+            )
         results[f"c{concurrency}"] = combined
     return results
 

@@ -12,6 +12,9 @@ A request's unit of work (`SessionDep`) costs one worker-thread hop: `in_one_hop
 endpoint, its commit (or rollback) and the session's close in the same worker call, after the gate was
 taken in the event loop and before the response is sent. An endpoint not wrapped (an `async def` one,
 or an app not built by `kit.app.build_service_app`) commits and closes in one hop of its own.
+
+A hot read may take `ReadConnectionDep` instead: a gated reader connection for SQLAlchemy Core
+statements, without the ORM session's transaction bookkeeping (a third of the session's cost).
 """
 
 import asyncio
@@ -23,7 +26,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Request
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session
@@ -164,25 +167,56 @@ def _finish_all(sessions: list[Session], *, commit: bool) -> None:
         raise failure
 
 
-def _run_and_finish(endpoint: Callable[..., Any], values: dict[str, Any]) -> Any:
+class ReadConnection:
+    """A request's read-only connection for Core statements (`ReadConnectionDep`): checked out on the
+    first `execute`, in the worker thread, once the request is past the gate; closed with the request."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+        self.finished = False
+
+    def execute(self, statement: Executable, parameters: dict[str, Any] | None = None) -> CursorResult[Any]:
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        return self._connection.execute(statement, parameters)
+
+    def close(self) -> None:
+        """Return the connection; the pool rolls its (read) transaction back."""
+        self.finished = True
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _unfinished(values: dict[str, Any]) -> tuple[list[Session], list[ReadConnection]]:
+    """The request sessions and read connections among an endpoint's arguments, not yet finished."""
     sessions = [
         value
         for value in values.values()
         if isinstance(value, Session) and value.info.get(_REQUEST_SESSION) and not value.info.get(_FINISHED)
     ]
+    readers = [value for value in values.values() if isinstance(value, ReadConnection) and not value.finished]
+    return sessions, readers
+
+
+def _run_and_finish(endpoint: Callable[..., Any], values: dict[str, Any]) -> Any:
+    sessions, readers = _unfinished(values)
     succeeded = False
     try:
         result = endpoint(**values)
         succeeded = True
     finally:
+        for reader in readers:
+            reader.close()
         _finish_all(sessions, commit=succeeded)
     return result
 
 
 def in_one_hop(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """A plain `def` endpoint as an `async def` that runs it, then commits and closes the request sessions
-    it was given (`SessionDep`), in one worker-thread call; FastAPI would otherwise spend a hop on the
-    endpoint, one on validating its answer, and one each on commit and close.
+    (and read connections) it was given, in one worker-thread call; FastAPI would otherwise spend a hop
+    on the endpoint, one on validating its answer, and one each on commit and close.
 
     An exception, or a failed commit, propagates after the rollback: the client gets an error, never a
     2xx for work that was not saved. `async def` endpoints are returned as they are.
@@ -215,6 +249,17 @@ async def _gated_session(request: Request, *, write: bool) -> AsyncIterator[Sess
             await anyio.to_thread.run_sync(functools.partial(_finish, session, commit=True))
 
 
+async def _read_connection(request: Request) -> AsyncIterator[ReadConnection]:
+    database: Database = request.app.state.database
+    async with database.gate(write=False):
+        reader = ReadConnection(database.reader)
+        try:
+            yield reader
+        finally:
+            if not reader.finished:
+                await anyio.to_thread.run_sync(reader.close)
+
+
 async def _request_session(request: Request) -> AsyncIterator[Session]:
     async with _gated_session(request, write=request.method not in READ_METHODS) as session:
         yield session
@@ -229,3 +274,5 @@ async def _write_session(request: Request) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(_request_session, scope="function")]
 # For reads that must also write, such as a lookup that records who looked (GETs are read-only otherwise).
 WriteSessionDep = Annotated[Session, Depends(_write_session, scope="function")]
+# A hot read below the ORM: SQLAlchemy Core statements on a gated reader connection (GETs only).
+ReadConnectionDep = Annotated[ReadConnection, Depends(_read_connection, scope="function")]
