@@ -267,13 +267,14 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         "req/s",
         "× FastAPI hello",
         "server CPU µs/req",
+        "CPU × FastAPI hello",
         "client CPU µs/req",
         "p50 ms",
         "p99 ms",
     ]
     rows = [
         [LABELS[name], key[1:], r["req_per_s"], f"{r['ratio_to_fastapi']:.2f}", r["server_cpu_us"],
-         r["client_cpu_us"], r["p50_ms"], r["p99_ms"]]
+         f"{r['cpu_ratio_to_fastapi']:.2f}", r["client_cpu_us"], r["p50_ms"], r["p99_ms"]]
         for key, by_target in results.items()
         for name, r in by_target.items()
     ]  # fmt: skip

@@ -149,9 +149,10 @@ def open_visit(
     tags=["visits"],
     responses=problem_responses(VisitNotFound),
 )
-def read_visit(visit_id: str, reader: ReadConnectionDep, caller: CallerDep) -> VisitPublic:
+async def read_visit(visit_id: str, reader: ReadConnectionDep, caller: CallerDep) -> VisitPublic:
     """One visit: its patient, kind, department and payment mode."""
-    return service.read_visit(reader, visit_id=visit_id, acting_for=caller.patient)
+    # The hot read of every sibling: a lean path (kit.database.ReadConnection.run).
+    return await reader.run(service.read_visit, visit_id=visit_id, acting_for=caller.patient)
 
 
 @router.post(

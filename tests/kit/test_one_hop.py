@@ -13,13 +13,13 @@ import anyio.to_thread
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlmodel import Session
 
 from kit.app import build_service_app
 from kit.auth import require_scope
 from kit.config import ServiceSettings
-from kit.database import Database, SessionDep
+from kit.database import Database, ReadConnection, ReadConnectionDep, SessionDep
 from kit.errors import NotFound
 from kit.testing import internal_headers, make_test_settings
 from tests.kit.sample import OutboxEvent, SampleTable, Thing
@@ -60,6 +60,16 @@ def create_thing(session: SessionDep, thing_id: str | None = None) -> dict[str, 
     if thing_id is None:
         session.flush()  # what services do for early ids: it must keep working
     return {"id": thing.id}
+
+
+def thing_name(reader: ReadConnection, *, thing_id: str) -> str | None:
+    table = Thing.__table__  # type: ignore[attr-defined]
+    return reader.execute(select(table.c.name).where(table.c.id == thing_id)).scalar()
+
+
+@router.get("/things/{thing_id}/name", dependencies=[require_scope("registration:read")])
+async def read_thing_name(thing_id: str, reader: ReadConnectionDep) -> dict[str, str | None]:
+    return {"name": await reader.run(thing_name, thing_id=thing_id)}
 
 
 class SampleSettings(ServiceSettings):
@@ -131,3 +141,17 @@ def test_the_unit_of_work_is_rolled_back_when_the_handler_raises(client: TestCli
 
     assert answer.status_code == 404
     assert client.post("/things").status_code == 201  # the writer connection went back to the pool
+
+
+def test_a_lean_read_hops_only_where_the_database_is_across_a_network(
+    client: TestClient, hops: list[str]
+) -> None:
+    thing_id = client.post("/things").json()["id"]
+    hops.clear()
+
+    answer = client.get(f"/things/{thing_id}/name")
+
+    assert answer.json() == {"name": "made"}
+    database: Database = client.app.state.database  # type: ignore[attr-defined]
+    assert len(hops) == (0 if database.is_sqlite else 1), hops  # SQLite: on the event loop
+    assert database.reader.pool.checkedout() == 0  # type: ignore[attr-defined]
