@@ -201,7 +201,7 @@ def hello_server(kind: str) -> Iterator[tuple[int, str]]:
 def make_visits(base_url: str, secret: str, count: int) -> list[str]:
     token = mint_internal_token(secret, "bench", {"registration:write"}, audience="registration")
     headers = {"authorization": f"Bearer {token}"}
-    visit_ids = []
+    visit_ids: list[str] = []
     with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
         while len(visit_ids) < count:
             patient = client.post("/patients", json={"id_number": random_id_number(), "name": "压测患者"})

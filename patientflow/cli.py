@@ -6,6 +6,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -25,7 +26,7 @@ from patientflow.topology import COMPONENTS, SERVICES
 
 # httptools and uvloop by name (not "auto"), so a missing `uvicorn[standard]` fails loudly instead of
 # quietly halving throughput; the access log is kit.metrics' (uvicorn's costs 0.7x per request).
-UVICORN_OPTIONS = {"http": "httptools", "loop": "uvloop", "access_log": False}
+UVICORN_OPTIONS: dict[str, Any] = {"http": "httptools", "loop": "uvloop", "access_log": False}
 
 
 def up(args: argparse.Namespace) -> int:
@@ -78,7 +79,7 @@ def serve(args: argparse.Namespace) -> int:
         port=args.port or component.port,
         log_level=args.log_level,
         timeout_graceful_shutdown=10,
-        **UVICORN_OPTIONS,  # type: ignore[arg-type]
+        **UVICORN_OPTIONS,
     )
     return 0
 
