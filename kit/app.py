@@ -60,6 +60,7 @@ def build_service_app(
     `kit.client.sibling(name)`; `feed_models` (cursor, consumed) record each applied event.
     Every route of `routers` must declare its scope (`kit.auth.require_scope`) or be for sibling
     services only (`require_service_caller`): a route that forgets is refused here, at build time.
+    Each plain `def` endpoint runs with its commit and close in one worker-thread hop (`include_in_one_hop`).
     """
     if feeds and feed_models is None:
         raise ValueError("Reading feeds needs feed_models: the cursor and consumed-event tables.")
