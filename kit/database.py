@@ -234,15 +234,24 @@ def _run_and_finish(endpoint: Callable[..., Any], values: dict[str, Any]) -> Any
     return result
 
 
+def _plain_function(endpoint: Callable[..., Any]) -> bool:
+    return not (
+        inspect.iscoroutinefunction(endpoint)
+        or inspect.isgeneratorfunction(endpoint)
+        or inspect.isasyncgenfunction(endpoint)
+    )
+
+
 def in_one_hop(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """A plain `def` endpoint as an `async def` that runs it, then commits and closes the request sessions
     (and read connections) it was given, in one worker-thread call; FastAPI would otherwise spend a hop
     on the endpoint, one on validating its answer, and one each on commit and close.
 
     An exception, or a failed commit, propagates after the rollback: the client gets an error, never a
-    2xx for work that was not saved. `async def` endpoints are returned as they are.
+    2xx for work that was not saved. `async def` and generator (streaming) endpoints are returned as
+    they are.
     """
-    if inspect.iscoroutinefunction(endpoint) or getattr(endpoint, _ONE_HOP, False):
+    if getattr(endpoint, _ONE_HOP, False) or not _plain_function(endpoint):
         return endpoint
 
     @functools.wraps(endpoint)  # FastAPI reads the parameters through __wrapped__
