@@ -188,10 +188,11 @@ class VerifiedTokens:
         self._limit = limit
         self._verified: dict[tuple[str, str, str], tuple[Caller, int]] = {}  # key -> (caller, exp)
 
-    def verify(self, secret: str, token: str, *, audience: str) -> Caller:
+    def verify(self, secret: str, token: str, *, audience: str, now: float | None = None) -> Caller:
+        """`verify_internal_token`, from the cache while the token lives."""
         key = (token, audience, secret)
         found = self._verified.get(key)
-        now = time.time()
+        now = time.time() if now is None else now
         if found is not None and found[1] >= now:
             return found[0]
         if found is not None:
@@ -201,6 +202,9 @@ class VerifiedTokens:
             del self._verified[next(iter(self._verified))]
         self._verified[key] = (caller, expiry)
         return caller
+
+    def __len__(self) -> int:
+        return len(self._verified)
 
 
 _verified_tokens = VerifiedTokens()
