@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from kit.auth import TokenSource, require_internal_caller, route_guards, service_subject
 from kit.client import ServiceClient
 from kit.config import ServiceSettings
-from kit.database import Database
+from kit.database import Database, in_one_hop
 from kit.docs import install_docs
 from kit.errors import install_error_handlers
 from kit.feed import Feed, FeedConsumer
@@ -62,6 +62,7 @@ def build_service_app(
     `kit.client.sibling(name)`; `feed_models` (cursor, consumed) record each applied event.
     Every route of `routers` must declare its scope (`kit.auth.require_scope`) or be for sibling
     services only (`require_service_caller`): a route that forgets is refused here, at build time.
+    Each plain `def` endpoint runs with its commit and close in one worker-thread hop (`include_in_one_hop`).
     """
     if feeds and feed_models is None:
         raise ValueError("Reading feeds needs feed_models: the cursor and consumed-event tables.")
@@ -141,13 +142,22 @@ def build_service_app(
     app.add_middleware(RequestObserver, service=settings.service_name)  # inside: sees the request id
     app.add_middleware(RequestIdMiddleware)
     install_docs(app)  # Swagger UI without a CDN
-    app.include_router(health_router)
-    app.include_router(service_metrics_router(settings.service_name, outbox_model))
+    include_in_one_hop(app, health_router)
+    include_in_one_hop(app, service_metrics_router(settings.service_name, outbox_model))
     protected = [Depends(require_internal_caller)]
-    app.include_router(feed_router(outbox_model), dependencies=protected)
+    include_in_one_hop(app, feed_router(outbox_model), dependencies=protected)
     for router in routers:
-        app.include_router(router, dependencies=protected)
+        include_in_one_hop(app, router, dependencies=protected)
     return app
+
+
+def include_in_one_hop(app: FastAPI, router: APIRouter, dependencies: Sequence[Any] = ()) -> None:
+    """Include `router` with each plain `def` endpoint run, committed and closed in one worker-thread hop
+    (`kit.database.in_one_hop`). The router's routes are changed in place; doing it again is a no-op."""
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            route.endpoint = in_one_hop(route.endpoint)
+    app.include_router(router, dependencies=list(dependencies))
 
 
 def require_guards(router: APIRouter) -> None:

@@ -132,6 +132,11 @@ def _claims(payload: str) -> dict[str, Any]:
 def verify_internal_token(secret: str, token: str, *, audience: str, now: float | None = None) -> Caller:
     """The caller named by a valid token for service `audience`; Unauthorized for anything forged,
     malformed, expired or meant for another service."""
+    return _verify(secret, token, audience=audience, now=time.time() if now is None else now)[0]
+
+
+def _verify(secret: str, token: str, *, audience: str, now: float) -> tuple[Caller, int]:
+    """`verify_internal_token`, with the token's expiry (seconds since the epoch)."""
     parts = token.split(".")
     if len(parts) != 3 or not token.isascii():  # a signature is ASCII; compare_digest refuses other text
         raise Unauthorized("Malformed internal credentials.")
@@ -139,11 +144,12 @@ def verify_internal_token(secret: str, token: str, *, audience: str, now: float 
     if prefix != TOKEN_PREFIX or not hmac.compare_digest(signature, _sign(secret, payload)):
         raise Unauthorized("Invalid internal credentials.")
     claims = _claims(payload)
-    if claims["exp"] < (time.time() if now is None else now):
+    if claims["exp"] < now:
         raise Unauthorized("Expired internal credentials.")
     if claims["aud"] != audience:
         raise Unauthorized("These internal credentials are for another service.")
-    return Caller(subject=claims["sub"], scopes=frozenset(claims["scp"]), patient=claims.get("pat"))
+    caller = Caller(subject=claims["sub"], scopes=frozenset(claims["scp"]), patient=claims.get("pat"))
+    return caller, claims["exp"]
 
 
 class TokenSource:
@@ -169,22 +175,61 @@ class TokenSource:
         return f"Bearer {token}"
 
 
-def require_internal_caller(request: Request) -> Caller:
-    """Dependency on every service route: refuse calls that did not come through the gateway or a service."""
+class VerifiedTokens:
+    """Tokens already verified, each kept until it expires: a service sees the same few tokens again and
+    again (one per calling client or service, re-used for minutes), so each is checked once.
+
+    Bounded: when full, the oldest entry goes. Keyed by the raw token and the (secret, audience) it was
+    checked against, so a changed secret or another service's check never sees another's verdict.
+    Only successes are kept; a forged or expired token is refused by the full check every time.
+    """
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._limit = limit
+        self._verified: dict[tuple[str, str, str], tuple[Caller, int]] = {}  # key -> (caller, exp)
+
+    def verify(self, secret: str, token: str, *, audience: str, now: float | None = None) -> Caller:
+        """`verify_internal_token`, from the cache while the token lives."""
+        key = (token, audience, secret)
+        found = self._verified.get(key)
+        now = time.time() if now is None else now
+        if found is not None and found[1] >= now:
+            return found[0]
+        if found is not None:
+            del self._verified[key]
+        caller, expiry = _verify(secret, token, audience=audience, now=now)
+        if len(self._verified) >= self._limit:
+            del self._verified[next(iter(self._verified))]
+        self._verified[key] = (caller, expiry)
+        return caller
+
+    def __len__(self) -> int:
+        return len(self._verified)
+
+
+_verified_tokens = VerifiedTokens()
+
+
+async def require_internal_caller(request: Request) -> Caller:
+    """Dependency on every service route: refuse calls that did not come through the gateway or a service.
+
+    `async def`, like every dependency here: the check is a dictionary look-up (an HMAC the first time a
+    token is seen), far cheaper than the worker-thread hop a plain `def` dependency costs.
+    """
     header = request.headers.get(INTERNAL_AUTH_HEADER, "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("This service only accepts calls from the gateway or another service.")
     settings = request.app.state.settings
-    caller = verify_internal_token(settings.internal_secret, token, audience=settings.service_name)
-    request.state.caller = caller
+    caller = _verified_tokens.verify(settings.internal_secret, token, audience=settings.service_name)
+    request.state.caller = caller  # kit.feedhead answers sibling services with the feed head
     return caller
 
 
 CallerDep = Annotated[Caller, Depends(require_internal_caller)]
 
 
-def require_service_caller(caller: CallerDep) -> Caller:
+async def require_service_caller(caller: CallerDep) -> Caller:
     """Dependency for what only sibling services may call (a service's own event feed, the hub's
     clean-up on revocation): outside clients, even through the gateway, are refused."""
     if not caller.is_service:
@@ -199,7 +244,7 @@ class ScopeCheck:
     scope: str
     patients: bool = False
 
-    def __call__(self, caller: CallerDep) -> Caller:
+    async def __call__(self, caller: CallerDep) -> Caller:
         caller.require(self.scope)
         if caller.patient is not None and not self.patients:
             raise Forbidden(

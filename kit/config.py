@@ -85,7 +85,7 @@ SERVICE_PORTS = {
 }
 
 
-def app_settings(request: Request) -> ServiceSettings:
+async def app_settings(request: Request) -> ServiceSettings:
     """Dependency: the settings the running app was created with (tests pass their own)."""
     settings: ServiceSettings = request.app.state.settings
     return settings

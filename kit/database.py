@@ -11,17 +11,31 @@ database's `outbox_commits` once it commits, whichever way it was opened, so thi
 Requests wait for a database connection in the event loop (an asyncio gate sized to the pool), never
 in a worker thread: threads parked on an exhausted pool would starve the very requests that hold the
 connections and need a thread to finish, and the service would hang.
+
+A request's unit of work (`SessionDep`) costs one worker-thread hop: `in_one_hop` runs a plain `def`
+endpoint, its commit (or rollback) and the session's close in the same worker call, after the gate was
+taken in the event loop and before the response is sent. An endpoint not wrapped (an `async def` one,
+or an app not built by `kit.app.build_service_app`) commits and closes in one hop of its own.
+
+A hot read may take `ReadConnectionDep` instead: a gated reader connection for SQLAlchemy Core
+statements, without the ORM session's transaction bookkeeping (a third of the session's cost), and
+`await reader.run(read, ...)` from an `async def` endpoint: on SQLite the read runs on the event loop,
+with no hop at all (a primary-key read from the page cache costs less than the hop, and the gate has
+already set a connection aside for it); on PostgreSQL, whose round trips must not stall the loop, it
+runs and closes in one worker-thread call.
 """
 
 import asyncio
+import functools
+import inspect
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Request
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.pool import QueuePool
@@ -29,6 +43,7 @@ from sqlmodel import Session
 
 from kit.wakeups import Wakeup
 
+T = TypeVar("T")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SQLITE_READERS = 8
 POSTGRES_POOL, POSTGRES_OVERFLOW = 10, 10
@@ -177,20 +192,151 @@ class Database:
         self.reader.dispose()
 
 
+# Session.info keys: a session a request's SessionDep opened, and one whose unit of work has ended.
+_REQUEST_SESSION, _FINISHED = "kit.request_session", "kit.finished"
+_ONE_HOP = "__kit_in_one_hop__"
+
+
+def _finish(session: Session, *, commit: bool) -> None:
+    """End a request's unit of work in the calling thread: commit (or roll back), then close."""
+    session.info[_FINISHED] = True
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()  # rolls back whatever a failed commit left open and returns the connection
+
+
+def _finish_all(sessions: list[Session], *, commit: bool) -> None:
+    """Finish each session; once one fails to commit, the others roll back; the first failure is raised."""
+    failure: BaseException | None = None
+    for session in sessions:
+        try:
+            _finish(session, commit=commit and failure is None)
+        except BaseException as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+class ReadConnection:
+    """A request's read-only connection for Core statements (`ReadConnectionDep`): checked out on the
+    first `execute`, once the request is past the gate; closed with the request."""
+
+    def __init__(self, engine: Engine, *, on_event_loop: bool) -> None:
+        self._engine = engine
+        self._on_event_loop = on_event_loop
+        self._connection: Connection | None = None
+        self.finished = False
+
+    async def run(self, read: Callable[..., T], /, **arguments: Any) -> T:
+        """`read(self, **arguments)`, then close: on the event loop (SQLite) or in one worker call."""
+        if self._on_event_loop:
+            try:
+                return read(self, **arguments)
+            finally:
+                self.close()
+        return await anyio.to_thread.run_sync(functools.partial(self._run_and_close, read, arguments))
+
+    def _run_and_close(self, read: Callable[..., T], arguments: dict[str, Any]) -> T:
+        try:
+            return read(self, **arguments)
+        finally:
+            self.close()
+
+    def execute(self, statement: Executable, parameters: dict[str, Any] | None = None) -> CursorResult[Any]:
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        return self._connection.execute(statement, parameters)
+
+    def close(self) -> None:
+        """Return the connection; the pool rolls its (read) transaction back."""
+        self.finished = True
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _unfinished(values: dict[str, Any]) -> tuple[list[Session], list[ReadConnection]]:
+    """The request sessions and read connections among an endpoint's arguments, not yet finished."""
+    sessions = [
+        value
+        for value in values.values()
+        if isinstance(value, Session) and value.info.get(_REQUEST_SESSION) and not value.info.get(_FINISHED)
+    ]
+    readers = [value for value in values.values() if isinstance(value, ReadConnection) and not value.finished]
+    return sessions, readers
+
+
+def _run_and_finish(endpoint: Callable[..., Any], values: dict[str, Any]) -> Any:
+    sessions, readers = _unfinished(values)
+    succeeded = False
+    try:
+        result = endpoint(**values)
+        succeeded = True
+    finally:
+        for reader in readers:
+            reader.close()
+        _finish_all(sessions, commit=succeeded)
+    return result
+
+
+def _plain_function(endpoint: Callable[..., Any]) -> bool:
+    return not (
+        inspect.iscoroutinefunction(endpoint)
+        or inspect.isgeneratorfunction(endpoint)
+        or inspect.isasyncgenfunction(endpoint)
+    )
+
+
+def in_one_hop(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """A plain `def` endpoint as an `async def` that runs it, then commits and closes the request sessions
+    (and read connections) it was given, in one worker-thread call; FastAPI would otherwise spend a hop
+    on the endpoint, one on validating its answer, and one each on commit and close.
+
+    An exception, or a failed commit, propagates after the rollback: the client gets an error, never a
+    2xx for work that was not saved. `async def` and generator (streaming) endpoints are returned as
+    they are.
+    """
+    if getattr(endpoint, _ONE_HOP, False) or not _plain_function(endpoint):
+        return endpoint
+
+    @functools.wraps(endpoint)  # FastAPI reads the parameters through __wrapped__
+    async def run_in_one_hop(**values: Any) -> Any:
+        return await anyio.to_thread.run_sync(_run_and_finish, endpoint, values)
+
+    setattr(run_in_one_hop, _ONE_HOP, True)
+    return run_in_one_hop
+
+
 @asynccontextmanager
 async def _gated_session(request: Request, *, write: bool) -> AsyncIterator[Session]:
     """A request's unit of work: admitted by the gate, committed (or rolled back) before the response."""
     database: Database = request.app.state.database
     async with database.gate(write=write):
-        session = Session(database.writer if write else database.reader, expire_on_commit=False)
+        engine = database.writer if write else database.reader
+        session = Session(engine, expire_on_commit=False, info={_REQUEST_SESSION: True})
         try:
             yield session
-            await anyio.to_thread.run_sync(session.commit)
         except BaseException:
-            await anyio.to_thread.run_sync(session.rollback)
+            if not session.info.get(_FINISHED):
+                await anyio.to_thread.run_sync(functools.partial(_finish, session, commit=False))
             raise
+        if not session.info.get(_FINISHED):  # not an `in_one_hop` endpoint's own session
+            await anyio.to_thread.run_sync(functools.partial(_finish, session, commit=True))
+
+
+async def _read_connection(request: Request) -> AsyncIterator[ReadConnection]:
+    database: Database = request.app.state.database
+    async with database.gate(write=False):
+        reader = ReadConnection(database.reader, on_event_loop=database.is_sqlite)
+        try:
+            yield reader
         finally:
-            await anyio.to_thread.run_sync(session.close)
+            if not reader.finished:
+                await anyio.to_thread.run_sync(reader.close)
 
 
 async def _request_session(request: Request) -> AsyncIterator[Session]:
@@ -207,3 +353,5 @@ async def _write_session(request: Request) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(_request_session, scope="function")]
 # For reads that must also write, such as a lookup that records who looked (GETs are read-only otherwise).
 WriteSessionDep = Annotated[Session, Depends(_write_session, scope="function")]
+# A hot read below the ORM: SQLAlchemy Core statements on a gated reader connection (GETs only).
+ReadConnectionDep = Annotated[ReadConnection, Depends(_read_connection, scope="function")]

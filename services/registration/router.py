@@ -6,7 +6,7 @@ from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Request, R
 
 from kit.auth import Caller, CallerDep, require_scope, require_service_caller
 from kit.config import app_settings
-from kit.database import SessionDep
+from kit.database import ReadConnectionDep, SessionDep
 from kit.errors import Forbidden, problem_responses
 from kit.params import page_size
 from services.registration import proofs, service
@@ -45,7 +45,7 @@ SettingsDep = Annotated[RegistrationSettings, Depends(app_settings)]
 PROOF_SCOPE = "registration:patient-proof"
 
 
-def require_proof_caller(caller: Annotated[Caller, Depends(require_service_caller)]) -> Caller:
+async def require_proof_caller(caller: Annotated[Caller, Depends(require_service_caller)]) -> Caller:
     """Only the gateway (a service caller with PROOF_SCOPE) checks proofs and asks for codes."""
     if PROOF_SCOPE not in caller.scopes:
         raise Forbidden("Only the gateway may check patient-session proofs.")
@@ -149,10 +149,10 @@ def open_visit(
     tags=["visits"],
     responses=problem_responses(VisitNotFound),
 )
-def read_visit(visit_id: str, session: SessionDep, caller: CallerDep) -> VisitPublic:
+async def read_visit(visit_id: str, reader: ReadConnectionDep, caller: CallerDep) -> VisitPublic:
     """One visit: its patient, kind, department and payment mode."""
-    visit = service.get_visit(session, visit_id=visit_id, acting_for=caller.patient)
-    return VisitPublic.model_validate(visit, from_attributes=True)
+    # The hot read of every sibling: a lean path (kit.database.ReadConnection.run).
+    return await reader.run(service.read_visit, visit_id=visit_id, acting_for=caller.patient)
 
 
 @router.post(

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from kit.auth import visible_to
 from kit.clock import as_utc
+from kit.database import ReadConnection
 from kit.outbox import record_event
 from services.registration import repository
 from services.registration.config import RegistrationSettings
@@ -35,6 +36,7 @@ from services.registration.schemas import (
     PaymentMode,
     VisitCreate,
     VisitKind,
+    VisitPublic,
 )
 
 logger = logging.getLogger("patientflow.registration")
@@ -184,6 +186,14 @@ def get_visit(session: Session, *, visit_id: str, acting_for: str | None = None)
     if visit is None or not visible_to(acting_for, visit.patient_id):
         raise VisitNotFound("No such visit.")
     return visit
+
+
+def read_visit(reader: ReadConnection, *, visit_id: str, acting_for: str | None = None) -> VisitPublic:
+    """`get_visit` as the API shows it, read below the ORM (the hot read of every sibling)."""
+    row = repository.read_visit_row(reader, visit_id)
+    if row is None or not visible_to(acting_for, row["patient_id"]):
+        raise VisitNotFound("No such visit.")
+    return VisitPublic.model_validate(dict(row))
 
 
 def apply_billing_event(session: Session, event: dict[str, Any]) -> None:

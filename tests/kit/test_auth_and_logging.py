@@ -10,6 +10,7 @@ import pytest
 from kit.auth import (
     TOKEN_LIFETIME_SECONDS,
     TokenSource,
+    VerifiedTokens,
     mint_internal_token,
     verify_internal_token,
 )
@@ -77,6 +78,28 @@ def test_tokens_expire_after_their_lifetime() -> None:
     verify_internal_token("s3cret", token, audience="x", now=1_000_000 + TOKEN_LIFETIME_SECONDS - 1)
     with pytest.raises(Unauthorized):
         verify_internal_token("s3cret", token, audience="x", now=1_000_000 + TOKEN_LIFETIME_SECONDS + 1)
+
+
+def test_a_verified_token_is_remembered_only_while_it_lives_and_only_for_its_service() -> None:
+    verified = VerifiedTokens(limit=2)
+    token = mint_internal_token("s3cret", "his-dev", {"billing:read"}, audience="billing", now=1000.0)
+
+    assert verified.verify("s3cret", token, audience="billing", now=1001.0).subject == "his-dev"
+    assert verified.verify("s3cret", token, audience="billing", now=1002.0).subject == "his-dev"
+    with pytest.raises(Unauthorized, match="another service"):
+        verified.verify("s3cret", token, audience="results", now=1002.0)
+    with pytest.raises(Unauthorized, match="Invalid"):
+        verified.verify("another secret", token, audience="billing", now=1002.0)
+    with pytest.raises(Unauthorized, match="Expired"):
+        verified.verify("s3cret", token, audience="billing", now=1001.0 + TOKEN_LIFETIME_SECONDS)
+
+
+def test_the_verified_token_cache_is_bounded() -> None:
+    verified = VerifiedTokens(limit=2)
+    tokens = [mint_internal_token("s3cret", f"client-{n}", set(), audience="billing") for n in range(3)]
+    for token in tokens:
+        verified.verify("s3cret", token, audience="billing")
+    assert len(verified) == 2
 
 
 def test_a_token_source_mints_one_token_per_target_service() -> None:
