@@ -82,6 +82,8 @@ def mark_outbox_written(session: Session) -> None:
 
 @event.listens_for(OrmSession, "after_commit")
 def _wake_feed_readers(session: OrmSession) -> None:
+    if session.in_nested_transaction():
+        return  # SQLAlchemy calls after_commit for a released SAVEPOINT too: that is not the commit
     if session.info.pop(OUTBOX_WRITTEN, False) and isinstance(session.bind, Engine):
         commits = _OUTBOX_COMMITS.get(session.bind)
         if commits is not None:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlmodel import Session, select
 
 from kit.app import build_service_app
@@ -90,6 +90,29 @@ def test_a_long_poll_answers_with_the_event_committed_while_it_waited(
         page = waiting.result()
     assert [e["type"] for e in page["events"]] == ["thing.made"]
     assert page["next_after"] == page["events"][0]["position"]
+
+
+def test_a_savepoint_released_after_the_event_wakes_no_reader_before_the_commit(tmp_path: Path) -> None:
+    """A SAVEPOINT released inside the unit of work (an idempotency key claimed after the event was
+    recorded) is not the commit: the waiting reader must wake when the transaction really commits."""
+    with served_feed(tmp_path, "savepoint") as (database, client), ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(read, client, after=0, **LONG)
+        eventually(lambda: database.outbox_commits.waiting, what="the reader to wait")
+        announced = database.outbox_commits.version
+        with database.session() as session:
+            record_event(
+                session,
+                OutboxEvent,
+                event_type="thing.made",
+                aggregate_type="t",
+                aggregate_id="s",
+                payload={},
+            )
+            with session.begin_nested():
+                session.execute(text("SELECT 1"))
+            assert database.outbox_commits.version == announced  # nothing is committed yet
+        page = waiting.result()
+    assert [e["type"] for e in page["events"]] == ["thing.made"]
 
 
 def test_waiting_long_polls_hold_no_connection(tmp_path: Path) -> None:
