@@ -24,6 +24,7 @@ from kit.errors import install_error_handlers
 from kit.feed import FeedConsumer, caught_up
 from kit.outbox import MAX_FEED_WAIT, OutboxListener, feed_router, read_page, record_event
 from kit.testing import FakeFeed, database_url_under_test, eventually, feed_headers, make_test_settings, serve
+from tests.kit.racing import writers_race_a_reader
 from tests.kit.sample import ConsumedEvent, FeedCursor, OutboxEvent, Thing, fresh_database
 
 LONG = {"wait": MAX_FEED_WAIT}  # a server that never woke would answer an empty page only after this
@@ -170,15 +171,7 @@ def test_a_filtered_reader_sees_every_event_of_its_type_once_while_writers_commi
             if finished and not rows:
                 return
 
-    reader = threading.Thread(target=follow)
-    reader.start()
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    done.set()
-    reader.join()
+    writers_race_a_reader(reader=follow, writer=write, writers=writers, done=done)
     with database.session(write=False) as session:
         wanted = session.exec(select(OutboxEvent.event_id).where(OutboxEvent.event_type == "wanted")).all()
     assert len(seen) == len(set(seen)) == len(wanted) == writers * (per_writer // 2)

@@ -15,6 +15,7 @@ from kit.errors import install_error_handlers
 from kit.feed import FeedConsumer, caught_up
 from kit.outbox import event_to_json, feed_router, record_event
 from kit.testing import feed_headers, internal_headers, make_test_settings
+from tests.kit.racing import writers_race_a_reader
 from tests.kit.sample import ConsumedEvent, FeedCursor, OutboxEvent, Thing, fresh_database
 
 
@@ -88,15 +89,7 @@ def test_a_reader_following_the_cursor_sees_every_concurrent_event_exactly_once(
             if finished and not rows:
                 return
 
-    reader = threading.Thread(target=read)
-    reader.start()
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    done.set()
-    reader.join()
+    writers_race_a_reader(reader=read, writer=write, writers=writers, done=done)
     assert len(seen) == len(set(seen)) == writers * per_writer
     database.dispose()
 
@@ -272,15 +265,7 @@ def test_overlapping_writers_of_one_aggregate_commit_in_order_and_a_pager_misses
             if finished and not page:
                 return
 
-    reader = threading.Thread(target=read)
-    reader.start()
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    done.set()
-    reader.join()
+    writers_race_a_reader(reader=read, writer=write, writers=writers, done=done)
     assert not all_inside.broken
     assert sorted(e.event_id for e in seen) == sorted(committed)  # each committed event exactly once
     positions = [e.position or 0 for e in seen]
