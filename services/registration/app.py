@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from kit.app import build_service_app
 from kit.feed import Feed
-from services.registration import service
+from services.registration import consumers
 from services.registration.config import RegistrationSettings, get_settings
 from services.registration.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.registration.router import router
@@ -26,8 +26,8 @@ def create_app(settings: RegistrationSettings | None = None) -> FastAPI:
             Feed(
                 source="billing",
                 url=settings.billing_url,
-                handle=service.apply_billing_event,
-                event_types=service.BILLING_EVENTS,
+                handle=consumers.apply_billing_event,
+                event_types=consumers.BILLING_EVENTS,
             )
         ],
         feed_models=(FeedCursor, ConsumedEvent),

@@ -1,15 +1,11 @@
 """Registration rules: who may be registered, how visits open, how an unidentified patient is merged."""
 
-import logging
 import uuid
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from kit.auth import visible_to
-from kit.clock import as_utc
 from kit.database import ReadConnection
 from kit.outbox import record_event
 from services.registration import repository
@@ -39,8 +35,6 @@ from services.registration.schemas import (
     VisitPublic,
 )
 
-logger = logging.getLogger("patientflow.registration")
-BILLING_EVENTS = frozenset({"visit.settled"})
 SETTLED = "settled"
 
 
@@ -194,18 +188,6 @@ def read_visit(reader: ReadConnection, *, visit_id: str, acting_for: str | None 
     if row is None or not visible_to(acting_for, row["patient_id"]):
         raise VisitNotFound("No such visit.")
     return VisitPublic.model_validate(dict(row))
-
-
-def apply_billing_event(session: Session, event: dict[str, Any]) -> None:
-    """Billing's feed: `visit.settled` marks the visit settled (its account is closed, 结算)."""
-    if event["type"] != "visit.settled":
-        return
-    visit = repository.get_visit(session, event["visit_id"]) if isinstance(event["visit_id"], str) else None
-    if visit is None:
-        logger.warning("billing settled visit %s, which registration does not know", event["visit_id"])
-        return
-    visit.status, visit.settled_at = SETTLED, as_utc(datetime.fromisoformat(event["occurred_at"]))
-    session.add(visit)
 
 
 def merge_patients(session: Session, *, target_id: str, source_id: str) -> tuple[Patient, list[str]]:
