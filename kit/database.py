@@ -177,6 +177,17 @@ class Database:
                 session.rollback()
                 raise
 
+    async def read(self, read: Callable[[Session], T]) -> T:
+        """A short read outside any request's unit of work (a long poll's page, the feed head, a look-up
+        before a unit of work opens): admitted by the read gate in the event loop, then run, committed
+        and closed in one worker-thread call, so no thread ever waits on the pool."""
+        async with self.gate(write=False):
+            return await anyio.to_thread.run_sync(self._read_in_session, read)
+
+    def _read_in_session(self, read: Callable[[Session], T]) -> T:
+        with self.session(write=False) as session:
+            return read(session)
+
     def check(self) -> None:
         """Raise if the database cannot answer a trivial query (used by /readyz)."""
         with self.reader.connect() as conn:

@@ -8,8 +8,8 @@ order — with one indexed `max()` on the reader, behind the read gate like any 
 feed's own routes are left out: their answers carry positions, and readers poll them all day.
 """
 
-import anyio
 from sqlalchemy import Table, func, select
+from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kit.auth import Caller
@@ -43,12 +43,11 @@ class FeedHeadMiddleware:
 
     async def head(self, database: Database) -> int:
         """The newest committed position (0 before the first event)."""
-        async with database.gate(write=False):
-            return await anyio.to_thread.run_sync(self._read_head, database)
+        return await database.read(self._read_head)
 
-    def _read_head(self, database: Database) -> int:
-        with database.reader.connect() as connection:
-            return connection.execute(self._head).scalar() or 0
+    def _read_head(self, session: Session) -> int:
+        head: int | None = session.execute(self._head).scalar()
+        return head or 0
 
 
 def _from_service(scope: Scope) -> bool:

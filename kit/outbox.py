@@ -40,7 +40,6 @@ from collections.abc import Sequence
 from select import select as wait_readable
 from typing import Annotated, Any
 
-import anyio
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from psycopg import sql
@@ -237,17 +236,15 @@ def feed_router(outbox: type[OutboxEventBase]) -> APIRouter:
         commits = database.outbox_commits
         deadline = time.monotonic() + wait
 
-        def read(cursor: int) -> tuple[list[dict[str, Any]], int]:
-            with database.session(write=False) as session:
-                rows, next_after = read_page(session, outbox, after=cursor, limit=limit, types=types)
-                return [event_to_json(row, source) for row in rows], next_after
+        def read(session: Session) -> tuple[list[dict[str, Any]], int]:
+            rows, next_after = read_page(session, outbox, after=after, limit=limit, types=types)
+            return [event_to_json(row, source) for row in rows], next_after
 
         gone: asyncio.Task[None] | None = None
         try:
             while True:
                 seen = commits.version
-                async with database.gate(write=False):
-                    events, after = await anyio.to_thread.run_sync(read, after)
+                events, after = await database.read(read)
                 remaining = deadline - time.monotonic()
                 if events or remaining <= 0 or commits.closed:
                     return {"events": events, "next_after": after}

@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Collection
 
-import anyio
+from sqlmodel import Session
 
 from kit.database import Database
 from kit.wakeups import close_on_exit_signal
@@ -38,26 +38,19 @@ async def log_stream(
 ) -> AsyncIterator[str]:
     """The reader's events after `after` (None: none yet), then new ones as they are logged, until closed."""
 
-    def read(cursor: int) -> tuple[list[dict[str, object]], int, bool]:
-        with database.session(write=False) as session:
-            rows, next_after = service.read_page(session, reader, after=cursor, limit=PAGE, types=types)
-            return [service.event_json(r) for r in rows], next_after, len(rows) == PAGE
-
-    def head() -> int:
-        with database.session(write=False) as session:
-            return service.log_head(session)
+    def read(session: Session) -> tuple[list[dict[str, object]], int, bool]:
+        rows, next_after = service.read_page(session, reader, after=cursor, limit=PAGE, types=types)
+        return [service.event_json(r) for r in rows], next_after, len(rows) == PAGE
 
     if after is None:  # live: the log's head before the first byte, so nothing logged after "open" is missed
-        async with database.gate(write=False):
-            cursor = await anyio.to_thread.run_sync(head)
+        cursor = await database.read(service.log_head)
     else:
         cursor = after
     yield ": stream open\n\n"  # headers and a first byte now, so clients and proxies see the stream live
     last_sent = time.monotonic()
     while not notifier.closed:
         seen = notifier.version
-        async with database.gate(write=False):
-            events, cursor, full = await anyio.to_thread.run_sync(read, cursor)
+        events, cursor, full = await database.read(read)
         for event in events:
             yield sse_message(event)
         if events:

@@ -4,7 +4,6 @@ answer), locked before every money change, and shown as the account view and the
 from datetime import date, datetime
 from typing import Any
 
-import anyio
 from sqlmodel import Session
 
 from kit.auth import visible_to
@@ -59,19 +58,12 @@ async def unseen_visit(
     read behind the read gate, and registration is asked with no gate or transaction held.
     VisitNotFound when registration does not know the visit either.
     """
-    async with database.gate(write=False):
-        known = await anyio.to_thread.run_sync(_has_account, database, visit_id)
-    if known:
+    if await database.read(lambda session: bool(repository.accounts_of_visits(session, [visit_id]))):
         return None
     visit = await registration.get(RegistrationVisit, "/visits/{visit_id}", visit_id=visit_id)
     if visit is None:
         raise VisitNotFound("No such visit.")
     return visit
-
-
-def _has_account(database: Database, visit_id: str) -> bool:
-    with database.session(write=False) as session:
-        return bool(repository.accounts_of_visits(session, [visit_id]))
 
 
 def open_account(
