@@ -239,12 +239,14 @@ class Ingestor(ThreadWorker):
                 del self.backlogs[source].events[:count]
             async with self._room:
                 self._room.notify_all()
-            if logged:
+            if logged.events:
                 self.notifier.bump()
+            if logged.deliveries:
+                self.notifier.deliveries.bump()
         waiting = [occurred(backlog.events[0]) for backlog in self.backlogs.values() if backlog.events]
         metrics.observe_ingest_lag(min(waiting, default=None))
         return taken
 
-    def _log(self, taken: list[SourceEvent], cursors: dict[str, int]) -> int:
+    def _log(self, taken: list[SourceEvent], cursors: dict[str, int]) -> service.Logged:
         with self.database.session() as session:
-            return len(service.log_batch(session, taken, cursors=cursors))
+            return service.log_batch(session, taken, cursors=cursors)
