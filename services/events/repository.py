@@ -24,6 +24,7 @@ from services.events.models import (
 _LOG: sa.Table = LogEvent.__table__  # type: ignore[attr-defined]
 _VISIT_OWNER: sa.Table = VisitOwner.__table__  # type: ignore[attr-defined]
 _DELIVERY: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+_SOURCE_CURSOR: sa.Table = SourceCursor.__table__  # type: ignore[attr-defined]
 LOG_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('patientflow.events.log.' || current_schema()))")
 
 
@@ -37,9 +38,18 @@ def source_cursors(session: Session) -> dict[str, int]:
 
 
 def move_source_cursor(session: Session, source: str, position: int) -> None:
-    cursor = session.get(SourceCursor, source) or SourceCursor(source=source)
-    cursor.position = max(cursor.position, position)
-    session.add(cursor)
+    """Move the source's cursor forward to `position` (never back), creating it on first use."""
+    moved = session.connection().execute(
+        sa.update(_SOURCE_CURSOR)
+        .where(_SOURCE_CURSOR.c.source == source)
+        .values(
+            position=sa.case(
+                (_SOURCE_CURSOR.c.position < position, position), else_=_SOURCE_CURSOR.c.position
+            )
+        )
+    )
+    if moved.rowcount == 0:
+        session.connection().execute(sa.insert(_SOURCE_CURSOR).values(source=source, position=position))
 
 
 def logged_event_ids(session: Session, event_ids: Collection[str]) -> set[str]:
