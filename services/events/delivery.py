@@ -10,7 +10,7 @@ events go on without it, and if it is replayed it arrives after them: receivers 
 by `visit_sequence` (docs/events.md says so), not by arrival.
 
 Between rounds the worker sleeps until the soonest retry falls due or the log (or a replay) bumps the
-notifier; idle, it wakes every `IDLE_WAKE_SECONDS` at most.
+notifier's `deliveries` wakeup; idle, it wakes every `IDLE_WAKE_SECONDS` at most.
 
 Each attempt first resolves the receiver's host and refuses forbidden addresses
 (services/events/destinations.py), then connects to the address it checked.
@@ -53,7 +53,7 @@ class DeliveryWorker(ThreadWorker):
         self.join_seconds = settings.webhook_timeout_seconds + 5  # a delivery in flight may finish
 
     def wake(self) -> None:
-        self.notifier.bump()  # the loop waits on the notifier between rounds
+        self.notifier.deliveries.bump()  # the loop waits on it between rounds
 
     def run(self) -> None:
         timeout = httpx.Timeout(self.settings.webhook_timeout_seconds, connect=3.0)
@@ -64,7 +64,7 @@ class DeliveryWorker(ThreadWorker):
         ):
             backoff = Backoff(self.settings.feed_poll_seconds)
             while not self.stopping.is_set():
-                seen = self.notifier.version
+                seen = self.notifier.deliveries.version
                 now = utcnow()
                 try:
                     sent, idle_seconds = self.send_due(client, pool, now), self.until_next_retry(now)
@@ -74,7 +74,7 @@ class DeliveryWorker(ThreadWorker):
                 else:
                     backoff.succeeded()
                 if not sent:
-                    self.notifier.wait(seen, idle_seconds)
+                    self.notifier.deliveries.wait(seen, idle_seconds)
 
     def until_next_retry(self, now: datetime) -> float:
         """Seconds from `now` (the round's instant) until the soonest retry falls due after it, at most

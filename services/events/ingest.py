@@ -52,10 +52,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from kit.auth import TokenSource
 from kit.database import Database
+from kit.feed import FeedReader, FeedUnavailable
 from kit.worker import Backoff, ThreadWorker
 from services.events import metrics, repository, service
 from services.events.notifier import LogNotifier
@@ -156,10 +155,9 @@ class Ingestor(ThreadWorker):
         self.backlogs = {source: Backlog(read_to=cursors.get(source, 0)) for source in self.feeds}
         self._stored = {source: backlog.read_to for source, backlog in self.backlogs.items()}
         self._read, self._room = asyncio.Event(), asyncio.Condition()
-        timeout = httpx.Timeout(self.wait_seconds + 10.0, connect=2.0)
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        async with FeedReader(wait_seconds=self.wait_seconds) as reader:
             tasks: list[asyncio.Task[Any]] = [
-                asyncio.create_task(self._follow(client, source)) for source in self.feeds
+                asyncio.create_task(self._follow(reader, source)) for source in self.feeds
             ]
             tasks += [asyncio.create_task(self._merge()), asyncio.create_task(self._stopped.wait())]
             try:
@@ -171,7 +169,7 @@ class Ingestor(ThreadWorker):
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _follow(self, client: httpx.AsyncClient, source: str) -> None:
+    async def _follow(self, reader: FeedReader, source: str) -> None:
         """Read one source into its backlog for as long as the hub runs; it may be down meanwhile."""
         backlog, backoff = self.backlogs[source], Backoff(self.poll_seconds)
         loop = asyncio.get_running_loop()
@@ -180,35 +178,23 @@ class Ingestor(ThreadWorker):
                 await self._room.wait_for(lambda: len(backlog.events) < self.page_size)
             asked = loop.time()
             try:
-                events, next_after = await self._read_page(client, source, backlog)
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
-                logger.warning("feed %s unavailable: %s", source, type(exc).__name__)
+                page = await reader.page(
+                    self.feeds[source],
+                    after=backlog.read_to,
+                    limit=self.page_size - len(backlog.events),
+                    authorization=self.tokens.header(source),
+                )
+            except FeedUnavailable as exc:
+                logger.warning("feed %s unavailable: %s", source, exc)
                 await asyncio.sleep(backoff.failed())
                 continue
             backoff.succeeded()
-            backlog.events += [event for event in events if event["position"] > backlog.read_to]
-            backlog.read_to = max(backlog.read_to, next_after)
-            if events:
+            backlog.events += [event for event in page.events if event["position"] > backlog.read_to]
+            backlog.read_to = max(backlog.read_to, page.next_after)
+            if page.events:
                 self._read.set()
             elif not self.wait_seconds or loop.time() - asked < self.wait_seconds / 2:
                 await asyncio.sleep(self.poll_seconds)  # the feed did not wait: it predates long polls
-
-    async def _read_page(
-        self, client: httpx.AsyncClient, source: str, backlog: Backlog
-    ) -> tuple[list[dict[str, Any]], int]:
-        response = await client.get(
-            f"{self.feeds[source]}/events",
-            params={
-                "after": backlog.read_to,
-                "limit": self.page_size - len(backlog.events),
-                "wait": self.wait_seconds,
-            },
-            headers={"authorization": self.tokens.header(source)},
-        )
-        response.raise_for_status()
-        page = response.json()
-        events: list[dict[str, Any]] = page["events"]
-        return events, int(page.get("next_after", events[-1]["position"] if events else backlog.read_to))
 
     async def _merge(self) -> None:
         """Log what the causal rule allows each time a reader brought something."""
@@ -239,12 +225,14 @@ class Ingestor(ThreadWorker):
                 del self.backlogs[source].events[:count]
             async with self._room:
                 self._room.notify_all()
-            if logged:
+            if logged.events:
                 self.notifier.bump()
+            if logged.deliveries:
+                self.notifier.deliveries.bump()
         waiting = [occurred(backlog.events[0]) for backlog in self.backlogs.values() if backlog.events]
         metrics.observe_ingest_lag(min(waiting, default=None))
         return taken
 
-    def _log(self, taken: list[SourceEvent], cursors: dict[str, int]) -> int:
+    def _log(self, taken: list[SourceEvent], cursors: dict[str, int]) -> service.Logged:
         with self.database.session() as session:
-            return len(service.log_batch(session, taken, cursors=cursors))
+            return service.log_batch(session, taken, cursors=cursors)

@@ -8,4 +8,16 @@ from kit.wakeups import Wakeup
 
 
 class LogNotifier(Wakeup):
-    """Bumped by the ingestor thread once a batch is logged; awaited by threads and by asyncio tasks."""
+    """Bumped by the ingestor thread once a batch is logged; awaited by threads and by asyncio tasks.
+
+    `deliveries` is bumped only when a batch owed webhook deliveries (or a replay re-owed some): most
+    commits owe none, and the webhook worker need not read its tables for them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deliveries = Wakeup()
+
+    def close(self) -> None:
+        self.deliveries.close()
+        super().close()

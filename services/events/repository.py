@@ -1,8 +1,11 @@
 """All of the event hub's SQL."""
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import func, text
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, delete, exists, select, update
@@ -17,6 +20,11 @@ from services.events.models import (
 )
 
 # One writer of the log at a time, so positions become visible in commit order (as in kit.outbox).
+# Tables for the Core statements of `log_batch` (SQLModel's classes do not type `__table__`).
+_LOG: sa.Table = LogEvent.__table__  # type: ignore[attr-defined]
+_VISIT_OWNER: sa.Table = VisitOwner.__table__  # type: ignore[attr-defined]
+_DELIVERY: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+_SOURCE_CURSOR: sa.Table = SourceCursor.__table__  # type: ignore[attr-defined]
 LOG_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('patientflow.events.log.' || current_schema()))")
 
 
@@ -30,9 +38,18 @@ def source_cursors(session: Session) -> dict[str, int]:
 
 
 def move_source_cursor(session: Session, source: str, position: int) -> None:
-    cursor = session.get(SourceCursor, source) or SourceCursor(source=source)
-    cursor.position = max(cursor.position, position)
-    session.add(cursor)
+    """Move the source's cursor forward to `position` (never back), creating it on first use."""
+    moved = session.connection().execute(
+        sa.update(_SOURCE_CURSOR)
+        .where(_SOURCE_CURSOR.c.source == source)
+        .values(
+            position=sa.case(
+                (_SOURCE_CURSOR.c.position < position, position), else_=_SOURCE_CURSOR.c.position
+            )
+        )
+    )
+    if moved.rowcount == 0:
+        session.connection().execute(sa.insert(_SOURCE_CURSOR).values(source=source, position=position))
 
 
 def logged_event_ids(session: Session, event_ids: Collection[str]) -> set[str]:
@@ -42,9 +59,58 @@ def logged_event_ids(session: Session, event_ids: Collection[str]) -> set[str]:
     return set(session.exec(query).all())
 
 
-def visit_owner(session: Session, visit_id: str) -> VisitOwner:
-    """The visit's row, created (owner unknown) on first sight."""
-    return session.get(VisitOwner, visit_id) or VisitOwner(visit_id=visit_id)
+@dataclass(slots=True)
+class Owner:
+    """A visit's current patient and its hub event counter, as `log_batch` moves them."""
+
+    patient_id: str | None = None
+    last_sequence: int = 0
+
+
+def visit_owners(session: Session, visit_ids: Collection[str]) -> dict[str, Owner]:
+    """The known owners of these visits (a visit not yet seen is absent)."""
+    if not visit_ids:
+        return {}
+    table = _VISIT_OWNER
+    query = sa.select(table.c.visit_id, table.c.patient_id, table.c.last_sequence).where(
+        table.c.visit_id.in_(list(visit_ids))
+    )
+    return {row.visit_id: Owner(row.patient_id, row.last_sequence) for row in session.execute(query)}
+
+
+def save_visit_owners(session: Session, owners: dict[str, Owner], *, known: Collection[str]) -> None:
+    """Write back the owners `log_batch` moved: update the `known` ones, insert the rest."""
+    table = _VISIT_OWNER
+    changed = [
+        {"key": visit_id, "patient_id": o.patient_id, "last_sequence": o.last_sequence}
+        for visit_id, o in owners.items()
+        if visit_id in known
+    ]
+    added = [
+        {"visit_id": visit_id, "patient_id": o.patient_id, "last_sequence": o.last_sequence}
+        for visit_id, o in owners.items()
+        if visit_id not in known
+    ]
+    if changed:
+        statement = (
+            sa.update(table)
+            .where(table.c.visit_id == sa.bindparam("key"))
+            .values(patient_id=sa.bindparam("patient_id"), last_sequence=sa.bindparam("last_sequence"))
+        )
+        session.connection().execute(statement, changed)
+    if added:
+        session.connection().execute(sa.insert(table), added)
+
+
+def insert_log_rows(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert log rows in the order given; their positions, in that order (= causal order)."""
+    statement = sa.insert(_LOG).returning(_LOG.c.position, sort_by_parameter_order=True)
+    return [row.position for row in session.connection().execute(statement, list(rows))]
+
+
+def insert_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        session.connection().execute(sa.insert(_DELIVERY), list(rows))
 
 
 def last_position(session: Session) -> int:

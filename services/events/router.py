@@ -242,7 +242,7 @@ def replay_dead_letters(
 ) -> ReplayResult:
     """Send the dead letters again: each gets a fresh retry window, in log order."""
     replayed = service.replay_dead(session, subscription=subscription)
-    after_commit.add_task(request.app.state.notifier.bump)  # the idle delivery worker waits on it
+    after_commit.add_task(request.app.state.notifier.deliveries.bump)  # the idle delivery worker waits
     return ReplayResult(replayed=replayed)
 
 

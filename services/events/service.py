@@ -33,7 +33,7 @@ class Audience:
     sources: frozenset[str]
     patient_id: str | None = None
 
-    def sees(self, event: LogEvent) -> bool:
+    def sees(self, event: "LogEvent | _LoggedRow") -> bool:
         if event.source not in self.sources:
             return False
         return self.patient_id is None or event.patient_id == self.patient_id
@@ -100,74 +100,108 @@ def read_page(
 # --- ingestion -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Logged:
+    """What one `log_batch` wrote: events logged and webhook deliveries owed."""
+
+    events: int
+    deliveries: int
+
+
+@dataclass(frozen=True, slots=True)
+class _LoggedRow:
+    source: str
+    event_type: str
+    patient_id: str | None
+
+
 def log_batch(
     session: Session, taken: Sequence[tuple[str, dict[str, Any]]], *, cursors: dict[str, int]
-) -> list[LogEvent]:
+) -> Logged:
     """Append source events (already in causal order) to the log, with their webhook deliveries and the
-    source cursors, in the caller's one transaction. Events already logged are skipped (a redelivery)."""
+    source cursors, in the caller's one transaction. Events already logged are skipped (a redelivery).
+
+    Rows go in as a few multi-row statements (SQLAlchemy Core): the hub logs every commit of every
+    service, so per-row ORM work here was the largest cost of the hub under load.
+    """
     repository.lock_log(session)
     seen = repository.logged_event_ids(session, {event["id"] for _, event in taken})
-    subscriptions = repository.all_subscriptions(session) if taken else []
-    logged: list[LogEvent] = []
+    fresh: list[dict[str, Any]] = []
     for source, event in taken:
-        if event["id"] in seen:
-            continue
-        seen.add(event["id"])
-        row = _log_event(session, source, event)
-        logged.append(row)
-        for subscription in subscriptions:
-            if wants(subscription, row):
-                session.add(_delivery(subscription, row))
+        if event["id"] not in seen:
+            seen.add(event["id"])
+            fresh.append(_log_row(source, event))
+    deliveries = 0
+    if fresh:
+        owners = repository.visit_owners(session, _visits_named(fresh))
+        known = set(owners)
+        for row in fresh:
+            _follow_visits(owners, row)
+        positions = repository.insert_log_rows(session, fresh)
+        repository.save_visit_owners(session, owners, known=known)
+        subscriptions = repository.all_subscriptions(session)
+        owed = [
+            _delivery_row(subscription, row, position)
+            for row, position in zip(fresh, positions, strict=True)
+            for subscription in subscriptions
+            if wants(subscription, _LoggedRow(row["source"], row["event_type"], row["patient_id"]))
+        ]
+        repository.insert_deliveries(session, owed)
+        deliveries = len(owed)
     for source, position in cursors.items():
         repository.move_source_cursor(session, source, position)
-    return logged
+    return Logged(events=len(fresh), deliveries=deliveries)
 
 
-def _log_event(session: Session, source: str, event: dict[str, Any]) -> LogEvent:
-    row = LogEvent(
-        event_id=event["id"],
-        event_type=event["type"],
-        version=event.get("version", 1),
-        source=source,
-        source_position=event["position"],
-        aggregate_type=event["aggregate"]["type"],
-        aggregate_id=event["aggregate"]["id"],
-        sequence=event["sequence"],
-        occurred_at=datetime.fromisoformat(event["occurred_at"]),
-        visit_id=event.get("visit_id"),
-        patient_id=event.get("patient_id"),
-        payload=event.get("data") or {},
-    )
-    _follow_visits(session, row)
-    session.add(row)
-    session.flush()  # the position, in insertion (= causal) order
-    return row
+def _log_row(source: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "event_id": event["id"],
+        "event_type": event["type"],
+        "version": event.get("version", 1),
+        "source": source,
+        "source_position": event["position"],
+        "aggregate_type": event["aggregate"]["type"],
+        "aggregate_id": event["aggregate"]["id"],
+        "sequence": event["sequence"],
+        "occurred_at": datetime.fromisoformat(event["occurred_at"]),
+        "visit_id": event.get("visit_id"),
+        "visit_sequence": None,
+        "patient_id": event.get("patient_id"),
+        "payload": event.get("data") or {},
+        "ingested_at": utcnow(),
+    }
 
 
-def _follow_visits(session: Session, row: LogEvent) -> None:
+def _visits_named(rows: Sequence[dict[str, Any]]) -> set[str]:
+    visits = {row["visit_id"] for row in rows if row["visit_id"] is not None}
+    for row in rows:
+        if row["event_type"] == "patient.merged":
+            visits.update(row["payload"].get("visit_ids") or [])
+    return visits
+
+
+def _follow_visits(owners: dict[str, repository.Owner], row: dict[str, Any]) -> None:
     """Keep the visit→patient map, number the visit's events, and stamp the visit's current patient.
 
     The map wins over the event's own `patient_id`: after a merge (身份确认后合并) a service may still
     name the merged-away record, but the visit, and whoever may follow it, now belongs to the survivor.
     """
-    if row.event_type == "patient.merged":
-        target = row.payload.get("target_patient_id")
-        for visit_id in row.payload.get("visit_ids") or []:
-            owner = repository.visit_owner(session, visit_id)
-            owner.patient_id = target
-            session.add(owner)
-    if row.visit_id is None:
+    if row["event_type"] == "patient.merged":
+        target = row["payload"].get("target_patient_id")
+        for visit_id in row["payload"].get("visit_ids") or []:
+            owners.setdefault(visit_id, repository.Owner()).patient_id = target
+    visit_id = row["visit_id"]
+    if visit_id is None:
         return
-    owner = repository.visit_owner(session, row.visit_id)
-    if row.event_type == "visit.opened" and row.patient_id:
-        owner.patient_id = row.patient_id
-    owner.patient_id = owner.patient_id or row.patient_id
+    owner = owners.setdefault(visit_id, repository.Owner())
+    if row["event_type"] == "visit.opened" and row["patient_id"]:
+        owner.patient_id = row["patient_id"]
+    owner.patient_id = owner.patient_id or row["patient_id"]
     owner.last_sequence += 1
-    row.patient_id, row.visit_sequence = owner.patient_id, owner.last_sequence
-    session.add(owner)
+    row["patient_id"], row["visit_sequence"] = owner.patient_id, owner.last_sequence
 
 
-def wants(subscription: Subscription, event: LogEvent) -> bool:
+def wants(subscription: Subscription, event: "LogEvent | _LoggedRow") -> bool:
     """Whether a subscription gets this event: a type it asked for, and one its owner may see."""
     if "*" not in subscription.event_types and event.event_type not in subscription.event_types:
         return False
@@ -177,16 +211,19 @@ def wants(subscription: Subscription, event: LogEvent) -> bool:
     return reader.sees(event)
 
 
-def _delivery(subscription: Subscription, event: LogEvent) -> Delivery:
-    assert event.position is not None
-    return Delivery(
-        subscription_id=subscription.id,
-        position=event.position,
-        event_id=event.event_id,
-        event_type=event.event_type,
-        order_key=event.visit_id or event.aggregate_id,
-        next_attempt_at=utcnow(),
-    )
+def _delivery_row(subscription: Subscription, row: dict[str, Any], position: int) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "subscription_id": subscription.id,
+        "position": position,
+        "event_id": row["event_id"],
+        "event_type": row["event_type"],
+        "order_key": row["visit_id"] or row["aggregate_id"],
+        "status": "pending",
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+    }
 
 
 # --- subscriptions ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kit.errors import ServiceUnavailable
-from kit.feed import PAGE_SIZE, PageFailed
+from kit.feed import PAGE_SIZE, FeedReader, PageFailed
 from kit.testing import FakeFeed, feed_headers, service_client
 from patientflow.supervisor import free_port
 from services.billing import consumers
@@ -102,7 +102,7 @@ def test_order_for_a_visit_billing_has_not_read_yet_is_charged_after_asking_regi
     assert [c["item_code"] for c in opened["charges"]] == [CBC]
 
     async def catch_up() -> None:  # billing reads registration's feed again: the fee, once
-        async with httpx.AsyncClient(base_url=registration_url) as source:
+        async with FeedReader(wait_seconds=0) as source:
             assert 0 < await registration_feed.poll_once(source) < PAGE_SIZE  # all there was
 
     asyncio.run(catch_up())
@@ -122,7 +122,7 @@ def test_order_is_not_lost_while_registration_is_down(
         order_placed(results_feed, visit, CBC)
 
         async def read_a_page() -> None:
-            async with httpx.AsyncClient(base_url=results_feed.url) as source:
+            async with FeedReader(wait_seconds=0) as source:
                 await reader.poll_once(source)
 
         with pytest.raises(PageFailed) as failed:

@@ -11,14 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlmodel import Session
 
 from kit.auth import TokenSource
-from kit.feed import PAGE_SIZE, FeedConsumer
+from kit.feed import PAGE_SIZE, FeedConsumer, FeedReader
 from kit.logging import ACCESS_LOGGER, JsonFormatter, MaskingFilter
 from kit.testing import FakeFeed, feed_headers, make_test_settings, serve, service_client
 from services.registration.app import create_app
@@ -85,25 +84,25 @@ def test_feed_lag_is_the_age_of_the_last_applied_event_and_zero_when_caught_up(t
     def ignore(_session: Session, _event: dict[str, Any]) -> None:
         return None
 
-    consumer = FeedConsumer(
-        source="lagging",
-        base_url="",
-        database=sink,
-        cursor_model=FeedCursor,
-        consumed_model=ConsumedEvent,
-        handle=ignore,
-        tokens=TokenSource("s", "service:test", set()),
-        consumer="kit-test",
-        wait_seconds=0,
-    )
     labels = {"consumer": "kit-test", "source": "lagging"}
 
     async def read_two_pages(url: str) -> None:
-        async with httpx.AsyncClient(base_url=url) as client:
-            assert await consumer.poll_once(client) == PAGE_SIZE
+        consumer = FeedConsumer(
+            source="lagging",
+            base_url=url,
+            database=sink,
+            cursor_model=FeedCursor,
+            consumed_model=ConsumedEvent,
+            handle=ignore,
+            tokens=TokenSource("s", "service:test", set()),
+            consumer="kit-test",
+            wait_seconds=0,
+        )
+        async with FeedReader(wait_seconds=0) as reader:
+            assert await consumer.poll_once(reader) == PAGE_SIZE
             assert sample("patientflow_feed_lag_seconds", **labels) >= 3600
             assert sample("patientflow_feed_cursor", **labels) == PAGE_SIZE
-            assert await consumer.poll_once(client) == 1  # the last: nothing more waits
+            assert await consumer.poll_once(reader) == 1  # the last: nothing more waits
             assert sample("patientflow_feed_lag_seconds", **labels) == 0
             assert sample("patientflow_feed_cursor", **labels) == PAGE_SIZE + 1
 
