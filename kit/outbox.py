@@ -43,8 +43,8 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from psycopg import sql
+from sqlalchemy import Table, func, insert, text
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
@@ -137,8 +137,13 @@ def _insert_pending(session: OrmSession) -> None:
             drawn[key] = session.execute(last).scalar_one() or 0
         drawn[key] += 1
         event.sequence = drawn[key]
-        session.add(event)
-        session.flush()  # positions in record_event order
+        # One Core INSERT per event, in record_event order, so positions follow that order (the ORM's
+        # add-and-flush per event cost a seventh of a write request's CPU).
+        table: Table = outbox.__table__  # type: ignore[attr-defined]
+        values = {column.name: getattr(event, column.name) for column in table.columns}
+        del values["position"]
+        inserted = session.connection().execute(insert(table).values(values).returning(table.c.position))
+        event.position = inserted.scalar_one()
 
 
 @sa_event.listens_for(OrmSession, "after_transaction_create")
