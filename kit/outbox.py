@@ -37,14 +37,16 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from select import select as wait_readable
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from psycopg import sql
 from sqlalchemy import Table, func, insert, text
 from sqlalchemy import event as sa_event
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
@@ -168,7 +170,23 @@ def _forget_pending(session: OrmSession, transaction: SessionTransaction) -> Non
         session.info.pop(_SAVEPOINTS, None)
 
 
-def event_to_json(event: OutboxEventBase, source: str) -> dict[str, Any]:
+class EventRow(Protocol):
+    """What the wire form reads of an outbox event: an `OutboxEventBase` or a Core row of its table."""
+
+    position: int | None
+    event_id: str
+    event_type: str
+    aggregate_type: str
+    aggregate_id: str
+    sequence: int
+    occurred_at: datetime
+    visit_id: str | None
+    patient_id: str | None
+    payload: dict[str, Any]
+    causes: list[dict[str, Any]]
+
+
+def event_to_json(event: EventRow, source: str) -> dict[str, Any]:
     """The wire form of an event, identical in every service's feed."""
     return {
         "id": event.event_id,
@@ -193,22 +211,27 @@ def read_page(
     after: int,
     limit: int,
     types: Sequence[str] | None,
-) -> tuple[list[OutboxEventBase], int]:
+) -> tuple[list[EventRow], int]:
     """Events after `after` (of `types`, if given), oldest first, and the position to resume from.
 
     `next_after` passes over skipped events of other types, but only up to the head read first: on
     SQLite the single writer commits positions in order; on PostgreSQL this rests on the outbox's rule
     that every visible position is in commit order (see the module docstring). So nothing at or below
     that head can still commit, and a filtered reader that resumes from it never re-scans nor misses.
+
+    Core rows, not ORM objects: every sibling and the hub read every feed after every commit.
     """
-    head = session.exec(select(func.max(outbox.position))).one() or 0
-    query = select(outbox).where(col(outbox.position) > after, col(outbox.position) <= head)
+    table: Table = outbox.__table__  # type: ignore[attr-defined]
+    position = table.c.position
+    connection = session.connection()
+    head = connection.execute(sa_select(func.max(position))).scalar() or 0
+    query = sa_select(table).where(position > after, position <= head)
     if types:
-        query = query.where(col(outbox.event_type).in_(types))
-    rows = session.exec(query.order_by(col(outbox.position)).limit(limit)).all()
+        query = query.where(table.c.event_type.in_(types))
+    rows: list[Any] = list(connection.execute(query.order_by(position).limit(limit)))
     full = len(rows) == limit
     next_after = (rows[-1].position or after) if full else max(after, head)
-    return list(rows), next_after
+    return rows, next_after
 
 
 async def _disconnected(request: Request) -> None:
