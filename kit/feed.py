@@ -36,13 +36,16 @@ from urllib.parse import urlencode
 
 import aiohttp
 import httpx
+import sqlalchemy as sa
 from fastapi import FastAPI
 from pydantic import BaseModel, StrictInt
+from sqlalchemy import Table
 from sqlmodel import Session, col, select
 
 from kit.auth import TokenSource
 from kit.causes import Cause, caused_by
 from kit.client import ServiceClient
+from kit.clock import utcnow
 from kit.database import Database
 from kit.errors import BadGateway
 from kit.metrics import FEED_CURSOR, FEED_LAG
@@ -346,21 +349,34 @@ class FeedConsumer(ThreadWorker):
         )
 
     def _apply(self, events: Sequence[Event], cursor_to: int) -> None:
+        # The cursor and the consumed-event records in Core: they are written for every page, and the
+        # ORM's identity map and flush cost more than the handlers' own work for most events.
+        cursors: Table = self.cursor_model.__table__  # type: ignore[attr-defined]
+        consumed: Table = self.consumed_model.__table__  # type: ignore[attr-defined]
         with self.database.session(write=True) as session:
-            stored = session.get(self.cursor_model, self.source, with_for_update=True)
-            stored = stored or self.cursor_model(source=self.source, position=0)
-            fresh = [e for e in events if e["position"] > stored.position and self._wanted(e)]
+            connection = session.connection()
+            locked = sa.select(cursors.c.position).where(cursors.c.source == self.source).with_for_update()
+            stored: int | None = connection.execute(locked).scalar()
+            fresh = [e for e in events if e["position"] > (stored or 0) and self._wanted(e)]
             applied = self._already_applied(session, [e["id"] for e in fresh])
+            records: list[dict[str, Any]] = []
             for event in fresh:
                 if event["id"] in applied:
                     continue
                 with caused_by(Cause(self.source, event["position"])):
                     self.handle(session, event)
-                session.add(self.consumed_model(event_id=event["id"], source=self.source))
+                records.append({"event_id": event["id"], "source": self.source, "consumed_at": utcnow()})
                 applied.add(event["id"])
-            stored.position = max(stored.position, cursor_to)
-            session.add(stored)
-        self._move(stored.position)
+            if records:
+                connection.execute(sa.insert(consumed), records)
+            position = max(stored or 0, cursor_to)
+            if stored is None:
+                connection.execute(sa.insert(cursors).values(source=self.source, position=position))
+            elif position > stored:
+                connection.execute(
+                    sa.update(cursors).where(cursors.c.source == self.source).values(position=position)
+                )
+        self._move(position)
 
     def _wanted(self, event: Event) -> bool:
         # The source filters by type already; a source that ignores `type=` is filtered here.
