@@ -121,6 +121,8 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/visits/{id}/account", "billing:read"),
         ("GET", "/visits/{id}/daily-bill", "billing:read"),
         ("GET", "/rejected-charges", "billing:read"),
+        ("GET", "/booking-fees/{id}", "billing:read"),
+        ("POST", "/booking-fees/{id}/payments", "billing:write"),
     ),
     # The event hub: public `/events` is its `/log`, `/event-schemas` its `/schemas`.
     GatewayRoute("GET", "/events", "events", "events:read", upstream=("/events", "/log")),
@@ -156,6 +158,9 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
     ("GET", "/tickets/{id}"): "response",
     ("GET", "/orders/{id}"): "response",
     ("GET", "/reports/{id}"): "response",
+    # An app pays its own patient's booking fee; billing re-checks the patient before taking money.
+    ("GET", "/booking-fees/{id}"): "response",
+    ("POST", "/booking-fees/{id}/payments"): "response",
     ("GET", "/queues/{department}/stats"): "public",
     ("GET", "/tests"): "public",
     ("GET", "/catalogue"): "public",
@@ -173,7 +178,13 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
 }
 # Routes whose service honours `Idempotency-Key` (kit.idempotency): the only writes ever re-sent.
 HONOURS_IDEMPOTENCY_KEY = frozenset(
-    {("POST", "/orders"), ("POST", "/charges"), ("POST", "/payments"), ("POST", "/visits/{id}/settlement")}
+    {
+        ("POST", "/orders"),
+        ("POST", "/charges"),
+        ("POST", "/payments"),
+        ("POST", "/visits/{id}/settlement"),
+        ("POST", "/booking-fees/{id}/payments"),
+    }
 )
 # Routes that need longer than their method's deadline: settlement waits (bounded) for the visit's
 # charges still on their way through the feeds.

@@ -35,7 +35,8 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
     ),
     # Act for one patient at a time (a patient token from POST /v1/patient-sessions on every call).
     "app-dev": (
-        "app", ["registration:read", "triage:read", "results:read", "billing:read", "events:read"],
+        "app",
+        ["registration:read", "triage:read", "results:read", "billing:read", "billing:write", "events:read"],
     ),
     "kiosk-dev": ("kiosk", ["results:read"]),
     # The waiting-room screen: the board projection of a queue only (numbers, masked names, counters).
