@@ -82,6 +82,11 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/visits/{id}", "registration:read"),
         ("POST", "/visits/{id}/slip", "registration:write"),
         ("GET", "/audit/session-attempts", "audit:read"),
+        ("POST", "/clinic-sessions/{id}/disruptions", "schedules:write"),
+        ("GET", "/clinic-sessions/{id}/disruptions", "registration:read"),
+        ("GET", "/rebooking-offers/{id}", "registration:read"),
+        ("POST", "/rebooking-offers/{id}/accept", "appointments:write"),
+        ("POST", "/rebooking-offers/{id}/decline", "appointments:write"),
     ),
     *_routes(
         "triage",
@@ -158,6 +163,10 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
     ("GET", "/tickets/{id}"): "response",
     ("GET", "/orders/{id}"): "response",
     ("GET", "/reports/{id}"): "response",
+    # A disrupted patient's app decides its own offers; registration re-checks the patient first.
+    ("GET", "/rebooking-offers/{id}"): "response",
+    ("POST", "/rebooking-offers/{id}/accept"): "response",
+    ("POST", "/rebooking-offers/{id}/decline"): "response",
     # An app pays its own patient's booking fee; billing re-checks the patient before taking money.
     ("GET", "/booking-fees/{id}"): "response",
     ("POST", "/booking-fees/{id}/payments"): "response",
@@ -184,6 +193,8 @@ HONOURS_IDEMPOTENCY_KEY = frozenset(
         ("POST", "/payments"),
         ("POST", "/visits/{id}/settlement"),
         ("POST", "/booking-fees/{id}/payments"),
+        ("POST", "/clinic-sessions/{id}/disruptions"),
+        ("POST", "/rebooking-offers/{id}/accept"),
     }
 )
 # Routes that need longer than their method's deadline: settlement waits (bounded) for the visit's

@@ -32,6 +32,8 @@ class RegistrationSettings(ServiceSettings):
     # names a deployment's own notifier, called with these settings.
     notifier: str = "file"
     notifier_file: Path | None = None  # default: <data_dir>/sms-outbox.jsonl
+    # A disrupted patient's rebooking offer stays open this long (or until its session's booking closes).
+    rebooking_offer_hours: int = Field(default=48, ge=1, le=14 * 24)
 
     @property
     def resolved_notifier_file(self) -> Path:

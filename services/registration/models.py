@@ -268,6 +268,58 @@ class Appointment(RegistrationTable, table=True):
     noshow_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class SessionDisruption(RegistrationTable, table=True):
+    """A clinic session changed, suspended, resumed or cancelled (预约门诊变更、暂停、取消), with its reason:
+    `category` doctor, patient or hospital, and the text the patients are told. A change records the new
+    times or the substitute doctor; a cancel or suspension may name the session rebooking is offered in."""
+
+    __tablename__ = "session_disruption"
+
+    id: str = Field(primary_key=True, max_length=36)
+    clinic_session_id: str = Field(foreign_key="clinic_session.id", index=True, max_length=36)
+    action: str = Field(max_length=16)
+    category: str = Field(max_length=16)
+    reason: str = Field(max_length=200)
+    starts_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ends_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    substitute_doctor_id: str | None = Field(default=None, foreign_key="doctor.id", max_length=36)
+    offered_session_id: str | None = Field(default=None, foreign_key="clinic_session.id", max_length=36)
+    created_by: str = Field(max_length=64)
+    created_at: datetime = Timestamp()
+
+
+class DisruptedAppointment(RegistrationTable, table=True):
+    """An appointment a disruption touched, and what it did to it: `kept` (still booked) or `cancelled`."""
+
+    __tablename__ = "disrupted_appointment"
+
+    disruption_id: str = Field(foreign_key="session_disruption.id", primary_key=True, max_length=36)
+    appointment_id: str = Field(foreign_key="appointment.id", primary_key=True, max_length=36)
+    patient_id: str = Field(max_length=36)
+    outcome: str = Field(max_length=16)
+
+
+class RebookingOffer(RegistrationTable, table=True):
+    """A disrupted patient's offer of another session (the same doctor's next one, or a substitute's),
+    which the patient or the desk accepts (booking it) or declines. `clinic_session_id` is null when no
+    session with room was found. `status`: offered, accepted, declined or superseded (a later disruption
+    of the same appointment made a new offer); an offer past `expires_at` is expired."""
+
+    __tablename__ = "rebooking_offer"
+
+    id: str = Field(primary_key=True, max_length=36)
+    disruption_id: str = Field(foreign_key="session_disruption.id", index=True, max_length=36)
+    appointment_id: str = Field(foreign_key="appointment.id", index=True, max_length=36)
+    patient_id: str = Field(index=True, max_length=36)
+    clinic_session_id: str | None = Field(default=None, foreign_key="clinic_session.id", max_length=36)
+    status: str = Field(default="offered", max_length=16)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    decided_by: str | None = Field(default=None, max_length=64)
+    rebooked_appointment_id: str | None = Field(default=None, foreign_key="appointment.id", max_length=36)
+    created_at: datetime = Timestamp()
+
+
 class IdempotencyRecord(IdempotencyRecordBase, RegistrationTable, table=True):
     __tablename__ = "idempotency_record"
 

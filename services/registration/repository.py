@@ -3,17 +3,23 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import RowMapping, bindparam
+from sqlalchemy import RowMapping, bindparam, func
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select, update
 
 from kit.database import ReadConnection
 from services.registration.models import (
+    Appointment,
+    ClinicSession,
+    DisruptedAppointment,
     OneTimeCode,
     Patient,
+    RebookingOffer,
     SessionAttempt,
+    SessionDisruption,
     SessionLock,
+    SessionSlot,
     SlipCode,
     Visit,
 )
@@ -115,3 +121,131 @@ def list_session_attempts(
     if client is not None:
         query = query.where(SessionAttempt.client == client)
     return session.exec(query).all()
+
+
+# --- disruptions ------------------------------------------------------------------------------------------
+
+
+def lock_clinic_session(session: Session, clinic_session_id: str) -> ClinicSession | None:
+    """The session row, locked: two disruptions of one session queue."""
+    query = select(ClinicSession).where(ClinicSession.id == clinic_session_id).with_for_update()
+    return session.exec(query.execution_options(populate_existing=True)).first()
+
+
+def lock_slots(session: Session, clinic_session_id: str) -> list[SessionSlot]:
+    """The session's slots, locked in id order. A booking that took a seat before this commits first (and
+    its appointment is then seen); one after it waits for this transaction and re-checks its seat."""
+    query = (
+        select(SessionSlot)
+        .where(SessionSlot.clinic_session_id == clinic_session_id)
+        .order_by(col(SessionSlot.id))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list(session.exec(query).all())
+
+
+def close_seats(session: Session, clinic_session_id: str) -> None:
+    """No free seat left in any slot (`capacity = taken`): a booking racing the cancellation, which read
+    the session as open before it was cancelled, fails its conditional seat update instead of landing."""
+    session.execute(
+        update(SessionSlot)
+        .where(col(SessionSlot.clinic_session_id) == clinic_session_id)
+        .values(capacity=col(SessionSlot.taken))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def seated_appointments(session: Session, clinic_session_id: str) -> list[Appointment]:
+    """The session's holds and bookings not yet checked in: whom a disruption touches."""
+    query = (
+        select(Appointment)
+        .where(
+            Appointment.clinic_session_id == clinic_session_id,
+            col(Appointment.status).in_(("proposed", "booked")),
+        )
+        .order_by(col(Appointment.slot_starts_at), col(Appointment.id))
+        .execution_options(populate_existing=True)
+    )
+    return list(session.exec(query).all())
+
+
+def appointments_of_slots(session: Session, slot_ids: Sequence[int]) -> list[Appointment]:
+    query = select(Appointment).where(col(Appointment.slot_id).in_(slot_ids))
+    return list(session.exec(query.execution_options(populate_existing=True)).all())
+
+
+def next_session_with_room(
+    session: Session,
+    *,
+    now: datetime,
+    after: datetime,
+    excluding: str,
+    doctor_id: str | None = None,
+    department: str | None = None,
+    period: str | None = None,
+) -> ClinicSession | None:
+    """The soonest open session starting after `after`, bookable now, with a free seat (by the counters;
+    a lapsed hold's seat is not counted), of this doctor or this department and period."""
+    free = func.sum(col(SessionSlot.capacity) - col(SessionSlot.taken))
+    with_room = (
+        select(SessionSlot.clinic_session_id).group_by(col(SessionSlot.clinic_session_id)).having(free > 0)
+    )
+    query = select(ClinicSession).where(
+        ClinicSession.status == "open",
+        ClinicSession.id != excluding,
+        col(ClinicSession.starts_at) > after,
+        col(ClinicSession.booking_opens_at) <= now,
+        col(ClinicSession.booking_closes_at) > now,
+        col(ClinicSession.id).in_(with_room),
+    )
+    if doctor_id is not None:
+        query = query.where(ClinicSession.doctor_id == doctor_id)
+    if department is not None:
+        query = query.where(ClinicSession.department == department)
+    if period is not None:
+        query = query.where(ClinicSession.period == period)
+    return session.exec(query.order_by(col(ClinicSession.starts_at), col(ClinicSession.id)).limit(1)).first()
+
+
+def open_offers_of(session: Session, appointment_ids: Sequence[str]) -> list[RebookingOffer]:
+    query = select(RebookingOffer).where(
+        col(RebookingOffer.appointment_id).in_(appointment_ids), RebookingOffer.status == "offered"
+    )
+    return list(session.exec(query).all())
+
+
+def get_offer(session: Session, offer_id: str, *, for_update: bool = False) -> RebookingOffer | None:
+    query = select(RebookingOffer).where(RebookingOffer.id == offer_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.exec(query.execution_options(populate_existing=True)).first()
+
+
+def disruptions_of(session: Session, clinic_session_id: str) -> list[SessionDisruption]:
+    query = (
+        select(SessionDisruption)
+        .where(SessionDisruption.clinic_session_id == clinic_session_id)
+        .order_by(col(SessionDisruption.created_at), col(SessionDisruption.id))
+    )
+    return list(session.exec(query).all())
+
+
+def disrupted_of(session: Session, disruption_id: str) -> list[DisruptedAppointment]:
+    query = select(DisruptedAppointment).where(DisruptedAppointment.disruption_id == disruption_id)
+    return list(session.exec(query).all())
+
+
+def offers_of(session: Session, disruption_id: str) -> list[RebookingOffer]:
+    query = select(RebookingOffer).where(RebookingOffer.disruption_id == disruption_id)
+    return list(session.exec(query).all())
+
+
+def appointments_by_id(session: Session, appointment_ids: Sequence[str]) -> dict[str, Appointment]:
+    query = select(Appointment).where(col(Appointment.id).in_(appointment_ids))
+    return {row.id: row for row in session.exec(query.execution_options(populate_existing=True)).all()}
+
+
+def sessions_by_id(session: Session, clinic_session_ids: Sequence[str]) -> dict[str, ClinicSession]:
+    query = select(ClinicSession).where(col(ClinicSession.id).in_(clinic_session_ids))
+    return {row.id: row for row in session.exec(query).all()}

@@ -1,35 +1,50 @@
 """Registration endpoints (thin: parse, call the service, shape the answer)."""
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Path, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
 
 from kit.auth import Caller, CallerDep, require_scope, require_service_caller
 from kit.config import app_settings
 from kit.database import ReadConnectionDep, SessionDep
-from kit.errors import Forbidden, problem_responses
+from kit.errors import BadRequest, Conflict, Forbidden, UnprocessableContent, problem_responses
+from kit.idempotency import IdempotencyKeyHeader, idempotent
 from kit.params import page_size
-from services.registration import proofs, service
+from services.registration import disruptions, proofs, service
 from services.registration.config import RegistrationSettings
 from services.registration.errors import (
+    ClinicSessionNotFound,
+    DisruptionInvalid,
+    DisruptionRefused,
     DuplicatePatient,
     InvalidIdNumber,
     MergeRefused,
     PatientNotFound,
+    RebookingOfferClosed,
+    RebookingOfferNotFound,
     VisitNotFound,
     VisitRefused,
 )
+from services.registration.models import IdempotencyRecord
 from services.registration.notifier import Notifier, build_notifier
 from services.registration.repository import list_session_attempts, list_visits
 from services.registration.schemas import (
     ChallengeRequest,
     CodeProof,
+    DisruptionCreate,
+    DisruptionPublic,
     MergePublic,
     MergeRequest,
+    OfferDecisionAnswer,
     PatientCreate,
     PatientPublic,
     ProofCheck,
     ProofVerdict,
+    RebookingOfferPublic,
     SessionAttemptPublic,
     SlipPublic,
     SlipRequest,
@@ -241,3 +256,143 @@ def read_session_attempts(
     """
     rows = list_session_attempts(session, patient_id=patient_id, client=client, limit=limit)
     return [SessionAttemptPublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+# --- disrupted sessions -----------------------------------------------------------------------------------
+
+ID_PATTERN = r"^[A-Za-z0-9-]{1,36}$"  # ids are uuids: anything else is refused before it reaches SQL
+OfferIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+ClinicSessionIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+KEYED_WRITE_ERRORS = (BadRequest, Conflict, UnprocessableContent)
+
+
+def _once_per_key(
+    session: Session, caller: Caller, key: str | None, payload: dict[str, Any], run: Callable[[], Any]
+) -> JSONResponse:
+    """Run once per `Idempotency-Key` when one is sent (a retry gets the first answer), else just run."""
+    if key is None:
+        return JSONResponse(jsonable_encoder(run()), status.HTTP_201_CREATED)
+    return idempotent(
+        session, IdempotencyRecord, client=caller.subject, key=key, payload=payload, run=lambda: (201, run())
+    )
+
+
+@router.post(
+    "/clinic-sessions/{clinic_session_id}/disruptions",
+    dependencies=[require_scope("schedules:write")],
+    status_code=status.HTTP_201_CREATED,
+    response_model=DisruptionPublic,
+    tags=["disruptions"],
+    responses=problem_responses(
+        *KEYED_WRITE_ERRORS, ClinicSessionNotFound, DisruptionRefused, DisruptionInvalid
+    ),
+)
+def disrupt_session(
+    clinic_session_id: ClinicSessionIdPath,
+    data: DisruptionCreate,
+    session: SessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """Change, suspend, resume or cancel a clinic session, with the reason (doctor, patient, hospital).
+
+    Honours `Idempotency-Key`. The answer lists every affected hold and booking (not yet checked in).
+    `cancel` cancels each of them (`session_cancelled`: billing refunds paid fees) and leaves no seat to
+    book; `suspend` refuses new bookings and check-ins and keeps the bookings; `resume` reopens;
+    `change` moves the times or names a substitute doctor and keeps the bookings. `cancel` and
+    `suspend` offer each patient a rebooking (`offer`). A session in the wrong state for the action is
+    409 `disruption-refused`. Emits `session.changed|suspended|resumed|cancelled` and one
+    `appointment.disrupted` per affected patient.
+    """
+    return _once_per_key(
+        session,
+        caller,
+        key,
+        {"operation": "disruption", "clinic_session_id": clinic_session_id, "body": data},
+        lambda: disruptions.disrupt_session(
+            session,
+            clinic_session_id=clinic_session_id,
+            data=data,
+            created_by=caller.subject,
+            settings=settings,
+        ),
+    )
+
+
+@router.get(
+    "/clinic-sessions/{clinic_session_id}/disruptions",
+    dependencies=[require_scope("registration:read")],
+    tags=["disruptions"],
+    responses=problem_responses(ClinicSessionNotFound),
+)
+def read_disruptions(clinic_session_id: ClinicSessionIdPath, session: SessionDep) -> list[DisruptionPublic]:
+    """The session's disruptions, oldest first, each with every appointment it touched as it is now and
+    the rebooking offered."""
+    return disruptions.list_disruptions(session, clinic_session_id=clinic_session_id)
+
+
+@router.get(
+    "/rebooking-offers/{offer_id}",
+    dependencies=[require_scope("registration:read", patients=True)],
+    tags=["disruptions"],
+    responses=problem_responses(RebookingOfferNotFound),
+)
+def read_rebooking_offer(
+    offer_id: OfferIdPath, session: SessionDep, caller: CallerDep
+) -> RebookingOfferPublic:
+    """A disrupted patient's rebooking offer (an app sees only its own patient's)."""
+    return disruptions.read_offer(session, offer_id=offer_id, acting_for=caller.patient)
+
+
+@router.post(
+    "/rebooking-offers/{offer_id}/accept",
+    dependencies=[require_scope("appointments:write", patients=True)],
+    status_code=status.HTTP_201_CREATED,
+    response_model=OfferDecisionAnswer,
+    tags=["disruptions"],
+    responses=problem_responses(*KEYED_WRITE_ERRORS, RebookingOfferNotFound, RebookingOfferClosed),
+)
+def accept_rebooking_offer(
+    offer_id: OfferIdPath,
+    session: SessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """Accept: book the offered session for the patient (the patient's app, or the desk).
+
+    Honours `Idempotency-Key`. Booked like any booking: a full or closed session is 409 (the offer stays
+    open); an offer accepted, declined, superseded or expired is 409 `rebooking-offer-closed`. A booking
+    of a suspended session still held is given up for the new one. Emits `appointment.booked` and
+    `appointment.rebooked`.
+    """
+    return _once_per_key(
+        session,
+        caller,
+        key,
+        {"operation": "accept-offer", "offer_id": offer_id, "patient": caller.patient},
+        lambda: disruptions.accept_offer(
+            session,
+            offer_id=offer_id,
+            acting_for=caller.patient,
+            decided_by=caller.subject,
+            settings=settings,
+        ),
+    )
+
+
+@router.post(
+    "/rebooking-offers/{offer_id}/decline",
+    dependencies=[require_scope("appointments:write", patients=True)],
+    tags=["disruptions"],
+    responses=problem_responses(RebookingOfferNotFound, RebookingOfferClosed),
+)
+def decline_rebooking_offer(
+    offer_id: OfferIdPath, session: SessionDep, caller: CallerDep
+) -> OfferDecisionAnswer:
+    """Decline: a cancelled appointment stays cancelled (a paid fee is refunded already); a suspended
+    session's booking is kept. Declining again answers the same; an accepted or expired offer is 409."""
+    return disruptions.decline_offer(
+        session, offer_id=offer_id, acting_for=caller.patient, decided_by=caller.subject
+    )

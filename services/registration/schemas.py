@@ -524,3 +524,116 @@ class AppointmentAnswer(AppointmentPublic):
     """The appointment; after a check-in, also the visit it opened, with the slip code (shown once)."""
 
     visit: VisitOpened | None = None
+
+
+# --- disrupted sessions (预约门诊变更、暂停、取消) ------------------------------------------------------
+
+
+class DisruptionAction(StrEnum):
+    """`change` new times or a substitute doctor (bookings kept); `suspend` no new bookings or check-ins
+    (bookings kept); `resume` reopens a suspended session; `cancel` cancels it and every booking on it."""
+
+    change = "change"
+    suspend = "suspend"
+    resume = "resume"
+    cancel = "cancel"
+
+
+class DisruptionCategory(StrEnum):
+    """Whose reason: the doctor's (停诊: ill, called away), a patient-side one, or the hospital's."""
+
+    doctor = "doctor"
+    patient = "patient"
+    hospital = "hospital"
+
+
+class OfferStatus(StrEnum):
+    offered = "offered"
+    accepted = "accepted"
+    declined = "declined"
+    expired = "expired"
+    superseded = "superseded"
+
+
+class DisruptionCreate(Request):
+    """Change, suspend, resume or cancel a session, with the reason the patients are told.
+
+    `change` takes new `starts_at` (the slots and bookings move with it; `ends_at` defaults to the same
+    shift) and/or a `substitute_doctor_id` of the same department. `cancel` and `suspend` offer each
+    affected patient a rebooking: in `offered_session_id` if given, else the same doctor's (or the
+    `substitute_doctor_id`'s) next open session with room, else one of the same department and period.
+    """
+
+    action: DisruptionAction
+    category: DisruptionCategory
+    reason: str = Field(min_length=1, max_length=200, examples=["专家临时停诊 (doctor called to surgery)"])
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    substitute_doctor_id: str | None = Field(default=None, min_length=1, max_length=36)
+    offered_session_id: str | None = Field(default=None, min_length=1, max_length=36)
+
+    @model_validator(mode="after")
+    def _fits_the_action(self) -> Self:
+        if any(i is not None and i.tzinfo is None for i in (self.starts_at, self.ends_at)):
+            raise ValueError("instants need a timezone offset")
+        moves = self.starts_at is not None or self.ends_at is not None
+        if self.action is DisruptionAction.change:
+            if not moves and self.substitute_doctor_id is None:
+                raise ValueError("a change gives new times (starts_at) or a substitute_doctor_id")
+            if self.ends_at is not None and self.starts_at is None:
+                raise ValueError("a change of times gives starts_at (ends_at is optional)")
+            if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+                raise ValueError("ends_at must be after starts_at")
+            if self.offered_session_id is not None:
+                raise ValueError("a change keeps the bookings: it offers no other session")
+        elif moves:
+            raise ValueError("only a change takes new times")
+        if self.action is DisruptionAction.resume and (self.substitute_doctor_id or self.offered_session_id):
+            raise ValueError("a resume offers no other session")
+        return self
+
+
+class RebookingOfferPublic(BaseModel):
+    """A disrupted patient's offer: the session it proposes (null: none with room found) and its status."""
+
+    id: str
+    disruption_id: str
+    appointment_id: str = Field(description="The disrupted appointment")
+    patient_id: str
+    clinic_session_id: str | None
+    doctor_id: str | None
+    starts_at: datetime | None
+    status: OfferStatus
+    expires_at: datetime
+    decided_at: datetime | None
+    rebooked_appointment_id: str | None
+
+
+class AffectedAppointment(BaseModel):
+    appointment_id: str
+    patient_id: str
+    slot_starts_at: datetime
+    status: AppointmentStatus = Field(description="After the disruption: booked (kept) or cancelled")
+    outcome: Literal["kept", "cancelled"]
+    offer: RebookingOfferPublic | None
+
+
+class DisruptionPublic(BaseModel):
+    id: str
+    clinic_session_id: str
+    action: DisruptionAction
+    category: DisruptionCategory
+    reason: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    substitute_doctor_id: str | None
+    offered_session_id: str | None
+    session_status: SessionStatus
+    created_at: datetime
+    affected: list[AffectedAppointment]
+
+
+class OfferDecisionAnswer(RebookingOfferPublic):
+    """The offer after the decision; when accepted, the new appointment too."""
+
+    appointment: AppointmentPublic | None = None
