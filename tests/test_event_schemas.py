@@ -180,7 +180,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx
     data_dir = tmp_path_factory.mktemp("event-schemas")
     pg = testing.database_url_under_test() is not None
 
-    def settings(cls: type[testing.S], name: str, **urls: str) -> testing.S:
+    def settings(cls: type[testing.S], name: str, **urls: object) -> testing.S:
         schema = {"database_schema": f"test_schemas_{name}"} if pg else {}
         return testing.make_test_settings(cls, data_dir, **schema, **urls)
 
