@@ -13,7 +13,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -180,14 +180,21 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx
     data_dir = tmp_path_factory.mktemp("event-schemas")
     pg = testing.database_url_under_test() is not None
 
-    def settings(cls: type[testing.S], name: str, **urls: str) -> testing.S:
+    def settings(cls: type[testing.S], name: str, **urls: object) -> testing.S:
         schema = {"database_schema": f"test_schemas_{name}"} if pg else {}
         return testing.make_test_settings(cls, data_dir, **schema, **urls)
 
     apps = {
         "registration": (
             create_registration_app(
-                settings(RegistrationSettings, "registration", billing_url=url["billing"])
+                settings(
+                    RegistrationSettings,
+                    "registration",
+                    billing_url=url["billing"],
+                    # The sweep marks a booking whose slot has passed a no-show at once.
+                    appointment_sweep_seconds=0.05,
+                    noshow_grace_minutes=0,
+                )
             ),
             RegistrationTable,
         ),
@@ -326,6 +333,34 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
         lambda: _ok(billing.get(f"/visits/{emergency['id']}/account"))["supplementary_due_fen"],
         what="billing to put the late order on the supplementary bill",
     )
+
+    # Appointments: a hold given up, a booking never checked in (no-show), a walk-in checked in at once.
+    _ok(registration.post("/departments", json={"code": "cardiology", "name": "心内科", "floor": "3F"}), 201)
+    doctor = {"name": "李医生", "title": "chief", "department": "cardiology"}
+    doctor_id = _ok(registration.post("/doctors", json=doctor), 201)["id"]
+    now = datetime.now(UTC)
+    clinic = {
+        "department": "cardiology",
+        "doctor_id": doctor_id,
+        "date": now.date().isoformat(),
+        "period": "full_day",
+        "starts_at": (now - timedelta(hours=2)).isoformat(),
+        "ends_at": (now + timedelta(hours=2)).isoformat(),
+        "quota": 8,
+        "slot_minutes": 30,
+    }
+    clinic_id = _ok(registration.post("/clinic-sessions", json=clinic), 201)["id"]
+    booking = {"clinic_session_id": clinic_id, "patient_id": identified["id"], "channel": "app", "hold": True}
+    held = _ok(registration.post("/appointments", json=booking), 201)
+    _ok(registration.post(f"/appointments/{held['id']}/cancel", json={"reason": "patient"}))
+    noshow = booking | {"patient_id": unknown["id"], "channel": "phone", "hold": False}
+    missed = _ok(registration.post("/appointments", json=noshow), 201)
+    eventually(
+        lambda: _ok(registration.get(f"/appointments/{missed['id']}"))["status"] == "noshow",
+        what="the sweep to mark the missed booking a no-show",
+    )
+    walk_in = booking | {"channel": "onsite", "hold": False, "check_in": True}
+    _ok(registration.post("/appointments", json=walk_in), 201)
 
     # Registration: the unidentified emergency patient turns out to be the identified one.
     _ok(registration.post(f"/patients/{identified['id']}/merge", json={"source_patient_id": unknown["id"]}))

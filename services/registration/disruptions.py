@@ -24,6 +24,7 @@ from kit.outbox import record_event
 from services.registration import repository, service
 from services.registration.appointments import SEATED, book, release, to_public
 from services.registration.config import RegistrationSettings
+from services.registration.schedules import fee_of
 from services.registration.errors import (
     ClinicSessionNotFound,
     DisruptionInvalid,
@@ -115,8 +116,9 @@ def disrupt_session(
         if data.starts_at is not None:
             _move(session, clinic_session, slots, starts_at=data.starts_at, ends_at=data.ends_at)
             disruption.starts_at, disruption.ends_at = clinic_session.starts_at, clinic_session.ends_at
-        if substitute is not None:
+        if substitute is not None:  # new bookings pay the substitute's fee; booked ones keep theirs
             clinic_session.doctor_id = substitute.id
+            clinic_session.fee_item, clinic_session.fee_fen = fee_of(substitute, settings)
     else:
         clinic_session.status = LEAVES[data.action].value
     clinic_session.status_reason = f"{data.category.value}: {data.reason}"[:200]

@@ -1,9 +1,10 @@
 """All of registration's SQL."""
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import RowMapping, bindparam, func
+from sqlalchemy import CursorResult, RowMapping, bindparam, func
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select, update
@@ -12,10 +13,14 @@ from kit.database import ReadConnection
 from services.registration.models import (
     Appointment,
     ClinicSession,
+    Department,
     DisruptedAppointment,
+    Doctor,
     OneTimeCode,
     Patient,
     RebookingOffer,
+    ScheduleException,
+    ScheduleTemplate,
     SessionAttempt,
     SessionDisruption,
     SessionLock,
@@ -120,6 +125,243 @@ def list_session_attempts(
         query = query.where(SessionAttempt.patient_id == patient_id)
     if client is not None:
         query = query.where(SessionAttempt.client == client)
+    return session.exec(query).all()
+
+
+# --- directory and schedules ------------------------------------------------------------------------
+
+
+def get_department(session: Session, code: str) -> Department | None:
+    return session.get(Department, code)
+
+
+def list_departments(session: Session) -> Sequence[Department]:
+    return session.exec(select(Department).order_by(col(Department.code))).all()
+
+
+def get_doctor(session: Session, doctor_id: str) -> Doctor | None:
+    return session.get(Doctor, doctor_id)
+
+
+def list_doctors(
+    session: Session, *, department: str | None, expert: bool | None, limit: int
+) -> Sequence[Doctor]:
+    query = select(Doctor).order_by(col(Doctor.department), col(Doctor.name), col(Doctor.id)).limit(limit)
+    if department is not None:
+        query = query.where(Doctor.department == department)
+    if expert is not None:
+        query = query.where(Doctor.expert == expert)
+    return session.exec(query).all()
+
+
+def get_template(session: Session, template_id: str) -> ScheduleTemplate | None:
+    return session.get(ScheduleTemplate, template_id)
+
+
+def list_templates(
+    session: Session, *, department: str | None, doctor_id: str | None, limit: int
+) -> Sequence[ScheduleTemplate]:
+    query = select(ScheduleTemplate).order_by(col(ScheduleTemplate.created_at), col(ScheduleTemplate.id))
+    if department is not None:
+        query = query.where(ScheduleTemplate.department == department)
+    if doctor_id is not None:
+        query = query.where(ScheduleTemplate.doctor_id == doctor_id)
+    return session.exec(query.limit(limit)).all()
+
+
+def templates_in_force(
+    session: Session, *, department: str | None, from_date: date, to_date: date
+) -> Sequence[ScheduleTemplate]:
+    """Active templates valid on some day of the range."""
+    query = select(ScheduleTemplate).where(
+        col(ScheduleTemplate.active).is_(True),
+        col(ScheduleTemplate.valid_from) <= to_date,
+        (col(ScheduleTemplate.valid_until).is_(None)) | (col(ScheduleTemplate.valid_until) >= from_date),
+    )
+    if department is not None:
+        query = query.where(ScheduleTemplate.department == department)
+    return session.exec(query.order_by(col(ScheduleTemplate.id))).all()
+
+
+def get_exception(session: Session, *, template_id: str, on: date) -> ScheduleException | None:
+    query = select(ScheduleException).where(
+        ScheduleException.template_id == template_id, ScheduleException.date == on
+    )
+    return session.exec(query).first()
+
+
+def exceptions_between(
+    session: Session, *, template_ids: Sequence[str], from_date: date, to_date: date
+) -> dict[tuple[str, date], ScheduleException]:
+    if not template_ids:
+        return {}
+    query = select(ScheduleException).where(
+        col(ScheduleException.template_id).in_(template_ids),
+        col(ScheduleException.date) >= from_date,
+        col(ScheduleException.date) <= to_date,
+    )
+    return {(e.template_id, e.date): e for e in session.exec(query).all()}
+
+
+def template_session_on(session: Session, *, template_id: str, on: date) -> ClinicSession | None:
+    query = select(ClinicSession).where(ClinicSession.template_id == template_id, ClinicSession.date == on)
+    return session.exec(query).first()
+
+
+def get_clinic_session(session: Session, clinic_session_id: str) -> ClinicSession | None:
+    return session.get(ClinicSession, clinic_session_id)
+
+
+def list_clinic_sessions(
+    session: Session,
+    *,
+    department: str | None,
+    doctor_id: str | None,
+    from_date: date | None,
+    to_date: date | None,
+    limit: int,
+) -> Sequence[ClinicSession]:
+    query = select(ClinicSession).order_by(col(ClinicSession.starts_at), col(ClinicSession.id)).limit(limit)
+    if department is not None:
+        query = query.where(ClinicSession.department == department)
+    if doctor_id is not None:
+        query = query.where(ClinicSession.doctor_id == doctor_id)
+    if from_date is not None:
+        query = query.where(col(ClinicSession.date) >= from_date)
+    if to_date is not None:
+        query = query.where(col(ClinicSession.date) <= to_date)
+    return session.exec(query).all()
+
+
+def slots_of(session: Session, clinic_session_id: str) -> Sequence[SessionSlot]:
+    query = (
+        select(SessionSlot)
+        .where(SessionSlot.clinic_session_id == clinic_session_id)
+        .order_by(col(SessionSlot.starts_at))
+        .execution_options(populate_existing=True)
+    )
+    return session.exec(query).all()
+
+
+def find_slot(session: Session, *, clinic_session_id: str, starts_at: datetime) -> SessionSlot | None:
+    query = select(SessionSlot).where(
+        SessionSlot.clinic_session_id == clinic_session_id, SessionSlot.starts_at == starts_at
+    )
+    return session.exec(query).first()
+
+
+def lapsed_holds_by_slot(session: Session, *, clinic_session_id: str, now: datetime) -> dict[int, int]:
+    """Per slot, the holds past their time but not yet released (their seats are free to take)."""
+    query = (
+        select(Appointment.slot_id, func.count())
+        .where(
+            Appointment.clinic_session_id == clinic_session_id,
+            Appointment.status == "proposed",
+            col(Appointment.hold_expires_at) <= now,
+        )
+        .group_by(col(Appointment.slot_id))
+    )
+    return {slot_id: count for slot_id, count in session.exec(query).all()}
+
+
+def _changed_rows(result: Any) -> int:
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
+def take_seat(session: Session, slot_id: int) -> bool:
+    """One seat of the slot, if one is left: a single conditional UPDATE, so two bookers can never both
+    take the last seat (PostgreSQL re-checks `taken < capacity` on the row it waited for; SQLite runs
+    one writer at a time)."""
+    result = session.execute(
+        update(SessionSlot)
+        .where(col(SessionSlot.id) == slot_id, col(SessionSlot.taken) < col(SessionSlot.capacity))
+        .values(taken=col(SessionSlot.taken) + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return _changed_rows(result) == 1
+
+
+def give_back_seat(session: Session, slot_id: int) -> None:
+    session.execute(
+        update(SessionSlot)
+        .where(col(SessionSlot.id) == slot_id, col(SessionSlot.taken) > 0)
+        .values(taken=col(SessionSlot.taken) - 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def move_appointment_if(
+    session: Session, appointment_id: str, *, from_statuses: Sequence[str], **values: Any
+) -> bool:
+    """Change the appointment only if it is still in one of `from_statuses`: of two racing changes (a
+    cancel and a sweep, two check-ins) exactly one wins."""
+    result = session.execute(
+        update(Appointment)
+        .where(col(Appointment.id) == appointment_id, col(Appointment.status).in_(from_statuses))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return _changed_rows(result) == 1
+
+
+def get_appointment(session: Session, appointment_id: str) -> Appointment | None:
+    return session.get(Appointment, appointment_id, populate_existing=True)
+
+
+def active_appointment(session: Session, *, clinic_session_id: str, patient_id: str) -> Appointment | None:
+    query = select(Appointment).where(
+        Appointment.clinic_session_id == clinic_session_id,
+        Appointment.patient_id == patient_id,
+        col(Appointment.status).in_(("proposed", "booked", "arrived")),
+    )
+    return session.exec(query.execution_options(populate_existing=True)).first()
+
+
+def lapsed_holds(
+    session: Session,
+    *,
+    now: datetime,
+    clinic_session_id: str | None = None,
+    patient_id: str | None = None,
+    limit: int = 500,
+) -> Sequence[Appointment]:
+    query = select(Appointment).where(
+        Appointment.status == "proposed", col(Appointment.hold_expires_at) <= now
+    )
+    if clinic_session_id is not None:
+        query = query.where(Appointment.clinic_session_id == clinic_session_id)
+    if patient_id is not None:
+        query = query.where(Appointment.patient_id == patient_id)
+    return session.exec(query.order_by(col(Appointment.id)).limit(limit)).all()
+
+
+def overdue_bookings(session: Session, *, slot_before: datetime, limit: int = 500) -> Sequence[Appointment]:
+    """Booked appointments whose slot started before `slot_before` (no-show candidates)."""
+    query = (
+        select(Appointment)
+        .where(Appointment.status == "booked", col(Appointment.slot_starts_at) < slot_before)
+        .order_by(col(Appointment.id))
+        .limit(limit)
+    )
+    return session.exec(query).all()
+
+
+def list_appointments(
+    session: Session,
+    *,
+    patient_id: str | None,
+    clinic_session_id: str | None,
+    status: str | None,
+    limit: int,
+) -> Sequence[Appointment]:
+    query = select(Appointment).order_by(col(Appointment.slot_starts_at), col(Appointment.id)).limit(limit)
+    if patient_id is not None:
+        query = query.where(Appointment.patient_id == patient_id)
+    if clinic_session_id is not None:
+        query = query.where(Appointment.clinic_session_id == clinic_session_id)
+    if status is not None:
+        query = query.where(Appointment.status == status)
     return session.exec(query).all()
 
 
