@@ -24,7 +24,6 @@ from kit.outbox import record_event
 from services.registration import repository, service
 from services.registration.appointments import SEATED, book, release, to_public
 from services.registration.config import RegistrationSettings
-from services.registration.schedules import fee_of
 from services.registration.errors import (
     ClinicSessionNotFound,
     DisruptionInvalid,
@@ -42,6 +41,7 @@ from services.registration.models import (
     SessionDisruption,
     SessionSlot,
 )
+from services.registration.schedules import fee_of
 from services.registration.schemas import (
     AffectedAppointment,
     AppointmentStatus,

@@ -9,6 +9,7 @@ booking fee moves onto the visit at check-in and is not charged again.
 import uuid
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -107,16 +108,39 @@ def hub_events(
     found: list[dict[str, Any]] = []
     after = 0
     while True:
-        page = ok(gateway.his.get("/v1/events", params={"type": event_type, "after": after, "limit": 500}))
+        page = ok(gateway.his.get("/v1/events", params={"type": event_type, "after": after, "limit": 100}))
         if not page["events"]:
             return found
         found += [event for event in page["events"] if wanted(event)]
         after = page["events"][-1]["position"]
 
 
+def at_hub(
+    gateway: Gateway, event_type: str, wanted: Callable[[dict[str, Any]], bool], *, at_least: int
+) -> list[dict[str, Any]]:
+    """The hub's events of one type that `wanted` keeps, once there are at least `at_least` of them."""
+
+    def probe() -> list[dict[str, Any]] | None:
+        found = hub_events(gateway, event_type, wanted)
+        return found if len(found) >= at_least else None
+
+    return eventually(probe, what=f"{at_least} {event_type} event(s) at the hub")
+
+
 def fee(gateway: Gateway, appointment_id: str) -> dict[str, Any]:
     found: dict[str, Any] = ok(gateway.cashier.get(f"/v1/booking-fees/{appointment_id}"))
     return found
+
+
+def refunded(gateway: Gateway, appointment_id: str) -> bool:
+    return fee(gateway, appointment_id)["status"] == "refunded"
+
+
+def visit_charges(gateway: Gateway, visit_id: str) -> list[dict[str, Any]] | None:
+    """The visit's charges once billing has opened its account and posted any."""
+    response = gateway.cashier.get(f"/v1/visits/{visit_id}/account")
+    charges: list[dict[str, Any]] = response.json()["charges"] if response.status_code == 200 else []
+    return charges or None
 
 
 def test_a_cancelled_session_with_30_booked_patients_tells_offers_refunds_and_leaves_nobody_booked(
@@ -151,20 +175,11 @@ def test_a_cancelled_session_with_30_booked_patients_tells_offers_refunds_and_le
     assert_problem(late, 409)
 
     # 30 events at the hub, one per patient, each carrying its offer.
-    disrupted = eventually(
-        lambda: (
-            found
-            if len(
-                found := hub_events(
-                    gateway,
-                    "appointment.disrupted",
-                    lambda e: e["data"]["clinic_session_id"] == cancelled["id"],
-                )
-            )
-            >= 30
-            else None
-        ),
-        what="30 appointment.disrupted events at the hub",
+    disrupted = at_hub(
+        gateway,
+        "appointment.disrupted",
+        lambda e: e["data"]["clinic_session_id"] == cancelled["id"],
+        at_least=30,
     )
     assert len(disrupted) == 30
     assert sorted(e["patient_id"] for e in disrupted) == sorted(a["patient_id"] for a in booked)
@@ -172,18 +187,8 @@ def test_a_cancelled_session_with_30_booked_patients_tells_offers_refunds_and_le
 
     # The 10 who paid are refunded, once each; the 20 who had not owe nothing.
     paid_ids = {a["id"] for a in paid}
-    refunds = eventually(
-        lambda: (
-            found
-            if len(
-                found := hub_events(
-                    gateway, "payment.refunded", lambda e: e["data"]["appointment_id"] in paid_ids
-                )
-            )
-            >= 10
-            else None
-        ),
-        what="10 refunds at the hub",
+    refunds = at_hub(
+        gateway, "payment.refunded", lambda e: e["data"]["appointment_id"] in paid_ids, at_least=10
     )
     assert sorted(e["data"]["appointment_id"] for e in refunds) == sorted(paid_ids)
     assert {(e["data"]["amount_fen"], e["data"]["reason"]) for e in refunds} == {
@@ -231,7 +236,7 @@ def test_offers_are_accepted_within_the_quota_or_declined_by_the_patients_app_or
     assert declined["status"] == "declined"
     assert ok(gateway.his.get(f"/v1/appointments/{declining['id']}"))["status"] == "cancelled"
     for appointment_id in (mine["id"], declining["id"]):
-        eventually(lambda a=appointment_id: fee(gateway, a)["status"] == "refunded", what="the refund")
+        eventually(partial(refunded, gateway, appointment_id), what="the refund")
     rebooked_fee = eventually(
         lambda: gateway.cashier.get(f"/v1/booking-fees/{accepted['appointment']['id']}").json(),
         what="the new appointment's fee",
@@ -249,21 +254,15 @@ def test_a_paid_booking_fee_moves_onto_the_visit_at_check_in_and_is_not_charged_
 ) -> None:
     dept = department(gateway)
     lee = doctor(gateway, dept)
-    soon = clinic_session(gateway, lee, dept, quota=4, starts=utcnow() + timedelta(minutes=20))
+    # Two seats a slot: both patients in the first slot, within the check-in window now.
+    soon = clinic_session(gateway, lee, dept, quota=24, starts=utcnow() + timedelta(minutes=20))
     paid, unpaid = (book(gateway.his, soon["id"], new_patient(gateway)) for _ in range(2))
     payment = ok(pay_fee(gateway.cashier, paid["id"]), 201)["payment"]
 
     for appointment, status, payment_id in ((paid, "paid", payment["id"]), (unpaid, "unpaid", None)):
         arrived = ok(gateway.nurse.post(f"/v1/appointments/{appointment['id']}/check-in", json={}))
         visit_id = arrived["visit_id"]
-        charges = eventually(
-            lambda v=visit_id: (
-                found
-                if (found := gateway.cashier.get(f"/v1/visits/{v}/account").json().get("charges"))
-                else None
-            ),
-            what="the visit's 诊察费",
-        )
+        charges = eventually(partial(visit_charges, gateway, visit_id), what="the visit's 诊察费")
         assert [(c["item_code"], c["status"], c["payment_id"]) for c in charges] == [
             (ASSOCIATE_CHIEF, status, payment_id)
         ]
@@ -295,21 +294,11 @@ def test_suspend_blocks_bookings_and_check_ins_resume_reopens_and_change_keeps_b
     ok(gateway.his.post("/v1/appointments", json=body), 201)
     changed = disrupt(gateway, soon["id"], action="change", substitute_doctor_id=wang, reason="换医生出诊")
     assert {(a["status"], a["outcome"]) for a in changed["affected"]} == {("booked", "kept")}
-    told = eventually(
-        lambda: (
-            found
-            if (
-                found := hub_events(
-                    gateway,
-                    "appointment.disrupted",
-                    lambda e: (
-                        e["data"]["clinic_session_id"] == soon["id"] and e["data"]["action"] == "change"
-                    ),
-                )
-            )
-            else None
-        ),
-        what="the change's notifications",
+    told = at_hub(
+        gateway,
+        "appointment.disrupted",
+        lambda e: e["data"]["clinic_session_id"] == soon["id"] and e["data"]["action"] == "change",
+        at_least=2,
     )
     assert len(told) == 2 and {e["data"]["doctor_id"] for e in told} == {wang}
 
