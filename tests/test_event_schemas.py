@@ -13,7 +13,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from kit import testing
+from kit.clock import HOSPITAL_TZ, hospital_date
 from kit.outbox import EVENT_VERSION
 from kit.testing import eventually
 from services.billing.app import create_app as create_billing_app
@@ -361,6 +362,47 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
     )
     walk_in = booking | {"channel": "onsite", "hold": False, "check_in": True}
     _ok(registration.post("/appointments", json=walk_in), 201)
+
+    # Disruptions: a paid booking of tomorrow's clinic; the clinic suspended, resumed, moved, then
+    # cancelled (billing refunds the fee); the patient accepts the offer of the doctor's next clinic.
+    # At 10:00 hospital time, so a move of half an hour stays on the clinic's day.
+    tomorrow = datetime.combine(hospital_date(now) + timedelta(days=1), time(10), HOSPITAL_TZ)
+    disrupted, next_clinic = (
+        _ok(
+            registration.post(
+                "/clinic-sessions",
+                json=clinic
+                | {
+                    "date": hospital_date(tomorrow + timedelta(days=days)).isoformat(),
+                    "starts_at": (tomorrow + timedelta(days=days)).isoformat(),
+                    "ends_at": (tomorrow + timedelta(days=days, hours=2)).isoformat(),
+                },
+            ),
+            201,
+        )["id"]
+        for days in (0, 1)
+    )
+    booked = _ok(registration.post("/appointments", json=noshow | {"clinic_session_id": disrupted}), 201)
+    paid = billing.post(
+        f"/booking-fees/{booked['id']}/payments",
+        json={"method": "wechat"},
+        headers={"idempotency-key": str(uuid.uuid4())},
+    )
+    _ok(paid, 201)
+    reason = {"category": "doctor", "reason": "专家临时停诊"}
+    for action in ({"action": "suspend"}, {"action": "resume"}):
+        _ok(registration.post(f"/clinic-sessions/{disrupted}/disruptions", json=reason | action), 201)
+    cancelled = registration.post(
+        f"/clinic-sessions/{disrupted}/disruptions", json=reason | {"action": "cancel"}
+    )
+    offer_id = _ok(cancelled, 201)["affected"][0]["offer"]["id"]
+    _ok(registration.post(f"/rebooking-offers/{offer_id}/accept"), 201)
+    moved = {"action": "change", "starts_at": (tomorrow + timedelta(days=1, minutes=30)).isoformat()}
+    _ok(registration.post(f"/clinic-sessions/{next_clinic}/disruptions", json=reason | moved), 201)
+    eventually(
+        lambda: _ok(billing.get(f"/booking-fees/{booked['id']}"))["status"] == "refunded",
+        what="billing to refund the cancelled booking's fee",
+    )
 
     # Registration: the unidentified emergency patient turns out to be the identified one.
     _ok(registration.post(f"/patients/{identified['id']}/merge", json={"source_patient_id": unknown["id"]}))

@@ -68,12 +68,6 @@ LEAVES = {
     DisruptionAction.resume: SessionStatus.open,
     DisruptionAction.cancel: SessionStatus.cancelled,
 }
-SESSION_EVENTS = {
-    DisruptionAction.change: "session.changed",
-    DisruptionAction.suspend: "session.suspended",
-    DisruptionAction.resume: "session.resumed",
-    DisruptionAction.cancel: "session.cancelled",
-}
 OFFERING = (DisruptionAction.cancel, DisruptionAction.suspend)
 
 
@@ -264,10 +258,19 @@ def _notify(
     offers: dict[str, RebookingOffer],
 ) -> None:
     """The session's own event, and one `appointment.disrupted` per affected patient."""
+    action = DisruptionAction(disruption.action)
     record_event(
         session,
         OutboxEvent,
-        event_type=SESSION_EVENTS[DisruptionAction(disruption.action)],
+        event_type=(
+            "session.cancelled"
+            if action is DisruptionAction.cancel
+            else "session.suspended"
+            if action is DisruptionAction.suspend
+            else "session.resumed"
+            if action is DisruptionAction.resume
+            else "session.changed"
+        ),
         aggregate_type="clinic_session",
         aggregate_id=clinic_session.id,
         payload={
