@@ -89,7 +89,7 @@ def test_a_full_session_and_a_full_slot_refuse_with_409(client: TestClient) -> N
 def test_bad_bookings_are_4xx_problems_and_change_nothing(client: TestClient) -> None:
     session = create_clinic_session(client)
     patient = unidentified(client)
-    cases = [
+    cases: list[tuple[dict[str, Any], int]] = [
         ({"clinic_session_id": "nope"}, 404),
         ({"patient_id": "nope"}, 404),
         ({"slot_starts_at": "2031-01-01T08:00:00+08:00"}, 422),
