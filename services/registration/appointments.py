@@ -331,6 +331,8 @@ def confirm_hold(
     now = now or utcnow()
     appointment = get_appointment(session, appointment_id=appointment_id, acting_for=acting_for)
     clinic_session = get_clinic_session(session, clinic_session_id=appointment.clinic_session_id)
+    if appointment.cancel_reason == CancelReason.hold_expired.value:
+        raise AppointmentStateConflict("The hold has lapsed; book again.", slug="hold-lapsed")
     if appointment.status != AppointmentStatus.proposed.value:
         raise AppointmentStateConflict(
             f"Only a hold can be confirmed; this appointment is {appointment.status}."

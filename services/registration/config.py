@@ -55,7 +55,7 @@ class RegistrationSettings(ServiceSettings):
         }
     )
     # A hold (status proposed, e.g. while the app takes payment) lapses after this long.
-    hold_seconds: int = Field(default=600, ge=10, le=3600)
+    hold_seconds: int = Field(default=600, ge=1, le=3600)
     # A patient may cancel until this long before the slot; the desk may cancel until arrival.
     cancel_cutoff_minutes: int = Field(default=120, ge=0, le=7 * 24 * 60)
     # Check-in is open from this long before the slot until this long after it.
