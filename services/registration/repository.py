@@ -369,8 +369,10 @@ def list_appointments(
 
 
 def lock_clinic_session(session: Session, clinic_session_id: str) -> ClinicSession | None:
-    """The session row, locked: two disruptions of one session queue."""
-    query = select(ClinicSession).where(ClinicSession.id == clinic_session_id).with_for_update()
+    """The session row, locked: two disruptions of one session queue. `FOR NO KEY UPDATE`, so a booking
+    inserting its appointment (whose foreign key share-locks this row) never waits for it: that wait,
+    with the booking holding a slot this transaction locks next, would be a deadlock."""
+    query = select(ClinicSession).where(ClinicSession.id == clinic_session_id).with_for_update(key_share=True)
     return session.exec(query.execution_options(populate_existing=True)).first()
 
 
@@ -381,7 +383,7 @@ def lock_slots(session: Session, clinic_session_id: str) -> list[SessionSlot]:
         select(SessionSlot)
         .where(SessionSlot.clinic_session_id == clinic_session_id)
         .order_by(col(SessionSlot.id))
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     return list(session.exec(query).all())
