@@ -7,10 +7,15 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from fastapi.testclient import TestClient
 
 from kit.clock import utcnow
+from kit.database import Database
 from kit.testing import feed_headers, internal_headers
+from services.registration import disruptions
+from services.registration.config import RegistrationSettings
+from services.registration.errors import RebookingOfferClosed
 
 HOSPITAL = ZoneInfo("Asia/Shanghai")
 
@@ -387,3 +392,33 @@ def test_a_patients_app_decides_only_its_own_offers(client: TestClient) -> None:
         headers=app | keyed(),
     )
     assert staff_only.status_code == 403
+
+
+def test_an_expired_offer_books_nothing_and_leaves_the_patient_cancelled(client: TestClient) -> None:
+    dept = department(client)
+    lee = doctor(client, dept)
+    target = clinic_session(client, lee, dept)
+    clinic_session(client, lee, dept, days_ahead=2)
+    booked = book(client, target["id"], patient(client))
+    offer = disrupt(client, target["id"], action="cancel")["affected"][0]["offer"]
+    database: Database = client.app.state.database  # type: ignore[attr-defined]
+    settings: RegistrationSettings = client.app.state.settings  # type: ignore[attr-defined]
+    later = datetime.fromisoformat(offer["expires_at"]) + timedelta(seconds=1)
+
+    for decide in (
+        lambda session: disruptions.accept_offer(
+            session, offer_id=offer["id"], acting_for=None, decided_by="desk", settings=settings, now=later
+        ),
+        lambda session: disruptions.decline_offer(
+            session, offer_id=offer["id"], acting_for=None, decided_by="desk", now=later
+        ),
+    ):
+        with pytest.raises(RebookingOfferClosed), database.session() as session:
+            decide(session)
+        with database.session() as session:
+            shown = disruptions.read_offer(session, offer_id=offer["id"], acting_for=None, now=later)
+        assert shown.status == "expired"
+    assert appointment(client, booked["id"])["status"] == "cancelled"
+    assert ok(client.get(f"/appointments?patient_id={booked['patient_id']}")) == [
+        appointment(client, booked["id"])
+    ]
