@@ -745,7 +745,9 @@ def read_rebooking_offer(
     status_code=status.HTTP_201_CREATED,
     response_model=OfferDecisionAnswer,
     tags=["disruptions"],
-    responses=problem_responses(*KEYED_WRITE_ERRORS, RebookingOfferNotFound, RebookingOfferClosed),
+    responses=problem_responses(
+        BadRequest, Conflict, BookingConflict, RebookingOfferNotFound, RebookingOfferClosed
+    ),
 )
 def accept_rebooking_offer(
     offer_id: OfferIdPath,
