@@ -295,7 +295,7 @@ def read_session_attempts(
 DIRECTORY_READ = require_scope("directory:read", patients=True)
 SCHEDULES_WRITE = require_scope("schedules:write")
 APPOINTMENTS_WRITE = require_scope("appointments:write", patients=True)
-APPOINTMENTS_CHECK_IN = require_scope("appointments:check-in", patients=True)
+APPOINTMENTS_CHECK_IN = require_scope("checkin:write", patients=True)
 APPOINTMENTS_READ = require_scope("registration:read", patients=True)
 Code = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")]
 RecordId = Annotated[str, Path(min_length=1, max_length=36)]
