@@ -102,7 +102,7 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/appointments/{id}", "registration:read"),
         ("POST", "/appointments/{id}/confirm", "appointments:write"),
         ("POST", "/appointments/{id}/cancel", "appointments:write"),
-        ("POST", "/appointments/{id}/check-in", "appointments:check-in"),
+        ("POST", "/appointments/{id}/check-in", "checkin:write"),
         ("POST", "/clinic-sessions/{id}/disruptions", "schedules:write"),
         ("GET", "/clinic-sessions/{id}/disruptions", "registration:read"),
         ("GET", "/rebooking-offers/{id}", "registration:read"),

@@ -130,7 +130,7 @@ TEST_SCOPES = frozenset(
         "directory:read",
         "schedules:write",
         "appointments:write",
-        "appointments:check-in",
+        "checkin:write",
     }
 )
 

@@ -17,7 +17,7 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
             "registration:read", "registration:write", "triage:read", "triage:write",
             "orders:write", "results:read", "results:write", "billing:read", "billing:write",
             "events:read", "events:subscribe", "directory:read", "schedules:write",
-            "appointments:write", "appointments:check-in",
+            "appointments:write", "checkin:write",
         ],
     ),
     "doctor-dev": (  # books follow-ups (复诊预约) at the end of a visit
@@ -31,7 +31,7 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
         "nurse",
         [
             "registration:read", "registration:write", "triage:read", "triage:write", "directory:read",
-            "appointments:write", "appointments:check-in",
+            "appointments:write", "checkin:write",
         ],
     ),
     "lab-dev": ("lis", ["results:read", "results:write", "directory:read"]),
@@ -42,7 +42,7 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
             "registration:read", "registration:write", "triage:read", "triage:write", "orders:write",
             "results:read", "results:write", "billing:read", "billing:write", "audit:read",
             "metrics:read", "admin:clients", "events:read", "events:subscribe", "board:read",
-            "directory:read", "schedules:write", "appointments:write", "appointments:check-in",
+            "directory:read", "schedules:write", "appointments:write", "checkin:write",
         ],
     ),
     # Act for one patient at a time (a patient token from POST /v1/patient-sessions on every call).
@@ -50,12 +50,12 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
         "app",
         [
             "registration:read", "triage:read", "results:read", "billing:read", "events:read",
-            "directory:read", "appointments:write", "appointments:check-in",
+            "directory:read", "appointments:write", "checkin:write",
             "billing:write",  # its own patient's booking fee only: the one billing write it is bound to
         ],
     ),
     # Prints results and checks the patient in for an appointment; reads its own patient's appointments.
-    "kiosk-dev": ("kiosk", ["results:read", "directory:read", "registration:read", "appointments:check-in"]),
+    "kiosk-dev": ("kiosk", ["results:read", "directory:read", "registration:read", "checkin:write"]),
     # The waiting-room screen: the board projection of a queue only (numbers, masked names, counters).
     "board-dev": ("board", ["board:read", "directory:read"]),
 }  # fmt: skip

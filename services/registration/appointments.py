@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from kit.auth import visible_to
-from kit.clock import utcnow
+from kit.clock import as_utc, utcnow
 from kit.database import Database
 from kit.outbox import record_event
 from kit.worker import ThreadWorker
@@ -41,7 +41,7 @@ from services.registration.errors import (
     SessionNotOpen,
     SlotFull,
 )
-from services.registration.models import Appointment, ClinicSession, OutboxEvent, Patient, SessionSlot
+from services.registration.models import Appointment, ClinicSession, OutboxEvent, Patient
 from services.registration.schedules import get_clinic_session
 from services.registration.schemas import (
     AppointmentAnswer,
@@ -167,21 +167,20 @@ def release_lapsed_holds(
     )
 
 
-def _seat_candidates(
+def _take_seat(
     session: Session, clinic_session: ClinicSession, slot_starts_at: datetime | None
-) -> list[SessionSlot]:
-    if slot_starts_at is None:
-        return [s for s in repository.slots_of(session, clinic_session.id)]
-    slot = repository.find_slot(session, clinic_session_id=clinic_session.id, starts_at=slot_starts_at)
-    if slot is None:
-        raise NoSuchSlot("The session has no slot starting then; see its slots.")
-    return [slot]
-
-
-def _take_any_seat(session: Session, slots: Sequence[SessionSlot]) -> SessionSlot | None:
-    for slot in slots:
-        if slot.id is not None and slot.taken < slot.capacity and repository.take_seat(session, slot.id):
-            return slot
+) -> tuple[int, datetime] | None:
+    """A seat of the earliest slot with one left (or of the slot asked for): the conditional update
+    decides; a slot a racing booking filled meanwhile sends us to the next one."""
+    for _ in range(clinic_session.quota + 1):  # each failed try means a racing booking took a seat
+        free = repository.first_free_slot(
+            session, clinic_session_id=clinic_session.id, starts_at=slot_starts_at
+        )
+        if free is None:
+            return None
+        slot_id, starts_at = free
+        if repository.take_seat(session, slot_id):
+            return slot_id, as_utc(starts_at)
     return None
 
 
@@ -216,7 +215,10 @@ def book(
         raise AlreadyBooked(
             "The patient already holds a booking in this session.", appointment_id=existing.id
         )
-    candidates = _seat_candidates(session, clinic_session, slot_starts_at)
+    if slot_starts_at is not None and (
+        repository.find_slot(session, clinic_session_id=clinic_session.id, starts_at=slot_starts_at) is None
+    ):
+        raise NoSuchSlot("The session has no slot starting then; see its slots.")
     appointment = Appointment(
         id=str(uuid.uuid4()),
         clinic_session_id=clinic_session.id,
@@ -236,15 +238,14 @@ def book(
         with (
             session.begin_nested()
         ):  # the seat and the row together: a lost race on the index gives the seat back
-            slot = _take_any_seat(session, candidates)
-            if slot is None and release_lapsed_holds(session, now=now, clinic_session_id=clinic_session.id):
-                slot = _take_any_seat(session, _seat_candidates(session, clinic_session, slot_starts_at))
-            if slot is None:
+            seat = _take_seat(session, clinic_session, slot_starts_at)
+            if seat is None and release_lapsed_holds(session, now=now, clinic_session_id=clinic_session.id):
+                seat = _take_seat(session, clinic_session, slot_starts_at)
+            if seat is None:
                 if slot_starts_at is not None:
                     raise SlotFull("This slot is fully booked; choose another.")
                 raise SessionFull("Every slot of this session is booked.")
-            assert slot.id is not None
-            appointment.slot_id, appointment.slot_starts_at = slot.id, slot.starts_at
+            appointment.slot_id, appointment.slot_starts_at = seat
             session.add(appointment)
             session.flush()
     except IntegrityError:
@@ -267,6 +268,16 @@ def book(
     else:
         _record(session, appointment, "appointment.booked", data)
     return appointment
+
+
+def refuse_when_full(session: Session, *, clinic_session_id: str, now: datetime | None = None) -> None:
+    """`SessionFull` when the session has no seat left, read without the writer: at the 8:00 rush the
+    many who lose are answered at once instead of queueing for it. Only a hint for the others: `book`
+    decides, with the conditional update."""
+    if repository.may_have_a_seat(session, clinic_session_id=clinic_session_id, now=now or utcnow()):
+        return
+    if repository.get_clinic_session(session, clinic_session_id) is not None:  # else `book`'s 404
+        raise SessionFull("Every slot of this session is booked.")
 
 
 def get_appointment(session: Session, *, appointment_id: str, acting_for: str | None = None) -> Appointment:

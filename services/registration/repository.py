@@ -282,6 +282,26 @@ def take_seat(session: Session, slot_id: int) -> bool:
     return _changed_rows(result) == 1
 
 
+_SLOT = SessionSlot.__table__  # type: ignore[attr-defined]
+
+
+def first_free_slot(
+    session: Session, *, clinic_session_id: str, starts_at: datetime | None = None
+) -> tuple[int, datetime] | None:
+    """The earliest slot of the session (or the one starting at `starts_at`) with a seat left, by id
+    and start: a hint only, `take_seat` decides."""
+    query = (
+        core_select(_SLOT.c.id, _SLOT.c.starts_at)
+        .where(_SLOT.c.clinic_session_id == clinic_session_id, _SLOT.c.taken < _SLOT.c.capacity)
+        .order_by(_SLOT.c.starts_at)
+        .limit(1)
+    )
+    if starts_at is not None:
+        query = query.where(_SLOT.c.starts_at == starts_at)
+    row = session.execute(query).first()
+    return (row.id, row.starts_at) if row else None
+
+
 def give_back_seat(session: Session, slot_id: int) -> None:
     session.execute(
         update(SessionSlot)
@@ -363,6 +383,16 @@ def list_appointments(
     if status is not None:
         query = query.where(Appointment.status == status)
     return session.exec(query).all()
+
+
+def may_have_a_seat(session: Session, *, clinic_session_id: str, now: datetime) -> bool:
+    """A slot of the session with a seat left, or a lapsed hold whose seat can be taken back."""
+    free = core_select(_SLOT.c.id).where(
+        _SLOT.c.clinic_session_id == clinic_session_id, _SLOT.c.taken < _SLOT.c.capacity
+    )
+    if session.execute(free.limit(1)).first() is not None:
+        return True
+    return bool(lapsed_holds_by_slot(session, clinic_session_id=clinic_session_id, now=now))
 
 
 # --- disruptions ------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from kit.auth import Caller, CallerDep, require_scope, require_service_caller
 from kit.config import app_settings
 from kit.database import ReadConnectionDep, SessionDep
 from kit.errors import BadRequest, Conflict, Forbidden, UnprocessableContent, problem_responses
-from kit.idempotency import IdempotencyKeyHeader, idempotent
+from kit.idempotency import IdempotencyKeyHeader, checked_key, idempotent
 from kit.params import page_size
 from services.registration import appointments, disruptions, proofs, schedules, service
 from services.registration.config import RegistrationSettings
@@ -305,7 +305,7 @@ def read_session_attempts(
 DIRECTORY_READ = require_scope("directory:read", patients=True)
 SCHEDULES_WRITE = require_scope("schedules:write")
 APPOINTMENTS_WRITE = require_scope("appointments:write", patients=True)
-APPOINTMENTS_CHECK_IN = require_scope("appointments:check-in", patients=True)
+APPOINTMENTS_CHECK_IN = require_scope("checkin:write", patients=True)
 APPOINTMENTS_READ = require_scope("registration:read", patients=True)
 Code = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")]
 RecordId = Annotated[str, Path(min_length=1, max_length=36)]
@@ -490,9 +490,24 @@ def _patient_channel_checked(caller: Caller, data: AppointmentCreate) -> None:
         raise BookingRefused("A patient's own device books through the `app` channel only.")
 
 
+async def refuse_when_full(
+    data: AppointmentCreate, request: Request, caller: CallerDep, key: IdempotencyKeyHeader = None
+) -> None:
+    """Before the unit of work (and SQLite's single writer): a full session is refused on a read, unless
+    the request is a retry whose first answer is stored (a replay must give that answer back)."""
+    database = request.app.state.database
+
+    def check(session: Session) -> None:
+        if key and session.get(IdempotencyRecord, (caller.subject, checked_key(key))) is not None:
+            return
+        appointments.refuse_when_full(session, clinic_session_id=data.clinic_session_id)
+
+    await database.read(check)
+
+
 @router.post(
     "/appointments",
-    dependencies=[APPOINTMENTS_WRITE],
+    dependencies=[APPOINTMENTS_WRITE, Depends(refuse_when_full)],
     status_code=status.HTTP_201_CREATED,
     response_model=AppointmentAnswer,
     tags=["appointments"],
