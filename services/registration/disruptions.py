@@ -203,40 +203,56 @@ def _offer(
     settings: RegistrationSettings,
     now: datetime,
 ) -> dict[str, RebookingOffer]:
-    """One offer per affected appointment (cancel, suspend), all of the same session: the one asked
-    for, else the substitute's or the same doctor's next with room, else one of the department and period."""
+    """One offer per affected appointment (cancel, suspend): the session asked for, else the
+    substitute's or the same doctor's next with room, else one of the department and period; a patient
+    already booked in that session is offered the next one found without them."""
     if DisruptionAction(disruption.action) not in OFFERING or not affected:
         return {}
-    target = requested or _session_with_room(session, clinic_session, substitute, now)
-    expires_at = now + timedelta(hours=settings.rebooking_offer_hours)
-    if target is not None:
-        expires_at = min(expires_at, target.booking_closes_at)
+    shared = requested or _session_with_room(session, clinic_session, substitute, now)
+    booked_there = (
+        repository.patients_booked_in(session, shared.id, [a.patient_id for a in affected])
+        if shared is not None and requested is None
+        else set()
+    )
     for earlier in repository.open_offers_of(session, [a.id for a in affected]):
         earlier.status = OfferStatus.superseded.value
         session.add(earlier)
-    offers = {
-        appointment.id: RebookingOffer(
+    offers = {}
+    for appointment in affected:
+        target = shared
+        if appointment.patient_id in booked_there:
+            target = _session_with_room(session, clinic_session, substitute, now, appointment.patient_id)
+        expires_at = now + timedelta(hours=settings.rebooking_offer_hours)
+        offers[appointment.id] = RebookingOffer(
             id=_new_id(),
             disruption_id=disruption.id,
             appointment_id=appointment.id,
             patient_id=appointment.patient_id,
             clinic_session_id=target.id if target else None,
-            expires_at=expires_at,
+            expires_at=min(expires_at, target.booking_closes_at) if target else expires_at,
             created_at=now,
         )
-        for appointment in affected
-    }
     session.add_all(offers.values())
     return offers
 
 
 def _session_with_room(
-    session: Session, clinic_session: ClinicSession, substitute: Doctor | None, now: datetime
+    session: Session,
+    clinic_session: ClinicSession,
+    substitute: Doctor | None,
+    now: datetime,
+    patient_id: str | None = None,
 ) -> ClinicSession | None:
+    """The next open session with room, bookable now (and not one `patient_id` is booked in already)."""
     for doctor_id in (substitute.id if substitute else None, clinic_session.doctor_id):
         if doctor_id is not None:
             found = repository.next_session_with_room(
-                session, now=now, after=now, excluding=clinic_session.id, doctor_id=doctor_id
+                session,
+                now=now,
+                after=now,
+                excluding=clinic_session.id,
+                doctor_id=doctor_id,
+                without_patient=patient_id,
             )
             if found is not None:
                 return found
@@ -247,6 +263,7 @@ def _session_with_room(
         excluding=clinic_session.id,
         department=clinic_session.department,
         period=clinic_session.period,
+        without_patient=patient_id,
     )
 
 

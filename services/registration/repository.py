@@ -397,6 +397,8 @@ def may_have_a_seat(session: Session, *, clinic_session_id: str, now: datetime) 
 
 # --- disruptions ------------------------------------------------------------------------------------------
 
+ACTIVE_STATUSES = ("proposed", "booked", "arrived")  # an appointment holding its seat
+
 
 def lock_clinic_session(session: Session, clinic_session_id: str) -> ClinicSession | None:
     """The session row, locked: two disruptions of one session queue. `FOR NO KEY UPDATE`, so a booking
@@ -458,9 +460,11 @@ def next_session_with_room(
     doctor_id: str | None = None,
     department: str | None = None,
     period: str | None = None,
+    without_patient: str | None = None,
 ) -> ClinicSession | None:
     """The soonest open session starting after `after`, bookable now, with a free seat (by the counters;
-    a lapsed hold's seat is not counted), of this doctor or this department and period."""
+    a lapsed hold's seat is not counted), of this doctor or this department and period; with
+    `without_patient`, not one that patient already holds a booking in."""
     free = func.sum(col(SessionSlot.capacity) - col(SessionSlot.taken))
     with_room = (
         select(SessionSlot.clinic_session_id).group_by(col(SessionSlot.clinic_session_id)).having(free > 0)
@@ -479,7 +483,22 @@ def next_session_with_room(
         query = query.where(ClinicSession.department == department)
     if period is not None:
         query = query.where(ClinicSession.period == period)
+    if without_patient is not None:
+        theirs = select(Appointment.clinic_session_id).where(
+            Appointment.patient_id == without_patient, col(Appointment.status).in_(ACTIVE_STATUSES)
+        )
+        query = query.where(col(ClinicSession.id).not_in(theirs))
     return session.exec(query.order_by(col(ClinicSession.starts_at), col(ClinicSession.id)).limit(1)).first()
+
+
+def patients_booked_in(session: Session, clinic_session_id: str, patient_ids: Sequence[str]) -> set[str]:
+    """Which of the patients hold an active booking (or hold) in the session."""
+    query = select(Appointment.patient_id).where(
+        Appointment.clinic_session_id == clinic_session_id,
+        col(Appointment.patient_id).in_(patient_ids),
+        col(Appointment.status).in_(ACTIVE_STATUSES),
+    )
+    return set(session.exec(query).all())
 
 
 def open_offers_of(session: Session, appointment_ids: Sequence[str]) -> list[RebookingOffer]:

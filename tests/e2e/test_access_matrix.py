@@ -18,8 +18,9 @@ import httpx
 
 from gateway.models import PATIENT_BOUND_KINDS
 from gateway.routes import API_PREFIX, RouteTable
+from kit.clock import hospital_date
 from patientflow.devkeys import DEV_CLIENTS
-from tests.e2e.clients import Gateway, ok, patient_session, register_patient, unique_department
+from tests.e2e.clients import Gateway, eventually, ok, patient_session, register_patient, unique_department
 from tests.gateway.test_openapi import media_with_examples, refs
 from tests.gateway.test_openapi import operations as all_operations
 
@@ -78,6 +79,8 @@ class Ids:
     order_id: str | None = None
     report_id: str | None = None
     appointment_id: str | None = None
+    accept_offer_id: str | None = None  # two rebooking offers: one for staff to accept, one to decline
+    decline_offer_id: str | None = None
     patient: dict[str, Any] | None = None  # as registered: what a patient-session proof needs
 
 
@@ -93,6 +96,11 @@ def path_value(path: str, name: str, ids: Ids) -> str:
         "/v1/tickets/{id}": ids.ticket_id,
         "/v1/orders/{id}": ids.order_id,
         "/v1/reports/{id}": ids.report_id,
+        "/v1/booking-fees/{id}": ids.appointment_id,
+        "/v1/booking-fees/{id}/payments": ids.appointment_id,
+        "/v1/rebooking-offers/{id}": ids.accept_offer_id,
+        "/v1/rebooking-offers/{id}/accept": ids.accept_offer_id,
+        "/v1/rebooking-offers/{id}/decline": ids.decline_offer_id,
     }.get(path)
     if record:
         return record
@@ -198,13 +206,50 @@ def setup_ids(gateway: Gateway) -> tuple[Ids, Ids]:
     assert order["status"] == "released", order
     report = ok(gateway.lab.post(f"/v1/orders/{order['id']}/reports", json=REPORT), 201)
     appointment = book_appointment(gateway, theirs)
+    eventually(
+        lambda: gateway.cashier.get(f"/v1/booking-fees/{appointment['id']}").is_success,
+        what="billing to read the booking's fee",
+    )
+    accept, decline = rebooking_offers(gateway, theirs)
     return mine, replace(
         theirs,
         ticket_id=ticket["id"],
         order_id=order["id"],
         report_id=report["id"],
         appointment_id=appointment["id"],
+        accept_offer_id=accept,
+        decline_offer_id=decline,
     )
+
+
+def rebooking_offers(gateway: Gateway, ids: Ids) -> tuple[str, str]:
+    """Two of the patient's bookings with another doctor of their department, both sessions cancelled:
+    two rebooking offers, each of the doctor's first session, which has room."""
+    doctor = {"name": "王医生", "title": "attending", "department": ids.department}
+    doctor_id = ok(gateway.admin.post("/v1/doctors", json=doctor), 201)["id"]
+    sessions = []
+    for days in (2, 3, 4):  # the first is the one offered
+        starts_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
+        clinic = {
+            "department": ids.department,
+            "doctor_id": doctor_id,
+            "date": hospital_date(starts_at).isoformat(),
+            "period": "morning",
+            "starts_at": starts_at.isoformat(),
+            "ends_at": (starts_at + timedelta(hours=1)).isoformat(),
+            "quota": 4,
+        }
+        sessions.append(ok(gateway.his.post("/v1/clinic-sessions", json=clinic), 201)["id"])
+    offers = []
+    for session_id in sessions[1:]:
+        body = {"clinic_session_id": session_id, "patient_id": ids.patient_id, "channel": "phone"}
+        ok(gateway.his.post("/v1/appointments", json=body), 201)
+        cancel = {"action": "cancel", "category": "doctor", "reason": "停诊"}
+        disrupted = ok(gateway.his.post(f"/v1/clinic-sessions/{session_id}/disruptions", json=cancel), 201)
+        offer = disrupted["affected"][0]["offer"]
+        assert offer["clinic_session_id"] == sessions[0], offer
+        offers.append(offer["id"])
+    return offers[0], offers[1]
 
 
 def book_appointment(gateway: Gateway, ids: Ids) -> dict[str, Any]:

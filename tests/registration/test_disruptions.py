@@ -422,3 +422,22 @@ def test_an_expired_offer_books_nothing_and_leaves_the_patient_cancelled(client:
     assert ok(client.get(f"/appointments?patient_id={booked['patient_id']}")) == [
         appointment(client, booked["id"])
     ]
+
+
+def test_a_patient_already_booked_in_the_next_session_is_offered_the_one_after(client: TestClient) -> None:
+    dept = department(client)
+    lee = doctor(client, dept)
+    cancelled = clinic_session(client, lee, dept)
+    next_one = clinic_session(client, lee, dept, days_ahead=2)
+    after_that = clinic_session(client, lee, dept, days_ahead=3)
+    twice, once = patient(client), patient(client)
+    for patient_id in (twice, once):
+        book(client, cancelled["id"], patient_id)
+    book(client, next_one["id"], twice)
+
+    offered = {
+        a["patient_id"]: a["offer"] for a in disrupt(client, cancelled["id"], action="cancel")["affected"]
+    }
+    assert offered[once]["clinic_session_id"] == next_one["id"]
+    assert offered[twice]["clinic_session_id"] == after_that["id"]
+    assert ok(client.post(f"/rebooking-offers/{offered[twice]['id']}/accept", headers=keyed()), 201)
