@@ -14,8 +14,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+from sqlalchemy import create_engine, text
 
 from kit.clock import utcnow
+from kit.testing import database_url_under_test
+from patientflow.supervisor import System
 from tests.e2e.clients import (
     Gateway,
     assert_problem,
@@ -25,6 +28,7 @@ from tests.e2e.clients import (
     register_patient,
     unique_department,
 )
+from tests.e2e.conftest import E2E_SCHEMA_PREFIX
 
 HOSPITAL = ZoneInfo("Asia/Shanghai")
 ASSOCIATE_CHIEF = "110200002"  # 副主任医师门诊诊察费
@@ -340,3 +344,45 @@ def test_bad_disruptions_and_fee_payments_are_problems(gateway: Gateway) -> None
     )
     assert_problem(pay_fee(gateway.cashier, str(uuid.uuid4())), 404)
     assert fee(gateway, appointment["id"])["status"] == "due"
+
+
+def _rewind_billing_registration_feed(system: System) -> None:
+    """Billing forgets it read registration's feed: cursor back to 0, its consumed-event records gone
+    (a restore from an old backup, a cursor moved back by hand). Billing must be stopped."""
+    url = database_url_under_test()
+    schema = f'"{E2E_SCHEMA_PREFIX}billing".' if url else ""
+    engine = create_engine(url or f"sqlite:///{system.data_dir / 'billing.db'}")
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE {schema}feed_cursor SET position = 0 WHERE source = 'registration'"))
+        conn.execute(text(f"DELETE FROM {schema}consumed_event WHERE source = 'registration'"))
+    engine.dispose()
+
+
+def test_a_replayed_cancellation_never_refunds_twice(system: System, gateway: Gateway) -> None:
+    dept = department(gateway)
+    lee = doctor(gateway, dept)
+    cancelled = clinic_session(gateway, lee, dept, quota=4)
+    later = clinic_session(gateway, lee, dept, quota=4, days_ahead=2)
+    booked = [book(gateway.his, cancelled["id"], new_patient(gateway)) for _ in range(2)]
+    for appointment in booked:
+        ok(pay_fee(gateway.cashier, appointment["id"]), 201)
+    disrupt(gateway, cancelled["id"], action="cancel")
+    for appointment in booked:
+        eventually(partial(refunded, gateway, appointment["id"]), what="the refund")
+    refunds = {a["id"]: fee(gateway, a["id"])["refund"] for a in booked}
+
+    system.stop_service("billing")
+    try:
+        _rewind_billing_registration_feed(system)
+    finally:
+        system.start_service("billing")
+    # A booking made now is read after every event before it: the whole feed again, cancellations too.
+    newest = book(gateway.his, later["id"], new_patient(gateway))
+    eventually(
+        lambda: gateway.cashier.get(f"/v1/booking-fees/{newest['id']}").is_success,
+        what="billing to read registration's feed again up to the newest booking",
+    )
+    assert {a["id"]: fee(gateway, a["id"])["refund"] for a in booked} == refunds
+    paid_ids = {a["id"] for a in booked}
+    replayed = hub_events(gateway, "payment.refunded", lambda e: e["data"]["appointment_id"] in paid_ids)
+    assert sorted(e["data"]["appointment_id"] for e in replayed) == sorted(paid_ids)
