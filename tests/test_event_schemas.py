@@ -360,7 +360,18 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
         what="the sweep to mark the missed booking a no-show",
     )
     walk_in = booking | {"channel": "onsite", "hold": False, "check_in": True}
-    _ok(registration.post("/appointments", json=walk_in), 201)
+    arrived = _ok(registration.post("/appointments", json=walk_in), 201)
+    eventually(
+        lambda: billing.get(f"/visits/{arrived['visit_id']}/account").status_code == 200,
+        what="billing to charge the walk-in's consultation fee",
+    )
+    settle = {"method": "cash"}
+    key = {"idempotency-key": str(uuid.uuid4())}
+    _ok(billing.post(f"/visits/{arrived['visit_id']}/settlement", json=settle, headers=key), 201)
+    eventually(
+        lambda: _ok(registration.get(f"/appointments/{arrived['id']}"))["status"] == "fulfilled",
+        what="registration to fulfil the appointment of the settled visit",
+    )
 
     # Registration: the unidentified emergency patient turns out to be the identified one.
     _ok(registration.post(f"/patients/{identified['id']}/merge", json={"source_patient_id": unknown["id"]}))
