@@ -365,9 +365,9 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
         lambda: billing.get(f"/visits/{arrived['visit_id']}/account").status_code == 200,
         what="billing to charge the walk-in's consultation fee",
     )
-    settle = {"method": "cash"}
-    key = {"idempotency-key": str(uuid.uuid4())}
-    _ok(billing.post(f"/visits/{arrived['visit_id']}/settlement", json=settle, headers=key), 201)
+    walk_in_key = {"idempotency-key": str(uuid.uuid4())}
+    cash = {"method": "cash"}
+    _ok(billing.post(f"/visits/{arrived['visit_id']}/settlement", json=cash, headers=walk_in_key), 201)
     eventually(
         lambda: _ok(registration.get(f"/appointments/{arrived['id']}"))["status"] == "fulfilled",
         what="registration to fulfil the appointment of the settled visit",
