@@ -361,7 +361,18 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
         what="the sweep to mark the missed booking a no-show",
     )
     walk_in = booking | {"channel": "onsite", "hold": False, "check_in": True}
-    _ok(registration.post("/appointments", json=walk_in), 201)
+    arrived = _ok(registration.post("/appointments", json=walk_in), 201)
+    eventually(
+        lambda: billing.get(f"/visits/{arrived['visit_id']}/account").status_code == 200,
+        what="billing to charge the walk-in's consultation fee",
+    )
+    walk_in_key = {"idempotency-key": str(uuid.uuid4())}
+    cash = {"method": "cash"}
+    _ok(billing.post(f"/visits/{arrived['visit_id']}/settlement", json=cash, headers=walk_in_key), 201)
+    eventually(
+        lambda: _ok(registration.get(f"/appointments/{arrived['id']}"))["status"] == "fulfilled",
+        what="registration to fulfil the appointment of the settled visit",
+    )
 
     # Disruptions: a paid booking of tomorrow's clinic; the clinic suspended, resumed, moved, then
     # cancelled (billing refunds the fee); the patient accepts the offer of the doctor's next clinic.

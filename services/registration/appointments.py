@@ -475,6 +475,22 @@ def _arrive(
     return AppointmentAnswer(**to_public(appointment, clinic_session).model_dump(), visit=opened)
 
 
+def fulfil(session: Session, *, visit_id: str, at: datetime) -> None:
+    """The appointment that opened this visit is fulfilled once the visit is settled (its bill paid).
+    Emits `appointment.fulfilled`."""
+    appointment = repository.appointment_of_visit(session, visit_id)
+    if appointment is None or not repository.move_appointment_if(
+        session, appointment.id, from_statuses=("arrived",), status=AppointmentStatus.fulfilled.value
+    ):
+        return
+    _record(
+        session,
+        appointment,
+        "appointment.fulfilled",
+        {"appointment_id": appointment.id, "visit_id": visit_id, "fulfilled_at": at.isoformat()},
+    )
+
+
 def mark_noshows(session: Session, *, settings: RegistrationSettings, now: datetime | None = None) -> int:
     """Booked appointments still not checked in `noshow_grace_minutes` after their slot: no-shows.
 

@@ -258,7 +258,7 @@ class Appointment(RegistrationTable, table=True):
     referring_clinic: str | None = Field(default=None, max_length=100)
     followup_of_visit_id: str | None = Field(default=None, foreign_key="visit.id", max_length=36)
     hold_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    visit_id: str | None = Field(default=None, foreign_key="visit.id", max_length=36)
+    visit_id: str | None = Field(default=None, foreign_key="visit.id", index=True, max_length=36)
     booked_by: str = Field(max_length=64)
     cancel_reason: str | None = Field(default=None, max_length=32)
     created_at: datetime = Timestamp()

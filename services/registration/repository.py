@@ -329,6 +329,10 @@ def get_appointment(session: Session, appointment_id: str) -> Appointment | None
     return session.get(Appointment, appointment_id, populate_existing=True)
 
 
+def appointment_of_visit(session: Session, visit_id: str) -> Appointment | None:
+    return session.exec(select(Appointment).where(Appointment.visit_id == visit_id)).first()
+
+
 def active_appointment(session: Session, *, clinic_session_id: str, patient_id: str) -> Appointment | None:
     query = select(Appointment).where(
         Appointment.clinic_session_id == clinic_session_id,

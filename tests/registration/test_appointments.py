@@ -9,12 +9,13 @@ from typing import Any, TypeVar
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from kit.testing import feed_headers, internal_headers
+from kit.testing import FakeFeed, eventually, feed_headers, internal_headers
 from services.registration import appointments, repository
 from services.registration.config import RegistrationSettings
 from services.registration.errors import AppointmentStateConflict, CheckInRefused
 from services.registration.schemas import CancelReason, PaymentMode
 from tests.registration.factories import book, create_clinic_session, create_patient
+from tests.registration.test_settled_visits import visit_settled
 
 T = TypeVar("T")
 
@@ -368,3 +369,35 @@ def test_a_patients_own_device_books_only_for_its_patient_in_the_app(client: Tes
     assert client.get(f"/appointments/{theirs_booked['id']}", headers=as_app).status_code == 404
     assert client.post(f"/appointments/{theirs_booked['id']}/cancel", headers=as_app).status_code == 404
     assert [a["id"] for a in client.get("/appointments", headers=as_app).json()] == [booked.json()["id"]]
+
+
+def test_a_settled_visit_fulfils_the_appointment_that_opened_it(
+    client: TestClient, billing_feed: FakeFeed
+) -> None:
+    session = create_clinic_session(client, quota=1, slot_minutes=120)
+    walk_in = book(client, session["id"], unidentified(client), channel="onsite", check_in=True).json()
+    billing_feed.publish(visit_settled({"id": walk_in["visit_id"], "patient_id": walk_in["patient_id"]}))
+    eventually(
+        lambda: client.get(f"/appointments/{walk_in['id']}").json()["status"] == "fulfilled",
+        what="the appointment to be fulfilled",
+    )
+    [event] = [
+        e for e in events(client, "appointment.fulfilled") if e["data"]["appointment_id"] == walk_in["id"]
+    ]
+    assert event["visit_id"] == walk_in["visit_id"]
+
+
+def test_a_suspended_or_cancelled_session_takes_no_booking(client: TestClient) -> None:
+    for status in ("suspended", "cancelled"):
+        session = create_clinic_session(client)
+
+        def set_status(s: Session, session_id: str = session["id"], status: str = status) -> None:
+            clinic = repository.get_clinic_session(s, session_id)
+            assert clinic is not None
+            clinic.status = status
+            s.add(clinic)
+
+        in_session(client, set_status)
+        refused = book(client, session["id"], unidentified(client))
+        assert refused.status_code == 409 and refused.json()["type"].endswith("/session-not-open")
+        assert client.get(f"/clinic-sessions/{session['id']}/slots").json()["free"] == 0

@@ -197,6 +197,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("appointment", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_appointment_patient_id"), ["patient_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_appointment_visit_id"), ["visit_id"], unique=False)
         batch_op.create_index("ix_appointment_slot_status", ["slot_id", "status"], unique=False)
         batch_op.create_index("ix_appointment_status_slot", ["status", "slot_starts_at"], unique=False)
         batch_op.create_index(
@@ -217,6 +218,7 @@ def downgrade() -> None:
         )
         batch_op.drop_index("ix_appointment_status_slot")
         batch_op.drop_index("ix_appointment_slot_status")
+        batch_op.drop_index(batch_op.f("ix_appointment_visit_id"))
         batch_op.drop_index(batch_op.f("ix_appointment_patient_id"))
 
     op.drop_table("appointment")
