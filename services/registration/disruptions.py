@@ -48,6 +48,7 @@ from services.registration.schemas import (
     CancelReason,
     Channel,
     DisruptionAction,
+    DisruptionCategory,
     DisruptionCreate,
     DisruptionPublic,
     OfferDecisionAnswer,
@@ -505,7 +506,7 @@ def disruption_view(
         id=disruption.id,
         clinic_session_id=disruption.clinic_session_id,
         action=DisruptionAction(disruption.action),
-        category=disruption.category,  # type: ignore[arg-type]
+        category=DisruptionCategory(disruption.category),
         reason=disruption.reason,
         starts_at=disruption.starts_at,
         ends_at=disruption.ends_at,
