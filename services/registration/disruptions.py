@@ -22,7 +22,7 @@ from kit.auth import visible_to
 from kit.clock import hospital_date, utcnow
 from kit.outbox import record_event
 from services.registration import repository, service
-from services.registration.appointments import SEATED, book, release, to_public
+from services.registration.appointments import SEATED, book, release, release_lapsed_holds, to_public
 from services.registration.config import RegistrationSettings
 from services.registration.errors import (
     ClinicSessionNotFound,
@@ -95,6 +95,7 @@ def disrupt_session(
     substitute = _substitute(session, clinic_session, data.substitute_doctor_id)
     requested = _requested_session(session, clinic_session, data.offered_session_id)
     slots = repository.lock_slots(session, clinic_session.id)
+    release_lapsed_holds(session, now=now, clinic_session_id=clinic_session.id)  # not theirs to be told
     affected = repository.seated_appointments(session, clinic_session.id)
     disruption = SessionDisruption(
         id=_new_id(),

@@ -16,6 +16,7 @@ from kit.testing import feed_headers, internal_headers
 from services.registration import disruptions
 from services.registration.config import RegistrationSettings
 from services.registration.errors import RebookingOfferClosed
+from services.registration.schemas import DisruptionAction, DisruptionCategory, DisruptionCreate
 
 HOSPITAL = ZoneInfo("Asia/Shanghai")
 
@@ -441,3 +442,23 @@ def test_a_patient_already_booked_in_the_next_session_is_offered_the_one_after(c
     assert offered[once]["clinic_session_id"] == next_one["id"]
     assert offered[twice]["clinic_session_id"] == after_that["id"]
     assert ok(client.post(f"/rebooking-offers/{offered[twice]['id']}/accept", headers=keyed()), 201)
+
+
+def test_a_lapsed_hold_is_released_as_such_not_disrupted(client: TestClient) -> None:
+    dept = department(client)
+    target = clinic_session(client, doctor(client, dept), dept)
+    booked = book(client, target["id"], patient(client))
+    held = book(client, target["id"], patient(client), channel="app", hold=True)
+    database: Database = client.app.state.database  # type: ignore[attr-defined]
+    settings: RegistrationSettings = client.app.state.settings  # type: ignore[attr-defined]
+    later = datetime.fromisoformat(held["hold_expires_at"]) + timedelta(seconds=1)
+
+    data = DisruptionCreate(action=DisruptionAction.cancel, category=DisruptionCategory.doctor, reason="停诊")
+    with database.session() as session:
+        answer = disruptions.disrupt_session(
+            session, clinic_session_id=target["id"], data=data, created_by="his", settings=settings, now=later
+        )
+    assert [a.appointment_id for a in answer.affected] == [booked["id"]]
+    lapsed = appointment(client, held["id"])
+    assert (lapsed["status"], lapsed["cancel_reason"]) == ("cancelled", "hold_expired")
+    assert held["id"] not in {e["data"]["appointment_id"] for e in events(client, "appointment.disrupted")}
