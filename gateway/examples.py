@@ -11,7 +11,7 @@ from typing import Any
 Schema = Mapping[str, Any]
 Resolve = Callable[[str], Schema]
 
-MAX_DEPTH = 8
+MAX_DEPTH = 12  # a disruption lists appointments, each with its offer: 9 levels of $ref and nesting
 _FORMATS = {
     "date-time": "2026-03-02T08:30:00+08:00",
     "date": "2026-03-02",

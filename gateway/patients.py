@@ -140,6 +140,27 @@ class PatientBinding:
             raise PatientNotFound()
         if route.owner == "visit":
             await self.check_visit(caller, path_value(route, path))
+        if route.owner == "appointment":
+            await self.check_appointment(caller, path_value(route, path))
+
+    async def check_appointment(self, caller: Caller, appointment_id: str) -> None:
+        """404 unless the appointment is the acting patient's (never cached: it is one look-up per write)."""
+        appointment = await self._lookup(f"/appointments/{quote(appointment_id, safe='')}")
+        if appointment is None or appointment.get("patient_id") != caller.patient:
+            raise RecordNotFound()
+
+    @staticmethod
+    def check_body(caller: Caller, route: GatewayRoute, body: bytes | None) -> None:
+        """Before forwarding a `body`-bound route: the JSON body's `patient_id` must be the acting patient
+        (anything else, a malformed body included, is the 404 of another patient's record)."""
+        if route.owner != "body":
+            return
+        try:
+            record = json.loads(body or b"")
+        except ValueError:
+            raise PatientNotFound() from None
+        if not isinstance(record, dict) or record.get("patient_id") != caller.patient:
+            raise PatientNotFound()
 
     @staticmethod
     def check_response(caller: Caller, route: GatewayRoute, status_code: int, body: bytes) -> None:

@@ -204,6 +204,8 @@ class Proxy:
         headers.append((b"x-request-id", (current_request_id() or "").encode("latin-1")))
         # Without Content-Length or Transfer-Encoding a request has no body (RFC 9112 §6.3).
         body = await self._read_body(request, declared_length) if has_body else None
+        if caller.patient is not None:
+            self.patients.check_body(caller, route, body)
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         raw_target = raw_path[len(API_PREFIX) :].decode("latin-1")
         if route.upstream is not None and not raw_target.startswith(route.upstream[0]):

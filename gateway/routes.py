@@ -12,9 +12,11 @@ from typing import Literal
 # How a request for an app or kiosk acting for one patient is tied to that patient (see gateway/patients.py):
 # "patient" - the path `{id}` is the patient; "visit" - the path `{id}` is one of the patient's visits;
 # "response" - the answer's `patient_id` must be the patient; "public" - no patient data at all;
-# "filtered" - the service filters by the forwarded patient claim itself (the event hub).
+# "filtered" - the service filters by the forwarded patient claim itself (the event hub);
+# "body" - the JSON body's `patient_id` must be the patient (a booking); "appointment" - the path `{id}`
+# is one of the patient's appointments (asked of registration before forwarding).
 # None: the route cannot be bound to one patient, so patient-bound clients never reach it.
-Owner = Literal["patient", "visit", "response", "public", "filtered"]
+Owner = Literal["patient", "visit", "response", "public", "filtered", "body", "appointment"]
 
 API_PREFIX = "/v1"
 # One path segment, but never `.` or `..`: an HTTP client may normalise those away and reach a
@@ -82,6 +84,30 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/visits/{id}", "registration:read"),
         ("POST", "/visits/{id}/slip", "registration:write"),
         ("GET", "/audit/session-attempts", "audit:read"),
+        ("GET", "/departments", "directory:read"),
+        ("POST", "/departments", "schedules:write"),
+        ("GET", "/doctors", "directory:read"),
+        ("GET", "/doctors/{id}", "directory:read"),
+        ("POST", "/doctors", "schedules:write"),
+        ("GET", "/schedule-templates", "directory:read"),
+        ("POST", "/schedule-templates", "schedules:write"),
+        ("POST", "/schedule-templates/{id}/exceptions", "schedules:write"),
+        ("POST", "/clinic-sessions/generate", "schedules:write"),
+        ("POST", "/clinic-sessions", "schedules:write"),
+        ("GET", "/clinic-sessions", "directory:read"),
+        ("GET", "/clinic-sessions/{id}", "directory:read"),
+        ("GET", "/clinic-sessions/{id}/slots", "directory:read"),
+        ("POST", "/appointments", "appointments:write"),
+        ("GET", "/appointments", "registration:read"),
+        ("GET", "/appointments/{id}", "registration:read"),
+        ("POST", "/appointments/{id}/confirm", "appointments:write"),
+        ("POST", "/appointments/{id}/cancel", "appointments:write"),
+        ("POST", "/appointments/{id}/check-in", "checkin:write"),
+        ("POST", "/clinic-sessions/{id}/disruptions", "schedules:write"),
+        ("GET", "/clinic-sessions/{id}/disruptions", "registration:read"),
+        ("GET", "/rebooking-offers/{id}", "registration:read"),
+        ("POST", "/rebooking-offers/{id}/accept", "appointments:write"),
+        ("POST", "/rebooking-offers/{id}/decline", "appointments:write"),
     ),
     *_routes(
         "triage",
@@ -121,6 +147,8 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/visits/{id}/account", "billing:read"),
         ("GET", "/visits/{id}/daily-bill", "billing:read"),
         ("GET", "/rejected-charges", "billing:read"),
+        ("GET", "/booking-fees/{id}", "billing:read"),
+        ("POST", "/booking-fees/{id}/payments", "billing:write"),
     ),
     # The event hub: public `/events` is its `/log`, `/event-schemas` its `/schemas`.
     GatewayRoute("GET", "/events", "events", "events:read", upstream=("/events", "/log")),
@@ -156,7 +184,27 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
     ("GET", "/tickets/{id}"): "response",
     ("GET", "/orders/{id}"): "response",
     ("GET", "/reports/{id}"): "response",
+    # A disrupted patient's app decides its own offers; registration re-checks the patient first.
+    ("GET", "/rebooking-offers/{id}"): "response",
+    ("POST", "/rebooking-offers/{id}/accept"): "response",
+    ("POST", "/rebooking-offers/{id}/decline"): "response",
+    # An app pays its own patient's booking fee; billing re-checks the patient before taking money.
+    ("GET", "/booking-fees/{id}"): "response",
+    ("POST", "/booking-fees/{id}/payments"): "response",
     ("GET", "/queues/{department}/stats"): "public",
+    ("GET", "/departments"): "public",
+    ("GET", "/doctors"): "public",
+    ("GET", "/doctors/{id}"): "public",
+    ("GET", "/schedule-templates"): "public",
+    ("GET", "/clinic-sessions"): "public",
+    ("GET", "/clinic-sessions/{id}"): "public",
+    ("GET", "/clinic-sessions/{id}/slots"): "public",
+    ("POST", "/appointments"): "body",
+    ("GET", "/appointments"): "filtered",
+    ("GET", "/appointments/{id}"): "response",
+    ("POST", "/appointments/{id}/confirm"): "appointment",
+    ("POST", "/appointments/{id}/cancel"): "appointment",
+    ("POST", "/appointments/{id}/check-in"): "appointment",
     ("GET", "/tests"): "public",
     ("GET", "/catalogue"): "public",
     ("GET", "/catalogue/{code}"): "public",
@@ -173,7 +221,16 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
 }
 # Routes whose service honours `Idempotency-Key` (kit.idempotency): the only writes ever re-sent.
 HONOURS_IDEMPOTENCY_KEY = frozenset(
-    {("POST", "/orders"), ("POST", "/charges"), ("POST", "/payments"), ("POST", "/visits/{id}/settlement")}
+    {
+        ("POST", "/orders"),
+        ("POST", "/charges"),
+        ("POST", "/payments"),
+        ("POST", "/visits/{id}/settlement"),
+        ("POST", "/appointments"),
+        ("POST", "/booking-fees/{id}/payments"),
+        ("POST", "/clinic-sessions/{id}/disruptions"),
+        ("POST", "/rebooking-offers/{id}/accept"),
+    }
 )
 # Routes that need longer than their method's deadline: settlement waits (bounded) for the visit's
 # charges still on their way through the feeds.

@@ -127,6 +127,10 @@ TEST_SCOPES = frozenset(
         "billing:write",
         "events:read",
         "events:subscribe",
+        "directory:read",
+        "schedules:write",
+        "appointments:write",
+        "checkin:write",
     }
 )
 

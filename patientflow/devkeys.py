@@ -16,30 +16,48 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
         [
             "registration:read", "registration:write", "triage:read", "triage:write",
             "orders:write", "results:read", "results:write", "billing:read", "billing:write",
-            "events:read", "events:subscribe",
+            "events:read", "events:subscribe", "directory:read", "schedules:write",
+            "appointments:write", "checkin:write",
         ],
     ),
-    "doctor-dev": (
-        "doctor", ["registration:read", "triage:read", "triage:write", "orders:write", "results:read"],
+    "doctor-dev": (  # books follow-ups (复诊预约) at the end of a visit
+        "doctor",
+        [
+            "registration:read", "triage:read", "triage:write", "orders:write", "results:read",
+            "directory:read", "appointments:write",
+        ],
     ),
-    "nurse-dev": ("nurse", ["registration:read", "registration:write", "triage:read", "triage:write"]),
-    "lab-dev": ("lis", ["results:read", "results:write"]),
-    "cashier-dev": ("cashier", ["registration:read", "billing:read", "billing:write"]),
+    "nurse-dev": (  # the registration desk too: bookings, walk-ins, check-in
+        "nurse",
+        [
+            "registration:read", "registration:write", "triage:read", "triage:write", "directory:read",
+            "appointments:write", "checkin:write",
+        ],
+    ),
+    "lab-dev": ("lis", ["results:read", "results:write", "directory:read"]),
+    "cashier-dev": ("cashier", ["registration:read", "billing:read", "billing:write", "directory:read"]),
     "admin-dev": (
         "admin",
         [
             "registration:read", "registration:write", "triage:read", "triage:write", "orders:write",
             "results:read", "results:write", "billing:read", "billing:write", "audit:read",
             "metrics:read", "admin:clients", "events:read", "events:subscribe", "board:read",
+            "directory:read", "schedules:write", "appointments:write", "checkin:write",
         ],
     ),
     # Act for one patient at a time (a patient token from POST /v1/patient-sessions on every call).
     "app-dev": (
-        "app", ["registration:read", "triage:read", "results:read", "billing:read", "events:read"],
+        "app",
+        [
+            "registration:read", "triage:read", "results:read", "billing:read", "events:read",
+            "directory:read", "appointments:write", "checkin:write",
+            "billing:write",  # its own patient's booking fee only: the one billing write it is bound to
+        ],
     ),
-    "kiosk-dev": ("kiosk", ["results:read"]),
+    # Prints results and checks the patient in for an appointment; reads its own patient's appointments.
+    "kiosk-dev": ("kiosk", ["results:read", "directory:read", "registration:read", "checkin:write"]),
     # The waiting-room screen: the board projection of a queue only (numbers, masked names, counters).
-    "board-dev": ("board", ["board:read"]),
+    "board-dev": ("board", ["board:read", "directory:read"]),
 }  # fmt: skip
 
 

@@ -13,7 +13,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from kit import testing
+from kit.clock import HOSPITAL_TZ, hospital_date
 from kit.outbox import EVENT_VERSION
 from kit.testing import eventually
 from services.billing.app import create_app as create_billing_app
@@ -180,14 +181,21 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx
     data_dir = tmp_path_factory.mktemp("event-schemas")
     pg = testing.database_url_under_test() is not None
 
-    def settings(cls: type[testing.S], name: str, **urls: str) -> testing.S:
+    def settings(cls: type[testing.S], name: str, **urls: object) -> testing.S:
         schema = {"database_schema": f"test_schemas_{name}"} if pg else {}
         return testing.make_test_settings(cls, data_dir, **schema, **urls)
 
     apps = {
         "registration": (
             create_registration_app(
-                settings(RegistrationSettings, "registration", billing_url=url["billing"])
+                settings(
+                    RegistrationSettings,
+                    "registration",
+                    billing_url=url["billing"],
+                    # The sweep marks a booking whose slot has passed a no-show at once.
+                    appointment_sweep_seconds=0.05,
+                    noshow_grace_minutes=0,
+                )
             ),
             RegistrationTable,
         ),
@@ -325,6 +333,86 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
     eventually(
         lambda: _ok(billing.get(f"/visits/{emergency['id']}/account"))["supplementary_due_fen"],
         what="billing to put the late order on the supplementary bill",
+    )
+
+    # Appointments: a hold given up, a booking never checked in (no-show), a walk-in checked in at once.
+    _ok(registration.post("/departments", json={"code": "cardiology", "name": "心内科", "floor": "3F"}), 201)
+    doctor = {"name": "李医生", "title": "chief", "department": "cardiology"}
+    doctor_id = _ok(registration.post("/doctors", json=doctor), 201)["id"]
+    now = datetime.now(UTC)
+    clinic = {
+        "department": "cardiology",
+        "doctor_id": doctor_id,
+        "date": now.date().isoformat(),
+        "period": "full_day",
+        "starts_at": (now - timedelta(hours=2)).isoformat(),
+        "ends_at": (now + timedelta(hours=2)).isoformat(),
+        "quota": 8,
+        "slot_minutes": 30,
+    }
+    clinic_id = _ok(registration.post("/clinic-sessions", json=clinic), 201)["id"]
+    booking = {"clinic_session_id": clinic_id, "patient_id": identified["id"], "channel": "app", "hold": True}
+    held = _ok(registration.post("/appointments", json=booking), 201)
+    _ok(registration.post(f"/appointments/{held['id']}/cancel", json={"reason": "patient"}))
+    noshow = booking | {"patient_id": unknown["id"], "channel": "phone", "hold": False}
+    missed = _ok(registration.post("/appointments", json=noshow), 201)
+    eventually(
+        lambda: _ok(registration.get(f"/appointments/{missed['id']}"))["status"] == "noshow",
+        what="the sweep to mark the missed booking a no-show",
+    )
+    walk_in = booking | {"channel": "onsite", "hold": False, "check_in": True}
+    arrived = _ok(registration.post("/appointments", json=walk_in), 201)
+    eventually(
+        lambda: billing.get(f"/visits/{arrived['visit_id']}/account").status_code == 200,
+        what="billing to charge the walk-in's consultation fee",
+    )
+    walk_in_key = {"idempotency-key": str(uuid.uuid4())}
+    cash = {"method": "cash"}
+    _ok(billing.post(f"/visits/{arrived['visit_id']}/settlement", json=cash, headers=walk_in_key), 201)
+    eventually(
+        lambda: _ok(registration.get(f"/appointments/{arrived['id']}"))["status"] == "fulfilled",
+        what="registration to fulfil the appointment of the settled visit",
+    )
+
+    # Disruptions: a paid booking of tomorrow's clinic; the clinic suspended, resumed, moved, then
+    # cancelled (billing refunds the fee); the patient accepts the offer of the doctor's next clinic.
+    # At 10:00 hospital time, so a move of half an hour stays on the clinic's day.
+    tomorrow = datetime.combine(hospital_date(now) + timedelta(days=1), time(10), HOSPITAL_TZ)
+    disrupted, next_clinic = (
+        _ok(
+            registration.post(
+                "/clinic-sessions",
+                json=clinic
+                | {
+                    "date": hospital_date(tomorrow + timedelta(days=days)).isoformat(),
+                    "starts_at": (tomorrow + timedelta(days=days)).isoformat(),
+                    "ends_at": (tomorrow + timedelta(days=days, hours=2)).isoformat(),
+                },
+            ),
+            201,
+        )["id"]
+        for days in (0, 1)
+    )
+    booked = _ok(registration.post("/appointments", json=noshow | {"clinic_session_id": disrupted}), 201)
+    paid = billing.post(
+        f"/booking-fees/{booked['id']}/payments",
+        json={"method": "wechat"},
+        headers={"idempotency-key": str(uuid.uuid4())},
+    )
+    _ok(paid, 201)
+    reason = {"category": "doctor", "reason": "专家临时停诊"}
+    for action in ({"action": "suspend"}, {"action": "resume"}):
+        _ok(registration.post(f"/clinic-sessions/{disrupted}/disruptions", json=reason | action), 201)
+    cancelled = registration.post(
+        f"/clinic-sessions/{disrupted}/disruptions", json=reason | {"action": "cancel"}
+    )
+    offer_id = _ok(cancelled, 201)["affected"][0]["offer"]["id"]
+    _ok(registration.post(f"/rebooking-offers/{offer_id}/accept"), 201)
+    moved = {"action": "change", "starts_at": (tomorrow + timedelta(days=1, minutes=30)).isoformat()}
+    _ok(registration.post(f"/clinic-sessions/{next_clinic}/disruptions", json=reason | moved), 201)
+    eventually(
+        lambda: _ok(billing.get(f"/booking-fees/{booked['id']}"))["status"] == "refunded",
+        what="billing to refund the cancelled booking's fee",
     )
 
     # Registration: the unidentified emergency patient turns out to be the identified one.

@@ -15,10 +15,11 @@ from kit.client import ServiceClient
 from kit.database import Database
 from services.billing import repository
 from services.billing.schemas import ChargeOrigin, RegistrationVisit
+from services.billing.service import booking_fees
 from services.billing.service.accounts import account_for, instant, open_account
 from services.billing.service.charges import charge_for_event, reject, well_formed
 
-REGISTRATION_EVENTS = frozenset({"visit.opened", "patient.merged"})
+REGISTRATION_EVENTS = frozenset({"visit.opened", "patient.merged"}) | booking_fees.BOOKING_EVENTS
 RESULTS_EVENTS = frozenset({"order.placed"})
 
 
@@ -53,9 +54,13 @@ class UnseenVisits:
 
 
 def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
-    """Registration's feed: a visit opens an account (and its 诊察费); a merge re-points accounts."""
+    """Registration's feed: a visit opens an account and charges its 诊察费 (a checked-in appointment's
+    booking fee moves onto it instead); a merge re-points accounts; appointments keep, refund or void
+    their booking fees."""
     data = event["data"]
-    if event["type"] == "visit.opened":
+    if event["type"] in booking_fees.BOOKING_EVENTS:
+        booking_fees.apply_booking_event(session, event)
+    elif event["type"] == "visit.opened":
         account = open_account(
             session,
             visit_id=event["visit_id"],
@@ -64,6 +69,11 @@ def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
             payment_mode=data["payment_mode"],
             opened_at=instant(event["occurred_at"]),
         )
+        appointment_id = well_formed(data.get("appointment_id"))
+        if appointment_id and booking_fees.move_onto_visit(
+            session, event=event, account=account, appointment_id=appointment_id
+        ):
+            return
         if data.get("registration_fee_item"):
             charge_for_event(
                 session,

@@ -19,6 +19,16 @@ class ChargeNotFound(NotFound):
     slug, title = "charge-not-found", "Charge not found"
 
 
+class BookingFeeNotFound(NotFound):
+    slug, title = "booking-fee-not-found", "Booking fee not found"
+
+
+class BookingFeeNotDue(Conflict):
+    """Already paid, or the appointment was cancelled or checked in: nothing is payable here."""
+
+    slug, title = "booking-fee-not-due", "Booking fee not due"
+
+
 class UnknownItem(UnprocessableContent):
     slug, title = "unknown-item", "Not an active catalogue item"
 

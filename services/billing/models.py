@@ -91,6 +91,58 @@ class Charge(BillingTable, table=True):
         return "unpaid" if self.payment_id is None else "paid"
 
 
+class BookingFee(BillingTable, table=True):
+    """The consultation fee (诊察费) of one appointment, read from registration's `appointment.booked` (or
+    `.held`), priced from the catalogue when read. Payable at booking; `status`: `due`, `paid`,
+    `refunded` (cancelled after payment), `void` (cancelled unpaid) or `on_visit` (checked in: a paid fee
+    moved onto the visit's account with its payment, an unpaid one charged there instead)."""
+
+    __tablename__ = "booking_fee"
+
+    appointment_id: str = Field(primary_key=True, max_length=36)
+    patient_id: str = Field(index=True, max_length=36)
+    clinic_session_id: str = Field(index=True, max_length=36)
+    department: str = Field(max_length=32)
+    item_code: str = Field(foreign_key="catalogue_item.code", max_length=32)
+    item_name: str = Field(max_length=100)
+    unit: str = Field(max_length=16)
+    amount_fen: int = Field(sa_type=BigInteger)
+    status: str = Field(default="due", max_length=16)
+    booked_at: datetime = Timestamp()
+    cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cancel_reason: str | None = Field(default=None, max_length=32)
+    visit_id: str | None = Field(default=None, foreign_key="visit_account.visit_id", max_length=36)
+    charge_id: str | None = Field(default=None, max_length=36)
+
+
+class BookingPayment(BillingTable, table=True):
+    """The payment of a booking fee, before any visit exists. At check-in it is carried onto the visit's
+    account as a `Payment` with the same id, so the visit's charge points at the money really taken."""
+
+    __tablename__ = "booking_payment"
+
+    id: str = Field(primary_key=True, max_length=36)
+    appointment_id: str = Field(foreign_key="booking_fee.appointment_id", unique=True, max_length=36)
+    amount_fen: int = Field(sa_type=BigInteger)
+    method: str = Field(max_length=16)
+    paid_at: datetime = Timestamp()
+
+
+class Refund(BillingTable, table=True):
+    """Money given back for a paid booking fee whose appointment was cancelled (退费): a record of its own,
+    never an edit of the payment. Unique per appointment and per payment, so a replayed or repeated
+    cancellation can never refund twice."""
+
+    id: str = Field(primary_key=True, max_length=36)
+    appointment_id: str = Field(foreign_key="booking_fee.appointment_id", unique=True, max_length=36)
+    payment_id: str = Field(foreign_key="booking_payment.id", unique=True, max_length=36)
+    amount_fen: int = Field(sa_type=BigInteger)
+    method: str = Field(max_length=16)
+    reason: str = Field(max_length=32)
+    source_event_id: str = Field(max_length=36)
+    refunded_at: datetime = Timestamp()
+
+
 class RejectedCharge(BillingTable, table=True):
     """An event that asked for a charge billing must not post (unknown item, duplicate order, …).
 

@@ -7,7 +7,16 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select, update
 
-from services.billing.models import CatalogueItem, Charge, Payment, RejectedCharge, VisitAccount
+from services.billing.models import (
+    BookingFee,
+    BookingPayment,
+    CatalogueItem,
+    Charge,
+    Payment,
+    Refund,
+    RejectedCharge,
+    VisitAccount,
+)
 
 
 def get_item(session: Session, code: str) -> CatalogueItem | None:
@@ -123,3 +132,29 @@ def list_rejections(session: Session, *, visit_id: str | None, limit: int) -> li
     if visit_id:
         query = query.where(RejectedCharge.visit_id == visit_id)
     return list(session.exec(query.order_by(col(RejectedCharge.id).desc()).limit(limit)).all())
+
+
+def get_booking_fee(session: Session, appointment_id: str, *, for_update: bool = False) -> BookingFee | None:
+    """With `for_update`, the fee row is locked: a payment and a cancellation of one appointment queue."""
+    query = select(BookingFee).where(BookingFee.appointment_id == appointment_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.exec(query).first()
+
+
+def insert_booking_fee(session: Session, fee: BookingFee) -> bool:
+    """Add a booking fee; False when the appointment already has one (a concurrent first read of it)."""
+    try:
+        with session.begin_nested():
+            session.add(fee)
+    except IntegrityError:
+        return False
+    return True
+
+
+def booking_payment_of(session: Session, appointment_id: str) -> BookingPayment | None:
+    return session.exec(select(BookingPayment).where(BookingPayment.appointment_id == appointment_id)).first()
+
+
+def refund_of(session: Session, appointment_id: str) -> Refund | None:
+    return session.exec(select(Refund).where(Refund.appointment_id == appointment_id)).first()

@@ -1,8 +1,10 @@
 """Billing endpoints (thin: parse, call the service under an idempotency key, shape the answer)."""
 
 from datetime import date
+from functools import partial
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 
@@ -16,6 +18,8 @@ from services.billing import catalogue
 from services.billing.errors import (
     AccountSettled,
     AmountMismatch,
+    BookingFeeNotDue,
+    BookingFeeNotFound,
     ChargeAlreadyPaid,
     ChargeNotFound,
     ChargesStillArriving,
@@ -29,6 +33,8 @@ from services.billing.models import IdempotencyRecord
 from services.billing.schemas import (
     ID_PATTERN,
     AccountPublic,
+    BookingFeePaymentCreate,
+    BookingFeePublic,
     CatalogueItemPublic,
     Category,
     ChargeCreate,
@@ -41,11 +47,12 @@ from services.billing.schemas import (
     SettlementCreate,
     SettlementPublic,
 )
-from services.billing.service import accounts, charges, payments, settlement
+from services.billing.service import accounts, booking_fees, charges, payments, settlement
 
 router = APIRouter()
 RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
 VisitIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+AppointmentIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 UnseenVisit = RegistrationVisit | None
 # Every keyed write: 400 key missing, 422 key reused with another body, 409 twin still in flight, and
 # 503 when registration must be asked about a visit and does not answer.
@@ -58,6 +65,21 @@ def charges_arrived(request: Request) -> None:
     settlement.await_charges(
         request.app.state.consumers, within_seconds=request.app.state.settings.settlement_wait_seconds
     )
+
+
+async def booking_fee_arrived(appointment_id: AppointmentIdPath, request: Request) -> None:
+    """Dependency of the booking-fee routes, before their session: a fee billing has not read yet (the
+    app pays right after booking) is waited for, bounded, on registration's feed."""
+    database = request.app.state.database
+    if await database.read(partial(booking_fees.is_known, appointment_id=appointment_id)):
+        return
+    registration = [c for c in request.app.state.consumers if c.source == "registration"]
+    wait = partial(
+        booking_fees.await_bookings,
+        registration,
+        within_seconds=request.app.state.settings.settlement_wait_seconds,
+    )
+    await anyio.to_thread.run_sync(wait)
 
 
 async def _unseen(request: Request, registration: ServiceClient, visit_id: str) -> RegistrationVisit | None:
@@ -251,3 +273,56 @@ def read_rejected_charges(
     first, for the cashier to review. Late charges are not here: they are on the account's supplementary
     bill (补费)."""
     return charges.list_rejections(session, visit_id=visit_id, limit=limit)
+
+
+@router.get(
+    "/booking-fees/{appointment_id}",
+    dependencies=[require_scope("billing:read", patients=True), Depends(booking_fee_arrived)],
+    tags=["booking fees"],
+    responses=problem_responses(BookingFeeNotFound),
+)
+def read_booking_fee(
+    appointment_id: AppointmentIdPath, session: SessionDep, caller: CallerDep
+) -> BookingFeePublic:
+    """An appointment's consultation fee (诊察费): the catalogue price of its session's fee item, and
+    whether it is due, paid, refunded (with the refund), void (cancelled unpaid) or on the visit's
+    account (checked in)."""
+    return booking_fees.booking_fee_view(session, appointment_id=appointment_id, acting_for=caller.patient)
+
+
+@router.post(
+    "/booking-fees/{appointment_id}/payments",
+    dependencies=[require_scope("billing:write", patients=True), Depends(booking_fee_arrived)],
+    status_code=status.HTTP_201_CREATED,
+    response_model=BookingFeePublic,
+    tags=["booking fees"],
+    responses=problem_responses(*KEYED_WRITE_ERRORS, BookingFeeNotFound, BookingFeeNotDue, AmountMismatch),
+)
+def pay_booking_fee(
+    appointment_id: AppointmentIdPath,
+    data: BookingFeePaymentCreate,
+    session: SessionDep,
+    caller: CallerDep,
+    key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """Pay an appointment's consultation fee at booking (an app for its own patient, or the desk).
+
+    Needs an `Idempotency-Key`. The whole fee or nothing: `amount_fen`, if sent, must equal it (422
+    `amount-mismatch`); a fee already paid, or whose appointment was cancelled or checked in, is 409
+    `booking-fee-not-due`. If the appointment is later cancelled, the fee is refunded the way it was
+    paid (`payment.refunded`); at check-in it moves onto the visit's account, paid. Emits
+    `booking_fee.paid`.
+    """
+    return idempotent(
+        session,
+        IdempotencyRecord,
+        client=caller.subject,
+        key=key,
+        payload={"operation": "booking-fee", "appointment_id": appointment_id, "body": data},
+        run=lambda: (
+            201,
+            booking_fees.pay_booking_fee(
+                session, appointment_id=appointment_id, data=data, acting_for=caller.patient
+            ),
+        ),
+    )

@@ -173,6 +173,54 @@ class DailyBillPublic(BaseModel):
     unpaid_fen: int
 
 
+BookingFeeStatus = Literal["due", "paid", "refunded", "void", "on_visit"]
+
+
+class BookingFeePaymentCreate(Request):
+    """Pay an appointment's consultation fee at booking (e.g. in the app, or at the desk)."""
+
+    method: PaymentMethod
+    amount_fen: Fen | None = Field(default=None, description="If given, must equal the fee")
+
+
+class BookingPaymentPublic(BaseModel):
+    id: str
+    amount_fen: int
+    method: PaymentMethod
+    paid_at: datetime
+
+
+class RefundPublic(BaseModel):
+    id: str
+    payment_id: str
+    amount_fen: int
+    method: PaymentMethod = Field(description="Refunded the way it was paid")
+    reason: str = Field(description="Why the appointment was cancelled, e.g. `session_cancelled`")
+    refunded_at: datetime
+
+
+class BookingFeePublic(BaseModel):
+    """An appointment's consultation fee (诊察费): due, paid, refunded, void (cancelled unpaid) or
+    on_visit (moved onto the visit's account at check-in)."""
+
+    appointment_id: str
+    patient_id: str
+    clinic_session_id: str
+    department: str
+    item_code: str
+    item_name: str
+    unit: str
+    amount_fen: int
+    status: BookingFeeStatus
+    booked_at: datetime
+    cancelled_at: datetime | None
+    cancel_reason: str | None
+    visit_id: str | None = Field(description="The visit the fee moved onto at check-in")
+    charge_id: str | None = Field(description="Its charge on that visit's account")
+    payment: BookingPaymentPublic | None
+    refund: RefundPublic | None
+
+
 class RejectedChargePublic(BaseModel):
     event_id: str
     source: str

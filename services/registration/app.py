@@ -4,9 +4,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from kit.app import build_service_app
+from kit.app import Worker, build_service_app
+from kit.database import Database
 from kit.feed import Feed
 from services.registration import consumers
+from services.registration.appointments import AppointmentSweep
 from services.registration.config import RegistrationSettings, get_settings
 from services.registration.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.registration.router import router
@@ -14,6 +16,10 @@ from services.registration.router import router
 
 def create_app(settings: RegistrationSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
+
+    def appointment_sweep(_app: FastAPI, database: Database) -> Worker:
+        return AppointmentSweep(database, settings)
+
     return build_service_app(
         settings=settings,
         title="patientflow registration",
@@ -31,4 +37,6 @@ def create_app(settings: RegistrationSettings | None = None) -> FastAPI:
             )
         ],
         feed_models=(FeedCursor, ConsumedEvent),
+        # Lapsed holds released, no-shows marked (an interval of 0 turns it off).
+        workers=[appointment_sweep] if settings.appointment_sweep_seconds > 0 else [],
     )

@@ -32,6 +32,39 @@ class RegistrationSettings(ServiceSettings):
     # names a deployment's own notifier, called with these settings.
     notifier: str = "file"
     notifier_file: Path | None = None  # default: <data_dir>/sms-outbox.jsonl
+    # A disrupted patient's rebooking offer stays open this long (or until its session's booking closes).
+    rebooking_offer_hours: int = Field(default=48, ge=1, le=14 * 24)
+
+    # Appointments (预约挂号). The consultation fee (诊察费) by the doctor's title and expert status:
+    # billing's catalogue codes, and the price the patient is told at booking (billing charges its own).
+    consultation_fee_items: dict[str, str] = Field(
+        default_factory=lambda: {
+            "resident": "110200001",
+            "attending": "110200001",
+            "associate_chief": "110200002",
+            "chief": "110200003",
+            "expert": "110200004",
+        }
+    )
+    consultation_fee_fen: dict[str, int] = Field(
+        default_factory=lambda: {
+            "110200001": 2000,
+            "110200002": 3000,
+            "110200003": 4000,
+            "110200004": 10000,
+        }
+    )
+    # A hold (status proposed, e.g. while the app takes payment) lapses after this long.
+    hold_seconds: int = Field(default=600, ge=1, le=3600)
+    # A patient may cancel until this long before the slot; the desk may cancel until arrival.
+    cancel_cutoff_minutes: int = Field(default=120, ge=0, le=7 * 24 * 60)
+    # Check-in is open from this long before the slot until this long after it.
+    checkin_early_minutes: int = Field(default=60, ge=0, le=24 * 60)
+    checkin_late_minutes: int = Field(default=30, ge=0, le=24 * 60)
+    # A booked appointment not checked in this long after its slot becomes a no-show.
+    noshow_grace_minutes: int = Field(default=30, ge=0, le=24 * 60)
+    # How often the appointments sweep (lapsed holds, no-shows) runs; 0 turns it off.
+    appointment_sweep_seconds: float = Field(default=30.0, ge=0)
 
     @property
     def resolved_notifier_file(self) -> Path:

@@ -1,5 +1,5 @@
-"""What registration does with its siblings' events: billing's settlements close visits. Each handler
-runs in the consumer's transaction (kit.feed) and calls no one."""
+"""What registration does with its siblings' events: billing's settlements close visits (and fulfil the
+appointment that opened one). Each handler runs in the consumer's transaction (kit.feed) and calls no one."""
 
 import logging
 from datetime import datetime
@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import Session
 
 from kit.clock import as_utc
-from services.registration import repository
+from services.registration import appointments, repository
 from services.registration.service import SETTLED
 
 logger = logging.getLogger("patientflow.registration")
@@ -25,3 +25,4 @@ def apply_billing_event(session: Session, event: dict[str, Any]) -> None:
         return
     visit.status, visit.settled_at = SETTLED, as_utc(datetime.fromisoformat(event["occurred_at"]))
     session.add(visit)
+    appointments.fulfil(session, visit_id=visit.id, at=visit.settled_at)

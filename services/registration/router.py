@@ -1,38 +1,95 @@
 """Registration endpoints (thin: parse, call the service, shape the answer)."""
 
-from typing import Annotated
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Path, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
 
 from kit.auth import Caller, CallerDep, require_scope, require_service_caller
 from kit.config import app_settings
 from kit.database import ReadConnectionDep, SessionDep
-from kit.errors import Forbidden, problem_responses
+from kit.errors import BadRequest, Conflict, Forbidden, UnprocessableContent, problem_responses
+from kit.idempotency import IdempotencyKeyHeader, checked_key, idempotent
 from kit.params import page_size
-from services.registration import proofs, service
+from services.registration import appointments, disruptions, proofs, schedules, service
 from services.registration.config import RegistrationSettings
 from services.registration.errors import (
+    AppointmentNotFound,
+    AppointmentStateConflict,
+    BookingConflict,
+    BookingRefused,
+    CheckInRefused,
+    ClinicSessionNotFound,
+    DepartmentNotFound,
+    DisruptionInvalid,
+    DisruptionRefused,
+    DoctorNotFound,
+    DuplicateDepartment,
     DuplicatePatient,
     InvalidIdNumber,
     MergeRefused,
+    NoSuchSlot,
     PatientNotFound,
+    RebookingOfferClosed,
+    RebookingOfferNotFound,
+    ScheduleRefused,
+    TemplateNotFound,
     VisitNotFound,
     VisitRefused,
 )
+from services.registration.models import IdempotencyRecord
 from services.registration.notifier import Notifier, build_notifier
-from services.registration.repository import list_session_attempts, list_visits
+from services.registration.repository import (
+    list_appointments,
+    list_clinic_sessions,
+    list_departments,
+    list_doctors,
+    list_session_attempts,
+    list_templates,
+    list_visits,
+)
 from services.registration.schemas import (
+    AppointmentAnswer,
+    AppointmentCreate,
+    AppointmentPublic,
+    AppointmentStatus,
+    CancelReason,
+    CancelRequest,
     ChallengeRequest,
+    Channel,
+    CheckInRequest,
+    ClinicSessionPublic,
     CodeProof,
+    DepartmentCreate,
+    DepartmentPublic,
+    DisruptionCreate,
+    DisruptionPublic,
+    DoctorCreate,
+    DoctorPublic,
+    ExceptionCreate,
+    ExceptionPublic,
+    GenerateRequest,
+    GenerateResult,
     MergePublic,
     MergeRequest,
+    OfferDecisionAnswer,
     PatientCreate,
     PatientPublic,
+    PaymentMode,
     ProofCheck,
     ProofVerdict,
+    RebookingOfferPublic,
     SessionAttemptPublic,
+    SessionCreate,
+    SessionSlots,
     SlipPublic,
     SlipRequest,
+    TemplateCreate,
+    TemplatePublic,
     VisitCreate,
     VisitOpened,
     VisitPublic,
@@ -241,3 +298,512 @@ def read_session_attempts(
     """
     rows = list_session_attempts(session, patient_id=patient_id, client=client, limit=limit)
     return [SessionAttemptPublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+# --- the directory and the schedule (published: apps, kiosks and hall screens read them) --------------
+
+DIRECTORY_READ = require_scope("directory:read", patients=True)
+SCHEDULES_WRITE = require_scope("schedules:write")
+APPOINTMENTS_WRITE = require_scope("appointments:write", patients=True)
+APPOINTMENTS_CHECK_IN = require_scope("checkin:write", patients=True)
+APPOINTMENTS_READ = require_scope("registration:read", patients=True)
+Code = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")]
+RecordId = Annotated[str, Path(min_length=1, max_length=36)]
+
+
+@router.get("/departments", dependencies=[DIRECTORY_READ], tags=["directory"])
+def read_departments(session: SessionDep) -> list[DepartmentPublic]:
+    """Every department, with the floor and zone where its clinics are (科室导航)."""
+    return [DepartmentPublic.model_validate(d, from_attributes=True) for d in list_departments(session)]
+
+
+@router.post(
+    "/departments",
+    dependencies=[SCHEDULES_WRITE],
+    status_code=status.HTTP_201_CREATED,
+    tags=["directory"],
+    responses=problem_responses(DuplicateDepartment),
+)
+def create_department(data: DepartmentCreate, session: SessionDep) -> DepartmentPublic:
+    """Add a department to the directory; a code already used is 409."""
+    return DepartmentPublic.model_validate(
+        schedules.create_department(session, data=data), from_attributes=True
+    )
+
+
+@router.get("/doctors", dependencies=[DIRECTORY_READ], tags=["directory"])
+def read_doctors(
+    session: SessionDep,
+    department: Annotated[str | None, Query(max_length=32)] = None,
+    expert: bool | None = None,
+    limit: Annotated[int, page_size(500)] = 100,
+) -> list[DoctorPublic]:
+    """Doctors with title, expert status and short profile (专家介绍), by department."""
+    rows = list_doctors(session, department=department, expert=expert, limit=limit)
+    return [DoctorPublic.model_validate(d, from_attributes=True) for d in rows]
+
+
+@router.get(
+    "/doctors/{doctor_id}",
+    dependencies=[DIRECTORY_READ],
+    tags=["directory"],
+    responses=problem_responses(DoctorNotFound),
+)
+def read_doctor(doctor_id: RecordId, session: SessionDep) -> DoctorPublic:
+    """One doctor of the directory."""
+    return DoctorPublic.model_validate(
+        schedules.get_doctor(session, doctor_id=doctor_id), from_attributes=True
+    )
+
+
+@router.post(
+    "/doctors",
+    dependencies=[SCHEDULES_WRITE],
+    status_code=status.HTTP_201_CREATED,
+    tags=["directory"],
+    responses=problem_responses(DepartmentNotFound),
+)
+def create_doctor(data: DoctorCreate, session: SessionDep) -> DoctorPublic:
+    """Add a doctor to a department. The title (and expert status) fixes the sessions' consultation fee."""
+    return DoctorPublic.model_validate(schedules.create_doctor(session, data=data), from_attributes=True)
+
+
+@router.get("/schedule-templates", dependencies=[DIRECTORY_READ], tags=["schedules"])
+def read_templates(
+    session: SessionDep,
+    department: Annotated[str | None, Query(max_length=32)] = None,
+    doctor_id: Annotated[str | None, Query(max_length=36)] = None,
+    limit: Annotated[int, page_size(500)] = 100,
+) -> list[TemplatePublic]:
+    """The weekly clinic timetable (出诊时间表)."""
+    rows = list_templates(session, department=department, doctor_id=doctor_id, limit=limit)
+    return [TemplatePublic.model_validate(t, from_attributes=True) for t in rows]
+
+
+@router.post(
+    "/schedule-templates",
+    dependencies=[SCHEDULES_WRITE],
+    status_code=status.HTTP_201_CREATED,
+    tags=["schedules"],
+    responses=problem_responses(DepartmentNotFound, DoctorNotFound, ScheduleRefused),
+)
+def create_template(data: TemplateCreate, session: SessionDep) -> TemplatePublic:
+    """A weekly clinic of a doctor of the department: weekday, period, local times (the period's usual
+    hours if omitted), quota, slot length, kind and booking hours. 422 when no slot fits."""
+    return TemplatePublic.model_validate(schedules.create_template(session, data=data), from_attributes=True)
+
+
+@router.post(
+    "/schedule-templates/{template_id}/exceptions",
+    dependencies=[SCHEDULES_WRITE],
+    status_code=status.HTTP_201_CREATED,
+    tags=["schedules"],
+    responses=problem_responses(TemplateNotFound, ScheduleRefused),
+)
+def add_template_exception(
+    template_id: RecordId, data: ExceptionCreate, session: SessionDep
+) -> ExceptionPublic:
+    """Skip one date of the template, or give it its own quota or times (for sessions generated later)."""
+    exception = schedules.add_exception(session, template_id=template_id, data=data)
+    return ExceptionPublic.model_validate(exception, from_attributes=True)
+
+
+@router.post(
+    "/clinic-sessions/generate",
+    dependencies=[SCHEDULES_WRITE],
+    tags=["schedules"],
+)
+def generate_sessions(data: GenerateRequest, session: SessionDep, settings: SettingsDep) -> GenerateResult:
+    """Generate the sessions of every template in force (or one department's) for a date range.
+
+    Idempotent: a session exists at most once per template and date, so a re-run creates none.
+    """
+    return schedules.generate_sessions(session, data=data, settings=settings)
+
+
+@router.post(
+    "/clinic-sessions",
+    dependencies=[SCHEDULES_WRITE],
+    status_code=status.HTTP_201_CREATED,
+    tags=["schedules"],
+    responses=problem_responses(DepartmentNotFound, DoctorNotFound, ScheduleRefused),
+)
+def create_session(data: SessionCreate, session: SessionDep, settings: SettingsDep) -> ClinicSessionPublic:
+    """An ad-hoc session (a holiday or extra clinic), bookable from now until it ends unless told."""
+    return schedules.to_public(schedules.create_session(session, data=data, settings=settings))
+
+
+@router.get("/clinic-sessions", dependencies=[DIRECTORY_READ], tags=["schedules"])
+def read_sessions(
+    session: SessionDep,
+    department: Annotated[str | None, Query(max_length=32)] = None,
+    doctor_id: Annotated[str | None, Query(max_length=36)] = None,
+    on: Annotated[date | None, Query(alias="date")] = None,
+    from_date: date | None = None,
+    to_date: date | None = None,
+    limit: Annotated[int, page_size(500)] = 100,
+) -> list[ClinicSessionPublic]:
+    """Clinic sessions by department, doctor and date (`date`, or `from_date`..`to_date`), soonest first."""
+    rows = list_clinic_sessions(
+        session,
+        department=department,
+        doctor_id=doctor_id,
+        from_date=on or from_date,
+        to_date=on or to_date,
+        limit=limit,
+    )
+    return [schedules.to_public(s) for s in rows]
+
+
+@router.get(
+    "/clinic-sessions/{clinic_session_id}",
+    dependencies=[DIRECTORY_READ],
+    tags=["schedules"],
+    responses=problem_responses(ClinicSessionNotFound),
+)
+def read_session(clinic_session_id: RecordId, session: SessionDep) -> ClinicSessionPublic:
+    """One session: times, quota, fee item and booking hours."""
+    return schedules.to_public(schedules.get_clinic_session(session, clinic_session_id=clinic_session_id))
+
+
+@router.get(
+    "/clinic-sessions/{clinic_session_id}/slots",
+    dependencies=[DIRECTORY_READ],
+    tags=["schedules"],
+    responses=problem_responses(ClinicSessionNotFound),
+)
+def read_session_slots(clinic_session_id: RecordId, session: SessionDep) -> SessionSlots:
+    """The session's slots and the seats left in each (a lapsed hold counts as free)."""
+    return schedules.session_slots(session, clinic_session_id=clinic_session_id)
+
+
+# --- appointments ------------------------------------------------------------------------------------
+
+
+def _patient_channel_checked(caller: Caller, data: AppointmentCreate) -> None:
+    """An app acting for its patient books only in the app, for that patient (the gateway checked too)."""
+    if caller.patient is None:
+        return
+    if data.patient_id != caller.patient:
+        raise PatientNotFound("No such patient.")
+    if data.channel is not Channel.app or data.check_in:
+        raise BookingRefused("A patient's own device books through the `app` channel only.")
+
+
+async def refuse_when_full(
+    data: AppointmentCreate, request: Request, caller: CallerDep, key: IdempotencyKeyHeader = None
+) -> None:
+    """Before the unit of work (and SQLite's single writer): a full session is refused on a read, unless
+    the request is a retry whose first answer is stored (a replay must give that answer back)."""
+    database = request.app.state.database
+
+    def check(session: Session) -> None:
+        if key and session.get(IdempotencyRecord, (caller.subject, checked_key(key))) is not None:
+            return
+        appointments.refuse_when_full(session, clinic_session_id=data.clinic_session_id)
+
+    await database.read(check)
+
+
+@router.post(
+    "/appointments",
+    dependencies=[APPOINTMENTS_WRITE, Depends(refuse_when_full)],
+    status_code=status.HTTP_201_CREATED,
+    response_model=AppointmentAnswer,
+    tags=["appointments"],
+    responses=problem_responses(
+        PatientNotFound,
+        ClinicSessionNotFound,
+        BookingConflict,
+        NoSuchSlot,
+        BookingRefused,
+    ),
+)
+def book_appointment(
+    data: AppointmentCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    key: IdempotencyKeyHeader = None,
+) -> Any:
+    """Book a seat of a clinic session (or `hold` it for a few minutes, e.g. while the app takes payment).
+
+    409 when the session is full (`session-full`), the slot is (`slot-full`), the patient already holds
+    a booking in it (`already-booked`), booking is not open (`booking-closed`) or the session is
+    suspended or cancelled (`session-not-open`); never an overbooked slot, however many book at once.
+    An onsite booking with `check_in` is a walk-in (现场挂号): it draws on the same quota and opens the
+    visit at once. Honours `Idempotency-Key` (a retry books once). Emits `appointment.booked` (or
+    `appointment.held`), and for a walk-in `visit.opened` and `appointment.arrived`.
+    """
+    _patient_channel_checked(caller, data)
+
+    def run() -> tuple[int, AppointmentAnswer]:
+        answer = appointments.create_appointment(
+            session, data=data, booked_by=caller.subject, acting_for=caller.patient, settings=settings
+        )
+        return status.HTTP_201_CREATED, answer
+
+    if key is None:
+        return JSONResponse(jsonable_encoder(run()[1]), status.HTTP_201_CREATED)
+    return idempotent(
+        session,
+        IdempotencyRecord,
+        client=caller.subject,
+        key=key,
+        payload={"operation": "appointment", "patient": caller.patient, "body": data},
+        run=run,
+    )
+
+
+@router.get("/appointments", dependencies=[APPOINTMENTS_READ], tags=["appointments"])
+def read_appointments(
+    session: SessionDep,
+    caller: CallerDep,
+    patient_id: Annotated[str | None, Query(max_length=36)] = None,
+    clinic_session_id: Annotated[str | None, Query(max_length=36)] = None,
+    appointment_status: Annotated[AppointmentStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, page_size(500)] = 100,
+) -> list[AppointmentPublic]:
+    """Appointments by patient, session and status, by slot time. A patient's device sees only its own."""
+    if caller.patient is not None:
+        if patient_id not in (None, caller.patient):
+            return []
+        patient_id = caller.patient
+    if patient_id is None and clinic_session_id is None:
+        raise BadRequest("Name a patient_id or a clinic_session_id.", slug="filter-required")
+    rows = list_appointments(
+        session,
+        patient_id=patient_id,
+        clinic_session_id=clinic_session_id,
+        status=appointment_status.value if appointment_status else None,
+        limit=limit,
+    )
+    sessions = {
+        s: schedules.get_clinic_session(session, clinic_session_id=s)
+        for s in {a.clinic_session_id for a in rows}
+    }
+    return [appointments.to_public(a, sessions[a.clinic_session_id]) for a in rows]
+
+
+@router.get(
+    "/appointments/{appointment_id}",
+    dependencies=[APPOINTMENTS_READ],
+    tags=["appointments"],
+    responses=problem_responses(AppointmentNotFound),
+)
+def read_appointment(appointment_id: RecordId, session: SessionDep, caller: CallerDep) -> AppointmentPublic:
+    """One appointment; another patient's is 404 to a patient's device."""
+    appointment = appointments.get_appointment(
+        session, appointment_id=appointment_id, acting_for=caller.patient
+    )
+    clinic_session = schedules.get_clinic_session(session, clinic_session_id=appointment.clinic_session_id)
+    return appointments.to_public(appointment, clinic_session)
+
+
+@router.post(
+    "/appointments/{appointment_id}/confirm",
+    dependencies=[APPOINTMENTS_WRITE],
+    tags=["appointments"],
+    responses=problem_responses(AppointmentNotFound, AppointmentStateConflict),
+)
+def confirm_appointment(
+    appointment_id: RecordId, session: SessionDep, caller: CallerDep
+) -> AppointmentPublic:
+    """Turn a hold into a booking before it lapses (409 `hold-lapsed` after). Emits `appointment.booked`."""
+    return appointments.confirm_hold(session, appointment_id=appointment_id, acting_for=caller.patient)
+
+
+@router.post(
+    "/appointments/{appointment_id}/cancel",
+    dependencies=[APPOINTMENTS_WRITE],
+    tags=["appointments"],
+    responses=problem_responses(AppointmentNotFound, AppointmentStateConflict),
+)
+def cancel_appointment(
+    appointment_id: RecordId,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    data: Annotated[CancelRequest | None, Body()] = None,
+) -> AppointmentPublic:
+    """Cancel a hold or a booking; the seat is free again at once.
+
+    The patient (`reason: patient`, always so from the patient's own device) may cancel until
+    `REGISTRATION_CANCEL_CUTOFF_MINUTES` before the slot (409 `cancel-cutoff-passed` after); the desk
+    (`reason: desk`) until the patient arrives. Emits `appointment.cancelled`.
+    """
+    reason = CancelReason.patient if caller.patient is not None or data is None else CancelReason(data.reason)
+    return appointments.cancel(
+        session, appointment_id=appointment_id, reason=reason, acting_for=caller.patient, settings=settings
+    )
+
+
+@router.post(
+    "/appointments/{appointment_id}/check-in",
+    dependencies=[APPOINTMENTS_CHECK_IN],
+    tags=["appointments"],
+    responses=problem_responses(AppointmentNotFound, CheckInRefused),
+)
+def check_in_appointment(
+    appointment_id: RecordId,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    data: Annotated[CheckInRequest | None, Body()] = None,
+) -> AppointmentAnswer:
+    """Check in on the day (desk, kiosk or app), from `REGISTRATION_CHECKIN_EARLY_MINUTES` before the
+    slot until `REGISTRATION_CHECKIN_LATE_MINUTES` after it (409 `check-in-too-early`/`-too-late`).
+
+    Opens the outpatient visit in the session's department with the session's consultation fee, answers
+    it with its slip code (shown once) and puts the patient in the department's queue carrying the
+    appointment time. Emits `visit.opened` (with `appointment_id`) and `appointment.arrived`.
+    """
+    return appointments.check_in(
+        session,
+        appointment_id=appointment_id,
+        acting_for=caller.patient,
+        payment_mode=data.payment_mode if data else PaymentMode.prepay,
+        settings=settings,
+    )
+
+
+# --- disrupted sessions -----------------------------------------------------------------------------------
+
+ID_PATTERN = r"^[A-Za-z0-9-]{1,36}$"  # ids are uuids: anything else is refused before it reaches SQL
+OfferIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+ClinicSessionIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+KEYED_WRITE_ERRORS = (BadRequest, Conflict, UnprocessableContent)
+
+
+def _once_per_key(
+    session: Session, caller: Caller, key: str | None, payload: dict[str, Any], run: Callable[[], Any]
+) -> JSONResponse:
+    """Run once per `Idempotency-Key` when one is sent (a retry gets the first answer), else just run."""
+    if key is None:
+        return JSONResponse(jsonable_encoder(run()), status.HTTP_201_CREATED)
+    return idempotent(
+        session, IdempotencyRecord, client=caller.subject, key=key, payload=payload, run=lambda: (201, run())
+    )
+
+
+@router.post(
+    "/clinic-sessions/{clinic_session_id}/disruptions",
+    dependencies=[require_scope("schedules:write")],
+    status_code=status.HTTP_201_CREATED,
+    response_model=DisruptionPublic,
+    tags=["disruptions"],
+    responses=problem_responses(
+        *KEYED_WRITE_ERRORS, ClinicSessionNotFound, DisruptionRefused, DisruptionInvalid
+    ),
+)
+def disrupt_session(
+    clinic_session_id: ClinicSessionIdPath,
+    data: DisruptionCreate,
+    session: SessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """Change, suspend, resume or cancel a clinic session, with the reason (doctor, patient, hospital).
+
+    Honours `Idempotency-Key`. The answer lists every affected hold and booking (not yet checked in).
+    `cancel` cancels each of them (`session_cancelled`: billing refunds paid fees) and leaves no seat to
+    book; `suspend` refuses new bookings and check-ins and keeps the bookings; `resume` reopens;
+    `change` moves the times or names a substitute doctor and keeps the bookings. `cancel` and
+    `suspend` offer each patient a rebooking (`offer`). A session in the wrong state for the action is
+    409 `disruption-refused`. Emits `session.changed|suspended|resumed|cancelled` and one
+    `appointment.disrupted` per affected patient.
+    """
+    return _once_per_key(
+        session,
+        caller,
+        key,
+        {"operation": "disruption", "clinic_session_id": clinic_session_id, "body": data},
+        lambda: disruptions.disrupt_session(
+            session,
+            clinic_session_id=clinic_session_id,
+            data=data,
+            created_by=caller.subject,
+            settings=settings,
+        ),
+    )
+
+
+@router.get(
+    "/clinic-sessions/{clinic_session_id}/disruptions",
+    dependencies=[require_scope("registration:read")],
+    tags=["disruptions"],
+    responses=problem_responses(ClinicSessionNotFound),
+)
+def read_disruptions(clinic_session_id: ClinicSessionIdPath, session: SessionDep) -> list[DisruptionPublic]:
+    """The session's disruptions, oldest first, each with every appointment it touched as it is now and
+    the rebooking offered."""
+    return disruptions.list_disruptions(session, clinic_session_id=clinic_session_id)
+
+
+@router.get(
+    "/rebooking-offers/{offer_id}",
+    dependencies=[require_scope("registration:read", patients=True)],
+    tags=["disruptions"],
+    responses=problem_responses(RebookingOfferNotFound),
+)
+def read_rebooking_offer(
+    offer_id: OfferIdPath, session: SessionDep, caller: CallerDep
+) -> RebookingOfferPublic:
+    """A disrupted patient's rebooking offer (an app sees only its own patient's)."""
+    return disruptions.read_offer(session, offer_id=offer_id, acting_for=caller.patient)
+
+
+@router.post(
+    "/rebooking-offers/{offer_id}/accept",
+    dependencies=[require_scope("appointments:write", patients=True)],
+    status_code=status.HTTP_201_CREATED,
+    response_model=OfferDecisionAnswer,
+    tags=["disruptions"],
+    responses=problem_responses(
+        BadRequest, Conflict, BookingConflict, RebookingOfferNotFound, RebookingOfferClosed
+    ),
+)
+def accept_rebooking_offer(
+    offer_id: OfferIdPath,
+    session: SessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """Accept: book the offered session for the patient (the patient's app, or the desk).
+
+    Honours `Idempotency-Key`. Booked like any booking: a full or closed session is 409 (the offer stays
+    open); an offer accepted, declined, superseded or expired is 409 `rebooking-offer-closed`. A booking
+    of a suspended session still held is given up for the new one. Emits `appointment.booked` and
+    `appointment.rebooked`.
+    """
+    return _once_per_key(
+        session,
+        caller,
+        key,
+        {"operation": "accept-offer", "offer_id": offer_id, "patient": caller.patient},
+        lambda: disruptions.accept_offer(
+            session,
+            offer_id=offer_id,
+            acting_for=caller.patient,
+            decided_by=caller.subject,
+            settings=settings,
+        ),
+    )
+
+
+@router.post(
+    "/rebooking-offers/{offer_id}/decline",
+    dependencies=[require_scope("appointments:write", patients=True)],
+    tags=["disruptions"],
+    responses=problem_responses(RebookingOfferNotFound, RebookingOfferClosed),
+)
+def decline_rebooking_offer(
+    offer_id: OfferIdPath, session: SessionDep, caller: CallerDep
+) -> OfferDecisionAnswer:
+    """Decline: a cancelled appointment stays cancelled (a paid fee is refunded already); a suspended
+    session's booking is kept. Declining again answers the same; an accepted or expired offer is 409."""
+    return disruptions.decline_offer(
+        session, offer_id=offer_id, acting_for=caller.patient, decided_by=caller.subject
+    )

@@ -134,8 +134,19 @@ def get_patient(session: Session, *, patient_id: str, acting_for: str | None = N
     return patient
 
 
-def open_visit(session: Session, *, data: VisitCreate, settings: RegistrationSettings) -> Visit:
-    """Open a visit; green channel (先救治后付费) is for emergencies only."""
+def open_visit(
+    session: Session,
+    *,
+    data: VisitCreate,
+    settings: RegistrationSettings,
+    fee_item: str | None = None,
+    appointment_id: str | None = None,
+) -> Visit:
+    """Open a visit; green channel (先救治后付费) is for emergencies only.
+
+    A checked-in appointment opens its visit with the session's consultation fee (`fee_item`, instead of
+    the kind's default) and names itself (`appointment_id`) in `visit.opened`.
+    """
     patient = get_patient(session, patient_id=data.patient_id)
     if patient.merged_into_id:
         raise VisitRefused(
@@ -168,7 +179,8 @@ def open_visit(session: Session, *, data: VisitCreate, settings: RegistrationSet
             "kind": visit.kind,
             "department": visit.department,
             "payment_mode": visit.payment_mode,
-            "registration_fee_item": fee_items.get(data.kind),
+            "registration_fee_item": fee_item or fee_items.get(data.kind),
+            "appointment_id": appointment_id,
         },
     )
     return visit

@@ -1,13 +1,32 @@
 """The triage service's FastAPI app."""
 
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from kit.app import build_service_app
+from kit.feed import EventHandler, Feed, PageResolver
+from services.triage import consumers
 from services.triage.config import TriageSettings, get_settings
-from services.triage.models import OutboxEvent
+from services.triage.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.triage.router import router
+
+
+def _arrival_names(app: FastAPI) -> consumers.ArrivalNames:
+    """One name look-up per app, shared by the registration feed's resolver and handler."""
+    if getattr(app.state, "arrival_names", None) is None:
+        app.state.arrival_names = consumers.ArrivalNames(app.state.siblings["registration"])
+    names: consumers.ArrivalNames = app.state.arrival_names
+    return names
+
+
+def _registration_handler(app: FastAPI) -> EventHandler:
+    return partial(consumers.apply_registration_event, names=_arrival_names(app))
+
+
+def _registration_resolver(app: FastAPI) -> PageResolver:
+    return _arrival_names(app).resolve
 
 
 def create_app(settings: TriageSettings | None = None) -> FastAPI:
@@ -20,4 +39,15 @@ def create_app(settings: TriageSettings | None = None) -> FastAPI:
         outbox_model=OutboxEvent,
         migrations_dir=Path(__file__).parent / "migrations",
         siblings={"registration": settings.registration_url},
+        # Patients checked in for an appointment join the department's queue.
+        feeds=[
+            Feed(
+                source="registration",
+                url=settings.registration_url,
+                handle_factory=_registration_handler,
+                resolve=_registration_resolver,
+                event_types=consumers.REGISTRATION_EVENTS,
+            )
+        ],
+        feed_models=(FeedCursor, ConsumedEvent),
     )

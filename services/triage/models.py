@@ -5,7 +5,14 @@ from datetime import date, datetime
 from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from kit.models import OutboxEventBase, Timestamp, UTCDateTime, new_registry
+from kit.models import (
+    ConsumedEventBase,
+    FeedCursorBase,
+    OutboxEventBase,
+    Timestamp,
+    UTCDateTime,
+    new_registry,
+)
 
 # A ticket is "active" until it is finished; a visit may hold one active ticket per department.
 ACTIVE_TICKET = text("status IN ('waiting', 'called')")
@@ -60,6 +67,8 @@ class Ticket(TriageTable, table=True):
     enqueued_at: datetime = Timestamp()
     called_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The booked slot's time when the patient came by appointment (registration's `appointment.arrived`).
+    appointment_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class TicketCounter(TriageTable, table=True):
@@ -88,3 +97,11 @@ class QueueSuspension(TriageTable, table=True):
 
 class OutboxEvent(OutboxEventBase, TriageTable, table=True):
     __tablename__ = "outbox_event"
+
+
+class FeedCursor(FeedCursorBase, TriageTable, table=True):
+    __tablename__ = "feed_cursor"
+
+
+class ConsumedEvent(ConsumedEventBase, TriageTable, table=True):
+    __tablename__ = "consumed_event"

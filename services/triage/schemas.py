@@ -89,6 +89,9 @@ class TicketPublic(BaseModel):
     finished_at: datetime | None
     counter: str | None
     wait_seconds: int | None = Field(description="From enqueue to call; null until called")
+    appointment_at: datetime | None = Field(
+        default=None, description="The booked slot's time, for a patient who came by appointment"
+    )
 
 
 class SuspendRequest(Request):

@@ -133,11 +133,18 @@ def _already_queued(existing: Ticket) -> AlreadyQueued:
 
 
 def enqueue(
-    session: Session, *, visit: RegistrationVisit, masked_name: str, department: str, data: TicketCreate
+    session: Session,
+    *,
+    visit: RegistrationVisit,
+    masked_name: str,
+    department: str,
+    data: TicketCreate,
+    appointment_at: datetime | None = None,
 ) -> Ticket:
     """Give a visit the department's next number; one waiting or called ticket per visit and department.
 
-    `masked_name` is what the waiting-room board will show (see `mask_name`).
+    `masked_name` is what the waiting-room board will show (see `mask_name`); `appointment_at` is the
+    booked slot's time of a patient who came by appointment.
     """
     existing = repository.active_ticket(session, visit_id=visit.id, department=department)
     if existing:
@@ -157,6 +164,7 @@ def enqueue(
         rank=rank_of(level=level, priority=data.priority),
         masked_name=masked_name,
         enqueued_at=utcnow(),  # taken after the number, so call order and numbers agree
+        appointment_at=appointment_at,
     )
     try:
         with session.begin_nested():  # a concurrent twin loses on the partial unique index, not with a 500
@@ -329,6 +337,7 @@ def to_public(ticket: Ticket) -> TicketPublic:
         finished_at=ticket.finished_at,
         counter=ticket.counter,
         wait_seconds=wait_seconds(ticket),
+        appointment_at=ticket.appointment_at,
     )
 
 

@@ -25,7 +25,15 @@ def _drop_e2e_schemas(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    env = {"PATIENTFLOW_FEED_POLL_SECONDS": "0.1", "PATIENTFLOW_ENVIRONMENT": "development"}
+    env = {
+        "PATIENTFLOW_FEED_POLL_SECONDS": "0.1",
+        "PATIENTFLOW_ENVIRONMENT": "development",
+        # Appointments (tests/e2e/test_appointments.py): holds lapse in 2 s, a booking is a no-show 90
+        # minutes after its slot (past the 30-minute late check-in window), swept every 0.2 s.
+        "REGISTRATION_HOLD_SECONDS": "2",
+        "REGISTRATION_NOSHOW_GRACE_MINUTES": "90",
+        "REGISTRATION_APPOINTMENT_SWEEP_SECONDS": "0.2",
+    }
     url = database_url_under_test()
     if url:
         _drop_e2e_schemas(url)

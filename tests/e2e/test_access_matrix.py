@@ -11,21 +11,29 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from gateway.models import PATIENT_BOUND_KINDS
 from gateway.routes import API_PREFIX, RouteTable
+from kit.clock import hospital_date
 from patientflow.devkeys import DEV_CLIENTS
-from tests.e2e.clients import Gateway, ok, patient_session, register_patient, unique_department
+from tests.e2e.clients import Gateway, eventually, ok, patient_session, register_patient, unique_department
 from tests.gateway.test_openapi import media_with_examples, refs
 from tests.gateway.test_openapi import operations as all_operations
 
 Document = dict[str, Any]
 METHODS = ("get", "put", "post", "delete", "patch")
 REFUSED = (401, 403)
-PATIENT_BOUND = ("patient", "visit", "response")  # bindings that must keep another patient's records out
+PATIENT_BOUND = (
+    "patient",
+    "visit",
+    "response",
+    "body",
+    "appointment",
+)  # bindings that must keep another patient's records out
 CLOSED_PORT_URL = "http://127.0.0.1:9/access-matrix"  # webhooks created here never leave the machine
 CBC = "250101015"  # 血细胞分析 (complete blood count)
 REPORT = {
@@ -70,6 +78,9 @@ class Ids:
     ticket_id: str | None = None
     order_id: str | None = None
     report_id: str | None = None
+    appointment_id: str | None = None
+    accept_offer_id: str | None = None  # two rebooking offers: one for staff to accept, one to decline
+    decline_offer_id: str | None = None
     patient: dict[str, Any] | None = None  # as registered: what a patient-session proof needs
 
 
@@ -85,9 +96,16 @@ def path_value(path: str, name: str, ids: Ids) -> str:
         "/v1/tickets/{id}": ids.ticket_id,
         "/v1/orders/{id}": ids.order_id,
         "/v1/reports/{id}": ids.report_id,
+        "/v1/booking-fees/{id}": ids.appointment_id,
+        "/v1/booking-fees/{id}/payments": ids.appointment_id,
+        "/v1/rebooking-offers/{id}": ids.accept_offer_id,
+        "/v1/rebooking-offers/{id}/accept": ids.accept_offer_id,
+        "/v1/rebooking-offers/{id}/decline": ids.decline_offer_id,
     }.get(path)
     if record:
         return record
+    if path.startswith("/v1/appointments/") and ids.appointment_id:
+        return ids.appointment_id
     if name == "department":
         return ids.department
     if name == "code":
@@ -159,8 +177,8 @@ def check(failures: list[str], who: str, call: Call, response: httpx.Response, *
 def setup_ids(gateway: Gateway) -> tuple[Ids, Ids]:
     """Two patients with a visit each: the first is the one apps act for in the patient pass.
 
-    The second also gets a ticket in their department's queue, and an order (on a green-channel
-    emergency visit, so it is released at once) with a final report.
+    The second also gets a ticket in their department's queue, an order (on a green-channel
+    emergency visit, so it is released at once) with a final report, and an appointment.
     """
     found = []
     for _ in range(2):
@@ -187,7 +205,72 @@ def setup_ids(gateway: Gateway) -> tuple[Ids, Ids]:
     order = ok(gateway.doctor.post("/v1/orders", json={"visit_id": urgent["id"], "test_code": CBC}), 201)
     assert order["status"] == "released", order
     report = ok(gateway.lab.post(f"/v1/orders/{order['id']}/reports", json=REPORT), 201)
-    return mine, replace(theirs, ticket_id=ticket["id"], order_id=order["id"], report_id=report["id"])
+    appointment = book_appointment(gateway, theirs)
+    eventually(
+        lambda: gateway.cashier.get(f"/v1/booking-fees/{appointment['id']}").is_success,
+        what="billing to read the booking's fee",
+    )
+    accept, decline = rebooking_offers(gateway, theirs)
+    return mine, replace(
+        theirs,
+        ticket_id=ticket["id"],
+        order_id=order["id"],
+        report_id=report["id"],
+        appointment_id=appointment["id"],
+        accept_offer_id=accept,
+        decline_offer_id=decline,
+    )
+
+
+def rebooking_offers(gateway: Gateway, ids: Ids) -> tuple[str, str]:
+    """Two of the patient's bookings with another doctor of their department, both sessions cancelled:
+    two rebooking offers, each of the doctor's first session, which has room."""
+    doctor = {"name": "王医生", "title": "attending", "department": ids.department}
+    doctor_id = ok(gateway.admin.post("/v1/doctors", json=doctor), 201)["id"]
+    sessions = []
+    for days in (2, 3, 4):  # the first is the one offered
+        starts_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
+        clinic = {
+            "department": ids.department,
+            "doctor_id": doctor_id,
+            "date": hospital_date(starts_at).isoformat(),
+            "period": "morning",
+            "starts_at": starts_at.isoformat(),
+            "ends_at": (starts_at + timedelta(hours=1)).isoformat(),
+            "quota": 4,
+        }
+        sessions.append(ok(gateway.his.post("/v1/clinic-sessions", json=clinic), 201)["id"])
+    offers = []
+    for session_id in sessions[1:]:
+        body = {"clinic_session_id": session_id, "patient_id": ids.patient_id, "channel": "phone"}
+        ok(gateway.his.post("/v1/appointments", json=body), 201)
+        cancel = {"action": "cancel", "category": "doctor", "reason": "停诊"}
+        disrupted = ok(gateway.his.post(f"/v1/clinic-sessions/{session_id}/disruptions", json=cancel), 201)
+        offer = disrupted["affected"][0]["offer"]
+        assert offer["clinic_session_id"] == sessions[0], offer
+        offers.append(offer["id"])
+    return offers[0], offers[1]
+
+
+def book_appointment(gateway: Gateway, ids: Ids) -> dict[str, Any]:
+    """A booking for the patient in a session of their own department, tomorrow."""
+    ok(gateway.admin.post("/v1/departments", json={"code": ids.department, "name": "矩阵科"}), 201)
+    doctor = {"name": "李医生", "title": "chief", "department": ids.department}
+    doctor_id = ok(gateway.admin.post("/v1/doctors", json=doctor), 201)["id"]
+    starts_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    clinic = {
+        "department": ids.department,
+        "doctor_id": doctor_id,
+        "date": starts_at.date().isoformat(),
+        "period": "morning",
+        "starts_at": starts_at.isoformat(),
+        "ends_at": (starts_at + timedelta(hours=1)).isoformat(),
+        "quota": 4,
+    }
+    session = ok(gateway.his.post("/v1/clinic-sessions", json=clinic), 201)
+    body = {"clinic_session_id": session["id"], "patient_id": ids.patient_id, "channel": "phone"}
+    booked: dict[str, Any] = ok(gateway.his.post("/v1/appointments", json=body), 201)
+    return booked
 
 
 def staff_with(scope: str | None) -> str:

@@ -1,5 +1,7 @@
 """Plain factory functions for registration tests."""
 
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -26,3 +28,47 @@ def create_visit(client: TestClient, patient_id: str, **overrides: Any) -> dict[
     response = client.post("/visits", json=body)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def create_department(client: TestClient, **overrides: Any) -> dict[str, Any]:
+    """A department of its own (a fresh code), so tests never share one."""
+    body = {"code": f"dept-{uuid.uuid4().hex[:8]}", "name": "心内科", "floor": "3F", "zone": "B"} | overrides
+    response = client.post("/departments", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def create_doctor(client: TestClient, department: str, **overrides: Any) -> dict[str, Any]:
+    body = {"name": "李医生", "title": "attending", "department": department} | overrides
+    response = client.post("/doctors", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def create_clinic_session(client: TestClient, **overrides: Any) -> dict[str, Any]:
+    """An ad-hoc session of a fresh department and doctor, starting in three hours (bookable now):
+    quota 4 in four 30-minute slots unless told."""
+    department = overrides.pop("department", None) or create_department(client)["code"]
+    doctor_id = overrides.pop("doctor_id", None) or create_doctor(client, department)["id"]
+    starts_at = overrides.pop("starts_at", None) or datetime.now(UTC).replace(microsecond=0) + timedelta(
+        hours=3
+    )
+    body = {
+        "department": department,
+        "doctor_id": doctor_id,
+        "date": starts_at.date().isoformat(),
+        "period": "morning",
+        "starts_at": starts_at.isoformat(),
+        "ends_at": (starts_at + timedelta(hours=2)).isoformat(),
+        "quota": 4,
+        "slot_minutes": 30,
+    } | overrides
+    response = client.post("/clinic-sessions", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def book(client: TestClient, clinic_session_id: str, patient_id: str, **overrides: Any) -> Any:
+    """POST /appointments (the response, not checked: many tests expect a refusal)."""
+    body = {"clinic_session_id": clinic_session_id, "patient_id": patient_id, "channel": "phone"} | overrides
+    return client.post("/appointments", json=body)
