@@ -3,8 +3,9 @@
 The gateway asks the services concurrently, as the client (its internal token, its patient): the
 visit from registration (required) and its inpatient stay (admission, transfers, discharge), then
 assessments and tickets from triage, orders and reports from results, the account from billing, each
-only when the client holds that service's read scope (else the part is `withheld`). Each part has its own short timeout; a part whose service is down, slow or
-behind an open circuit is listed in `missing` and the answer is still 200, with `partial: true`.
+only when the client holds that service's read scope (else the part is `withheld`). Each part has its
+own short timeout; a part whose service is down, slow or behind an open circuit is listed in `missing`
+and the answer is still 200, with `partial: true`.
 """
 
 import asyncio
