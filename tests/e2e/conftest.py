@@ -25,7 +25,13 @@ def _drop_e2e_schemas(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    env = {"PATIENTFLOW_FEED_POLL_SECONDS": "0.1", "PATIENTFLOW_ENVIRONMENT": "development"}
+    env = {
+        "PATIENTFLOW_FEED_POLL_SECONDS": "0.1",
+        "PATIENTFLOW_ENVIRONMENT": "development",
+        # No end-of-day close by the real clock: a run crossing the hospital's midnight would close other
+        # tests' visits under them. tests/e2e/test_stays.py turns it on for its own rule.
+        "REGISTRATION_VISIT_CLOSE_CHECK_SECONDS": "0",
+    }
     url = database_url_under_test()
     if url:
         _drop_e2e_schemas(url)
