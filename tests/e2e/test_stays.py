@@ -128,12 +128,13 @@ def test_an_emergency_patient_admitted_transferred_and_discharged(gateway: Gatew
     [closing] = hub_events(gateway, "visit.closed", visit["id"])
     assert closing["data"] == {"reason": "discharged", "kind": "inpatient"}
 
-    timeline = eventually(lambda: "settled" in (s := stages(gateway, visit["id"])) and s, what="journey")
-    shown = [
-        s
-        for s in timeline
-        if s in ("registered", "triaged", "admitted", "transferred", "discharged", "closed", "settled")
-    ]
+    def settled_journey() -> list[str] | None:
+        found = stages(gateway, visit["id"])
+        return found if "settled" in found else None
+
+    timeline = eventually(settled_journey, what="the settlement on the journey")
+    steps = ("registered", "triaged", "admitted", "transferred", "discharged", "closed", "settled")
+    shown = [stage for stage in timeline if stage in steps]
     assert shown == ["registered", "triaged", "admitted", "transferred", "discharged", "closed", "settled"]
 
 

@@ -9,6 +9,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -50,6 +51,10 @@ def run_together(base_url: str, jobs: list[Callable[[httpx.Client], T]]) -> list
         return list(pool.map(run, jobs))
 
 
+def post(path: str, body: dict[str, str], client: httpx.Client) -> httpx.Response:
+    return client.post(path, json=body)
+
+
 def open_visits(client: httpx.Client, count: int) -> list[str]:
     patient = client.post("/patients", json={"id_number": VALID_ID_NUMBERS[1], "name": "李四"}).json()
     body = {"patient_id": patient["id"], "kind": "emergency", "department": "emergency"}
@@ -78,7 +83,7 @@ def test_concurrent_admissions_to_one_bed_admit_exactly_one(served_registration:
 
     responses = run_together(
         served_registration,
-        [lambda c, v=v: c.post(f"/visits/{v}/admission", json={"ward": ward, "bed": "1"}) for v in visits],
+        [partial(post, f"/visits/{v}/admission", {"ward": ward, "bed": "1"}) for v in visits],
     )
 
     assert Counter(r.status_code for r in responses) == {201: 1, 409: RACERS - 1}, [r.text for r in responses]
@@ -107,7 +112,7 @@ def test_concurrent_transfers_into_one_free_bed_move_exactly_one(served_registra
     responses = run_together(
         served_registration,
         [
-            lambda c, v=v: c.post(f"/visits/{v}/transfers", json={"ward": ward, "bed": free, "note": "换床"})
+            partial(post, f"/visits/{v}/transfers", {"ward": ward, "bed": free, "note": "换床"})
             for v in visits
         ],
     )
