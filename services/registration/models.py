@@ -142,13 +142,13 @@ class InpatientStay(RegistrationTable, table=True):
     """The inpatient stay (住院) of an admitted visit: at most one per visit.
 
     `bed_id` is the bed the patient lies in now, unique: the database itself refuses a second patient
-    in one bed, however many admissions or transfers race for it. Discharge empties it.
+    in one bed, however many admissions or transfers race for it. Discharge empties it. The patient is
+    the visit's (so a merge of an unidentified patient carries the stay along).
     """
 
     __tablename__ = "inpatient_stay"
 
     visit_id: str = Field(primary_key=True, foreign_key="visit.id", max_length=36)
-    patient_id: str = Field(foreign_key="patient.id", index=True, max_length=36)
     admitted_from: str = Field(max_length=16)
     department: str = Field(max_length=32)
     ward_code: str = Field(foreign_key="ward.code", max_length=32)

@@ -234,7 +234,6 @@ def admit(
     ward, bed = _chosen_bed(session, data)
     stay = InpatientStay(
         visit_id=visit.id,
-        patient_id=visit.patient_id,
         admitted_from=visit.kind,
         department=ward.department,
         ward_code=ward.code,
@@ -368,14 +367,15 @@ def close(session: Session, visit: Visit, *, reason: str, now: datetime) -> None
 
 def stay_view(session: Session, *, visit_id: str) -> StayPublic:
     stay = repository.get_stay(session, visit_id)
-    if stay is None:
+    visit = repository.get_visit(session, visit_id)
+    if stay is None or visit is None:
         raise StayNotFound("This visit has no inpatient stay.")
     movements = repository.list_movements(session, visit_id)
     bed = repository.get_bed(session, stay.bed_id) if stay.bed_id is not None else None
     discharged_at = as_utc(stay.discharged_at) if stay.discharged_at else None
     return StayPublic(
         visit_id=stay.visit_id,
-        patient_id=stay.patient_id,
+        patient_id=visit.patient_id,
         admitted_from=VisitKind(stay.admitted_from),
         admitted_at=as_utc(stay.admitted_at),
         discharged_at=discharged_at,

@@ -252,3 +252,16 @@ def test_a_visit_not_admitted_cannot_be_transferred_or_discharged(client: TestCl
         "not-admitted",
     )
     assert_problem(client.post(f"/visits/{visit['id']}/discharge"), 409, "not-admitted")
+
+
+def test_a_merge_carries_the_stay_to_the_identified_patient(client: TestClient) -> None:
+    unknown = create_patient(client, unidentified=True, id_number=None, name=None, alias="男，约40岁")
+    visit = create_visit(client, unknown["id"], kind="emergency", department="emergency")
+    ward = create_ward(client)
+    client.post(f"/visits/{visit['id']}/admission", json={"ward": ward["code"], "bed": "1"})
+    known = create_patient(client)
+
+    merged = client.post(f"/patients/{known['id']}/merge", json={"source_patient_id": unknown["id"]})
+
+    assert merged.status_code == 200, merged.text
+    assert client.get(f"/visits/{visit['id']}/stay").json()["patient_id"] == known["id"]

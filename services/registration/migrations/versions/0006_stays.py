@@ -46,7 +46,6 @@ def upgrade() -> None:
     op.create_table(
         "inpatient_stay",
         sa.Column("visit_id", sa.String(length=36), nullable=False),
-        sa.Column("patient_id", sa.String(length=36), nullable=False),
         sa.Column("admitted_from", sa.String(length=16), nullable=False),
         sa.Column("department", sa.String(length=32), nullable=False),
         sa.Column("ward_code", sa.String(length=32), nullable=False),
@@ -54,16 +53,11 @@ def upgrade() -> None:
         sa.Column("admitted_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("discharged_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["bed_id"], ["bed.id"], name=op.f("fk_inpatient_stay_bed_id_bed")),
-        sa.ForeignKeyConstraint(
-            ["patient_id"], ["patient.id"], name=op.f("fk_inpatient_stay_patient_id_patient")
-        ),
         sa.ForeignKeyConstraint(["visit_id"], ["visit.id"], name=op.f("fk_inpatient_stay_visit_id_visit")),
         sa.ForeignKeyConstraint(["ward_code"], ["ward.code"], name=op.f("fk_inpatient_stay_ward_code_ward")),
         sa.PrimaryKeyConstraint("visit_id", name=op.f("pk_inpatient_stay")),
         sa.UniqueConstraint("bed_id", name=op.f("uq_inpatient_stay_bed_id")),
     )
-    with op.batch_alter_table("inpatient_stay", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_inpatient_stay_patient_id"), ["patient_id"], unique=False)
     op.create_table(
         "stay_movement",
         sa.Column("id", BIG_ID, nullable=False),
