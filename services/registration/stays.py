@@ -138,8 +138,10 @@ def _place(session: Session, stay: InpatientStay, *, ward: Ward, bed: Bed) -> No
             stay.bed_id, stay.ward_code, stay.department = bed.id, ward.code, ward.department
             session.add(stay)
             session.flush()
-    except IntegrityError:  # a racing admission or transfer took the bed first
-        raise _occupied(bed, ward) from None
+    except IntegrityError:
+        if repository.stay_of_bed(session, bed.id or 0) is None:
+            raise  # not the bed: a bug to see, not a 409 to hide it behind
+        raise _occupied(bed, ward) from None  # a racing admission or transfer took it first
 
 
 # --- the visit's state ---------------------------------------------------------------------------------
