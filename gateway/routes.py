@@ -184,7 +184,16 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
 }
 # Routes whose service honours `Idempotency-Key` (kit.idempotency): the only writes ever re-sent.
 HONOURS_IDEMPOTENCY_KEY = frozenset(
-    {("POST", "/orders"), ("POST", "/charges"), ("POST", "/payments"), ("POST", "/visits/{id}/settlement")}
+    {
+        ("POST", "/orders"),
+        ("POST", "/charges"),
+        ("POST", "/payments"),
+        ("POST", "/visits/{id}/settlement"),
+        ("POST", "/visits/{id}/admission"),
+        ("POST", "/visits/{id}/transfers"),
+        ("POST", "/visits/{id}/discharge"),
+        ("POST", "/visits/{id}/close"),
+    }
 )
 # Routes that need longer than their method's deadline: settlement waits (bounded) for the visit's
 # charges still on their way through the feeds.

@@ -5,6 +5,7 @@ from datetime import date, datetime
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from kit.idempotency import IdempotencyRecordBase
 from kit.models import (
     BigIntId,
     ConsumedEventBase,
@@ -188,3 +189,9 @@ class FeedCursor(FeedCursorBase, RegistrationTable, table=True):
 
 class ConsumedEvent(ConsumedEventBase, RegistrationTable, table=True):
     __tablename__ = "consumed_event"
+
+
+# The stays' writes honour Idempotency-Key (stays_router.py). MERGE NOTE: appointments may add this same
+# table; keep one definition (and one create_table in the migrations).
+class IdempotencyRecord(IdempotencyRecordBase, RegistrationTable, table=True):
+    __tablename__ = "idempotency_record"

@@ -324,3 +324,21 @@ def test_the_end_of_day_rule_and_the_admission_window(system: System, gateway: G
 
     assert ok(gateway.his.get(f"/v1/visits/{later['id']}"))["status"] == "open"  # closes at its settlement
     assert ok(gateway.his.get(f"/v1/visits/{emergency['id']}"))["status"] == "open"
+
+
+def test_an_admission_retried_with_its_key_admits_once(gateway: Gateway) -> None:
+    visit = open_visit(gateway)
+    ward = new_ward(gateway, "icu", beds=2)
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    answers = [
+        gateway.nurse.post(
+            f"/v1/visits/{visit['id']}/admission", json={"ward": ward, "bed": "1"}, headers=key
+        )
+        for _ in range(5)
+    ]
+    assert [a.status_code for a in answers] == [201] * 5
+    assert all(a.json() == answers[0].json() for a in answers)
+    assert [a.headers.get("idempotent-replayed") for a in answers[1:]] == ["true"] * 4
+    [admitted] = eventually(lambda: hub_events(gateway, "visit.admitted", visit["id"]), what="visit.admitted")
+    assert admitted["data"]["bed"] == "1"
+    assert ok(gateway.his.get(f"/v1/wards/{ward}"))["free_beds"] == 1

@@ -265,3 +265,33 @@ def test_a_merge_carries_the_stay_to_the_identified_patient(client: TestClient) 
 
     assert merged.status_code == 200, merged.text
     assert client.get(f"/visits/{visit['id']}/stay").json()["patient_id"] == known["id"]
+
+
+def test_a_retried_admission_or_transfer_with_its_key_gets_the_first_answer_and_happens_once(
+    client: TestClient,
+) -> None:
+    patient = create_patient(client)
+    visit = create_visit(client, patient["id"])
+    ward = create_ward(client, beds=3)
+    path = f"/visits/{visit['id']}"
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    body = {"ward": ward["code"], "bed": "1"}
+
+    first = client.post(f"{path}/admission", json=body, headers=key)
+    again = client.post(f"{path}/admission", json=body, headers=key)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert_problem(
+        client.post(f"{path}/admission", json=body | {"bed": "2"}, headers=key), 422, "idempotency-key-reused"
+    )
+
+    move_key = {"Idempotency-Key": str(uuid.uuid4())}
+    move = {"ward": ward["code"], "bed": "2", "note": "换床"}
+    assert client.post(f"{path}/transfers", json=move, headers=move_key).status_code == 201
+    assert client.post(f"{path}/transfers", json=move, headers=move_key).status_code == 201
+    close_key = {"Idempotency-Key": str(uuid.uuid4())}
+    assert client.post(f"{path}/discharge", headers=close_key).status_code == 200
+    assert client.post(f"{path}/discharge", headers=close_key).status_code == 200
+    assert feed_types(client, visit["id"]) == [
+        "visit.opened", "visit.admitted", "visit.transferred", "visit.discharged", "visit.closed",
+    ]  # fmt: skip

@@ -19,6 +19,18 @@ BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    # The stays' writes honour Idempotency-Key. MERGE NOTE: if another migration of registration creates
+    # idempotency_record too, keep one of the two.
+    op.create_table(
+        "idempotency_record",
+        sa.Column("client", sa.String(length=64), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=False),
+        sa.Column("response", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("client", "key", name=op.f("pk_idempotency_record")),
+    )
     with op.batch_alter_table("visit", schema=None) as batch_op:
         batch_op.add_column(sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("close_reason", sa.String(length=16), nullable=True))
@@ -90,3 +102,4 @@ def downgrade() -> None:
     with op.batch_alter_table("visit", schema=None) as batch_op:
         batch_op.drop_column("close_reason")
         batch_op.drop_column("closed_at")
+    op.drop_table("idempotency_record")
