@@ -1,10 +1,11 @@
 """`GET /v1/visits/{visit_id}/journey`: one visit's timeline across the four services, with its waits.
 
 The gateway asks the services concurrently, as the client (its internal token, its patient): the
-visit from registration (required), then assessments and tickets from triage, orders and reports from
-results, the account from billing, each only when the client holds that service's read scope (else
-the part is `withheld`). Each part has its own short timeout; a part whose service is down, slow or
-behind an open circuit is listed in `missing` and the answer is still 200, with `partial: true`.
+visit from registration (required) and its inpatient stay (admission, transfers, discharge), then
+assessments and tickets from triage, orders and reports from results, the account from billing, each
+only when the client holds that service's read scope (else the part is `withheld`). Each part has its
+own short timeout; a part whose service is down, slow or behind an open circuit is listed in `missing`
+and the answer is still 200, with `partial: true`.
 """
 
 import asyncio
@@ -31,7 +32,9 @@ ROUTE_KEY = "GET /visits/{id}/journey"
 STAGE_ORDER = (
     "registered", "triaged", "queued", "called", "consultation_finished", "order_placed",
     "order_released", "report_preliminary", "report_final", "charge_posted", "payment", "settled",
+    "admitted", "transferred", "discharged", "closed",
 )  # fmt: skip
+MOVEMENT_STAGES = {"admission": "admitted", "transfer": "transferred", "discharge": "discharged"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +49,12 @@ class Part:
 
     @property
     def shape(self) -> type:
-        return dict if self.name == "account" else list
+        return dict if self.name in ("account", "stay") else list
 
 
 PARTS = (
+    # A visit never admitted has no stay: 404, shown as none.
+    Part("stay", "registration", "registration:read", "/visits/{id}/stay", absent_is_empty=True),
     Part("assessments", "triage", "triage:read", "/visits/{id}/assessments"),
     Part("tickets", "triage", "triage:read", "/visits/{id}/tickets"),
     Part("orders", "results", "results:read", "/visits/{id}/orders"),
@@ -220,9 +225,23 @@ def timeline(visit: dict[str, Any], parts: dict[str, Any]) -> list[TimelineEntry
             )
         )  # fmt: skip
     found.extend(_billing_entries(parts.get("account")))
+    found.extend(_stay_entries(parts.get("stay")))
+    found.append(_entry(visit.get("closed_at"), "closed", "registration", reason=visit.get("close_reason")))
     entries = [entry for entry in found if entry is not None]
     rank = {stage: index for index, stage in enumerate(STAGE_ORDER)}
     return sorted(entries, key=lambda e: (e.at, rank.get(e.stage, len(rank))))
+
+
+def _stay_entries(stay: dict[str, Any] | None) -> Iterable[TimelineEntry | None]:
+    """Admission, each transfer (with its handover note) and discharge, from registration's stay."""
+    for movement in (stay or {}).get("movements") or []:
+        moved_from = {"from_department": movement["from_department"], "from_ward": movement["from_ward"]}
+        yield _entry(
+            movement["at"], MOVEMENT_STAGES.get(movement["kind"], movement["kind"]), "registration",
+            department=movement["department"], ward=movement["ward"], bed=movement["bed"],
+            bed_class=movement["bed_class"], note=movement["note"],
+            **(moved_from | {"from_bed": movement["from_bed"]} if movement["kind"] == "transfer" else {}),
+        )  # fmt: skip
 
 
 def _billing_entries(account: dict[str, Any] | None) -> Iterable[TimelineEntry | None]:

@@ -83,6 +83,16 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("POST", "/visits", "registration:write"),
         ("GET", "/visits/{id}", "registration:read"),
         ("POST", "/visits/{id}/slip", "registration:write"),
+        # Inpatient stays (入院、转科、出院), the ward and bed catalogue, and visits that close.
+        ("POST", "/wards", "registration:write"),
+        ("GET", "/wards", "registration:read"),
+        ("GET", "/wards/{code}", "registration:read"),
+        ("POST", "/wards/{code}/beds", "registration:write"),
+        ("POST", "/visits/{id}/admission", "registration:write"),
+        ("POST", "/visits/{id}/transfers", "registration:write"),
+        ("POST", "/visits/{id}/discharge", "registration:write"),
+        ("GET", "/visits/{id}/stay", "registration:read"),
+        ("POST", "/visits/{id}/close", "registration:write"),
         ("GET", "/audit/session-attempts", "audit:read"),
         ("GET", "/departments", "directory:read"),
         ("POST", "/departments", "schedules:write"),
@@ -174,6 +184,7 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
     ("GET", "/patients/{id}/visits"): "patient",
     ("GET", "/patients/{id}/reports"): "patient",
     ("GET", "/visits/{id}"): "visit",
+    ("GET", "/visits/{id}/stay"): "visit",
     ("GET", "/visits/{id}/assessments"): "visit",
     ("GET", "/visits/{id}/tickets"): "visit",
     ("GET", "/visits/{id}/orders"): "visit",
@@ -230,6 +241,10 @@ HONOURS_IDEMPOTENCY_KEY = frozenset(
         ("POST", "/booking-fees/{id}/payments"),
         ("POST", "/clinic-sessions/{id}/disruptions"),
         ("POST", "/rebooking-offers/{id}/accept"),
+        ("POST", "/visits/{id}/admission"),
+        ("POST", "/visits/{id}/transfers"),
+        ("POST", "/visits/{id}/discharge"),
+        ("POST", "/visits/{id}/close"),
     }
 )
 # Routes that need longer than their method's deadline: settlement waits (bounded) for the visit's

@@ -321,6 +321,11 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
         lambda: _ok(results.get(f"/orders/{prepaid['id']}"))["status"] == "released",
         what="results to release the paid order",
     )
+    # The emergency patient is admitted before its (mid-stay) settlement, so the visit stays open to the
+    # late order below; the outpatient's settlement closes its visit (`visit.closed`).
+    ward = {"code": "icu-1", "department": "icu", "name": "重症监护", "beds": [{"code": "1"}, {"code": "2"}]}
+    _ok(registration.post("/wards", json=ward), 201)
+    _ok(registration.post(f"/visits/{emergency['id']}/admission", json={"ward": "icu-1", "bed": "1"}), 201)
     for visit, method in ((outpatient, "cash"), (emergency, "insurance")):
         settle = billing.post(
             f"/visits/{visit['id']}/settlement",
@@ -333,6 +338,13 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
     eventually(
         lambda: _ok(billing.get(f"/visits/{emergency['id']}/account"))["supplementary_due_fen"],
         what="billing to put the late order on the supplementary bill",
+    )
+    transfer = {"ward": "icu-1", "bed": "2", "note": "换床"}
+    _ok(registration.post(f"/visits/{emergency['id']}/transfers", json=transfer), 201)
+    _ok(registration.post(f"/visits/{emergency['id']}/discharge", json={"note": "好转出院"}))
+    eventually(
+        lambda: _ok(registration.get(f"/visits/{outpatient['id']}"))["status"] == "closed",
+        what="registration to close the settled outpatient visit",
     )
 
     # Appointments: a hold given up, a booking never checked in (no-show), a walk-in checked in at once.

@@ -18,17 +18,22 @@ from kit.testing import TEST_SCOPES
 from services.billing.router import router as billing_router
 from services.events.router import router as events_router
 from services.registration.router import router as registration_router
+from services.registration.stays_router import router as registration_stays_router
 from services.results.router import router as results_router
 from services.triage.router import router as triage_router
 
 # The routers each service's app is built from (kit's own health, metrics and feed routes aside).
-ROUTERS: dict[str, APIRouter] = {
-    "registration": registration_router,
-    "triage": triage_router,
-    "results": results_router,
-    "billing": billing_router,
-    "events": events_router,
+ROUTERS: dict[str, tuple[APIRouter, ...]] = {
+    "registration": (registration_router, registration_stays_router),
+    "triage": (triage_router,),
+    "results": (results_router,),
+    "billing": (billing_router,),
+    "events": (events_router,),
 }
+
+
+def routes_of(name: str) -> list[Any]:
+    return [route for router in ROUTERS[name] for route in router.routes]
 
 
 def _template(path: str) -> str:
@@ -38,7 +43,7 @@ def _template(path: str) -> str:
 def service_routes(name: str) -> dict[tuple[str, str], set[str]]:
     """(method, service-local path template) -> the scopes the route checks."""
     found = {}
-    for route in ROUTERS[name].routes:
+    for route in routes_of(name):
         if isinstance(route, APIRoute):
             for method in route.methods or ():
                 found[(method, _template(route.path))] = route_guards(route.dependant)
@@ -76,7 +81,7 @@ def test_only_routes_the_gateway_binds_to_a_patient_admit_patient_bound_callers(
     local = _template(route.upstream_target(route.path))
     [api_route] = [
         r
-        for r in ROUTERS[route.service].routes
+        for r in routes_of(route.service)
         if isinstance(r, APIRoute) and route.method in (r.methods or ()) and _template(r.path) == local
     ]
     [check] = scope_checks(api_route.dependant)

@@ -1,5 +1,6 @@
 """What billing does with its siblings' events: registration's visits open accounts (and charge their
-registration fee), merges re-point them; results' placed orders are charged.
+registration fee), merges re-point them, admissions and discharges mark them; results' placed orders are
+charged.
 
 Handlers run inside the consumer's transaction (kit.feed) and call no one. An order for a visit billing
 has not read yet (registration's feed behind results') needs registration's word on the visit: the
@@ -16,10 +17,19 @@ from kit.database import Database
 from services.billing import repository
 from services.billing.schemas import ChargeOrigin, RegistrationVisit
 from services.billing.service import booking_fees
-from services.billing.service.accounts import account_for, instant, open_account
+from services.billing.service.accounts import (
+    account_for,
+    instant,
+    mark_admitted,
+    mark_discharged,
+    open_account,
+)
 from services.billing.service.charges import charge_for_event, reject, well_formed
 
-REGISTRATION_EVENTS = frozenset({"visit.opened", "patient.merged"}) | booking_fees.BOOKING_EVENTS
+REGISTRATION_EVENTS = (
+    frozenset({"visit.opened", "patient.merged", "visit.admitted", "visit.discharged"})
+    | booking_fees.BOOKING_EVENTS
+)
 RESULTS_EVENTS = frozenset({"order.placed"})
 
 
@@ -56,7 +66,8 @@ class UnseenVisits:
 def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
     """Registration's feed: a visit opens an account and charges its 诊察费 (a checked-in appointment's
     booking fee moves onto it instead); a merge re-points accounts; appointments keep, refund or void
-    their booking fees."""
+    their booking fees; an admission makes it an inpatient account; a discharge marks it for discharge
+    settlement (出院结算)."""
     data = event["data"]
     if event["type"] in booking_fees.BOOKING_EVENTS:
         booking_fees.apply_booking_event(session, event)
@@ -90,6 +101,10 @@ def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
             source_patient_id=data["source_patient_id"],
             target_patient_id=data["target_patient_id"],
         )
+    elif event["type"] == "visit.admitted":
+        mark_admitted(session, visit_id=event["visit_id"])
+    elif event["type"] == "visit.discharged":
+        mark_discharged(session, visit_id=event["visit_id"], discharged_at=instant(event["occurred_at"]))
 
 
 def apply_results_event(session: Session, event: dict[str, Any], *, unseen: UnseenVisits) -> None:

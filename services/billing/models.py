@@ -38,7 +38,11 @@ class CatalogueItem(BillingTable, table=True):
 
 
 class VisitAccount(BillingTable, table=True):
-    """The bill of one visit: `open` while charges may be posted, `settled` once closed (结算)."""
+    """The bill of one visit: `open` while charges may be posted, `settled` once closed (结算).
+
+    `discharged_at`: registration discharged the inpatient (`visit.discharged`), so the account awaits
+    its discharge settlement (出院结算) at the cashier; `kind` follows the visit into `inpatient`.
+    """
 
     __tablename__ = "visit_account"
 
@@ -49,6 +53,7 @@ class VisitAccount(BillingTable, table=True):
     status: str = Field(default="open", max_length=16)
     opened_at: datetime = Timestamp()
     settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    discharged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Payment(BillingTable, table=True):

@@ -27,6 +27,7 @@ from services.billing.errors import (
     ItemNotFound,
     NothingDue,
     UnknownItem,
+    VisitClosed,
     VisitNotFound,
 )
 from services.billing.models import IdempotencyRecord
@@ -88,8 +89,9 @@ async def _unseen(request: Request, registration: ServiceClient, visit_id: str) 
 
 # Registration's word on a visit billing has no account for yet (None when it has one): dependencies
 # declared before the session, so registration is asked before the database gate is taken.
-async def charged_visit(data: ChargeCreate, request: Request, registration: RegistrationDep) -> UnseenVisit:
-    return await _unseen(request, registration, data.visit_id)
+async def charged_visit(data: ChargeCreate, registration: RegistrationDep) -> UnseenVisit:
+    # Always asked: a charge by hand needs registration's word that the visit is not closed.
+    return await accounts.chargeable_visit(registration, visit_id=data.visit_id)
 
 
 async def paid_visit(data: PaymentCreate, request: Request, registration: RegistrationDep) -> UnseenVisit:
@@ -130,7 +132,7 @@ def read_catalogue_item(code: str, session: SessionDep) -> CatalogueItemPublic:
     response_model=ChargePublic,
     tags=["charges"],
     responses=problem_responses(
-        *KEYED_WRITE_ERRORS, VisitNotFound, AccountSettled, UnknownItem, InvalidServiceDate
+        *KEYED_WRITE_ERRORS, VisitNotFound, AccountSettled, VisitClosed, UnknownItem, InvalidServiceDate
     ),
 )
 def post_charge(
@@ -144,7 +146,9 @@ def post_charge(
 
     Needs an `Idempotency-Key`. An item not in the active catalogue is 422 `unknown-item`; a
     `service_date` outside the visit (before it opened, after today) is 422 `invalid-service-date`; a
-    visit registration does not know is 404; a settled account is 409. Emits `charge.posted`.
+    visit registration does not know is 404; a settled account is 409, and so is a visit registration
+    has closed (`visit-closed`: charges for work done before still arrive through the feeds). Emits
+    `charge.posted`.
     """
     return idempotent(
         session,

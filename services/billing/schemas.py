@@ -124,6 +124,12 @@ class AccountPublic(BaseModel):
     payment_mode: str
     status: str
     settled_at: datetime | None
+    discharged_at: datetime | None = Field(
+        default=None, description="When registration discharged the inpatient (出院): settle at discharge"
+    )
+    awaiting_discharge_settlement: bool = Field(
+        default=False, description="Discharged and not yet settled: the cashier's discharge settlement is due"
+    )
     charges_total_fen: int
     paid_fen: int
     balance_fen: int
@@ -239,3 +245,4 @@ class RegistrationVisit(BaseModel):
     kind: str
     payment_mode: str
     opened_at: datetime
+    status: str = Field(default="open", description="`closed`: the visit takes no new manual charge")

@@ -7,8 +7,9 @@ from fastapi import FastAPI
 from kit.app import Worker, build_service_app
 from kit.database import Database
 from kit.feed import Feed
-from services.registration import consumers
+from services.registration import consumers, stays_router
 from services.registration.appointments import AppointmentSweep
+from services.registration.closing import VisitCloser
 from services.registration.config import RegistrationSettings, get_settings
 from services.registration.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.registration.router import router
@@ -24,7 +25,7 @@ def create_app(settings: RegistrationSettings | None = None) -> FastAPI:
         settings=settings,
         title="patientflow registration",
         description="Patients, identity and visits (挂号).",
-        routers=[router],
+        routers=[router, stays_router.router],
         outbox_model=OutboxEvent,
         migrations_dir=Path(__file__).parent / "migrations",
         # A visit is marked settled when billing says so.
@@ -37,6 +38,14 @@ def create_app(settings: RegistrationSettings | None = None) -> FastAPI:
             )
         ],
         feed_models=(FeedCursor, ConsumedEvent),
-        # Lapsed holds released, no-shows marked (an interval of 0 turns it off).
-        workers=[appointment_sweep] if settings.appointment_sweep_seconds > 0 else [],
+        # Lapsed holds released and no-shows marked; visits nobody else closes closed at the end of the
+        # day (closing.py). An interval of 0 turns either off.
+        workers=[
+            *([appointment_sweep] if settings.appointment_sweep_seconds > 0 else []),
+            *([_visit_closer] if settings.visit_close_check_seconds > 0 else []),
+        ],
     )
+
+
+def _visit_closer(app: FastAPI, database: Database) -> Worker:
+    return VisitCloser(database, app.state.settings)

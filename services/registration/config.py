@@ -1,5 +1,6 @@
 """Registration settings (env prefix `REGISTRATION_`)."""
 
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -65,6 +66,15 @@ class RegistrationSettings(ServiceSettings):
     noshow_grace_minutes: int = Field(default=30, ge=0, le=24 * 60)
     # How often the appointments sweep (lapsed holds, no-shows) runs; 0 turns it off.
     appointment_sweep_seconds: float = Field(default=30.0, ge=0)
+
+    # Inpatient stays and visits that close (services/registration/stays.py, closing.py).
+    # An emergency (observation) patient is admitted within this many hours of the emergency visit.
+    emergency_admission_hours: float = Field(default=24.0, gt=0)
+    # End of the day (hospital time, HH:MM[:SS]): open prepay outpatient visits opened before the latest
+    # such moment close, and prepay emergency visits once their admission window has passed.
+    end_of_day: time = time(0, 0)
+    # How often the background job looks for visits to close; 0 turns it off.
+    visit_close_check_seconds: float = Field(default=60.0, ge=0)
 
     @property
     def resolved_notifier_file(self) -> Path:

@@ -1,5 +1,6 @@
-"""What registration does with its siblings' events: billing's settlements close visits (and fulfil the
-appointment that opened one). Each handler runs in the consumer's transaction (kit.feed) and calls no one."""
+"""What registration does with its siblings' events: billing's settlements close visits (closing.py) and
+fulfil the appointment that opened one. Each handler runs in the consumer's transaction (kit.feed) and calls
+no one."""
 
 import logging
 from datetime import datetime
@@ -8,21 +9,24 @@ from typing import Any
 from sqlmodel import Session
 
 from kit.clock import as_utc
-from services.registration import appointments, repository
-from services.registration.service import SETTLED
+from services.registration import appointments, closing
+from services.registration.errors import VisitNotFound
 
 logger = logging.getLogger("patientflow.registration")
 BILLING_EVENTS = frozenset({"visit.settled"})
 
 
 def apply_billing_event(session: Session, event: dict[str, Any]) -> None:
-    """Billing's feed: `visit.settled` marks the visit settled (its account is closed, 结算)."""
+    """Billing's feed: `visit.settled` records the settlement (结算), closes an outpatient or emergency
+    visit (`visit.closed`; an inpatient visit closes at its discharge) and fulfils its appointment."""
     if event["type"] != "visit.settled":
         return
-    visit = repository.get_visit(session, event["visit_id"]) if isinstance(event["visit_id"], str) else None
-    if visit is None:
+    settled_at = as_utc(datetime.fromisoformat(event["occurred_at"]))
+    try:
+        if not isinstance(event["visit_id"], str):
+            raise VisitNotFound("not a visit id")
+        closing.settle(session, visit_id=event["visit_id"], settled_at=settled_at)
+    except VisitNotFound:
         logger.warning("billing settled visit %s, which registration does not know", event["visit_id"])
         return
-    visit.status, visit.settled_at = SETTLED, as_utc(datetime.fromisoformat(event["occurred_at"]))
-    session.add(visit)
-    appointments.fulfil(session, visit_id=visit.id, at=visit.settled_at)
+    appointments.fulfil(session, visit_id=event["visit_id"], at=settled_at)

@@ -37,8 +37,12 @@ class Patient(RegistrationTable, table=True):
 
 
 class Visit(RegistrationTable, table=True):
-    """One encounter (就诊): outpatient, emergency or inpatient, with its payment mode; `settled` once
-    billing has settled its account (read from billing's `visit.settled`)."""
+    """One encounter (就诊): outpatient, emergency or inpatient, with its payment mode.
+
+    `status`: `open`; `closed` once it takes no new work (settled, discharged, closed at the desk or at
+    the end of the day: `close_reason`); `settled` for an inpatient visit billing settled before its
+    discharge. An admitted visit becomes `inpatient` in place (its stay: `InpatientStay`).
+    """
 
     id: str = Field(primary_key=True, max_length=36)
     patient_id: str = Field(foreign_key="patient.id", index=True, max_length=36)
@@ -48,6 +52,8 @@ class Visit(RegistrationTable, table=True):
     status: str = Field(default="open", max_length=16)
     opened_at: datetime = Timestamp()
     settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    close_reason: str | None = Field(default=None, max_length=16)
 
 
 class SlipCode(RegistrationTable, table=True):
@@ -322,6 +328,70 @@ class RebookingOffer(RegistrationTable, table=True):
 
 class IdempotencyRecord(IdempotencyRecordBase, RegistrationTable, table=True):
     __tablename__ = "idempotency_record"
+
+
+# --- inpatient stays (入院、转科、出院) -------------------------------------------------------------------
+
+
+class Ward(RegistrationTable, table=True):
+    """A ward (病区) of a department; its beds are `Bed` rows."""
+
+    code: str = Field(primary_key=True, max_length=32)
+    department: str = Field(max_length=32, index=True)
+    name: str = Field(max_length=100)
+    created_at: datetime = Timestamp()
+
+
+class Bed(RegistrationTable, table=True):
+    """A bed of a ward, with its class (general, double, single, icu: what the bed fee is priced by)."""
+
+    __table_args__ = (UniqueConstraint("ward_code", "code", name="uq_bed_ward_code_code"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    ward_code: str = Field(foreign_key="ward.code", max_length=32)
+    code: str = Field(max_length=16)
+    bed_class: str = Field(max_length=16)
+    created_at: datetime = Timestamp()
+
+
+class InpatientStay(RegistrationTable, table=True):
+    """The inpatient stay (住院) of an admitted visit: at most one per visit.
+
+    `bed_id` is the bed the patient lies in now, unique: the database itself refuses a second patient
+    in one bed, however many admissions or transfers race for it. Discharge empties it. The patient is
+    the visit's (so a merge of an unidentified patient carries the stay along).
+    """
+
+    __tablename__ = "inpatient_stay"
+
+    visit_id: str = Field(primary_key=True, foreign_key="visit.id", max_length=36)
+    admitted_from: str = Field(max_length=16)
+    department: str = Field(max_length=32)
+    ward_code: str = Field(foreign_key="ward.code", max_length=32)
+    bed_id: int | None = Field(default=None, foreign_key="bed.id", unique=True, sa_type=BigIntId)
+    admitted_at: datetime = Timestamp()
+    discharged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class StayMovement(RegistrationTable, table=True):
+    """One step of a stay, kept as history: `admission`, `transfer` (with the handover note, 交接记录)
+    or `discharge`; where the patient went to (for a discharge: the bed they left) and came from."""
+
+    __tablename__ = "stay_movement"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    visit_id: str = Field(foreign_key="inpatient_stay.visit_id", index=True, max_length=36)
+    kind: str = Field(max_length=16)
+    department: str = Field(max_length=32)
+    ward_code: str = Field(max_length=32)
+    bed_code: str = Field(max_length=16)
+    bed_class: str = Field(max_length=16)
+    from_department: str | None = Field(default=None, max_length=32)
+    from_ward_code: str | None = Field(default=None, max_length=32)
+    from_bed_code: str | None = Field(default=None, max_length=16)
+    note: str | None = Field(default=None, max_length=1000)
+    recorded_by: str = Field(max_length=64)
+    at: datetime = Timestamp()
 
 
 class OutboxEvent(OutboxEventBase, RegistrationTable, table=True):

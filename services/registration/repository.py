@@ -12,10 +12,12 @@ from sqlmodel import Session, col, select, update
 from kit.database import ReadConnection
 from services.registration.models import (
     Appointment,
+    Bed,
     ClinicSession,
     Department,
     DisruptedAppointment,
     Doctor,
+    InpatientStay,
     OneTimeCode,
     Patient,
     RebookingOffer,
@@ -26,7 +28,9 @@ from services.registration.models import (
     SessionLock,
     SessionSlot,
     SlipCode,
+    StayMovement,
     Visit,
+    Ward,
 )
 
 
@@ -546,3 +550,80 @@ def appointments_by_id(session: Session, appointment_ids: Sequence[str]) -> dict
 def sessions_by_id(session: Session, clinic_session_ids: Sequence[str]) -> dict[str, ClinicSession]:
     query = select(ClinicSession).where(col(ClinicSession.id).in_(clinic_session_ids))
     return {row.id: row for row in session.exec(query).all()}
+
+
+# --- inpatient stays and visits that close -----------------------------------------------------------
+
+
+def get_ward(session: Session, code: str) -> Ward | None:
+    return session.get(Ward, code)
+
+
+def list_wards(session: Session, department: str | None) -> list[Ward]:
+    query = select(Ward).order_by(col(Ward.code))
+    if department is not None:
+        query = query.where(Ward.department == department)
+    return list(session.exec(query).all())
+
+
+def beds_of_wards(session: Session, ward_codes: Sequence[str]) -> list[tuple[Bed, str | None]]:
+    """Each bed of these wards with the visit lying in it (None when free), by ward and bed code."""
+    query = (
+        select(Bed, InpatientStay.visit_id)
+        .join(InpatientStay, col(InpatientStay.bed_id) == col(Bed.id), isouter=True)
+        .where(col(Bed.ward_code).in_(ward_codes))
+        .order_by(col(Bed.ward_code), col(Bed.code))
+    )
+    return [(bed, visit_id) for bed, visit_id in session.exec(query).all()]
+
+
+def find_bed(session: Session, *, ward_code: str, bed_code: str) -> Bed | None:
+    query = select(Bed).where(Bed.ward_code == ward_code, Bed.code == bed_code)
+    return session.exec(query).first()
+
+
+def get_bed(session: Session, bed_id: int) -> Bed | None:
+    return session.get(Bed, bed_id)
+
+
+def get_stay(session: Session, visit_id: str) -> InpatientStay | None:
+    return session.get(InpatientStay, visit_id)
+
+
+def stay_of_bed(session: Session, bed_id: int) -> InpatientStay | None:
+    return session.exec(select(InpatientStay).where(InpatientStay.bed_id == bed_id)).first()
+
+
+def list_movements(session: Session, visit_id: str) -> list[StayMovement]:
+    query = select(StayMovement).where(StayMovement.visit_id == visit_id).order_by(col(StayMovement.id))
+    return list(session.exec(query).all())
+
+
+def visits_due_to_close(
+    session: Session, *, outpatient_before: datetime, emergency_before: datetime, payment_modes: Sequence[str]
+) -> list[Visit]:
+    """Open visits the end-of-day rule closes: outpatient ones opened before `outpatient_before`,
+    emergency ones opened before `emergency_before`, never one with a stay, only in `payment_modes`."""
+    admitted = select(InpatientStay.visit_id).where(col(InpatientStay.visit_id) == col(Visit.id))
+    query = (
+        select(Visit)
+        .where(
+            Visit.status == "open",
+            col(Visit.payment_mode).in_(payment_modes),
+            (col(Visit.kind) == "outpatient") & (col(Visit.opened_at) < outpatient_before)
+            | (col(Visit.kind) == "emergency") & (col(Visit.opened_at) < emergency_before),
+            ~admitted.exists(),
+        )
+        .order_by(col(Visit.opened_at))
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.exec(query).all())
+
+
+def lock_visit(session: Session, visit_id: str) -> Visit | None:
+    """The visit, its row held FOR UPDATE to the end of the transaction (on PostgreSQL; SQLite writers
+    are serialised already), so a close, an admission and a settlement of one visit take turns."""
+    query = (
+        select(Visit).where(Visit.id == visit_id).with_for_update().execution_options(populate_existing=True)
+    )
+    return session.exec(query).first()

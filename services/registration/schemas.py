@@ -76,9 +76,16 @@ class VisitPublic(BaseModel):
     kind: VisitKind
     department: str
     payment_mode: PaymentMode
-    status: str = Field(description="`open`, or `settled` once billing has settled the visit (结算)")
+    status: str = Field(
+        description="`open`; `closed` once it takes no new work (`close_reason`); `settled`: an inpatient "
+        "visit billing settled before discharge"
+    )
     opened_at: datetime
     settled_at: datetime | None
+    closed_at: datetime | None = None
+    close_reason: str | None = Field(
+        default=None, description="`settled`, `discharged`, `desk` or `end-of-day`, once closed"
+    )
 
 
 class VisitOpened(VisitPublic):
@@ -637,3 +644,111 @@ class OfferDecisionAnswer(RebookingOfferPublic):
     """The offer after the decision; when accepted, the new appointment too."""
 
     appointment: AppointmentPublic | None = None
+
+
+# --- inpatient stays (入院、转科、出院) ----------------------------------------------------------------
+
+Code = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9-]+$")]
+WardCode = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$", examples=["cardio-3"])]
+
+
+class BedClass(StrEnum):
+    """What a bed is priced by (床位费): a general ward bed, a double or single room, intensive care."""
+
+    general = "general"
+    double = "double"
+    single = "single"
+    icu = "icu"
+
+
+class BedCreate(Request):
+    code: Code = Field(examples=["12"])
+    bed_class: BedClass = BedClass.general
+
+
+class WardCreate(Request):
+    """A ward (病区) of a department, with its beds."""
+
+    code: WardCode
+    department: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$", examples=["cardiology"])
+    name: str = Field(min_length=1, max_length=100, examples=["心内科三病区"])
+    beds: list[BedCreate] = Field(default_factory=list, max_length=500)
+
+
+class BedPublic(BaseModel):
+    code: str
+    bed_class: BedClass
+    occupied_by_visit_id: str | None = Field(description="The visit lying in it now, or null when free")
+
+
+class WardPublic(BaseModel):
+    code: str
+    department: str
+    name: str
+    beds: list[BedPublic]
+    free_beds: int
+
+
+class BedChoice(Request):
+    """Where the patient goes: a ward and one of its beds."""
+
+    ward: WardCode
+    bed: Code
+
+
+class AdmissionCreate(BedChoice):
+    """Admit the visit (入院) to a bed; the ward says which department takes the patient."""
+
+    note: str | None = Field(default=None, max_length=1000, description="Admission note (入院记录摘要)")
+
+
+class TransferCreate(BedChoice):
+    """Move the patient to another bed, in this department or another (转科 / 转床)."""
+
+    note: str = Field(min_length=1, max_length=1000, description="The handover note (交接记录)")
+
+
+class DischargeCreate(Request):
+    note: str | None = Field(default=None, max_length=1000, description="Discharge note (出院小结摘要)")
+
+
+class MovementKind(StrEnum):
+    admission = "admission"
+    transfer = "transfer"
+    discharge = "discharge"
+
+
+class MovementPublic(BaseModel):
+    kind: MovementKind
+    at: datetime
+    department: str
+    ward: str
+    bed: str
+    bed_class: BedClass
+    from_department: str | None
+    from_ward: str | None
+    from_bed: str | None
+    note: str | None
+    recorded_by: str
+
+
+class StayPublic(BaseModel):
+    """An inpatient stay: where the patient lies now (null once discharged) and every movement."""
+
+    visit_id: str
+    patient_id: str
+    admitted_from: VisitKind
+    admitted_at: datetime
+    discharged_at: datetime | None
+    department: str
+    ward: str
+    bed: str | None
+    bed_class: BedClass | None
+    length_of_stay_days: int | None = Field(description="Hospital days, counted at discharge (住院天数)")
+    movements: list[MovementPublic]
+
+
+class ClosedVisits(BaseModel):
+    """What one run of the end-of-day rule closed."""
+
+    closed_visit_ids: list[str]

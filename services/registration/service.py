@@ -35,8 +35,6 @@ from services.registration.schemas import (
     VisitPublic,
 )
 
-SETTLED = "settled"
-
 
 def to_public(patient: Patient) -> PatientPublic:
     """The client view: identity number masked (a client never needs it back in full)."""

@@ -24,6 +24,7 @@ from services.results.errors import (
     ReportAlreadyFinal,
     ReportNotFound,
     UnknownTest,
+    VisitClosed,
     VisitNotFound,
 )
 from services.results.models import IdempotencyRecord
@@ -71,7 +72,7 @@ def list_tests(session: SessionDep) -> list[OrderableTestPublic]:
     tags=["orders"],
     # BadRequest and Conflict are kit.idempotency's: a malformed key, or a twin still in flight.
     responses=problem_responses(
-        BadRequest, VisitNotFound, Conflict, UnknownTest, BadGateway, ServiceUnavailable
+        BadRequest, VisitNotFound, Conflict, VisitClosed, UnknownTest, BadGateway, ServiceUnavailable
     ),
 )
 def place_order(
@@ -84,7 +85,8 @@ def place_order(
     """Order a test for a visit. `prepay` visits wait for payment (`awaiting_payment`); `settle_later` and
     `green_channel` visits are `released` to the lab at once.
 
-    With an `Idempotency-Key`, a retry with the same body gets the first answer back. 503
+    A visit registration has closed is 409 `visit-closed` (a report for an order placed before still
+    lands). With an `Idempotency-Key`, a retry with the same body gets the first answer back. 503
     `upstream-unavailable` when registration does not answer, 502 `upstream-error` when its answer is
     unusable.
     """

@@ -147,4 +147,5 @@ class RegistrationVisit(BaseModel):
 
     id: str
     patient_id: str
+    status: str = Field(default="open", description="`closed`: the visit takes no new work")
     payment_mode: PaymentMode

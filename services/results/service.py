@@ -19,6 +19,7 @@ from services.results.errors import (
     OrderNotFound,
     ReportAlreadyFinal,
     UnknownTest,
+    VisitClosed,
     VisitNotFound,
 )
 from services.results.models import LabOrder, OrderableTest, OutboxEvent, Report, ResultAccess
@@ -52,6 +53,10 @@ def list_orderable_tests(session: Session) -> list[OrderableTest]:
     return repository.list_orderable_tests(session)
 
 
+# Registration's status of a visit that takes no new work (settled, discharged, closed).
+CLOSED = "closed"
+
+
 async def fetch_visit(registration: ServiceClient, *, visit_id: str) -> RegistrationVisit:
     """The visit as registration knows it; the order's patient and payment mode come from here only.
 
@@ -60,6 +65,8 @@ async def fetch_visit(registration: ServiceClient, *, visit_id: str) -> Registra
     visit = await registration.get(RegistrationVisit, "/visits/{visit_id}", visit_id=visit_id)
     if visit is None:
         raise VisitNotFound("No such visit.")
+    if visit.status == CLOSED:
+        raise VisitClosed(f"Visit {visit.id} is closed; it takes no new work.", visit_id=visit.id)
     return visit
 
 

@@ -29,3 +29,10 @@ class QueueSuspended(Conflict):
 
 class QueueNotSuspended(Conflict):
     slug, title = "queue-not-suspended", "Queue not suspended"
+
+
+class VisitClosed(Conflict):
+    """Registration closed the visit (settled, discharged, closed at the desk or at the end of the day):
+    it takes no new work here; what was done before still lands."""
+
+    slug, title = "visit-closed", "Visit closed"

@@ -18,6 +18,7 @@ from services.triage.errors import (
     QueueSuspended,
     TicketNotCalled,
     TicketNotFound,
+    VisitClosed,
     VisitNotFound,
 )
 from services.triage.schemas import (
@@ -74,7 +75,7 @@ async def resolve_assessed_visit(data: AssessmentCreate, registration: Registrat
     dependencies=[require_scope("triage:write")],
     status_code=status.HTTP_201_CREATED,
     tags=["assessments"],
-    responses=problem_responses(VisitNotFound, ServiceUnavailable),
+    responses=problem_responses(VisitNotFound, VisitClosed, ServiceUnavailable),
 )
 def assess_visit(
     data: AssessmentCreate,
@@ -86,6 +87,7 @@ def assess_visit(
 
     The level sets the zone (I/II red, III yellow, IV green) and how soon a doctor must see the patient.
     A visit may be re-assessed; the latest assessment counts, also for tickets already waiting.
+    A visit registration has closed is 409 `visit-closed`.
     """
     assessment = service.assess(session, visit=visit, data=data)
     response.headers["Location"] = f"/v1/visits/{visit.id}/assessments"
@@ -120,7 +122,8 @@ def take_ticket(
     """Queue a visit in a department and give it the day's next number there.
 
     Level I/II visits are called first, then level III and `priority` (老弱残) tickets, then everyone
-    else, each in the order they queued. A visit holding a waiting or called ticket here gets 409.
+    else, each in the order they queued. A visit holding a waiting or called ticket here gets 409, a
+    visit registration has closed 409 `visit-closed`.
     The waiting-room board will show the patient's name masked (张*三); 503 when registration is down.
     """
     ticket = service.enqueue(

@@ -158,6 +158,7 @@ class RegistrationVisit(BaseModel):
 
     id: str
     patient_id: str
+    status: str = Field(default="open", description="`closed`: the visit takes no new work")
 
 
 class RegistrationPatient(BaseModel):

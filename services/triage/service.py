@@ -20,6 +20,7 @@ from services.triage.errors import (
     QueueSuspended,
     TicketNotCalled,
     TicketNotFound,
+    VisitClosed,
     VisitNotFound,
 )
 from services.triage.models import Assessment, OutboxEvent, QueueSuspension, Ticket
@@ -58,11 +59,17 @@ UNNAMED = "无名氏"
 MAX_MASKED = 3
 
 
+# Registration's status of a visit that takes no new work (settled, discharged, closed).
+CLOSED = "closed"
+
+
 async def fetch_visit(registration: ServiceClient, *, visit_id: str) -> RegistrationVisit:
     """The visit as registration knows it; awaited before the unit of work, so none waits on the network."""
     visit = await registration.get(RegistrationVisit, "/visits/{visit_id}", visit_id=visit_id)
     if visit is None:
         raise VisitNotFound("Registration has no such visit.")
+    if visit.status == CLOSED:
+        raise VisitClosed(f"Visit {visit.id} is closed; it takes no new work.", visit_id=visit.id)
     return visit
 
 

@@ -33,6 +33,9 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         "REGISTRATION_HOLD_SECONDS": "2",
         "REGISTRATION_NOSHOW_GRACE_MINUTES": "90",
         "REGISTRATION_APPOINTMENT_SWEEP_SECONDS": "0.2",
+        # No end-of-day close by the real clock: a run crossing the hospital's midnight would close other
+        # tests' visits under them. tests/e2e/test_stays.py turns it on for its own rule.
+        "REGISTRATION_VISIT_CLOSE_CHECK_SECONDS": "0",
     }
     url = database_url_under_test()
     if url:

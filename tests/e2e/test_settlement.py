@@ -101,16 +101,27 @@ def test_an_order_placed_just_before_settlement_is_on_the_settled_bill(
         assert (state["status"], state["balance_fen"], state["supplementary_due_fen"]) == ("settled", 0, 0)
         assert ok(gateway.cashier.get("/v1/rejected-charges", params={"visit_id": visit["id"]})) == []
 
-    # Registration learns of it from billing's feed.
+    # Registration learns of it from billing's feed, and closes the emergency visit.
     registered = eventually(
-        lambda: (v := ok(gateway.his.get(f"/v1/visits/{visit['id']}")))["status"] == "settled" and v,
-        what="registration to show the visit settled",
+        lambda: (v := ok(gateway.his.get(f"/v1/visits/{visit['id']}")))["status"] == "closed" and v,
+        what="registration to show the visit settled and closed",
     )
-    assert registered["settled_at"] is not None
+    assert registered["settled_at"] is not None and registered["close_reason"] == "settled"
+
+
+def admitted_visit(gateway: Gateway) -> dict[str, Any]:
+    """A green-channel emergency patient admitted to a bed: a settlement before discharge (中途结算)
+    leaves the visit open, so orders still come after it."""
+    visit = green_channel_visit(gateway)
+    ward = f"w-{uuid.uuid4().hex[:8]}"
+    body = {"code": ward, "department": "icu", "name": "重症监护", "beds": [{"code": "1"}]}
+    ok(gateway.nurse.post("/v1/wards", json=body), 201)
+    ok(gateway.nurse.post(f"/v1/visits/{visit['id']}/admission", json={"ward": ward, "bed": "1"}), 201)
+    return visit
 
 
 def test_an_order_placed_after_settlement_is_a_supplementary_bill(gateway: Gateway) -> None:
-    visit = green_channel_visit(gateway)
+    visit = admitted_visit(gateway)
     ok(settle(gateway, visit["id"]), 201)
 
     late = place_order(gateway, visit["id"])

@@ -109,6 +109,52 @@ def test_timeline_lists_every_dated_step_oldest_first() -> None:
     assert charge.details["amount_fen"] == 2000 and charge.details["item_code"] == "250101015"
 
 
+def movement(kind: str, minute: int, ward: str, bed: str, **extra: Any) -> dict[str, Any]:
+    found = {"from_department": None, "from_ward": None, "from_bed": None, "note": None} | extra
+    return found | {
+        "kind": kind,
+        "at": at(minute),
+        "department": ward,
+        "ward": ward,
+        "bed": bed,
+        "bed_class": "icu",
+    }
+
+
+def test_an_admission_each_transfer_the_discharge_and_the_close_are_on_the_timeline() -> None:
+    stay = {
+        "movements": [
+            movement("admission", 30, "icu", "1"),
+            movement(
+                "transfer",
+                40,
+                "surgery",
+                "7",
+                from_department="icu",
+                from_ward="icu",
+                from_bed="1",
+                note="交接",
+            ),
+            movement("discharge", 50, "surgery", "7"),
+        ]
+    }
+    closed = VISIT | {
+        "kind": "inpatient",
+        "status": "closed",
+        "closed_at": at(50),
+        "close_reason": "discharged",
+    }
+    entries = timeline(closed, {"stay": stay})
+    assert [(e.at.minute, e.stage) for e in entries] == [
+        (0, "registered"), (30, "admitted"), (40, "transferred"), (50, "discharged"), (50, "closed"),
+    ]  # fmt: skip
+    transferred = entries[2]
+    assert (transferred.service, transferred.details["from_ward"], transferred.details["note"]) == (
+        "registration", "icu", "交接",
+    )  # fmt: skip
+    assert "from_ward" not in entries[1].details and entries[4].details == {"reason": "discharged"}
+
+
 def test_waits_per_stage_against_the_target() -> None:
     found = waits(VISIT, PARTS, now=NOW, target_minutes=10)
     summary = [(w.stage, w.minutes, w.waiting, w.exceeded) for w in found]
@@ -180,13 +226,17 @@ class FakeUpstreams:
 def answers(**overrides: tuple[int, Any] | ProblemError) -> dict[str, tuple[int, Any] | ProblemError]:
     paths = {
         "registration": f"/visits/{VISIT_ID}",
+        "stay": f"/visits/{VISIT_ID}/stay",
         "assessments": f"/visits/{VISIT_ID}/assessments",
         "tickets": f"/visits/{VISIT_ID}/tickets",
         "orders": f"/visits/{VISIT_ID}/orders",
         "reports": f"/visits/{VISIT_ID}/reports",
         "account": f"/visits/{VISIT_ID}/account",
     }
-    found: dict[str, tuple[int, Any] | ProblemError] = {paths["registration"]: (200, VISIT)}
+    found: dict[str, tuple[int, Any] | ProblemError] = {
+        paths["registration"]: (200, VISIT),
+        paths["stay"]: (404, {"detail": "This visit has no inpatient stay."}),  # never admitted
+    }
     found |= {paths[name]: (200, body) for name, body in PARTS.items()}
     return found | {paths[name]: answer for name, answer in overrides.items()}
 
@@ -205,7 +255,7 @@ def test_every_part_within_its_own_timeout_and_as_the_client() -> None:
     upstreams = FakeUpstreams(answers())
     journey = read(upstreams)
     assert journey.partial is False and journey.missing == [] and journey.withheld == []
-    assert len(upstreams.calls) == 6
+    assert len(upstreams.calls) == 7  # the visit, its stay, and five parts of the other services
     assert {deadline for _service, _path, deadline in upstreams.calls} == {0.7}
 
 

@@ -20,6 +20,9 @@ def billing_feed() -> Iterator[FakeFeed]:
 @pytest.fixture
 def client(data_dir: Path, billing_feed: FakeFeed) -> Iterator[TestClient]:
     billing_feed.clear()
-    settings = make_test_settings(RegistrationSettings, data_dir, billing_url=billing_feed.url)
+    # The end-of-day job is run by tests on an injected clock (test_closing.py), never by the real one.
+    settings = make_test_settings(
+        RegistrationSettings, data_dir, billing_url=billing_feed.url, visit_close_check_seconds=0
+    )
     with service_client(create_app(settings), RegistrationTable.metadata) as client:
         yield client

@@ -1,4 +1,5 @@
-"""A visit billing has settled says so in registration: it reads billing's `visit.settled`."""
+"""A visit billing has settled says so in registration (and, as an outpatient or emergency visit, is
+closed): it reads billing's `visit.settled`."""
 
 import uuid
 from datetime import datetime
@@ -36,7 +37,9 @@ def wait_for_status(client: TestClient, visit_id: str, status: str) -> dict[str,
     return eventually(visit_in_status, what=f"visit {visit_id} to become {status}")
 
 
-def test_a_visit_settled_in_billing_is_settled_here(client: TestClient, billing_feed: FakeFeed) -> None:
+def test_a_visit_settled_in_billing_is_settled_and_closed_here(
+    client: TestClient, billing_feed: FakeFeed
+) -> None:
     patient = create_patient(client)
     visit = create_visit(client, patient["id"], payment_mode="settle_later")
     other = create_visit(client, patient["id"], kind="emergency", department="emergency")
@@ -45,11 +48,12 @@ def test_a_visit_settled_in_billing_is_settled_here(client: TestClient, billing_
     event = billing_feed.publish(visit_settled(visit))
     billing_feed.publish(event)  # redelivered: applied once all the same
 
-    settled = wait_for_status(client, visit["id"], "settled")
+    settled = wait_for_status(client, visit["id"], "closed")
+    assert settled["close_reason"] == "settled"
     assert datetime.fromisoformat(settled["settled_at"]) == datetime.fromisoformat(event["occurred_at"])
     assert client.get(f"/visits/{other['id']}").json()["status"] == "open"
     listed = client.get(f"/patients/{patient['id']}/visits").json()
-    assert {v["id"]: v["status"] for v in listed} == {visit["id"]: "settled", other["id"]: "open"}
+    assert {v["id"]: v["status"] for v in listed} == {visit["id"]: "closed", other["id"]: "open"}
 
 
 def test_an_unknown_visit_settled_in_billing_changes_nothing(
@@ -60,5 +64,5 @@ def test_an_unknown_visit_settled_in_billing_changes_nothing(
     billing_feed.publish(visit_settled({"id": str(uuid.uuid4()), "patient_id": patient["id"]}))
     marker = billing_feed.publish(visit_settled(visit))  # read after the unknown one
 
-    wait_for_status(client, visit["id"], "settled")  # the consumer went on past the unknown visit
+    wait_for_status(client, visit["id"], "closed")  # the consumer went on past the unknown visit
     assert marker["position"] == 2

@@ -12,7 +12,7 @@ from kit.clock import as_utc, hospital_date, utcnow
 from kit.database import Database
 from kit.outbox import record_event
 from services.billing import repository
-from services.billing.errors import AccountSettled, VisitNotFound
+from services.billing.errors import AccountSettled, VisitClosed, VisitNotFound
 from services.billing.models import Charge, OutboxEvent, VisitAccount
 from services.billing.schemas import (
     AccountPublic,
@@ -24,6 +24,7 @@ from services.billing.schemas import (
 )
 
 SETTLED = "settled"
+CLOSED = "closed"  # registration's status of a visit that takes no new work
 
 
 def hospital_today() -> date:
@@ -64,6 +65,45 @@ async def unseen_visit(
     if visit is None:
         raise VisitNotFound("No such visit.")
     return visit
+
+
+async def chargeable_visit(registration: ServiceClient, *, visit_id: str) -> RegistrationVisit:
+    """Registration's visit, for a charge posted by hand: VisitNotFound when it has none, VisitClosed when
+    it has closed the visit (a charge arriving through a feed, for work done before, is still posted).
+
+    For request paths, before the unit of work opens (as `unseen_visit`).
+    """
+    visit = await registration.get(RegistrationVisit, "/visits/{visit_id}", visit_id=visit_id)
+    if visit is None:
+        raise VisitNotFound("No such visit.")
+    if visit.status == CLOSED:
+        raise VisitClosed(
+            f"Visit {visit_id} is closed; it takes no new charge. Settle it, or pay its supplementary bill.",
+            visit_id=visit_id,
+        )
+    return visit
+
+
+def mark_admitted(session: Session, *, visit_id: str) -> None:
+    """Registration admitted the visit: its account is an inpatient one from now on (same account)."""
+    account = repository.get_account(session, visit_id, for_update=True)
+    if account is not None:
+        account.kind = "inpatient"
+        session.add(account)
+
+
+def mark_discharged(session: Session, *, visit_id: str, discharged_at: datetime) -> None:
+    """Registration discharged the visit: its account awaits the discharge settlement (出院结算).
+
+    Not settled here: settlement takes the patient's payment at the cashier, and waits there (bounded,
+    `await_charges`) for every charge caused before it — a green-channel order placed just before
+    discharge is on the settled bill, never lost; one read after settlement is on the supplementary bill.
+    """
+    account = repository.get_account(session, visit_id, for_update=True)
+    if account is None:  # an account is opened from visit.opened, which comes first in this feed
+        return
+    account.discharged_at = discharged_at
+    session.add(account)
 
 
 def open_account(
@@ -135,6 +175,8 @@ def account_view(session: Session, *, visit_id: str, acting_for: str | None = No
         payment_mode=account.payment_mode,
         status=account.status,
         settled_at=account.settled_at,
+        discharged_at=account.discharged_at,
+        awaiting_discharge_settlement=account.discharged_at is not None and account.status != SETTLED,
         charges_total_fen=total,
         paid_fen=paid,
         balance_fen=total - paid,
