@@ -5,8 +5,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from kit.app import build_service_app
+from kit.feed import Feed
+from services.triage import consumers
 from services.triage.config import TriageSettings, get_settings
-from services.triage.models import OutboxEvent
+from services.triage.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.triage.router import router
 
 
@@ -20,4 +22,14 @@ def create_app(settings: TriageSettings | None = None) -> FastAPI:
         outbox_model=OutboxEvent,
         migrations_dir=Path(__file__).parent / "migrations",
         siblings={"registration": settings.registration_url},
+        # Registration's merges re-point assessments and tickets to the surviving patient.
+        feeds=[
+            Feed(
+                source="registration",
+                url=settings.registration_url,
+                handle=consumers.apply_registration_event,
+                event_types=consumers.REGISTRATION_EVENTS,
+            )
+        ],
+        feed_models=(FeedCursor, ConsumedEvent),
     )

@@ -5,7 +5,14 @@ from datetime import date, datetime
 from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from kit.models import OutboxEventBase, Timestamp, UTCDateTime, new_registry
+from kit.models import (
+    ConsumedEventBase,
+    FeedCursorBase,
+    OutboxEventBase,
+    Timestamp,
+    UTCDateTime,
+    new_registry,
+)
 
 # A ticket is "active" until it is finished; a visit may hold one active ticket per department.
 ACTIVE_TICKET = text("status IN ('waiting', 'called')")
@@ -20,7 +27,7 @@ class Assessment(TriageTable, table=True):
 
     id: str = Field(primary_key=True, max_length=36)
     visit_id: str = Field(index=True, max_length=36)
-    patient_id: str = Field(max_length=36)
+    patient_id: str = Field(index=True, max_length=36)  # re-pointed when registration merges patients
     level: str = Field(max_length=4)
     zone: str = Field(max_length=8)
     response_minutes: int
@@ -47,7 +54,7 @@ class Ticket(TriageTable, table=True):
 
     id: str = Field(primary_key=True, max_length=36)
     visit_id: str = Field(index=True, max_length=36)
-    patient_id: str = Field(max_length=36)
+    patient_id: str = Field(index=True, max_length=36)  # re-pointed when registration merges patients
     department: str = Field(max_length=32)
     service_date: date
     number: int
@@ -88,3 +95,11 @@ class QueueSuspension(TriageTable, table=True):
 
 class OutboxEvent(OutboxEventBase, TriageTable, table=True):
     __tablename__ = "outbox_event"
+
+
+class FeedCursor(FeedCursorBase, TriageTable, table=True):
+    __tablename__ = "feed_cursor"
+
+
+class ConsumedEvent(ConsumedEventBase, TriageTable, table=True):
+    __tablename__ = "consumed_event"

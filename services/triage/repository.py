@@ -1,10 +1,11 @@
 """All of triage's SQL."""
 
+from collections.abc import Sequence
 from datetime import date
 
 from sqlalchemy import func, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select, update
 
 from services.triage.models import Assessment, QueueSuspension, Ticket, TicketCounter
 
@@ -126,3 +127,10 @@ def lock_queue(session: Session, department: str, *, exclusive: bool) -> None:
 
 def get_suspension(session: Session, department: str) -> QueueSuspension | None:
     return session.get(QueueSuspension, department)
+
+
+def repoint_patient(session: Session, *, visit_ids: Sequence[str], source_id: str, target_id: str) -> None:
+    """Move assessments and tickets of merged visits (and any left on the merged record) to the survivor."""
+    for table in (Assessment, Ticket):
+        belongs = or_(col(table.visit_id).in_(list(visit_ids)), col(table.patient_id) == source_id)
+        session.exec(update(table).where(belongs).values(patient_id=target_id))
