@@ -230,6 +230,9 @@ def test_a_merge_repoints_every_service_and_a_restart_replays_nothing(
         for who in (known["id"], unknown["id"])
     }
     assert reports_of == {known["id"]: [report["id"]], unknown["id"]: []}
+    assert ok(gateway.his.get(f"/v1/patients/{unknown['id']}/visits")) == []
+    assert [v["id"] for v in ok(gateway.his.get(f"/v1/patients/{known['id']}/visits"))] == [visit["id"]]
+    assert ok(gateway.his.get(f"/v1/patients/{unknown['id']}"))["merged_into_id"] == known["id"]
 
     # The feeds read again from the stored cursors after a restart: the merge is not applied twice and
     # nothing moves back.
