@@ -1,5 +1,5 @@
-"""registration's feed: the cursor and consumed-event tables (a merge re-points assessments and tickets),
-and patient indexes for re-pointing
+"""registration's feed: the cursor and consumed-event tables, the visits merges moved (a merge re-points
+assessments and tickets, and later ones follow it), and patient indexes for re-pointing
 
 Revision ID: 0006_closed_visits
 Revises: 0004_causes
@@ -31,6 +31,13 @@ def upgrade() -> None:
         sa.Column("position", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("source", name=op.f("pk_feed_cursor")),
     )
+    op.create_table(
+        "merged_visit",
+        sa.Column("visit_id", sa.String(length=36), nullable=False),
+        sa.Column("patient_id", sa.String(length=36), nullable=False),
+        sa.Column("merged_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("visit_id", name=op.f("pk_merged_visit")),
+    )
     with op.batch_alter_table("assessment", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_assessment_patient_id"), ["patient_id"], unique=False)
     with op.batch_alter_table("ticket", schema=None) as batch_op:
@@ -42,5 +49,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ticket_patient_id"))
     with op.batch_alter_table("assessment", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_assessment_patient_id"))
+    op.drop_table("merged_visit")
     op.drop_table("feed_cursor")
     op.drop_table("consumed_event")
