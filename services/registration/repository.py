@@ -50,7 +50,9 @@ def search_patients(
     if phone is not None:
         query = query.where(Patient.phone == phone)
     if name_prefix is not None:
-        query = query.where(col(Patient.name).startswith(name_prefix, autoescape=True))
+        # The pattern is built here, whole, so PostgreSQL can use the prefix index for it.
+        escaped = name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(col(Patient.name).like(escaped + "%", escape="\\"))
     if after is not None:
         query = query.where(col(Patient.id) > after)
     return list(session.exec(query.order_by(col(Patient.id)).limit(limit)).all())

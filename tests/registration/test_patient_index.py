@@ -177,7 +177,9 @@ def test_search_finds_by_identity_number_card_phone_and_name(client: TestClient)
 
 def test_wildcards_in_a_name_are_taken_literally(client: TestClient) -> None:
     create_patient(client, name="张三")
+    odd = create_patient(client, id_number=MALE_1990, name="a%_\\b")
     assert found_ids(client, name="%") == [] and found_ids(client, name="_三") == []
+    assert found_ids(client, name="\\") == [] and found_ids(client, name="a%_\\") == [odd["id"]]
 
 
 def test_search_pages_in_a_stable_order_within_the_cap(client: TestClient) -> None:
