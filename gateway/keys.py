@@ -99,8 +99,8 @@ class KeyCache:
     def __init__(self, internal_secret: str) -> None:
         self._secret = internal_secret
         self._by_hash: dict[str, KnownKey] = {}
-        self._tokens: dict[tuple[str, frozenset[str]], TokenSource] = {}
-        self._patient_tokens: OrderedDict[tuple[str, frozenset[str], str], TokenSource] = OrderedDict()
+        self._tokens: dict[tuple[str, frozenset[str], str], TokenSource] = {}
+        self._patient_tokens: OrderedDict[tuple[str, frozenset[str], str, str], TokenSource] = OrderedDict()
 
     def __len__(self) -> int:
         """How many clients have a key that works now."""
@@ -116,12 +116,13 @@ class KeyCache:
     def replace(self, rows: Iterable[ApiClientRow]) -> None:
         """Swap in the whole table at once, so a request never sees half a refresh."""
         by_hash: dict[str, KnownKey] = {}
-        tokens: dict[tuple[str, frozenset[str]], TokenSource] = {}
+        tokens: dict[tuple[str, frozenset[str], str], TokenSource] = {}
         for row in rows:
             scopes = frozenset(row.scopes)
-            # Re-use a client's token source while its scopes stay the same (it caches a minted token).
-            source = self._tokens.get((row.name, scopes)) or TokenSource(self._secret, row.name, scopes)
-            tokens[(row.name, scopes)] = source
+            # Re-use a client's token source while its scopes and kind stay the same (it caches a token).
+            held = (row.name, scopes, row.kind)
+            source = self._tokens.get(held) or TokenSource(self._secret, row.name, scopes, kind=row.kind)
+            tokens[held] = source
             caller = Caller(row.name, row.kind, scopes, source)
             limit = (row.rate_limit_per_second, row.rate_burst)
             revoked = row.revoked_at is not None
@@ -146,10 +147,10 @@ class KeyCache:
 
     def for_patient(self, caller: Caller, patient: str) -> Caller:
         """The same client acting for `patient`: its forwarded tokens carry the patient claim."""
-        cache_key = (caller.name, caller.scopes, patient)
+        cache_key = (caller.name, caller.scopes, caller.kind, patient)
         source = self._patient_tokens.get(cache_key)
         if source is None:
-            source = TokenSource(self._secret, caller.name, caller.scopes, patient=patient)
+            source = TokenSource(self._secret, caller.name, caller.scopes, patient=patient, kind=caller.kind)
             self._patient_tokens[cache_key] = source
             if len(self._patient_tokens) > PATIENT_TOKEN_SOURCES:
                 self._patient_tokens.popitem(last=False)

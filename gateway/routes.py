@@ -77,7 +77,9 @@ ROUTES: tuple[GatewayRoute, ...] = (
     *_routes(
         "registration",
         ("POST", "/patients", "registration:write"),
+        ("GET", "/patients", "registration:read"),  # search: staff only (no patient binding)
         ("GET", "/patients/{id}", "registration:read"),
+        ("PATCH", "/patients/{id}", "registration:write"),
         ("POST", "/patients/{id}/merge", "registration:write"),
         ("GET", "/patients/{id}/visits", "registration:read"),
         ("POST", "/visits", "registration:write"),

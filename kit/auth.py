@@ -45,12 +45,15 @@ class Caller:
     """Who is calling: the gateway client (e.g. `his-dev`) or a service (`service:billing`).
 
     `patient` is set when an app or kiosk acts for one patient (a patient token at the gateway): the
-    caller may then see that patient's records only.
+    caller may then see that patient's records only. `kind` is the gateway client's kind (`his`,
+    `nurse`, `cashier`, ...), for what a service shows each kind (registration masks phones and names
+    by it); None for a service.
     """
 
     subject: str
     scopes: frozenset[str]
     patient: str | None = None
+    kind: str | None = None
 
     @property
     def is_service(self) -> bool:
@@ -86,6 +89,7 @@ def mint_internal_token(
     audience: str,
     now: float | None = None,
     patient: str | None = None,
+    kind: str | None = None,
 ) -> str:
     """A token the service named `audience` (and no other) will accept for TOKEN_LIFETIME_SECONDS."""
     issued = time.time() if now is None else now
@@ -97,6 +101,8 @@ def mint_internal_token(
     }
     if patient is not None:
         claims["pat"] = patient
+    if kind is not None:
+        claims["knd"] = kind
     payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{TOKEN_PREFIX}.{payload}.{_sign(secret, payload)}"
 
@@ -123,6 +129,7 @@ def _claims(payload: str) -> dict[str, Any]:
         and all(isinstance(scope, str) for scope in claims["scp"])
         and type(claims.get("exp")) is int
         and (claims.get("pat") is None or _is_text(claims["pat"]))
+        and (claims.get("knd") is None or _is_text(claims["knd"]))
     )
     if not valid:
         raise Unauthorized("Internal credentials name no valid client, service or scopes.")
@@ -148,7 +155,12 @@ def _verify(secret: str, token: str, *, audience: str, now: float) -> tuple[Call
         raise Unauthorized("Expired internal credentials.")
     if claims["aud"] != audience:
         raise Unauthorized("These internal credentials are for another service.")
-    caller = Caller(subject=claims["sub"], scopes=frozenset(claims["scp"]), patient=claims.get("pat"))
+    caller = Caller(
+        subject=claims["sub"],
+        scopes=frozenset(claims["scp"]),
+        patient=claims.get("pat"),
+        kind=claims.get("knd"),
+    )
     return caller, claims["exp"]
 
 
@@ -157,10 +169,16 @@ class TokenSource:
     (minting costs an HMAC and JSON)."""
 
     def __init__(
-        self, secret: str, subject: str, scopes: frozenset[str] | set[str], *, patient: str | None = None
+        self,
+        secret: str,
+        subject: str,
+        scopes: frozenset[str] | set[str],
+        *,
+        patient: str | None = None,
+        kind: str | None = None,
     ) -> None:
         self._secret, self._subject, self._scopes = secret, subject, frozenset(scopes)
-        self._patient = patient
+        self._patient, self._kind = patient, kind
         self._minted: dict[str, tuple[str, float]] = {}  # audience -> (token, renew at)
 
     def header(self, audience: str) -> str:
@@ -169,7 +187,13 @@ class TokenSource:
         token, renew_at = self._minted.get(audience, ("", 0.0))
         if now >= renew_at:
             token = mint_internal_token(
-                self._secret, self._subject, self._scopes, audience=audience, now=now, patient=self._patient
+                self._secret,
+                self._subject,
+                self._scopes,
+                audience=audience,
+                now=now,
+                patient=self._patient,
+                kind=self._kind,
             )
             self._minted[audience] = (token, now + TOKEN_LIFETIME_SECONDS / 2)
         return f"Bearer {token}"

@@ -141,11 +141,13 @@ def internal_headers(
     *,
     audience: str,
     patient: str | None = None,
+    kind: str | None = None,
 ) -> dict[str, str]:
     """Headers the service `audience` accepts, as if the gateway had forwarded the call (by default
-    with every scope; pass `scopes` to test a refusal, `patient` to act for one patient)."""
+    with every scope; pass `scopes` to test a refusal, `patient` to act for one patient, `kind` for a
+    gateway client of that kind)."""
     held = TEST_SCOPES if scopes is None else scopes
-    token = mint_internal_token(TEST_SECRET, subject, held, audience=audience, patient=patient)
+    token = mint_internal_token(TEST_SECRET, subject, held, audience=audience, patient=patient, kind=kind)
     return {"authorization": f"Bearer {token}"}
 
 

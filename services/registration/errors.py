@@ -1,6 +1,6 @@
 """Registration's errors, named for what went wrong."""
 
-from kit.errors import Conflict, NotFound, UnprocessableContent
+from kit.errors import BadRequest, Conflict, NotFound, UnprocessableContent
 
 
 class PatientNotFound(NotFound):
@@ -21,6 +21,10 @@ class DuplicatePatient(Conflict):
 
 class MergeRefused(Conflict):
     slug, title = "merge-refused", "Patients cannot be merged"
+
+
+class PatientMerged(Conflict):
+    slug, title = "patient-merged", "Patient record merged"
 
 
 class VisitRefused(UnprocessableContent):
@@ -164,3 +168,17 @@ class CloseRefused(Conflict):
 
 class StayNotFound(NotFound):
     slug, title = "stay-not-found", "No stay for this visit"
+
+
+class IdentityMismatch(UnprocessableContent):
+    """A birth date or sex given that the identity number contradicts (`field` names which)."""
+
+    slug, title = "identity-mismatch", "Does not agree with the identity number"
+
+
+class DuplicateCard(Conflict):
+    slug, title = "duplicate-card-number", "Medical card already on file"
+
+
+class InvalidSearch(BadRequest):
+    slug, title = "invalid-search", "Invalid patient search"

@@ -21,16 +21,29 @@ class RegistrationTable(SQLModel, registry=new_registry()):
     """Base of every registration table (its own metadata)."""
 
 
+# Names are searched by prefix (`LIKE '张%'`): on PostgreSQL only a pattern-ops index serves that
+# under any collation; SQLite uses the plain index.
+_NAME_PREFIX_INDEX = Index("ix_patient_name", "name", postgresql_ops={"name": "text_pattern_ops"})
+
+
 class Patient(RegistrationTable, table=True):
-    """A person known to the hospital; `identified=False` for an unidentified emergency patient (无名氏)."""
+    """A person known to the hospital; `identified=False` for an unidentified emergency patient (无名氏).
+
+    `card_number` is the medical card (就诊卡号), issued at registration or recorded from a card the
+    patient already holds; `insurance_scheme` is how the patient is insured (医保类别), for billing.
+    """
+
+    __table_args__ = (_NAME_PREFIX_INDEX,)
 
     id: str = Field(primary_key=True, max_length=36)
     identified: bool
     id_number: str | None = Field(default=None, max_length=18, unique=True)
+    card_number: str | None = Field(default=None, max_length=20, unique=True)
+    insurance_scheme: str = Field(default="self_pay", max_length=24)
     name: str | None = Field(default=None, max_length=100)
     sex: str | None = Field(default=None, max_length=8)
     birth_date: date | None = None
-    phone: str | None = Field(default=None, max_length=20)
+    phone: str | None = Field(default=None, max_length=20, index=True)
     alias: str | None = Field(default=None, max_length=100)
     merged_into_id: str | None = Field(default=None, foreign_key="patient.id", max_length=36)
     created_at: datetime = Timestamp()

@@ -42,6 +42,37 @@ def find_patient_by_id_number(session: Session, id_number: str) -> Patient | Non
     return session.exec(select(Patient).where(Patient.id_number == id_number)).first()
 
 
+def find_patient_by_card_number(session: Session, card_number: str) -> Patient | None:
+    return session.exec(select(Patient).where(Patient.card_number == card_number)).first()
+
+
+def search_patients(
+    session: Session,
+    *,
+    id_number: str | None,
+    card_number: str | None,
+    phone: str | None,
+    name_prefix: str | None,
+    after: str | None,
+    limit: int,
+) -> list[Patient]:
+    """Patients matching every key given (a name by prefix, `%` and `_` taken literally), by id."""
+    query = select(Patient)
+    if id_number is not None:
+        query = query.where(Patient.id_number == id_number)
+    if card_number is not None:
+        query = query.where(Patient.card_number == card_number)
+    if phone is not None:
+        query = query.where(Patient.phone == phone)
+    if name_prefix is not None:
+        # The pattern is built here, whole, so PostgreSQL can use the prefix index for it.
+        escaped = name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(col(Patient.name).like(escaped + "%", escape="\\"))
+    if after is not None:
+        query = query.where(col(Patient.id) > after)
+    return list(session.exec(query.order_by(col(Patient.id)).limit(limit)).all())
+
+
 def get_visit(session: Session, visit_id: str) -> Visit | None:
     return session.get(Visit, visit_id)
 

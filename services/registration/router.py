@@ -15,7 +15,7 @@ from kit.database import ReadConnectionDep, SessionDep
 from kit.errors import BadRequest, Conflict, Forbidden, UnprocessableContent, problem_responses
 from kit.idempotency import IdempotencyKeyHeader, checked_key, idempotent
 from kit.params import page_size
-from services.registration import appointments, disruptions, proofs, schedules, service
+from services.registration import appointments, disruptions, patient_index, proofs, schedules, service
 from services.registration.config import RegistrationSettings
 from services.registration.errors import (
     AppointmentNotFound,
@@ -28,11 +28,15 @@ from services.registration.errors import (
     DisruptionInvalid,
     DisruptionRefused,
     DoctorNotFound,
+    DuplicateCard,
     DuplicateDepartment,
     DuplicatePatient,
+    IdentityMismatch,
     InvalidIdNumber,
+    InvalidSearch,
     MergeRefused,
     NoSuchSlot,
+    PatientMerged,
     PatientNotFound,
     RebookingOfferClosed,
     RebookingOfferNotFound,
@@ -53,6 +57,8 @@ from services.registration.repository import (
     list_visits,
 )
 from services.registration.schemas import (
+    CARD_NUMBER_PATTERN,
+    PHONE_PATTERN,
     AppointmentAnswer,
     AppointmentCreate,
     AppointmentPublic,
@@ -78,7 +84,9 @@ from services.registration.schemas import (
     MergeRequest,
     OfferDecisionAnswer,
     PatientCreate,
+    PatientPage,
     PatientPublic,
+    PatientUpdate,
     PaymentMode,
     ProofCheck,
     ProofVerdict,
@@ -119,6 +127,8 @@ def notifier(request: Request) -> Notifier:
 
 
 ProofCallerDep = Annotated[Caller, Depends(require_proof_caller)]
+# The kit's page cap for lists a desk pages through (the gateway's own cap is the same by default).
+SEARCH_PAGE_MAX = 100
 NotifierDep = Annotated[Notifier, Depends(notifier)]
 
 
@@ -127,17 +137,60 @@ NotifierDep = Annotated[Notifier, Depends(notifier)]
     dependencies=[require_scope("registration:write")],
     status_code=status.HTTP_201_CREATED,
     tags=["patients"],
-    responses=problem_responses(InvalidIdNumber, DuplicatePatient),
+    responses=problem_responses(InvalidIdNumber, IdentityMismatch, DuplicatePatient, DuplicateCard),
 )
 def register_patient(data: PatientCreate, session: SessionDep, response: Response) -> PatientPublic:
     """Register a patient by resident identity number, or an unidentified emergency patient.
 
-    The identity number is validated with its GB 11643 check character. A number already on file
-    answers 409 with `existing_patient_id`.
+    The identity number is validated with its GB 11643 check character; a `birth_date` or `sex` it
+    contradicts is 422 `birth-date-mismatch` / `sex-mismatch` naming the `field`. The patient gets the
+    medical card given (`card_number`) or a newly issued one. A number or card already on file answers
+    409 with `existing_patient_id`.
     """
     patient = service.register_patient(session, data=data)
     response.headers["Location"] = f"/v1/patients/{patient.id}"
     return service.to_public(patient)
+
+
+@router.get(
+    "/patients",
+    dependencies=[require_scope("registration:read")],
+    tags=["patients"],
+    responses=problem_responses(InvalidSearch),
+)
+def search_patients(
+    session: SessionDep,
+    caller: CallerDep,
+    id_number: Annotated[str | None, Query(max_length=32, description="Exact, after normalising")] = None,
+    card_number: Annotated[str | None, Query(pattern=CARD_NUMBER_PATTERN, description="Exact")] = None,
+    phone: Annotated[str | None, Query(pattern=PHONE_PATTERN, description="Exact")] = None,
+    name: Annotated[str | None, Query(max_length=100, description="By prefix (张 finds 张三)")] = None,
+    after: Annotated[str | None, Query(max_length=36, description="`next_after` of the page before")] = None,
+    limit: Annotated[int, page_size(SEARCH_PAGE_MAX)] = 20,
+) -> PatientPage:
+    """Find patients by identity number, medical-card number, phone or name (患者索引); several keys must
+    all match. For staff desks only, never for a client acting for a patient.
+
+    The identity number is always masked in the answer; the name and phone are masked or in full by the
+    caller's client kind (`masked` says which). A bad key is 400 naming the key, never repeating it.
+    """
+    query = patient_index.PatientQuery(id_number=id_number, card_number=card_number, phone=phone, name=name)
+    found, next_after = patient_index.search(session, query=query, after=after, limit=limit)
+    return PatientPage(
+        patients=[patient_index.to_hit(p, kind=caller.kind) for p in found], next_after=next_after
+    )
+
+
+@router.patch(
+    "/patients/{patient_id}",
+    dependencies=[require_scope("registration:write")],
+    tags=["patients"],
+    responses=problem_responses(PatientNotFound, PatientMerged, DuplicateCard),
+)
+def update_patient(patient_id: str, data: PatientUpdate, session: SessionDep) -> PatientPublic:
+    """Change the patient's insurance scheme, or record another medical card in place of the one on
+    file. Visits opened afterwards carry the new scheme in `visit.opened`; a merged record is 409."""
+    return service.to_public(service.update_patient(session, patient_id=patient_id, data=data))
 
 
 @router.get(

@@ -21,6 +21,28 @@ class PaymentMode(StrEnum):
     green_channel = "green_channel"
 
 
+class InsuranceScheme(StrEnum):
+    """How the patient is insured (医保类别): 城镇职工, 城镇居民, 新农合 or 自费; billing reads it from
+    `visit.opened`."""
+
+    employee = "employee"
+    urban_resident = "urban_resident"
+    rural_cooperative = "rural_cooperative"
+    self_pay = "self_pay"
+
+
+class Sex(StrEnum):
+    male = "male"
+    female = "female"
+
+
+# A medical-card number (就诊卡号): digits only, as printed on the card or read from its stripe.
+CARD_NUMBER_PATTERN = r"^[0-9]{6,20}$"
+PHONE_PATTERN = r"^\+?[0-9]{6,15}$"
+CardNumber = Annotated[str, Field(pattern=CARD_NUMBER_PATTERN, examples=["100234567890"])]
+Phone = Annotated[str, Field(pattern=PHONE_PATTERN, examples=["13800138000"])]
+
+
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -31,25 +53,63 @@ class PatientCreate(Request):
     unidentified: bool = False
     id_number: str | None = Field(default=None, max_length=32, examples=["11010519491231002X"])
     name: str | None = Field(default=None, min_length=1, max_length=100, examples=["张三"])
-    phone: str | None = Field(default=None, pattern=r"^\+?[0-9]{6,15}$", examples=["13800138000"])
+    phone: Phone | None = None
     birth_date: date | None = Field(
         default=None, description="Taken from the identity number when there is one (must then agree)"
     )
+    sex: Sex | None = Field(
+        default=None, description="Taken from the identity number when there is one (must then agree)"
+    )
+    card_number: CardNumber | None = Field(
+        default=None, description="A medical card the patient already holds; omitted: one is issued"
+    )
+    insurance_scheme: InsuranceScheme = InsuranceScheme.self_pay
     alias: str | None = Field(
         default=None, max_length=100, description="How staff call an unidentified patient"
     )
+
+
+class PatientUpdate(Request):
+    """Change what may change on a patient record: the insurance scheme, or a medical card recorded
+    in place of the one on file (a lost card, a card from another hospital of the group)."""
+
+    insurance_scheme: InsuranceScheme | None = None
+    card_number: CardNumber | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> Self:
+        if self.insurance_scheme is None and self.card_number is None:
+            raise ValueError("give insurance_scheme, card_number or both")
+        return self
 
 
 class PatientPublic(BaseModel):
     id: str
     identified: bool
     id_number_masked: str | None
+    card_number: str | None
+    insurance_scheme: InsuranceScheme
     name: str | None
     sex: str | None
     birth_date: date | None
     alias: str | None
     merged_into_id: str | None
     created_at: datetime
+
+
+class PatientSearchHit(PatientPublic):
+    """A patient found by search. The identity number is always masked; `name` and `phone` are in full
+    or masked as the caller's client kind allows (`masked` lists which are masked)."""
+
+    phone: str | None
+    masked: list[str] = Field(description='The fields of this answer shown masked, e.g. `["phone"]`')
+
+
+class PatientPage(BaseModel):
+    """One page of search hits, in a stable order; pass `next_after` as `after` for the next page."""
+
+    patients: list[PatientSearchHit]
+    next_after: str | None
 
 
 class MergeRequest(Request):

@@ -11,9 +11,12 @@ from kit.outbox import record_event
 from services.registration import repository
 from services.registration.config import RegistrationSettings
 from services.registration.errors import (
+    DuplicateCard,
     DuplicatePatient,
+    IdentityMismatch,
     InvalidIdNumber,
     MergeRefused,
+    PatientMerged,
     PatientNotFound,
     VisitNotFound,
     VisitRefused,
@@ -26,14 +29,20 @@ from services.registration.identity import (
     sex_of,
 )
 from services.registration.models import OutboxEvent, Patient, Visit
+from services.registration.patient_index import issue_card_number
 from services.registration.schemas import (
+    InsuranceScheme,
     PatientCreate,
     PatientPublic,
+    PatientUpdate,
     PaymentMode,
     VisitCreate,
     VisitKind,
     VisitPublic,
 )
+
+# Issued card numbers are random: after this many clashes with cards on file, something else is wrong.
+CARD_DRAWS = 5
 
 
 def to_public(patient: Patient) -> PatientPublic:
@@ -42,6 +51,8 @@ def to_public(patient: Patient) -> PatientPublic:
         id=patient.id,
         identified=patient.identified,
         id_number_masked=mask_id_number(patient.id_number),
+        card_number=patient.card_number,
+        insurance_scheme=InsuranceScheme(patient.insurance_scheme),
         name=patient.name,
         sex=patient.sex,
         birth_date=patient.birth_date,
@@ -59,6 +70,14 @@ def _duplicate(existing: Patient) -> DuplicatePatient:
     )
 
 
+def _duplicate_card(existing: Patient) -> DuplicateCard:
+    return DuplicateCard(
+        "This medical-card number is already on another patient's record.",
+        existing_patient_id=existing.id,
+        existing_patient=f"/v1/patients/{existing.id}",
+    )
+
+
 def _checked_id_number(raw: str | None) -> str:
     if not raw:
         raise InvalidIdNumber("An identified patient needs an identity number (id_number).")
@@ -70,7 +89,12 @@ def _checked_id_number(raw: str | None) -> str:
 
 
 def register_patient(session: Session, *, data: PatientCreate) -> Patient:
-    """Register a patient; an identity number already on file is a 409 naming the existing patient."""
+    """Register a patient with a medical card (the one given, or one issued now).
+
+    An identity number or card number already on file is a 409 naming the existing patient; a birth
+    date or sex the identity number contradicts is a 422 naming the field (an unidentified patient's
+    are estimates: nothing to check them against).
+    """
     patient_id = str(uuid.uuid4())
     if data.unidentified:
         if data.id_number:
@@ -81,14 +105,12 @@ def register_patient(session: Session, *, data: PatientCreate) -> Patient:
             name=None,
             alias=data.alias or f"Unidentified {patient_id[:8]}",
             birth_date=data.birth_date,
+            sex=data.sex.value if data.sex else None,
             phone=data.phone,
         )
     else:
         id_number = _checked_id_number(data.id_number)
-        if data.birth_date is not None and data.birth_date != birth_date_of(id_number):
-            raise InvalidIdNumber(
-                "birth_date does not agree with the identity number; omit it.", slug="birth-date-mismatch"
-            )
+        _cross_check(id_number, data)
         if not data.name:
             raise InvalidIdNumber("An identified patient needs a name.", slug="name-required")
         existing = repository.find_patient_by_id_number(session, id_number)
@@ -104,14 +126,12 @@ def register_patient(session: Session, *, data: PatientCreate) -> Patient:
             phone=data.phone,
             alias=data.alias,
         )
-    try:
-        with session.begin_nested():  # a concurrent twin loses on the unique index, not with a 500
-            session.add(patient)
-    except IntegrityError:
-        existing = repository.find_patient_by_id_number(session, patient.id_number or "")
-        if existing is None:
-            raise
-        raise _duplicate(existing) from None
+    patient.insurance_scheme = data.insurance_scheme.value
+    if data.card_number is not None:
+        existing = repository.find_patient_by_card_number(session, data.card_number)
+        if existing:
+            raise _duplicate_card(existing)
+    _insert_patient(session, patient, card_number=data.card_number)
     record_event(
         session,
         OutboxEvent,
@@ -121,6 +141,72 @@ def register_patient(session: Session, *, data: PatientCreate) -> Patient:
         patient_id=patient.id,
         payload={"identified": patient.identified},
     )
+    return patient
+
+
+def _cross_check(id_number: str, data: PatientCreate) -> None:
+    """The birth date and sex typed at the desk must be those the identity number encodes."""
+    if data.birth_date is not None and data.birth_date != birth_date_of(id_number):
+        raise IdentityMismatch(
+            "birth_date does not agree with the identity number; correct or omit it.",
+            slug="birth-date-mismatch",
+            field="birth_date",
+        )
+    if data.sex is not None and data.sex.value != sex_of(id_number):
+        raise IdentityMismatch(
+            "sex does not agree with the identity number; correct or omit it.",
+            slug="sex-mismatch",
+            field="sex",
+        )
+
+
+def _insert_patient(session: Session, patient: Patient, *, card_number: str | None) -> None:
+    """Insert with the card given, or with issued numbers until one is free.
+
+    A concurrent twin loses on a unique index (identity number or card) with a 409, not a 500.
+    """
+    for draw in range(CARD_DRAWS):
+        patient.card_number = card_number or issue_card_number()
+        try:
+            with session.begin_nested():
+                session.add(patient)
+            return
+        except IntegrityError:
+            id_number = patient.id_number
+            twin = repository.find_patient_by_id_number(session, id_number) if id_number else None
+            if twin is not None:
+                raise _duplicate(twin) from None
+            holder = repository.find_patient_by_card_number(session, patient.card_number)
+            if holder is None:
+                raise
+            if card_number is not None:
+                raise _duplicate_card(holder) from None
+            if draw == CARD_DRAWS - 1:
+                raise
+
+
+def update_patient(session: Session, *, patient_id: str, data: PatientUpdate) -> Patient:
+    """Change the insurance scheme or record another medical card; a merged record changes no more."""
+    patient = get_patient(session, patient_id=patient_id)
+    if patient.merged_into_id:
+        raise PatientMerged(
+            "This record was merged; change the surviving record.", merged_into_id=patient.merged_into_id
+        )
+    if data.insurance_scheme is not None:
+        patient.insurance_scheme = data.insurance_scheme.value
+    if data.card_number is not None and data.card_number != patient.card_number:
+        holder = repository.find_patient_by_card_number(session, data.card_number)
+        if holder is not None:
+            raise _duplicate_card(holder)
+        patient.card_number = data.card_number
+    try:
+        with session.begin_nested():  # a concurrent holder of the same card wins the unique index
+            session.add(patient)
+    except IntegrityError:
+        holder = repository.find_patient_by_card_number(session, data.card_number or "")
+        if holder is None:
+            raise
+        raise _duplicate_card(holder) from None
     return patient
 
 
@@ -179,6 +265,8 @@ def open_visit(
             "payment_mode": visit.payment_mode,
             "registration_fee_item": fee_item or fee_items.get(data.kind),
             "appointment_id": appointment_id,
+            # How the patient is insured when the visit opens (医保类别), for billing to price by later.
+            "insurance_scheme": patient.insurance_scheme,
         },
     )
     return visit

@@ -90,6 +90,20 @@ class ResultAccess(ResultsTable, table=True):
     acting_for: str | None = Field(default=None, max_length=64)
 
 
+class MergedVisit(ResultsTable, table=True):
+    """A visit registration moved to another patient by a merge (身份确认后合并), as read from its feed.
+
+    Orders placed for the visit afterwards name this patient, even when the visit was asked of
+    registration just before the merge (see `repository.patient_for_visit`).
+    """
+
+    __tablename__ = "merged_visit"
+
+    visit_id: str = Field(primary_key=True, max_length=36)
+    patient_id: str = Field(max_length=36)
+    merged_at: datetime = Timestamp()
+
+
 class OutboxEvent(OutboxEventBase, ResultsTable, table=True):
     __tablename__ = "outbox_event"
 

@@ -88,6 +88,7 @@ def place_order(session: Session, *, visit: RegistrationVisit, data: OrderCreate
 
     先诊疗后结算 (settle later) and 绿色通道 (green channel) never make the lab wait for the cashier.
     """
+    patient_id = repository.patient_for_visit(session, visit_id=visit.id, registered=visit.patient_id)
     test = repository.get_orderable_test(session, data.test_code)
     if test is None:
         raise UnknownTest(f"No orderable test with code {data.test_code!r}; see GET /tests.")
@@ -95,7 +96,7 @@ def place_order(session: Session, *, visit: RegistrationVisit, data: OrderCreate
     order = LabOrder(
         id=str(uuid.uuid4()),
         visit_id=visit.id,
-        patient_id=visit.patient_id,
+        patient_id=patient_id,
         test_code=test.code,
         test_name=test.name_zh,
         payment_mode=visit.payment_mode.value,

@@ -39,7 +39,8 @@ def create_app(settings: TriageSettings | None = None) -> FastAPI:
         outbox_model=OutboxEvent,
         migrations_dir=Path(__file__).parent / "migrations",
         siblings={"registration": settings.registration_url},
-        # Patients checked in for an appointment join the department's queue.
+        # Patients checked in for an appointment join the department's queue; merges re-point
+        # assessments and tickets to the surviving patient.
         feeds=[
             Feed(
                 source="registration",

@@ -11,7 +11,8 @@ class TriageSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TRIAGE_", extra="ignore")
 
     service_name: str = "triage"
-    # Triage checks every visit it is handed against registration before assessing or queueing it.
+    # Triage checks every visit it is handed against registration before assessing or queueing it,
+    # and reads its feed (merges re-point assessments and tickets).
     registration_url: str = service_url_setting("registration")
 
 

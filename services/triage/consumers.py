@@ -1,9 +1,11 @@
-"""What triage does with its siblings' events: a patient checked in for an appointment at registration
-(`appointment.arrived`) joins the department's queue carrying the appointment time.
+"""What triage does with registration's events: a patient checked in for an appointment
+(`appointment.arrived`) joins the department's queue carrying the appointment time; a merge (身份确认后合并)
+re-points assessments and tickets to the surviving patient.
 
 Handlers run in the consumer's transaction (kit.feed) and call no one: the names the waiting-room board
 shows are asked of registration by the feed's `resolve` hook (`ArrivalNames.resolve`) before the
-page's transaction opens, and masked at once.
+page's transaction opens, and masked at once. Applying an event twice changes nothing (kit.feed records
+it, and re-pointing is idempotent anyway).
 """
 
 import logging
@@ -15,12 +17,12 @@ from sqlmodel import Session
 
 from kit.client import ServiceClient
 from kit.clock import as_utc
-from services.triage import service
+from services.triage import repository, service
 from services.triage.errors import AlreadyQueued
 from services.triage.schemas import RegistrationPatient, RegistrationVisit, TicketCreate
 
 logger = logging.getLogger("patientflow.triage")
-REGISTRATION_EVENTS = frozenset({"appointment.arrived"})
+REGISTRATION_EVENTS = frozenset({"appointment.arrived", "patient.merged"})
 
 
 class ArrivalNames:
@@ -52,9 +54,22 @@ def apply_registration_event(
     session: Session, event: dict[str, Any], *, names: ArrivalNames | None = None
 ) -> None:
     """Registration's feed, by type: `appointment.arrived` queues the checked-in patient in the
-    appointment's department with its slot time (`Ticket.appointment_at`)."""
+    appointment's department with its slot time (`Ticket.appointment_at`); `patient.merged` re-points."""
     if event["type"] == "appointment.arrived":
         _queue_arrival(session, event, names)
+    elif event["type"] == "patient.merged":
+        _apply_merge(session, event)
+
+
+def _apply_merge(session: Session, event: dict[str, Any]) -> None:
+    """The merged visits' assessments and tickets, and any left on the merged record, name the survivor."""
+    data = event["data"]
+    repository.repoint_patient(
+        session,
+        visit_ids=data.get("visit_ids") or [],
+        source_id=data["source_patient_id"],
+        target_id=data["target_patient_id"],
+    )
 
 
 def _queue_arrival(session: Session, event: dict[str, Any], names: ArrivalNames | None) -> None:

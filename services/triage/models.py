@@ -27,7 +27,7 @@ class Assessment(TriageTable, table=True):
 
     id: str = Field(primary_key=True, max_length=36)
     visit_id: str = Field(index=True, max_length=36)
-    patient_id: str = Field(max_length=36)
+    patient_id: str = Field(index=True, max_length=36)  # re-pointed when registration merges patients
     level: str = Field(max_length=4)
     zone: str = Field(max_length=8)
     response_minutes: int
@@ -54,7 +54,7 @@ class Ticket(TriageTable, table=True):
 
     id: str = Field(primary_key=True, max_length=36)
     visit_id: str = Field(index=True, max_length=36)
-    patient_id: str = Field(max_length=36)
+    patient_id: str = Field(index=True, max_length=36)  # re-pointed when registration merges patients
     department: str = Field(max_length=32)
     service_date: date
     number: int
@@ -93,6 +93,20 @@ class QueueSuspension(TriageTable, table=True):
     department: str = Field(primary_key=True, max_length=32)
     reason: str = Field(max_length=200)
     suspended_at: datetime = Timestamp()
+
+
+class MergedVisit(TriageTable, table=True):
+    """A visit registration moved to another patient by a merge (身份确认后合并), as read from its feed.
+
+    Assessments and tickets written for the visit afterwards name this patient, even when the visit was
+    asked of registration just before the merge (see `repository.patient_for_visit`).
+    """
+
+    __tablename__ = "merged_visit"
+
+    visit_id: str = Field(primary_key=True, max_length=36)
+    patient_id: str = Field(max_length=36)
+    merged_at: datetime = Timestamp()
 
 
 class OutboxEvent(OutboxEventBase, TriageTable, table=True):

@@ -104,10 +104,11 @@ def rank_of(*, level: TriageLevel | None, priority: QueuePriority) -> int:
 
 def assess(session: Session, *, visit: RegistrationVisit, data: AssessmentCreate) -> Assessment:
     """Record an assessment; the visit's waiting tickets move to the rank the new level gives them."""
+    patient_id = repository.patient_for_visit(session, visit_id=visit.id, registered=visit.patient_id)
     assessment = Assessment(
         id=str(uuid.uuid4()),
         visit_id=visit.id,
-        patient_id=visit.patient_id,
+        patient_id=patient_id,
         level=data.level.value,
         zone=ZONES[data.level].value,
         response_minutes=RESPONSE_MINUTES[data.level],
@@ -126,7 +127,7 @@ def assess(session: Session, *, visit: RegistrationVisit, data: AssessmentCreate
         aggregate_type="visit",
         aggregate_id=visit.id,
         visit_id=visit.id,
-        patient_id=visit.patient_id,
+        patient_id=patient_id,
         payload={"assessment_id": assessment.id, "level": assessment.level, "zone": assessment.zone},
     )
     return assessment
@@ -153,6 +154,7 @@ def enqueue(
     `masked_name` is what the waiting-room board will show (see `mask_name`); `appointment_at` is the
     booked slot's time of a patient who came by appointment.
     """
+    patient_id = repository.patient_for_visit(session, visit_id=visit.id, registered=visit.patient_id)
     existing = repository.active_ticket(session, visit_id=visit.id, department=department)
     if existing:
         raise _already_queued(existing)
@@ -163,7 +165,7 @@ def enqueue(
     ticket = Ticket(
         id=str(uuid.uuid4()),
         visit_id=visit.id,
-        patient_id=visit.patient_id,
+        patient_id=patient_id,
         department=department,
         service_date=service_date,
         number=number,

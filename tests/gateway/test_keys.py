@@ -167,12 +167,22 @@ def test_acting_for_a_patient_puts_the_patient_in_forwarded_tokens() -> None:
         TEST_SECRET, acting.tokens.header("results").split()[1], audience="results"
     )
     assert (acting.patient, forwarded.patient, forwarded.subject) == ("patient-1", "patient-1", "app")
+    assert forwarded.kind == "app"
     assert (
         verify_internal_token(
             TEST_SECRET, caller.tokens.header("results").split()[1], audience="results"
         ).patient
         is None
     )
+
+
+def test_forwarded_tokens_carry_the_clients_kind_and_follow_a_changed_kind() -> None:
+    cache = cache_of(row("desk", "k", kind="nurse"))
+    header = cache.identify("k").caller.tokens.header("registration")
+    assert verify_internal_token(TEST_SECRET, header.split()[1], audience="registration").kind == "nurse"
+    cache.replace([row("desk", "k", kind="cashier")])
+    header = cache.identify("k").caller.tokens.header("registration")
+    assert verify_internal_token(TEST_SECRET, header.split()[1], audience="registration").kind == "cashier"
 
 
 def test_presented_key_prefers_bearer_and_falls_back_to_x_api_key() -> None:

@@ -24,6 +24,14 @@ def test_a_minted_token_names_its_client_and_scopes() -> None:
     assert caller.subject == "his-dev" and caller.scopes == {"billing:read"}
 
 
+def test_a_token_carries_the_gateway_clients_kind_and_a_services_none() -> None:
+    source = TokenSource("s3cret", "nurse-dev", {"registration:read"}, kind="nurse")
+    token = source.header("registration").removeprefix("Bearer ")
+    assert verify_internal_token("s3cret", token, audience="registration").kind == "nurse"
+    service = mint_internal_token("s3cret", "service:triage", set(), audience="registration")
+    assert verify_internal_token("s3cret", service, audience="registration").kind is None
+
+
 def test_a_token_for_one_service_is_refused_by_another() -> None:
     token = mint_internal_token("s3cret", "his-dev", {"results:read"}, audience="billing")
     with pytest.raises(Unauthorized, match="another service"):
@@ -65,6 +73,7 @@ def _signed(payload: bytes) -> str:
         _signed(b'{"sub": "his-dev", "aud": "x", "scp": [], "exp": "soon"}'),
         _signed(b'{"sub": "his-dev", "aud": "x", "scp": [], "exp": 1e30}'),
         _signed(b'{"sub": "his-dev", "aud": "x", "scp": [], "exp": 99999999999, "pat": ["p"]}'),
+        _signed(b'{"sub": "his-dev", "aud": "x", "scp": [], "exp": 99999999999, "knd": 3}'),
         _signed_text("a"),  # not base64: one character left over
     ],
 )
