@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -22,7 +23,9 @@ def settings(data_dir: Path, registration_url: str) -> TriageSettings:
 
 
 @pytest.fixture
-def client(settings: TriageSettings) -> Iterator[TestClient]:
+def client(settings: TriageSettings, registration: httpx.Client) -> Iterator[TestClient]:
+    """Triage on wiped tables, started after registration's are wiped: its consumer of registration's
+    feed must not read the previous test's events and then miss this test's at the same positions."""
     with testing.service_client(create_app(settings), TriageTable.metadata) as client:
         yield client
 
