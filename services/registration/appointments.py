@@ -211,6 +211,7 @@ def book(
     """
     now = now or utcnow()
     _check_booking_hours(clinic_session, channel, now)
+    refuse_when_full(session, clinic_session_id=clinic_session.id, now=now)  # the rush's losers, at once
     release_lapsed_holds(session, now=now, clinic_session_id=clinic_session.id, patient_id=patient.id)
     existing = repository.active_appointment(
         session, clinic_session_id=clinic_session.id, patient_id=patient.id
