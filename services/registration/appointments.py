@@ -171,9 +171,13 @@ def _take_seat(
     session: Session, clinic_session: ClinicSession, slot_starts_at: datetime | None
 ) -> tuple[int, datetime] | None:
     """A seat of the earliest slot with one left (or of the slot asked for): the conditional update
-    decides; a slot a racing booking filled meanwhile sends us to the next one."""
+    decides. A slot others are taking seats of is passed over first (skip locked); only when every
+    free slot is being taken do we wait for one, so no seat is refused that a racing booking then
+    gives up. A slot filled meanwhile sends us to the next."""
     for _ in range(clinic_session.quota + 1):  # each failed try means a racing booking took a seat
         free = repository.first_free_slot(
+            session, clinic_session_id=clinic_session.id, starts_at=slot_starts_at, skip_locked=True
+        ) or repository.first_free_slot(
             session, clinic_session_id=clinic_session.id, starts_at=slot_starts_at
         )
         if free is None:
@@ -207,6 +211,7 @@ def book(
     """
     now = now or utcnow()
     _check_booking_hours(clinic_session, channel, now)
+    refuse_when_full(session, clinic_session_id=clinic_session.id, now=now)  # the rush's losers, at once
     release_lapsed_holds(session, now=now, clinic_session_id=clinic_session.id, patient_id=patient.id)
     existing = repository.active_appointment(
         session, clinic_session_id=clinic_session.id, patient_id=patient.id

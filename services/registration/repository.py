@@ -286,16 +286,20 @@ _SLOT = SessionSlot.__table__  # type: ignore[attr-defined]
 
 
 def first_free_slot(
-    session: Session, *, clinic_session_id: str, starts_at: datetime | None = None
+    session: Session, *, clinic_session_id: str, starts_at: datetime | None = None, skip_locked: bool = False
 ) -> tuple[int, datetime] | None:
     """The earliest slot of the session (or the one starting at `starts_at`) with a seat left, by id
-    and start: a hint only, `take_seat` decides."""
+    and start: a hint only, `take_seat` decides. `skip_locked` (PostgreSQL; SQLite has one writer at a
+    time anyway) passes over slots another booking is taking a seat of right now, and locks the one
+    found: at a rush, concurrent bookings fill different slots instead of queueing on the first."""
     query = (
         core_select(_SLOT.c.id, _SLOT.c.starts_at)
         .where(_SLOT.c.clinic_session_id == clinic_session_id, _SLOT.c.taken < _SLOT.c.capacity)
         .order_by(_SLOT.c.starts_at)
         .limit(1)
     )
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
     if starts_at is not None:
         query = query.where(_SLOT.c.starts_at == starts_at)
     row = session.execute(query).first()

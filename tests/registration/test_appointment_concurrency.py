@@ -121,3 +121,23 @@ def test_the_same_idempotency_key_sent_twenty_times_at_once_books_once(served_re
         assert len(client.get("/appointments", params={"patient_id": patient}).json()) == 1
         again = booking(session["id"], patient, key)(client)  # and any retry afterwards gets the first answer
         assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+
+
+def test_generation_racing_itself_creates_each_session_once(served_registration: str) -> None:
+    with staff(served_registration) as client:
+        code = f"dept-{uuid.uuid4().hex[:8]}"
+        assert client.post("/departments", json={"code": code, "name": "心内科"}).status_code == 201
+        doctor = client.post("/doctors", json={"name": "李医生", "title": "chief", "department": code}).json()
+        weekly = {"department": code, "doctor_id": doctor["id"], "weekday": 2, "period": "afternoon"}
+        weekly |= {"quota": 12, "valid_from": "2031-03-01"}
+        assert client.post("/schedule-templates", json=weekly).status_code == 201
+    generate = {"from_date": "2031-03-01", "to_date": "2031-04-30", "department": code}
+    responses = run_together(
+        served_registration, [lambda c: c.post("/clinic-sessions/generate", json=generate)] * 5
+    )
+    assert {r.status_code for r in responses} == {200}
+    created = [session_id for r in responses for session_id in r.json()["created"]]
+    assert len(created) == len(set(created)) == 9  # the Wednesdays of March and April 2031
+    with staff(served_registration) as client:
+        sessions = client.get("/clinic-sessions", params={"department": code}).json()
+    assert sorted(s["id"] for s in sessions) == sorted(created)

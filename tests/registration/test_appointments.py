@@ -150,6 +150,13 @@ def test_booking_hours_open_and_close(client: TestClient) -> None:
     assert late.status_code == 409 and late.json()["type"].endswith("/booking-closed")
     # The desk still registers a walk-in until the session ends, and a doctor books a follow-up early.
     assert book(client, closed["id"], unidentified(client), channel="onsite").status_code == 201
+    patient = create_patient(client, id_number="320106199202151237")
+    visit = client.post(
+        "/visits", json={"patient_id": patient["id"], "kind": "outpatient", "department": "x"}
+    )
+    followup = {"channel": "followup", "followup_of_visit_id": visit.json()["id"]}
+    assert book(client, later["id"], patient["id"], **followup).status_code == 201
+    assert book(client, closed["id"], patient["id"], **followup).status_code == 409  # not after the cut-off
 
 
 def test_a_hold_lapses_by_itself_and_its_seat_is_taken_by_the_next_booking(client: TestClient) -> None:
