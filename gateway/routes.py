@@ -96,6 +96,8 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/visits/{id}/stay", "registration:read"),
         ("POST", "/visits/{id}/close", "registration:write"),
         ("GET", "/audit/session-attempts", "audit:read"),
+        ("GET", "/statistics/appointments", "stats:read"),
+        ("GET", "/statistics/stays", "stats:read"),
         ("GET", "/departments", "directory:read"),
         ("POST", "/departments", "schedules:write"),
         ("GET", "/doctors", "directory:read"),

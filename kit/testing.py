@@ -131,6 +131,7 @@ TEST_SCOPES = frozenset(
         "schedules:write",
         "appointments:write",
         "checkin:write",
+        "stats:read",
     }
 )
 

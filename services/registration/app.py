@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from kit.app import Worker, build_service_app
 from kit.database import Database
 from kit.feed import Feed
-from services.registration import consumers, stays_router
+from services.registration import consumers, statistics_router, stays_router
 from services.registration.appointments import AppointmentSweep
 from services.registration.closing import VisitCloser
 from services.registration.config import RegistrationSettings, get_settings
@@ -25,7 +25,7 @@ def create_app(settings: RegistrationSettings | None = None) -> FastAPI:
         settings=settings,
         title="patientflow registration",
         description="Patients, identity and visits (挂号).",
-        routers=[router, stays_router.router],
+        routers=[router, stays_router.router, statistics_router.router],
         outbox_model=OutboxEvent,
         migrations_dir=Path(__file__).parent / "migrations",
         # A visit is marked settled when billing says so.

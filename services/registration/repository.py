@@ -1,14 +1,16 @@
 """All of registration's SQL."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, RowMapping, bindparam, func
+from sqlalchemy import CursorResult, RowMapping, bindparam, exists, func
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select, update
 
+from kit.clock import as_utc
 from kit.database import ReadConnection
 from services.registration.models import (
     Appointment,
@@ -662,3 +664,100 @@ def lock_visit(session: Session, visit_id: str) -> Visit | None:
         select(Visit).where(Visit.id == visit_id).with_for_update().execution_options(populate_existing=True)
     )
     return session.exec(query).first()
+
+
+# --- statistics (statistics.py) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentGroup:
+    """Booked appointments of one session day, department, channel, status and cancel reason."""
+
+    day: date
+    department: str
+    channel: str
+    status: str
+    cancel_reason: str | None
+    count: int
+
+
+def appointment_counts(
+    session: Session, *, from_date: date, to_date: date, department: str | None
+) -> list[AppointmentGroup]:
+    """Appointments ever booked (not lapsed holds) of the sessions held on these days, counted by group."""
+    day, dept = col(ClinicSession.date), col(ClinicSession.department)
+    channel, status, reason = (
+        col(Appointment.channel),
+        col(Appointment.status),
+        col(Appointment.cancel_reason),
+    )
+    query = (
+        core_select(day, dept, channel, status, reason, func.count())
+        .select_from(Appointment)
+        .join(ClinicSession, col(ClinicSession.id) == col(Appointment.clinic_session_id))
+        .where(day >= from_date, day <= to_date, col(Appointment.booked_at).is_not(None))
+        .group_by(day, dept, channel, status, reason)
+    )
+    if department is not None:
+        query = query.where(dept == department)
+    return [AppointmentGroup(*row) for row in session.execute(query).all()]
+
+
+def outpatient_visit_counts(
+    session: Session, *, opened_from: datetime, opened_before: datetime, department: str | None
+) -> tuple[int, int]:
+    """Outpatient visits opened in [from, before) — an admitted one counts by where it came from — and
+    how many of them an appointment's check-in opened."""
+    came_as_outpatient = (col(Visit.kind) == "outpatient") | (
+        col(InpatientStay.admitted_from) == "outpatient"
+    )
+    query = (
+        core_select(func.count())
+        .select_from(Visit)
+        .outerjoin(InpatientStay, col(InpatientStay.visit_id) == col(Visit.id))
+        .where(col(Visit.opened_at) >= opened_from, col(Visit.opened_at) < opened_before, came_as_outpatient)
+    )
+    if department is not None:
+        query = query.where(col(Visit.department) == department)
+    by_appointment = query.where(
+        exists(core_select(col(Appointment.id)).where(col(Appointment.visit_id) == col(Visit.id)))
+    )
+    return session.execute(query).scalar_one(), session.execute(by_appointment).scalar_one()
+
+
+def stay_movement_counts(
+    session: Session, *, at_from: datetime, at_before: datetime, department: str | None
+) -> tuple[int, int]:
+    """Admissions and transfers recorded in [from, before) (into `department`, if given)."""
+    kind = col(StayMovement.kind)
+    query = (
+        core_select(kind, func.count())
+        .where(col(StayMovement.at) >= at_from, col(StayMovement.at) < at_before)
+        .where(kind.in_(("admission", "transfer")))
+        .group_by(kind)
+    )
+    if department is not None:
+        query = query.where(col(StayMovement.department) == department)
+    counts: dict[str, int] = {row[0]: row[1] for row in session.execute(query).all()}
+    return counts.get("admission", 0), counts.get("transfer", 0)
+
+
+def discharged_stays(
+    session: Session, *, discharged_from: datetime, discharged_before: datetime, department: str | None
+) -> list[tuple[datetime, datetime]]:
+    """(admitted, discharged) of the stays discharged in [from, before) (from `department`, if given)."""
+    discharged = col(InpatientStay.discharged_at)
+    query = core_select(col(InpatientStay.admitted_at), discharged).where(
+        discharged >= discharged_from, discharged < discharged_before
+    )
+    if department is not None:
+        query = query.where(
+            exists(
+                core_select(col(StayMovement.id)).where(
+                    col(StayMovement.visit_id) == col(InpatientStay.visit_id),
+                    col(StayMovement.kind) == "discharge",
+                    col(StayMovement.department) == department,
+                )
+            )
+        )
+    return [(as_utc(admitted), as_utc(left)) for admitted, left in session.execute(query).all()]

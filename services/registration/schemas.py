@@ -812,3 +812,68 @@ class ClosedVisits(BaseModel):
     """What one run of the end-of-day rule closed."""
 
     closed_visit_ids: list[str]
+
+
+# --- statistics ------------------------------------------------------------------------------------
+
+MAX_STATISTICS_DAYS = 366
+
+
+class StatisticsRange(BaseModel):
+    """Hospital days (Asia/Shanghai) from `from_date` to `to_date`, both included, at most a year."""
+
+    from_date: date
+    to_date: date
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.to_date < self.from_date:
+            raise ValueError("to_date must not be before from_date")
+        if (self.to_date - self.from_date).days >= MAX_STATISTICS_DAYS:
+            raise ValueError(f"a range of at most {MAX_STATISTICS_DAYS} days")
+        return self
+
+
+class DayCount(BaseModel):
+    date: date
+    count: int
+
+
+class AppointmentStatistics(BaseModel):
+    """Appointments booked for the sessions held on these days (a hold that lapsed never counts)."""
+
+    from_date: date
+    to_date: date
+    department: str | None
+    appointments: int
+    by_channel: dict[str, int]
+    by_department: dict[str, int]
+    by_day: list[DayCount] = Field(description="By the session's day; days without any are left out")
+    by_status: dict[str, int] = Field(description="Where each stands now (booked, arrived, fulfilled, …)")
+    followup_bookings: int = Field(description="Booked by a doctor at the end of a visit (复诊预约)")
+    cancellations_by_reason: dict[str, int] = Field(
+        description="patient, desk, session_cancelled (a disrupted session), rebooked, …"
+    )
+    noshows: int
+    noshow_rate: float | None = Field(
+        description="No-shows over the appointments that came or did not (arrived, fulfilled, noshow)"
+    )
+    outpatient_visits: int = Field(description="Outpatient visits opened on these days")
+    appointment_visits: int = Field(description="Of those, visits an appointment's check-in opened")
+    appointment_ratio: float | None = Field(description="appointment_visits / outpatient_visits (预约就诊率)")
+
+
+class StayStatistics(BaseModel):
+    """Inpatient movements on these days, and the length of stay of the patients discharged on them."""
+
+    from_date: date
+    to_date: date
+    department: str | None
+    admissions: int
+    transfers: int
+    discharges: int
+    mean_length_of_stay_days: float | None = Field(
+        description="Hospital days (住院天数); null without discharges"
+    )
+    median_length_of_stay_days: float | None
+    longest_stay_days: int | None
