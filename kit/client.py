@@ -26,7 +26,10 @@ from kit.causes import FEED_HEAD_HEADER, Cause, note
 from kit.errors import BadGateway, ServiceUnavailable
 from kit.requestid import REQUEST_ID_HEADER, current_request_id
 
-DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=1.0)
+# The connect timeout also bounds the wait for a free pooled connection (aiohttp counts it as connecting):
+# on a loaded host a burst of calls can wait longer than a handshake takes. A sibling that is down still
+# refuses at once.
+DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 RETRY_AFTER_SECONDS = 2
 POOL_SIZE = 32
 # Everything a call may raise instead of answering (httpx-aiohttp lets some aiohttp errors through).
