@@ -7,6 +7,7 @@ from sqlalchemy import JSON, false
 from sqlmodel import Field, SQLModel
 
 from kit.idempotency import IdempotencyRecordBase
+from kit.merges import MergedVisitBase
 from kit.models import (
     BigIntId,
     ConsumedEventBase,
@@ -90,7 +91,7 @@ class ResultAccess(ResultsTable, table=True):
     acting_for: str | None = Field(default=None, max_length=64)
 
 
-class MergedVisit(ResultsTable, table=True):
+class MergedVisit(MergedVisitBase, ResultsTable, table=True):
     """A visit registration moved to another patient by a merge (身份确认后合并), as read from its feed.
 
     Orders placed for the visit afterwards name this patient, even when the visit was asked of
@@ -98,10 +99,6 @@ class MergedVisit(ResultsTable, table=True):
     """
 
     __tablename__ = "merged_visit"
-
-    visit_id: str = Field(primary_key=True, max_length=36)
-    patient_id: str = Field(max_length=36)
-    merged_at: datetime = Timestamp()
 
 
 class OutboxEvent(OutboxEventBase, ResultsTable, table=True):

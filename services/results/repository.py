@@ -3,14 +3,10 @@
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
 from sqlmodel import Session, col, or_, select, update
 
+from kit import merges
 from services.results.models import LabOrder, MergedVisit, OrderableTest, Report, ResultAccess
-
-_VISIT_KEY = "hashtext('patientflow.visit.' || current_schema() || '.' || :visit_id)"
-VISIT_LOCK = text(f"SELECT pg_advisory_xact_lock({_VISIT_KEY})")
-VISIT_LOCK_SHARED = text(f"SELECT pg_advisory_xact_lock_shared({_VISIT_KEY})")
 
 
 def upsert_orderable_tests(session: Session, tests: Sequence[dict[str, Any]]) -> None:
@@ -73,30 +69,14 @@ def get_report(session: Session, report_id: str) -> Report | None:
 
 
 def patient_for_visit(session: Session, *, visit_id: str, registered: str) -> str:
-    """The patient to place a visit's new order for: `registered` (registration's answer, asked before
-    the unit of work) unless a merge read since moved the visit. Call it first in the unit of work.
-
-    On PostgreSQL it holds the visit's merge lock (shared) until commit, so a merge of the visit is
-    applied either before this read (which then sees it) or after this commit (whose order it then
-    re-points); SQLite writers are serialised already. Reports need no lock: they copy the order's
-    patient under the order's row lock, which the merge's update of the order waits for too.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(VISIT_LOCK_SHARED, {"visit_id": visit_id})
-    moved = session.get(MergedVisit, visit_id)
-    return moved.patient_id if moved is not None else registered
+    """The patient a new order of the visit names (kit.merges); first in the unit of work."""
+    return merges.patient_for_visit(session, MergedVisit, visit_id=visit_id, registered=registered)
 
 
 def repoint_patient(session: Session, *, visit_ids: Sequence[str], source_id: str, target_id: str) -> None:
     """Move orders and reports of merged visits (and any left on the merged record) to the survivor,
-    and note the visits so later orders follow (`patient_for_visit`)."""
-    on_postgresql = session.get_bind().dialect.name == "postgresql"
-    for visit_id in sorted(set(visit_ids)):  # one order, so two merges never wait on each other
-        if on_postgresql:
-            session.execute(VISIT_LOCK, {"visit_id": visit_id})
-        moved = session.get(MergedVisit, visit_id) or MergedVisit(visit_id=visit_id, patient_id=target_id)
-        moved.patient_id = target_id
-        session.add(moved)
+    and note the visits so later writes follow (kit.merges)."""
+    merges.note_merged_visits(session, MergedVisit, visit_ids=visit_ids, target_id=target_id)
     for table in (LabOrder, Report):
         belongs = or_(col(table.visit_id).in_(list(visit_ids)), col(table.patient_id) == source_id)
         session.exec(update(table).where(belongs).values(patient_id=target_id))

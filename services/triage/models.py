@@ -5,6 +5,7 @@ from datetime import date, datetime
 from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from kit.merges import MergedVisitBase
 from kit.models import (
     ConsumedEventBase,
     FeedCursorBase,
@@ -95,7 +96,7 @@ class QueueSuspension(TriageTable, table=True):
     suspended_at: datetime = Timestamp()
 
 
-class MergedVisit(TriageTable, table=True):
+class MergedVisit(MergedVisitBase, TriageTable, table=True):
     """A visit registration moved to another patient by a merge (身份确认后合并), as read from its feed.
 
     Assessments and tickets written for the visit afterwards name this patient, even when the visit was
@@ -103,10 +104,6 @@ class MergedVisit(TriageTable, table=True):
     """
 
     __tablename__ = "merged_visit"
-
-    visit_id: str = Field(primary_key=True, max_length=36)
-    patient_id: str = Field(max_length=36)
-    merged_at: datetime = Timestamp()
 
 
 class OutboxEvent(OutboxEventBase, TriageTable, table=True):

@@ -7,15 +7,13 @@ from sqlalchemy import func, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, or_, select, update
 
+from kit import merges
 from services.triage.models import Assessment, MergedVisit, QueueSuspension, Ticket, TicketCounter
 
 ACTIVE_STATUSES = ("waiting", "called")
 _QUEUE_KEY = "hashtext('patientflow.queue.' || current_schema() || '.' || :department)"
 QUEUE_LOCK = text(f"SELECT pg_advisory_xact_lock({_QUEUE_KEY})")
 QUEUE_LOCK_SHARED = text(f"SELECT pg_advisory_xact_lock_shared({_QUEUE_KEY})")
-_VISIT_KEY = "hashtext('patientflow.visit.' || current_schema() || '.' || :visit_id)"
-VISIT_LOCK = text(f"SELECT pg_advisory_xact_lock({_VISIT_KEY})")
-VISIT_LOCK_SHARED = text(f"SELECT pg_advisory_xact_lock_shared({_VISIT_KEY})")
 
 
 def list_assessments(session: Session, visit_id: str) -> list[Assessment]:
@@ -133,30 +131,14 @@ def get_suspension(session: Session, department: str) -> QueueSuspension | None:
 
 
 def patient_for_visit(session: Session, *, visit_id: str, registered: str) -> str:
-    """The patient to write a visit's new assessment or ticket for: `registered` (registration's answer,
-    asked before the unit of work) unless a merge read since moved the visit. Call it first in the unit
-    of work.
-
-    On PostgreSQL it holds the visit's merge lock (shared) until commit, so a merge of the visit is
-    applied either before this read (which then sees it) or after this commit (whose row it then
-    re-points); SQLite writers are serialised already.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(VISIT_LOCK_SHARED, {"visit_id": visit_id})
-    moved = session.get(MergedVisit, visit_id)
-    return moved.patient_id if moved is not None else registered
+    """The patient a new assessment or ticket of the visit names (kit.merges); first in the unit of work."""
+    return merges.patient_for_visit(session, MergedVisit, visit_id=visit_id, registered=registered)
 
 
 def repoint_patient(session: Session, *, visit_ids: Sequence[str], source_id: str, target_id: str) -> None:
     """Move assessments and tickets of merged visits (and any left on the merged record) to the survivor,
-    and note the visits so later writes follow (`patient_for_visit`)."""
-    on_postgresql = session.get_bind().dialect.name == "postgresql"
-    for visit_id in sorted(set(visit_ids)):  # one order, so two merges never wait on each other
-        if on_postgresql:
-            session.execute(VISIT_LOCK, {"visit_id": visit_id})
-        moved = session.get(MergedVisit, visit_id) or MergedVisit(visit_id=visit_id, patient_id=target_id)
-        moved.patient_id = target_id
-        session.add(moved)
+    and note the visits so later writes follow (kit.merges)."""
+    merges.note_merged_visits(session, MergedVisit, visit_ids=visit_ids, target_id=target_id)
     for table in (Assessment, Ticket):
         belongs = or_(col(table.visit_id).in_(list(visit_ids)), col(table.patient_id) == source_id)
         session.exec(update(table).where(belongs).values(patient_id=target_id))
