@@ -234,12 +234,22 @@ DAYS = {"morning": morning_peak, "ed": emergency_day}
 
 
 def format_table(outcome: Outcome) -> str:
-    lines = [
-        "class      patients  mean   p90    max    >10 min",
-        *[
-            f"{r.label:<10} {r.patients:>8} {r.mean:>6.1f} {r.p90:>6.1f} {r.max:>6.1f} {r.over_target_share:>8.0%}"
-            for r in outcome.summary()
-        ],
-    ]
+    """Per class: patients, mean, p90 and max wait (minutes), share over 10 minutes; then the makespan."""
+    lines = ["class      patients  mean   p90    max  >10 min"]
+    for r in outcome.summary():
+        figures = f"{r.mean:>6.1f} {r.p90:>6.1f} {r.max:>6.1f} {r.over_target_share:>8.0%}"
+        lines.append(f"{r.label:<10} {r.patients:>8} {figures}")
     lines.append(f"makespan {outcome.makespan:.1f} min")
     return "\n".join(lines)
+
+
+def parse_split(texts: Sequence[str], *, counters: int) -> list[Lane]:
+    """`simple=2` gives 2 counters to simple patients only; the remaining counters serve the rest."""
+    lanes = []
+    for text in texts:
+        name, _, count = text.partition("=")
+        lanes.append(Lane(counters=int(count), classes=frozenset(name.split("+"))))
+    rest = counters - sum(lane.counters for lane in lanes)
+    if rest < 1:
+        raise ValueError("the split leaves no counter for everyone else")
+    return [*lanes, Lane(counters=rest)]

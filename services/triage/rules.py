@@ -259,7 +259,7 @@ def _pick_in_tier(tier: list[Waiting], rules: QueueRules, state: QueueState) -> 
         tier = others
     ticket = min(tier, key=key)
     parts = _describe(ticket, rules)
-    if rules.appointments is AppointmentMode.first and _booked(ticket, rules) in ("on-time", "early"):
-        if any(_booked(t, rules) not in ("on-time", "early") for t in tier):
-            parts.append("ahead of walk-ins")
+    booked = ("on-time", "early")
+    if rules.appointments is AppointmentMode.first and _booked(ticket, rules) in booked:
+        parts += ["ahead of walk-ins"] if any(_booked(t, rules) not in booked for t in tier) else []
     return ticket, ", ".join(parts)
