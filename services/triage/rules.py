@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kit.clock import HOSPITAL_TZ, as_utc
 
@@ -69,6 +69,22 @@ class QueueRules(BaseModel):
         description="Expected service time per service class",
     )
     shortest_work_first: bool = Field(default=False, description="Shorter expected service first")
+
+    @field_validator("green_channel_levels", "priority_levels")
+    @classmethod
+    def _known_levels(cls, levels: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = set(levels) - set(LEVELS)
+        if unknown:
+            raise ValueError(f"unknown levels {sorted(unknown)}; levels are {', '.join(LEVELS)}")
+        return levels
+
+    @field_validator("green_channel_levels")
+    @classmethod
+    def _level_one_first(cls, levels: tuple[str, ...]) -> tuple[str, ...]:
+        """A dying patient (level I) is never ordered behind anyone: no configuration may say otherwise."""
+        if "I" not in levels:
+            raise ValueError("the green channel always includes level I")
+        return levels
 
 
 @dataclass(frozen=True, slots=True)
