@@ -10,10 +10,12 @@ from patientflow.simulate import (
     Arrival,
     Lane,
     Outcome,
+    Served,
     WaitSummary,
     parse_split,
     read_arrivals,
     simulate,
+    summarise,
 )
 from services.triage.rules import QueueRules
 
@@ -108,3 +110,22 @@ def test_cli_generated_day_with_rules(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["simulate", "--day", "ed", "--seed", "3", "--counters", "5", "--ageing", "120"]) == 0
     assert "all" in capsys.readouterr().out
     assert main(["simulate", "--day", "morning", "--split", "simple=9"]) == 2
+
+
+def test_the_readme_morning_table_is_what_the_simulator_says() -> None:
+    """The README's figures are the simulator's (ten seeded mornings pooled, 6 counters)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for rules in (QueueRules(), QueueRules(shortest_work_first=True)):
+        served = [
+            s
+            for seed in range(1, 11)
+            for s in simulate(DAYS["morning"](seed), rules=rules, lanes=[Lane(6)]).served
+        ]
+        everyone = summarise_all(served)
+        assert everyone in readme
+
+
+def summarise_all(served: list[Served]) -> str:
+    row = summarise("all", [s.wait for s in served])
+    figures = f"{row.mean:.1f} | {row.p90:.1f} | {row.max:.1f} | {row.over_target_share:.0%}"
+    return f"| all ({row.patients}) | {figures} |"
