@@ -330,3 +330,13 @@ def test_order_route_follows_the_queues_configuration_and_the_days_calls(
     order = ratio_client.get("/queues/internal/order").json()["order"]
     assert [e["ticket_id"] for e in order] == [first["id"], second["id"]]
     assert ratio_client.get("/queues/BAD!/order").status_code == 400
+
+
+def test_queue_rules_come_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIAGE_QUEUE_RULES", '{"internal": {"normal_per_priority": 2, "ageing_minutes": 60}}')
+    configured = TriageSettings()
+    assert configured.rules_for("internal") == QueueRules(normal_per_priority=2, ageing_minutes=60)
+    assert configured.rules_for("surgery") == QueueRules()
+    monkeypatch.setenv("TRIAGE_QUEUE_RULES", '{"internal": {"green_channel_levels": ["II"]}}')
+    with pytest.raises(ValidationError):
+        TriageSettings()
