@@ -241,7 +241,9 @@ def _add_simulate_command(commands: "argparse._SubParsersAction[argparse.Argumen
         "simulate", help="replay a day's arrivals against queue rules (the bank lesson)"
     )
     source = run.add_mutually_exclusive_group()
-    source.add_argument("--arrivals", help="CSV: arrival,service_minutes,class[,level][,priority]")
+    source.add_argument(
+        "--arrivals", help="CSV: arrival,service_minutes,class[,level][,priority][,appointment]"
+    )
     source.add_argument("--day", choices=["morning", "ed"], default="morning", help="a generated day")
     run.add_argument("--seed", type=int, default=1, help="for a generated day")
     run.add_argument("--counters", type=int, default=6, help="counters (or doctors) in all")

@@ -29,6 +29,7 @@ class Arrival:
     service_class: str = "simple"
     level: str | None = None
     priority: PriorityKind | None = None
+    appointment: float | None = None  # the booked slot's minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,7 @@ def _waiting(arrival: Arrival) -> Waiting:
         arrived_at=_at(arrival.minute),
         level=arrival.level,
         priority=arrival.priority,
+        appointment_at=_at(arrival.appointment) if arrival.appointment is not None else None,
         service_class=arrival.service_class,
     )
 
@@ -165,7 +167,8 @@ def _minute(text: str) -> float:
 
 
 def read_arrivals(path: Path) -> list[Arrival]:
-    """A day from CSV: `arrival,service_minutes,class[,level][,priority]`, one patient a row, in order."""
+    """A day from CSV: `arrival,service_minutes,class[,level][,priority][,appointment]`, a patient a row,
+    in ticket order; times as clock times (08:05) or minutes from midnight."""
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     return [
@@ -176,6 +179,7 @@ def read_arrivals(path: Path) -> list[Arrival]:
             service_class=(row.get("class") or "simple").strip(),
             level=(row.get("level") or "").strip() or None,
             priority=PriorityKind(p) if (p := (row.get("priority") or "").strip()) else None,
+            appointment=_minute(b) if (b := (row.get("appointment") or "").strip()) else None,
         )
         for i, row in enumerate(rows)
     ]

@@ -84,15 +84,15 @@ def test_summary_figures_and_the_ten_minute_target() -> None:
 def test_a_day_from_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     day = tmp_path / "day.csv"
     day.write_text(
-        "arrival,service_minutes,class,level,priority\n"
-        "08:00,10,complex,,\n08:00,3,simple,,elderly\n08:01,3,simple,I,\n",
+        "arrival,service_minutes,class,level,priority,appointment\n"
+        "08:00,10,complex,,,\n08:00,3,simple,,elderly,\n08:01,3,simple,I,,08:00\n",
         encoding="utf-8",
     )
     arrivals = read_arrivals(day)
-    assert [(a.minute, a.level, a.priority) for a in arrivals] == [
-        (480.0, None, None),
-        (480.0, None, "elderly"),
-        (481.0, "I", None),
+    assert [(a.minute, a.level, a.priority, a.appointment) for a in arrivals] == [
+        (480.0, None, None, None),
+        (480.0, None, "elderly", None),
+        (481.0, "I", None, 480.0),
     ]
     assert main(["simulate", "--arrivals", str(day), "--counters", "1"]) == 0
     printed = capsys.readouterr().out

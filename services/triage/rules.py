@@ -31,7 +31,8 @@ class PriorityKind(StrEnum):
 class AppointmentMode(StrEnum):
     """`ignore`: booked patients queue by arrival like everyone (today's rule); `first`: on-time booked
     patients before walk-ins, by booked time; `booked-time`: an on-time booked patient counts as
-    having arrived at the booked time."""
+    having arrived at the booked time. Earlier than the early window, a booked patient queues as a
+    walk-in; later than the late window, as a walk-in too, or inserted every `late_every`."""
 
     ignore = "ignore"
     first = "first"
@@ -152,7 +153,7 @@ def _tier_key(ticket: Waiting, rules: QueueRules) -> tuple[float, int, datetime,
     """Order within the priority or the normal tier: work, booking, then first come first served."""
     work = _expected(ticket, rules) if rules.shortest_work_first else 0.0
     booked = _booked(ticket, rules)
-    on_time = booked in ("on-time", "early") and ticket.appointment_at is not None
+    on_time = booked == "on-time" and ticket.appointment_at is not None  # too early: a walk-in for now
     if rules.appointments is AppointmentMode.first:
         group = 0 if on_time else 1
         at = ticket.appointment_at if on_time and ticket.appointment_at else ticket.arrived_at
@@ -275,7 +276,6 @@ def _pick_in_tier(tier: list[Waiting], rules: QueueRules, state: QueueState) -> 
         tier = others
     ticket = min(tier, key=key)
     parts = _describe(ticket, rules)
-    booked = ("on-time", "early")
-    if rules.appointments is AppointmentMode.first and _booked(ticket, rules) in booked:
-        parts += ["ahead of walk-ins"] if any(_booked(t, rules) not in booked for t in tier) else []
+    if rules.appointments is AppointmentMode.first and _booked(ticket, rules) == "on-time":
+        parts += ["ahead of walk-ins"] if any(_booked(t, rules) != "on-time" for t in tier) else []
     return ticket, ", ".join(parts)

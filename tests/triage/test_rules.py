@@ -250,15 +250,17 @@ def test_appointments_first_by_booked_time_and_late_arrivals_every_n() -> None:
         ticket(3, 6, appointment_at=at(10)),  # booked 08:10, on time
         ticket(4, 1, appointment_at=at(-40)),  # booked 07:20, 41 minutes late
         ticket(5, 2),  # walk-in
+        ticket(6, 3, appointment_at=at(120)),  # booked 10:00, 117 minutes early: a walk-in for now
     ]
     placed = order_queue(queue, rules=rules, now=at(20))
-    assert keys(placed) == ["t3", "t2", "t4", "t1", "t5"]
+    assert keys(placed) == ["t3", "t2", "t4", "t1", "t5", "t6"]
+    assert placed[5].reason == "appointment 10:00 (early), arrived 08:03"
     assert placed[0].reason == "appointment 08:10 (on-time), arrived 08:06, ahead of walk-ins"
     assert (
         placed[2].reason == "appointment 07:20 (late), arrived 08:01, late, inserted after 2 on-time patients"
     )
     booked_time = order_queue(queue, rules=QueueRules(appointments=AppointmentMode.booked_time), now=at(20))
-    assert keys(booked_time) == ["t1", "t4", "t5", "t3", "t2"]  # as if arrived at 08:10 and 08:30
+    assert keys(booked_time) == ["t1", "t4", "t5", "t6", "t3", "t2"]  # as if arrived at 08:10 and 08:30
 
 
 def test_shortest_expected_work_first() -> None:
