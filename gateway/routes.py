@@ -133,6 +133,7 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/tickets/{id}", "triage:read"),
         ("GET", "/queues/{department}", "triage:read"),
         ("GET", "/queues/{department}/stats", "triage:read"),
+        ("GET", "/queues/{department}/order", "triage:read"),  # who is next and why (rules.py)
         ("GET", "/queues/{department}/board", "board:read"),  # the waiting-room screen: no ids, names masked
         ("GET", "/visits/{id}/tickets", "triage:read"),
         ("POST", "/queues/{department}/suspend", "triage:write"),

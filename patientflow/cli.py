@@ -1,4 +1,5 @@
-"""The `patientflow` command: `up` (the whole system), `serve`, `makemigration`, `keys` (API clients)."""
+"""The `patientflow` command: `up` (the whole system), `serve`, `makemigration`, `keys` (API clients),
+`simulate` (queue rules against a day's arrivals)."""
 
 import argparse
 import signal
@@ -210,6 +211,51 @@ def _add_keys_command(commands: "argparse._SubParsersAction[argparse.ArgumentPar
     )
 
 
+def simulate(args: argparse.Namespace) -> int:
+    """Replay a day (CSV or generated) against queue rules and counters; print the waits per class."""
+    from patientflow import simulate as sim
+    from services.triage.rules import QueueRules
+
+    try:
+        rules = QueueRules.model_validate_json(Path(args.rules).read_text()) if args.rules else QueueRules()
+        updates: dict[str, Any] = {}
+        if args.shortest_first:
+            updates["shortest_work_first"] = True
+        if args.ageing is not None:
+            updates["ageing_minutes"] = args.ageing
+        rules = QueueRules.model_validate(rules.model_dump() | updates)
+        arrivals = sim.read_arrivals(Path(args.arrivals)) if args.arrivals else sim.DAYS[args.day](args.seed)
+        lanes = sim.parse_split(args.split, counters=args.counters)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"simulate: {error}", file=sys.stderr)
+        return 2
+    if not arrivals:
+        print("simulate: no arrivals", file=sys.stderr)
+        return 2
+    print(sim.format_table(sim.simulate(arrivals, rules=rules, lanes=lanes)))
+    return 0
+
+
+def _add_simulate_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    run = commands.add_parser(
+        "simulate", help="replay a day's arrivals against queue rules (the bank lesson)"
+    )
+    source = run.add_mutually_exclusive_group()
+    source.add_argument(
+        "--arrivals", help="CSV: arrival,service_minutes,class[,level][,priority][,appointment]"
+    )
+    source.add_argument("--day", choices=["morning", "ed"], default="morning", help="a generated day")
+    run.add_argument("--seed", type=int, default=1, help="for a generated day")
+    run.add_argument("--counters", type=int, default=6, help="counters (or doctors) in all")
+    run.add_argument("--rules", help="a JSON file of queue rules (services/triage/rules.py QueueRules)")
+    run.add_argument("--shortest-first", action="store_true", help="shorter expected service first")
+    run.add_argument("--ageing", type=int, default=None, help="ageing bound in minutes")
+    run.add_argument(
+        "--split", action="append", default=[], help="CLASS=N: N counters serve only that class (repeatable)"
+    )
+    run.set_defaults(func=simulate)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="patientflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -236,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("-m", "--message", required=True)
     make.set_defaults(func=makemigration)
     _add_keys_command(commands)
+    _add_simulate_command(commands)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

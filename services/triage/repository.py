@@ -142,3 +142,17 @@ def repoint_patient(session: Session, *, visit_ids: Sequence[str], source_id: st
     for table in (Assessment, Ticket):
         belongs = or_(col(table.visit_id).in_(list(visit_ids)), col(table.patient_id) == source_id)
         session.exec(update(table).where(belongs).values(patient_id=target_id))
+
+
+# --- Queue order (rules.py)
+
+
+def latest_levels(session: Session, visit_ids: Sequence[str]) -> dict[str, str]:
+    """Each visit's level from its latest assessment (visits never assessed are absent)."""
+    if not visit_ids:
+        return {}
+    query = select(Assessment).where(col(Assessment.visit_id).in_(list(visit_ids)))
+    levels: dict[str, str] = {}
+    for assessment in session.exec(query.order_by(col(Assessment.assessed_at))).all():
+        levels[assessment.visit_id] = assessment.level
+    return levels

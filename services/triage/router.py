@@ -4,13 +4,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
 from kit.database import SessionDep
 from kit.errors import Forbidden, ServiceUnavailable, problem_responses
 from services.triage import repository, service
+from services.triage.config import TriageSettings
 from services.triage.errors import (
     AlreadyQueued,
     QueueEmpty,
@@ -28,6 +29,7 @@ from services.triage.schemas import (
     AssessmentPublic,
     CallNextRequest,
     QueueBoard,
+    QueueOrder,
     QueuePublic,
     QueueStats,
     RegistrationVisit,
@@ -248,3 +250,18 @@ def read_queue_stats(
 ) -> QueueStats:
     """A day's waits from queueing to being called, against the 10-minute target (三长一短)."""
     return service.queue_stats(session, department=department, day=day or service.today())
+
+
+# --- Queue order (rules.py)
+
+
+@router.get("/queues/{department}/order", dependencies=[require_scope("triage:read")], tags=["queues"])
+def read_queue_order(department: Department, session: SessionDep, request: Request) -> QueueOrder:
+    """Who is next and why: the waiting tickets in the order the department's rules call them, each
+    with the reason for its place ("level II, arrived 08:12, green channel: ahead of everyone").
+
+    A read only; the rules are the department's configuration (`TRIAGE_QUEUE_RULES`), by default
+    today's order with level I ahead of level II.
+    """
+    settings: TriageSettings = request.app.state.settings
+    return service.queue_order(session, department=department, queue_rules=settings.rules_for(department))

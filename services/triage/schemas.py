@@ -5,6 +5,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.triage.rules import QueueRules
+
 DEPARTMENT_PATTERN = r"^[a-z0-9-]{1,32}$"
 # Visit ids go into a registration URL path, so only id characters are accepted.
 VISIT_ID_PATTERN = r"^[A-Za-z0-9-]{1,36}$"
@@ -165,3 +167,22 @@ class RegistrationPatient(BaseModel):
     """The part of registration's patient the board needs: the name, masked at once (`mask_name`)."""
 
     name: str | None = None
+
+
+# --- Queue order (rules.py): who is next, and why
+
+
+class OrderEntry(BaseModel):
+    position: int = Field(description="1 is the next to be called")
+    ticket_id: str
+    display_number: str = Field(examples=["I007"])
+    reason: str = Field(
+        description="Why this place, in words a nurse can read out",
+        examples=["level II, arrived 08:12, green channel: ahead of everyone"],
+    )
+
+
+class QueueOrder(BaseModel):
+    department: str
+    rules: QueueRules = Field(description="The queue's configuration the order follows")
+    order: list[OrderEntry] = Field(description="Waiting tickets in the order the rules would call them")

@@ -12,7 +12,7 @@ from kit.auth import visible_to
 from kit.client import ServiceClient
 from kit.clock import hospital_date, utcnow
 from kit.outbox import record_event
-from services.triage import repository
+from services.triage import repository, rules
 from services.triage.errors import (
     AlreadyQueued,
     QueueEmpty,
@@ -27,7 +27,9 @@ from services.triage.models import Assessment, OutboxEvent, QueueSuspension, Tic
 from services.triage.schemas import (
     AssessmentCreate,
     BoardTicket,
+    OrderEntry,
     QueueBoard,
+    QueueOrder,
     QueuePriority,
     QueuePublic,
     QueueStats,
@@ -382,3 +384,50 @@ def queue_stats(session: Session, *, department: str, day: date) -> QueueStats:
 
 def _minutes(later: datetime, earlier: datetime) -> float:
     return (later - earlier).total_seconds() / 60
+
+
+# --- Queue order (rules.py): a read of the live queue under the department's rules
+
+
+def _as_waiting(ticket: Ticket, levels: dict[str, str]) -> rules.Waiting:
+    priority = rules.PriorityKind.priority if ticket.priority == QueuePriority.priority.value else None
+    return rules.Waiting(
+        key=ticket.id,
+        number=ticket.number,
+        arrived_at=ticket.enqueued_at,
+        level=levels.get(ticket.visit_id),
+        priority=priority,
+        appointment_at=ticket.appointment_at,
+    )
+
+
+def queue_order(session: Session, *, department: str, queue_rules: rules.QueueRules) -> QueueOrder:
+    """The waiting tickets in the order `queue_rules` would call them, each with its reason.
+
+    The day's calls so far are replayed first, so a ratio or a late insertion continues where it is.
+    """
+    tickets = repository.tickets_of_day(session, department=department, service_date=today())
+    levels = repository.latest_levels(session, [t.visit_id for t in tickets])
+    state = rules.QueueState()
+    for called in sorted((t for t in tickets if t.called_at), key=lambda t: (t.called_at, t.number)):
+        state = rules.advance(state, _as_waiting(called, levels), queue_rules)
+    waiting_tickets = repository.waiting_queue(session, department)  # earlier days' too
+    levels |= repository.latest_levels(
+        session, [t.visit_id for t in waiting_tickets if t.visit_id not in levels]
+    )
+    numbers = {t.id: display_number(t) for t in waiting_tickets}
+    waiting = [_as_waiting(t, levels) for t in waiting_tickets]
+    placed = rules.order_queue(waiting, rules=queue_rules, now=utcnow(), state=state)
+    return QueueOrder(
+        department=department,
+        rules=queue_rules,
+        order=[
+            OrderEntry(
+                position=p.position,
+                ticket_id=p.ticket.key,
+                display_number=numbers[p.ticket.key],
+                reason=p.reason,
+            )
+            for p in placed
+        ],
+    )
