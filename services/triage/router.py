@@ -10,7 +10,7 @@ from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
 from kit.database import SessionDep
 from kit.errors import Forbidden, ServiceUnavailable, problem_responses
-from services.triage import repository, service
+from services.triage import repository, service, stations
 from services.triage.errors import (
     AlreadyQueued,
     QueueEmpty,
@@ -18,6 +18,8 @@ from services.triage.errors import (
     QueueSuspended,
     TicketNotCalled,
     TicketNotFound,
+    TicketWrongState,
+    UnknownStation,
     VisitClosed,
     VisitNotFound,
 )
@@ -29,11 +31,18 @@ from services.triage.schemas import (
     CallNextRequest,
     QueueBoard,
     QueuePublic,
+    QueueSettingPublic,
+    QueueSettingUpdate,
     QueueStats,
+    RecallRequest,
     RegistrationVisit,
+    StationPublic,
+    StationUpsert,
     SuspendRequest,
     TicketCreate,
     TicketPublic,
+    TransferPublic,
+    TransferRequest,
 )
 
 router = APIRouter()
@@ -141,7 +150,7 @@ def take_ticket(
     "/queues/{department}/call-next",
     dependencies=[require_scope("triage:write")],
     tags=["queues"],
-    responses=problem_responses(QueueEmpty, QueueSuspended),
+    responses=problem_responses(QueueEmpty, QueueSuspended, UnknownStation),
 )
 def call_next(
     department: Department, session: SessionDep, data: CallNextRequest | None = None
@@ -248,3 +257,122 @@ def read_queue_stats(
 ) -> QueueStats:
     """A day's waits from queueing to being called, against the 10-minute target (三长一短)."""
     return service.queue_stats(session, department=department, day=day or service.today())
+
+
+# --- Queue actions (issue 10): queue settings, stations, and actions on a ticket ---
+StationCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,16}$", examples=["3"])]
+ACTION_ERRORS = problem_responses(TicketNotFound, TicketNotCalled, TicketWrongState)
+
+
+@router.get("/queues/{department}/settings", dependencies=[require_scope("triage:read")], tags=["stations"])
+def read_queue_setting(department: Department, session: SessionDep) -> QueueSettingPublic:
+    """How a queue is run (kind, wait target, skip rule) and its stations; the defaults until configured."""
+    return stations.queue_setting(session, department=department)
+
+
+@router.put("/queues/{department}/settings", dependencies=[require_scope("triage:write")], tags=["stations"])
+def configure_queue(
+    department: Department, data: QueueSettingUpdate, session: SessionDep
+) -> QueueSettingPublic:
+    """Set a queue's kind — a department, a window (registration, cashier, pharmacy, result printing) or a
+    room — its wait target, and the skip rule: a skipped patient goes behind the next `skip_requeue_after`
+    waiting patients of the same rank, and the skip after `max_skips` makes the ticket a no-show."""
+    stations.configure_queue(session, department=department, data=data)
+    return stations.queue_setting(session, department=department)
+
+
+@router.put(
+    "/queues/{department}/stations/{code}", dependencies=[require_scope("triage:write")], tags=["stations"]
+)
+def put_station(
+    department: Department, code: StationCode, data: StationUpsert, session: SessionDep
+) -> StationPublic:
+    """Add or relabel a station (counter, window or room); once a queue has one, call-next's `counter`
+    must name one of them (422 `unknown-station`)."""
+    station = stations.put_station(session, department=department, code=code, data=data)
+    return StationPublic(code=station.code, label=station.label)
+
+
+@router.post(
+    "/tickets/{ticket_id}/recall",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=problem_responses(TicketNotFound, TicketNotCalled, UnknownStation),
+)
+def recall_ticket(ticket_id: str, session: SessionDep, data: RecallRequest | None = None) -> TicketPublic:
+    """Call a called patient again (重呼), to another station if `counter` names one; 409 unless called."""
+    counter = data.counter if data else None
+    return service.to_public(stations.recall(session, ticket_id=ticket_id, counter=counter))
+
+
+@router.post(
+    "/tickets/{ticket_id}/skip",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=ACTION_ERRORS,
+)
+def skip_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
+    """The called patient did not come (过号): back in line by the queue's skip rule (see its settings),
+    or `noshow` after too many skips. 409 unless called."""
+    return service.to_public(stations.skip(session, ticket_id=ticket_id))
+
+
+@router.post(
+    "/tickets/{ticket_id}/hold",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=ACTION_ERRORS,
+)
+def hold_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
+    """Set a waiting or called ticket aside; nobody calls it until it is released, at its old place."""
+    return service.to_public(stations.hold(session, ticket_id=ticket_id))
+
+
+@router.post(
+    "/tickets/{ticket_id}/release",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=ACTION_ERRORS,
+)
+def release_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
+    """Put a held ticket back in line at the place it had; 409 unless held."""
+    return service.to_public(stations.release(session, ticket_id=ticket_id))
+
+
+@router.post(
+    "/tickets/{ticket_id}/no-show",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=ACTION_ERRORS,
+)
+def noshow_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
+    """Close a called ticket whose patient never came, without re-queueing it; 409 unless called."""
+    return service.to_public(stations.noshow(session, ticket_id=ticket_id))
+
+
+@router.post(
+    "/tickets/{ticket_id}/cancel",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=ACTION_ERRORS,
+)
+def cancel_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
+    """Withdraw a waiting, called or held ticket; 409 for a closed one."""
+    return service.to_public(stations.cancel(session, ticket_id=ticket_id))
+
+
+@router.post(
+    "/tickets/{ticket_id}/transfer",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=problem_responses(TicketNotFound, TicketWrongState, AlreadyQueued),
+)
+def transfer_ticket(
+    ticket_id: str, data: TransferRequest, session: SessionDep, response: Response
+) -> TransferPublic:
+    """Move the patient on to another queue keeping priority and arrival (consultation → payment → lab →
+    back to the doctor): this ticket closes as `transferred`, a new one in `department` is called before
+    anyone of its rank who arrived later. 409 for a closed ticket or a visit already queued there."""
+    closed, moved = stations.transfer(session, ticket_id=ticket_id, department=data.department)
+    response.headers["Location"] = f"/v1/tickets/{moved.id}"
+    return TransferPublic(closed=service.to_public(closed), ticket=service.to_public(moved))
