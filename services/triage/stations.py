@@ -109,7 +109,7 @@ def _locked_ticket(session: Session, ticket_id: str, action: str) -> Ticket:
         names = ", ".join(sorted(allowed))
         detail = f"Cannot {action} a ticket that is {ticket.status}; only one that is {names}."
         error = TicketNotCalled if allowed == {C} else TicketWrongState
-        raise error(detail, status=ticket.status, allowed_from=sorted(allowed))
+        raise error(detail, ticket_status=ticket.status, allowed_from=sorted(allowed))
     return ticket
 
 
