@@ -2,9 +2,10 @@
 
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
@@ -264,6 +265,17 @@ StationCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,16}$", examples=["3"
 ACTION_ERRORS = problem_responses(TicketNotFound, TicketNotCalled, TicketWrongState)
 
 
+async def resolve_transferred_visit(
+    ticket_id: str, request: Request, registration: RegistrationDep
+) -> RegistrationVisit:
+    """The transferred ticket's visit as registration knows it, asked before the session (a closed visit
+    takes no new ticket); the ticket is looked up in a short read of its own."""
+    ticket = await request.app.state.database.read(partial(repository.get_ticket, ticket_id=ticket_id))
+    if ticket is None:
+        raise TicketNotFound("No such ticket.")
+    return await service.fetch_visit(registration, visit_id=ticket.visit_id)
+
+
 @router.get("/queues/{department}/settings", dependencies=[require_scope("triage:read")], tags=["stations"])
 def read_queue_setting(department: Department, session: SessionDep) -> QueueSettingPublic:
     """How a queue is run (kind, wait target, skip rule) and its stations; the defaults until configured."""
@@ -365,14 +377,21 @@ def cancel_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
     "/tickets/{ticket_id}/transfer",
     dependencies=[require_scope("triage:write")],
     tags=["queues"],
-    responses=problem_responses(TicketNotFound, TicketWrongState, AlreadyQueued),
+    responses=problem_responses(
+        TicketNotFound, TicketWrongState, AlreadyQueued, VisitClosed, ServiceUnavailable
+    ),
 )
 def transfer_ticket(
-    ticket_id: str, data: TransferRequest, session: SessionDep, response: Response
+    ticket_id: str,
+    data: TransferRequest,
+    _visit: Annotated[RegistrationVisit, Depends(resolve_transferred_visit)],
+    session: SessionDep,
+    response: Response,
 ) -> TransferPublic:
     """Move the patient on to another queue keeping priority and arrival (consultation → payment → lab →
     back to the doctor): this ticket closes as `transferred`, a new one in `department` is called before
-    anyone of its rank who arrived later. 409 for a closed ticket or a visit already queued there."""
+    anyone of its rank who arrived later. 409 for a closed ticket, a visit already queued there, or a
+    visit registration has closed (`visit-closed`: a new queue is new work)."""
     closed, moved = stations.transfer(session, ticket_id=ticket_id, department=data.department)
     response.headers["Location"] = f"/v1/tickets/{moved.id}"
     return TransferPublic(closed=service.to_public(closed), ticket=service.to_public(moved))

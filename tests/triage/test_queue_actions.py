@@ -312,3 +312,17 @@ def test_transfer_refuses_a_queue_the_visit_is_already_in_and_closed_tickets(
     assert response.json()["type"].endswith("/ticket-wrong-state")
     bad = client.post(f"/tickets/{ticket['id']}/transfer", json={"department": "Lab!"})
     assert bad.status_code == 422
+
+
+def test_a_closed_visit_is_not_transferred_to_another_queue(
+    client: TestClient, registration: httpx.Client
+) -> None:
+    visit = open_visit(registration)
+    ticket = take_ticket(client, visit["id"])
+    assert registration.post(f"/visits/{visit['id']}/close").status_code == 200
+    response = client.post(f"/tickets/{ticket['id']}/transfer", json={"department": "cashier"})
+    assert response.status_code == 409
+    assert response.json()["type"].endswith("/visit-closed")
+    assert client.get(f"/tickets/{ticket['id']}").json()["status"] == "waiting"
+    assert client.get("/queues/cashier").json()["waiting_count"] == 0
+    assert act(client, ticket, "cancel")["status"] == "cancelled"  # work under way here still ends
