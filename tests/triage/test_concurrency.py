@@ -49,6 +49,10 @@ def call_until_empty(client: httpx.Client) -> list[str]:
     return called
 
 
+def act_on(ticket_id: str, action: str) -> Callable[[httpx.Client], httpx.Response]:
+    return lambda client: client.post(f"/tickets/{ticket_id}/{action}")
+
+
 def station_calling_until_empty(station: str) -> Callable[[httpx.Client], list[dict[str, Any]]]:
     """A station calling patients to itself and seeing each one, until nobody waits."""
 
@@ -143,6 +147,34 @@ def test_a_visit_racing_itself_gets_one_ticket_and_no_number_is_lost(
             "/events", headers=feed_headers("triage"), params={"type": "ticket.queued"}
         ).json()["events"]
     assert len(queued) == 2
+
+
+def test_stations_racing_on_one_called_ticket_change_it_once(
+    served_triage: str, registration: httpx.Client
+) -> None:
+    """Skip, no-show, recall, hold and cancel at the same moment on one called ticket: the row lock orders
+    them, so each later one sees the state the earlier one left (409 when it no longer applies)."""
+    visit = open_visit(registration)
+    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+        ticket = client.post("/queues/internal/tickets", json={"visit_id": visit["id"]}).json()
+        assert client.post("/queues/internal/call-next", json={}).status_code == 200
+    actions = ["skip", "no-show", "finish", "hold", "cancel"]
+    responses = run_together(served_triage, [act_on(ticket["id"], action) for action in actions])
+    assert {r.status_code for r in responses} <= {200, 409}
+    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+        final = client.get(f"/tickets/{ticket['id']}").json()
+        events = client.get("/events", headers=feed_headers("triage"), params={"limit": 100}).json()["events"]
+    changes = [e["type"] for e in events if e["type"] not in ("ticket.queued", "ticket.called")]
+    assert len(changes) == sum(r.status_code == 200 for r in responses)
+    # Whatever order won, the last change left the state the ticket has now.
+    last = {
+        "ticket.skipped": "waiting",
+        "ticket.noshow": "noshow",
+        "ticket.finished": "finished",
+        "ticket.held": "held",
+        "ticket.cancelled": "cancelled",
+    }
+    assert final["status"] == last[changes[-1]]
 
 
 def queue_state(client: httpx.Client, ticket_ids: list[str]) -> dict[str, Any]:
