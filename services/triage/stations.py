@@ -140,15 +140,14 @@ def skip(session: Session, *, ticket_id: str) -> Ticket:
         return _close_as_noshow(session, ticket)
     same_rank = repository.waiting_of_rank(session, department=ticket.department, rank=ticket.rank)
     behind = same_rank[: setting.skip_requeue_after]
-    now = utcnow()
-    if len(behind) == setting.skip_requeue_after and behind:
+    if setting.skip_requeue_after == 0:
+        place = ticket.lined_up_at  # a rule of 0 keeps the place: called again first
+    elif len(behind) == setting.skip_requeue_after:
         # Between the N-th and the next one: those after the N-th keep their places behind it.
         place = behind[-1].lined_up_at + JUST_AFTER
     else:
         # Fewer than N wait: at the end of the rank's line, ahead of anyone who arrives later.
-        place = max([now] + [t.lined_up_at + JUST_AFTER for t in same_rank])
-    if setting.skip_requeue_after == 0:
-        place = ticket.lined_up_at  # a rule of 0 keeps the place: called again first
+        place = max([utcnow()] + [t.lined_up_at + JUST_AFTER for t in same_rank])
     ticket.status = TicketStatus.waiting.value
     ticket.skips += 1
     ticket.lined_up_at = place

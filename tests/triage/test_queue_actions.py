@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from kit.testing import feed_headers
 from tests.triage.conftest import FrozenClock
 from tests.triage.factories import call_next, event_types, open_visit, take_ticket
+from tests.triage.test_board import board_headers
 
 
 def queue_in_order(
@@ -326,3 +327,19 @@ def test_a_closed_visit_is_not_transferred_to_another_queue(
     assert client.get(f"/tickets/{ticket['id']}").json()["status"] == "waiting"
     assert client.get("/queues/cashier").json()["waiting_count"] == 0
     assert act(client, ticket, "cancel")["status"] == "cancelled"  # work under way here still ends
+
+
+def test_a_recalled_ticket_is_the_latest_call_on_the_board(
+    client: TestClient, registration: httpx.Client, clock: FrozenClock
+) -> None:
+    first, second = queue_in_order(client, registration, clock, 2)
+    call_next(client, counter="1")
+    clock.advance(minutes=1)
+    call_next(client, counter="2")
+    clock.advance(minutes=1)
+    act(client, first, "recall")
+    board = client.get("/queues/internal/board", headers=board_headers()).json()
+    assert [t["display_number"] for t in board["tickets"]] == [
+        first["display_number"],
+        second["display_number"],
+    ]
