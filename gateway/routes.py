@@ -138,6 +138,17 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/visits/{id}/tickets", "triage:read"),
         ("POST", "/queues/{department}/suspend", "triage:write"),
         ("POST", "/queues/{department}/resume", "triage:write"),
+        # Queue actions (issue 10)
+        ("GET", "/queues/{department}/settings", "triage:read"),
+        ("PUT", "/queues/{department}/settings", "triage:write"),
+        ("PUT", "/queues/{department}/stations/{code}", "triage:write"),
+        ("POST", "/tickets/{id}/recall", "triage:write"),
+        ("POST", "/tickets/{id}/skip", "triage:write"),
+        ("POST", "/tickets/{id}/hold", "triage:write"),
+        ("POST", "/tickets/{id}/release", "triage:write"),
+        ("POST", "/tickets/{id}/no-show", "triage:write"),
+        ("POST", "/tickets/{id}/cancel", "triage:write"),
+        ("POST", "/tickets/{id}/transfer", "triage:write"),
     ),
     *_routes(
         "results",

@@ -295,6 +295,18 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
     _ok(triage.post("/queues/internal/resume"))
     _ok(triage.post("/queues/internal/call-next", json={"counter": "3"}))
     _ok(triage.post(f"/tickets/{ticket['id']}/finish"))
+    # Queue actions: recalled, skipped, held and released, transferred on keeping priority, a no-show there,
+    # and a ticket cancelled.
+    urgent_ticket = _ok(triage.post("/queues/emergency/call-next", json={}))
+    _ok(triage.post(f"/tickets/{urgent_ticket['id']}/recall", json={}))
+    _ok(triage.post(f"/tickets/{urgent_ticket['id']}/skip"))
+    _ok(triage.post(f"/tickets/{urgent_ticket['id']}/hold"))
+    _ok(triage.post(f"/tickets/{urgent_ticket['id']}/release"))
+    moved = _ok(triage.post(f"/tickets/{urgent_ticket['id']}/transfer", json={"department": "cashier"}))
+    _ok(triage.post("/queues/cashier/call-next", json={}))
+    _ok(triage.post(f"/tickets/{moved['ticket']['id']}/no-show"))
+    withdrawn = _ok(triage.post("/queues/pharmacy/tickets", json={"visit_id": outpatient["id"]}), 201)
+    _ok(triage.post(f"/tickets/{withdrawn['id']}/cancel"))
 
     # Results: a green-channel order reported critical at once; a prepaid order waits for the cashier.
     urgent = _ok(results.post("/orders", json={"visit_id": emergency["id"], "test_code": "250101015"}), 201)

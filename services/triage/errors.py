@@ -1,6 +1,6 @@
 """Triage's errors, named for what went wrong."""
 
-from kit.errors import Conflict, NotFound
+from kit.errors import Conflict, NotFound, UnprocessableContent
 
 
 class VisitNotFound(NotFound):
@@ -36,3 +36,14 @@ class VisitClosed(Conflict):
     it takes no new work here; what was done before still lands."""
 
     slug, title = "visit-closed", "Visit closed"
+
+
+# --- Queue actions (issue 10) ---
+class TicketWrongState(Conflict):
+    """The action does not apply to a ticket in its current status (e.g. recalling a waiting ticket)."""
+
+    slug, title = "ticket-wrong-state", "Ticket in the wrong state"
+
+
+class UnknownStation(UnprocessableContent):
+    slug, title = "unknown-station", "Unknown station"

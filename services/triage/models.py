@@ -15,8 +15,9 @@ from kit.models import (
     new_registry,
 )
 
-# A ticket is "active" until it is finished; a visit may hold one active ticket per department.
-ACTIVE_TICKET = text("status IN ('waiting', 'called')")
+# A ticket is "active" while it waits, is called or is held aside; a visit may hold one active ticket per
+# department. Finished, no-show, cancelled and transferred tickets are closed.
+ACTIVE_TICKET = text("status IN ('waiting', 'called', 'held')")
 
 
 class TriageTable(SQLModel, registry=new_registry()):
@@ -42,7 +43,7 @@ class Ticket(TriageTable, table=True):
 
     __table_args__ = (
         UniqueConstraint("department", "service_date", "number", name="uq_ticket_department_day_number"),
-        Index("ix_ticket_queue_order", "department", "status", "rank", "enqueued_at"),
+        Index("ix_ticket_queue_order", "department", "status", "rank", "lined_up_at"),
         Index(
             "uq_ticket_active_visit",
             "visit_id",
@@ -70,6 +71,15 @@ class Ticket(TriageTable, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # The booked slot's time when the patient came by appointment (registration's `appointment.arrived`).
     appointment_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # --- Queue actions (issue 10) ---
+    # The instant that places the ticket in the call order within its rank: its arrival, the original
+    # arrival for a transferred ticket, moved back behind the next patients when it is skipped (过号).
+    lined_up_at: datetime = Timestamp()
+    skips: int = 0
+    recalls: int = 0
+    # The ticket this one continues (transfer keeping priority) and the one that continued it.
+    transferred_from: str | None = Field(default=None, max_length=36)
+    transferred_to: str | None = Field(default=None, max_length=36)
 
 
 class TicketCounter(TriageTable, table=True):
@@ -94,6 +104,34 @@ class QueueSuspension(TriageTable, table=True):
     department: str = Field(primary_key=True, max_length=32)
     reason: str = Field(max_length=200)
     suspended_at: datetime = Timestamp()
+
+
+# --- Queue actions (issue 10): queue kinds, stations and the skip rule ---
+class QueueSetting(TriageTable, table=True):
+    """How a queue is run: its kind, the wait target and the skip rule. A queue without a row runs on the
+    defaults (`service.DEFAULT_SETTING`), so every department queue works before anyone configures it."""
+
+    __tablename__ = "queue_setting"
+
+    department: str = Field(primary_key=True, max_length=32)
+    kind: str = Field(max_length=16)  # department, window or room
+    window: str | None = Field(default=None, max_length=32)  # what a window serves: cashier, pharmacy, ...
+    target_minutes: int
+    skip_requeue_after: int  # a skipped ticket goes behind the next N waiting patients of its rank
+    max_skips: int  # the skip after the K-th makes the ticket a no-show
+    updated_at: datetime = Timestamp()
+
+
+class Station(TriageTable, table=True):
+    """A counter, window or room a queue calls patients to; call-next's `counter` must name one when the
+    queue has any."""
+
+    __tablename__ = "station"
+
+    department: str = Field(primary_key=True, max_length=32)
+    code: str = Field(primary_key=True, max_length=16)
+    label: str = Field(max_length=64)
+    created_at: datetime = Timestamp()
 
 
 class MergedVisit(MergedVisitBase, TriageTable, table=True):

@@ -8,9 +8,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, or_, select, update
 
 from kit import merges
-from services.triage.models import Assessment, MergedVisit, QueueSuspension, Ticket, TicketCounter
+from services.triage.models import (
+    Assessment,
+    MergedVisit,
+    QueueSetting,
+    QueueSuspension,
+    Station,
+    Ticket,
+    TicketCounter,
+)
 
-ACTIVE_STATUSES = ("waiting", "called")
+ACTIVE_STATUSES = ("waiting", "called", "held")
 _QUEUE_KEY = "hashtext('patientflow.queue.' || current_schema() || '.' || :department)"
 QUEUE_LOCK = text(f"SELECT pg_advisory_xact_lock({_QUEUE_KEY})")
 QUEUE_LOCK_SHARED = text(f"SELECT pg_advisory_xact_lock_shared({_QUEUE_KEY})")
@@ -71,8 +79,9 @@ def waiting_tickets_of_visit(session: Session, visit_id: str) -> list[Ticket]:
     return list(session.exec(query.with_for_update()).all())
 
 
-# Most urgent rank first, then first come first served; the number breaks ties within one instant.
-CALL_ORDER = (col(Ticket.rank), col(Ticket.enqueued_at), col(Ticket.number))
+# Most urgent rank first, then first come first served by place in line (the arrival, moved back by a skip,
+# kept by a transfer); the number breaks ties within one instant.
+CALL_ORDER = (col(Ticket.rank), col(Ticket.lined_up_at), col(Ticket.number))
 
 
 def claim_next_waiting(session: Session, department: str) -> Ticket | None:
@@ -156,3 +165,30 @@ def latest_levels(session: Session, visit_ids: Sequence[str]) -> dict[str, str]:
     for assessment in session.exec(query.order_by(col(Assessment.assessed_at))).all():
         levels[assessment.visit_id] = assessment.level
     return levels
+
+
+# --- Queue actions (issue 10) ---
+def get_queue_setting(session: Session, department: str) -> QueueSetting | None:
+    return session.get(QueueSetting, department)
+
+
+def list_stations(session: Session, department: str) -> list[Station]:
+    query = select(Station).where(Station.department == department).order_by(col(Station.code))
+    return list(session.exec(query).all())
+
+
+def get_station(session: Session, *, department: str, code: str) -> Station | None:
+    return session.get(Station, (department, code))
+
+
+def waiting_of_rank(session: Session, *, department: str, rank: int) -> list[Ticket]:
+    """The waiting tickets of one rank in call order: where a skipped ticket is put back among."""
+    query = select(Ticket).where(
+        Ticket.department == department, Ticket.status == "waiting", Ticket.rank == rank
+    )
+    return list(session.exec(query.order_by(*CALL_ORDER)).all())
+
+
+def held_tickets(session: Session, department: str) -> list[Ticket]:
+    query = select(Ticket).where(Ticket.department == department, Ticket.status == "held")
+    return list(session.exec(query.order_by(*CALL_ORDER)).all())

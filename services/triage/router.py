@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
@@ -10,7 +11,7 @@ from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
 from kit.database import SessionDep
 from kit.errors import Forbidden, ServiceUnavailable, problem_responses
-from services.triage import repository, service
+from services.triage import repository, service, stations
 from services.triage.config import TriageSettings
 from services.triage.errors import (
     AlreadyQueued,
@@ -19,6 +20,8 @@ from services.triage.errors import (
     QueueSuspended,
     TicketNotCalled,
     TicketNotFound,
+    TicketWrongState,
+    UnknownStation,
     VisitClosed,
     VisitNotFound,
 )
@@ -31,11 +34,18 @@ from services.triage.schemas import (
     QueueBoard,
     QueueOrder,
     QueuePublic,
+    QueueSettingPublic,
+    QueueSettingUpdate,
     QueueStats,
+    RecallRequest,
     RegistrationVisit,
+    StationPublic,
+    StationUpsert,
     SuspendRequest,
     TicketCreate,
     TicketPublic,
+    TransferPublic,
+    TransferRequest,
 )
 
 router = APIRouter()
@@ -143,7 +153,7 @@ def take_ticket(
     "/queues/{department}/call-next",
     dependencies=[require_scope("triage:write")],
     tags=["queues"],
-    responses=problem_responses(QueueEmpty, QueueSuspended),
+    responses=problem_responses(QueueEmpty, QueueSuspended, UnknownStation),
 )
 def call_next(
     department: Department, session: SessionDep, data: CallNextRequest | None = None
@@ -265,3 +275,140 @@ def read_queue_order(department: Department, session: SessionDep, request: Reque
     """
     settings: TriageSettings = request.app.state.settings
     return service.queue_order(session, department=department, queue_rules=settings.rules_for(department))
+
+
+# --- Queue actions (issue 10): queue settings, stations, and actions on a ticket ---
+StationCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,16}$", examples=["3"])]
+ACTION_ERRORS = problem_responses(TicketNotFound, TicketNotCalled, TicketWrongState)
+
+
+async def resolve_transferred_visit(
+    ticket_id: str, request: Request, registration: RegistrationDep
+) -> RegistrationVisit:
+    """The transferred ticket's visit as registration knows it, asked before the session (a closed visit
+    takes no new ticket); the ticket is looked up in a short read of its own."""
+    ticket = await request.app.state.database.read(partial(repository.get_ticket, ticket_id=ticket_id))
+    if ticket is None:
+        raise TicketNotFound("No such ticket.")
+    return await service.fetch_visit(registration, visit_id=ticket.visit_id)
+
+
+@router.get("/queues/{department}/settings", dependencies=[require_scope("triage:read")], tags=["stations"])
+def read_queue_setting(department: Department, session: SessionDep) -> QueueSettingPublic:
+    """How a queue is run (kind, wait target, skip rule) and its stations; the defaults until configured."""
+    return stations.queue_setting(session, department=department)
+
+
+@router.put("/queues/{department}/settings", dependencies=[require_scope("triage:write")], tags=["stations"])
+def configure_queue(
+    department: Department, data: QueueSettingUpdate, session: SessionDep
+) -> QueueSettingPublic:
+    """Set a queue's kind — a department, a window (registration, cashier, pharmacy, result printing) or a
+    room — its wait target, and the skip rule: a skipped patient goes behind the next `skip_requeue_after`
+    waiting patients of the same rank, and the skip after `max_skips` makes the ticket a no-show."""
+    stations.configure_queue(session, department=department, data=data)
+    return stations.queue_setting(session, department=department)
+
+
+@router.put(
+    "/queues/{department}/stations/{code}", dependencies=[require_scope("triage:write")], tags=["stations"]
+)
+def put_station(
+    department: Department, code: StationCode, data: StationUpsert, session: SessionDep
+) -> StationPublic:
+    """Add or relabel a station (counter, window or room); once a queue has one, call-next's `counter`
+    must name one of them (422 `unknown-station`)."""
+    station = stations.put_station(session, department=department, code=code, data=data)
+    return StationPublic(code=station.code, label=station.label)
+
+
+@router.post(
+    "/tickets/{ticket_id}/recall",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=problem_responses(TicketNotFound, TicketNotCalled, UnknownStation),
+)
+def recall_ticket(ticket_id: str, session: SessionDep, data: RecallRequest | None = None) -> TicketPublic:
+    """Call a called patient again (重呼), to another station if `counter` names one; 409 unless called."""
+    counter = data.counter if data else None
+    return service.to_public(stations.recall(session, ticket_id=ticket_id, counter=counter))
+
+
+@router.post(
+    "/tickets/{ticket_id}/skip",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=ACTION_ERRORS,
+)
+def skip_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
+    """The called patient did not come (过号): back in line by the queue's skip rule (see its settings),
+    or `noshow` after too many skips. 409 unless called."""
+    return service.to_public(stations.skip(session, ticket_id=ticket_id))
+
+
+@router.post(
+    "/tickets/{ticket_id}/hold",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=ACTION_ERRORS,
+)
+def hold_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
+    """Set a waiting or called ticket aside; nobody calls it until it is released, at its old place."""
+    return service.to_public(stations.hold(session, ticket_id=ticket_id))
+
+
+@router.post(
+    "/tickets/{ticket_id}/release",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=ACTION_ERRORS,
+)
+def release_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
+    """Put a held ticket back in line at the place it had; 409 unless held."""
+    return service.to_public(stations.release(session, ticket_id=ticket_id))
+
+
+@router.post(
+    "/tickets/{ticket_id}/no-show",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=ACTION_ERRORS,
+)
+def noshow_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
+    """Close a called ticket whose patient never came, without re-queueing it; 409 unless called."""
+    return service.to_public(stations.noshow(session, ticket_id=ticket_id))
+
+
+@router.post(
+    "/tickets/{ticket_id}/cancel",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=ACTION_ERRORS,
+)
+def cancel_ticket(ticket_id: str, session: SessionDep) -> TicketPublic:
+    """Withdraw a waiting, called or held ticket; 409 for a closed one."""
+    return service.to_public(stations.cancel(session, ticket_id=ticket_id))
+
+
+@router.post(
+    "/tickets/{ticket_id}/transfer",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=problem_responses(
+        TicketNotFound, TicketWrongState, AlreadyQueued, VisitClosed, ServiceUnavailable
+    ),
+)
+def transfer_ticket(
+    ticket_id: str,
+    data: TransferRequest,
+    _visit: Annotated[RegistrationVisit, Depends(resolve_transferred_visit)],
+    session: SessionDep,
+    response: Response,
+) -> TransferPublic:
+    """Move the patient on to another queue keeping priority and arrival (consultation → payment → lab →
+    back to the doctor): this ticket closes as `transferred`, a new one in `department` is called before
+    anyone of its rank who arrived later. 409 for a closed ticket, a visit already queued there, or a
+    visit registration has closed (`visit-closed`: a new queue is new work)."""
+    closed, moved = stations.transfer(session, ticket_id=ticket_id, department=data.department)
+    response.headers["Location"] = f"/v1/tickets/{moved.id}"
+    return TransferPublic(closed=service.to_public(closed), ticket=service.to_public(moved))

@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.triage.rules import QueueRules
 
@@ -40,6 +40,11 @@ class TicketStatus(StrEnum):
     waiting = "waiting"
     called = "called"
     finished = "finished"
+    # Queue actions (issue 10): set aside, and the ways a ticket closes without being finished.
+    held = "held"
+    noshow = "noshow"
+    cancelled = "cancelled"
+    transferred = "transferred"
 
 
 class Request(BaseModel):
@@ -94,6 +99,15 @@ class TicketPublic(BaseModel):
     appointment_at: datetime | None = Field(
         default=None, description="The booked slot's time, for a patient who came by appointment"
     )
+    lined_up_at: datetime | None = Field(
+        default=None,
+        description="Sets the place in the call order within the rank: the arrival (the original one for a "
+        "transferred ticket), moved back when the ticket is skipped",
+    )
+    skips: int = Field(default=0, description="How often the patient was called and did not come (过号)")
+    recalls: int = Field(default=0, description="How often the same call was repeated")
+    transferred_from: str | None = Field(default=None, description="The ticket this one continues")
+    transferred_to: str | None = Field(default=None, description="The ticket that continues this one")
 
 
 class SuspendRequest(Request):
@@ -112,6 +126,9 @@ class QueuePublic(BaseModel):
     waiting: list[TicketPublic] = Field(description="Waiting tickets in call order")
     waiting_count: int
     called_count: int
+    held: list[TicketPublic] = Field(
+        default_factory=list, description="Tickets set aside; released, each is back at its place"
+    )
 
 
 class BoardTicket(BaseModel):
@@ -153,6 +170,77 @@ class QueueStats(BaseModel):
     waiting: int
     wait_minutes: WaitMinutes
     within_target_share: float | None = Field(description="Share of called tickets seen within the target")
+
+
+# --- Queue actions (issue 10): queue kinds, stations, ticket actions ---
+class QueueKind(StrEnum):
+    """A department's queue (科室), a service window (窗口) or a single consulting/examination room (诊室)."""
+
+    department = "department"
+    window = "window"
+    room = "room"
+
+
+class WindowService(StrEnum):
+    """What a window queue serves."""
+
+    registration = "registration"
+    cashier = "cashier"
+    pharmacy = "pharmacy"
+    result_printing = "result-printing"
+
+
+class QueueSettingUpdate(Request):
+    kind: QueueKind
+    window: WindowService | None = Field(default=None, description="Required for, and only for, a window")
+    target_minutes: int = Field(default=10, ge=1, le=240, description="The wait target (三长一短: 10)")
+    skip_requeue_after: int = Field(
+        default=3, ge=0, le=50, description="A skipped ticket goes behind the next N waiting patients"
+    )
+    max_skips: int = Field(default=2, ge=0, le=10, description="The skip after the K-th makes it a no-show")
+
+    @model_validator(mode="after")
+    def _window_for_windows(self) -> "QueueSettingUpdate":
+        if (self.kind is QueueKind.window) != (self.window is not None):
+            raise ValueError("`window` is required for a window queue and not allowed for any other kind")
+        return self
+
+
+class StationUpsert(Request):
+    label: str = Field(min_length=1, max_length=64, examples=["3号诊室"])
+
+
+class StationPublic(BaseModel):
+    code: str
+    label: str
+
+
+class QueueSettingPublic(BaseModel):
+    department: str
+    kind: QueueKind
+    window: WindowService | None
+    target_minutes: int
+    skip_requeue_after: int
+    max_skips: int
+    configured: bool = Field(description="False while the queue runs on the defaults")
+    stations: list[StationPublic]
+
+
+class RecallRequest(Request):
+    counter: str | None = Field(
+        default=None, min_length=1, max_length=16, description="Another station to call to; default the same"
+    )
+
+
+class TransferRequest(Request):
+    department: str = Field(pattern=DEPARTMENT_PATTERN, description="The queue the patient goes on to")
+
+
+class TransferPublic(BaseModel):
+    closed: TicketPublic = Field(description="The ticket left behind, now `transferred`")
+    ticket: TicketPublic = Field(
+        description="The ticket in the next queue, with the same priority and arrival"
+    )
 
 
 class RegistrationVisit(BaseModel):

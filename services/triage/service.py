@@ -20,6 +20,7 @@ from services.triage.errors import (
     QueueSuspended,
     TicketNotCalled,
     TicketNotFound,
+    UnknownStation,
     VisitClosed,
     VisitNotFound,
 )
@@ -164,6 +165,7 @@ def enqueue(
     level = TriageLevel(latest.level) if latest else None
     service_date = hospital_date(utcnow())
     number = repository.next_ticket_number(session, department=department, service_date=service_date)
+    enqueued_at = utcnow()  # taken after the number, so call order and numbers agree
     ticket = Ticket(
         id=str(uuid.uuid4()),
         visit_id=visit.id,
@@ -174,7 +176,8 @@ def enqueue(
         priority=data.priority.value,
         rank=rank_of(level=level, priority=data.priority),
         masked_name=masked_name,
-        enqueued_at=utcnow(),  # taken after the number, so call order and numbers agree
+        enqueued_at=enqueued_at,
+        lined_up_at=enqueued_at,
         appointment_at=appointment_at,
     )
     try:
@@ -185,15 +188,17 @@ def enqueue(
         if existing is None:
             raise
         raise _already_queued(existing) from None
-    _record_ticket_event(session, ticket, "ticket.queued", priority=ticket.priority)
+    record_ticket_event(session, ticket, "ticket.queued", priority=ticket.priority)
     return ticket
 
 
 def call_next(session: Session, *, department: str, counter: str | None) -> Ticket:
     """Call the most urgent, longest-waiting ticket; concurrent callers each get a different one.
 
-    A suspended queue calls nobody (409), even when patients are waiting.
+    A suspended queue calls nobody (409), even when patients are waiting. A queue with stations calls
+    only to one of them (422 `unknown-station`).
     """
+    check_station(session, department=department, counter=counter)
     repository.lock_queue(session, department, exclusive=False)
     suspension = repository.get_suspension(session, department)
     if suspension is not None:
@@ -205,8 +210,20 @@ def call_next(session: Session, *, department: str, counter: str | None) -> Tick
     ticket.called_at = utcnow()
     ticket.counter = counter
     session.add(ticket)
-    _record_ticket_event(session, ticket, "ticket.called", wait_seconds=wait_seconds(ticket))
+    record_ticket_event(session, ticket, "ticket.called", wait_seconds=wait_seconds(ticket))
     return ticket
+
+
+def check_station(session: Session, *, department: str, counter: str | None) -> None:
+    """A queue that has stations calls to one of them; a queue without any takes any counter name."""
+    if counter is None or repository.get_station(session, department=department, code=counter):
+        return
+    stations = [s.code for s in repository.list_stations(session, department)]
+    if stations:
+        raise UnknownStation(
+            f"{department} has no station {counter!r}; its stations are {', '.join(stations)}.",
+            stations=stations,
+        )
 
 
 def finish(session: Session, *, ticket_id: str) -> Ticket:
@@ -219,7 +236,7 @@ def finish(session: Session, *, ticket_id: str) -> Ticket:
     ticket.status = TicketStatus.finished.value
     ticket.finished_at = utcnow()
     session.add(ticket)
-    _record_ticket_event(session, ticket, "ticket.finished")
+    record_ticket_event(session, ticket, "ticket.finished")
     return ticket
 
 
@@ -279,6 +296,7 @@ def queue_view(session: Session, *, department: str) -> QueuePublic:
         waiting=[to_public(t) for t in waiting],
         waiting_count=len(waiting),
         called_count=repository.count_called(session, department),
+        held=[to_public(t) for t in repository.held_tickets(session, department)],
     )
 
 
@@ -300,7 +318,7 @@ def board_view(session: Session, *, department: str) -> QueueBoard:
     )
 
 
-def _record_ticket_event(session: Session, ticket: Ticket, event_type: str, **extra: Any) -> None:
+def record_ticket_event(session: Session, ticket: Ticket, event_type: str, **extra: Any) -> None:
     record_event(
         session,
         OutboxEvent,
@@ -349,6 +367,11 @@ def to_public(ticket: Ticket) -> TicketPublic:
         counter=ticket.counter,
         wait_seconds=wait_seconds(ticket),
         appointment_at=ticket.appointment_at,
+        lined_up_at=ticket.lined_up_at,
+        skips=ticket.skips,
+        recalls=ticket.recalls,
+        transferred_from=ticket.transferred_from,
+        transferred_to=ticket.transferred_to,
     )
 
 
@@ -365,11 +388,13 @@ def queue_stats(session: Session, *, department: str, day: date) -> QueueStats:
     """A department's day measured against the 10-minute target: how long called patients waited."""
     tickets = repository.tickets_of_day(session, department=department, service_date=day)
     waits = sorted(_minutes(t.called_at, t.enqueued_at) for t in tickets if t.called_at is not None)
-    within = sum(1 for w in waits if w <= WAIT_TARGET_MINUTES)
+    setting = repository.get_queue_setting(session, department)
+    target_minutes = setting.target_minutes if setting else WAIT_TARGET_MINUTES
+    within = sum(1 for w in waits if w <= target_minutes)
     return QueueStats(
         department=department,
         date=day,
-        target_minutes=WAIT_TARGET_MINUTES,
+        target_minutes=target_minutes,
         tickets=len(tickets),
         called=len(waits),
         waiting=sum(1 for t in tickets if t.status == TicketStatus.waiting.value),
@@ -394,7 +419,8 @@ def _as_waiting(ticket: Ticket, levels: dict[str, str]) -> rules.Waiting:
     return rules.Waiting(
         key=ticket.id,
         number=ticket.number,
-        arrived_at=ticket.enqueued_at,
+        # Its place in line: the arrival, kept by a transfer, moved back by a skip (stations.py).
+        arrived_at=ticket.lined_up_at,
         level=levels.get(ticket.visit_id),
         priority=priority,
         appointment_at=ticket.appointment_at,

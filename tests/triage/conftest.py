@@ -59,4 +59,5 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
     """Freeze triage's clock at 2026-11-27 08:00 in Beijing (00:00 UTC)."""
     frozen = FrozenClock(datetime(2026, 11, 27, 0, 0, tzinfo=UTC))
     monkeypatch.setattr("services.triage.service.utcnow", frozen)
+    monkeypatch.setattr("services.triage.stations.utcnow", frozen)
     return frozen
