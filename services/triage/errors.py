@@ -1,6 +1,6 @@
 """Triage's errors, named for what went wrong."""
 
-from kit.errors import Conflict, NotFound
+from kit.errors import Conflict, NotFound, UnprocessableContent
 
 
 class VisitNotFound(NotFound):
@@ -36,3 +36,12 @@ class VisitClosed(Conflict):
     it takes no new work here; what was done before still lands."""
 
     slug, title = "visit-closed", "Visit closed"
+
+
+# --- Assessment in depth (0007_vitals) ---
+
+
+class OverrideReasonRequired(UnprocessableContent):
+    """The nurse's level differs from the one the vital signs suggest, and no reason was given."""
+
+    slug, title = "override-reason-required", "Override reason required"

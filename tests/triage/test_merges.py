@@ -87,7 +87,7 @@ def test_a_visit_asked_of_registration_before_the_merge_is_written_for_the_survi
     database: Database = client.app.state.database  # type: ignore[attr-defined]
     with database.session() as session:
         data = AssessmentCreate(visit_id=visit["id"], level=TriageLevel.III)
-        assessment = service.assess(session, visit=stale, data=data)
+        assessment = service.assess(session, visit=stale, data=data, settings=client.app.state.settings)  # type: ignore[attr-defined]
         ticket = service.enqueue(
             session,
             visit=stale,
