@@ -173,7 +173,7 @@ def overdue_candidates(session: Session, *, now: datetime) -> list[Assessment]:
     query = (
         select(Assessment)
         .where(
-            col(Assessment.due_at) <= now,
+            col(Assessment.due_at) < now,
             col(Assessment.overdue_emitted_at).is_(None),
             ~superseded,
             waiting,

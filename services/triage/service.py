@@ -247,7 +247,7 @@ def with_triage(
             public.overdue = (
                 ticket.status == TicketStatus.waiting.value
                 and assessment.due_at is not None
-                and assessment.due_at <= now
+                and assessment.due_at < now
             )
         shown.append(public)
     return shown
