@@ -192,6 +192,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx
                     RegistrationSettings,
                     "registration",
                     billing_url=url["billing"],
+                    triage_url=url["triage"],
                     # The sweep marks a booking whose slot has passed a no-show at once.
                     appointment_sweep_seconds=0.05,
                     noshow_grace_minutes=0,
@@ -300,6 +301,18 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
     eventually(
         lambda: any(e["type"] == "triage.overdue" for e in _feed(triage)),
         what="the re-triage timer to flag the waiting level-I patient",
+    )
+    # A prepaying emergency visit triaged at level II: registration puts it on the green channel.
+    prepaid = _ok(
+        registration.post(
+            "/visits", json={"patient_id": identified["id"], "kind": "emergency", "department": "emergency"}
+        ),
+        201,
+    )
+    _ok(triage.post("/assessments", json={"visit_id": prepaid["id"], "level": "II"}), 201)
+    eventually(
+        lambda: any(e["type"] == "visit.green_channel" for e in _feed(registration)),
+        what="registration to switch the level-II visit to the green channel",
     )
     ticket = _ok(triage.post("/queues/internal/tickets", json={"visit_id": outpatient["id"]}), 201)
     _ok(triage.post("/queues/internal/suspend", json={"reason": "专家停诊"}))

@@ -21,7 +21,7 @@ NORMAL = {
 
 
 def suggest(pain_score: int | None = None, rules: list[VitalRule] = DEFAULT_VITAL_RULES, **signs: Any) -> Any:
-    return suggest_level(VitalSigns(**(NORMAL | signs)), pain_score=pain_score, rules=rules)
+    return suggest_level(VitalSigns.model_validate(NORMAL | signs), pain_score=pain_score, rules=rules)
 
 
 def test_normal_signs_suggest_level_iv_decided_by_no_sign() -> None:
