@@ -119,3 +119,24 @@ def test_outpatient_triage_routes_the_patient_to_the_department_queue(gateway: G
     assert [t["id"] for t in queue["waiting"]] == [routed["ticket_id"]]
     assert queue["waiting"][0]["visit_id"] == visit["id"]
     assert ok(gateway.nurse.get(f"/v1/queues/{desk}"))["waiting"] == []
+
+
+def test_level_i_or_ii_switches_an_emergency_visit_to_the_green_channel(gateway: Gateway) -> None:
+    visit = open_visit(gateway, unique_department())
+    assert visit["payment_mode"] == "prepay"
+    body = {"visit_id": visit["id"], "vitals": {"systolic_bp": 80, "diastolic_bp": 50}}
+    assert ok(gateway.nurse.post("/v1/assessments", json=body), 201)["level"] == "II"
+    eventually(
+        lambda: ok(gateway.his.get(f"/v1/visits/{visit['id']}"))["payment_mode"] == "green_channel",
+        what="registration to put the level-II visit on the green channel",
+    )
+    eventually(
+        lambda: (
+            ok(gateway.cashier.get(f"/v1/visits/{visit['id']}/account"))["payment_mode"] == "green_channel"
+        ),
+        what="billing to follow",
+    )
+    (switched,) = eventually(
+        lambda: events_of(gateway.his, "visit.green_channel", visit["id"]) or None, what="the hub's log"
+    )
+    assert switched["data"]["level"] == "II"
