@@ -180,6 +180,6 @@ def overdue_candidates(session: Session, *, now: datetime) -> list[Assessment]:
         )
         .order_by(col(Assessment.due_at))
         .limit(500)
-        .with_for_update(skip_locked=True, of=Assessment)  # type: ignore[arg-type]
+        .with_for_update(skip_locked=True, of=Assessment)
     )
     return list(session.exec(query).all())

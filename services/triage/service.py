@@ -56,7 +56,6 @@ ZONES = {
     TriageLevel.III: Zone.yellow,
     TriageLevel.IV: Zone.green,
 }
-RESPONSE_MINUTES = {TriageLevel.I: 0, TriageLevel.II: 10, TriageLevel.III: 30, TriageLevel.IV: 240}
 # What the board shows for a patient registration knows no name of (无名氏). An unidentified patient's
 # alias is never shown: staff may describe the patient in it ("车祸伤者"), which is clinical text.
 UNNAMED = "无名氏"
