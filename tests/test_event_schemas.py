@@ -192,6 +192,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx
                     RegistrationSettings,
                     "registration",
                     billing_url=url["billing"],
+                    triage_url=url["triage"],
                     # The sweep marks a booking whose slot has passed a no-show at once.
                     appointment_sweep_seconds=0.05,
                     noshow_grace_minutes=0,
@@ -200,7 +201,12 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx
             RegistrationTable,
         ),
         "triage": (
-            create_triage_app(settings(TriageSettings, "triage", registration_url=url["registration"])),
+            create_triage_app(
+                # The re-triage timer flags the waiting level-I patient (limit 0 minutes) at once.
+                settings(
+                    TriageSettings, "triage", registration_url=url["registration"], overdue_check_seconds=0.05
+                )
+            ),
             TriageTable,
         ),
         "results": (
@@ -288,8 +294,26 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
     )
 
     # Triage: a level-I emergency, a queue suspended and resumed, a patient called and seen.
-    _ok(triage.post("/assessments", json={"visit_id": emergency["id"], "level": "I"}), 201)
+    # Re-assessed from vital signs at level I (a level change), left waiting: overdue at once.
+    _ok(triage.post("/assessments", json={"visit_id": emergency["id"], "level": "II"}), 201)
+    _ok(triage.post("/assessments", json={"visit_id": emergency["id"], "vitals": {"heart_rate": 190}}), 201)
     _ok(triage.post("/queues/emergency/tickets", json={"visit_id": emergency["id"]}), 201)
+    eventually(
+        lambda: any(e["type"] == "triage.overdue" for e in _feed(triage)),
+        what="the re-triage timer to flag the waiting level-I patient",
+    )
+    # A prepaying emergency visit triaged at level II: registration puts it on the green channel.
+    prepaid = _ok(
+        registration.post(
+            "/visits", json={"patient_id": identified["id"], "kind": "emergency", "department": "emergency"}
+        ),
+        201,
+    )
+    _ok(triage.post("/assessments", json={"visit_id": prepaid["id"], "level": "II"}), 201)
+    eventually(
+        lambda: any(e["type"] == "visit.green_channel" for e in _feed(registration)),
+        what="registration to switch the level-II visit to the green channel",
+    )
     ticket = _ok(triage.post("/queues/internal/tickets", json={"visit_id": outpatient["id"]}), 201)
     _ok(triage.post("/queues/internal/suspend", json={"reason": "专家停诊"}))
     _ok(triage.post("/queues/internal/resume"))

@@ -27,7 +27,7 @@ from services.billing.service.accounts import (
 from services.billing.service.charges import charge_for_event, reject, well_formed
 
 REGISTRATION_EVENTS = (
-    frozenset({"visit.opened", "patient.merged", "visit.admitted", "visit.discharged"})
+    frozenset({"visit.opened", "patient.merged", "visit.admitted", "visit.discharged", "visit.green_channel"})
     | booking_fees.BOOKING_EVENTS
 )
 RESULTS_EVENTS = frozenset({"order.placed"})
@@ -67,7 +67,7 @@ def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
     """Registration's feed: a visit opens an account and charges its 诊察费 (a checked-in appointment's
     booking fee moves onto it instead); a merge re-points accounts; appointments keep, refund or void
     their booking fees; an admission makes it an inpatient account; a discharge marks it for discharge
-    settlement (出院结算)."""
+    settlement (出院结算); a switch to the green channel (`visit.green_channel`) changes its payment mode."""
     data = event["data"]
     if event["type"] in booking_fees.BOOKING_EVENTS:
         booking_fees.apply_booking_event(session, event)
@@ -105,6 +105,12 @@ def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
         mark_admitted(session, visit_id=event["visit_id"])
     elif event["type"] == "visit.discharged":
         mark_discharged(session, visit_id=event["visit_id"], discharged_at=instant(event["occurred_at"]))
+    elif event["type"] == "visit.green_channel":
+        # Triage put the visit on the green channel (registration's green_channel.py): it pays later.
+        switched = repository.get_account(session, event["visit_id"], for_update=True)
+        if switched is not None:
+            switched.payment_mode = data["payment_mode"]
+            session.add(switched)
 
 
 def apply_results_event(session: Session, event: dict[str, Any], *, unseen: UnseenVisits) -> None:

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from kit.app import Worker, build_service_app
 from kit.database import Database
 from kit.feed import Feed
-from services.registration import consumers, statistics_router, stays_router
+from services.registration import consumers, green_channel, statistics_router, stays_router
 from services.registration.appointments import AppointmentSweep
 from services.registration.closing import VisitCloser
 from services.registration.config import RegistrationSettings, get_settings
@@ -35,7 +35,13 @@ def create_app(settings: RegistrationSettings | None = None) -> FastAPI:
                 url=settings.billing_url,
                 handle=consumers.apply_billing_event,
                 event_types=consumers.BILLING_EVENTS,
-            )
+            ),
+            Feed(
+                source="triage",
+                url=settings.triage_url,
+                handle=green_channel.apply_triage_event,
+                event_types=green_channel.TRIAGE_EVENTS,
+            ),
         ],
         feed_models=(FeedCursor, ConsumedEvent),
         # Lapsed holds released and no-shows marked; visits nobody else closes closed at the end of the

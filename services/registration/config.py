@@ -16,6 +16,8 @@ class RegistrationSettings(ServiceSettings):
     service_name: str = "registration"
     # Billing's feed tells registration which visits are settled (`visit.settled`).
     billing_url: str = service_url_setting("billing")
+    # Triage's feed: level I/II puts an emergency visit on the green channel (green_channel.py).
+    triage_url: str = service_url_setting("triage")
     # The catalogue item charged when a visit opens (诊察费), by visit kind; billing prices it.
     outpatient_fee_item: str = "110200001"
     emergency_fee_item: str = "110200005"

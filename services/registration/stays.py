@@ -193,6 +193,11 @@ def _record(session: Session, visit: Visit, event_type: str, payload: dict[str, 
     )
 
 
+def record_visit_event(session: Session, visit: Visit, event_type: str, payload: dict[str, object]) -> None:
+    """A visit event in the unit of work (also for green_channel.py)."""
+    _record(session, visit, event_type, payload)
+
+
 def _movement(
     stay: InpatientStay, *, kind: str, ward: Ward, bed: Bed, note: str | None, by: str, now: datetime
 ) -> StayMovement:

@@ -5,12 +5,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from kit.app import build_service_app
+from kit.app import Worker, build_service_app
+from kit.database import Database
 from kit.feed import EventHandler, Feed, PageResolver
 from services.triage import consumers
 from services.triage.config import TriageSettings, get_settings
 from services.triage.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.triage.router import router
+from services.triage.timers import OverdueTimer
 
 
 def _arrival_names(app: FastAPI) -> consumers.ArrivalNames:
@@ -51,4 +53,10 @@ def create_app(settings: TriageSettings | None = None) -> FastAPI:
             )
         ],
         feed_models=(FeedCursor, ConsumedEvent),
+        # The re-triage timer (timers.py) flags patients waiting past their level's limit.
+        workers=[_overdue_timer] if settings.overdue_check_seconds > 0 else [],
     )
+
+
+def _overdue_timer(app: FastAPI, database: Database) -> Worker:
+    return OverdueTimer(database, app.state.settings)

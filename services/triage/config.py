@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from kit.config import ServiceSettings, service_url_setting
+from services.triage.assessment import DEFAULT_VITAL_RULES, LevelMinutes, VitalRule
 from services.triage.rules import QueueRules
 
 
@@ -22,6 +23,16 @@ class TriageSettings(ServiceSettings):
 
     def rules_for(self, department: str) -> QueueRules:
         return self.queue_rules.get(department) or QueueRules()
+
+    # Assessment in depth (services/triage/assessment.py). Vital-sign thresholds of the suggested level,
+    # as JSON (`TRIAGE_VITAL_RULES`); the defaults are documented there.
+    vital_rules: list[VitalRule] = Field(default_factory=lambda: list(DEFAULT_VITAL_RULES))
+    # How soon a doctor must see each level (响应时限) and when a waiting patient is re-assessed; a patient
+    # still waiting past the smaller of the two is overdue. Defaults 0 / 10 / 30 / 240 minutes.
+    response_minutes: LevelMinutes = Field(default_factory=LevelMinutes)
+    reassess_minutes: LevelMinutes = Field(default_factory=LevelMinutes)
+    # How often the re-triage timer looks for overdue patients; 0 turns it off.
+    overdue_check_seconds: float = Field(default=15.0, ge=0)
 
 
 @lru_cache

@@ -47,3 +47,12 @@ class TicketWrongState(Conflict):
 
 class UnknownStation(UnprocessableContent):
     slug, title = "unknown-station", "Unknown station"
+
+
+# --- Assessment in depth (0007_vitals) ---
+
+
+class OverrideReasonRequired(UnprocessableContent):
+    """The nurse's level differs from the one the vital signs suggest, and no reason was given."""
+
+    slug, title = "override-reason-required", "Override reason required"

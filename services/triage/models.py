@@ -36,6 +36,25 @@ class Assessment(TriageTable, table=True):
     chief_complaint: str | None = Field(default=None, max_length=200)
     note: str | None = Field(default=None, max_length=500)
     assessed_at: datetime = Timestamp()
+    # Assessment in depth (0007_vitals): the measured signs, the suggestion they gave and why, the
+    # nurse's override reason, the re-triage deadline, and the department it routed the visit to.
+    heart_rate: int | None = None
+    systolic_bp: int | None = None
+    diastolic_bp: int | None = None
+    respiratory_rate: int | None = None
+    spo2: int | None = None
+    temperature: float | None = None
+    consciousness: str | None = Field(default=None, max_length=1)
+    pain_score: int | None = None
+    suggested_level: str | None = Field(default=None, max_length=4)
+    suggested_by: str | None = Field(default=None, max_length=32)
+    suggestion_reason: str | None = Field(default=None, max_length=200)
+    override_reason: str | None = Field(default=None, max_length=200)
+    due_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    # Set once `triage.overdue` was emitted for this assessment (the timer fires once per assessment).
+    overdue_emitted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    department: str | None = Field(default=None, max_length=32)
+    ticket_id: str | None = Field(default=None, max_length=36)
 
 
 class Ticket(TriageTable, table=True):

@@ -1,10 +1,11 @@
 """All of triage's SQL."""
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import func, text
+from sqlalchemy import exists, func, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, or_, select, update
 
 from kit import merges
@@ -158,13 +159,7 @@ def repoint_patient(session: Session, *, visit_ids: Sequence[str], source_id: st
 
 def latest_levels(session: Session, visit_ids: Sequence[str]) -> dict[str, str]:
     """Each visit's level from its latest assessment (visits never assessed are absent)."""
-    if not visit_ids:
-        return {}
-    query = select(Assessment).where(col(Assessment.visit_id).in_(list(visit_ids)))
-    levels: dict[str, str] = {}
-    for assessment in session.exec(query.order_by(col(Assessment.assessed_at))).all():
-        levels[assessment.visit_id] = assessment.level
-    return levels
+    return {visit_id: a.level for visit_id, a in latest_assessments(session, set(visit_ids)).items()}
 
 
 # --- Queue actions (issue 10) ---
@@ -192,3 +187,43 @@ def waiting_of_rank(session: Session, *, department: str, rank: int) -> list[Tic
 def held_tickets(session: Session, department: str) -> list[Ticket]:
     query = select(Ticket).where(Ticket.department == department, Ticket.status == "held")
     return list(session.exec(query.order_by(*CALL_ORDER)).all())
+
+
+# --- Assessment in depth: re-triage timers (0007_vitals) ---
+
+
+def latest_assessments(session: Session, visit_ids: set[str]) -> dict[str, Assessment]:
+    """Each visit's latest assessment, by visit id (visits never assessed are absent)."""
+    if not visit_ids:
+        return {}
+    query = (
+        select(Assessment)
+        .where(col(Assessment.visit_id).in_(visit_ids))
+        .order_by(col(Assessment.assessed_at))
+    )
+    return {a.visit_id: a for a in session.exec(query).all()}  # the newest one wins
+
+
+def overdue_candidates(session: Session, *, now: datetime) -> list[Assessment]:
+    """Latest assessments past their deadline, of visits still waiting in a queue, whose overdue event
+    has not been emitted; locked (others skip them), oldest deadline first."""
+    newer = aliased(Assessment)
+    superseded = exists().where(
+        col(newer.visit_id) == col(Assessment.visit_id), col(newer.assessed_at) > col(Assessment.assessed_at)
+    )
+    waiting = exists().where(
+        col(Ticket.visit_id) == col(Assessment.visit_id), col(Ticket.status) == "waiting"
+    )
+    query = (
+        select(Assessment)
+        .where(
+            col(Assessment.due_at) < now,
+            col(Assessment.overdue_emitted_at).is_(None),
+            ~superseded,
+            waiting,
+        )
+        .order_by(col(Assessment.due_at))
+        .limit(500)
+        .with_for_update(skip_locked=True, of=Assessment)
+    )
+    return list(session.exec(query).all())

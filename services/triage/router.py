@@ -9,12 +9,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
+from kit.config import app_settings
 from kit.database import SessionDep
 from kit.errors import Forbidden, ServiceUnavailable, problem_responses
 from services.triage import repository, service, stations
 from services.triage.config import TriageSettings
 from services.triage.errors import (
     AlreadyQueued,
+    OverrideReasonRequired,
     QueueEmpty,
     QueueNotSuspended,
     QueueSuspended,
@@ -53,6 +55,7 @@ Department = Annotated[str, Path(pattern=DEPARTMENT_PATTERN, examples=["internal
 VisitId = Annotated[str, Path(pattern=VISIT_ID_PATTERN)]
 
 
+SettingsDep = Annotated[TriageSettings, Depends(app_settings)]
 RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
 # The waiting-room board's own scope: its screens see the board projection and nothing else of triage.
 BOARD_SCOPE = "board:read"
@@ -77,9 +80,21 @@ async def resolve_ticket_request(data: TicketCreate, registration: RegistrationD
     return TicketRequest(data=data, visit=visit, masked_name=masked_name)
 
 
-async def resolve_assessed_visit(data: AssessmentCreate, registration: RegistrationDep) -> RegistrationVisit:
+@dataclass(frozen=True, slots=True)
+class AssessedVisit:
+    """The visit to assess and, when the assessment routes it to a department, the board name."""
+
+    visit: RegistrationVisit
+    masked_name: str | None
+
+
+async def resolve_assessed_visit(data: AssessmentCreate, registration: RegistrationDep) -> AssessedVisit:
     """The visit to assess, asked of registration before the session (as `resolve_ticket_request`)."""
-    return await service.fetch_visit(registration, visit_id=data.visit_id)
+    visit = await service.fetch_visit(registration, visit_id=data.visit_id)
+    masked_name = None
+    if data.department is not None:
+        masked_name = await service.fetch_masked_name(registration, patient_id=visit.patient_id)
+    return AssessedVisit(visit=visit, masked_name=masked_name)
 
 
 @router.post(
@@ -87,23 +102,31 @@ async def resolve_assessed_visit(data: AssessmentCreate, registration: Registrat
     dependencies=[require_scope("triage:write")],
     status_code=status.HTTP_201_CREATED,
     tags=["assessments"],
-    responses=problem_responses(VisitNotFound, VisitClosed, ServiceUnavailable),
+    responses=problem_responses(VisitNotFound, VisitClosed, OverrideReasonRequired, ServiceUnavailable),
 )
 def assess_visit(
     data: AssessmentCreate,
-    visit: Annotated[RegistrationVisit, Depends(resolve_assessed_visit)],
+    assessed: Annotated[AssessedVisit, Depends(resolve_assessed_visit)],
     session: SessionDep,
+    settings: SettingsDep,
     response: Response,
 ) -> AssessmentPublic:
     """Assess a visit at one of the four emergency levels (I 急危 … IV 非急症).
 
-    The level sets the zone (I/II red, III yellow, IV green) and how soon a doctor must see the patient.
+    Vital signs (`vitals`, `pain_score`) give a suggested level and the sign that decided it; the nurse's
+    `level` counts, defaulting to the suggestion, and needs an `override_reason` when it differs (422
+    `override-reason-required`). The level sets the zone (I/II red, III yellow, IV green), how soon a
+    doctor must see the patient (`due_at`, after which a waiting patient is overdue) and, for I/II, the
+    green channel. `department` (分诊) queues the visit there (`ticket_id`).
     A visit may be re-assessed; the latest assessment counts, also for tickets already waiting.
     A visit registration has closed is 409 `visit-closed`.
     """
-    assessment = service.assess(session, visit=visit, data=data)
+    visit = assessed.visit
+    assessment = service.assess(
+        session, visit=visit, data=data, settings=settings, masked_name=assessed.masked_name
+    )
     response.headers["Location"] = f"/v1/visits/{visit.id}/assessments"
-    return AssessmentPublic.model_validate(assessment, from_attributes=True)
+    return service.assessment_public(assessment)
 
 
 @router.get(
@@ -115,7 +138,7 @@ def read_assessments(visit_id: str, session: SessionDep, caller: CallerDep) -> l
     """A visit's assessments, newest last (empty for a visit never assessed)."""
     # Acting for a patient: another patient's visit answers as one never assessed.
     rows = [a for a in repository.list_assessments(session, visit_id) if caller.sees(a.patient_id)]
-    return [AssessmentPublic.model_validate(a, from_attributes=True) for a in rows]
+    return [service.assessment_public(a) for a in rows]
 
 
 @router.post(
@@ -198,7 +221,7 @@ def read_visit_tickets(visit_id: VisitId, session: SessionDep, caller: CallerDep
     Empty for a visit that never queued (triage does not ask registration whether the visit exists).
     """
     tickets = repository.list_visit_tickets(session, visit_id)
-    return [service.to_public(t) for t in tickets if caller.sees(t.patient_id)]
+    return service.with_triage(session, [t for t in tickets if caller.sees(t.patient_id)])
 
 
 @router.get("/queues/{department}", dependencies=[require_scope("triage:read")], tags=["queues"])

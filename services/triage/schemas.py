@@ -2,6 +2,7 @@
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -51,23 +52,93 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+# --- Assessment in depth: vital signs, suggested level, override, department routing (0007_vitals) ---
+
+
+class Consciousness(StrEnum):
+    """AVPU: Alert, responds to Voice, to Pain, Unresponsive."""
+
+    A = "A"
+    V = "V"
+    P = "P"
+    U = "U"
+
+
+class VitalSigns(Request):
+    """Vital signs as measured at triage; each optional (not every sign is taken), each within what a
+    living patient can show, so a typo (HR 1200, 375 °C) is refused rather than graded."""
+
+    heart_rate: int | None = Field(default=None, ge=0, le=300, description="Beats per minute")
+    systolic_bp: int | None = Field(default=None, ge=0, le=300, description="mmHg")
+    diastolic_bp: int | None = Field(default=None, ge=0, le=200, description="mmHg")
+    respiratory_rate: int | None = Field(default=None, ge=0, le=80, description="Breaths per minute")
+    spo2: int | None = Field(default=None, ge=0, le=100, description="Oxygen saturation, %")
+    temperature: float | None = Field(default=None, ge=25, le=45, description="°C")
+    consciousness: Consciousness | None = None
+
+    @model_validator(mode="after")
+    def _pressure_order(self) -> Self:
+        systolic, diastolic = self.systolic_bp, self.diastolic_bp
+        if systolic is not None and diastolic is not None and diastolic >= systolic:
+            raise ValueError("diastolic_bp must be below systolic_bp")
+        return self
+
+    def measured(self) -> bool:
+        return any(v is not None for v in self.model_dump().values())
+
+
 class AssessmentCreate(Request):
+    """An assessment: vital signs give a suggested level; `level` is the nurse's, defaulting to it.
+
+    A `level` that differs from the suggestion needs an `override_reason`; with no vital signs the
+    nurse's `level` is required. `department` (outpatient 分诊) queues the visit there.
+    """
+
     visit_id: str = Field(pattern=VISIT_ID_PATTERN)
-    level: TriageLevel
+    level: TriageLevel | None = None
     chief_complaint: str | None = Field(default=None, max_length=200, examples=["胸痛30分钟"])
     note: str | None = Field(default=None, max_length=500)
+    vitals: VitalSigns | None = None
+    pain_score: int | None = Field(default=None, ge=0, le=10, description="Numeric rating scale 0–10")
+    override_reason: str | None = Field(default=None, min_length=1, max_length=200)
+    department: str | None = Field(
+        default=None, pattern=DEPARTMENT_PATTERN, description="Route to this department's queue (分诊)"
+    )
+
+    @model_validator(mode="after")
+    def _level_or_signs(self) -> Self:
+        measured = (self.vitals is not None and self.vitals.measured()) or self.pain_score is not None
+        if self.level is None and not measured:
+            raise ValueError("give the level, or vital signs to suggest one")
+        return self
 
 
 class AssessmentPublic(BaseModel):
     id: str
     visit_id: str
     patient_id: str
-    level: TriageLevel
+    level: TriageLevel = Field(description="The level that counts: the nurse's, else the suggestion")
     zone: Zone
     response_minutes: int = Field(description="How soon a doctor must see the patient; 0 is immediately")
     chief_complaint: str | None
     note: str | None
     assessed_at: datetime
+    heart_rate: int | None = None
+    systolic_bp: int | None = None
+    diastolic_bp: int | None = None
+    respiratory_rate: int | None = None
+    spo2: int | None = None
+    temperature: float | None = None
+    consciousness: Consciousness | None = None
+    pain_score: int | None = None
+    suggested_level: TriageLevel | None = Field(default=None, description="From vital signs; null without")
+    suggested_by: str | None = Field(default=None, description="The sign that decided the suggestion")
+    suggestion_reason: str | None = Field(default=None, examples=["level I: heart rate 190 > 180"])
+    override_reason: str | None = Field(default=None, description="Why the nurse chose another level")
+    due_at: datetime | None = Field(default=None, description="Overdue for a doctor or re-assessment after")
+    green_channel: bool = Field(default=False, description="Level I/II: the green channel (绿色通道)")
+    department: str | None = None
+    ticket_id: str | None = Field(default=None, description="The ticket the department routing gave")
 
 
 class TicketCreate(Request):
@@ -108,6 +179,10 @@ class TicketPublic(BaseModel):
     recalls: int = Field(default=0, description="How often the same call was repeated")
     transferred_from: str | None = Field(default=None, description="The ticket this one continues")
     transferred_to: str | None = Field(default=None, description="The ticket that continues this one")
+    # Re-triage timer (0007_vitals): filled in queue and visit views from the visit's latest assessment.
+    level: TriageLevel | None = Field(default=None, description="The visit's latest triage level")
+    due_at: datetime | None = Field(default=None, description="Overdue after this while still waiting")
+    overdue: bool = Field(default=False, description="Waiting past the level's response limit: re-assess")
 
 
 class SuspendRequest(Request):

@@ -10,11 +10,14 @@ from sqlmodel import Session
 
 from kit.auth import visible_to
 from kit.client import ServiceClient
-from kit.clock import hospital_date, utcnow
+from kit.clock import as_utc, hospital_date, utcnow
 from kit.outbox import record_event
 from services.triage import repository, rules
+from services.triage.assessment import due_at, suggest_level
+from services.triage.config import TriageSettings
 from services.triage.errors import (
     AlreadyQueued,
+    OverrideReasonRequired,
     QueueEmpty,
     QueueNotSuspended,
     QueueSuspended,
@@ -27,6 +30,7 @@ from services.triage.errors import (
 from services.triage.models import Assessment, OutboxEvent, QueueSuspension, Ticket
 from services.triage.schemas import (
     AssessmentCreate,
+    AssessmentPublic,
     BoardTicket,
     OrderEntry,
     QueueBoard,
@@ -42,6 +46,7 @@ from services.triage.schemas import (
     TicketPublic,
     TicketStatus,
     TriageLevel,
+    VitalSigns,
     WaitMinutes,
     Zone,
 )
@@ -54,7 +59,6 @@ ZONES = {
     TriageLevel.III: Zone.yellow,
     TriageLevel.IV: Zone.green,
 }
-RESPONSE_MINUTES = {TriageLevel.I: 0, TriageLevel.II: 10, TriageLevel.III: 30, TriageLevel.IV: 240}
 # What the board shows for a patient registration knows no name of (无名氏). An unidentified patient's
 # alias is never shown: staff may describe the patient in it ("车祸伤者"), which is clinical text.
 UNNAMED = "无名氏"
@@ -105,23 +109,59 @@ def rank_of(*, level: TriageLevel | None, priority: QueuePriority) -> int:
     return 2
 
 
-def assess(session: Session, *, visit: RegistrationVisit, data: AssessmentCreate) -> Assessment:
-    """Record an assessment; the visit's waiting tickets move to the rank the new level gives them."""
+def assess(
+    session: Session,
+    *,
+    visit: RegistrationVisit,
+    data: AssessmentCreate,
+    settings: TriageSettings,
+    masked_name: str | None = None,
+) -> Assessment:
+    """Record an assessment; the visit's waiting tickets move to the rank the new level gives them.
+
+    Vital signs give a suggested level (`assessment.suggest_level`); the nurse's level counts, and one
+    that differs from the suggestion needs a reason (422 `override-reason-required`). A level that
+    differs from the visit's previous assessment is `triage.level_changed`; `department` queues the
+    visit there (`masked_name` is the board name, asked of registration beforehand).
+    """
+    suggestion = None
+    vitals = data.vitals or VitalSigns()
+    if vitals.measured() or data.pain_score is not None:
+        suggestion = suggest_level(vitals, pain_score=data.pain_score, rules=settings.vital_rules)
+    level = data.level or (suggestion.level if suggestion else None)
+    assert level is not None  # AssessmentCreate requires a level or signs
+    if suggestion is not None and level is not suggestion.level and not data.override_reason:
+        raise OverrideReasonRequired(
+            f"The vital signs suggest level {suggestion.level.value} ({suggestion.reason}); "
+            f"say why the level is {level.value}.",
+            suggested_level=suggestion.level.value,
+        )
     patient_id = repository.patient_for_visit(session, visit_id=visit.id, registered=visit.patient_id)
+    previous = repository.latest_assessment(session, visit.id)
+    now = utcnow()
+    limit = min(settings.response_minutes.of(level), settings.reassess_minutes.of(level))
     assessment = Assessment(
         id=str(uuid.uuid4()),
         visit_id=visit.id,
         patient_id=patient_id,
-        level=data.level.value,
-        zone=ZONES[data.level].value,
-        response_minutes=RESPONSE_MINUTES[data.level],
+        level=level.value,
+        zone=ZONES[level].value,
+        response_minutes=settings.response_minutes.of(level),
         chief_complaint=data.chief_complaint,
         note=data.note,
-        assessed_at=utcnow(),
+        assessed_at=now,
+        **vitals.model_dump(mode="json"),
+        pain_score=data.pain_score,
+        suggested_level=suggestion.level.value if suggestion else None,
+        suggested_by=suggestion.sign if suggestion else None,
+        suggestion_reason=suggestion.reason if suggestion else None,
+        override_reason=data.override_reason if suggestion is None or level is not suggestion.level else None,
+        due_at=due_at(now, limit),
+        department=data.department,
     )
     session.add(assessment)
     for ticket in repository.waiting_tickets_of_visit(session, visit.id):
-        ticket.rank = rank_of(level=data.level, priority=QueuePriority(ticket.priority))
+        ticket.rank = rank_of(level=level, priority=QueuePriority(ticket.priority))
         session.add(ticket)
     record_event(
         session,
@@ -131,9 +171,118 @@ def assess(session: Session, *, visit: RegistrationVisit, data: AssessmentCreate
         aggregate_id=visit.id,
         visit_id=visit.id,
         patient_id=patient_id,
-        payload={"assessment_id": assessment.id, "level": assessment.level, "zone": assessment.zone},
+        payload={
+            "assessment_id": assessment.id,
+            "level": assessment.level,
+            "zone": assessment.zone,
+            "suggested_level": assessment.suggested_level,
+            "green_channel": is_green_channel(level),
+        },
     )
+    if previous is not None and previous.level != assessment.level:
+        record_event(
+            session,
+            OutboxEvent,
+            event_type="triage.level_changed",
+            aggregate_type="visit",
+            aggregate_id=visit.id,
+            visit_id=visit.id,
+            patient_id=patient_id,
+            payload={
+                "assessment_id": assessment.id,
+                "previous_assessment_id": previous.id,
+                "from_level": previous.level,
+                "to_level": assessment.level,
+                "zone": assessment.zone,
+            },
+        )
+    if data.department is not None:
+        assessment.ticket_id = _route(
+            session, visit=visit, department=data.department, masked_name=masked_name
+        )
+    session.flush()
     return assessment
+
+
+def assessment_public(assessment: Assessment) -> AssessmentPublic:
+    public = AssessmentPublic.model_validate(assessment, from_attributes=True)
+    public.green_channel = is_green_channel(public.level)
+    return public
+
+
+def is_green_channel(level: TriageLevel) -> bool:
+    """Level I and II patients are treated first and pay later (绿色通道, 先救治后付费)."""
+    return level in (TriageLevel.I, TriageLevel.II)
+
+
+def _route(session: Session, *, visit: RegistrationVisit, department: str, masked_name: str | None) -> str:
+    """Outpatient 分诊: the visit's ticket in `department`, queued now unless it already holds one there
+    (which the new level has just re-ranked)."""
+    existing = repository.active_ticket(session, visit_id=visit.id, department=department)
+    if existing is not None:
+        return existing.id
+    session.flush()  # the new assessment ranks the ticket
+    ticket = enqueue(
+        session,
+        visit=visit,
+        masked_name=masked_name or mask_name(None),
+        department=department,
+        data=TicketCreate(visit_id=visit.id),
+    )
+    return ticket.id
+
+
+def with_triage(
+    session: Session, tickets: list[Ticket], *, now: datetime | None = None
+) -> list[TicketPublic]:
+    """Tickets as shown to staff, each with its visit's latest level and re-triage deadline; a waiting
+    ticket past the deadline is `overdue`."""
+    now = now or utcnow()
+    latest = repository.latest_assessments(session, {t.visit_id for t in tickets})
+    shown = []
+    for ticket in tickets:
+        public = to_public(ticket)
+        assessment = latest.get(ticket.visit_id)
+        if assessment is not None:
+            public.level = TriageLevel(assessment.level)
+            public.due_at = assessment.due_at
+            public.overdue = (
+                ticket.status == TicketStatus.waiting.value
+                and assessment.due_at is not None
+                and assessment.due_at < now
+            )
+        shown.append(public)
+    return shown
+
+
+def emit_overdue(session: Session, *, now: datetime) -> list[str]:
+    """The re-triage timer: emit `triage.overdue` once for each latest assessment whose deadline has
+    passed while its visit still waits in a queue; the ids of the assessments it fired for."""
+    fired = []
+    for assessment in repository.overdue_candidates(session, now=now):
+        waiting = repository.waiting_tickets_of_visit(session, assessment.visit_id)
+        assessment.overdue_emitted_at = now
+        session.add(assessment)
+        assert assessment.due_at is not None
+        record_event(
+            session,
+            OutboxEvent,
+            event_type="triage.overdue",
+            aggregate_type="visit",
+            aggregate_id=assessment.visit_id,
+            visit_id=assessment.visit_id,
+            patient_id=assessment.patient_id,
+            payload={
+                "assessment_id": assessment.id,
+                "level": assessment.level,
+                "zone": assessment.zone,
+                "due_at": as_utc(assessment.due_at).isoformat(),
+                "waited_minutes": round(_minutes(now, assessment.assessed_at), 1),
+                "ticket_ids": [t.id for t in waiting],
+            },
+        )
+        fired.append(assessment.id)
+    return fired
 
 
 def _already_queued(existing: Ticket) -> AlreadyQueued:
@@ -293,7 +442,7 @@ def queue_view(session: Session, *, department: str) -> QueuePublic:
         department=department,
         suspended=suspension is not None,
         suspension=SuspensionPublic.model_validate(suspension, from_attributes=True) if suspension else None,
-        waiting=[to_public(t) for t in waiting],
+        waiting=with_triage(session, waiting),
         waiting_count=len(waiting),
         called_count=repository.count_called(session, department),
         held=[to_public(t) for t in repository.held_tickets(session, department)],

@@ -36,6 +36,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         # No end-of-day close by the real clock: a run crossing the hospital's midnight would close other
         # tests' visits under them. tests/e2e/test_stays.py turns it on for its own rule.
         "REGISTRATION_VISIT_CLOSE_CHECK_SECONDS": "0",
+        # The re-triage timer (tests/e2e/test_triage_assessment.py) looks for overdue patients often.
+        "TRIAGE_OVERDUE_CHECK_SECONDS": "0.2",
     }
     url = database_url_under_test()
     if url:

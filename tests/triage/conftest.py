@@ -19,7 +19,10 @@ __all__ = ["registration", "registration_settings", "registration_url"]  # tests
 
 @pytest.fixture
 def settings(data_dir: Path, registration_url: str) -> TriageSettings:
-    return testing.make_test_settings(TriageSettings, data_dir, registration_url=registration_url)
+    # No re-triage timer on the real clock: tests run `OverdueTimer.run_once` with theirs.
+    return testing.make_test_settings(
+        TriageSettings, data_dir, registration_url=registration_url, overdue_check_seconds=0
+    )
 
 
 @pytest.fixture

@@ -41,7 +41,13 @@ def test_triage_event_carries_visit_patient_level_and_zone(
     assert event["type"] == "visit.triaged" and event["source"] == "triage"
     assert event["aggregate"] == {"type": "visit", "id": visit["id"]}
     assert (event["visit_id"], event["patient_id"]) == (visit["id"], visit["patient_id"])
-    assert event["data"] == {"assessment_id": assessment["id"], "level": "II", "zone": "red"}
+    assert event["data"] == {
+        "assessment_id": assessment["id"],
+        "level": "II",
+        "zone": "red",
+        "suggested_level": None,
+        "green_channel": True,
+    }
     assert "chief_complaint" not in str(event)
 
 
@@ -55,7 +61,7 @@ def test_reassessment_adds_a_row_and_the_list_is_newest_last(
     listed = client.get(f"/visits/{visit['id']}/assessments").json()
     assert [a["id"] for a in listed] == [first["id"], second["id"]]
     assert [a["level"] for a in listed] == ["IV", "II"]
-    assert event_types(client) == ["visit.triaged", "visit.triaged"]
+    assert event_types(client) == ["visit.triaged", "visit.triaged", "triage.level_changed"]
 
 
 def test_visit_never_assessed_has_an_empty_list(client: TestClient) -> None:

@@ -87,7 +87,7 @@ def test_a_visit_asked_of_registration_before_the_merge_is_written_for_the_survi
     database: Database = client.app.state.database  # type: ignore[attr-defined]
     with database.session() as session:
         data = AssessmentCreate(visit_id=visit["id"], level=TriageLevel.III)
-        assessment = service.assess(session, visit=stale, data=data)
+        assessment = service.assess(session, visit=stale, data=data, settings=client.app.state.settings)  # type: ignore[attr-defined]
         ticket = service.enqueue(
             session,
             visit=stale,
@@ -120,7 +120,8 @@ def test_a_merge_applied_while_a_write_of_the_visit_is_in_flight_waits_and_re_po
 
     with database.session() as writing:  # a write asked registration before the merge, not yet committed
         data = AssessmentCreate(visit_id=visit["id"], level=TriageLevel.II)
-        assessment = service.assess(writing, visit=stale, data=data)
+        settings = client.app.state.settings  # type: ignore[attr-defined]
+        assessment = service.assess(writing, visit=stale, data=data, settings=settings)
         writing.flush()
         merging = threading.Thread(target=consumer.apply, args=(event,))
         merging.start()

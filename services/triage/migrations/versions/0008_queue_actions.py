@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_queue_actions"
-down_revision: str | None = "0006_closed_visits"
+down_revision: str | None = "0007_vitals"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
