@@ -163,12 +163,9 @@ def assess(
     for ticket in repository.waiting_tickets_of_visit(session, visit.id):
         ticket.rank = rank_of(level=level, priority=QueuePriority(ticket.priority))
         session.add(ticket)
-    record_event(
+    record_triage_event(
         session,
-        OutboxEvent,
-        event_type="visit.triaged",
-        aggregate_type="visit",
-        aggregate_id=visit.id,
+        "visit.triaged",
         visit_id=visit.id,
         patient_id=patient_id,
         payload={
@@ -180,12 +177,9 @@ def assess(
         },
     )
     if previous is not None and previous.level != assessment.level:
-        record_event(
+        record_triage_event(
             session,
-            OutboxEvent,
-            event_type="triage.level_changed",
-            aggregate_type="visit",
-            aggregate_id=visit.id,
+            "triage.level_changed",
             visit_id=visit.id,
             patient_id=patient_id,
             payload={
@@ -264,12 +258,9 @@ def emit_overdue(session: Session, *, now: datetime) -> list[str]:
         assessment.overdue_emitted_at = now
         session.add(assessment)
         assert assessment.due_at is not None
-        record_event(
+        record_triage_event(
             session,
-            OutboxEvent,
-            event_type="triage.overdue",
-            aggregate_type="visit",
-            aggregate_id=assessment.visit_id,
+            "triage.overdue",
             visit_id=assessment.visit_id,
             patient_id=assessment.patient_id,
             payload={
@@ -464,6 +455,22 @@ def board_view(session: Session, *, department: str) -> QueueBoard:
             )
             for ticket in tickets
         ],
+    )
+
+
+def record_triage_event(
+    session: Session, event_type: str, *, visit_id: str, patient_id: str, payload: dict[str, Any]
+) -> None:
+    """An event about the visit (its triage: assessed, level changed, overdue), naming its patient."""
+    record_event(
+        session,
+        OutboxEvent,
+        event_type=event_type,
+        aggregate_type="visit",
+        aggregate_id=visit_id,
+        visit_id=visit_id,
+        patient_id=patient_id,
+        payload=payload,
     )
 
 
