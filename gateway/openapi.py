@@ -35,7 +35,9 @@ logger = logging.getLogger("patientflow.gateway")
 Document = dict[str, Any]
 
 RETRY_SECONDS = 10.0
-FETCH_TIMEOUT_SECONDS = 3.0
+# A service builds its document on the first ask (registration's, the largest, took over 3 s on a loaded
+# host); a docs page can wait that long, and the next rebuild comes only after RETRY_SECONDS.
+FETCH_TIMEOUT_SECONDS = 6.0
 SCHEMA_REF = "#/components/schemas/"
 OWN_PREFIX = "Gateway"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # the only operations without an API key
