@@ -29,13 +29,14 @@ import asyncio
 import functools
 import inspect
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Request
 from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.pool import QueuePool
@@ -368,3 +369,23 @@ SessionDep = Annotated[Session, Depends(_request_session, scope="function")]
 WriteSessionDep = Annotated[Session, Depends(_write_session, scope="function")]
 # A hot read below the ORM: SQLAlchemy Core statements on a gated reader connection (GETs only).
 ReadConnectionDep = Annotated[ReadConnection, Depends(_read_connection, scope="function")]
+
+
+def upsert(
+    session: Session,
+    model: type[Any],
+    values: dict[str, Any],
+    *,
+    keys: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """Insert the row, or overwrite its `update` columns where a row with the same `keys` exists, in one
+    statement (`INSERT … ON CONFLICT`), so two first writes racing never collide: a read-then-insert makes
+    the loser's INSERT an IntegrityError, a 500. `values` names every column the insert needs (Core does not
+    run the model's defaults)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(model.__table__).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys), set_={column: statement.excluded[column] for column in update}
+    )
+    session.execute(statement)

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from kit.clock import HOSPITAL_TZ, utcnow
+from kit.database import upsert
 from services.registration import repository
 from services.registration.config import RegistrationSettings
 from services.registration.errors import (
@@ -163,13 +164,16 @@ def add_exception(session: Session, *, template_id: str, data: ExceptionCreate) 
     template = get_template(session, template_id=template_id)
     if data.date.weekday() != template.weekday:
         raise ScheduleRefused("That date is not on the template's weekday.", weekday=template.weekday)
-    exception = repository.get_exception(session, template_id=template.id, on=data.date)
     values = data.model_dump(exclude={"action"}) | {"action": data.action.value}
-    if exception is None:
-        exception = ScheduleException(template_id=template.id, **values)
-    else:
-        exception.sqlmodel_update(values)
-    session.add(exception)
+    upsert(
+        session,
+        ScheduleException,
+        values | {"template_id": template.id, "created_at": utcnow()},
+        keys=["template_id", "date"],
+        update=list(values),
+    )
+    exception = repository.get_exception(session, template_id=template.id, on=data.date)
+    assert exception is not None
     return exception
 
 

@@ -1,10 +1,19 @@
 """Registration API shapes. Requests forbid unknown fields; responses never carry a full identity number."""
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Dates and instants a request may name: the hospital's calendar, not the whole of `date`'s range (at its
+# ends, the day after or the hospital's midnight does not exist, which would be a 500, not a 4xx).
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2099, 12, 31)
+HospitalDay = Annotated[date, Field(ge=EARLIEST_DAY, le=LATEST_DAY)]
+HospitalInstant = Annotated[
+    datetime,
+    Field(ge=datetime(2000, 1, 1, tzinfo=UTC), le=datetime(2099, 12, 31, tzinfo=UTC)),
+]
 
 
 class VisitKind(StrEnum):
@@ -359,8 +368,8 @@ class TemplateCreate(_SessionShape):
     booking_closes_minutes: int = Field(
         default=0, ge=0, le=7 * 24 * 60, description="Advance booking closes this long before the start"
     )
-    valid_from: date
-    valid_until: date | None = None
+    valid_from: HospitalDay
+    valid_until: HospitalDay | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -395,7 +404,7 @@ class TemplatePublic(BaseModel):
 class ExceptionCreate(Request):
     """One date of the template: skipped, or with its own quota and/or local times."""
 
-    date: date
+    date: HospitalDay
     action: ExceptionAction
     quota: int | None = Field(default=None, ge=1, le=MAX_QUOTA)
     starts_at: time | None = None
@@ -429,8 +438,8 @@ class ExceptionPublic(BaseModel):
 class GenerateRequest(Request):
     """Generate the sessions of every active template (or one department's) for these dates, inclusive."""
 
-    from_date: date
-    to_date: date
+    from_date: HospitalDay
+    to_date: HospitalDay
     department: DepartmentCode | None = None
 
     @model_validator(mode="after")
@@ -453,12 +462,12 @@ class SessionCreate(_SessionShape):
 
     department: DepartmentCode
     doctor_id: str = Field(max_length=36)
-    date: date
+    date: HospitalDay
     period: Period
-    starts_at: datetime
-    ends_at: datetime
-    booking_opens_at: datetime | None = None
-    booking_closes_at: datetime | None = None
+    starts_at: HospitalInstant
+    ends_at: HospitalInstant
+    booking_opens_at: HospitalInstant | None = None
+    booking_closes_at: HospitalInstant | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -524,7 +533,7 @@ class AppointmentCreate(Request):
     clinic_session_id: str = Field(max_length=36)
     patient_id: str = Field(max_length=36)
     channel: Channel
-    slot_starts_at: datetime | None = None
+    slot_starts_at: HospitalInstant | None = None
     referring_clinic: str | None = Field(default=None, min_length=1, max_length=100)
     followup_of_visit_id: str | None = Field(default=None, max_length=36)
     hold: bool = False
@@ -634,8 +643,8 @@ class DisruptionCreate(Request):
     action: DisruptionAction
     category: DisruptionCategory
     reason: str = Field(min_length=1, max_length=200, examples=["专家临时停诊 (doctor called to surgery)"])
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: HospitalInstant | None = None
+    ends_at: HospitalInstant | None = None
     substitute_doctor_id: str | None = Field(default=None, min_length=1, max_length=36)
     offered_session_id: str | None = Field(default=None, min_length=1, max_length=36)
 
@@ -822,8 +831,8 @@ MAX_STATISTICS_DAYS = 366
 class StatisticsRange(BaseModel):
     """Hospital days (Asia/Shanghai) from `from_date` to `to_date`, both included, at most a year."""
 
-    from_date: date
-    to_date: date
+    from_date: HospitalDay
+    to_date: HospitalDay
 
     @model_validator(mode="after")
     def _range(self) -> Self:

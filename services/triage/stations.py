@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from kit.clock import hospital_date, utcnow
+from kit.database import upsert
 from services.triage import repository
 from services.triage.errors import AlreadyQueued, TicketNotCalled, TicketNotFound, TicketWrongState
 from services.triage.models import QueueSetting, Station, Ticket
@@ -69,28 +70,29 @@ def queue_setting(session: Session, *, department: str) -> QueueSettingPublic:
 
 def configure_queue(session: Session, *, department: str, data: QueueSettingUpdate) -> QueueSetting:
     """Set how a queue is run (replacing what was set); tickets already queued keep their places."""
-    row = repository.get_queue_setting(session, department) or QueueSetting(
-        department=department, kind=data.kind.value, target_minutes=0, skip_requeue_after=0, max_skips=0
+    values = {
+        "department": department,
+        "kind": data.kind.value,
+        "window": data.window.value if isinstance(data.window, WindowService) else None,
+        "target_minutes": data.target_minutes,
+        "skip_requeue_after": data.skip_requeue_after,
+        "max_skips": data.max_skips,
+        "updated_at": utcnow(),
+    }
+    upsert(
+        session, QueueSetting, values, keys=["department"], update=[k for k in values if k != "department"]
     )
-    row.kind = data.kind.value
-    row.window = data.window.value if isinstance(data.window, WindowService) else None
-    row.target_minutes = data.target_minutes
-    row.skip_requeue_after = data.skip_requeue_after
-    row.max_skips = data.max_skips
-    row.updated_at = utcnow()
-    session.add(row)
-    session.flush()
+    row = session.get(QueueSetting, department, populate_existing=True)
+    assert row is not None
     return row
 
 
 def put_station(session: Session, *, department: str, code: str, data: StationUpsert) -> Station:
     """Add a station (counter, window or room) to a queue, or relabel it."""
-    station = repository.get_station(session, department=department, code=code)
-    if station is None:
-        station = Station(department=department, code=code, label=data.label, created_at=utcnow())
-    station.label = data.label
-    session.add(station)
-    session.flush()
+    values = {"department": department, "code": code, "label": data.label, "created_at": utcnow()}
+    upsert(session, Station, values, keys=["department", "code"], update=["label"])
+    station = session.get(Station, (department, code), populate_existing=True)
+    assert station is not None
     return station
 
 

@@ -150,6 +150,8 @@ def test_a_template_refuses_bad_input(client: TestClient) -> None:
         {"starts_at": "12:00", "ends_at": "08:00"},
         {"valid_until": (MONDAY - timedelta(days=1)).isoformat()},
         {"valid_from": "2031-02-30"},
+        {"valid_from": "0001-01-01"},  # the calendar's ends: no hospital day, no 500
+        {"valid_from": MONDAY.isoformat(), "valid_until": "9999-12-31"},
         {"slot_minutes": 240, "starts_at": "08:00", "ends_at": "09:00"},  # no slot fits
     ):
         response = client.post("/schedule-templates", json=base | change)
@@ -161,6 +163,8 @@ def test_a_template_refuses_bad_input(client: TestClient) -> None:
     assert client.post("/clinic-sessions/generate", json=too_long).status_code == 422
     backwards = {"from_date": "2031-01-02", "to_date": "2031-01-01"}
     assert client.post("/clinic-sessions/generate", json=backwards).status_code == 422
+    at_the_end = {"from_date": "9999-12-25", "to_date": "9999-12-31"}
+    assert client.post("/clinic-sessions/generate", json=at_the_end).status_code == 422
 
 
 def test_sessions_are_found_by_department_doctor_and_date(client: TestClient) -> None:

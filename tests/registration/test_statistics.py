@@ -146,6 +146,8 @@ def test_a_bad_range_is_a_problem_naming_it(client: TestClient) -> None:
     for params, status, slug in (
         ({"from_date": "2026-12-02", "to_date": "2026-12-01"}, 400, "invalid-range"),
         ({"from_date": "2025-01-01", "to_date": "2026-12-01"}, 400, "invalid-range"),
+        ({"from_date": "0001-01-01", "to_date": "0001-01-02"}, 400, "invalid-range"),  # no hospital day
+        ({"from_date": "9999-12-30", "to_date": "9999-12-31"}, 400, "invalid-range"),
         ({"from_date": "2026-13-01", "to_date": "2026-12-01"}, 400, "invalid-parameter"),
         ({"to_date": "2026-12-01"}, 400, "invalid-parameter"),
         (

@@ -233,3 +233,25 @@ def test_queue_state_is_identical_after_a_restart(
         late = open_visit(registration)
         number = client.post("/queues/internal/tickets", json={"visit_id": late["id"]}).json()["number"]
         assert number == len(visits) + 1  # the day's numbers go on, gap-free
+
+
+def test_first_writes_of_a_queue_s_settings_and_station_racing_each_other_all_succeed(
+    served_triage: str,
+) -> None:
+    """Ten desks configuring a new queue and its station at once: every write answers, none is a 500."""
+    department = "racing-desks"
+
+    def configure(minutes: int) -> Callable[[httpx.Client], httpx.Response]:
+        body = {"kind": "window", "window": "cashier", "target_minutes": minutes}
+        return lambda client: client.put(f"/queues/{department}/settings", json=body)
+
+    def station(label: str) -> Callable[[httpx.Client], httpx.Response]:
+        return lambda client: client.put(f"/queues/{department}/stations/1", json={"label": label})
+
+    answers = run_together(
+        served_triage, [configure(m) for m in range(5, 15)] + [station(f"窗口{n}") for n in range(10)]
+    )
+    assert [a.status_code for a in answers] == [200] * 20, [a.text for a in answers if a.status_code != 200]
+    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+        setting = client.get(f"/queues/{department}/settings").json()
+    assert setting["target_minutes"] in range(5, 15) and [s["code"] for s in setting["stations"]] == ["1"]

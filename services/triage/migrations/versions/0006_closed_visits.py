@@ -1,8 +1,8 @@
-"""registration's feed: the cursor and consumed-event tables, the visits merges moved (a merge re-points
-assessments and tickets, and later ones follow it), and patient indexes for re-pointing
+"""merges: the visits merges moved (a merge re-points assessments and tickets, and later ones follow it),
+and patient indexes for re-pointing (the feed's tables came with 0005_appointments)
 
 Revision ID: 0006_closed_visits
-Revises: 0004_causes
+Revises: 0005_appointments
 Create Date: 2026-12-01 14:00:00.000000
 """
 

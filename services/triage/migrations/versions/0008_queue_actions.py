@@ -2,7 +2,7 @@
 (`lined_up_at`), its skips, recalls and transfer links; held tickets count as active
 
 Revision ID: 0008_queue_actions
-Revises: 0006_closed_visits
+Revises: 0007_vitals
 Create Date: 2026-12-01 15:00:00.000000
 """
 
