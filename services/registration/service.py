@@ -194,19 +194,24 @@ def update_patient(session: Session, *, patient_id: str, data: PatientUpdate) ->
         )
     if data.insurance_scheme is not None:
         patient.insurance_scheme = data.insurance_scheme.value
+    session.add(patient)
     if data.card_number is not None and data.card_number != patient.card_number:
         holder = repository.find_patient_by_card_number(session, data.card_number)
         if holder is not None:
             raise _duplicate_card(holder)
-        patient.card_number = data.card_number
-    try:
-        with session.begin_nested():  # a concurrent holder of the same card wins the unique index
-            session.add(patient)
-    except IntegrityError:
-        holder = repository.find_patient_by_card_number(session, data.card_number or "")
-        if holder is None:
-            raise
-        raise _duplicate_card(holder) from None
+        session.flush()  # the scheme's change before the savepoint: only the card's is at stake in it
+        try:
+            # A concurrent holder of the same card wins the unique index. The change is made and flushed
+            # inside the savepoint: one made before it would be flushed as the savepoint opens, outside it,
+            # and its IntegrityError would break the whole transaction (a 500, not a 409).
+            with session.begin_nested():
+                patient.card_number = data.card_number
+                session.flush()
+        except IntegrityError:
+            holder = repository.find_patient_by_card_number(session, data.card_number)
+            if holder is None:
+                raise
+            raise _duplicate_card(holder) from None
     return patient
 
 
