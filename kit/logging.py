@@ -41,6 +41,12 @@ def mask_name(name: str) -> str:
     return name[:1] + "*" * max(len(name) - 1, 2) if name else name
 
 
+def mask_phone(phone: str) -> str:
+    """`139****1234`: the last four stay (the patient can confirm them), the subscriber part goes."""
+    head = 3 if len(phone) >= 11 else 0
+    return phone[:head] + "*" * max(len(phone) - head - 4, 4) + phone[-4:] if len(phone) > 4 else "****"
+
+
 def mask_text(text: str) -> str:
     """Identity numbers, phone numbers and `name` pairs masked in free text."""
     text = _NAME_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}{mask_name(m.group(3))}{m.group(2)}", text)

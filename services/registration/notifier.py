@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kit.clock import utcnow
+from kit.logging import mask_phone
 from services.registration.config import RegistrationSettings
 
 
@@ -27,11 +28,6 @@ class TextMessage:
 
 class Notifier(Protocol):
     def send(self, message: TextMessage) -> None: ...
-
-
-def mask_phone(phone: str) -> str:
-    """`138****8000`: enough to tell numbers apart, not enough to call one."""
-    return f"{phone[:3]}****{phone[-4:]}" if len(phone) > 7 else "****"
 
 
 class OutboxFileNotifier:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from kit.logging import mask_name
+from kit.logging import mask_name, mask_phone
 from services.registration import repository
 from services.registration.errors import InvalidSearch
 from services.registration.identity import id_number_problem, mask_id_number, normalise_id_number
@@ -51,14 +51,6 @@ def search_view(kind: str | None) -> SearchView:
 def issue_card_number() -> str:
     """A fresh random card number; the unique index catches the rare clash (the caller draws again)."""
     return str(10 ** (ISSUED_CARD_DIGITS - 1) + secrets.randbelow(9 * 10 ** (ISSUED_CARD_DIGITS - 1)))
-
-
-def mask_phone(phone: str | None) -> str | None:
-    """`139****1234`: the last four stay (the patient can confirm them), the subscriber part goes."""
-    if not phone:
-        return None
-    head = 3 if len(phone) >= 11 else 0
-    return phone[:head] + "*" * (len(phone) - head - 4) + phone[-4:]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,7 +106,7 @@ def to_hit(patient: Patient, *, kind: str | None) -> PatientSearchHit:
         card_number=patient.card_number,
         insurance_scheme=InsuranceScheme(patient.insurance_scheme),
         name=patient.name if view.name or patient.name is None else mask_name(patient.name),
-        phone=patient.phone if view.phone else mask_phone(patient.phone),
+        phone=patient.phone if view.phone or not patient.phone else mask_phone(patient.phone),
         sex=patient.sex,
         birth_date=patient.birth_date,
         alias=patient.alias if view.name else None,

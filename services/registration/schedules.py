@@ -164,6 +164,13 @@ def add_exception(session: Session, *, template_id: str, data: ExceptionCreate) 
     template = get_template(session, template_id=template_id)
     if data.date.weekday() != template.weekday:
         raise ScheduleRefused("That date is not on the template's weekday.", weekday=template.weekday)
+    if data.action is ExceptionAction.override:  # refused now, not later by the whole generation run
+        slot_capacities(
+            starts_at=local_instant(data.date, data.starts_at or template.starts_at),
+            ends_at=local_instant(data.date, data.ends_at or template.ends_at),
+            slot_minutes=template.slot_minutes,
+            quota=data.quota or template.quota,
+        )
     values = data.model_dump(exclude={"action"}) | {"action": data.action.value}
     upsert(
         session,

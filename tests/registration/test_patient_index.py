@@ -13,10 +13,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from kit.database import Database
+from kit.logging import mask_phone
 from kit.migrations import alembic_config, upgrade
 from kit.testing import database_url_under_test, feed_headers, internal_headers
 from services.registration.app import create_app
-from services.registration.patient_index import SEARCH_VIEWS, mask_phone
+from services.registration.patient_index import SEARCH_VIEWS
 from tests.registration.factories import VALID_ID_NUMBERS, create_patient, create_visit
 
 MIGRATIONS = Path(create_app.__code__.co_filename).parent / "migrations"
@@ -271,8 +272,8 @@ def test_an_unidentified_patients_alias_is_masked_with_the_name(client: TestClie
 def test_phones_are_masked_to_their_last_four() -> None:
     assert mask_phone("13912345678") == "139****5678"
     assert mask_phone("+8613912345678") == "+86*******5678"
-    assert mask_phone("654321") == "**4321"
-    assert mask_phone(None) is None
+    assert mask_phone("654321") == "****4321"
+    assert mask_phone("1234") == "****"
 
 
 def test_a_merged_record_is_found_and_names_the_survivor(client: TestClient) -> None:

@@ -120,6 +120,18 @@ def test_an_exception_must_fall_on_the_templates_weekday_and_be_consistent(clien
     )
 
 
+def test_an_override_whose_times_fit_no_slot_is_refused_and_generation_goes_on(client: TestClient) -> None:
+    weekly = template(client)  # 08:00-12:00 in slots of its own length
+    exceptions = f"/schedule-templates/{weekly['id']}/exceptions"
+    too_short = {"date": MONDAY.isoformat(), "action": "override", "starts_at": "09:00", "ends_at": "09:01"}
+    refused = client.post(exceptions, json=too_short)
+    assert refused.status_code == 422 and refused.json()["type"].endswith("schedule-refused")
+    after_the_end = {"date": MONDAY.isoformat(), "action": "override", "starts_at": "13:00"}
+    assert client.post(exceptions, json=after_the_end).status_code == 422
+    result = generate(client, weekly["department"], MONDAY, 14)
+    assert len(result["created"]) == 2  # the refused exceptions left nothing behind to block the run
+
+
 def test_the_fee_item_follows_the_doctors_title_and_expert_status(client: TestClient) -> None:
     code = create_department(client)["code"]
     expected = {
