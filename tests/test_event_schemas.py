@@ -463,7 +463,8 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
         what="billing to refund the cancelled booking's fee",
     )
 
-    # Registration: the unidentified emergency patient turns out to be the identified one.
+    # Registration: the patient changes scheme; the unidentified emergency patient turns out to be them.
+    _ok(registration.patch(f"/patients/{identified['id']}", json={"insurance_scheme": "employee"}))
     _ok(registration.post(f"/patients/{identified['id']}/merge", json={"source_patient_id": unknown["id"]}))
     return [event for name in SOURCES for event in _feed(system[name])]
 

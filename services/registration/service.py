@@ -192,10 +192,13 @@ def update_patient(session: Session, *, patient_id: str, data: PatientUpdate) ->
         raise PatientMerged(
             "This record was merged; change the surviving record.", merged_into_id=patient.merged_into_id
         )
-    if data.insurance_scheme is not None:
+    changed: list[str] = []
+    if data.insurance_scheme is not None and data.insurance_scheme.value != patient.insurance_scheme:
         patient.insurance_scheme = data.insurance_scheme.value
+        changed.append("insurance_scheme")
     session.add(patient)
     if data.card_number is not None and data.card_number != patient.card_number:
+        changed.append("card_number")
         holder = repository.find_patient_by_card_number(session, data.card_number)
         if holder is not None:
             raise _duplicate_card(holder)
@@ -212,6 +215,17 @@ def update_patient(session: Session, *, patient_id: str, data: PatientUpdate) ->
             if holder is None:
                 raise
             raise _duplicate_card(holder) from None
+    if changed:
+        # Billing prices the next visits by the scheme; the card number itself stays in registration.
+        record_event(
+            session,
+            OutboxEvent,
+            event_type="patient.updated",
+            aggregate_type="patient",
+            aggregate_id=patient.id,
+            patient_id=patient.id,
+            payload={"changed": changed, "insurance_scheme": patient.insurance_scheme},
+        )
     return patient
 
 

@@ -96,6 +96,22 @@ def test_the_insurance_scheme_is_recorded_changed_and_carried_by_visit_opened(cl
     assert refused.status_code == 422
 
 
+def test_a_change_of_scheme_or_card_is_announced_without_the_card_number(client: TestClient) -> None:
+    patient = create_patient(client)
+    path = f"/patients/{patient['id']}"
+    assert client.patch(path, json={"insurance_scheme": "self_pay"}).status_code == 200  # no change
+    assert (
+        client.patch(path, json={"insurance_scheme": "employee", "card_number": "88001234"}).status_code
+        == 200
+    )
+    assert client.patch(path, json={"card_number": "88001234"}).status_code == 200  # the same card again
+    feed = client.get("/events", headers=feed_headers("registration"), params={"type": "patient.updated"})
+    [updated] = feed.json()["events"]
+    assert updated["patient_id"] == patient["id"]
+    assert updated["data"] == {"changed": ["insurance_scheme", "card_number"], "insurance_scheme": "employee"}
+    assert "88001234" not in feed.text
+
+
 def test_another_card_may_be_recorded_but_never_one_on_file(client: TestClient) -> None:
     patient = create_patient(client)
     other = create_patient(client, id_number=MALE_1990, name="李四")
