@@ -125,12 +125,20 @@ def patient_session(
     return session
 
 
+def visit_account(gateway: Gateway, visit_id: str) -> dict[str, Any] | None:
+    """Billing's account of the visit, or None (404) until billing has read the visit's opening from
+    registration's feed: the probe for `eventually`, which an `ok(...)` that fails on 404 is not."""
+    response = gateway.cashier.get(f"/v1/visits/{visit_id}/account")
+    if response.status_code == 404:
+        return None
+    return ok(response)  # type: ignore[no-any-return]
+
+
 def charges_of_visit(gateway: Gateway, visit_id: str, *, at_least: int) -> list[dict[str, Any]]:
     """The visit's charges once billing shows at least `at_least` of them."""
 
     def probe() -> list[dict[str, Any]] | None:
-        response = gateway.cashier.get(f"/v1/visits/{visit_id}/account")
-        charges = response.json()["charges"] if response.status_code == 200 else []
+        charges = (visit_account(gateway, visit_id) or {"charges": []})["charges"]
         return charges if len(charges) >= at_least else None
 
     return eventually(probe, what=f"{at_least} charge(s) on visit {visit_id}")

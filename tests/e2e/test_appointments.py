@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import httpx
 
 from kit.testing import eventually
-from tests.e2e.clients import Gateway, assert_problem, ok, patient_session, register_patient
+from tests.e2e.clients import Gateway, assert_problem, ok, patient_session, register_patient, visit_account
 
 T = TypeVar("T")
 RACERS = 50
@@ -234,7 +234,7 @@ def test_check_in_windows_and_a_check_in_that_queues_the_patient_with_the_appoin
         on_time["slot_starts_at"]
     )
     charges = eventually(
-        lambda: ok(gateway.cashier.get(f"/v1/visits/{arrived['visit_id']}/account"))["charges"],
+        lambda: (visit_account(gateway, arrived["visit_id"]) or {}).get("charges"),
         what="billing to charge the consultation fee",
     )
     assert [c["item_code"] for c in charges] == [session["fee_item"]]

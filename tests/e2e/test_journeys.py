@@ -13,6 +13,7 @@ from tests.e2e.clients import (
     ok,
     register_patient,
     unique_department,
+    visit_account,
 )
 
 CBC = "250101015"  # 血细胞分析 (complete blood count)
@@ -26,15 +27,10 @@ def price(gateway: Gateway, code: str) -> int:
     return int(ok(gateway.cashier.get(f"/v1/catalogue/{code}"))["price_fen"])
 
 
-def account(gateway: Gateway, visit_id: str) -> dict[str, Any] | None:
-    response = gateway.cashier.get(f"/v1/visits/{visit_id}/account")
-    return response.json() if response.status_code == 200 else None
-
-
 def charges_of(gateway: Gateway, visit_id: str, count: int) -> list[dict[str, Any]]:
     """Wait until the visit's account shows `count` charges; return them."""
     found = eventually(
-        lambda: (a := account(gateway, visit_id)) and len(a["charges"]) >= count and a["charges"],
+        lambda: (a := visit_account(gateway, visit_id)) and len(a["charges"]) >= count and a["charges"],
         what=f"{count} charges on visit {visit_id}",
     )
     return list(found)
@@ -97,7 +93,7 @@ def test_outpatient_prepay_journey(gateway: Gateway) -> None:
     assert sorted(line["item_code"] for line in bill["lines"]) == sorted([OUTPATIENT_FEE, CBC])
     assert bill["total_fen"] == due == sum(line["amount_fen"] for line in bill["lines"])
     assert bill["unpaid_fen"] == 0
-    balance = account(gateway, visit["id"])
+    balance = visit_account(gateway, visit["id"])
     assert balance is not None and balance["balance_fen"] == 0
 
 
@@ -163,7 +159,7 @@ def test_green_channel_journey_with_billing_stopped(system: System, gateway: Gat
     )
     assert merged["moved_visit_ids"] == [visit["id"]]
     eventually(
-        lambda: (a := account(gateway, visit["id"])) and a["patient_id"] == known["id"],
+        lambda: (a := visit_account(gateway, visit["id"])) and a["patient_id"] == known["id"],
         what="billing to learn of the merge",
     )
     reports = eventually(
@@ -179,6 +175,6 @@ def test_green_channel_journey_with_billing_stopped(system: System, gateway: Gat
         headers={"Idempotency-Key": str(uuid.uuid4())},
     )
     assert settlement.status_code in (200, 201), settlement.text
-    settled = account(gateway, visit["id"])
+    settled = visit_account(gateway, visit["id"])
     assert settled is not None
     assert settled["status"] == "settled" and settled["balance_fen"] == 0 and settled["paid_fen"] == total

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from patientflow.supervisor import System
-from tests.e2e.clients import Gateway, assert_problem, eventually, ok
+from tests.e2e.clients import Gateway, assert_problem, eventually, ok, visit_account
 
 CBC = "250101015"  # 血细胞分析, 2000 fen
 CBC_FEN = 2000
@@ -155,7 +155,7 @@ def test_an_order_placed_after_settlement_is_a_supplementary_bill(gateway: Gatew
 
 def test_settlement_with_results_down_is_503_and_settles_nothing(system: System, gateway: Gateway) -> None:
     visit = green_channel_visit(gateway)
-    eventually(lambda: account_or_none(gateway, visit["id"]), what="billing to open the account")
+    eventually(lambda: visit_account(gateway, visit["id"]), what="billing to open the account")
 
     system.stop_service("results")
     try:
@@ -175,14 +175,9 @@ def test_settlement_with_results_down_is_503_and_settles_nothing(system: System,
     assert settlement["total_fen"] == EMERGENCY_FEE_FEN
 
 
-def account_or_none(gateway: Gateway, visit_id: str) -> dict[str, Any] | None:
-    response = gateway.cashier.get(f"/v1/visits/{visit_id}/account")
-    return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
-
-
 def test_a_charge_dated_outside_its_visit_is_refused(gateway: Gateway) -> None:
     visit = green_channel_visit(gateway)
-    before = eventually(lambda: account_or_none(gateway, visit["id"]), what="billing to open the account")
+    before = eventually(lambda: visit_account(gateway, visit["id"]), what="billing to open the account")
 
     for service_date in ("0001-01-01", "2000-01-01"):
         response = gateway.cashier.post(

@@ -15,7 +15,7 @@ import httpx
 
 from kit.clock import HOSPITAL_TZ
 from patientflow.supervisor import System
-from tests.e2e.clients import Gateway, assert_problem, eventually, ok, register_patient
+from tests.e2e.clients import Gateway, assert_problem, eventually, ok, register_patient, visit_account
 
 CBC = "250101015"  # 血细胞分析, 2000 fen
 CBC_FEN = 2000
@@ -52,11 +52,6 @@ def hub_events(gateway: Gateway, event_type: str, visit_id: str) -> list[dict[st
             return found
         found += [e for e in page["events"] if e["visit_id"] == visit_id]
         after = page["next_after"]
-
-
-def account(gateway: Gateway, visit_id: str) -> dict[str, Any] | None:
-    response = gateway.cashier.get(f"/v1/visits/{visit_id}/account")
-    return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
 
 
 def stages(gateway: Gateway, visit_id: str) -> list[str]:
@@ -100,7 +95,7 @@ def test_an_emergency_patient_admitted_transferred_and_discharged(gateway: Gatew
 
     # Billing was asked (visit.discharged through the feed): the account awaits discharge settlement.
     due = eventually(
-        lambda: (a := account(gateway, visit["id"])) and a["awaiting_discharge_settlement"] and a,
+        lambda: (a := visit_account(gateway, visit["id"])) and a["awaiting_discharge_settlement"] and a,
         what="billing to mark the account for discharge settlement",
     )
     assert (due["kind"], due["status"]) == ("inpatient", "open")
@@ -109,7 +104,7 @@ def test_an_emergency_patient_admitted_transferred_and_discharged(gateway: Gatew
         what="the discharge settlement",
     )
     assert settlement["total_fen"] == EMERGENCY_FEE_FEN + 2 * CBC_FEN  # no charge lost on its way
-    settled = account(gateway, visit["id"])
+    settled = visit_account(gateway, visit["id"])
     assert settled is not None and (settled["status"], settled["balance_fen"]) == ("settled", 0)
     eventually(
         lambda: ok(gateway.his.get(path))["settled_at"], what="registration to learn of the settlement"
@@ -182,7 +177,7 @@ def test_a_closed_visit_is_refused_at_triage_results_and_billing(gateway: Gatewa
     # Work done before closing still lands: the earlier order's charge, and its report once paid.
     charge = eventually(
         lambda: (
-            (a := account(gateway, visit["id"]))
+            (a := visit_account(gateway, visit["id"]))
             and [c for c in a["charges"] if c["order_id"] == earlier["id"]]
         ),
         what="the earlier order's charge",

@@ -6,7 +6,15 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.clients import Gateway, assert_problem, eventually, ok, register_patient, unique_department
+from tests.e2e.clients import (
+    Gateway,
+    assert_problem,
+    eventually,
+    ok,
+    register_patient,
+    unique_department,
+    visit_account,
+)
 
 PAGE = 100
 
@@ -131,9 +139,7 @@ def test_level_i_or_ii_switches_an_emergency_visit_to_the_green_channel(gateway:
         what="registration to put the level-II visit on the green channel",
     )
     eventually(
-        lambda: (
-            ok(gateway.cashier.get(f"/v1/visits/{visit['id']}/account"))["payment_mode"] == "green_channel"
-        ),
+        lambda: (visit_account(gateway, visit["id"]) or {}).get("payment_mode") == "green_channel",
         what="billing to follow",
     )
     (switched,) = eventually(
