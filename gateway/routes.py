@@ -191,6 +191,10 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("DELETE", "/subscriptions/{id}", "events:subscribe"),
         ("GET", "/subscriptions/{id}/deliveries", "events:subscribe"),
         ("POST", "/subscriptions/{id}/replay", "events:subscribe"),
+        # Wait metrics (三长一短), computed from the log; staff and the operations board only.
+        ("GET", "/wait-metrics", "metrics:read"),
+        ("GET", "/wait-metrics/tickets", "metrics:read"),
+        ("GET", "/wait-metrics/visits/{id}", "metrics:read"),
     ),
 )
 
