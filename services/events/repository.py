@@ -261,12 +261,11 @@ def journey_events_started(
         .where(log.c.visit_id.is_not(None))
         .distinct()
     )
-    query = (
-        _journey_columns()
-        .where(log.c.visit_id.in_(visits), log.c.event_type.in_(types))
-        .order_by(log.c.position)
-    )
-    return list(session.execute(query).all())
+    # The visits' other events are filtered here, not in SQL: a type filter there lets PostgreSQL, on
+    # stale statistics, AND the visit index with the type index (58k rows per visit: 10 s, not 0.2 s).
+    query = _journey_columns().where(log.c.visit_id.in_(visits)).order_by(log.c.position)
+    wanted = set(types)
+    return [row for row in session.execute(query) if row.event_type in wanted]
 
 
 def journey_events_of_visit(session: Session, *, visit_id: str, types: Sequence[str]) -> list[sa.Row[Any]]:
