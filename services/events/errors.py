@@ -34,8 +34,9 @@ class InvalidMetricsRange(BadRequest):
     slug, title = "invalid-range", "Invalid date range"
 
 
-class UnknownDepartment(UnprocessableContent):
-    """No event in the log names this department (or queue): a typo, not an empty day."""
+class UnknownDepartment(BadRequest):
+    """No event in the log names this department (or queue): a typo, not an empty day. A 400, as any bad
+    query parameter here (422 is for bodies)."""
 
     slug, title = "unknown-department", "Unknown department"
 

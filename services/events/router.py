@@ -356,7 +356,7 @@ def read_wait_metrics(
     `payment_to_result`, `order_to_result`) and group, the count, mean, p90 (nearest rank), max and the
     share over the target (10 minutes), in minutes, and how many are still open. Computed from the log.
 
-    400 `invalid-range` (inverted, over 31 days, off the calendar) or `invalid-grouping`; 422
+    400 `invalid-range` (inverted, over 31 days, off the calendar), `invalid-grouping`, or
     `unknown-department` / `unknown-queue` when no event ever named it.
     """
     return service.wait_metrics(

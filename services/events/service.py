@@ -361,7 +361,7 @@ def _day_bounds(period: MetricsRange) -> tuple[datetime, datetime]:
 
 
 def check_known(session: Session, *, department: str | None, queue: str | None) -> None:
-    """A department or queue no event ever named is a 422 (a typo), not an empty answer."""
+    """A department or queue no event ever named is a 400 (a typo), not an empty answer."""
     if department is not None and not repository.department_seen(
         session, department=department, field="department", types=DEPARTMENT_TYPES
     ):

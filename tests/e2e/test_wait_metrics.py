@@ -65,6 +65,6 @@ def test_metrics_through_the_gateway_need_metrics_read_and_good_input(gateway: G
     assert assert_problem(gateway.his.get("/v1/wait-metrics", params=inverted), 400)["type"].endswith(
         "invalid-range"
     )
-    unknown = assert_problem(gateway.his.get("/v1/wait-metrics", params={"department": "no-such-dept"}), 422)
+    unknown = assert_problem(gateway.his.get("/v1/wait-metrics", params={"department": "no-such-dept"}), 400)
     assert unknown["type"].endswith("unknown-department")
     assert_problem(gateway.his.get("/v1/wait-metrics/visits/no-such-visit"), 404)
