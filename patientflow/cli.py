@@ -21,6 +21,7 @@ from gateway.config import GatewaySettings
 from gateway.models import CLIENT_KINDS
 from gateway.schemas import ApiClientCreate, ApiClientPublic, KeyRotation
 from kit.auth import mint_internal_token, service_subject
+from kit.clock import hospital_date, utcnow
 from kit.config import DEV_INTERNAL_SECRET
 from kit.database import Database
 from kit.errors import ProblemError
@@ -273,6 +274,11 @@ def _history(args: argparse.Namespace) -> "History":
     return from_tickets(tickets, day=args.history, simple_under=args.simple_under)
 
 
+def _hospital_day(text: str) -> date:
+    """`today` (at the hospital, Asia/Shanghai) or an ISO date."""
+    return hospital_date(utcnow()) if text == "today" else date.fromisoformat(text)
+
+
 def _dev_key(data_dir: Path, client: str) -> str | None:
     try:
         key = json.loads((data_dir / "dev-keys.json").read_text()).get(client)
@@ -292,8 +298,8 @@ def _add_simulate_command(commands: "argparse._SubParsersAction[argparse.Argumen
     source.add_argument("--day", choices=["morning", "ed"], default="morning", help="a generated day")
     source.add_argument(
         "--history",
-        type=date.fromisoformat,
-        help="YYYY-MM-DD: replay that hospital day of the running system (the event hub's tickets)",
+        type=_hospital_day,
+        help="YYYY-MM-DD or today: replay that hospital day of the running system (the event hub's tickets)",
     )
     run.add_argument("--queue", help="with --history: only this queue (department, window or room)")
     run.add_argument("--gateway", help="with --history: the gateway's /v1 URL (default: --data-dir's)")
