@@ -5,13 +5,17 @@ A visit's intervals come from its events in log order (`visit_intervals`):
 
 | interval | from | to | per |
 |---|---|---|---|
-| `registration_to_triage` | `visit.opened` | first `visit.triaged` | visit |
-| `registration_to_call` | `visit.opened` | first `ticket.called` | visit |
+| `registration_to_triage` | `visit.opened` | first `visit.triaged` | visit (triaged, or emergency) |
+| `registration_to_call` | `visit.opened` | first `ticket.called` | visit (once it queued) |
 | `queue_wait` | `ticket.queued` | first `ticket.called` | ticket |
 | `consultation` | last `ticket.called`/`recalled` | `ticket.finished` or `.transferred` | ticket |
 | `order_to_payment` | `order.placed` awaiting payment | first `charge.paid` naming the order | order |
 | `payment_to_result` | that `charge.paid` | first `report.final` of the order | order |
 | `order_to_result` | `order.placed` | first `report.final` of the order | order |
+
+An interval is still open (waiting) until its end event; one that can no longer end is not counted at
+all: a ticket cancelled or a no-show before its call, a visit closed before it was triaged or called, an
+outpatient visit nobody triages (only emergencies wait for triage).
 
 The hub sees no arrival before registration: a walk-in is registered as they arrive, a booked patient's
 check-in opens the visit (`appointment.arrived` and `visit.opened` are one transaction). A window's own
@@ -53,7 +57,8 @@ class GroupBy(StrEnum):
 # The event types the intervals are made of (the query reads only these).
 JOURNEY_TYPES = (
     "visit.opened", "visit.triaged", "ticket.queued", "ticket.called", "ticket.recalled",
-    "ticket.finished", "ticket.transferred", "order.placed", "charge.paid", "report.final",
+    "ticket.finished", "ticket.transferred", "ticket.cancelled", "ticket.noshow", "order.placed",
+    "charge.paid", "report.final", "visit.closed",
 )  # fmt: skip
 
 
@@ -98,6 +103,7 @@ class _Ticket:
     first_called_at: datetime | None = None
     last_called_at: datetime | None = None
     ended_at: datetime | None = None  # finished, or transferred after a call
+    abandoned: bool = False  # cancelled, a no-show, or moved on before it was served
 
 
 @dataclass(slots=True)
@@ -112,6 +118,8 @@ class _Order:
 class _Visit:
     opened_at: datetime | None = None
     department: str | None = None
+    emergency: bool = False
+    closed: bool = False
     triaged_at: datetime | None = None
     first_called_at: datetime | None = None
     tickets: dict[str, _Ticket] = field(default_factory=dict)
@@ -124,6 +132,9 @@ def _apply(visit: _Visit, event: JourneyEvent) -> None:
     kind = event.event_type
     if kind == "visit.opened":
         visit.opened_at, visit.department = at, data.get("department")
+        visit.emergency = data.get("kind") == "emergency"
+    elif kind == "visit.closed":
+        visit.closed = True
     elif kind == "visit.triaged":
         visit.triaged_at = visit.triaged_at or at
     elif kind.startswith("ticket."):
@@ -153,6 +164,8 @@ def _apply_ticket(visit: _Visit, kind: str, data: Mapping[str, Any], at: datetim
         visit.first_called_at = visit.first_called_at or at
     elif kind in ("ticket.finished", "ticket.transferred") and ticket.last_called_at is not None:
         ticket.ended_at = at
+    elif kind in ("ticket.cancelled", "ticket.noshow", "ticket.transferred"):
+        ticket.abandoned = True
 
 
 def visit_intervals(visit_id: str, events: Iterable[JourneyEvent]) -> list[Interval]:
@@ -164,16 +177,45 @@ def visit_intervals(visit_id: str, events: Iterable[JourneyEvent]) -> list[Inter
     found: list[Interval] = []
 
     def add(
-        kind: IntervalKind, subject: str, start: datetime | None, end: datetime | None, queue: str | None
+        kind: IntervalKind,
+        subject: str,
+        start: datetime | None,
+        end: datetime | None,
+        queue: str | None,
+        *,
+        may_end: bool = True,
     ) -> None:
-        if start is not None:
+        if start is not None and (end is not None or may_end):
             found.append(Interval(kind, visit_id, subject, visit.department, queue, start, end))
 
-    add(IntervalKind.registration_to_triage, visit_id, visit.opened_at, visit.triaged_at, None)
-    add(IntervalKind.registration_to_call, visit_id, visit.opened_at, visit.first_called_at, None)
+    still_open = not visit.closed
+    add(
+        IntervalKind.registration_to_triage, visit_id, visit.opened_at, visit.triaged_at, None,
+        may_end=still_open and visit.emergency,
+    )  # fmt: skip
+    queued = any(not t.abandoned or t.first_called_at for t in visit.tickets.values())
+    add(
+        IntervalKind.registration_to_call, visit_id, visit.opened_at, visit.first_called_at, None,
+        may_end=still_open and queued,
+    )  # fmt: skip
     for ticket_id, ticket in visit.tickets.items():
-        add(IntervalKind.queue_wait, ticket_id, ticket.queued_at, ticket.first_called_at, ticket.queue)
-        add(IntervalKind.consultation, ticket_id, ticket.last_called_at, ticket.ended_at, ticket.queue)
+        live = not ticket.abandoned
+        add(
+            IntervalKind.queue_wait,
+            ticket_id,
+            ticket.queued_at,
+            ticket.first_called_at,
+            ticket.queue,
+            may_end=live,
+        )
+        add(
+            IntervalKind.consultation,
+            ticket_id,
+            ticket.last_called_at,
+            ticket.ended_at,
+            ticket.queue,
+            may_end=live,
+        )
     for order_id, order in visit.orders.items():
         if order.awaiting_payment:
             add(IntervalKind.order_to_payment, order_id, order.placed_at, order.paid_at, None)

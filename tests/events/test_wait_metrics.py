@@ -103,8 +103,7 @@ def test_waits_of_a_morning_by_department_queue_and_hour(
 
     surgery = hub.get("/wait-metrics", params={"from_date": DAY, "department": "surgery"}).json()
     assert [(f["interval"], f["count"], f["open"]) for f in surgery["figures"]] == [
-        ("registration_to_triage", 0, 1),
-        ("registration_to_call", 0, 1),
+        ("registration_to_call", 0, 1),  # an outpatient nobody triages does not wait for triage
         ("queue_wait", 0, 1),
     ]
     by_queue = hub.get("/wait-metrics", params={"from_date": DAY, "queue": "internal", "group_by": "queue"})
@@ -122,7 +121,6 @@ def test_one_visits_intervals_and_the_days_tickets_for_a_replay(
     assert visit["department"] == "internal"
     minutes = {i["interval"]: i["minutes"] for i in visit["intervals"]}
     assert minutes == {
-        "registration_to_triage": None,
         "registration_to_call": 6,
         "queue_wait": 5,
         "consultation": 8,

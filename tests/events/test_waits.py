@@ -70,7 +70,7 @@ def test_a_visit_gives_each_interval_from_its_events() -> None:
 
 def test_open_waits_have_no_end_and_an_order_released_at_once_has_no_payment_wait() -> None:
     events = [
-        event("visit.opened", 0, department="emergency"),
+        event("visit.opened", 0, department="emergency", kind="emergency"),
         event("ticket.queued", 1, ticket_id="t1", department="emergency"),
         event("order.placed", 2, order_id="o1", status="released"),  # green channel: no payment first
     ]
@@ -81,6 +81,34 @@ def test_open_waits_have_no_end_and_an_order_released_at_once_has_no_payment_wai
         IntervalKind.queue_wait: None,
         IntervalKind.order_to_result: None,
     }
+
+
+def test_waits_that_can_no_longer_end_are_not_counted_as_open() -> None:
+    """An outpatient nobody triages, a cancelled ticket, a no-show after a call, a closed visit."""
+    untriaged = [event("visit.opened", 0, department="internal", kind="outpatient")]
+    assert visit_intervals("v1", untriaged) == []  # not triaged, never queued: nothing to wait for
+    cancelled = [
+        *untriaged,
+        event("ticket.queued", 1, ticket_id="t1", department="internal"),
+        event("ticket.cancelled", 4, ticket_id="t1", cancelled_from="waiting"),
+    ]
+    assert visit_intervals("v1", cancelled) == []
+    no_show = [
+        *untriaged,
+        event("ticket.queued", 1, ticket_id="t1", department="internal"),
+        event("ticket.called", 3, ticket_id="t1"),
+        event("ticket.noshow", 9, ticket_id="t1"),
+    ]
+    assert minutes_by_kind(visit_intervals("v1", no_show)) == {
+        IntervalKind.registration_to_call: 3,
+        IntervalKind.queue_wait: 2,  # the wait was real; the consultation never happened
+    }
+    queued_then_closed = [
+        event("visit.opened", 0, department="emergency", kind="emergency"),
+        event("ticket.queued", 1, ticket_id="t1", department="emergency"),
+        event("visit.closed", 60, reason="desk", kind="emergency"),
+    ]
+    assert minutes_by_kind(visit_intervals("v1", queued_then_closed)) == {IntervalKind.queue_wait: None}
 
 
 def test_a_skipped_and_recalled_patient_waits_to_the_first_call_and_is_served_from_the_last() -> None:
