@@ -191,6 +191,10 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("DELETE", "/subscriptions/{id}", "events:subscribe"),
         ("GET", "/subscriptions/{id}/deliveries", "events:subscribe"),
         ("POST", "/subscriptions/{id}/replay", "events:subscribe"),
+        # Wait metrics (三长一短), computed from the log; staff and the operations board only.
+        ("GET", "/wait-metrics", "metrics:read"),
+        ("GET", "/wait-metrics/tickets", "metrics:read"),
+        ("GET", "/wait-metrics/visits/{id}", "metrics:read"),
     ),
 )
 
@@ -264,8 +268,14 @@ HONOURS_IDEMPOTENCY_KEY = frozenset(
     }
 )
 # Routes that need longer than their method's deadline: settlement waits (bounded) for the visit's
-# charges still on their way through the feeds.
-ROUTE_DEADLINES: dict[tuple[str, str], float] = {("POST", "/visits/{id}/settlement"): 10.0}
+# charges still on their way through the feeds; wait metrics over many days read every journey event of
+# them (≈ 0.35 s of CPU per 3000 journeys: bench/wait_metrics.py), and a slow call counts against the
+# hub's breaker, which would cut its event routes off too (10 s: the upstream read timeout's too).
+ROUTE_DEADLINES: dict[tuple[str, str], float] = {
+    ("POST", "/visits/{id}/settlement"): 10.0,
+    ("GET", "/wait-metrics"): 10.0,
+    ("GET", "/wait-metrics/tickets"): 10.0,
+}
 ROUTES = tuple(
     replace(
         route,

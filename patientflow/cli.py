@@ -2,12 +2,15 @@
 `simulate` (queue rules against a day's arrivals)."""
 
 import argparse
+import json
+import os
 import signal
 import sys
 import tempfile
 import threading
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -18,6 +21,7 @@ from gateway.config import GatewaySettings
 from gateway.models import CLIENT_KINDS
 from gateway.schemas import ApiClientCreate, ApiClientPublic, KeyRotation
 from kit.auth import mint_internal_token, service_subject
+from kit.clock import hospital_date, utcnow
 from kit.config import DEV_INTERNAL_SECRET
 from kit.database import Database
 from kit.errors import ProblemError
@@ -25,6 +29,9 @@ from kit.migrations import make_revision
 from patientflow.devkeys import read_dev_internal_secret, read_dev_url
 from patientflow.supervisor import ServiceFailed, System, die_with_parent
 from patientflow.topology import COMPONENTS, SERVICES
+
+if TYPE_CHECKING:
+    from patientflow.history import History
 
 # httptools and uvloop by name (not "auto"), so a missing `uvicorn[standard]` fails loudly instead of
 # quietly halving throughput; the access log is kit.metrics' (uvicorn's costs 0.7x per request).
@@ -224,16 +231,60 @@ def simulate(args: argparse.Namespace) -> int:
         if args.ageing is not None:
             updates["ageing_minutes"] = args.ageing
         rules = QueueRules.model_validate(rules.model_dump() | updates)
-        arrivals = sim.read_arrivals(Path(args.arrivals)) if args.arrivals else sim.DAYS[args.day](args.seed)
-        lanes = sim.parse_split(args.split, counters=args.counters)
-    except (OSError, ValueError, KeyError) as error:
+        history = _history(args) if args.history else None
+        if history is not None:
+            arrivals = history.arrivals
+        else:
+            arrivals = (
+                sim.read_arrivals(Path(args.arrivals)) if args.arrivals else sim.DAYS[args.day](args.seed)
+            )
+        counters = args.counters or (history.peak_in_service if history else 0) or 6
+        lanes = sim.parse_split(args.split, counters=counters)
+    except (OSError, ValueError, KeyError, httpx.HTTPError) as error:
         print(f"simulate: {error}", file=sys.stderr)
         return 2
     if not arrivals:
         print("simulate: no arrivals", file=sys.stderr)
         return 2
+    if history is not None:
+        recorded = history.recorded()
+        print(
+            f"history {args.history.isoformat()}: {recorded.patients} served ({history.left_out} left out: "
+            f"no service time), at most {history.peak_in_service} in service at once; replayed on {counters}"
+        )
+        print(
+            f"as it happened: mean {recorded.mean:.1f}, p90 {recorded.p90:.1f}, max {recorded.max:.1f} min, "
+            f"{recorded.over_target_share:.0%} over 10 min"
+        )
     print(sim.format_table(sim.simulate(arrivals, rules=rules, lanes=lanes)))
     return 0
+
+
+def _history(args: argparse.Namespace) -> "History":
+    """A day of the system's own history from the event hub, through the gateway (a `metrics:read` key:
+    `--key`, $PATIENTFLOW_API_KEY, or the development `his-dev` key of `--data-dir`)."""
+    from patientflow.history import fetch_tickets, from_tickets
+
+    data_dir = Path(args.data_dir)
+    url = args.gateway or f"{read_dev_url(data_dir, 'gateway') or 'http://127.0.0.1:8000'}/v1"
+    key = args.key or os.environ.get("PATIENTFLOW_API_KEY") or _dev_key(data_dir, "his-dev")
+    if not key:
+        raise ValueError("--history needs a key with metrics:read (--key or PATIENTFLOW_API_KEY)")
+    tickets = fetch_tickets(url, key=key, day=args.history, queue=args.queue)
+    return from_tickets(tickets, day=args.history, simple_under=args.simple_under)
+
+
+def _hospital_day(text: str) -> date:
+    """`today` (at the hospital, Asia/Shanghai) or an ISO date."""
+    return hospital_date(utcnow()) if text == "today" else date.fromisoformat(text)
+
+
+def _dev_key(data_dir: Path, client: str) -> str | None:
+    try:
+        key = json.loads((data_dir / "dev-keys.json").read_text()).get(client)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return key if isinstance(key, str) else None
 
 
 def _add_simulate_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -245,8 +296,25 @@ def _add_simulate_command(commands: "argparse._SubParsersAction[argparse.Argumen
         "--arrivals", help="CSV: arrival,service_minutes,class[,level][,priority][,appointment]"
     )
     source.add_argument("--day", choices=["morning", "ed"], default="morning", help="a generated day")
+    source.add_argument(
+        "--history",
+        type=_hospital_day,
+        help="YYYY-MM-DD or today: replay that hospital day of the running system (the event hub's tickets)",
+    )
+    run.add_argument("--queue", help="with --history: only this queue (department, window or room)")
+    run.add_argument("--gateway", help="with --history: the gateway's /v1 URL (default: --data-dir's)")
+    run.add_argument("--key", help="with --history: an API key with metrics:read")
+    run.add_argument("--data-dir", default="data", help="with --history: where `patientflow up` keeps keys")
+    run.add_argument(
+        "--simple-under",
+        type=float,
+        default=5.0,
+        help="with --history: a recorded service of at most this many minutes counts as simple",
+    )
     run.add_argument("--seed", type=int, default=1, help="for a generated day")
-    run.add_argument("--counters", type=int, default=6, help="counters (or doctors) in all")
+    run.add_argument(
+        "--counters", type=int, default=None, help="counters (or doctors) in all (6; history: its peak)"
+    )
     run.add_argument("--rules", help="a JSON file of queue rules (services/triage/rules.py QueueRules)")
     run.add_argument("--shortest-first", action="store_true", help="shorter expected service first")
     run.add_argument("--ageing", type=int, default=None, help="ageing bound in minutes")

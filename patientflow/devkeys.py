@@ -17,7 +17,7 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
             "registration:read", "registration:write", "triage:read", "triage:write",
             "orders:write", "results:read", "results:write", "billing:read", "billing:write",
             "events:read", "events:subscribe", "directory:read", "schedules:write",
-            "appointments:write", "checkin:write", "stats:read",
+            "appointments:write", "checkin:write", "stats:read", "metrics:read",
         ],
     ),
     "doctor-dev": (  # books follow-ups (复诊预约) at the end of a visit

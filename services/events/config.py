@@ -29,6 +29,9 @@ class EventsSettings(ServiceSettings):
     ingest_poll_seconds: float = Field(default=0.1, gt=0)
     ingest_page_size: int = Field(default=500, ge=1, le=500)
 
+    # Wait metrics count the share of waits longer than this (三长一短: no window wait over 10 minutes).
+    wait_target_minutes: int = Field(default=10, ge=1, le=24 * 60)
+
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
 
     webhook_retry_base_seconds: float = Field(default=1.0, gt=0)

@@ -1,6 +1,6 @@
 """Event hub errors, named for what went wrong."""
 
-from kit.errors import NotFound, UnprocessableContent
+from kit.errors import BadRequest, NotFound, UnprocessableContent
 
 
 class SubscriptionNotFound(NotFound):
@@ -28,3 +28,18 @@ class UnresolvedWebhookHost(UnprocessableContent):
     """
 
     slug, title = "webhook-host-unresolved", "Webhook host not resolved in time"
+
+
+class InvalidMetricsRange(BadRequest):
+    slug, title = "invalid-range", "Invalid date range"
+
+
+class UnknownDepartment(BadRequest):
+    """No event in the log names this department (or queue): a typo, not an empty day. A 400, as any bad
+    query parameter here (422 is for bodies)."""
+
+    slug, title = "unknown-department", "Unknown department"
+
+
+class VisitNotLogged(NotFound):
+    slug, title = "visit-not-found", "Visit not found"

@@ -17,6 +17,8 @@ class LogEvent(EventsTable, table=True):
     """One event of some service, in the hub's causal order (`position`); `event_id` is the source's id."""
 
     __tablename__ = "log_event"
+    # Wait metrics read a date range of a few event types (services/events/waits.py).
+    __table_args__ = (Index("ix_log_event_type_occurred", "event_type", "occurred_at"),)
 
     position: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
     event_id: str = Field(max_length=36, unique=True)

@@ -236,3 +236,50 @@ def pending_count(session: Session) -> int:
 
 def get_deliveries(session: Session, ids: Sequence[int]) -> list[Delivery]:
     return list(session.exec(select(Delivery).where(col(Delivery.id).in_(list(ids)))).all())
+
+
+# --- wait metrics (services/events/waits.py) ------------------------------------------------------
+
+
+def _journey_columns() -> sa.Select[Any]:
+    log = _LOG
+    return sa.select(log.c.event_type, log.c.visit_id, log.c.occurred_at, log.c.payload)
+
+
+def journey_events_started(
+    session: Session, *, types: Sequence[str], start: datetime, end: datetime
+) -> list[sa.Row[Any]]:
+    """Every event of these types of the visits with one of them in [start, end), in log order.
+
+    The visits are found with the (type, occurred_at) index; their events with the visit index, whenever
+    they happened, so a wait that began in the range and ended after it is complete.
+    """
+    log = _LOG
+    visits = (
+        sa.select(log.c.visit_id)
+        .where(log.c.event_type.in_(types), log.c.occurred_at >= start, log.c.occurred_at < end)
+        .where(log.c.visit_id.is_not(None))
+        .distinct()
+    )
+    # The visits' other events are filtered here, not in SQL: a type filter there lets PostgreSQL, on
+    # stale statistics, AND the visit index with the type index (58k rows per visit: 10 s, not 0.2 s).
+    query = _journey_columns().where(log.c.visit_id.in_(visits)).order_by(log.c.position)
+    wanted = set(types)
+    return [row for row in session.execute(query) if row.event_type in wanted]
+
+
+def journey_events_of_visit(session: Session, *, visit_id: str, types: Sequence[str]) -> list[sa.Row[Any]]:
+    log = _LOG
+    query = (
+        _journey_columns()
+        .where(log.c.visit_id == visit_id, log.c.event_type.in_(types))
+        .order_by(log.c.position)
+    )
+    return list(session.execute(query).all())
+
+
+def department_seen(session: Session, *, department: str, field: str, types: Sequence[str]) -> bool:
+    """Whether any event of these types named this `data.<field>` (a department, a queue)."""
+    named = _LOG.c.payload[field].as_string()
+    query = sa.select(_LOG.c.position).where(_LOG.c.event_type.in_(types), named == department).limit(1)
+    return session.execute(query).first() is not None

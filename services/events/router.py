@@ -1,33 +1,45 @@
 """Event hub endpoints: the log (page and stream), webhook subscriptions and the event catalogue."""
 
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 
 from kit.auth import Caller, CallerDep, require_scope, require_service_caller
+from kit.clock import hospital_date, utcnow
 from kit.database import SessionDep
 from kit.errors import BadRequest, Forbidden, problem_responses
 from kit.params import MAX_POSITION, MAX_VERSION, CursorQuery, page_size
 from services.events import catalogue, repository, service
 from services.events.errors import (
+    InvalidMetricsRange,
     RefusedWebhookUrl,
     SchemaNotFound,
     SubscriptionNotFound,
+    UnknownDepartment,
     UnresolvedWebhookHost,
+    VisitNotLogged,
 )
 from services.events.models import Subscription
 from services.events.schemas import (
+    MAX_METRICS_DAYS,
     DeliveryPublic,
     DeliveryStatus,
     LogPage,
+    MetricsRange,
     ReplayResult,
     SubscriptionCreate,
     SubscriptionCreated,
     SubscriptionPublic,
+    TicketReplay,
+    VisitWaits,
+    WaitMetrics,
 )
-from services.events.service import READ_SCOPE, SUBSCRIBE_SCOPE
+from services.events.service import METRICS_SCOPE, READ_SCOPE, SUBSCRIBE_SCOPE
 from services.events.stream import log_stream
+from services.events.waits import GroupBy
 
 router = APIRouter()
 MAX_PAGE = 500
@@ -272,3 +284,115 @@ def read_schema(
     if schema is None:
         raise SchemaNotFound("The catalogue has no schema for this event type.")
     return schema
+
+
+# --- wait metrics (三长一短) ----------------------------------------------------------------------
+
+DepartmentQuery = Annotated[
+    str | None, Query(max_length=32, pattern=r"^[A-Za-z0-9_-]+$", description="Only this department's visits")
+]
+QueueQuery = Annotated[
+    str | None,
+    Query(
+        max_length=32, pattern=r"^[A-Za-z0-9_-]+$", description="Only this queue (department, window, room)"
+    ),
+]
+
+
+def metrics_range(
+    from_date: Annotated[
+        date | None, Query(description="First hospital day (Asia/Shanghai), included; default today")
+    ] = None,
+    to_date: Annotated[
+        date | None, Query(description="Last hospital day, included; default from_date")
+    ] = None,
+) -> MetricsRange:
+    """The days asked for; an inverted range, one over 31 days or a day off the calendar is a 400."""
+    first = from_date or hospital_date(utcnow())
+    try:
+        return MetricsRange(from_date=first, to_date=to_date or first)
+    except ValidationError as exc:
+        message = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+        raise InvalidMetricsRange(f"Invalid range: {message}.", max_days=MAX_METRICS_DAYS) from exc
+
+
+def metrics_grouping(
+    group_by: Annotated[
+        str | None,
+        Query(max_length=64, description="Comma-separated: `department`, `queue`, `hour`; omit for totals"),
+    ] = None,
+) -> list[GroupBy]:
+    names = [name.strip() for name in (group_by or "").split(",") if name.strip()]
+    try:
+        dimensions = [GroupBy(name) for name in names]
+    except ValueError:
+        raise BadRequest(
+            "group_by takes department, queue and hour, comma-separated.",
+            slug="invalid-grouping",
+            allowed=[g.value for g in GroupBy],
+        ) from None
+    return list(dict.fromkeys(dimensions))
+
+
+RangeDep = Annotated[MetricsRange, Depends(metrics_range)]
+
+
+@router.get(
+    "/wait-metrics",
+    dependencies=[require_scope(METRICS_SCOPE)],
+    tags=["wait metrics"],
+    responses=problem_responses(Forbidden, InvalidMetricsRange, UnknownDepartment),
+)
+def read_wait_metrics(
+    session: SessionDep,
+    request: Request,
+    period: RangeDep,
+    group_by: Annotated[list[GroupBy], Depends(metrics_grouping)],
+    department: DepartmentQuery = None,
+    queue: QueueQuery = None,
+) -> WaitMetrics:
+    """Waits (三长一短) of the intervals that began on these days: per interval kind
+    (`registration_to_triage`, `registration_to_call`, `queue_wait`, `consultation`, `order_to_payment`,
+    `payment_to_result`, `order_to_result`) and group, the count, mean, p90 (nearest rank), max and the
+    share over the target (10 minutes), in minutes, and how many are still open. Computed from the log.
+
+    400 `invalid-range` (inverted, over 31 days, off the calendar), `invalid-grouping`, or
+    `unknown-department` / `unknown-queue` when no event ever named it.
+    """
+    return service.wait_metrics(
+        session,
+        period=period,
+        group_by=group_by,
+        department=department,
+        queue=queue,
+        target_minutes=request.app.state.settings.wait_target_minutes,
+    )
+
+
+@router.get(
+    "/wait-metrics/tickets",
+    dependencies=[require_scope(METRICS_SCOPE)],
+    tags=["wait metrics"],
+    responses=problem_responses(Forbidden, InvalidMetricsRange, UnknownDepartment),
+)
+def read_ticket_replays(
+    session: SessionDep, period: RangeDep, queue: QueueQuery = None
+) -> list[TicketReplay]:
+    """Every ticket queued on these days (or in one queue) as it happened: queued, called, service start
+    and end; no patient, visit or ticket id. `patientflow simulate --history` replays these."""
+    return service.ticket_replays(session, period=period, queue=queue)
+
+
+@router.get(
+    "/wait-metrics/visits/{visit_id}",
+    dependencies=[require_scope(METRICS_SCOPE)],
+    tags=["wait metrics"],
+    responses=problem_responses(Forbidden, VisitNotLogged),
+)
+def read_visit_waits(visit_id: IdPath, session: SessionDep, request: Request) -> VisitWaits:
+    """One visit's intervals (registration → triage and call, each ticket's queue wait and consultation,
+    each order's wait to payment and to its final report), finished or still open. 404 when the log has
+    no journey event of the visit."""
+    return service.visit_waits(
+        session, visit_id=visit_id, target_minutes=request.app.state.settings.wait_target_minutes
+    )

@@ -4,19 +4,34 @@ import random
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlmodel import Session
 
 from kit.auth import SERVICE_SUBJECT_PREFIX
-from kit.clock import as_utc, utcnow
-from services.events import repository
+from kit.clock import HOSPITAL_TZ, as_utc, utcnow
+from services.events import repository, waits
 from services.events.config import EventsSettings
 from services.events.destinations import DestinationPolicy, RefusedDestination, ResolveTimeout
-from services.events.errors import RefusedWebhookUrl, SubscriptionNotFound, UnresolvedWebhookHost
+from services.events.errors import (
+    RefusedWebhookUrl,
+    SubscriptionNotFound,
+    UnknownDepartment,
+    UnresolvedWebhookHost,
+    VisitNotLogged,
+)
 from services.events.models import Delivery, LogEvent, Subscription
-from services.events.schemas import DeliveryStatus, SubscriptionCreate
+from services.events.schemas import (
+    DeliveryStatus,
+    MetricsRange,
+    SubscriptionCreate,
+    TicketReplay,
+    VisitInterval,
+    VisitWaits,
+    WaitFigures,
+    WaitMetrics,
+)
 from services.events.signing import new_secret
 
 # Tie-break order of sources for events of the same instant (and the order feeds are read in).
@@ -325,3 +340,135 @@ def record_attempt(
         delivery.status = DeliveryStatus.dead.value
     else:
         delivery.next_attempt_at = at + timedelta(seconds=retry_delay(settings, delivery.attempts))
+
+
+# --- wait metrics (三长一短; the arithmetic is services/events/waits.py) ----------------------------
+
+METRICS_SCOPE = "metrics:read"
+# Events naming a department (registration's visits) and a queue (triage's tickets).
+DEPARTMENT_TYPES, QUEUE_TYPES = ("visit.opened",), ("ticket.queued",)
+
+
+def _journey_event(row: Any) -> waits.JourneyEvent:
+    return waits.JourneyEvent(row.event_type, row.visit_id, row.occurred_at, row.payload or {})
+
+
+def _day_bounds(period: MetricsRange) -> tuple[datetime, datetime]:
+    """The UTC instants of the first day's hospital midnight and of the one after the last day."""
+    start = datetime.combine(period.from_date, time(), HOSPITAL_TZ)
+    end = datetime.combine(period.to_date + timedelta(days=1), time(), HOSPITAL_TZ)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def check_known(session: Session, *, department: str | None, queue: str | None) -> None:
+    """A department or queue no event ever named is a 400 (a typo), not an empty answer."""
+    if department is not None and not repository.department_seen(
+        session, department=department, field="department", types=DEPARTMENT_TYPES
+    ):
+        raise UnknownDepartment(f"No visit was ever registered in department {department!r}.")
+    if queue is not None and not repository.department_seen(
+        session, department=queue, field="department", types=QUEUE_TYPES
+    ):
+        raise UnknownDepartment(f"No ticket was ever queued in queue {queue!r}.", slug="unknown-queue")
+
+
+def intervals_started(
+    session: Session, *, period: MetricsRange, department: str | None = None, queue: str | None = None
+) -> list[waits.Interval]:
+    """The intervals that began on these hospital days, of the department's visits and the queue."""
+    start, end = _day_bounds(period)
+    rows = repository.journey_events_started(session, types=waits.JOURNEY_TYPES, start=start, end=end)
+    found = [
+        interval
+        for visit_id, events in waits.journeys(map(_journey_event, rows)).items()
+        for interval in waits.visit_intervals(visit_id, events)
+        if start <= interval.started_at < end
+    ]
+    return [
+        i
+        for i in found
+        if (department is None or i.department == department) and (queue is None or i.queue == queue)
+    ]
+
+
+def wait_metrics(
+    session: Session,
+    *,
+    period: MetricsRange,
+    group_by: Sequence[waits.GroupBy],
+    department: str | None,
+    queue: str | None,
+    target_minutes: int,
+) -> WaitMetrics:
+    check_known(session, department=department, queue=queue)
+    found = intervals_started(session, period=period, department=department, queue=queue)
+    figures = [
+        WaitFigures.model_validate(
+            dict(zip([g.value for g in group_by], a.group, strict=True))
+            | {
+                "interval": a.kind,
+                "count": a.count,
+                "open": a.open,
+                "mean_minutes": _round(a.mean_minutes),
+                "p90_minutes": _round(a.p90_minutes),
+                "max_minutes": _round(a.max_minutes),
+                "over_target_share": None if a.over_target_share is None else round(a.over_target_share, 4),
+            }
+        )
+        for a in waits.aggregate(found, group_by=group_by, target=target_minutes)
+    ]
+    return WaitMetrics(
+        from_date=period.from_date,
+        to_date=period.to_date,
+        target_minutes=target_minutes,
+        group_by=list(group_by),
+        figures=figures,
+    )
+
+
+def _round(minutes: float | None) -> float | None:
+    return None if minutes is None else round(minutes, 2)
+
+
+def visit_waits(session: Session, *, visit_id: str, target_minutes: int) -> VisitWaits:
+    rows = repository.journey_events_of_visit(session, visit_id=visit_id, types=waits.JOURNEY_TYPES)
+    if not rows:
+        raise VisitNotLogged("The log holds no journey event of this visit.")
+    intervals = waits.visit_intervals(visit_id, map(_journey_event, rows))
+    department = next((i.department for i in intervals if i.department), None)
+    return VisitWaits(
+        visit_id=visit_id,
+        department=department,
+        target_minutes=target_minutes,
+        intervals=[
+            VisitInterval(
+                interval=i.kind,
+                subject=i.subject,
+                department=i.department,
+                queue=i.queue,
+                started_at=i.started_at,
+                ended_at=i.ended_at,
+                minutes=_round(i.minutes),
+            )
+            for i in intervals
+        ],
+    )
+
+
+def ticket_replays(session: Session, *, period: MetricsRange, queue: str | None) -> list[TicketReplay]:
+    """The tickets queued on these days (of one queue), as they happened, in queueing order."""
+    check_known(session, department=None, queue=queue)
+    start, end = _day_bounds(period)
+    rows = repository.journey_events_started(session, types=waits.JOURNEY_TYPES, start=start, end=end)
+    return [
+        TicketReplay(
+            queue=t.queue,
+            department=t.department,
+            queued_at=t.queued_at,
+            called_at=t.called_at,
+            service_started_at=t.service_started_at,
+            ended_at=t.ended_at,
+        )
+        for t in waits.ticket_histories(map(_journey_event, rows))
+        if start <= t.queued_at < end and (queue is None or t.queue == queue)
+    ]
