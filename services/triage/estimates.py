@@ -68,8 +68,11 @@ def recent_durations(spells: Sequence[ServiceSpell], *, now: float) -> list[floa
 
 def active_stations(spells: Sequence[ServiceSpell], *, now: float, configured: int | None = None) -> int:
     """How many stations are calling: the distinct named stations of the window's calls, or the most
-    services seen at once when calls name none; at least those busy now, at most `configured`."""
+    services seen at once when calls name none; at least those busy now, at most `configured`. With no
+    call in the window yet, every configured station counts (none measured closed)."""
     window = [s for s in spells if s.start <= now and (s.end is None or s.end >= now - WINDOW_MINUTES)]
+    if not window:
+        return max(configured or 1, 1)
     busy = sum(1 for s in window if s.end is None or s.end > now)
     named = {s.station for s in window if s.station is not None}
     count = max(len(named), _peak_overlap(window, now=now), busy, 1)
