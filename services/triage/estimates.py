@@ -22,6 +22,9 @@ HIGH_QUANTILE = 0.95
 # Before any service has been timed today: the prior mean service time, worth this many services.
 PRIOR_SERVICE_MINUTES = 5.0
 PRIOR_WEIGHT = 3
+# No service is as regular as a few equal samples suggest: the spread assumed is at least this share of
+# the mean (a coefficient of variation).
+MIN_VARIATION = 0.25
 # Recent means: services finished within this window, at most this many of the latest.
 WINDOW_MINUTES = 60.0
 MAX_SAMPLES = 100
@@ -119,6 +122,7 @@ def estimate_wait(
         variance = sum((m - centre) ** 2 for m in service_minutes) / (samples - 1)
     else:
         variance = prior_minutes**2  # exponential-like until measured
+    variance = max(variance, (MIN_VARIATION * mean) ** 2)
     basis = Basis(samples, round(mean, 2), stations, busy)
     ends = ahead + 1 - (stations - busy)  # the service ends to wait for; free stations call at once
     if ends <= 0:
