@@ -334,7 +334,8 @@ class EstimateSummary:
 def _ahead_of(view: LaneView, rules: QueueRules) -> dict[str, int]:
     """How many the rules put before each patient who just arrived (the order projected call by call)."""
     keys = {t.key for t in view.arrived}
-    pool, state, found, ahead = list(view.waiting), view.state, {}, 0
+    pool, state, ahead = list(view.waiting), view.state, 0
+    found: dict[str, int] = {}
     while keys - found.keys():
         placed = next_in_queue(pool, rules=rules, now=_at(view.now), state=state)
         assert placed is not None

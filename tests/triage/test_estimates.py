@@ -1,4 +1,4 @@
-"""The wait estimator (services/triage/estimates.py): a band that widens with the line and narrows with data."""
+"""The wait estimator (triage estimates.py): a band that widens with the line and narrows with data."""
 
 from hypothesis import given
 from hypothesis import strategies as st
