@@ -24,9 +24,10 @@ from sqlmodel import Session
 from kit.auth import visible_to
 from kit.clock import as_utc, utcnow
 from kit.database import Database
+from kit.outbox import record_event
 from services.triage import estimates, repository, service
 from services.triage.config import TriageSettings, get_settings
-from services.triage.models import Ticket
+from services.triage.models import OutboxEvent, Ticket
 from services.triage.schemas import (
     EstimateBasis,
     PlaceEstimate,
@@ -176,13 +177,23 @@ def announce_nearly_up(
             )
             ticket = repository.get_ticket(session, entry.ticket_id) if noted else None
             if ticket is not None:
-                service.record_ticket_event(
+                # The queue's event (its sequence is the queue's), naming the visit and patient told.
+                record_event(
                     session,
-                    ticket,
-                    "queue.nearly_up",
-                    display_number=entry.display_number,
-                    position=entry.position,
-                    ahead=entry.position - 1,
+                    OutboxEvent,
+                    event_type="queue.nearly_up",
+                    aggregate_type="queue",
+                    aggregate_id=department,
+                    visit_id=ticket.visit_id,
+                    patient_id=ticket.patient_id,
+                    payload={
+                        "ticket_id": ticket.id,
+                        "department": department,
+                        "number": ticket.number,
+                        "display_number": entry.display_number,
+                        "position": entry.position,
+                        "ahead": entry.position - 1,
+                    },
                 )
                 told.append(ticket.id)
     return told
@@ -200,7 +211,8 @@ def _note_changed_queues(session: OrmSession, _context: object) -> None:
 def _check_changed_queues(session: OrmSession) -> None:
     if session.in_nested_transaction():
         return  # a savepoint released: the real COMMIT checks
-    session.flush()  # changes not flushed yet note their queues now
+    if any(isinstance(o, Ticket) for o in (*session.new, *session.dirty)):
+        session.flush()  # ticket changes not flushed yet note their queues now
     departments = session.info.pop(_CHANGED_QUEUES, None)
     if not departments or not isinstance(session, Session):
         return
