@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from kit.testing import feed_headers, internal_headers
 from tests.triage.conftest import FrozenClock
 from tests.triage.factories import assess, call_next, open_visit, take_ticket
+from tests.triage.test_concurrency import CALLERS, run_together
 
 
 @pytest.fixture(autouse=True)
@@ -130,3 +131,25 @@ def test_a_failed_change_tells_nobody(client: TestClient, registration: httpx.Cl
     assert client.post("/queues/internal/call-next", json={"counter": "x" * 17}).status_code == 422
     client.post(f"/tickets/{tickets[0]['id']}/finish")  # 409: not called; nothing moved
     assert told(client) == [t["id"] for t in tickets[:3]]
+
+
+def test_stations_calling_at_once_tell_every_ticket_that_reaches_the_front_exactly_once(
+    served_triage: str, registration: httpx.Client
+) -> None:
+    """Five stations call three patients each at the same moment: whatever order their transactions
+    commit in, each of the 15 called and the 3 now in front was told once, and nobody else was."""
+    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+        visits = [open_visit(registration)["id"] for _ in range(CALLERS * 3 + 6)]
+        tickets = [client.post("/queues/internal/tickets", json={"visit_id": v}).json()["id"] for v in visits]
+
+    def three_calls(client: httpx.Client) -> None:
+        for _ in range(3):
+            assert client.post("/queues/internal/call-next", json={}).status_code == 200
+
+    run_together(served_triage, [three_calls] * CALLERS)
+    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+        events = client.get(
+            "/events", headers=feed_headers("triage"), params={"type": "queue.nearly_up", "limit": 100}
+        ).json()["events"]
+    told = [e["data"]["ticket_id"] for e in events]
+    assert sorted(told) == sorted(tickets[: CALLERS * 3 + 3])
