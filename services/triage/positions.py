@@ -55,6 +55,7 @@ class QueueSnapshot:
         rules = settings.rules_for(department)
         self.order = service.queue_order(session, department=department, queue_rules=rules).order
         self.places = {entry.ticket_id: entry.position for entry in self.order}
+        self.suspended = repository.get_suspension(session, department) is not None
         since = now - timedelta(minutes=estimates.WINDOW_MINUTES)
         spells = [
             estimates.ServiceSpell(
@@ -116,7 +117,9 @@ def visit_positions(
             if place is not None:
                 shown.position, shown.ahead = place, place - 1
                 shown.nearly_up = place <= settings.nearly_up_within
-                shown.wait = _band_public(snapshot.band(place - 1))
+                shown.suspended = snapshot.suspended
+                # No band while suspended: nobody knows when the session resumes.
+                shown.wait = None if snapshot.suspended else _band_public(snapshot.band(place - 1))
         positions.append(shown)
     return VisitQueuePositions(visit_id=visit_id, as_of=now, positions=positions)
 

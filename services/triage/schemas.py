@@ -383,7 +383,10 @@ class QueuePosition(BaseModel):
     )
     ahead: int | None = Field(default=None, description="Patients to be called first")
     nearly_up: bool = Field(default=False, description="Within the first `TRIAGE_NEARLY_UP_WITHIN` places")
-    wait: WaitBandPublic | None = Field(default=None, description="Estimated wait; null unless waiting")
+    suspended: bool = Field(default=False, description="The queue's session is suspended: nobody is called")
+    wait: WaitBandPublic | None = Field(
+        default=None, description="Estimated wait; null unless waiting in a queue that is calling"
+    )
 
 
 class VisitQueuePositions(BaseModel):

@@ -92,6 +92,11 @@ def test_a_called_or_held_ticket_has_no_place_and_another_patients_visit_shows_n
     client.post(f"/tickets/{theirs['id']}/hold")
     assert position(client, theirs)["status"] == "held"
 
+    later = queued(client, registration)
+    assert client.post("/queues/internal/suspend", json={"reason": "doctor called away"}).status_code == 200
+    paused = position(client, later)
+    assert (paused["position"], paused["suspended"], paused["wait"]) == (1, True, None)
+
     stranger = client.get(
         f"/visits/{theirs['visit']['id']}/queue-positions", headers=acting_for(mine["visit"]["patient_id"])
     )
