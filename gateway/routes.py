@@ -149,6 +149,9 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("POST", "/tickets/{id}/no-show", "triage:write"),
         ("POST", "/tickets/{id}/cancel", "triage:write"),
         ("POST", "/tickets/{id}/transfer", "triage:write"),
+        # A patient's place and wait band (positions.py), and staff's view of a queue's estimates
+        ("GET", "/visits/{id}/queue-positions", "triage:read"),
+        ("GET", "/queues/{department}/estimates", "triage:read"),
     ),
     *_routes(
         "results",
@@ -207,6 +210,7 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
     ("GET", "/visits/{id}/stay"): "visit",
     ("GET", "/visits/{id}/assessments"): "visit",
     ("GET", "/visits/{id}/tickets"): "visit",
+    ("GET", "/visits/{id}/queue-positions"): "visit",
     ("GET", "/visits/{id}/orders"): "visit",
     ("GET", "/visits/{id}/reports"): "visit",
     ("GET", "/visits/{id}/account"): "visit",

@@ -256,6 +256,11 @@ def simulate(args: argparse.Namespace) -> int:
             f"as it happened: mean {recorded.mean:.1f}, p90 {recorded.p90:.1f}, max {recorded.max:.1f} min, "
             f"{recorded.over_target_share:.0%} over 10 min"
         )
+    if args.estimates:  # the wait estimator measured on this day (or on --days seeded days, pooled)
+        days = [arrivals] if args.arrivals or history is not None else [sim.DAYS[args.day](args.seed + i) for i in range(args.days)]
+        checks = [c for day in days for c in sim.replay_estimates(day, rules=rules, lanes=lanes)]
+        print(sim.format_estimates(checks))
+        return 0
     print(sim.format_table(sim.simulate(arrivals, rules=rules, lanes=lanes)))
     return 0
 
@@ -321,6 +326,12 @@ def _add_simulate_command(commands: "argparse._SubParsersAction[argparse.Argumen
     run.add_argument(
         "--split", action="append", default=[], help="CLASS=N: N counters serve only that class (repeatable)"
     )
+    run.add_argument(
+        "--estimates",
+        action="store_true",
+        help="measure the wait estimator: the band each patient got on arrival against the real wait",
+    )
+    run.add_argument("--days", type=int, default=1, help="with --estimates: this many seeded days, pooled")
     run.set_defaults(func=simulate)
 
 

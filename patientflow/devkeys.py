@@ -55,8 +55,11 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
             "billing:write",  # its own patient's booking fee only: the one billing write it is bound to
         ],
     ),
-    # Prints results and checks the patient in for an appointment; reads its own patient's appointments.
-    "kiosk-dev": ("kiosk", ["results:read", "directory:read", "registration:read", "checkin:write"]),
+    # Prints results and checks the patient in for an appointment; reads its own patient's appointments,
+    # and (triage:read) its own patient's tickets, place in line and wait band.
+    "kiosk-dev": (
+        "kiosk", ["results:read", "directory:read", "registration:read", "checkin:write", "triage:read"]
+    ),
     # The waiting-room screen: the board projection of a queue only (numbers, masked names, counters).
     "board-dev": ("board", ["board:read", "directory:read"]),
 }  # fmt: skip

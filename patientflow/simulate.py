@@ -8,11 +8,12 @@ only some service classes ("from one long queue to small queues": split simple f
 import csv
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from services.triage.estimates import ServiceSpell, WaitBand, active_stations, estimate_wait, recent_durations
 from services.triage.rules import PriorityKind, QueueRules, QueueState, Waiting, advance, next_in_queue
 
 DAY_START = datetime(2026, 1, 5, tzinfo=UTC)  # any instant: the ordering only compares times
@@ -53,6 +54,23 @@ class Served:
     @property
     def finish(self) -> float:
         return self.start + self.arrival.service_minutes
+
+
+@dataclass(frozen=True, slots=True)
+class LaneView:
+    """A lane at an instant patients arrive: who just came, who waits (them included), the services so
+    far (started before now), the rules' state, and the lane's counters (numbered from `first`)."""
+
+    now: float
+    arrived: list[Waiting]
+    waiting: list[Waiting]
+    served: list[Served]
+    state: QueueState
+    counters: int
+    first: int
+
+
+ArrivalObserver = Callable[[LaneView], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +124,17 @@ def _waiting(arrival: Arrival) -> Waiting:
     )
 
 
-def _run_lane(arrivals: Sequence[Arrival], *, rules: QueueRules, counters: int, first: int) -> list[Served]:
-    """One queue and its counters: whenever a counter is free and someone waits, call the rules' first."""
+def _run_lane(
+    arrivals: Sequence[Arrival],
+    *,
+    rules: QueueRules,
+    counters: int,
+    first: int,
+    on_arrival: ArrivalObserver | None = None,
+) -> list[Served]:
+    """One queue and its counters: whenever a counter is free and someone waits, call the rules' first.
+
+    `on_arrival` sees the lane as it is when patients arrive, before anyone is called at that instant."""
     pending = sorted(arrivals, key=lambda a: (a.minute, a.number))
     by_key = {str(a.number): a for a in pending}
     free_at = [0.0] * counters
@@ -116,8 +143,12 @@ def _run_lane(arrivals: Sequence[Arrival], *, rules: QueueRules, counters: int, 
     state = QueueState()
     now = pending[0].minute if pending else 0.0
     while pending or waiting:
+        arrived = []
         while pending and pending[0].minute <= now:
-            waiting.append(_waiting(pending.pop(0)))
+            arrived.append(_waiting(pending.pop(0)))
+        waiting += arrived
+        if arrived and on_arrival is not None:
+            on_arrival(LaneView(now, arrived, list(waiting), list(served), state, counters, first))
         free = [c for c in range(counters) if free_at[c] <= now]
         if free and waiting:
             placed = next_in_queue(waiting, rules=rules, now=_at(now), state=state)
@@ -135,7 +166,13 @@ def _run_lane(arrivals: Sequence[Arrival], *, rules: QueueRules, counters: int, 
     return served
 
 
-def simulate(arrivals: Sequence[Arrival], *, rules: QueueRules, lanes: Sequence[Lane]) -> Outcome:
+def simulate(
+    arrivals: Sequence[Arrival],
+    *,
+    rules: QueueRules,
+    lanes: Sequence[Lane],
+    on_arrival: ArrivalObserver | None = None,
+) -> Outcome:
     """Replay the arrivals; each patient joins the first lane serving their class."""
     groups: list[list[Arrival]] = [[] for _ in lanes]
     for arrival in arrivals:
@@ -153,7 +190,7 @@ def simulate(arrivals: Sequence[Arrival], *, rules: QueueRules, lanes: Sequence[
     served: list[Served] = []
     first = 0
     for lane, group in zip(lanes, groups, strict=True):
-        served += _run_lane(group, rules=rules, counters=lane.counters, first=first)
+        served += _run_lane(group, rules=rules, counters=lane.counters, first=first, on_arrival=on_arrival)
         first += lane.counters
     return Outcome(served=served)
 
@@ -257,3 +294,111 @@ def parse_split(texts: Sequence[str], *, counters: int) -> list[Lane]:
     if rest < 1:
         raise ValueError("the split leaves no counter for everyone else")
     return [*lanes, Lane(counters=rest)]
+
+
+# --- Measuring the wait estimator (services/triage/estimates.py) against the waits the day really had
+
+
+@dataclass(frozen=True, slots=True)
+class EstimateCheck:
+    """The band the estimator gave a patient on arrival, and the wait the patient then had."""
+
+    arrival: Arrival
+    band: WaitBand
+    wait: float
+
+    @property
+    def error(self) -> float:
+        """How far the band's midpoint was from the real wait, in minutes."""
+        return abs(self.band.midpoint - self.wait)
+
+    @property
+    def above(self) -> bool:
+        return self.wait > self.band.high_minutes
+
+    @property
+    def below(self) -> bool:
+        return self.wait < self.band.low_minutes
+
+
+@dataclass(frozen=True, slots=True)
+class EstimateSummary:
+    patients: int
+    median_error: float
+    p90_error: float
+    above_share: float  # the real wait was above the band's top
+    below_share: float
+    mean_width: float  # high - low, minutes
+
+
+def _ahead_of(view: LaneView, rules: QueueRules) -> dict[str, int]:
+    """How many the rules put before each patient who just arrived (the order projected call by call)."""
+    keys = {t.key for t in view.arrived}
+    pool, state, ahead = list(view.waiting), view.state, 0
+    found: dict[str, int] = {}
+    while keys - found.keys():
+        placed = next_in_queue(pool, rules=rules, now=_at(view.now), state=state)
+        assert placed is not None
+        pool.remove(placed.ticket)
+        state = advance(state, placed.ticket, rules)
+        if placed.ticket.key in keys:
+            found[placed.ticket.key] = ahead
+        ahead += 1
+    return found
+
+
+def replay_estimates(
+    arrivals: Sequence[Arrival], *, rules: QueueRules, lanes: Sequence[Lane]
+) -> list[EstimateCheck]:
+    """Replay the day; at each arrival, ask the live estimator for the patient's band exactly as the
+    service does (position in the rules' order, recent services, stations calling), then compare it with
+    the wait the patient really had."""
+    bands: dict[int, WaitBand] = {}
+
+    def observe(view: LaneView) -> None:
+        spells = [
+            ServiceSpell(s.start, s.finish if s.finish <= view.now else None, str(s.counter))
+            for s in view.served
+        ]
+        durations = recent_durations(spells, now=view.now)
+        stations = active_stations(spells, now=view.now, configured=view.counters)
+        busy = sum(1 for s in spells if s.end is None)
+        for key, ahead in _ahead_of(view, rules).items():
+            bands[int(key)] = estimate_wait(
+                ahead=ahead, busy=busy, stations=stations, service_minutes=durations
+            )
+
+    outcome = simulate(arrivals, rules=rules, lanes=lanes, on_arrival=observe)
+    return [EstimateCheck(s.arrival, bands[s.arrival.number], s.wait) for s in outcome.served]
+
+
+def summarise_estimates(checks: Sequence[EstimateCheck]) -> EstimateSummary:
+    errors = sorted(c.error for c in checks)
+    count = len(errors)
+    middle = count // 2
+    median = errors[middle] if count % 2 else (errors[middle - 1] + errors[middle]) / 2
+    return EstimateSummary(
+        patients=count,
+        median_error=median,
+        p90_error=errors[max(math.ceil(0.9 * count), 1) - 1],
+        above_share=sum(1 for c in checks if c.above) / count,
+        below_share=sum(1 for c in checks if c.below) / count,
+        mean_width=sum(c.band.high_minutes - c.band.low_minutes for c in checks) / count,
+    )
+
+
+def format_estimates(checks: Sequence[EstimateCheck]) -> str:
+    """The estimator's report, for every patient and for those who arrived to find every counter busy
+    (whose band is more than "called at once"): the error of the band's midpoint against the real wait,
+    and how often the real wait fell above the band's top or below its bottom."""
+    lines = ["patients           count  median error  p90 error  above band  below band  mean width"]
+    queued = [c for c in checks if c.band.expected_minutes > 0]
+    for label, group in (("all", checks), ("counters all busy", queued)):
+        if not group:
+            continue
+        s = summarise_estimates(group)
+        lines.append(
+            f"{label:<18} {s.patients:>5} {s.median_error:>9.1f} min {s.p90_error:>6.1f} min"
+            f" {s.above_share:>10.1%} {s.below_share:>11.1%} {s.mean_width:>7.1f} min"
+        )
+    return "\n".join(lines)

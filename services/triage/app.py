@@ -8,9 +8,10 @@ from fastapi import FastAPI
 from kit.app import Worker, build_service_app
 from kit.database import Database
 from kit.feed import EventHandler, Feed, PageResolver
-from services.triage import consumers
+from services.triage import consumers, positions
 from services.triage.config import TriageSettings, get_settings
 from services.triage.models import ConsumedEvent, FeedCursor, OutboxEvent
+from services.triage.positions_router import router as positions_router
 from services.triage.router import router
 from services.triage.timers import OverdueTimer
 
@@ -37,7 +38,7 @@ def create_app(settings: TriageSettings | None = None) -> FastAPI:
         settings=settings,
         title="patientflow triage",
         description="Emergency triage levels and department waiting queues (分诊叫号).",
-        routers=[router],
+        routers=[router, positions_router],
         outbox_model=OutboxEvent,
         migrations_dir=Path(__file__).parent / "migrations",
         siblings={"registration": settings.registration_url},
@@ -55,6 +56,8 @@ def create_app(settings: TriageSettings | None = None) -> FastAPI:
         feed_models=(FeedCursor, ConsumedEvent),
         # The re-triage timer (timers.py) flags patients waiting past their level's limit.
         workers=[_overdue_timer] if settings.overdue_check_seconds > 0 else [],
+        # Every queue change checks the queue's front for `queue.nearly_up` (positions.py).
+        on_startup=lambda _app, database: positions.watch(database, settings),
     )
 
 

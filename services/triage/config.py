@@ -24,6 +24,10 @@ class TriageSettings(ServiceSettings):
     def rules_for(self, department: str) -> QueueRules:
         return self.queue_rules.get(department) or QueueRules()
 
+    # Wait estimates (positions.py): a ticket within this many places of the front is told once that it
+    # is nearly up (`queue.nearly_up`); 0 turns the event off.
+    nearly_up_within: int = Field(default=3, ge=0, le=50)
+
     # Assessment in depth (services/triage/assessment.py). Vital-sign thresholds of the suggested level,
     # as JSON (`TRIAGE_VITAL_RULES`); the defaults are documented there.
     vital_rules: list[VitalRule] = Field(default_factory=lambda: list(DEFAULT_VITAL_RULES))

@@ -153,6 +153,20 @@ class Station(TriageTable, table=True):
     created_at: datetime = Timestamp()
 
 
+# --- Wait estimates (0010_wait_estimates) ---
+class NearlyUpNotice(TriageTable, table=True):
+    """A ticket that reached the front of its queue (position ≤ `TRIAGE_NEARLY_UP_WITHIN`) and was told so
+    (`queue.nearly_up`); the row makes the event once per ticket, however often it moves back and forth.
+    A table of its own, not a ticket column: writing it never row-locks a ticket that call-next may claim."""
+
+    __tablename__ = "nearly_up_notice"
+
+    ticket_id: str = Field(primary_key=True, max_length=36)
+    department: str = Field(max_length=32)
+    position: int
+    noticed_at: datetime = Timestamp()
+
+
 class MergedVisit(MergedVisitBase, TriageTable, table=True):
     """A visit registration moved to another patient by a merge (身份确认后合并), as read from its feed.
 

@@ -12,6 +12,7 @@ from kit import merges
 from services.triage.models import (
     Assessment,
     MergedVisit,
+    NearlyUpNotice,
     QueueSetting,
     QueueSuspension,
     Station,
@@ -227,3 +228,45 @@ def overdue_candidates(session: Session, *, now: datetime) -> list[Assessment]:
         .with_for_update(skip_locked=True, of=Assessment)
     )
     return list(session.exec(query).all())
+
+
+# --- Wait estimates (positions.py, 0010_wait_estimates) ---
+_NEARLY_UP_KEY = "hashtext('patientflow.nearly_up.' || current_schema() || '.' || :department)"
+NEARLY_UP_LOCK = text(f"SELECT pg_advisory_xact_lock({_NEARLY_UP_KEY})")
+
+
+def service_spells(session: Session, *, department: str, since: datetime) -> list[Ticket]:
+    """The queue's tickets at a station now, or finished since `since`: what its stations have been doing."""
+    at_station = col(Ticket.status) == "called"
+    finished = (col(Ticket.status) == "finished") & (col(Ticket.finished_at) >= since)
+    query = select(Ticket).where(
+        Ticket.department == department, col(Ticket.called_at).is_not(None), or_(at_station, finished)
+    )
+    return list(session.exec(query).all())
+
+
+def count_stations(session: Session, department: str) -> int:
+    query = select(func.count()).where(Station.department == department)
+    count: int = session.exec(query).one()
+    return count
+
+
+def lock_nearly_up(session: Session, department: str) -> None:
+    """Serialise the nearly-up check of one queue on PostgreSQL until commit: a concurrent call-next's
+    check then sees this one's calls, so nobody who reached the front between two calls is missed.
+    Taken only just before COMMIT (no other lock after it but the outbox's), so it cannot deadlock."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(NEARLY_UP_LOCK, {"department": department})
+
+
+def note_nearly_up(session: Session, *, ticket_id: str, department: str, position: int, at: datetime) -> bool:
+    """Record that the ticket was told it is nearly up; False if it was already (one statement, so two
+    racing writers never both win)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(NearlyUpNotice)
+        .values(ticket_id=ticket_id, department=department, position=position, noticed_at=at)
+        .on_conflict_do_nothing(index_elements=["ticket_id"])
+        .returning(col(NearlyUpNotice.ticket_id))
+    )
+    return session.execute(statement).first() is not None

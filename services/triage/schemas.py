@@ -349,3 +349,64 @@ class QueueOrder(BaseModel):
     department: str
     rules: QueueRules = Field(description="The queue's configuration the order follows")
     order: list[OrderEntry] = Field(description="Waiting tickets in the order the rules would call them")
+
+
+# --- Wait estimates (positions.py, estimates.py): a patient's place and an honest band, not a minute
+class WaitBandPublic(BaseModel):
+    """When the patient should expect to be called: between `low_minutes` and `high_minutes` from now."""
+
+    low_minutes: int = Field(examples=[10])
+    high_minutes: int = Field(examples=[18])
+    expected_minutes: float = Field(description="The estimator's mean, inside the band", examples=[13.5])
+
+
+class EstimateBasis(BaseModel):
+    """What the queue's bands are estimated from: no patient in it."""
+
+    recent_services: int = Field(description="Services finished in the last hour that were timed")
+    mean_service_minutes: float = Field(description="Their mean, called → finished (a prior before any)")
+    stations: int = Field(description="Stations estimated to be calling")
+    busy: int = Field(description="Patients at a station now")
+
+
+class QueuePosition(BaseModel):
+    """One of the visit's places in a queue, as the patient's app or kiosk shows it; no other patient's
+    data: only how many are ahead."""
+
+    ticket_id: str
+    department: str
+    display_number: str = Field(examples=["I007"])
+    status: TicketStatus
+    counter: str | None = Field(default=None, description="Where to go, once called")
+    position: int | None = Field(
+        default=None, description="1 is the next to be called, in the queue rules' order; null unless waiting"
+    )
+    ahead: int | None = Field(default=None, description="Patients to be called first")
+    nearly_up: bool = Field(default=False, description="Within the first `TRIAGE_NEARLY_UP_WITHIN` places")
+    suspended: bool = Field(default=False, description="The queue's session is suspended: nobody is called")
+    wait: WaitBandPublic | None = Field(
+        default=None, description="Estimated wait; null unless waiting in a queue that is calling"
+    )
+
+
+class VisitQueuePositions(BaseModel):
+    visit_id: str
+    as_of: datetime
+    positions: list[QueuePosition] = Field(description="The visit's waiting, called and held tickets")
+
+
+class PlaceEstimate(BaseModel):
+    position: int
+    ticket_id: str
+    display_number: str
+    wait: WaitBandPublic
+
+
+class QueueEstimates(BaseModel):
+    """A queue's wait estimates for staff: every waiting ticket's band, and a newcomer's."""
+
+    department: str
+    as_of: datetime
+    basis: EstimateBasis
+    newcomer: WaitBandPublic = Field(description="The band a patient joining the end of the queue now gets")
+    waiting: list[PlaceEstimate]
