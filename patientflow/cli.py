@@ -257,7 +257,8 @@ def simulate(args: argparse.Namespace) -> int:
             f"{recorded.over_target_share:.0%} over 10 min"
         )
     if args.estimates:  # the wait estimator measured on this day (or on --days seeded days, pooled)
-        days = [arrivals] if args.arrivals or history is not None else [sim.DAYS[args.day](args.seed + i) for i in range(args.days)]
+        given = args.arrivals or history is not None
+        days = [arrivals] if given else [sim.DAYS[args.day](args.seed + i) for i in range(args.days)]
         checks = [c for day in days for c in sim.replay_estimates(day, rules=rules, lanes=lanes)]
         print(sim.format_estimates(checks))
         return 0
