@@ -327,10 +327,14 @@ def test_order_route_follows_the_queues_configuration_and_the_days_calls(
     order = ratio_client.get("/queues/internal/order").json()["order"]
     assert [e["ticket_id"] for e in order] == [first["id"], elderly["id"], second["id"]]
     assert order[0]["reason"] == "arrived 08:00, normal turn (1 of 1 normal : 1 priority)"
-    assert call_next(ratio_client)["id"] == elderly["id"]  # call-next itself is unchanged: rank first
-    # That call was a priority call, so a normal patient's turn comes next.
+    called = call_next(ratio_client)  # call-next takes the order's first, for the same reason
+    assert (called["id"], called["reason"]) == (first["id"], order[0]["reason"])
+    # That call was a normal call, so the priority patient's turn comes next.
     order = ratio_client.get("/queues/internal/order").json()["order"]
-    assert [e["ticket_id"] for e in order] == [first["id"], second["id"]]
+    assert [e["ticket_id"] for e in order] == [elderly["id"], second["id"]]
+    assert order[0]["reason"] == "priority, arrived 08:00, priority turn after 1 normal call"
+    assert call_next(ratio_client)["id"] == elderly["id"]
+    assert call_next(ratio_client)["id"] == second["id"]
     assert ratio_client.get("/queues/BAD!/order").status_code == 400
 
 
