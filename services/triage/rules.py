@@ -268,8 +268,9 @@ def _tier_key(ticket: Waiting, rules: QueueRules) -> tuple[float, int, datetime,
     return (work, group, as_utc(at), ticket.number)
 
 
-def _describe(ticket: Waiting, rules: QueueRules, now: datetime) -> list[str]:
-    """What is true of the ticket that the ordering used, in the nurse's words."""
+def _describe(ticket: Waiting, rules: QueueRules, now: datetime, *, work: bool = True) -> list[str]:
+    """What is true of the ticket that the ordering used, in the nurse's words (its expected work only
+    when shorter work first applies: not to the green channel)."""
     parts = []
     if ticket.level:
         parts.append(f"level {ticket.level}")
@@ -283,7 +284,7 @@ def _describe(ticket: Waiting, rules: QueueRules, now: datetime) -> list[str]:
     parts.append(f"arrived {clock(ticket.arrived_at)}")
     if ticket.skipped_at is not None:
         parts.append(_skip_note(ticket, now))
-    if rules.shortest_work_first:
+    if rules.shortest_work_first and work:
         minutes = _expected(ticket, rules)
         parts.append(f"{_class_of(ticket, rules)} (~{minutes:g} min), shorter work first")
     promoted = None if _base_priority(ticket, rules) else _promoted_by(ticket, rules, now)
@@ -370,7 +371,9 @@ def advance(
 def _next(pool: list[Waiting], *, rules: QueueRules, now: datetime, state: QueueState) -> tuple[Waiting, str]:
     green = _pick_green(pool, rules)
     if green is not None:
-        return green, ", ".join([*_describe(green, rules, now), "green channel: ahead of everyone"])
+        return green, ", ".join(
+            [*_describe(green, rules, now, work=False), "green channel: ahead of everyone"]
+        )
     # A skipped ticket sits out its interval, unless nobody else waits (no counter idles for it).
     back = [t for t in pool if not _sits_out(t, now)]
     ticket, why = _next_of(back or pool, rules=rules, now=now, state=state)
@@ -399,7 +402,7 @@ def _next_of(
         waited = int(_minutes(now, oldest.arrived_at))
         if waited >= condition.minutes:
             met = (
-                f"{condition.label()} have waited up to {waited} min, past the "
+                f"waited {waited} min, the longest of the {condition.label()}, past the "
                 f"{condition.minutes}-minute condition: called first"
             )
             return oldest, ", ".join([*_describe(oldest, rules, now), met])

@@ -689,9 +689,11 @@ def _live_order(
 
 
 def _calls_since(ticket: Ticket, call_times: list[datetime]) -> int:
-    """Other patients called since the ticket's skip (its own call came before the skip)."""
+    """Other patients called since the ticket's skip (at or after its instant; its own call not counted)."""
     assert ticket.skipped_at is not None
-    return len(call_times) - bisect.bisect_right(call_times, as_utc(ticket.skipped_at))
+    skipped_at = as_utc(ticket.skipped_at)
+    own = 1 if ticket.called_at is not None and as_utc(ticket.called_at) >= skipped_at else 0
+    return len(call_times) - bisect.bisect_left(call_times, skipped_at) - own
 
 
 def ordered_waiting(session: Session, *, department: str, settings: TriageSettings) -> list[Ticket]:
