@@ -149,6 +149,7 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("POST", "/tickets/{id}/no-show", "triage:write"),
         ("POST", "/tickets/{id}/cancel", "triage:write"),
         ("POST", "/tickets/{id}/transfer", "triage:write"),
+        ("PUT", "/tickets/{id}/service-class", "triage:write"),  # simple or complex work (rules.py)
     ),
     *_routes(
         "results",
