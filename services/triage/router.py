@@ -383,7 +383,7 @@ def classify_ticket(
     "/tickets/{ticket_id}/recall",
     dependencies=[require_scope("triage:write")],
     tags=["queues"],
-    responses=problem_responses(TicketNotFound, TicketNotCalled, UnknownStation),
+    responses=problem_responses(TicketNotFound, TicketNotCalled, UnknownStation, StationFull),
 )
 def recall_ticket(ticket_id: str, session: SessionDep, data: RecallRequest | None = None) -> TicketPublic:
     """Call a called patient again (重呼), to another station if `counter` names one; 409 unless called."""

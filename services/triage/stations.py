@@ -32,6 +32,7 @@ from services.triage.service import (
     WAIT_TARGET_MINUTES,
     check_service_class,
     check_station,
+    check_station_cap,
     record_ticket_event,
     rules_for,
 )
@@ -131,10 +132,13 @@ def _locked_ticket(session: Session, ticket_id: str, action: str) -> Ticket:
 
 
 def recall(session: Session, *, ticket_id: str, counter: str | None) -> Ticket:
-    """Call the same patient again (重呼), to the same station unless another is named."""
+    """Call the same patient again (重呼), to the same station unless another is named (which must have
+    room under the queue's cap per station: 409 `station-full`)."""
     ticket = _locked_ticket(session, ticket_id, "recall")
     if counter is not None:
         check_station(session, department=ticket.department, counter=counter)
+        if counter != ticket.counter:
+            check_station_cap(session, department=ticket.department, counter=counter)
         ticket.counter = counter
     ticket.recalls += 1
     ticket.called_at = utcnow()  # the board shows the latest call first

@@ -196,6 +196,9 @@ def test_a_station_at_its_cap_calls_nobody_more_until_one_is_seen(
     assert (full.json()["station"], full.json()["station_cap"]) == ("3", 2)
     assert waiting_ids(client) == [third["id"], fourth["id"]]  # nobody was called by the refusal
     assert call_next(client, counter="4")["id"] == third["id"]  # another room still calls
+    moved = client.post(f"/tickets/{third['id']}/recall", json={"counter": "3"})  # recalled to a full room
+    assert moved.status_code == 409 and moved.json()["type"].endswith("/station-full")
+    assert act(client, second, "recall")["counter"] == "3"  # recalled where it already counts
     act(client, first, "finish")
     assert call_next(client, counter="3")["id"] == fourth["id"]
     assert client.get("/queues/internal/settings").json()["station_cap"] == 2
