@@ -309,7 +309,8 @@ def read_queue_order(department: Department, session: SessionDep, settings: Sett
     Call-next takes the first entry. The rules are the queue's settings' `rules`, else the service's
     `TRIAGE_QUEUE_RULES`, else the defaults (green channel I then II, level III and priority, everyone).
     """
-    return service.queue_order(session, department=department, settings=settings)
+    queue_rules = service.rules_for(session, department=department, settings=settings)
+    return service.queue_order(session, department=department, queue_rules=queue_rules)
 
 
 # --- Queue actions (issue 10): queue settings, stations, and actions on a ticket ---

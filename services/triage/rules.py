@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -82,20 +82,31 @@ class QueueRules(BaseModel):
     priority_levels: tuple[str, ...] = Field(
         default=("III",), description="Levels that join the legal-priority tier"
     )
-    priority_ranks: dict[PriorityKind, int] = Field(
+    priority_ranks: dict[PriorityKind, Annotated[int, Field(ge=-99, le=99)]] = Field(
         default_factory=dict, description="Lower is called first among priority patients; missing is 0"
     )
     normal_per_priority: int | None = Field(
-        default=None, ge=1, description="A ratio: this many normal calls per priority call; null = strict"
+        default=None,
+        ge=1,
+        le=50,
+        description="A ratio: this many normal calls per priority call; null = strict",
     )
     appointments: AppointmentMode = AppointmentMode.ignore
-    early_minutes: int = Field(default=60, ge=0, description="Earlier than this before the slot is early")
-    late_minutes: int = Field(default=15, ge=0, description="Later than this after the slot is late")
+    early_minutes: int = Field(
+        default=60, ge=0, le=1440, description="Earlier than this before the slot is early"
+    )
+    late_minutes: int = Field(default=15, ge=0, le=1440, description="Later than this after the slot is late")
     late_every: int | None = Field(
-        default=None, ge=1, description="A late booked patient after every N on-time ones; null = walk-in"
+        default=None,
+        ge=1,
+        le=50,
+        description="A late booked patient after every N on-time ones; null = walk-in",
     )
     ageing_minutes: int | None = Field(
-        default=None, ge=1, description="Who has waited this long goes ahead of all but the green channel"
+        default=None,
+        ge=1,
+        le=1440,
+        description="Who has waited this long goes ahead of all but the green channel",
     )
     service_minutes: dict[str, float] = Field(
         default_factory=lambda: {"simple": 3.0, "complex": 10.0},

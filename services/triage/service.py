@@ -703,10 +703,9 @@ def ordered_waiting(session: Session, *, department: str, settings: TriageSettin
     return [by_id[p.ticket.key] for p in placed]
 
 
-def queue_order(session: Session, *, department: str, settings: TriageSettings) -> QueueOrder:
-    """The waiting tickets in the order the queue's rules call them, each with its reason: call-next
-    takes the first."""
-    queue_rules = rules_for(session, department=department, settings=settings)
+def queue_order(session: Session, *, department: str, queue_rules: rules.QueueRules) -> QueueOrder:
+    """The waiting tickets in the order `queue_rules` (the queue's: `rules_for`) call them, each with its
+    reason: call-next takes the first."""
     placed, by_id = _live_order(session, department=department, queue_rules=queue_rules, now=utcnow())
     return QueueOrder(
         department=department,

@@ -121,6 +121,9 @@ def test_rules_in_a_queue_s_settings_order_it_and_bad_rules_change_nothing(
         {"wait_conditions": [{"minutes": 0}]},
         {"wait_conditions": [{"minutes": 5, "tier": "priority", "action": "priority"}]},
         {"service_minutes": {"Simple!": 3}},
+        {"service_minutes": {"simple": 1e300}},
+        {"ageing_minutes": 10**30},
+        {"priority_ranks": {"elderly": -(10**20)}},
         {"colour": "red"},
     ):
         response = client.put("/queues/internal/settings", json={"kind": "department", "rules": bad})

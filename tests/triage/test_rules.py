@@ -83,7 +83,7 @@ queues = st.lists(
 
 @given(queues)
 def test_default_rules_are_todays_call_order(rows: list[tuple[int, int, str | None, bool]]) -> None:
-    """Today's call-next order (rank, then arrival, then number), level I aside (see the next test)."""
+    """The defaults keep the integer rank's order (rank, then arrival, then number), level I aside."""
     queue = [
         ticket(n, m, level=level, priority=PriorityKind.priority if flagged else None)
         for n, m, level, flagged in rows
