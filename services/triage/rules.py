@@ -2,8 +2,9 @@
 
 A queue's rules are data (`QueueRules`), so each department can differ and the simulator
 (`patientflow simulate`) replays a day against exactly the ordering the live queue uses. The order is
-projected call by call: the first entry is who the next call-next should take, and the counters that
-a ratio or a late-arrival insertion depend on advance as the projection goes.
+projected call by call: the first entry is who the next call-next takes (`next_in_queue`, the same
+pick), and the counters that a ratio, a late-arrival insertion or a skipped ticket's interval depend on
+advance as the projection goes. The cap per station (`station_full`) is checked at the call.
 """
 
 import re
