@@ -152,6 +152,7 @@ ROUTES: tuple[GatewayRoute, ...] = (
         # A patient's place and wait band (positions.py), and staff's view of a queue's estimates
         ("GET", "/visits/{id}/queue-positions", "triage:read"),
         ("GET", "/queues/{department}/estimates", "triage:read"),
+        ("PUT", "/tickets/{id}/service-class", "triage:write"),  # simple or complex work (rules.py)
     ),
     *_routes(
         "results",

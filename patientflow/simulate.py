@@ -154,7 +154,7 @@ def _run_lane(
             placed = next_in_queue(waiting, rules=rules, now=_at(now), state=state)
             assert placed is not None
             waiting.remove(placed.ticket)
-            state = advance(state, placed.ticket, rules)
+            state = advance(state, placed.ticket, rules, now=_at(now))
             arrival = by_key[placed.ticket.key]
             free_at[free[0]] = now + arrival.service_minutes
             served.append(Served(arrival=arrival, start=now, counter=first + free[0]))

@@ -49,6 +49,19 @@ class UnknownStation(UnprocessableContent):
     slug, title = "unknown-station", "Unknown station"
 
 
+# --- Queue rules (0009_queue_rules) ---
+class StationFull(Conflict):
+    """The station already has as many called, not yet seen patients as the queue's cap per room."""
+
+    slug, title = "station-full", "Station full"
+
+
+class UnknownServiceClass(UnprocessableContent):
+    """A service class the queue's rules give no expected service time."""
+
+    slug, title = "unknown-service-class", "Unknown service class"
+
+
 # --- Assessment in depth (0007_vitals) ---
 
 

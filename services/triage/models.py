@@ -1,8 +1,9 @@
 """Triage tables."""
 
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Index, UniqueConstraint, text
+from sqlalchemy import JSON, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from kit.merges import MergedVisitBase
@@ -99,6 +100,14 @@ class Ticket(TriageTable, table=True):
     # The ticket this one continues (transfer keeping priority) and the one that continued it.
     transferred_from: str | None = Field(default=None, max_length=36)
     transferred_to: str | None = Field(default=None, max_length=36)
+    # --- Queue rules (0009_queue_rules) ---
+    # Simple or complex work (the bank lesson): set at queueing or by the desk; None is the queue's default.
+    service_class: str | None = Field(default=None, max_length=16)
+    # A skip (过号) keeps the place in line; the ticket sits out until this many others are called since
+    # `skipped_at`, or until `skip_recall_at`, whichever is first (the queue's recall interval at the skip).
+    skipped_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    skip_recall_calls: int | None = None
+    skip_recall_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class TicketCounter(TriageTable, table=True):
@@ -139,6 +148,11 @@ class QueueSetting(TriageTable, table=True):
     skip_requeue_after: int  # a skipped ticket goes behind the next N waiting patients of its rank
     max_skips: int  # the skip after the K-th makes the ticket a no-show
     updated_at: datetime = Timestamp()
+    # --- Queue rules (0009_queue_rules) ---
+    skip_requeue_minutes: int | None = None  # ... or back in line after this many minutes
+    station_cap: int | None = None  # at most this many called, not yet seen patients per station
+    # The ordering (rules.QueueRules as JSON); None: the service's TRIAGE_QUEUE_RULES or the defaults.
+    rules: dict[str, Any] | None = Field(default=None, sa_type=JSON)
 
 
 class Station(TriageTable, table=True):

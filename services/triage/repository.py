@@ -81,22 +81,21 @@ def waiting_tickets_of_visit(session: Session, visit_id: str) -> list[Ticket]:
     return list(session.exec(query.with_for_update()).all())
 
 
-# Most urgent rank first, then first come first served by place in line (the arrival, moved back by a skip,
-# kept by a transfer); the number breaks ties within one instant.
+# A stable pre-order for lists (held tickets); who is called next is the rule engine's (service._live_order).
 CALL_ORDER = (col(Ticket.rank), col(Ticket.lined_up_at), col(Ticket.number))
 
 
-def claim_next_waiting(session: Session, department: str) -> Ticket | None:
-    """The next ticket to call, locked; tickets other callers hold are skipped rather than waited for.
+def lock_if_waiting(session: Session, ticket_id: str) -> Ticket | None:
+    """The ticket, row-locked, if it is still waiting once the lock is had (None if an action changed it).
 
-    On SQLite `FOR UPDATE` renders as nothing: write transactions there are already serialized.
+    On PostgreSQL the blocked `FOR UPDATE` re-checks the status on the committed row; on SQLite it renders
+    as nothing: write transactions there are already serialized.
     """
     query = (
         select(Ticket)
-        .where(Ticket.department == department, Ticket.status == "waiting")
-        .order_by(*CALL_ORDER)
-        .limit(1)
-        .with_for_update(skip_locked=True)
+        .where(Ticket.id == ticket_id, Ticket.status == "waiting")
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     return session.exec(query).first()
 
@@ -116,8 +115,11 @@ def called_tickets(session: Session, department: str) -> list[Ticket]:
     return list(session.exec(query.order_by(col(Ticket.called_at).desc(), col(Ticket.number).desc())).all())
 
 
-def count_called(session: Session, department: str) -> int:
+def count_called(session: Session, department: str, *, counter: str | None = None) -> int:
+    """Called, not yet finished tickets of a queue, or of one station of it."""
     query = select(func.count()).where(Ticket.department == department, Ticket.status == "called")
+    if counter is not None:
+        query = query.where(Ticket.counter == counter)
     count: int = session.exec(query).one()
     return count
 
@@ -177,12 +179,10 @@ def get_station(session: Session, *, department: str, code: str) -> Station | No
     return session.get(Station, (department, code))
 
 
-def waiting_of_rank(session: Session, *, department: str, rank: int) -> list[Ticket]:
-    """The waiting tickets of one rank in call order: where a skipped ticket is put back among."""
-    query = select(Ticket).where(
-        Ticket.department == department, Ticket.status == "waiting", Ticket.rank == rank
-    )
-    return list(session.exec(query.order_by(*CALL_ORDER)).all())
+def count_waiting(session: Session, department: str) -> int:
+    query = select(func.count()).where(Ticket.department == department, Ticket.status == "waiting")
+    count: int = session.exec(query).one()
+    return count
 
 
 def held_tickets(session: Session, department: str) -> list[Ticket]:

@@ -20,9 +20,11 @@ from services.triage.errors import (
     QueueEmpty,
     QueueNotSuspended,
     QueueSuspended,
+    StationFull,
     TicketNotCalled,
     TicketNotFound,
     TicketWrongState,
+    UnknownServiceClass,
     UnknownStation,
     VisitClosed,
     VisitNotFound,
@@ -32,6 +34,7 @@ from services.triage.schemas import (
     VISIT_ID_PATTERN,
     AssessmentCreate,
     AssessmentPublic,
+    CalledTicket,
     CallNextRequest,
     QueueBoard,
     QueueOrder,
@@ -41,6 +44,7 @@ from services.triage.schemas import (
     QueueStats,
     RecallRequest,
     RegistrationVisit,
+    ServiceClassUpdate,
     StationPublic,
     StationUpsert,
     SuspendRequest,
@@ -146,20 +150,24 @@ def read_assessments(visit_id: str, session: SessionDep, caller: CallerDep) -> l
     dependencies=[require_scope("triage:write")],
     status_code=status.HTTP_201_CREATED,
     tags=["queues"],
-    responses=problem_responses(VisitNotFound, AlreadyQueued, ServiceUnavailable),
+    responses=problem_responses(VisitNotFound, AlreadyQueued, UnknownServiceClass, ServiceUnavailable),
 )
 def take_ticket(
     department: Department,
     request: Annotated[TicketRequest, Depends(resolve_ticket_request)],
     session: SessionDep,
+    settings: SettingsDep,
     response: Response,
 ) -> TicketPublic:
     """Queue a visit in a department and give it the day's next number there.
 
-    Level I/II visits are called first, then level III and `priority` (老弱残) tickets, then everyone
-    else, each in the order they queued. A visit holding a waiting or called ticket here gets 409, a
-    visit registration has closed 409 `visit-closed`.
-    The waiting-room board will show the patient's name masked (张*三); 503 when registration is down.
+    The queue's rules order it (`GET …/order` says why each patient is where): by default level I/II
+    visits first, then level III and `priority` (老弱残) tickets, then everyone else, each in the order
+    they queued. `service_class` (simple or complex work, one of the rules' `service_minutes`; 422
+    `unknown-service-class` otherwise) counts when the rules serve shorter work first.
+    A visit holding a waiting or called ticket here gets 409, a visit registration has closed 409
+    `visit-closed`. The waiting-room board will show the patient's name masked (张*三); 503 when
+    registration is down.
     """
     ticket = service.enqueue(
         session,
@@ -167,6 +175,7 @@ def take_ticket(
         masked_name=request.masked_name,
         department=department,
         data=request.data,
+        queue_rules=service.rules_for(session, department=department, settings=settings),
     )
     response.headers["Location"] = f"/v1/tickets/{ticket.id}"
     return service.to_public(ticket)
@@ -176,18 +185,20 @@ def take_ticket(
     "/queues/{department}/call-next",
     dependencies=[require_scope("triage:write")],
     tags=["queues"],
-    responses=problem_responses(QueueEmpty, QueueSuspended, UnknownStation),
+    responses=problem_responses(QueueEmpty, QueueSuspended, UnknownStation, StationFull),
 )
 def call_next(
-    department: Department, session: SessionDep, data: CallNextRequest | None = None
-) -> TicketPublic:
-    """Call the next patient (叫号) to `counter`; 404 `queue-empty` when nobody waits, 409 `queue-suspended`
-    while the session is suspended.
+    department: Department, session: SessionDep, settings: SettingsDep, data: CallNextRequest | None = None
+) -> CalledTicket:
+    """Call the next patient (叫号) to `counter`: the first of `GET …/order`, with its `reason`.
 
-    Safe for several counters calling at once: each call gets a different ticket.
+    404 `queue-empty` when nobody waits, 409 `queue-suspended` while the session is suspended, 409
+    `station-full` when the station already has the queue's `station_cap` patients called and not yet
+    seen. Safe for several counters calling at once: each call gets a different ticket.
     """
     counter = data.counter if data else None
-    return service.to_public(service.call_next(session, department=department, counter=counter))
+    ticket, reason = service.call_next(session, department=department, counter=counter, settings=settings)
+    return CalledTicket(**service.to_public(ticket).model_dump(), reason=reason)
 
 
 @router.post(
@@ -225,9 +236,9 @@ def read_visit_tickets(visit_id: VisitId, session: SessionDep, caller: CallerDep
 
 
 @router.get("/queues/{department}", dependencies=[require_scope("triage:read")], tags=["queues"])
-def read_queue(department: Department, session: SessionDep) -> QueuePublic:
+def read_queue(department: Department, session: SessionDep, settings: SettingsDep) -> QueuePublic:
     """Who is waiting in a department, in the order they will be called, and whether it is suspended."""
-    return service.queue_view(session, department=department)
+    return service.queue_view(session, department=department, settings=settings)
 
 
 @router.get(
@@ -236,13 +247,13 @@ def read_queue(department: Department, session: SessionDep) -> QueuePublic:
     tags=["queues"],
     responses=problem_responses(Forbidden),
 )
-def read_board(department: Department, session: SessionDep) -> QueueBoard:
+def read_board(department: Department, session: SessionDep, settings: SettingsDep) -> QueueBoard:
     """The queue as the waiting-room screen (叫号屏) shows it; needs the `board:read` scope.
 
     Per called or waiting ticket: the display number, the patient's masked name (张*三), the status and,
     once called, the counter. No patient or visit ids, no full names, no triage level or complaint.
     """
-    return service.board_view(session, department=department)
+    return service.board_view(session, department=department, settings=settings)
 
 
 @router.post(
@@ -251,14 +262,16 @@ def read_board(department: Department, session: SessionDep) -> QueueBoard:
     tags=["queues"],
     responses=problem_responses(QueueSuspended),
 )
-def suspend_queue(department: Department, data: SuspendRequest, session: SessionDep) -> QueuePublic:
+def suspend_queue(
+    department: Department, data: SuspendRequest, session: SessionDep, settings: SettingsDep
+) -> QueuePublic:
     """Suspend a department's clinic session (门诊暂停): nobody is called until it is resumed.
 
     Waiting patients keep their places. The `queue.suspended` event lists their tickets so they can be
     told. Suspending a suspended queue is 409 `queue-suspended`.
     """
     service.suspend(session, department=department, data=data)
-    return service.queue_view(session, department=department)
+    return service.queue_view(session, department=department, settings=settings)
 
 
 @router.post(
@@ -267,10 +280,10 @@ def suspend_queue(department: Department, data: SuspendRequest, session: Session
     tags=["queues"],
     responses=problem_responses(QueueNotSuspended),
 )
-def resume_queue(department: Department, session: SessionDep) -> QueuePublic:
+def resume_queue(department: Department, session: SessionDep, settings: SettingsDep) -> QueuePublic:
     """Resume a suspended session; calling continues in the queue's order. 409 when it is not suspended."""
     service.resume(session, department=department)
-    return service.queue_view(session, department=department)
+    return service.queue_view(session, department=department, settings=settings)
 
 
 @router.get(
@@ -289,15 +302,15 @@ def read_queue_stats(
 
 
 @router.get("/queues/{department}/order", dependencies=[require_scope("triage:read")], tags=["queues"])
-def read_queue_order(department: Department, session: SessionDep, request: Request) -> QueueOrder:
+def read_queue_order(department: Department, session: SessionDep, settings: SettingsDep) -> QueueOrder:
     """Who is next and why: the waiting tickets in the order the department's rules call them, each
     with the reason for its place ("level II, arrived 08:12, green channel: ahead of everyone").
 
-    A read only; the rules are the department's configuration (`TRIAGE_QUEUE_RULES`), by default
-    today's order with level I ahead of level II.
+    Call-next takes the first entry. The rules are the queue's settings' `rules`, else the service's
+    `TRIAGE_QUEUE_RULES`, else the defaults (green channel I then II, level III and priority, everyone).
     """
-    settings: TriageSettings = request.app.state.settings
-    return service.queue_order(session, department=department, queue_rules=settings.rules_for(department))
+    queue_rules = service.rules_for(session, department=department, settings=settings)
+    return service.queue_order(session, department=department, queue_rules=queue_rules)
 
 
 # --- Queue actions (issue 10): queue settings, stations, and actions on a ticket ---
@@ -317,20 +330,25 @@ async def resolve_transferred_visit(
 
 
 @router.get("/queues/{department}/settings", dependencies=[require_scope("triage:read")], tags=["stations"])
-def read_queue_setting(department: Department, session: SessionDep) -> QueueSettingPublic:
-    """How a queue is run (kind, wait target, skip rule) and its stations; the defaults until configured."""
-    return stations.queue_setting(session, department=department)
+def read_queue_setting(
+    department: Department, session: SessionDep, settings: SettingsDep
+) -> QueueSettingPublic:
+    """How a queue is run (kind, wait target, skip rule, cap per station, ordering rules) and its stations;
+    the defaults until configured."""
+    return stations.queue_setting(session, department=department, settings=settings)
 
 
 @router.put("/queues/{department}/settings", dependencies=[require_scope("triage:write")], tags=["stations"])
 def configure_queue(
-    department: Department, data: QueueSettingUpdate, session: SessionDep
+    department: Department, data: QueueSettingUpdate, session: SessionDep, settings: SettingsDep
 ) -> QueueSettingPublic:
     """Set a queue's kind — a department, a window (registration, cashier, pharmacy, result printing) or a
-    room — its wait target, and the skip rule: a skipped patient goes behind the next `skip_requeue_after`
-    waiting patients of the same rank, and the skip after `max_skips` makes the ticket a no-show."""
+    room — its wait target; the skip rule: a skipped patient sits out until `skip_requeue_after` others
+    are called or `skip_requeue_minutes` pass, and the skip after `max_skips` makes the ticket a no-show;
+    `station_cap`, the most patients called and not yet seen per station; and `rules`, how the queue is
+    ordered (null: the service's configuration)."""
     stations.configure_queue(session, department=department, data=data)
-    return stations.queue_setting(session, department=department)
+    return stations.queue_setting(session, department=department, settings=settings)
 
 
 @router.put(
@@ -345,11 +363,28 @@ def put_station(
     return StationPublic(code=station.code, label=station.label)
 
 
+@router.put(
+    "/tickets/{ticket_id}/service-class",
+    dependencies=[require_scope("triage:write")],
+    tags=["queues"],
+    responses=problem_responses(TicketNotFound, TicketWrongState, UnknownServiceClass),
+)
+def classify_ticket(
+    ticket_id: str, data: ServiceClassUpdate, session: SessionDep, settings: SettingsDep
+) -> TicketPublic:
+    """The desk classifies a ticket's work (simple or complex), which counts when its queue's rules serve
+    shorter work first; 422 `unknown-service-class` for a class the rules do not know, 409 when closed."""
+    ticket = stations.classify(
+        session, ticket_id=ticket_id, service_class=data.service_class, settings=settings
+    )
+    return service.to_public(ticket)
+
+
 @router.post(
     "/tickets/{ticket_id}/recall",
     dependencies=[require_scope("triage:write")],
     tags=["queues"],
-    responses=problem_responses(TicketNotFound, TicketNotCalled, UnknownStation),
+    responses=problem_responses(TicketNotFound, TicketNotCalled, UnknownStation, StationFull),
 )
 def recall_ticket(ticket_id: str, session: SessionDep, data: RecallRequest | None = None) -> TicketPublic:
     """Call a called patient again (重呼), to another station if `counter` names one; 409 unless called."""

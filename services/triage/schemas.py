@@ -2,11 +2,11 @@
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.triage.rules import QueueRules
+from services.triage.rules import SERVICE_CLASS_PATTERN, QueueRules
 
 DEPARTMENT_PATTERN = r"^[a-z0-9-]{1,32}$"
 # Visit ids go into a registration URL path, so only id characters are accepted.
@@ -141,9 +141,26 @@ class AssessmentPublic(BaseModel):
     ticket_id: str | None = Field(default=None, description="The ticket the department routing gave")
 
 
+ServiceClass = Annotated[
+    str,
+    Field(
+        pattern=SERVICE_CLASS_PATTERN,
+        description="Simple or complex work (a key of the queue's `service_minutes`)",
+        examples=["complex"],
+    ),
+]
+
+
 class TicketCreate(Request):
     visit_id: str = Field(pattern=VISIT_ID_PATTERN)
     priority: QueuePriority = QueuePriority.normal
+    service_class: ServiceClass | None = Field(default=None, description="Null: the queue's default class")
+
+
+class ServiceClassUpdate(Request):
+    """The desk's classification of a ticket's work (simple or complex), for shortest work first."""
+
+    service_class: ServiceClass
 
 
 class CallNextRequest(Request):
@@ -183,6 +200,22 @@ class TicketPublic(BaseModel):
     level: TriageLevel | None = Field(default=None, description="The visit's latest triage level")
     due_at: datetime | None = Field(default=None, description="Overdue after this while still waiting")
     overdue: bool = Field(default=False, description="Waiting past the level's response limit: re-assess")
+    # Queue rules (0009_queue_rules).
+    service_class: str | None = Field(default=None, description="Null: the queue's default class")
+    skipped_at: datetime | None = Field(default=None, description="The last skip (过号), while it waits")
+    skip_recall_calls: int | None = Field(
+        default=None, description="A skipped ticket sits out until this many others are called"
+    )
+    skip_recall_at: datetime | None = Field(default=None, description="… or until this instant")
+
+
+class CalledTicket(TicketPublic):
+    """Call-next's answer: the ticket called, and why it was next."""
+
+    reason: str = Field(
+        description="Why this patient was next, in the rule engine's words (as `GET …/order` said)",
+        examples=["level I, arrived 08:12, green channel: ahead of everyone"],
+    )
 
 
 class SuspendRequest(Request):
@@ -273,6 +306,15 @@ class QueueSettingUpdate(Request):
         default=3, ge=0, le=50, description="A skipped ticket goes behind the next N waiting patients"
     )
     max_skips: int = Field(default=2, ge=0, le=10, description="The skip after the K-th makes it a no-show")
+    skip_requeue_minutes: int | None = Field(
+        default=None, ge=1, le=240, description="… or back in line after M minutes, whichever is first"
+    )
+    station_cap: int | None = Field(
+        default=None, ge=1, le=50, description="At most N patients called and not yet seen per station"
+    )
+    rules: QueueRules | None = Field(
+        default=None, description="How the queue is ordered; null: the service's configuration"
+    )
 
     @model_validator(mode="after")
     def _window_for_windows(self) -> "QueueSettingUpdate":
@@ -297,6 +339,10 @@ class QueueSettingPublic(BaseModel):
     target_minutes: int
     skip_requeue_after: int
     max_skips: int
+    skip_requeue_minutes: int | None
+    station_cap: int | None
+    rules: QueueRules = Field(description="The ordering in force: the queue's own, else the service's")
+    rules_configured: bool = Field(description="True when the queue's settings carry its own rules")
     configured: bool = Field(description="False while the queue runs on the defaults")
     stations: list[StationPublic]
 

@@ -1,5 +1,6 @@
 """Triage rules: levels and zones, who is called first, gap-free ticket numbers, and wait statistics."""
 
+import bisect
 import math
 import uuid
 from datetime import date, datetime
@@ -11,6 +12,7 @@ from sqlmodel import Session
 from kit.auth import visible_to
 from kit.client import ServiceClient
 from kit.clock import as_utc, hospital_date, utcnow
+from kit.errors import ServiceUnavailable
 from kit.outbox import record_event
 from services.triage import repository, rules
 from services.triage.assessment import due_at, suggest_level
@@ -21,8 +23,10 @@ from services.triage.errors import (
     QueueEmpty,
     QueueNotSuspended,
     QueueSuspended,
+    StationFull,
     TicketNotCalled,
     TicketNotFound,
+    UnknownServiceClass,
     UnknownStation,
     VisitClosed,
     VisitNotFound,
@@ -291,12 +295,16 @@ def enqueue(
     department: str,
     data: TicketCreate,
     appointment_at: datetime | None = None,
+    queue_rules: rules.QueueRules | None = None,
 ) -> Ticket:
     """Give a visit the department's next number; one waiting or called ticket per visit and department.
 
     `masked_name` is what the waiting-room board will show (see `mask_name`); `appointment_at` is the
-    booked slot's time of a patient who came by appointment.
+    booked slot's time of a patient who came by appointment; a `service_class` must be one the queue's
+    rules (`queue_rules`) know (422 `unknown-service-class`).
     """
+    if data.service_class is not None:
+        check_service_class(queue_rules or rules.QueueRules(), data.service_class)
     patient_id = repository.patient_for_visit(session, visit_id=visit.id, registered=visit.patient_id)
     existing = repository.active_ticket(session, visit_id=visit.id, department=department)
     if existing:
@@ -319,6 +327,7 @@ def enqueue(
         enqueued_at=enqueued_at,
         lined_up_at=enqueued_at,
         appointment_at=appointment_at,
+        service_class=data.service_class,
     )
     try:
         with session.begin_nested():  # a concurrent twin loses on the partial unique index, not with a 500
@@ -332,26 +341,79 @@ def enqueue(
     return ticket
 
 
-def call_next(session: Session, *, department: str, counter: str | None) -> Ticket:
-    """Call the most urgent, longest-waiting ticket; concurrent callers each get a different one.
+def call_next(
+    session: Session, *, department: str, counter: str | None, settings: TriageSettings
+) -> tuple[Ticket, str]:
+    """Call the head of the rule engine's order (`queue_order`'s first entry) and say why it was next;
+    concurrent callers each get a different ticket.
 
-    A suspended queue calls nobody (409), even when patients are waiting. A queue with stations calls
-    only to one of them (422 `unknown-station`).
+    Callers of one queue take its lock in turn (PostgreSQL: an advisory lock; SQLite: one writer), so
+    each computes the order from what the previous call committed. The chosen row is then locked and
+    re-read, and a ticket another action changed meanwhile (held, cancelled, sent on) is given up for
+    the next head. A suspended queue calls nobody (409); a queue with stations calls only to one of them
+    (422 `unknown-station`), and not to one already at its cap (409 `station-full`).
     """
     check_station(session, department=department, counter=counter)
-    repository.lock_queue(session, department, exclusive=False)
+    repository.lock_queue(session, department, exclusive=True)
     suspension = repository.get_suspension(session, department)
     if suspension is not None:
         raise QueueSuspended(f"{department} is suspended ({suspension.reason}); resume it to call patients.")
-    ticket = repository.claim_next_waiting(session, department)
-    if ticket is None:
-        raise QueueEmpty("Nobody is waiting in this queue.")
+    if counter is not None:
+        check_station_cap(session, department=department, counter=counter)
+    queue_rules = rules_for(session, department=department, settings=settings)
+    for _ in range(CLAIM_ATTEMPTS):
+        now = utcnow()
+        head, _ = _live_order(
+            session, department=department, queue_rules=queue_rules, now=now, head_only=True
+        )
+        if not head:
+            raise QueueEmpty("Nobody is waiting in this queue.")
+        placed = head[0]
+        ticket = repository.lock_if_waiting(session, placed.ticket.key)
+        if ticket is not None:
+            break
+        session.expire_all()  # another action changed that ticket: read the queue afresh
+    else:
+        raise ServiceUnavailable("The queue kept changing under the call; call again.", retry_after=1)
     ticket.status = TicketStatus.called.value
-    ticket.called_at = utcnow()
+    ticket.called_at = now
     ticket.counter = counter
+    ticket.skipped_at = ticket.skip_recall_at = ticket.skip_recall_calls = None
     session.add(ticket)
     record_ticket_event(session, ticket, "ticket.called", wait_seconds=wait_seconds(ticket))
-    return ticket
+    return ticket, placed.reason
+
+
+# Each failed claim follows another transaction's committed change to the chosen ticket.
+CLAIM_ATTEMPTS = 20
+
+
+def check_station_cap(session: Session, *, department: str, counter: str) -> None:
+    """The cap per room: a station with `station_cap` patients called and not yet seen takes no more."""
+    setting = repository.get_queue_setting(session, department)
+    cap = setting.station_cap if setting else None
+    called_there = repository.count_called(session, department, counter=counter) if cap else 0
+    full = rules.station_full(station=counter, called_there=called_there, cap=cap)
+    if full is not None:
+        raise StationFull(full[0].upper() + full[1:] + ".", station=counter, station_cap=cap)
+
+
+def check_service_class(queue_rules: rules.QueueRules, service_class: str) -> None:
+    """A ticket's class must have an expected service time in its queue's rules."""
+    if service_class not in queue_rules.service_minutes:
+        known = sorted(queue_rules.service_minutes)
+        raise UnknownServiceClass(
+            f"This queue's service classes are {', '.join(known)}; {service_class!r} is none of them.",
+            service_classes=known,
+        )
+
+
+def rules_for(session: Session, *, department: str, settings: TriageSettings) -> rules.QueueRules:
+    """The queue's ordering: the `rules` of its settings if set, else `TRIAGE_QUEUE_RULES`, else defaults."""
+    setting = repository.get_queue_setting(session, department)
+    if setting is not None and setting.rules is not None:
+        return rules.QueueRules.model_validate(setting.rules)
+    return settings.rules_for(department)
 
 
 def check_station(session: Session, *, department: str, counter: str | None) -> None:
@@ -425,9 +487,9 @@ def _record_queue_event(session: Session, department: str, event_type: str, **ex
     )
 
 
-def queue_view(session: Session, *, department: str) -> QueuePublic:
-    """Who is waiting in a department in call order, and whether the session is suspended."""
-    waiting = repository.waiting_queue(session, department)
+def queue_view(session: Session, *, department: str, settings: TriageSettings) -> QueuePublic:
+    """Who is waiting in a department in call order (the rule engine's), and whether it is suspended."""
+    waiting = ordered_waiting(session, department=department, settings=settings)
     suspension = repository.get_suspension(session, department)
     return QueuePublic(
         department=department,
@@ -440,9 +502,10 @@ def queue_view(session: Session, *, department: str) -> QueuePublic:
     )
 
 
-def board_view(session: Session, *, department: str) -> QueueBoard:
+def board_view(session: Session, *, department: str, settings: TriageSettings) -> QueueBoard:
     """A queue for the waiting-room screen: numbers, masked names, counters; no ids, no clinical text."""
-    tickets = repository.called_tickets(session, department) + repository.waiting_queue(session, department)
+    waiting = ordered_waiting(session, department=department, settings=settings)
+    tickets = repository.called_tickets(session, department) + waiting
     return QueueBoard(
         department=department,
         suspended=repository.get_suspension(session, department) is not None,
@@ -528,6 +591,10 @@ def to_public(ticket: Ticket) -> TicketPublic:
         recalls=ticket.recalls,
         transferred_from=ticket.transferred_from,
         transferred_to=ticket.transferred_to,
+        service_class=ticket.service_class,
+        skipped_at=ticket.skipped_at,
+        skip_recall_calls=ticket.skip_recall_calls,
+        skip_recall_at=ticket.skip_recall_at,
     )
 
 
@@ -567,39 +634,79 @@ def _minutes(later: datetime, earlier: datetime) -> float:
     return (later - earlier).total_seconds() / 60
 
 
-# --- Queue order (rules.py): a read of the live queue under the department's rules
+# --- Queue order (rules.py): the one ordering of the live queue, read by call-next, the queue, the board
+# and the order route alike
 
 
-def _as_waiting(ticket: Ticket, levels: dict[str, str]) -> rules.Waiting:
+def _as_waiting(ticket: Ticket, levels: dict[str, str], calls_since_skip: int = 0) -> rules.Waiting:
     priority = rules.PriorityKind.priority if ticket.priority == QueuePriority.priority.value else None
     return rules.Waiting(
         key=ticket.id,
         number=ticket.number,
-        # Its place in line: the arrival, kept by a transfer, moved back by a skip (stations.py).
+        # Its place in line: the arrival, kept by a transfer (stations.py); a skip leaves it be.
         arrived_at=ticket.lined_up_at,
         level=levels.get(ticket.visit_id),
         priority=priority,
         appointment_at=ticket.appointment_at,
+        service_class=ticket.service_class,
+        skipped_at=ticket.skipped_at,
+        recall_after_calls=ticket.skip_recall_calls or 0,
+        recall_at=ticket.skip_recall_at,
+        calls_since_skip=calls_since_skip,
     )
+
+
+def _live_order(
+    session: Session,
+    *,
+    department: str,
+    queue_rules: rules.QueueRules,
+    now: datetime,
+    head_only: bool = False,
+) -> tuple[list[rules.Placed], dict[str, Ticket]]:
+    """The waiting tickets as `queue_rules` order them at `now` (only the first when `head_only`), and
+    the tickets by id.
+
+    The day's calls so far are replayed first, so a ratio or a late insertion continues where it is, and
+    each skipped ticket counts the calls made since its skip.
+    """
+    tickets = repository.tickets_of_day(session, department=department, service_date=hospital_date(now))
+    waiting_tickets = repository.waiting_queue(session, department)  # earlier days' too
+    levels = repository.latest_levels(session, [t.visit_id for t in [*tickets, *waiting_tickets]])
+    state = rules.QueueState()
+    called = sorted((as_utc(t.called_at), t.number, t) for t in tickets if t.called_at)
+    for called_at, _, ticket in called:
+        state = rules.advance(state, _as_waiting(ticket, levels), queue_rules, now=called_at)
+    call_times = [called_at for called_at, _, _ in called]
+    waiting = [
+        _as_waiting(t, levels, _calls_since(t, call_times) if t.skipped_at else 0) for t in waiting_tickets
+    ]
+    by_id = {t.id: t for t in waiting_tickets}
+    if head_only:
+        head = rules.next_in_queue(waiting, rules=queue_rules, now=now, state=state)
+        return ([head] if head else []), by_id
+    return rules.order_queue(waiting, rules=queue_rules, now=now, state=state), by_id
+
+
+def _calls_since(ticket: Ticket, call_times: list[datetime]) -> int:
+    """Other patients called since the ticket's skip (at or after its instant; its own call not counted)."""
+    assert ticket.skipped_at is not None
+    skipped_at = as_utc(ticket.skipped_at)
+    own = 1 if ticket.called_at is not None and as_utc(ticket.called_at) >= skipped_at else 0
+    return len(call_times) - bisect.bisect_left(call_times, skipped_at) - own
+
+
+def ordered_waiting(session: Session, *, department: str, settings: TriageSettings) -> list[Ticket]:
+    """The waiting tickets in the order call-next will call them."""
+    queue_rules = rules_for(session, department=department, settings=settings)
+    placed, by_id = _live_order(session, department=department, queue_rules=queue_rules, now=utcnow())
+    return [by_id[p.ticket.key] for p in placed]
 
 
 def queue_order(session: Session, *, department: str, queue_rules: rules.QueueRules) -> QueueOrder:
-    """The waiting tickets in the order `queue_rules` would call them, each with its reason.
-
-    The day's calls so far are replayed first, so a ratio or a late insertion continues where it is.
-    """
-    tickets = repository.tickets_of_day(session, department=department, service_date=today())
-    levels = repository.latest_levels(session, [t.visit_id for t in tickets])
-    state = rules.QueueState()
-    for called in sorted((t for t in tickets if t.called_at), key=lambda t: (t.called_at, t.number)):
-        state = rules.advance(state, _as_waiting(called, levels), queue_rules)
-    waiting_tickets = repository.waiting_queue(session, department)  # earlier days' too
-    levels |= repository.latest_levels(
-        session, [t.visit_id for t in waiting_tickets if t.visit_id not in levels]
-    )
-    numbers = {t.id: display_number(t) for t in waiting_tickets}
-    waiting = [_as_waiting(t, levels) for t in waiting_tickets]
-    placed = rules.order_queue(waiting, rules=queue_rules, now=utcnow(), state=state)
+    """The waiting tickets in the order `queue_rules` (the queue's: `rules_for`) call them, each with its
+    reason: call-next takes the first."""
+    placed, by_id = _live_order(session, department=department, queue_rules=queue_rules, now=utcnow())
     return QueueOrder(
         department=department,
         rules=queue_rules,
@@ -607,7 +714,7 @@ def queue_order(session: Session, *, department: str, queue_rules: rules.QueueRu
             OrderEntry(
                 position=p.position,
                 ticket_id=p.ticket.key,
-                display_number=numbers[p.ticket.key],
+                display_number=display_number(by_id[p.ticket.key]),
                 reason=p.reason,
             )
             for p in placed

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from kit.clock import hospital_date, utcnow
 from kit.database import upsert
 from services.triage import repository
+from services.triage.config import TriageSettings
 from services.triage.errors import AlreadyQueued, TicketNotCalled, TicketNotFound, TicketWrongState
 from services.triage.models import QueueSetting, Station, Ticket
 from services.triage.schemas import (
@@ -27,10 +28,17 @@ from services.triage.schemas import (
     TicketStatus,
     WindowService,
 )
-from services.triage.service import WAIT_TARGET_MINUTES, check_station, record_ticket_event
+from services.triage.service import (
+    WAIT_TARGET_MINUTES,
+    check_service_class,
+    check_station,
+    check_station_cap,
+    record_ticket_event,
+    rules_for,
+)
 
-# A queue nobody configured: a department's queue with the 10-minute target; a skipped patient goes
-# behind the next 3 waiting patients of the same rank, and the third skip makes the ticket a no-show.
+# A queue nobody configured: a department's queue with the 10-minute target; a skipped patient lets the
+# next 3 patients be called first, the third skip makes the ticket a no-show; no cap per station.
 DEFAULT_SETTING = QueueSettingUpdate(
     kind=QueueKind.department, target_minutes=WAIT_TARGET_MINUTES, skip_requeue_after=3, max_skips=2
 )
@@ -45,15 +53,15 @@ ALLOWED_FROM: dict[str, frozenset[TicketStatus]] = {
     "noshow": frozenset({C}),
     "cancel": frozenset({W, C, H}),
     "transfer": frozenset({W, C, H}),
+    "classify": frozenset({W, C, H}),
 }
-# Ties the skip rule's placement after a ticket: the smallest step the timestamps keep on both databases.
-JUST_AFTER = timedelta(microseconds=1)
 
 
-def queue_setting(session: Session, *, department: str) -> QueueSettingPublic:
-    """A queue's settings and stations; the defaults while nobody has configured it."""
+def queue_setting(session: Session, *, department: str, settings: TriageSettings) -> QueueSettingPublic:
+    """A queue's settings and stations, with the ordering rules in force; the defaults while nobody has
+    configured it."""
     row = repository.get_queue_setting(session, department)
-    data = QueueSettingUpdate.model_validate(row, from_attributes=True) if row else DEFAULT_SETTING
+    data = _setting(session, department)
     return QueueSettingPublic(
         department=department,
         kind=data.kind,
@@ -61,6 +69,10 @@ def queue_setting(session: Session, *, department: str) -> QueueSettingPublic:
         target_minutes=data.target_minutes,
         skip_requeue_after=data.skip_requeue_after,
         max_skips=data.max_skips,
+        skip_requeue_minutes=data.skip_requeue_minutes,
+        station_cap=data.station_cap,
+        rules=rules_for(session, department=department, settings=settings),
+        rules_configured=data.rules is not None,
         configured=row is not None,
         stations=[
             StationPublic(code=s.code, label=s.label) for s in repository.list_stations(session, department)
@@ -69,7 +81,8 @@ def queue_setting(session: Session, *, department: str) -> QueueSettingPublic:
 
 
 def configure_queue(session: Session, *, department: str, data: QueueSettingUpdate) -> QueueSetting:
-    """Set how a queue is run (replacing what was set); tickets already queued keep their places."""
+    """Set how a queue is run (replacing what was set); tickets already queued keep their places in line,
+    and are ordered by the new rules from the next call on."""
     values = {
         "department": department,
         "kind": data.kind.value,
@@ -77,6 +90,9 @@ def configure_queue(session: Session, *, department: str, data: QueueSettingUpda
         "target_minutes": data.target_minutes,
         "skip_requeue_after": data.skip_requeue_after,
         "max_skips": data.max_skips,
+        "skip_requeue_minutes": data.skip_requeue_minutes,
+        "station_cap": data.station_cap,
+        "rules": data.rules.model_dump(mode="json") if data.rules else None,
         "updated_at": utcnow(),
     }
     upsert(
@@ -116,10 +132,13 @@ def _locked_ticket(session: Session, ticket_id: str, action: str) -> Ticket:
 
 
 def recall(session: Session, *, ticket_id: str, counter: str | None) -> Ticket:
-    """Call the same patient again (重呼), to the same station unless another is named."""
+    """Call the same patient again (重呼), to the same station unless another is named (which must have
+    room under the queue's cap per station: 409 `station-full`)."""
     ticket = _locked_ticket(session, ticket_id, "recall")
     if counter is not None:
         check_station(session, department=ticket.department, counter=counter)
+        if counter != ticket.counter:
+            check_station_cap(session, department=ticket.department, counter=counter)
         ticket.counter = counter
     ticket.recalls += 1
     ticket.called_at = utcnow()  # the board shows the latest call first
@@ -129,33 +148,42 @@ def recall(session: Session, *, ticket_id: str, counter: str | None) -> Ticket:
 
 
 def skip(session: Session, *, ticket_id: str) -> Ticket:
-    """The called patient did not come (过号): back in line behind the next N waiting patients of the same
-    rank (all of them when fewer wait), or a no-show once the ticket has been skipped K times already.
+    """The called patient did not come (过号): back to waiting at the same place in line, sitting out
+    until the next N patients are called (all who wait, when fewer do) or M minutes have passed,
+    whichever is first; a no-show once the ticket has been skipped K times already.
 
-    N and K are the queue's `skip_requeue_after` and `max_skips`. More urgent ranks stay ahead and less
-    urgent ones behind, as the call order always has them.
+    N, M and K are the queue's `skip_requeue_after`, `skip_requeue_minutes` and `max_skips`. The rule
+    engine keeps the interval (rules.Waiting), so patients more urgent than the skipped one stay ahead of
+    it, as the call order always has them; the green channel never sits out.
     """
     ticket = _locked_ticket(session, ticket_id, "skip")
     setting = _setting(session, ticket.department)
     if ticket.skips >= setting.max_skips:
         ticket.skips += 1
         return _close_as_noshow(session, ticket)
-    same_rank = repository.waiting_of_rank(session, department=ticket.department, rank=ticket.rank)
-    behind = same_rank[: setting.skip_requeue_after]
-    if setting.skip_requeue_after == 0:
-        place = ticket.lined_up_at  # a rule of 0 keeps the place: called again first
-    elif len(behind) == setting.skip_requeue_after:
-        # Between the N-th and the next one: those after the N-th keep their places behind it.
-        place = behind[-1].lined_up_at + JUST_AFTER
-    else:
-        # Fewer than N wait: at the end of the rank's line, ahead of anyone who arrives later.
-        place = max([utcnow()] + [t.lined_up_at + JUST_AFTER for t in same_rank])
+    now = utcnow()
+    sits_out = min(setting.skip_requeue_after, repository.count_waiting(session, ticket.department))
     ticket.status = TicketStatus.waiting.value
     ticket.skips += 1
-    ticket.lined_up_at = place
+    ticket.skipped_at = now
+    ticket.skip_recall_calls = sits_out
+    minutes = setting.skip_requeue_minutes
+    ticket.skip_recall_at = now + timedelta(minutes=minutes) if minutes else None
     ticket.counter = None
     session.add(ticket)
-    record_ticket_event(session, ticket, "ticket.skipped", skips=ticket.skips, requeued_behind=len(behind))
+    recall_at = ticket.skip_recall_at.isoformat() if ticket.skip_recall_at else None
+    record_ticket_event(
+        session, ticket, "ticket.skipped", skips=ticket.skips, requeued_behind=sits_out, recall_at=recall_at
+    )
+    return ticket
+
+
+def classify(session: Session, *, ticket_id: str, service_class: str, settings: TriageSettings) -> Ticket:
+    """The desk sets a ticket's service class (simple or complex work), one its queue's rules know."""
+    ticket = _locked_ticket(session, ticket_id, "classify")
+    check_service_class(rules_for(session, department=ticket.department, settings=settings), service_class)
+    ticket.service_class = service_class
+    session.add(ticket)
     return ticket
 
 
@@ -207,7 +235,8 @@ def transfer(session: Session, *, ticket_id: str, department: str) -> tuple[Tick
     """Move a patient on to another queue keeping priority and arrival (consultation → payment → lab →
     back to the doctor): the old ticket closes as `transferred`, the new one takes the next queue's next
     number with the same priority and rank and the original place in line, so it is called before those
-    who arrived later. A visit already holding a ticket in that queue is 409 `already-queued`.
+    who arrived later. Its service class starts as the next queue's default (other work there). A visit
+    already holding a ticket in that queue is 409 `already-queued`.
     """
     ticket = _locked_ticket(session, ticket_id, "transfer")
     existing = repository.active_ticket(session, visit_id=ticket.visit_id, department=department)

@@ -68,10 +68,14 @@ def test_recall_skip_hold_no_show_and_cancel_through_the_gateway(gateway: Gatewa
     assert waiting(gateway, department) == [second["id"], first["id"], third["id"]]
 
     ok(gateway.doctor.post(f"/v1/tickets/{second['id']}/hold"))
-    assert ok(gateway.doctor.post(f"/v1/queues/{department}/call-next", json={}))["id"] == first["id"]
+    assert waiting(gateway, department) == [third["id"], first["id"]]  # first still sits out one call
+    assert ok(gateway.doctor.post(f"/v1/queues/{department}/call-next", json={}))["id"] == third["id"]
+    back = ok(gateway.doctor.post(f"/v1/queues/{department}/call-next", json={}))
+    assert back["id"] == first["id"]
+    assert back["reason"].endswith("back in line after 1 call")
     assert ok(gateway.doctor.post(f"/v1/tickets/{first['id']}/no-show"))["status"] == "noshow"
     ok(gateway.doctor.post(f"/v1/tickets/{second['id']}/release"))
-    assert waiting(gateway, department) == [second["id"], third["id"]]
+    assert waiting(gateway, department) == [second["id"]]
     assert ok(gateway.nurse.post(f"/v1/tickets/{third['id']}/cancel"))["status"] == "cancelled"
 
     wrong = assert_problem(gateway.doctor.post(f"/v1/tickets/{third['id']}/recall"), 409)

@@ -103,6 +103,47 @@ def test_five_stations_calling_fifty_arrivals_call_every_patient_exactly_once(
     assert sorted(e["data"]["ticket_id"] for e in feed) == sorted(ticket_ids)
 
 
+def test_five_stations_calling_a_mixed_queue_call_it_in_the_rule_engine_s_order(
+    served_triage: str, registration: httpx.Client
+) -> None:
+    """Call-next is the head of `GET …/order`, also with five stations racing: the calls, in commit
+    order (the feed's), are exactly the order the route projected, each patient once."""
+    stations = [str(n) for n in range(1, CALLERS + 1)]
+    rules = {"normal_per_priority": 2, "shortest_work_first": True}
+    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+        put = client.put("/queues/internal/settings", json={"kind": "department", "rules": rules})
+        assert put.status_code == 200, put.text
+        for station in stations:
+            client.put(f"/queues/internal/stations/{station}", json={"label": f"{station}号窗口"})
+    visits = [open_visit(registration) for _ in range(30)]
+    mixes = [
+        {},
+        {"service_class": "complex"},
+        {"priority": "priority"},
+        {"priority": "priority", "service_class": "complex"},
+    ]
+
+    def arrive(n: int) -> Callable[[httpx.Client], httpx.Response]:
+        body = {"visit_id": visits[n]["id"]} | mixes[n % len(mixes)]
+        return lambda client: client.post("/queues/internal/tickets", json=body)
+
+    arrivals = run_together(served_triage, [arrive(n) for n in range(len(visits))])
+    assert [r.status_code for r in arrivals] == [201] * len(visits)
+    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+        projected = [e["ticket_id"] for e in client.get("/queues/internal/order").json()["order"]]
+    assert sorted(projected) == sorted(r.json()["id"] for r in arrivals)
+
+    per_station = run_together(served_triage, [station_calling_until_empty(s) for s in stations])
+
+    called = Counter(ticket["id"] for calls in per_station for ticket in calls)
+    assert set(called.values()) == {1}
+    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+        feed = client.get(
+            "/events", headers=feed_headers("triage"), params={"type": "ticket.called", "limit": 500}
+        ).json()["events"]
+    assert [e["data"]["ticket_id"] for e in feed] == projected
+
+
 def test_concurrent_callers_each_call_a_different_ticket(
     served_triage: str, registration: httpx.Client
 ) -> None:

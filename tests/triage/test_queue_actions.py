@@ -8,8 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kit.testing import feed_headers
+from services.triage.rules import QueueRules
 from tests.triage.conftest import FrozenClock
-from tests.triage.factories import call_next, event_types, open_visit, take_ticket
+from tests.triage.factories import assess, call_next, event_types, open_visit, take_ticket
 from tests.triage.test_board import board_headers
 
 
@@ -61,6 +62,10 @@ def test_an_unconfigured_queue_runs_on_the_defaults(client: TestClient) -> None:
         "target_minutes": 10,
         "skip_requeue_after": 3,
         "max_skips": 2,
+        "skip_requeue_minutes": None,
+        "station_cap": None,
+        "rules": QueueRules().model_dump(mode="json"),
+        "rules_configured": False,
         "configured": False,
         "stations": [],
     }
@@ -160,20 +165,30 @@ def test_a_skipped_ticket_with_fewer_waiting_goes_last_but_ahead_of_later_arriva
 ) -> None:
     a, b = queue_in_order(client, registration, clock, 2)
     call_next(client)
-    act(client, a, "skip")  # the default rule: behind the next 3, and only one waits
+    act(client, a, "skip")  # the default rule: sits out the next 3 calls, but only one waits
     [later] = queue_in_order(client, registration, clock, 1)
     assert waiting_ids(client) == [b["id"], a["id"], later["id"]]
 
 
-def test_more_urgent_patients_stay_ahead_of_a_skipped_one(
+def test_a_skipped_ticket_lets_the_next_calls_pass_and_more_urgent_patients_stay_ahead(
     client: TestClient, registration: httpx.Client, clock: FrozenClock
 ) -> None:
     configure(client, skip_requeue_after=1)
     a, b = queue_in_order(client, registration, clock, 2)
     frail = take_ticket(client, open_visit(registration)["id"], priority="priority")
     assert call_next(client)["id"] == frail["id"]
-    act(client, frail, "skip")  # behind the next 1 of its rank: none waits, so first of it again
-    assert waiting_ids(client) == [frail["id"], a["id"], b["id"]]
+    act(client, frail, "skip")  # sits out one call, whoever it is for
+    assert waiting_ids(client) == [a["id"], frail["id"], b["id"]]
+    urgent = open_visit(registration)
+    assess(client, urgent["id"], "II")
+    urgent_ticket = take_ticket(client, urgent["id"])
+    # The level II call is the one the skipped patient sits out; then its priority counts again.
+    assert waiting_ids(client) == [urgent_ticket["id"], frail["id"], a["id"], b["id"]]
+    order = client.get("/queues/internal/order").json()["order"]
+    assert (
+        order[1]["reason"]
+        == "priority, arrived 08:02, skipped at 08:02, back in line after 1 call, ahead of normal patients"
+    )
 
 
 def test_the_skip_after_max_skips_makes_a_no_show(

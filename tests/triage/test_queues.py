@@ -98,6 +98,7 @@ def test_call_next_reports_the_wait_and_counter(
     assert called["id"] == ticket["id"]
     assert (called["status"], called["counter"], called["wait_seconds"]) == ("called", "3", 450)
     assert called["called_at"] == clock.now.isoformat().replace("+00:00", "Z")
+    assert called.pop("reason") == "arrived 08:00"  # why this one, in the rule engine's words
     assert client.get(f"/tickets/{ticket['id']}").json() == called
 
 

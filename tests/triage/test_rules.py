@@ -1,6 +1,7 @@
 """The rule engine (services/triage/rules.py): orders, reasons, and the properties no configuration breaks."""
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +22,12 @@ from services.triage.rules import (
     PriorityKind,
     QueueRules,
     QueueState,
+    WaitCondition,
     Waiting,
+    advance,
+    next_in_queue,
     order_queue,
+    station_full,
 )
 from services.triage.schemas import QueuePriority, TriageLevel
 from services.triage.service import rank_of
@@ -78,7 +83,7 @@ queues = st.lists(
 
 @given(queues)
 def test_default_rules_are_todays_call_order(rows: list[tuple[int, int, str | None, bool]]) -> None:
-    """Today's call-next order (rank, then arrival, then number), level I aside (see the next test)."""
+    """The defaults keep the integer rank's order (rank, then arrival, then number), level I aside."""
     queue = [
         ticket(n, m, level=level, priority=PriorityKind.priority if flagged else None)
         for n, m, level, flagged in rows
@@ -94,8 +99,21 @@ def test_default_rules_are_todays_call_order(rows: list[tuple[int, int, str | No
     ]
 
 
+wait_condition = st.builds(
+    lambda minutes, service_class, tier, promote: WaitCondition(
+        minutes=minutes,
+        service_class=service_class,
+        tier=tier,
+        action="priority" if promote and tier != "priority" else "first",
+    ),
+    st.integers(1, 90),
+    st.none() | st.sampled_from(["simple", "complex"]),
+    st.none() | st.sampled_from(["priority", "normal"]),
+    st.booleans(),
+)
 rules_strategy = st.builds(
     QueueRules,
+    wait_conditions=st.lists(wait_condition, max_size=3).map(tuple),
     green_channel_levels=st.sampled_from([("I",), ("I", "II")]),
     priority_levels=st.sampled_from([(), ("III",), ("III", "IV")]),
     priority_ranks=st.dictionaries(st.sampled_from(list(PriorityKind)), st.integers(0, 3)),
@@ -106,20 +124,33 @@ rules_strategy = st.builds(
     shortest_work_first=st.booleans(),
 )
 any_ticket = st.builds(
-    lambda n, minute, level, priority, booked, service_class: ticket(
+    lambda n, minute, level, priority, booked, service_class, skip: ticket(
         n,
         minute,
         level=level,
         priority=priority,
         appointment_at=at(booked) if booked is not None else None,
         service_class=service_class,
+        # A skipped ticket: skipped at minute s, sitting out c calls (k so far), or until minute m.
+        **(
+            {}
+            if skip is None
+            else {
+                "skipped_at": at(minute + skip[0]),
+                "recall_after_calls": skip[1],
+                "calls_since_skip": skip[2],
+                "recall_at": at(minute + skip[0] + skip[3]) if skip[3] is not None else None,
+            }
+        ),
     ),
     st.integers(1, 10_000),
     st.integers(0, 240),
     st.sampled_from([None, "I", "II", "III", "IV"]),
     st.none() | st.sampled_from(list(PriorityKind)),
     st.none() | st.integers(-60, 300),
-    st.sampled_from(["simple", "complex"]),
+    st.none() | st.sampled_from(["simple", "complex"]),
+    st.none()
+    | st.tuples(st.integers(0, 60), st.integers(0, 5), st.integers(0, 5), st.none() | st.integers(1, 30)),
 )
 
 
@@ -138,6 +169,9 @@ def test_a_level_one_is_always_next(
     if any(t.level == "I" for t in queue):
         assert placed[0].ticket.level == "I"
         assert "level I" in placed[0].reason
+    # Call-next takes `next_in_queue`; the order route shows `order_queue`: the same first, same reason.
+    head = next_in_queue(queue, rules=rules, now=at(400), state=state)
+    assert head is not None and (head.ticket, head.reason) == (placed[0].ticket, placed[0].reason)
 
 
 def test_no_configuration_takes_level_one_out_of_the_green_channel() -> None:
@@ -327,10 +361,14 @@ def test_order_route_follows_the_queues_configuration_and_the_days_calls(
     order = ratio_client.get("/queues/internal/order").json()["order"]
     assert [e["ticket_id"] for e in order] == [first["id"], elderly["id"], second["id"]]
     assert order[0]["reason"] == "arrived 08:00, normal turn (1 of 1 normal : 1 priority)"
-    assert call_next(ratio_client)["id"] == elderly["id"]  # call-next itself is unchanged: rank first
-    # That call was a priority call, so a normal patient's turn comes next.
+    called = call_next(ratio_client)  # call-next takes the order's first, for the same reason
+    assert (called["id"], called["reason"]) == (first["id"], order[0]["reason"])
+    # That call was a normal call, so the priority patient's turn comes next.
     order = ratio_client.get("/queues/internal/order").json()["order"]
-    assert [e["ticket_id"] for e in order] == [first["id"], second["id"]]
+    assert [e["ticket_id"] for e in order] == [elderly["id"], second["id"]]
+    assert order[0]["reason"] == "priority, arrived 08:00, priority turn after 1 normal call"
+    assert call_next(ratio_client)["id"] == elderly["id"]
+    assert call_next(ratio_client)["id"] == second["id"]
     assert ratio_client.get("/queues/BAD!/order").status_code == 400
 
 
@@ -342,3 +380,90 @@ def test_queue_rules_come_from_the_environment_as_json(monkeypatch: pytest.Monke
     monkeypatch.setenv("TRIAGE_QUEUE_RULES", '{"internal": {"green_channel_levels": ["II"]}}')
     with pytest.raises(ValidationError):
         TriageSettings()
+
+
+# --- Wait conditions, skip recall interval, cap per station
+
+
+def test_a_wait_condition_calls_the_longest_waiting_of_its_patients_first() -> None:
+    rules = QueueRules(wait_conditions=(WaitCondition(service_class="complex", minutes=30),))
+    queue = [
+        ticket(1, 0, priority=PriorityKind.elderly),
+        ticket(2, 5, service_class="complex"),
+        ticket(3, 10, service_class="complex"),
+        ticket(4, 1),
+    ]
+    assert keys(order_queue(queue, rules=rules, now=at(34))) == ["t1", "t4", "t2", "t3"]  # 29 min: not yet
+    placed = order_queue(queue, rules=rules, now=at(40))
+    assert keys(placed) == ["t2", "t3", "t1", "t4"]  # both past 30 by the time each is called
+    assert placed[0].reason == (
+        "arrived 08:05, waited 35 min, the longest of the complex patients, past the 30-minute condition: "
+        "called first"
+    )
+    level_two = ticket(5, 39, level="II")
+    assert keys(order_queue([*queue, level_two], rules=rules, now=at(40)))[0] == "t5"  # green still first
+
+
+def test_a_wait_condition_can_promote_normal_patients_to_the_priority_tier() -> None:
+    condition = WaitCondition(tier="normal", minutes=20, action="priority")
+    rules = QueueRules(wait_conditions=(condition,))
+    queue = [ticket(1, 0), ticket(2, 5, priority=PriorityKind.elderly), ticket(3, 15)]
+    placed = order_queue(queue, rules=rules, now=at(21))
+    assert keys(placed) == ["t1", "t2", "t3"]  # t1 waited 21 min: in the priority tier, and earlier
+    assert placed[0].reason == (
+        "arrived 08:00, waited 21 min, past the 20-minute condition: promoted to priority, "
+        "ahead of normal patients"
+    )
+    assert keys(order_queue(queue, rules=QueueRules(), now=at(21))) == ["t2", "t1", "t3"]
+    with pytest.raises(ValidationError):
+        WaitCondition(tier="priority", minutes=5, action="priority")
+    with pytest.raises(ValidationError):
+        QueueRules(wait_conditions=(WaitCondition(service_class="x-ray", minutes=5),))
+
+
+def test_a_skipped_ticket_sits_out_its_calls_in_the_projection_or_until_its_minute() -> None:
+    skipped = ticket(1, 0, skipped_at=at(10), recall_after_calls=2)
+    queue = [skipped, ticket(2, 1), ticket(3, 2), ticket(4, 3)]
+    placed = order_queue(queue, rules=QueueRules(), now=at(11))
+    assert keys(placed) == ["t2", "t3", "t1", "t4"]
+    assert placed[2].reason == "arrived 08:00, skipped at 08:10, back in line after 2 calls"
+    # One call made since the skip: one more to sit out.
+    halfway = order_queue([replace(skipped, calls_since_skip=1), *queue[1:]], rules=QueueRules(), now=at(11))
+    assert keys(halfway) == ["t2", "t1", "t3", "t4"]
+    # Back at a minute: then at its old place, first.
+    timed = replace(skipped, recall_at=at(15))
+    assert keys(order_queue([timed, *queue[1:]], rules=QueueRules(), now=at(15)))[0] == "t1"
+    alone = order_queue([skipped], rules=QueueRules(), now=at(11))
+    assert (
+        alone[0].reason == "arrived 08:00, skipped at 08:10, sits out 2 calls (0 so far), nobody else waiting"
+    )
+    # The green channel never sits out.
+    urgent = ticket(5, 0, level="I", skipped_at=at(10), recall_after_calls=3)
+    assert keys(order_queue([*queue[1:], urgent], rules=QueueRules(), now=at(11)))[0] == "t5"
+
+
+def test_a_station_at_its_cap_says_why() -> None:
+    assert station_full(station="3", called_there=1, cap=2) is None
+    assert station_full(station="3", called_there=5, cap=None) is None
+    assert station_full(station="3", called_there=2, cap=2) == (
+        "station 3 has 2 patients called and not yet seen (cap 2): finish, skip or hold one first"
+    )
+
+
+@given(rules_strategy, st.lists(any_ticket, min_size=1, max_size=15, unique_by=lambda t: t.number))
+def test_the_projected_order_is_what_successive_calls_take(rules: QueueRules, queue: list[Waiting]) -> None:
+    """`GET …/order` at one instant is the sequence call-next would take if nobody else arrived."""
+    now = at(300)
+    projected = [p.ticket.key for p in order_queue(queue, rules=rules, now=now)]
+    pool, state, calls = list(queue), QueueState(), []
+    while pool:
+        head = next_in_queue(pool, rules=rules, now=now, state=state)
+        assert head is not None
+        calls.append(head.ticket.key)
+        state = advance(state, head.ticket, rules, now=now)
+        pool = [
+            replace(t, calls_since_skip=t.calls_since_skip + 1) if t.skipped_at else t
+            for t in pool
+            if t.key != head.ticket.key
+        ]
+    assert calls == projected
