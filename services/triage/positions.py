@@ -52,7 +52,7 @@ class QueueSnapshot:
     """One queue now: its waiting tickets in the rules' order and what its bands are estimated from."""
 
     def __init__(self, session: Session, *, department: str, settings: TriageSettings, now: datetime) -> None:
-        rules = settings.rules_for(department)
+        rules = service.rules_for(session, department=department, settings=settings)
         self.order = service.queue_order(session, department=department, queue_rules=rules).order
         self.places = {entry.ticket_id: entry.position for entry in self.order}
         self.suspended = repository.get_suspension(session, department) is not None
@@ -172,7 +172,7 @@ def announce_nearly_up(
     now = utcnow()
     for department in sorted(set(departments)):  # one lock order, so two queues' writers never deadlock
         repository.lock_nearly_up(session, department)
-        rules = settings.rules_for(department)
+        rules = service.rules_for(session, department=department, settings=settings)
         front = service.queue_order(session, department=department, queue_rules=rules).order[:within]
         for entry in front:
             noted = repository.note_nearly_up(

@@ -1,7 +1,7 @@
 """wait estimates: the tickets told they are nearly up (`queue.nearly_up`, once per ticket)
 
 Revision ID: 0010_wait_estimates
-Revises: 0008_queue_actions
+Revises: 0009_queue_rules
 Create Date: 2026-12-01 17:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_wait_estimates"
-down_revision: str | None = "0008_queue_actions"
+down_revision: str | None = "0009_queue_rules"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
