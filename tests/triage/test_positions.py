@@ -76,6 +76,19 @@ def test_the_patient_sees_their_place_in_the_rules_order_and_a_band(
     assert estimates == {"recent_services": 6, "mean_service_minutes": 5.67, "stations": 2, "busy": 0}
 
 
+def test_places_follow_the_rules_set_in_the_queues_own_settings(
+    client: TestClient, registration: httpx.Client, frozen: FrozenClock
+) -> None:
+    normal = queued(client, registration)
+    frozen.advance(minutes=1)
+    frail = take_ticket(client, open_visit(registration)["id"], priority="priority")
+    assert position(client, normal)["position"] == 2  # by default the priority tier goes first
+    rules = {"kind": "department", "rules": {"normal_per_priority": 1}}
+    assert client.put("/queues/internal/settings", json=rules).status_code == 200
+    assert position(client, normal)["position"] == 1  # one normal, then one priority
+    assert call_next(client)["id"] == normal["id"] and frail["status"] == "waiting"
+
+
 def test_a_called_or_held_ticket_has_no_place_and_another_patients_visit_shows_nothing(
     client: TestClient, registration: httpx.Client
 ) -> None:
