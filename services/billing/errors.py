@@ -137,3 +137,9 @@ class ChargeIsReversal(Conflict):
     """A reversal line is never reversed itself: post the charge again instead."""
 
     slug, title = "charge-is-reversal", "A reversal cannot be reversed"
+
+
+class ChargeReversed(Conflict):
+    """Payment listed a reversed charge or a reversal line: the pair cancels out, nothing is due on it."""
+
+    slug, title = "charge-reversed", "Charge reversed"

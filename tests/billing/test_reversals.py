@@ -53,7 +53,11 @@ def test_a_reversal_line_cancels_an_unpaid_charge(registration: httpx.Client, cl
         "reason": REASON["reason"],
         "operator": REASON["operator"],
     }
-    # Paying everything due pays the fee only: the charge and its reversal cancel out.
+    # Neither line can be paid by name; paying everything due pays the fee only: they cancel out.
+    for listed in ([infusion["id"]], [line["id"]]):
+        body = {"visit_id": visit["id"], "charge_ids": listed, "method": "cash"}
+        named = client.post("/payments", json=body, headers=keyed())
+        assert named.status_code == 409 and named.json()["type"].endswith("/charge-reversed")
     payment = post_payment(client, visit["id"])
     assert payment["amount_fen"] == OUTPATIENT_FEE_FEN
     assert account(client, visit["id"])["balance_fen"] == 0

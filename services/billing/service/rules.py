@@ -19,6 +19,7 @@ one is posted.
 """
 
 import hashlib
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,7 @@ def load_file(session: Session, path: Path) -> ChargeRuleVersionDetail | None:
 
 
 def enforce(
-    session: Session, *, account: VisitAccount, item_code: str, quantity: int, service_date: Any
+    session: Session, *, account: VisitAccount, item_code: str, quantity: int, service_date: date
 ) -> None:
     """ChargeRefused if a rule in force forbids charging `quantity` of the item to the visit on that
     service date. Call it with the visit's account row locked (see the module docstring)."""
@@ -158,12 +159,12 @@ def enforce(
 
 
 def _broken(
-    session: Session, rule: ChargeRule, *, account: VisitAccount, item_code: str, quantity: int, day: Any
+    session: Session, rule: ChargeRule, *, account: VisitAccount, item_code: str, quantity: int, day: date
 ) -> tuple[str | None, str, dict[str, Any]]:
     """The reason, an explanation and its details when `rule` forbids the charge, else (None, "", {})."""
     visit_id = account.visit_id
 
-    def charged(code: str, on: Any = day) -> int:
+    def charged(code: str, on: date | None = day) -> int:
         return repository.net_quantity(session, visit_id=visit_id, item_code=code, service_date=on)
 
     kind = RuleKind(rule.rule)
