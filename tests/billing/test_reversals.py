@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.billing.factories import (
     INFUSION,
@@ -141,3 +143,52 @@ def test_a_settled_account_takes_no_reversal(registration: httpx.Client, client:
     response = reverse(client, fee["id"])
 
     assert response.status_code == 409 and response.json()["type"].endswith("/account-settled")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_sequence_of_charges_payments_and_reversals_keeps_the_ledger(
+    data: st.DataObject, registration: httpx.Client, client: TestClient
+) -> None:
+    """Property: whatever is charged, paid, reversed or retried, the total is the sum of the lines,
+    balance = total − payments = what is unpaid − what is owed back for paid charges reversed, and no
+    key and no charge ever yields two lines."""
+    visit = new_visit(registration, client)
+    sent: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+    for move in data.draw(st.lists(st.sampled_from(["charge", "pay", "reverse", "retry"]), max_size=10)):
+        charges = account(client, visit["id"])["charges"]
+        cancelled = {c["reversal_of"] for c in charges} | {c["id"] for c in charges if c["reversal_of"]}
+        live = [c for c in charges if c["id"] not in cancelled]
+        if move == "charge":
+            body: dict[str, Any] = {
+                "visit_id": visit["id"],
+                "item_code": INFUSION,
+                "quantity": data.draw(st.integers(1, 5)),
+            }
+            sent.append(("/charges", body, keyed()))
+        elif move == "pay" and [c for c in live if c["status"] == "unpaid"]:
+            sent.append(("/payments", {"visit_id": visit["id"], "method": "cash"}, keyed()))
+        elif move == "reverse" and live:
+            target = data.draw(st.sampled_from(live))
+            sent.append((f"/charges/{target['id']}/reversal", REASON, keyed()))
+        elif move == "retry" and sent:
+            sent.append(data.draw(st.sampled_from(sent)))
+        else:
+            continue
+        path, body, headers = sent[-1]
+        assert client.post(path, json=body, headers=headers).status_code == 201
+
+        state = account(client, visit["id"])
+        lines = state["charges"]
+        assert state["charges_total_fen"] == sum(c["amount_fen"] for c in lines)
+        assert state["paid_fen"] == sum(p["amount_fen"] for p in state["payments"])
+        assert state["balance_fen"] == state["charges_total_fen"] - state["paid_fen"]
+        owed_back = -sum(c["amount_fen"] for c in lines if c["reversal_of"] and c["status"] == "paid")
+        assert (
+            state["balance_fen"] == sum(c["amount_fen"] for c in lines if c["status"] == "unpaid") - owed_back
+        )
+        reversed_ids = [c["reversal_of"] for c in lines if c["reversal_of"]]
+        assert len(reversed_ids) == len(set(reversed_ids))
+    keyed_charges = {h["Idempotency-Key"] for p, _, h in sent if p == "/charges"}
+    posted = [c for c in account(client, visit["id"])["charges"] if c["origin"] == "manual"]
+    assert len(posted) == len(keyed_charges)
