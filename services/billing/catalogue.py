@@ -20,6 +20,7 @@ import csv
 import hashlib
 import io
 import itertools
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -92,6 +93,14 @@ class CatalogueRow(FileRow):
     concession_percent: Decimal | None = Field(default=None, gt=0, lt=100, decimal_places=2)
     effective_from: date
     effective_to: date | None = None
+
+    @field_validator("price_fen", "base_price_fen", mode="before")
+    @classmethod
+    def _whole_fen(cls, value: Any) -> Any:
+        # "25.00" must not pass as 25 fen: a cell in yuan is a mistake to report, not to round.
+        if isinstance(value, str) and value.strip() and not re.fullmatch(r"[0-9]+", value.strip()):
+            raise ValueError("a whole number of fen, digits only")
+        return value
 
     @model_validator(mode="after")
     def _priced_as_stated(self) -> "CatalogueRow":
