@@ -431,13 +431,6 @@ def item_to_public(item: CatalogueItem) -> CatalogueItemPublic:
     )
 
 
-def get_item(session: Session, *, code: str) -> CatalogueItem:
-    item = repository.get_item(session, code)
-    if item is None:
-        raise ItemNotFound("No such catalogue item.")
-    return item
-
-
 def version_to_public(version: CatalogueVersion, *, current: bool) -> CatalogueVersionPublic:
     return CatalogueVersionPublic.model_validate({**version.model_dump(), "current": current})
 
