@@ -31,7 +31,8 @@ ROUTE_KEY = "GET /visits/{id}/journey"
 # Tie-break for entries at the same instant: the order things happen in a visit.
 STAGE_ORDER = (
     "registered", "triaged", "queued", "called", "consultation_finished", "order_placed",
-    "order_released", "report_preliminary", "report_final", "charge_posted", "payment", "settled",
+    "order_released", "report_preliminary", "report_final", "charge_posted", "charge_reversed", "payment",
+    "settled",
     "admitted", "transferred", "discharged", "closed",
 )  # fmt: skip
 MOVEMENT_STAGES = {"admission": "admitted", "transfer": "transferred", "discharge": "discharged"}
@@ -248,8 +249,9 @@ def _billing_entries(account: dict[str, Any] | None) -> Iterable[TimelineEntry |
     if not account:
         return
     for charge in account["charges"]:
+        stage = "charge_reversed" if charge.get("reversal_of") else "charge_posted"  # 冲销: a correction line
         yield _entry(
-            charge["charged_at"], "charge_posted", "billing",
+            charge["charged_at"], stage, "billing",
             charge_id=charge["id"], item_code=charge["item_code"], item_name=charge["item_name"],
             amount_fen=charge["amount_fen"],
         )  # fmt: skip
@@ -312,7 +314,11 @@ def _payment_waits(
     if not account or visit["payment_mode"] != "prepay":
         return
     paid_at = {p["id"]: p["paid_at"] for p in account.get("payments") or []}
+    # A reversed charge and its reversal line cancel out: neither is anything to pay.
+    cancelled = {c["reversal_of"] for c in account["charges"] if c.get("reversal_of")}
     for charge in account["charges"]:
+        if charge.get("reversal_of") or charge["id"] in cancelled:
+            continue
         item = {"charge_id": charge["id"], "item_code": charge["item_code"]}
         if charge["status"] == "unpaid":
             yield wait("charge_to_payment", "billing", charge["charged_at"], None, **item)

@@ -125,6 +125,7 @@ TEST_SCOPES = frozenset(
         "audit:read",
         "billing:read",
         "billing:write",
+        "catalogue:write",
         "events:read",
         "events:subscribe",
         "directory:read",

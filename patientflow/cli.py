@@ -1,5 +1,5 @@
 """The `patientflow` command: `up` (the whole system), `serve`, `makemigration`, `keys` (API clients),
-`simulate` (queue rules against a day's arrivals)."""
+`simulate` (queue rules against a day's arrivals), `catalogue check` (a price-catalogue file, offline)."""
 
 import argparse
 import json
@@ -336,6 +336,36 @@ def _add_simulate_command(commands: "argparse._SubParsersAction[argparse.Argumen
     run.set_defaults(func=simulate)
 
 
+def catalogue_check(args: argparse.Namespace) -> int:
+    """Check a price-catalogue CSV file as billing's upload would, without loading it: every bad line."""
+    from services.billing.catalogue import read_catalogue
+    from services.billing.errors import CatalogueInvalid
+
+    try:
+        content = Path(args.file).read_bytes()
+    except OSError as error:
+        print(f"catalogue check: {error}", file=sys.stderr)
+        return 2
+    try:
+        rows = read_catalogue(content)
+    except CatalogueInvalid as invalid:
+        for problem in invalid.extra["errors"]:
+            column = problem["column"] or "-"
+            print(f"{args.file}:{problem['line']}: {column}: {problem['message']}", file=sys.stderr)
+        return 1
+    items = len({row.hospital_code for _, row in rows})
+    print(f"{args.file}: {len(rows)} price periods of {items} items, every row valid")
+    return 0
+
+
+def _add_catalogue_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    catalogue = commands.add_parser("catalogue", help="check a price-catalogue CSV file before uploading it")
+    actions = catalogue.add_subparsers(dest="catalogue_command", required=True)
+    check = actions.add_parser("check", help="every bad row with its line (exit 1), or a summary (exit 0)")
+    check.add_argument("file")
+    check.set_defaults(func=catalogue_check)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="patientflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -363,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     make.set_defaults(func=makemigration)
     _add_keys_command(commands)
     _add_simulate_command(commands)
+    _add_catalogue_command(commands)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -17,7 +17,7 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
             "registration:read", "registration:write", "triage:read", "triage:write",
             "orders:write", "results:read", "results:write", "billing:read", "billing:write",
             "events:read", "events:subscribe", "directory:read", "schedules:write",
-            "appointments:write", "checkin:write", "stats:read", "metrics:read",
+            "appointments:write", "checkin:write", "stats:read", "metrics:read", "catalogue:write",
         ],
     ),
     "doctor-dev": (  # books follow-ups (复诊预约) at the end of a visit
@@ -43,7 +43,7 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
             "results:read", "results:write", "billing:read", "billing:write", "audit:read",
             "metrics:read", "admin:clients", "events:read", "events:subscribe", "board:read",
             "directory:read", "schedules:write", "appointments:write", "checkin:write",
-            "stats:read",
+            "stats:read", "catalogue:write",
         ],
     ),
     # Act for one patient at a time (a patient token from POST /v1/patient-sessions on every call).

@@ -14,7 +14,7 @@ SERVICES = Path(__file__).resolve().parent.parent / "services"
 
 def test_every_orderable_test_has_the_billing_catalogue_name_of_its_code() -> None:
     with (SERVICES / "billing" / "catalogue.csv").open(encoding="utf-8", newline="") as file:
-        catalogue = {row["code"]: (row["name_zh"], row["name_en"]) for row in csv.DictReader(file)}
+        catalogue = {row["hospital_code"]: (row["name_zh"], row["name_en"]) for row in csv.DictReader(file)}
     tests = json.loads((SERVICES / "results" / "tests.json").read_text(encoding="utf-8"))
     names = {test["code"]: (test["name_zh"], test["name_en"]) for test in tests}
     assert names.keys() <= catalogue.keys()

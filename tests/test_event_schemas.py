@@ -351,6 +351,20 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
         lambda: len(_ok(billing.get(f"/visits/{emergency['id']}/account"))["charges"]) >= 2,
         what="billing to charge the emergency's fee and order",
     )
+    # A charge a rule refuses (a ward bed for an outpatient: charge.refused), one corrected by a
+    # reversal line (charge.reversed).
+    ward_bed = {"visit_id": outpatient["id"], "item_code": "110900001", "quantity": 1}
+    assert (
+        billing.post("/charges", json=ward_bed, headers={"idempotency-key": str(uuid.uuid4())}).status_code
+        == 409
+    )
+    infusion = {"visit_id": outpatient["id"], "item_code": "120400006", "quantity": 1}
+    wrong = _ok(billing.post("/charges", json=infusion, headers={"idempotency-key": str(uuid.uuid4())}), 201)
+    correction = {"reason": "录入错误", "operator": "收费员 王五"}
+    reversal = billing.post(
+        f"/charges/{wrong['id']}/reversal", json=correction, headers={"idempotency-key": str(uuid.uuid4())}
+    )
+    _ok(reversal, 201)
     pay = {"visit_id": outpatient["id"], "method": "wechat"}
     _ok(billing.post("/payments", json=pay, headers={"idempotency-key": str(uuid.uuid4())}), 201)
     eventually(

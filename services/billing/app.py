@@ -8,11 +8,12 @@ from fastapi import FastAPI
 from kit.app import build_service_app
 from kit.database import Database
 from kit.feed import EventHandler, Feed, PageResolver
-from services.billing import consumers
-from services.billing.catalogue import load_catalogue, read_catalogue
+from services.billing import catalogue, consumers
+from services.billing.catalogue_router import router as catalogue_router
 from services.billing.config import BillingSettings, get_settings
 from services.billing.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.billing.router import router
+from services.billing.service import rules
 
 
 def create_app(settings: BillingSettings | None = None) -> FastAPI:
@@ -21,7 +22,7 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
         settings=settings,
         title="patientflow billing",
         description="Price catalogue, charges, payments, settlement and the daily bill (收费 / 一日清单).",
-        routers=[router],
+        routers=[router, catalogue_router],
         outbox_model=OutboxEvent,
         migrations_dir=Path(__file__).parent / "migrations",
         siblings={"registration": settings.registration_url},
@@ -48,9 +49,10 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
 
 def _load_catalogue(app: FastAPI, database: Database) -> None:
     settings: BillingSettings = app.state.settings
-    rows = read_catalogue(settings.catalogue_path)
     with database.session() as session:
-        load_catalogue(session, rows=rows)
+        catalogue.load_file(session, settings.catalogue_path)
+    with database.session() as session:  # checked against the catalogue just loaded
+        rules.load_file(session, settings.charge_rules_path)
 
 
 def _unseen_visits(app: FastAPI) -> consumers.UnseenVisits:

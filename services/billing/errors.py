@@ -1,8 +1,9 @@
 """Billing's errors, named for what went wrong."""
 
+from datetime import date
 from typing import Any
 
-from kit.errors import Conflict, NotFound, ServiceUnavailable, UnprocessableContent
+from kit.errors import Conflict, NotFound, ProblemError, ServiceUnavailable, UnprocessableContent
 
 RETRY_SETTLEMENT_SECONDS = 2
 
@@ -66,3 +67,79 @@ class ChargesStillArriving(ServiceUnavailable):
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail, retry_after=RETRY_SETTLEMENT_SECONDS, **extra)
+
+
+class ItemNotPricedOnDate(UnprocessableContent):
+    """The item is in the catalogue, but no price period of it covers the charge's service date."""
+
+    slug, title = "not-priced-on-date", "No price on the service date"
+
+
+class CatalogueInvalid(UnprocessableContent):
+    """An uploaded catalogue has bad rows: `errors` lists every one with its line; nothing was loaded."""
+
+    slug, title = "catalogue-invalid", "Catalogue file refused"
+
+
+class ChargeRulesInvalid(UnprocessableContent):
+    """An uploaded rules file has bad rows: `errors` lists every one with its line; nothing was loaded."""
+
+    slug, title = "charge-rules-invalid", "Charging rules file refused"
+
+
+class UploadTooLarge(ProblemError):
+    status, title, slug = 413, "Content too large", "upload-too-large"
+
+
+class CatalogueVersionNotFound(NotFound):
+    slug, title = "catalogue-version-not-found", "Catalogue version not found"
+
+
+class ChargeRuleVersionNotFound(NotFound):
+    slug, title = "charge-rule-version-not-found", "Charging rules version not found"
+
+
+class ChargeRefused(Conflict):
+    """A charging rule forbids the charge (split, duplicate, over the limit, wrong kind of visit):
+    `reason` says which, `rule_id` names the rule. Nothing was charged."""
+
+    slug, title = "charge-refused", "Charge refused by a charging rule"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        reason: str,
+        visit_id: str,
+        item_code: str,
+        quantity: int,
+        service_date: date,
+        rule_id: int | None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(
+            detail,
+            reason=reason,
+            rule_id=rule_id,
+            item_code=item_code,
+            service_date=service_date.isoformat(),
+            **extra,
+        )
+        self.reason, self.rule_id, self.visit_id = reason, rule_id, visit_id
+        self.item_code, self.quantity, self.service_date = item_code, quantity, service_date
+
+
+class ChargeAlreadyReversed(Conflict):
+    slug, title = "charge-already-reversed", "Charge already reversed"
+
+
+class ChargeIsReversal(Conflict):
+    """A reversal line is never reversed itself: post the charge again instead."""
+
+    slug, title = "charge-is-reversal", "A reversal cannot be reversed"
+
+
+class ChargeReversed(Conflict):
+    """Payment listed a reversed charge or a reversal line: the pair cancels out, nothing is due on it."""
+
+    slug, title = "charge-reversed", "Charge reversed"

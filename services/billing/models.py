@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from typing import Literal
 
-from sqlalchemy import BigInteger, Index, false
+from sqlalchemy import BigInteger, Index, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from kit.idempotency import IdempotencyRecordBase
@@ -35,6 +35,81 @@ class CatalogueItem(BillingTable, table=True):
     category: str = Field(max_length=16, index=True)
     active: bool = True
     updated_at: datetime = Timestamp()
+
+
+class CatalogueVersion(BillingTable, table=True):
+    """One load of the price catalogue (a CSV file at start, or an upload): every load is kept, the
+    newest is the catalogue in force, older ones stay queryable (which price applied when)."""
+
+    __tablename__ = "catalogue_version"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    source: str = Field(max_length=100)
+    loaded_by: str = Field(max_length=64)
+    sha256: str = Field(max_length=64)
+    item_count: int
+    entry_count: int
+    loaded_at: datetime = Timestamp()
+
+
+class CatalogueEntry(BillingTable, table=True):
+    """One price period of one item in one catalogue version: the price in force from `effective_from`
+    to `effective_to` (inclusive; open-ended when null). A charge is priced by its service date.
+
+    `pricing`: `list` (the tariff's price), `concession` (a drug sold `concession_bp` basis points below
+    the approved retail price `base_price_fen`) or `zero_markup` (零加成: sold at its purchase price
+    `base_price_fen`); `price_fen` is always the resulting integer price."""
+
+    __tablename__ = "catalogue_entry"
+    __table_args__ = (Index("ix_catalogue_entry_version_id_code", "version_id", "code"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    version_id: int = Field(foreign_key="catalogue_version.id", sa_type=BigInteger)
+    line: int
+    code: str = Field(max_length=32)
+    national_code: str = Field(max_length=50)
+    name_zh: str = Field(max_length=100)
+    name_en: str = Field(max_length=100)
+    unit: str = Field(max_length=16)
+    category: str = Field(max_length=16)
+    insurance_class: str = Field(max_length=1)
+    pricing: str = Field(max_length=16)
+    price_fen: int = Field(sa_type=BigInteger)
+    base_price_fen: int | None = Field(default=None, sa_type=BigInteger)
+    concession_bp: int | None = None
+    effective_from: date
+    effective_to: date | None = None
+
+
+class ChargeRuleVersion(BillingTable, table=True):
+    """One load of the charging rules (收费规则); the newest is in force, older ones are kept."""
+
+    __tablename__ = "charge_rule_version"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    source: str = Field(max_length=100)
+    loaded_by: str = Field(max_length=64)
+    sha256: str = Field(max_length=64)
+    rule_count: int
+    loaded_at: datetime = Timestamp()
+
+
+class ChargeRule(BillingTable, table=True):
+    """A charging rule as data: `includes` (item includes `other_item_code`: never both on one day),
+    `excludes` (mutually exclusive on one day), `max_per_day` / `max_per_stay` (`max_quantity`),
+    `visit_kinds` (the item only for visits of `visit_kinds`, space-separated)."""
+
+    __tablename__ = "charge_rule"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    version_id: int = Field(foreign_key="charge_rule_version.id", index=True, sa_type=BigInteger)
+    line: int
+    rule: str = Field(max_length=16)
+    item_code: str = Field(max_length=32)
+    other_item_code: str | None = Field(default=None, max_length=32)
+    max_quantity: int | None = None
+    visit_kinds: str | None = Field(default=None, max_length=64)
+    note: str | None = Field(default=None, max_length=200)
 
 
 class VisitAccount(BillingTable, table=True):
@@ -70,9 +145,17 @@ class Charge(BillingTable, table=True):
     """One bill line. Name, unit and price are copied from the catalogue when posted, so a later price
     change never rewrites a bill. `source_event_id` and `order_id` are unique: a replayed event or a
     re-announced order can never be charged twice (重复收费). `supplementary`: caused before, read after
-    the account was settled, so it is due on the supplementary bill (补费) instead of being dropped."""
+    the account was settled, so it is due on the supplementary bill (补费) instead of being dropped.
 
-    __table_args__ = (Index("ix_charge_visit_id_service_date", "visit_id", "service_date"),)
+    A correction is a reversal line (冲销), never an edit: `reversal_of` names the charge it cancels
+    (unique: a charge is reversed at most once), with the negated quantity and amount, the reason and
+    the operator. `price_entry_id`: the catalogue entry (version, period) the line was priced from."""
+
+    __table_args__ = (
+        Index("ix_charge_visit_id_service_date", "visit_id", "service_date"),
+        Index("ix_charge_visit_id_item_code", "visit_id", "item_code"),
+        UniqueConstraint("reversal_of", name="uq_charge_reversal_of"),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
     visit_id: str = Field(foreign_key="visit_account.visit_id", max_length=36)
@@ -90,6 +173,10 @@ class Charge(BillingTable, table=True):
     charged_at: datetime = Timestamp()
     service_date: date
     supplementary: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    price_entry_id: int | None = Field(default=None, foreign_key="catalogue_entry.id", sa_type=BigInteger)
+    reversal_of: str | None = Field(default=None, foreign_key="charge.id", max_length=36)
+    reversal_reason: str | None = Field(default=None, max_length=200)
+    operator: str | None = Field(default=None, max_length=64)
 
     @property
     def status(self) -> Literal["unpaid", "paid"]:

@@ -10,8 +10,12 @@ from sqlmodel import Session, col, or_, select, update
 from services.billing.models import (
     BookingFee,
     BookingPayment,
+    CatalogueEntry,
     CatalogueItem,
+    CatalogueVersion,
     Charge,
+    ChargeRule,
+    ChargeRuleVersion,
     Payment,
     Refund,
     RejectedCharge,
@@ -38,6 +42,115 @@ def deactivate_items_except(session: Session, codes: Collection[str]) -> None:
         .where(col(CatalogueItem.code).not_in(codes), col(CatalogueItem.active).is_(True))
         .values(active=False)
     )
+
+
+# --- catalogue versions and charging rules ---------------------------------------------------------------
+
+
+def current_catalogue_version_id(session: Session) -> int | None:
+    """The catalogue in force: the newest load."""
+    return session.exec(select(func.max(CatalogueVersion.id))).one()
+
+
+def last_catalogue_version_from(session: Session, source_prefix: str) -> CatalogueVersion | None:
+    query = select(CatalogueVersion).where(col(CatalogueVersion.source).startswith(source_prefix))
+    return session.exec(query.order_by(col(CatalogueVersion.id).desc()).limit(1)).first()
+
+
+def list_catalogue_versions(session: Session, *, limit: int) -> list[CatalogueVersion]:
+    query = select(CatalogueVersion).order_by(col(CatalogueVersion.id).desc()).limit(limit)
+    return list(session.exec(query).all())
+
+
+def catalogue_entries_of(session: Session, version_id: int) -> list[CatalogueEntry]:
+    query = select(CatalogueEntry).where(CatalogueEntry.version_id == version_id)
+    return list(session.exec(query.order_by(col(CatalogueEntry.line))).all())
+
+
+def _in_force_on(day: date) -> list[object]:
+    current = select(func.max(CatalogueVersion.id)).scalar_subquery()
+    return [
+        CatalogueEntry.version_id == current,
+        col(CatalogueEntry.effective_from) <= day,
+        or_(col(CatalogueEntry.effective_to).is_(None), col(CatalogueEntry.effective_to) >= day),
+    ]
+
+
+def catalogue_entry_on(session: Session, *, code: str, day: date) -> CatalogueEntry | None:
+    """The entry of the catalogue in force pricing `code` on `day` (periods never overlap)."""
+    query = select(CatalogueEntry).where(CatalogueEntry.code == code, *_in_force_on(day))  # type: ignore[arg-type]
+    return session.exec(query).first()
+
+
+def catalogue_entries_on(session: Session, *, day: date, category: str | None) -> list[CatalogueEntry]:
+    query = select(CatalogueEntry).where(*_in_force_on(day))  # type: ignore[arg-type]
+    if category:
+        query = query.where(CatalogueEntry.category == category)
+    return list(session.exec(query.order_by(col(CatalogueEntry.category), col(CatalogueEntry.code))).all())
+
+
+def current_rule_version_id(session: Session) -> int | None:
+    return session.exec(select(func.max(ChargeRuleVersion.id))).one()
+
+
+def last_rule_version_from(session: Session, source_prefix: str) -> ChargeRuleVersion | None:
+    query = select(ChargeRuleVersion).where(col(ChargeRuleVersion.source).startswith(source_prefix))
+    return session.exec(query.order_by(col(ChargeRuleVersion.id).desc()).limit(1)).first()
+
+
+def list_rule_versions(session: Session, *, limit: int) -> list[ChargeRuleVersion]:
+    query = select(ChargeRuleVersion).order_by(col(ChargeRuleVersion.id).desc()).limit(limit)
+    return list(session.exec(query).all())
+
+
+def rules_of(session: Session, version_id: int) -> list[ChargeRule]:
+    query = select(ChargeRule).where(ChargeRule.version_id == version_id)
+    return list(session.exec(query.order_by(col(ChargeRule.line))).all())
+
+
+def rules_naming(session: Session, item_code: str) -> list[ChargeRule]:
+    """The rules in force that name the item, as their item or as the other item."""
+    current = select(func.max(ChargeRuleVersion.id)).scalar_subquery()
+    query = select(ChargeRule).where(
+        ChargeRule.version_id == current,
+        or_(ChargeRule.item_code == item_code, ChargeRule.other_item_code == item_code),
+    )
+    return list(session.exec(query.order_by(col(ChargeRule.line))).all())
+
+
+def net_quantity(session: Session, *, visit_id: str, item_code: str, service_date: date | None) -> int:
+    """How much of the item stands charged to the visit (on `service_date`, if given): reversed charges
+    and reversal lines cancel out, so neither counts."""
+    reversed_ids = select(Charge.reversal_of).where(
+        Charge.visit_id == visit_id, col(Charge.reversal_of).is_not(None)
+    )
+    query = select(func.coalesce(func.sum(Charge.quantity), 0)).where(
+        Charge.visit_id == visit_id,
+        Charge.item_code == item_code,
+        col(Charge.reversal_of).is_(None),
+        col(Charge.id).not_in(reversed_ids),
+    )
+    if service_date is not None:
+        query = query.where(Charge.service_date == service_date)
+    return int(session.exec(query).one())
+
+
+def get_charge(session: Session, charge_id: str) -> Charge | None:
+    return session.get(Charge, charge_id)
+
+
+def reversal_of_charge(session: Session, charge_id: str) -> Charge | None:
+    return session.exec(select(Charge).where(Charge.reversal_of == charge_id)).first()
+
+
+def insert_reversal(session: Session, line: Charge) -> bool:
+    """Add a reversal line; False when the charge already has one (unique `reversal_of`)."""
+    try:
+        with session.begin_nested():
+            session.add(line)
+    except IntegrityError:
+        return False
+    return True
 
 
 def get_account(session: Session, visit_id: str, *, for_update: bool = False) -> VisitAccount | None:
@@ -88,7 +201,16 @@ def list_charges(session: Session, visit_id: str, *, service_date: date | None =
 
 
 def unpaid_charges(session: Session, visit_id: str) -> list[Charge]:
-    query = select(Charge).where(Charge.visit_id == visit_id, col(Charge.payment_id).is_(None))
+    """Unpaid lines, less an unpaid charge and its reversal line: they cancel out, nothing is due."""
+    reversed_ids = select(Charge.reversal_of).where(
+        Charge.visit_id == visit_id, col(Charge.reversal_of).is_not(None)
+    )
+    query = select(Charge).where(
+        Charge.visit_id == visit_id,
+        col(Charge.payment_id).is_(None),
+        col(Charge.reversal_of).is_(None),
+        col(Charge.id).not_in(reversed_ids),
+    )
     return list(session.exec(query.order_by(col(Charge.charged_at), col(Charge.id))).all())
 
 

@@ -11,20 +11,30 @@ from fastapi.responses import JSONResponse
 from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
 from kit.database import SessionDep
-from kit.errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableContent, problem_responses
+from kit.errors import (
+    BadRequest,
+    Conflict,
+    ServiceUnavailable,
+    UnprocessableContent,
+    problem_response,
+    problem_responses,
+)
 from kit.idempotency import IdempotencyKeyHeader, idempotent
 from kit.params import page_size
-from services.billing import catalogue
 from services.billing.errors import (
     AccountSettled,
     AmountMismatch,
     BookingFeeNotDue,
     BookingFeeNotFound,
     ChargeAlreadyPaid,
+    ChargeAlreadyReversed,
+    ChargeIsReversal,
     ChargeNotFound,
+    ChargeRefused,
+    ChargeReversed,
     ChargesStillArriving,
     InvalidServiceDate,
-    ItemNotFound,
+    ItemNotPricedOnDate,
     NothingDue,
     UnknownItem,
     VisitClosed,
@@ -36,8 +46,6 @@ from services.billing.schemas import (
     AccountPublic,
     BookingFeePaymentCreate,
     BookingFeePublic,
-    CatalogueItemPublic,
-    Category,
     ChargeCreate,
     ChargePublic,
     DailyBillPublic,
@@ -45,15 +53,17 @@ from services.billing.schemas import (
     PaymentPublic,
     RegistrationVisit,
     RejectedChargePublic,
+    ReversalCreate,
     SettlementCreate,
     SettlementPublic,
 )
-from services.billing.service import accounts, booking_fees, charges, payments, settlement
+from services.billing.service import accounts, booking_fees, charges, payments, reversals, settlement
 
 router = APIRouter()
 RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
 VisitIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 AppointmentIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+ChargeIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 UnseenVisit = RegistrationVisit | None
 # Every keyed write: 400 key missing, 422 key reused with another body, 409 twin still in flight, and
 # 503 when registration must be asked about a visit and does not answer.
@@ -104,27 +114,6 @@ async def settled_visit(
     return await _unseen(request, registration, visit_id)
 
 
-@router.get("/catalogue", dependencies=[require_scope("billing:read", patients=True)], tags=["catalogue"])
-def read_catalogue(
-    session: SessionDep,
-    category: Category | None = None,
-    include_inactive: Annotated[bool, Query(description="Also list items no longer charged")] = False,
-) -> list[CatalogueItemPublic]:
-    """The price list (价格公示): active items by category and code, prices in fen."""
-    return catalogue.list_catalogue(session, category=category, include_inactive=include_inactive)
-
-
-@router.get(
-    "/catalogue/{code}",
-    dependencies=[require_scope("billing:read", patients=True)],
-    tags=["catalogue"],
-    responses=problem_responses(ItemNotFound),
-)
-def read_catalogue_item(code: str, session: SessionDep) -> CatalogueItemPublic:
-    """One catalogue item, inactive ones included (old bills still name them)."""
-    return catalogue.item_to_public(catalogue.get_item(session, code=code))
-
-
 @router.post(
     "/charges",
     dependencies=[require_scope("billing:write")],
@@ -132,7 +121,14 @@ def read_catalogue_item(code: str, session: SessionDep) -> CatalogueItemPublic:
     response_model=ChargePublic,
     tags=["charges"],
     responses=problem_responses(
-        *KEYED_WRITE_ERRORS, VisitNotFound, AccountSettled, VisitClosed, UnknownItem, InvalidServiceDate
+        *KEYED_WRITE_ERRORS,
+        VisitNotFound,
+        AccountSettled,
+        VisitClosed,
+        UnknownItem,
+        InvalidServiceDate,
+        ItemNotPricedOnDate,
+        ChargeRefused,
     ),
 )
 def post_charge(
@@ -147,16 +143,59 @@ def post_charge(
     Needs an `Idempotency-Key`. An item not in the active catalogue is 422 `unknown-item`; a
     `service_date` outside the visit (before it opened, after today) is 422 `invalid-service-date`; a
     visit registration does not know is 404; a settled account is 409, and so is a visit registration
-    has closed (`visit-closed`: charges for work done before still arrive through the feeds). Emits
+    has closed (`visit-closed`: charges for work done before still arrive through the feeds). The price
+    is the catalogue's on the service date (422 `not-priced-on-date` if none). A charging rule that
+    forbids it (a second bed-day for one day, an item included in one already charged that day, …) is
+    409 `charge-refused` with its `reason` and `rule_id`, nothing charged, and emits `charge.refused`
+    (the key is not used up: once the cause is reversed, the same request may be sent again). Emits
     `charge.posted`.
+    """
+    try:
+        return idempotent(
+            session,
+            IdempotencyRecord,
+            client=caller.subject,
+            key=key,
+            payload={"operation": "charge", "body": data},
+            run=lambda: (201, charges.post_charge(session, data=data, unseen=unseen)),
+        )
+    except ChargeRefused as refusal:
+        # Answered without raising, so the unit of work commits the refusal's event (and nothing else).
+        charges.record_refusal(session, refusal, source="api")
+        return problem_response(refusal.to_problem())
+
+
+@router.post(
+    "/charges/{charge_id}/reversal",
+    dependencies=[require_scope("billing:write")],
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChargePublic,
+    tags=["charges"],
+    responses=problem_responses(
+        *KEYED_WRITE_ERRORS, ChargeNotFound, AccountSettled, ChargeAlreadyReversed, ChargeIsReversal
+    ),
+)
+def post_reversal(
+    charge_id: ChargeIdPath,
+    data: ReversalCreate,
+    session: SessionDep,
+    caller: CallerDep,
+    key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """Correct a charge by a reversal line (冲销) with the reason and the operator: never an edit.
+
+    Needs an `Idempotency-Key`. The answer is the reversal line (negated quantity and amount, the
+    charge's service date and payment); the account's total drops by the charge's amount. A charge is
+    reversed once (409 `charge-already-reversed`); a reversal line is never reversed (409
+    `charge-is-reversal`); a settled account takes no correction (409). Emits `charge.reversed`.
     """
     return idempotent(
         session,
         IdempotencyRecord,
         client=caller.subject,
         key=key,
-        payload={"operation": "charge", "body": data},
-        run=lambda: (201, charges.post_charge(session, data=data, unseen=unseen)),
+        payload={"operation": "reversal", "charge_id": charge_id, "body": data},
+        run=lambda: (201, reversals.reverse_charge(session, charge_id=charge_id, data=data)),
     )
 
 
@@ -171,6 +210,7 @@ def post_charge(
         VisitNotFound,
         ChargeNotFound,
         ChargeAlreadyPaid,
+        ChargeReversed,
         NothingDue,
         AmountMismatch,
     ),

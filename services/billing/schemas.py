@@ -15,13 +15,34 @@ ChargeStatus = Literal["unpaid", "paid"]
 
 
 class Category(StrEnum):
-    registration = "registration"
-    lab = "lab"
-    imaging = "imaging"
-    treatment = "treatment"
-    drug = "drug"
-    bed = "bed"
-    nursing = "nursing"
+    """The catalogue's categories (the 一日清单 subtotals by them)."""
+
+    registration = "registration"  # 挂号/诊察
+    examination = "examination"  # 检查
+    laboratory = "laboratory"  # 检验
+    imaging = "imaging"  # 影像
+    treatment = "treatment"  # 治疗
+    nursing = "nursing"  # 护理
+    bed = "bed"  # 床位
+    drug = "drug"  # 药品
+    material = "material"  # 卫生材料
+
+
+class InsuranceClass(StrEnum):
+    """医保 class of an item: 甲 fully in scope, 乙 partly self-paid, 丙 fully self-paid."""
+
+    jia = "甲"
+    yi = "乙"
+    bing = "丙"
+
+
+class Pricing(StrEnum):
+    """How an entry's price is set: the tariff's `list` price; a drug's `concession` (a stated share below
+    the approved retail price); or `zero_markup` (零加成: the purchase price, unchanged)."""
+
+    list = "list"
+    concession = "concession"
+    zero_markup = "zero_markup"
 
 
 class PaymentMethod(StrEnum):
@@ -38,29 +59,104 @@ class ChargeOrigin(StrEnum):
     manual = "manual"
     registration = "registration"
     order = "order"
-
-
-class CatalogueRow(BaseModel):
-    """One line of `catalogue.csv`, checked before anything is loaded."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    code: str = Field(pattern=r"^[A-Z0-9]{4,32}$")
-    name_zh: str = Field(min_length=1, max_length=100)
-    name_en: str = Field(min_length=1, max_length=100)
-    unit: str = Field(min_length=1, max_length=16)
-    price_fen: int = Field(gt=0, lt=2**31)
-    category: Category
+    reversal = "reversal"  # a correction line cancelling an earlier charge (冲销)
 
 
 class CatalogueItemPublic(BaseModel):
+    """A catalogue item with the price in force on the day asked (价格公示). `code` is the hospital's own
+    code (what charges name), `national_code` the national service or 医保 code. Items no longer in the
+    catalogue (`active` false) show their last price and no period."""
+
     code: str
+    national_code: str | None
     name_zh: str
     name_en: str
     unit: str
     price_fen: int
     category: Category
+    insurance_class: InsuranceClass | None
+    pricing: Pricing | None
+    base_price_fen: int | None = Field(description="Approved retail (concession) or purchase (zero mark-up)")
+    concession_percent: str | None = Field(description="e.g. `10` or `12.5`: below the approved retail price")
+    effective_from: date | None
+    effective_to: date | None = Field(description="Last day of the price (inclusive); null: open-ended")
+    catalogue_version: int | None
     active: bool
+
+
+class RowError(BaseModel):
+    """One bad row (or header) of an uploaded file: its line number (1 is the header) and why."""
+
+    line: int
+    column: str | None
+    message: str
+
+
+class CatalogueVersionPublic(BaseModel):
+    id: int
+    source: str
+    loaded_by: str
+    sha256: str
+    item_count: int
+    entry_count: int
+    loaded_at: datetime
+    current: bool = Field(description="The catalogue in force (the newest load)")
+
+
+class CatalogueEntryPublic(BaseModel):
+    line: int
+    code: str
+    national_code: str
+    name_zh: str
+    name_en: str
+    unit: str
+    category: Category
+    insurance_class: InsuranceClass
+    pricing: Pricing
+    price_fen: int
+    base_price_fen: int | None
+    concession_percent: str | None
+    effective_from: date
+    effective_to: date | None
+
+
+class CatalogueVersionDetail(CatalogueVersionPublic):
+    entries: list[CatalogueEntryPublic]
+
+
+class RuleKind(StrEnum):
+    """A charging rule's kind (see `services.billing.service.rules`)."""
+
+    includes = "includes"
+    excludes = "excludes"
+    max_per_day = "max_per_day"
+    max_per_stay = "max_per_stay"
+    visit_kinds = "visit_kinds"
+
+
+class ChargeRulePublic(BaseModel):
+    id: int
+    line: int
+    rule: RuleKind
+    item_code: str
+    other_item_code: str | None
+    max_quantity: int | None
+    visit_kinds: list[str] | None
+    note: str | None
+
+
+class ChargeRuleVersionPublic(BaseModel):
+    id: int
+    source: str
+    loaded_by: str
+    sha256: str
+    rule_count: int
+    loaded_at: datetime
+    current: bool
+
+
+class ChargeRuleVersionDetail(ChargeRuleVersionPublic):
+    rules: list[ChargeRulePublic]
 
 
 class Request(BaseModel):
@@ -97,6 +193,21 @@ class ChargePublic(BaseModel):
     charged_at: datetime
     service_date: date
     supplementary: bool = Field(description="Read after settlement: due on the supplementary bill (补费)")
+    reversal_of: str | None = Field(default=None, description="A reversal line: the charge it cancels")
+    reversal_reason: str | None = None
+    operator: str | None = Field(default=None, description="Who reversed it (a reversal line only)")
+
+
+class ReversalCreate(Request):
+    """Cancel a charge by a reversal line (冲销): never an edit or a delete of the charge itself."""
+
+    reason: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    operator: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="The staff member reversing it",
+    )
 
 
 class PaymentCreate(Request):

@@ -81,10 +81,13 @@ def test_unknown_code_bad_quantity_and_unknown_visit_are_recorded_never_charged(
         no_visit["id"]: ("unknown-visit", CBC),
     }
     assert client.get(f"/visits/{ghost['id']}/account").status_code == 404
-    assert all(
-        e["data"]["origin"] != "order"
-        for e in client.get("/events", headers=feed_headers("billing")).json()["events"]
-    )
+    events = client.get("/events", headers=feed_headers("billing")).json()["events"]
+    assert all(e["data"]["origin"] != "order" for e in events if e["type"] == "charge.posted")
+    # Refusals on a visit billing knows are announced too (an unknown visit has no one to tell).
+    refused = {
+        e["data"]["source_event_id"]: e["data"]["reason"] for e in events if e["type"] == "charge.refused"
+    }
+    assert refused == {unknown_code["id"]: "unknown-item", bad_quantity["id"]: "invalid-quantity"}
 
 
 def test_order_for_a_visit_billing_has_not_read_yet_is_charged_after_asking_registration(

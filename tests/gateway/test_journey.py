@@ -388,3 +388,11 @@ def test_journey_needs_a_key_and_registration_read(journey_gateway: str, api_key
     assert no_scope.status_code == 403
     malformed = httpx.get(f"{journey_gateway}/v1/visits/bad.id/journey", headers=bearer(api_keys["his-dev"]))
     assert malformed.status_code == 400  # never pasted into a service's URL
+
+
+def test_a_reversed_charge_is_a_correction_on_the_timeline_and_no_wait() -> None:
+    line = UNPAID | {"id": "c-rev", "amount_fen": -16000, "reversal_of": "c-2", "charged_at": at(25)}
+    account = ACCOUNT | {"charges": [CHARGE, UNPAID, line]}
+    assert [e.stage for e in timeline(VISIT, {"account": account})][-1] == "charge_reversed"
+    open_waits = [w for w in waits(VISIT, {"account": account}, now=NOW, target_minutes=10) if w.waiting]
+    assert [w.details["charge_id"] for w in open_waits] == []

@@ -1,5 +1,6 @@
-"""Charges: only active catalogue items at catalogue prices, each asked-for charge posted once, and what
-may not be charged refused and recorded for the cashier (never invented, never lost)."""
+"""Charges: only active catalogue items at the catalogue price of their service date, each asked-for
+charge posted once, the charging rules (`rules`) enforced on every one, and what may not be charged
+refused and recorded for the cashier (never invented, never lost)."""
 
 import logging
 import re
@@ -10,8 +11,8 @@ from typing import Any
 from sqlmodel import Session
 
 from kit.clock import hospital_date
-from services.billing import repository
-from services.billing.errors import InvalidServiceDate, UnknownItem
+from services.billing import catalogue, repository
+from services.billing.errors import ChargeRefused, InvalidServiceDate, ItemNotPricedOnDate, UnknownItem
 from services.billing.models import CatalogueItem, Charge, RejectedCharge, VisitAccount
 from services.billing.schemas import (
     ID_PATTERN,
@@ -30,6 +31,7 @@ from services.billing.service.accounts import (
     record,
     refuse_if_settled,
 )
+from services.billing.service.rules import enforce
 
 logger = logging.getLogger("patientflow.billing")
 MAX_QUANTITY = 999
@@ -47,7 +49,13 @@ def add_charge(
     source_event_id: str | None = None,
     note: str | None = None,
     supplementary: bool = False,
+    price_entry_id: int | None = None,
+    enforce_rules: bool = True,
 ) -> Charge:
+    """Post one line at `item`'s price. ChargeRefused (nothing posted) when a charging rule forbids it:
+    the caller holds the visit's account row locked, so the rules see every earlier charge."""
+    if enforce_rules:
+        enforce(session, account=account, item_code=item.code, quantity=quantity, service_date=service_date)
     charge = Charge(
         id=str(uuid.uuid4()),
         visit_id=account.visit_id,
@@ -63,6 +71,7 @@ def add_charge(
         note=note,
         service_date=service_date,
         supplementary=supplementary,
+        price_entry_id=price_entry_id,
     )
     session.add(charge)
     record(
@@ -96,8 +105,9 @@ def add_charge(
 
 
 def post_charge(session: Session, *, data: ChargeCreate, unseen: RegistrationVisit | None) -> ChargePublic:
-    """Charge an active catalogue item at its catalogue price, dated within the visit: from the day it
-    opened to today (hospital time). `unseen`: registration's visit, when billing had no account."""
+    """Charge an active catalogue item at its catalogue price on the service date, dated within the visit:
+    from the day it opened to today (hospital time). `unseen`: registration's visit, when billing had no
+    account. ChargeRefused when a charging rule forbids it (the router records `charge.refused`)."""
     item = repository.get_item(session, data.item_code)
     if item is None or not item.active:
         raise UnknownItem(
@@ -114,16 +124,75 @@ def post_charge(session: Session, *, data: ChargeCreate, unseen: RegistrationVis
             f"A charge cannot be dated before its visit opened ({opened.isoformat()}).",
             visit_opened=opened.isoformat(),
         )
+    service_date = data.service_date or today
+    price = catalogue.price_on(session, code=item.code, day=service_date)
+    if price is None:
+        raise ItemNotPricedOnDate(
+            f"{item.code} has no price on {service_date.isoformat()} in the catalogue in force.",
+            item_code=item.code,
+        )
     charge = add_charge(
         session,
         account=account,
-        item=item,
+        item=price.item,
         quantity=data.quantity,
         origin=ChargeOrigin.manual,
-        service_date=data.service_date or today,
+        service_date=service_date,
         note=data.note,
+        price_entry_id=price.entry_id,
     )
     return charge_to_public(charge, account)
+
+
+def record_refusal(
+    session: Session, refusal: ChargeRefused, *, source: str, order_id: str | None = None
+) -> None:
+    """`charge.refused` for a charge a rule forbade (its visit's account exists: the rules read it)."""
+    account = repository.get_account(session, refusal.visit_id)
+    if account is None:
+        return
+    refused(
+        session,
+        account=account,
+        reason=refusal.reason,
+        item_code=refusal.item_code,
+        quantity=refusal.quantity,
+        service_date=refusal.service_date,
+        rule_id=refusal.rule_id,
+        source=source,
+        order_id=order_id,
+    )
+
+
+def refused(
+    session: Session,
+    *,
+    account: VisitAccount,
+    reason: str,
+    item_code: Any,
+    quantity: Any,
+    service_date: date | None,
+    source: str,
+    rule_id: int | None = None,
+    order_id: str | None = None,
+    source_event_id: str | None = None,
+) -> None:
+    """Announce a refused charge (`charge.refused`), so the ward and the patient's app see it too."""
+    record(
+        session,
+        account,
+        "charge.refused",
+        {
+            "item_code": str(item_code)[:64] if item_code is not None else None,
+            "quantity": quantity if type(quantity) is int else None,
+            "service_date": service_date.isoformat() if service_date else None,
+            "reason": reason,
+            "rule_id": rule_id,
+            "source": source,
+            "order_id": order_id,
+            "source_event_id": source_event_id,
+        },
+    )
 
 
 def charge_for_event(
@@ -144,25 +213,50 @@ def charge_for_event(
     event_id = event["id"]
     if repository.charge_for_event(session, event_id) or repository.rejection_for_event(session, event_id):
         return  # a replay: this event was already charged or refused
+    service_date = hospital_date(instant(event["occurred_at"]))
+
+    def refuse(reason: str, rule_id: int | None = None) -> None:
+        reject(session, event=event, reason=reason, item_code=item_code, order_id=order_id)
+        refused(
+            session,
+            account=account,
+            reason=reason,
+            item_code=item_code,
+            quantity=quantity,
+            service_date=service_date,
+            source=str(event.get("source") or "unknown")[:32],
+            rule_id=rule_id,
+            order_id=order_id,
+            source_event_id=event_id,
+        )
+
     item = repository.get_item(session, item_code) if isinstance(item_code, str) else None
     if item is None or not item.active:
-        reject(session, event=event, reason="unknown-item", item_code=item_code, order_id=order_id)
+        refuse("unknown-item")
         return
     reason = _refusal(session, quantity=quantity, order_id=order_id)
     if reason:
-        reject(session, event=event, reason=reason, item_code=item_code, order_id=order_id)
+        refuse(reason)
         return
-    add_charge(
-        session,
-        account=account,
-        item=item,
-        quantity=quantity,
-        origin=origin,
-        service_date=hospital_date(instant(event["occurred_at"])),
-        order_id=order_id,
-        source_event_id=event["id"],
-        supplementary=account.status == SETTLED,  # caused before, read after settlement: 补费
-    )
+    price = catalogue.price_on(session, code=item.code, day=service_date)
+    if price is None:
+        refuse("not-priced-on-date")
+        return
+    try:
+        add_charge(
+            session,
+            account=account,
+            item=price.item,
+            quantity=quantity,
+            origin=origin,
+            service_date=service_date,
+            order_id=order_id,
+            source_event_id=event["id"],
+            supplementary=account.status == SETTLED,  # caused before, read after settlement: 补费
+            price_entry_id=price.entry_id,
+        )
+    except ChargeRefused as refusal:
+        refuse(refusal.reason, refusal.rule_id)
 
 
 def _refusal(session: Session, *, quantity: Any, order_id: str | None) -> str | None:

@@ -5,7 +5,13 @@ import uuid
 from sqlmodel import Session
 
 from services.billing import repository
-from services.billing.errors import AmountMismatch, ChargeAlreadyPaid, ChargeNotFound, NothingDue
+from services.billing.errors import (
+    AmountMismatch,
+    ChargeAlreadyPaid,
+    ChargeNotFound,
+    ChargeReversed,
+    NothingDue,
+)
 from services.billing.models import Charge, Payment, VisitAccount
 from services.billing.schemas import PaymentCreate, PaymentMethod, PaymentPublic, RegistrationVisit
 from services.billing.service.accounts import account_for, record
@@ -28,6 +34,12 @@ def _charges_to_pay(session: Session, *, account: VisitAccount, charge_ids: list
         paid = [i for i in wanted if found[i].payment_id is not None]
         if paid:
             raise ChargeAlreadyPaid(f"Charge {paid[0]} is already paid.", charge_ids=paid)
+        # A reversed charge, or a reversal line, is due no more: it cancels out with its pair.
+        cancelled = [i for i in wanted if found[i].reversal_of or repository.reversal_of_charge(session, i)]
+        if cancelled:
+            raise ChargeReversed(
+                f"Charge {cancelled[0]} is reversed; nothing is due on it.", charge_ids=cancelled
+            )
         charges = [found[i] for i in wanted]
     if not charges:
         raise NothingDue(f"Visit {account.visit_id} has no unpaid charges.")
