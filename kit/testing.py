@@ -132,6 +132,7 @@ TEST_SCOPES = frozenset(
         "appointments:write",
         "checkin:write",
         "stats:read",
+        "critical:ack",
     }
 )
 
