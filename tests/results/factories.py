@@ -11,6 +11,7 @@ from tests.registration.factories import VALID_ID_NUMBERS
 
 CBC = "250101015"  # 血细胞分析(全血细胞计数+五分类)
 CHEST_XRAY = "210102015"
+TECHNICIAN = "李技师"
 
 
 def create_patient(registration: httpx.Client, index: int = 0, **overrides: Any) -> dict[str, Any]:
@@ -57,7 +58,9 @@ def report_body(status: str = "final", **overrides: Any) -> dict[str, Any]:
         {"code": "WBC", "name": "白细胞计数", "value": "6.2", "unit": "10^9/L", "reference_range": "3.5-9.5"},
         {"code": "HGB", "name": "血红蛋白", "value": "98", "unit": "g/L", "flag": "L"},
     ]
-    return {"status": status, "conclusion": "轻度贫血", "observations": observations} | overrides
+    # A final report comes verified (审核), as a lab sends it; the release rule needs it.
+    verified = {"verified_by": TECHNICIAN} if status == "final" else {}
+    return {"status": status, "conclusion": "轻度贫血", "observations": observations} | verified | overrides
 
 
 def post_report(client: TestClient, order_id: str, status: str = "final", **overrides: Any) -> dict[str, Any]:
