@@ -277,6 +277,7 @@ def read_result_access(
     "/lis/reports",
     dependencies=[require_scope("results:write")],
     tags=["reports"],
+    openapi_extra={"x-client-kinds": ["lis"]},
     responses=problem_responses(
         LisClientRequired,
         OrderNotFound,
