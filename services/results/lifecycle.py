@@ -259,12 +259,17 @@ def set_withheld(
     return report
 
 
+def require_lis_client(caller: Caller) -> None:
+    """Only a LIS/PACS client (kind `lis`) names reports by its own ids."""
+    if caller.kind != LIS_KIND:
+        raise LisClientRequired("Only a LIS/PACS client (kind `lis`) posts reports by its own id.")
+
+
 def intake_lis_report(session: Session, *, data: LisReport, caller: Caller) -> tuple[Report, bool, bool]:
     """A LIS/PACS posts or updates its report, keyed by `(client, external_id)`: the report, whether it
     was created, and whether anything changed. A repeat changes nothing; two racing first posts make
     one report (`repository.ensure_external_report`)."""
-    if caller.kind != LIS_KIND:
-        raise LisClientRequired("Only a LIS/PACS client (kind `lis`) posts reports by its own id.")
+    require_lis_client(caller)
     order = get_order(session, order_id=data.order_id, for_update=True)
     _ensure_lab_may_report(order)
     source_client = caller.subject[:SUBJECT_MAX_LENGTH]

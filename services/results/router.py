@@ -71,6 +71,11 @@ IdPath = Annotated[str, Path(min_length=1, max_length=36)]
 SettingsDep = Annotated[ResultsSettings, Depends(app_settings)]
 
 
+def lis_client(caller: CallerDep) -> None:
+    """Refuse any client but a LIS/PACS before its body is read (403 before a 422)."""
+    lifecycle.require_lis_client(caller)
+
+
 def release_policy(caller: CallerDep, settings: SettingsDep) -> ReleasePolicy | None:
     """The release rule a lookup applies: for a patient-facing caller (app, kiosk, phone), or none."""
     return policy_for(caller, require_payment=settings.release_requires_payment)
@@ -275,7 +280,7 @@ def read_result_access(
 
 @router.post(
     "/lis/reports",
-    dependencies=[require_scope("results:write")],
+    dependencies=[require_scope("results:write"), Depends(lis_client)],
     tags=["reports"],
     openapi_extra={"x-client-kinds": ["lis"]},
     responses=problem_responses(

@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 
 class OrderableKind(StrEnum):
@@ -139,8 +139,28 @@ class ReportContent(Request):
         return self.critical or any(o.flag is Flag.critical for o in self.observations)
 
 
+EXAMPLE_OBSERVATIONS: list[JsonValue] = [
+    {
+        "code": "K",
+        "name": "钾",
+        "value": "6.8",
+        "unit": "mmol/L",
+        "reference_range": "3.5-5.3",
+        "flag": "critical",
+    }
+]
+EXAMPLE_REPORT: dict[str, JsonValue] = {
+    "status": "final",
+    "conclusion": "高钾血症",
+    "observations": EXAMPLE_OBSERVATIONS,
+    "verified_by": "李技师",
+}
+
+
 class ReportCreate(ReportContent):
     """A report posted on an order: `registered`, `preliminary` or `final` (later changes are amendments)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_REPORT]})
 
     @model_validator(mode="after")
     def _postable(self) -> Self:
@@ -151,6 +171,10 @@ class ReportCreate(ReportContent):
 
 class ReportAmendment(ReportContent):
     """A changed final report: `amended` or `corrected`, the whole new content, and why."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [EXAMPLE_REPORT | {"status": "corrected", "reason": "复核后更正"}]}
+    )
 
     reason: Reason = Field(examples=["复核后更正血钾结果"])
 
@@ -166,6 +190,15 @@ class LisReport(ReportContent):
 
     The same `external_id` from the same LIS client always names the same report: a repeat updates it
     (or changes nothing when nothing changed), never a second one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                EXAMPLE_REPORT
+                | {"external_id": "LIS-2026-0001", "order_id": "6f1c2b0e-8a4d-4c1e-9b7a-3d2e1f0a9b8c"}
+            ]
+        }
+    )
 
     external_id: str = Field(
         min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$", examples=["LIS-2026-0001"]

@@ -1,4 +1,4 @@
-"""report lifecycle: verification, doctor's hold, versions and revisions, LIS ids, critical values, paid orders
+"""report lifecycle: verification, doctor's hold, revisions, LIS ids, critical values, paid orders
 
 Reports final before this revision were released under the old rule (final was enough): they are
 marked verified by whoever reported them, so patients keep reaching them. Prepaid orders already
