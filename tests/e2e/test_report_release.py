@@ -170,6 +170,11 @@ def test_a_preliminary_critical_report_never_reaches_the_patient_and_waits_for_a
         return any(e["data"]["critical_value_id"] == value["id"] for e in log["events"])
 
     eventually(acknowledged_in_the_log, what="critical.acknowledged at the event hub")
+    # Nor does the patient's app hear of it from the event log: clinical alerts are for staff.
+    app = Device(gateway, "app", case["person"])
+    hidden = "report.preliminary,report.critical,critical.acknowledged"
+    seen = ok(app.get(f"/v1/events?after=0&limit=100&type={hidden},order.placed"))["events"]
+    assert [e["type"] for e in seen] == ["order.placed"]
 
 
 def test_a_withheld_report_is_hidden_from_kiosk_and_app_until_the_doctor_lifts_it(gateway: Gateway) -> None:
