@@ -346,7 +346,9 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
         lambda: any(e["type"] == "critical.escalated" for e in _feed(results)),
         what="the escalation loop to escalate the unacknowledged critical value",
     )
-    [critical_value] = _ok(results.get("/critical-values"))
+    pending = results.get("/critical-values")
+    assert pending.status_code == 200, pending.text
+    [critical_value] = pending.json()
     ack = {"acknowledged_by": "王医生"}
     _ok(results.post(f"/critical-values/{critical_value['id']}/acknowledgement", json=ack))
     # The final report, read once, is corrected: its reader is told.
