@@ -8,6 +8,7 @@ result-access audit knows them, one `report.amended_notice`.
 """
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session
@@ -142,7 +143,7 @@ def _follow_order(session: Session, order: LabOrder, status: ReportStatus) -> No
     session.add(order)
 
 
-def _keep_revision(session: Session, report: Report, *, reason: str | None, now: Any) -> None:
+def _keep_revision(session: Session, report: Report, *, reason: str | None, now: datetime) -> None:
     repository.add_revision(
         session,
         ReportRevision(
