@@ -164,3 +164,23 @@ def test_escalation_loops_racing_escalate_each_value_once(
     assert Counter(
         e["data"]["critical_value_id"] for e in events(client, "critical.escalated")
     ) == dict.fromkeys(values, 1)
+
+
+def test_bad_list_parameters_are_400_and_an_oversized_acknowledgement_422(
+    client: TestClient, registration: httpx.Client
+) -> None:
+    order = released_order(client, registration)
+    critical_report(client, order)
+    [value] = pending(client)
+    for params in ({"status": "bogus"}, {"department": "d" * 33}, {"limit": "100000"}):
+        response = client.get("/critical-values", params=params)
+        assert response.status_code == 400, (params, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    long_name = {"acknowledged_by": "王" * 65}
+    path = f"/critical-values/{value['id']}/acknowledgement"
+    assert client.post(path, json=long_name, headers=DOCTOR).status_code == 422
+    assert (
+        client.post("/critical-values/" + "c" * 37 + "/acknowledgement", json=ACK, headers=DOCTOR).status_code
+        == 400
+    )
+    assert [v["acknowledged_at"] for v in pending(client)] == [None]
