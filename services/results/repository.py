@@ -129,9 +129,17 @@ def readers_of_report(session: Session, report: Report) -> list[tuple[str, str |
     return list(readers)
 
 
+# Oldest first; one report's values (raised together) by observation code, so pages are stable.
+CRITICAL_ORDER = (
+    col(CriticalValue.raised_at),
+    col(CriticalValue.report_id),
+    col(CriticalValue.observation_code),
+)
+
+
 def critical_values_of_report(session: Session, report_id: str) -> list[CriticalValue]:
     query = select(CriticalValue).where(CriticalValue.report_id == report_id)
-    return list(session.exec(query.order_by(col(CriticalValue.raised_at), col(CriticalValue.id))).all())
+    return list(session.exec(query.order_by(*CRITICAL_ORDER)).all())
 
 
 def get_critical_value(
@@ -153,7 +161,7 @@ def list_critical_values(
         query = query.where(column.is_not(None) if acknowledged else column.is_(None))
     if department is not None:
         query = query.where(CriticalValue.department == department)
-    query = query.order_by(col(CriticalValue.raised_at), col(CriticalValue.id)).limit(limit)
+    query = query.order_by(*CRITICAL_ORDER).limit(limit)
     return list(session.exec(query).all())
 
 
@@ -167,7 +175,7 @@ def escalation_candidates(session: Session, *, raised_before: datetime) -> list[
             col(CriticalValue.escalated_at).is_(None),
             col(CriticalValue.raised_at) <= raised_before,
         )
-        .order_by(col(CriticalValue.raised_at), col(CriticalValue.id))
+        .order_by(*CRITICAL_ORDER)
         .limit(500)
         .with_for_update(skip_locked=True)
     )
