@@ -297,11 +297,14 @@ def waits(
     return found
 
 
+FINAL_REPORT_STATUSES = frozenset({"final", "amended", "corrected"})
+
+
 def _first_final_reports(reports: list[dict[str, Any]] | None) -> dict[str, str]:
-    """Order id -> when its first final report came out."""
+    """Order id -> when its first final report came out (a report amended or corrected since was final)."""
     firsts: dict[str, str] = {}
     for report in sorted(reports or [], key=lambda r: _at(r["reported_at"])):
-        if report["status"] == "final":
+        if report["status"] in FINAL_REPORT_STATUSES:
             firsts.setdefault(report["order_id"], report["reported_at"])
     return firsts
 

@@ -166,6 +166,15 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/patients/{id}/reports", "results:read"),
         ("GET", "/reports/{id}", "results:read"),
         ("GET", "/audit/result-access", "audit:read"),
+        # Report lifecycle, LIS intake and critical values (issue 11)
+        ("POST", "/lis/reports", "results:write"),
+        ("POST", "/reports/{id}/verification", "results:write"),
+        ("POST", "/reports/{id}/amendments", "results:write"),
+        ("POST", "/reports/{id}/cancellation", "results:write"),
+        ("POST", "/reports/{id}/withhold", "orders:write"),
+        ("POST", "/reports/{id}/unwithhold", "orders:write"),
+        ("GET", "/critical-values", "results:read"),
+        ("POST", "/critical-values/{id}/acknowledgement", "critical:ack"),
     ),
     *_routes(
         "billing",

@@ -134,6 +134,7 @@ TEST_SCOPES = frozenset(
         "checkin:write",
         "stats:read",
         "metrics:read",
+        "critical:ack",
     }
 )
 

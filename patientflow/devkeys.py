@@ -18,13 +18,15 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
             "orders:write", "results:read", "results:write", "billing:read", "billing:write",
             "events:read", "events:subscribe", "directory:read", "schedules:write",
             "appointments:write", "checkin:write", "stats:read", "metrics:read", "catalogue:write",
+            "critical:ack",
         ],
     ),
-    "doctor-dev": (  # books follow-ups (复诊预约) at the end of a visit
+    # Books follow-ups (复诊预约) at the end of a visit; acknowledges critical values (危急值).
+    "doctor-dev": (
         "doctor",
         [
             "registration:read", "triage:read", "triage:write", "orders:write", "results:read",
-            "directory:read", "appointments:write",
+            "directory:read", "appointments:write", "critical:ack",
         ],
     ),
     "nurse-dev": (  # the registration desk too: bookings, walk-ins, check-in

@@ -216,6 +216,9 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx
                     "results",
                     registration_url=url["registration"],
                     billing_url=url["billing"],
+                    # An unacknowledged critical value is escalated at once.
+                    critical_escalation_minutes=0,
+                    critical_check_seconds=0.05,
                 )
             ),
             ResultsTable,
@@ -336,10 +339,22 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
     urgent = _ok(results.post("/orders", json={"visit_id": emergency["id"], "test_code": "250101015"}), 201)
     report = {"status": "preliminary", "conclusion": "血钾6.8", "critical": True, "critical_note": "已通知"}
     _ok(results.post(f"/orders/{urgent['id']}/reports", json=report), 201)
-    _ok(
-        results.post(f"/orders/{urgent['id']}/reports", json={"status": "final", "conclusion": "高钾血症"}),
-        201,
+    final = {"status": "final", "conclusion": "高钾血症", "verified_by": "李技师"}
+    urgent_report = _ok(results.post(f"/orders/{urgent['id']}/reports", json=final), 201)
+    # Nobody acknowledges the critical value in time (escalated), then a clinician does.
+    eventually(
+        lambda: any(e["type"] == "critical.escalated" for e in _feed(results)),
+        what="the escalation loop to escalate the unacknowledged critical value",
     )
+    pending = results.get("/critical-values")
+    assert pending.status_code == 200, pending.text
+    [critical_value] = pending.json()
+    ack = {"acknowledged_by": "王医生"}
+    _ok(results.post(f"/critical-values/{critical_value['id']}/acknowledgement", json=ack))
+    # The final report, read once, is corrected: its reader is told.
+    _ok(results.get(f"/reports/{urgent_report['id']}"))
+    correction = final | {"status": "corrected", "conclusion": "高钾血症（复核）", "reason": "复核"}
+    _ok(results.post(f"/reports/{urgent_report['id']}/amendments", json=correction))
     prepaid = _ok(results.post("/orders", json={"visit_id": outpatient["id"], "test_code": "250101015"}), 201)
 
     # Billing: pay the outpatient's fee and order (which releases the order), then settle both visits.

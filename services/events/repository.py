@@ -126,8 +126,10 @@ def read_log(
     types: Collection[str] | None,
     sources: Collection[str] | None,
     patient_id: str | None,
+    hidden_types: Collection[str] = (),
 ) -> list[LogEvent]:
-    """Events in (after, upto] that pass the filters, oldest first; None filters let everything through."""
+    """Events in (after, upto] that pass the filters, oldest first; None filters let everything through,
+    and `hidden_types` never do."""
     query = select(LogEvent).where(col(LogEvent.position) > after, col(LogEvent.position) <= upto)
     if types:
         query = query.where(col(LogEvent.event_type).in_(list(types)))
@@ -135,6 +137,8 @@ def read_log(
         query = query.where(col(LogEvent.source).in_(list(sources)))
     if patient_id is not None:
         query = query.where(LogEvent.patient_id == patient_id)
+    if hidden_types:
+        query = query.where(col(LogEvent.event_type).not_in(list(hidden_types)))
     return list(session.exec(query.order_by(col(LogEvent.position)).limit(limit)).all())
 
 

@@ -38,6 +38,11 @@ from services.events.signing import new_secret
 SOURCES = ("registration", "triage", "results", "billing")
 READ_SCOPE, SUBSCRIBE_SCOPE = "events:read", "events:subscribe"
 MAX_ERROR_LENGTH = 200
+# Clinical alerts for staff: a patient's own app never sees them, so a preliminary or critical result
+# (危急值) reaches the patient only through results' release rule, as the released report.
+STAFF_ONLY_EVENT_TYPES = frozenset(
+    {"report.preliminary", "report.critical", "critical.acknowledged", "critical.escalated"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +56,9 @@ class Audience:
     def sees(self, event: "LogEvent | _LoggedRow") -> bool:
         if event.source not in self.sources:
             return False
-        return self.patient_id is None or event.patient_id == self.patient_id
+        if self.patient_id is None:
+            return True
+        return event.patient_id == self.patient_id and event.event_type not in STAFF_ONLY_EVENT_TYPES
 
 
 def audience(*, subject: str, scopes: Sequence[str] | frozenset[str], patient_id: str | None) -> Audience:
@@ -106,6 +113,7 @@ def read_page(
         types=types,
         sources=sources,
         patient_id=reader.patient_id,
+        hidden_types=STAFF_ONLY_EVENT_TYPES if reader.patient_id is not None else (),
     )
     if len(rows) == limit:
         return rows, rows[-1].position or after

@@ -4,11 +4,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from kit.app import build_service_app
+from kit.app import Worker, build_service_app
 from kit.database import Database
 from kit.feed import Feed
 from services.results import consumers, service
 from services.results.config import ResultsSettings, get_settings
+from services.results.escalation import CriticalEscalator
 from services.results.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.results.router import router
 
@@ -39,7 +40,13 @@ def create_app(settings: ResultsSettings | None = None) -> FastAPI:
         ],
         feed_models=(FeedCursor, ConsumedEvent),
         on_startup=_load_tests,
+        # Critical values nobody acknowledged in time are escalated (escalation.py).
+        workers=[_critical_escalator] if settings.critical_check_seconds > 0 else [],
     )
+
+
+def _critical_escalator(app: FastAPI, database: Database) -> Worker:
+    return CriticalEscalator(database, app.state.settings)
 
 
 def _load_tests(_app: FastAPI, database: Database) -> None:

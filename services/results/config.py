@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from kit.config import ServiceSettings, service_url_setting
@@ -14,6 +15,12 @@ class ResultsSettings(ServiceSettings):
     # Registration answers `GET /visits/{id}` and serves `patient.merged`; billing serves `charge.paid`.
     registration_url: str = service_url_setting("registration")
     billing_url: str = service_url_setting("billing")
+    # Some hospitals hand out a report only once its order is paid (billing's `charge.paid`).
+    release_requires_payment: bool = False
+    # A critical value (危急值) nobody has acknowledged after this long raises `critical.escalated`, once.
+    critical_escalation_minutes: float = Field(default=10.0, ge=0)
+    # How often the background loop looks for them; 0 turns the loop off.
+    critical_check_seconds: float = Field(default=15.0, ge=0)
 
 
 @lru_cache

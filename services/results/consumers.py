@@ -6,22 +6,22 @@ from typing import Any
 from sqlmodel import Session
 
 from services.results import repository, service
-from services.results.schemas import OrderStatus
 
 BILLING_EVENTS = frozenset({"charge.paid"})
 REGISTRATION_EVENTS = frozenset({"patient.merged"})
 
 
 def apply_billing_event(session: Session, event: dict[str, Any]) -> None:
-    """Billing feed handler: a paid charge naming an order that awaits payment releases that order."""
+    """Billing feed handler: a paid charge naming an order marks it paid (and releases it to the lab
+    when it awaited payment)."""
     if event["type"] != "charge.paid":
         return
     order_id = event["data"].get("order_id")
     if not order_id:
         return
     order = repository.get_order(session, order_id, for_update=True)
-    if order is not None and order.status == OrderStatus.awaiting_payment:
-        service.release_paid(session, order)
+    if order is not None:
+        service.record_paid(session, order)
 
 
 def apply_registration_event(session: Session, event: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from kit.errors import (
     Conflict,
+    Forbidden,
     NotFound,
     PaymentRequired,
     UnprocessableContent,
@@ -37,3 +38,37 @@ class VisitClosed(Conflict):
     it takes no new work here; what was done before still lands."""
 
     slug, title = "visit-closed", "Visit closed"
+
+
+class ReportNotFinal(Conflict):
+    slug, title = "report-not-final", "Report not final"
+
+
+class ReportCancelled(Conflict):
+    slug, title = "report-cancelled", "Report cancelled"
+
+
+class ReportAlreadyVerified(Conflict):
+    slug, title = "report-already-verified", "Report already verified"
+
+
+class HoldUnchanged(Conflict):
+    slug, title = "hold-unchanged", "Report already in that state"
+
+
+class LisClientRequired(Forbidden):
+    slug, title = "lis-client-required", "LIS client required"
+
+
+class ExternalReportConflict(Conflict):
+    """The LIS's id names a report of another order, or the order has a report from elsewhere."""
+
+    slug, title = "external-report-conflict", "External report conflict"
+
+
+class CriticalValueNotFound(NotFound):
+    slug, title = "critical-value-not-found", "Critical value not found"
+
+
+class CriticalAlreadyAcknowledged(Conflict):
+    slug, title = "critical-already-acknowledged", "Critical value already acknowledged"

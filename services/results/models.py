@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, false
+from sqlalchemy import JSON, Index, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from kit.idempotency import IdempotencyRecordBase
@@ -51,10 +51,20 @@ class LabOrder(ResultsTable, table=True):
     ordered_by: str | None = Field(default=None, max_length=64)
     ordered_at: datetime = Timestamp()
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The visit's department when ordered: critical values go there (None on orders before 0007).
+    department: str | None = Field(default=None, max_length=32)
+    # When billing's `charge.paid` for this order was read: a hospital may release reports only then.
+    paid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Report(ResultsTable, table=True):
-    """A preliminary or final report on an order (检验/检查报告); ids are random so they can't be guessed."""
+    """The report on an order (检验/检查报告), one per order, through its lifecycle (`ReportStatus`); ids
+    are random so they can't be guessed. A LIS/PACS names its reports by `(source_client, external_id)`,
+    unique, so a repeated or racing post of the same report finds this row instead of adding one."""
+
+    __table_args__ = (
+        UniqueConstraint("source_client", "external_id", name="uq_report_source_client_external_id"),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
     order_id: str = Field(foreign_key="lab_order.id", index=True, max_length=36)
@@ -70,6 +80,77 @@ class Report(ResultsTable, table=True):
     critical_note: str | None = Field(default=None, max_length=500)
     reported_by: str = Field(max_length=64)
     reported_at: datetime = Timestamp(index=True)
+    # The technician who verified (审核) it; an unverified report never reaches a patient.
+    verified_by: str | None = Field(default=None, max_length=64)
+    verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A doctor withheld it from the patient (暂缓发布); the actions are in `report_hold_action`.
+    withheld: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    source_client: str | None = Field(default=None, max_length=64)
+    external_id: str | None = Field(default=None, max_length=64)
+
+
+class ReportRevision(ResultsTable, table=True):
+    """A report's content as it was before a change (append-only): what an earlier reader saw."""
+
+    __tablename__ = "report_revision"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    report_id: str = Field(foreign_key="report.id", index=True, max_length=36)
+    version: int
+    status: str = Field(max_length=16)
+    conclusion: str = Field(max_length=2000)
+    observations: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    critical: bool
+    verified_by: str | None = Field(default=None, max_length=64)
+    reported_by: str = Field(max_length=64)
+    reported_at: datetime = Field(sa_type=UTCDateTime)
+    replaced_at: datetime = Timestamp()
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ReportHoldAction(ResultsTable, table=True):
+    """A doctor withholding a report from the patient, or lifting that, and why (append-only)."""
+
+    __tablename__ = "report_hold_action"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    report_id: str = Field(foreign_key="report.id", index=True, max_length=36)
+    action: str = Field(max_length=16)  # withhold | unwithhold
+    reason: str = Field(max_length=500)
+    client: str = Field(max_length=64)
+    at: datetime = Timestamp()
+
+
+class CriticalValue(ResultsTable, table=True):
+    """One critical value (危急值) of a report, sent to the ordering department, until a clinician
+    acknowledges it; escalated once if nobody has in time. One per report and observation code
+    (`""` for a report flagged critical as a whole), so a report posted again raises nothing twice."""
+
+    __tablename__ = "critical_value"
+    __table_args__ = (
+        UniqueConstraint(
+            "report_id", "observation_code", name="uq_critical_value_report_id_observation_code"
+        ),
+        Index("ix_critical_value_pending", "acknowledged_at", "raised_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    report_id: str = Field(foreign_key="report.id", max_length=36)
+    order_id: str = Field(max_length=36)
+    visit_id: str = Field(max_length=36)
+    patient_id: str = Field(index=True, max_length=36)
+    department: str | None = Field(default=None, max_length=32)
+    test_code: str = Field(max_length=16)
+    observation_code: str = Field(max_length=32)
+    value: str | None = Field(default=None, max_length=64)
+    unit: str | None = Field(default=None, max_length=32)
+    raised_at: datetime = Timestamp()
+    escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    acknowledged_by: str | None = Field(default=None, max_length=64)
+    acknowledged_client: str | None = Field(default=None, max_length=64)
+    acknowledgement_note: str | None = Field(default=None, max_length=500)
 
 
 class ResultAccess(ResultsTable, table=True):

@@ -1,12 +1,23 @@
 """All of results' SQL."""
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, or_, select, update
 
 from kit import merges
-from services.results.models import LabOrder, MergedVisit, OrderableTest, Report, ResultAccess
+from kit.database import upsert
+from services.results.models import (
+    CriticalValue,
+    LabOrder,
+    MergedVisit,
+    OrderableTest,
+    Report,
+    ReportHoldAction,
+    ReportRevision,
+    ResultAccess,
+)
 
 
 def upsert_orderable_tests(session: Session, tests: Sequence[dict[str, Any]]) -> None:
@@ -63,9 +74,112 @@ def list_patient_reports(session: Session, patient_id: str, *, limit: int) -> li
     return list(session.exec(query.order_by(col(Report.reported_at).desc()).limit(limit)).all())
 
 
-def get_report(session: Session, report_id: str) -> Report | None:
+def get_report(session: Session, report_id: str, *, for_update: bool = False) -> Report | None:
     """A report, whoever's it is (the service decides who may see it, and audits a refusal as such)."""
-    return session.get(Report, report_id)
+    query = select(Report).where(Report.id == report_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.exec(query).first()
+
+
+def current_report_of_order(session: Session, order_id: str) -> Report | None:
+    """The order's report (the newest, where rows from before one-report-per-order left two)."""
+    query = select(Report).where(Report.order_id == order_id)
+    return session.exec(query.order_by(col(Report.reported_at).desc(), col(Report.id)).limit(1)).first()
+
+
+def orders_by_id(session: Session, order_ids: Sequence[str]) -> dict[str, LabOrder]:
+    if not order_ids:
+        return {}
+    rows = session.exec(select(LabOrder).where(col(LabOrder.id).in_(list(set(order_ids))))).all()
+    return {order.id: order for order in rows}
+
+
+def ensure_external_report(session: Session, values: dict[str, Any]) -> Report:
+    """The report a LIS names `(source_client, external_id)`, inserted as `values` (version 0) unless it
+    exists, then row-locked. One `INSERT … ON CONFLICT` statement: of two posts racing to create it,
+    the second waits for the first to commit and then finds its row, never a duplicate or a 500."""
+    keys = ("source_client", "external_id")
+    upsert(session, Report, values, keys=keys, update=["external_id"])
+    query = select(Report).where(
+        Report.source_client == values["source_client"], Report.external_id == values["external_id"]
+    )
+    # The row may be another transaction's, committed while we waited on it: read it afresh.
+    return session.exec(query.with_for_update().execution_options(populate_existing=True)).one()
+
+
+def add_revision(session: Session, revision: ReportRevision) -> None:
+    session.add(revision)
+
+
+def add_hold_action(session: Session, action: ReportHoldAction) -> None:
+    session.add(action)
+
+
+def readers_of_report(session: Session, report: Report) -> list[tuple[str, str | None]]:
+    """Who has been shown the report (client, and the patient it acted for), from the access audit:
+    each distinct pair once, in the order they first read it."""
+    query = select(ResultAccess).where(
+        ResultAccess.patient_id == report.patient_id, ResultAccess.outcome == "found"
+    )
+    readers: dict[tuple[str, str | None], None] = {}
+    for row in session.exec(query.order_by(col(ResultAccess.id))).all():
+        if row.report_id == report.id or report.id in (row.report_ids or []):
+            readers.setdefault((row.client, row.acting_for), None)
+    return list(readers)
+
+
+# Oldest first; one report's values (raised together) by observation code, so pages are stable.
+CRITICAL_ORDER = (
+    col(CriticalValue.raised_at),
+    col(CriticalValue.report_id),
+    col(CriticalValue.observation_code),
+)
+
+
+def critical_values_of_report(session: Session, report_id: str) -> list[CriticalValue]:
+    query = select(CriticalValue).where(CriticalValue.report_id == report_id)
+    return list(session.exec(query.order_by(*CRITICAL_ORDER)).all())
+
+
+def get_critical_value(
+    session: Session, critical_id: str, *, for_update: bool = False
+) -> CriticalValue | None:
+    query = select(CriticalValue).where(CriticalValue.id == critical_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.exec(query).first()
+
+
+def list_critical_values(
+    session: Session, *, acknowledged: bool | None, department: str | None, limit: int
+) -> list[CriticalValue]:
+    """Critical values oldest first; `acknowledged=False` is the pending list."""
+    query = select(CriticalValue)
+    if acknowledged is not None:
+        column = col(CriticalValue.acknowledged_at)
+        query = query.where(column.is_not(None) if acknowledged else column.is_(None))
+    if department is not None:
+        query = query.where(CriticalValue.department == department)
+    query = query.order_by(*CRITICAL_ORDER).limit(limit)
+    return list(session.exec(query).all())
+
+
+def escalation_candidates(session: Session, *, raised_before: datetime) -> list[CriticalValue]:
+    """Unacknowledged, not yet escalated critical values raised before the cut-off; row-locked, and
+    rows another loop holds are skipped (it escalates them), oldest first."""
+    query = (
+        select(CriticalValue)
+        .where(
+            col(CriticalValue.acknowledged_at).is_(None),
+            col(CriticalValue.escalated_at).is_(None),
+            col(CriticalValue.raised_at) <= raised_before,
+        )
+        .order_by(*CRITICAL_ORDER)
+        .limit(500)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.exec(query).all())
 
 
 def patient_for_visit(session: Session, *, visit_id: str, registered: str) -> str:

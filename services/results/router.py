@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
+from kit.config import app_settings
 from kit.database import SessionDep, WriteSessionDep
 from kit.errors import (
     BadGateway,
@@ -17,25 +18,43 @@ from kit.errors import (
 )
 from kit.idempotency import IdempotencyKeyHeader, idempotent
 from kit.params import page_size
-from services.results import repository, service
+from services.results import critical, lifecycle, repository, service
+from services.results.config import ResultsSettings
 from services.results.errors import (
+    CriticalAlreadyAcknowledged,
+    CriticalValueNotFound,
+    ExternalReportConflict,
+    HoldUnchanged,
+    LisClientRequired,
     OrderAwaitingPayment,
     OrderNotFound,
     ReportAlreadyFinal,
+    ReportAlreadyVerified,
+    ReportCancelled,
+    ReportNotFinal,
     ReportNotFound,
     UnknownTest,
     VisitClosed,
     VisitNotFound,
 )
 from services.results.models import IdempotencyRecord
+from services.results.release import ReleasePolicy, policy_for
 from services.results.schemas import (
+    CriticalAcknowledgement,
+    CriticalStatus,
+    CriticalValuePublic,
+    HoldAction,
+    LisReport,
     OrderableTestPublic,
     OrderCreate,
     OrderPublic,
     OrderStatus,
     RegistrationVisit,
+    ReportAmendment,
+    ReportCancellation,
     ReportCreate,
     ReportPublic,
+    ReportVerification,
     ResultAccessPublic,
 )
 
@@ -49,6 +68,20 @@ RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
 LimitQuery = Annotated[int, page_size(MAX_PAGE)]
 # Ids are UUIDs; the bound keeps an oversized path from reaching the audit table's columns.
 IdPath = Annotated[str, Path(min_length=1, max_length=36)]
+SettingsDep = Annotated[ResultsSettings, Depends(app_settings)]
+
+
+def lis_client(caller: CallerDep) -> None:
+    """Refuse any client but a LIS/PACS before its body is read (403 before a 422)."""
+    lifecycle.require_lis_client(caller)
+
+
+def release_policy(caller: CallerDep, settings: SettingsDep) -> ReleasePolicy | None:
+    """The release rule a lookup applies: for a patient-facing caller (app, kiosk, phone), or none."""
+    return policy_for(caller, require_payment=settings.release_requires_payment)
+
+
+ReleaseDep = Annotated[ReleasePolicy | None, Depends(release_policy)]
 
 
 async def resolve_visit(data: OrderCreate, registration: RegistrationDep) -> RegistrationVisit:
@@ -142,8 +175,12 @@ def read_visit_orders(visit_id: IdPath, session: SessionDep, caller: CallerDep) 
 def post_report(
     order_id: IdPath, data: ReportCreate, session: SessionDep, caller: CallerDep, response: Response
 ) -> ReportPublic:
-    """Post a `preliminary` or `final` report. 402 while the order awaits payment; 409 after the final one."""
-    report = service.post_report(session, order_id=order_id, data=data, reported_by=caller.subject)
+    """Post the order's report as `registered`, `preliminary` or `final` (with `verified_by`, the
+    technician who verified it: a report reaches patients only final and verified). The first post
+    creates the report, later ones move the same report forward. 402 while the order awaits payment;
+    409 `report-already-final` after the final one (amend it instead). Emits `report.preliminary` or
+    `report.final`, and `report.critical` when it brings a critical value (危急值)."""
+    report = lifecycle.post_report(session, order_id=order_id, data=data, reported_by=caller.subject)
     response.headers["Location"] = f"/v1/reports/{report.id}"
     return service.report_public(report)
 
@@ -154,11 +191,21 @@ def post_report(
     tags=["reports"],
 )
 def read_visit_reports(
-    visit_id: IdPath, session: AuditedSessionDep, caller: CallerDep, limit: LimitQuery = 100
+    visit_id: IdPath,
+    session: AuditedSessionDep,
+    caller: CallerDep,
+    release: ReleaseDep,
+    limit: LimitQuery = 100,
 ) -> list[ReportPublic]:
-    """A visit's reports, newest first. Every lookup is recorded in the result-access audit."""
+    """A visit's reports, newest first; an app, kiosk or phone line gets the released ones only. Every
+    lookup is recorded in the result-access audit."""
     reports = service.visit_reports(
-        session, visit_id=visit_id, client=caller.subject, limit=limit, acting_for=caller.patient
+        session,
+        visit_id=visit_id,
+        client=caller.subject,
+        limit=limit,
+        acting_for=caller.patient,
+        release=release,
     )
     return [service.report_public(r) for r in reports]
 
@@ -169,11 +216,21 @@ def read_visit_reports(
     tags=["reports"],
 )
 def read_patient_reports(
-    patient_id: IdPath, session: AuditedSessionDep, caller: CallerDep, limit: LimitQuery = 100
+    patient_id: IdPath,
+    session: AuditedSessionDep,
+    caller: CallerDep,
+    release: ReleaseDep,
+    limit: LimitQuery = 100,
 ) -> list[ReportPublic]:
-    """A patient's reports, newest first. Every lookup is recorded in the result-access audit."""
+    """A patient's reports, newest first; an app, kiosk or phone line gets the released ones only.
+    Every lookup is recorded in the result-access audit."""
     reports = service.patient_reports(
-        session, patient_id=patient_id, client=caller.subject, limit=limit, acting_for=caller.patient
+        session,
+        patient_id=patient_id,
+        client=caller.subject,
+        limit=limit,
+        acting_for=caller.patient,
+        release=release,
     )
     return [service.report_public(r) for r in reports]
 
@@ -189,14 +246,22 @@ def read_report(
     report_id: IdPath,
     session: AuditedSessionDep,
     caller: CallerDep,
+    release: ReleaseDep,
     patient_id: Annotated[
         str | None,
         Query(max_length=36, description="Only if it is this patient's (a kiosk's verified patient)"),
     ] = None,
 ) -> Any:
-    """One report, audited. "Not found" and "not this patient's" get the same 404."""
+    """One report, audited. "Not found", "not this patient's" and, for an app, kiosk or phone line,
+    "not released" (not final, not verified, withheld, or unpaid where the hospital requires it) get
+    the same 404."""
     report = service.read_report(
-        session, report_id=report_id, patient_id=patient_id, client=caller.subject, acting_for=caller.patient
+        session,
+        report_id=report_id,
+        patient_id=patient_id,
+        client=caller.subject,
+        acting_for=caller.patient,
+        release=release,
     )
     if report is None:
         # Returned, not raised: raising would roll back the audit row of the failed lookup.
@@ -211,3 +276,136 @@ def read_result_access(
     """The result-access audit trail, newest first (for administrators)."""
     rows = repository.list_result_access(session, patient_id=patient_id, limit=limit)
     return [ResultAccessPublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.post(
+    "/lis/reports",
+    dependencies=[require_scope("results:write"), Depends(lis_client)],
+    tags=["reports"],
+    openapi_extra={"x-client-kinds": ["lis"]},
+    responses=problem_responses(
+        LisClientRequired,
+        OrderNotFound,
+        OrderAwaitingPayment,
+        ExternalReportConflict,
+        ReportAlreadyFinal,
+        ReportNotFinal,
+        ReportCancelled,
+    ),
+)
+def intake_lis_report(
+    data: LisReport, session: SessionDep, caller: CallerDep, response: Response
+) -> ReportPublic:
+    """A LIS/PACS (client kind `lis`) posts or updates its report by its own `external_id`: 201 when
+    this created it, 200 when it updated it or nothing changed (a repeat is harmless, and two posts
+    racing make one report). Any status; after final, `amended` or `corrected` (readers of the old
+    version each get `report.amended_notice`) or `cancelled`. 403 `lis-client-required` for other
+    clients; 409 when the id names another order's report or the order has a report from elsewhere."""
+    report, created, _ = lifecycle.intake_lis_report(session, data=data, caller=caller)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/reports/{report.id}"
+    return service.report_public(report)
+
+
+@router.post(
+    "/reports/{report_id}/verification",
+    dependencies=[require_scope("results:write")],
+    tags=["reports"],
+    responses=problem_responses(ReportNotFound, ReportNotFinal, ReportAlreadyVerified),
+)
+def verify_report(report_id: IdPath, data: ReportVerification, session: SessionDep) -> ReportPublic:
+    """Record the technician who verified (审核) a final report posted without one; 409 if not final or
+    already verified."""
+    return service.report_public(lifecycle.verify_report(session, report_id=report_id, data=data))
+
+
+@router.post(
+    "/reports/{report_id}/amendments",
+    dependencies=[require_scope("results:write")],
+    tags=["reports"],
+    responses=problem_responses(ReportNotFound, ReportNotFinal, ReportCancelled),
+)
+def amend_report(
+    report_id: IdPath, data: ReportAmendment, session: SessionDep, caller: CallerDep
+) -> ReportPublic:
+    """Amend or correct a final report: its whole new content (verified again by `verified_by`) and the
+    reason. The report keeps its id, its version goes up, the old content is kept, and each reader of
+    the old version (the result-access audit) gets one `report.amended_notice`."""
+    report = lifecycle.amend_report(session, report_id=report_id, data=data, reported_by=caller.subject)
+    return service.report_public(report)
+
+
+@router.post(
+    "/reports/{report_id}/cancellation",
+    dependencies=[require_scope("results:write")],
+    tags=["reports"],
+    responses=problem_responses(ReportNotFound, ReportCancelled),
+)
+def cancel_report(
+    report_id: IdPath, data: ReportCancellation, session: SessionDep, caller: CallerDep
+) -> ReportPublic:
+    """Cancel (作废) a report, with the reason; the order goes back to the lab, and readers of a final
+    one are notified (`report.amended_notice`, status `cancelled`)."""
+    report = lifecycle.cancel_report(session, report_id=report_id, data=data, cancelled_by=caller.subject)
+    return service.report_public(report)
+
+
+@router.post(
+    "/reports/{report_id}/withhold",
+    dependencies=[require_scope("orders:write")],
+    tags=["reports"],
+    responses=problem_responses(ReportNotFound, HoldUnchanged),
+)
+def withhold_report(
+    report_id: IdPath, data: HoldAction, session: SessionDep, caller: CallerDep
+) -> ReportPublic:
+    """A doctor withholds the report from the patient (暂缓发布: e.g. to tell them in person), with the
+    reason; staff still see it. 409 `hold-unchanged` if already withheld."""
+    report = lifecycle.set_withheld(
+        session, report_id=report_id, withhold=True, data=data, client=caller.subject
+    )
+    return service.report_public(report)
+
+
+@router.post(
+    "/reports/{report_id}/unwithhold",
+    dependencies=[require_scope("orders:write")],
+    tags=["reports"],
+    responses=problem_responses(ReportNotFound, HoldUnchanged),
+)
+def unwithhold_report(
+    report_id: IdPath, data: HoldAction, session: SessionDep, caller: CallerDep
+) -> ReportPublic:
+    """Lift a doctor's hold, with the reason: the report reaches the patient again if released."""
+    report = lifecycle.set_withheld(
+        session, report_id=report_id, withhold=False, data=data, client=caller.subject
+    )
+    return service.report_public(report)
+
+
+@router.get("/critical-values", dependencies=[require_scope("results:read")], tags=["critical values"])
+def list_critical_values(
+    session: SessionDep,
+    status: CriticalStatus = CriticalStatus.pending,
+    department: Annotated[str | None, Query(max_length=32)] = None,
+    limit: LimitQuery = 100,
+) -> list[CriticalValuePublic]:
+    """Critical values (危急值), oldest first: `pending` (the default: not yet acknowledged, escalated or
+    not), `acknowledged` or `all`; `department` is the ordering department."""
+    values = critical.list_values(session, status=status, department=department, limit=limit)
+    return [critical.critical_public(v) for v in values]
+
+
+@router.post(
+    "/critical-values/{critical_id}/acknowledgement",
+    dependencies=[require_scope("critical:ack")],
+    tags=["critical values"],
+    responses=problem_responses(CriticalValueNotFound, CriticalAlreadyAcknowledged),
+)
+def acknowledge_critical_value(
+    critical_id: IdPath, data: CriticalAcknowledgement, session: SessionDep, caller: CallerDep
+) -> CriticalValuePublic:
+    """A clinician (scope `critical:ack`) acknowledges a critical value (危急值接收确认), naming
+    themselves; emits `critical.acknowledged`. 409 if it already was."""
+    value = critical.acknowledge(session, critical_id=critical_id, data=data, client=caller.subject)
+    return critical.critical_public(value)

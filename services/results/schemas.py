@@ -2,9 +2,9 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 
 class OrderableKind(StrEnum):
@@ -27,8 +27,22 @@ class OrderStatus(StrEnum):
 
 
 class ReportStatus(StrEnum):
+    """A report's lifecycle (FHIR DiagnosticReport.status): registered → preliminary → final, then
+    amended or corrected; cancelled from any of them. Only final, amended and corrected ever reach a
+    patient, and only verified (see `release.releasable`)."""
+
+    registered = "registered"  # 已登记: specimen or study received, no result yet
     preliminary = "preliminary"  # 初步报告
     final = "final"  # 正式报告
+    amended = "amended"  # 修改报告: changed after final (new information)
+    corrected = "corrected"  # 更正报告: an error in the final one put right
+    cancelled = "cancelled"  # 作废
+
+
+# The statuses a lab posts on an order (POST /orders/{id}/reports); after final, changes are amendments.
+POSTABLE_STATUSES = frozenset({ReportStatus.registered, ReportStatus.preliminary, ReportStatus.final})
+AMENDED_STATUSES = frozenset({ReportStatus.amended, ReportStatus.corrected})
+FINAL_STATUSES = frozenset({ReportStatus.final, *AMENDED_STATUSES})
 
 
 class Flag(StrEnum):
@@ -86,9 +100,15 @@ class Observation(Request):
     flag: Flag | None = None
 
 
-class ReportCreate(Request):
+PersonName = Annotated[str, Field(min_length=1, max_length=64, examples=["李技师"])]
+Reason = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class ReportContent(Request):
+    """What a report says: its status, conclusion, observations, critical flag and who verified it."""
+
     status: ReportStatus
-    conclusion: str = Field(max_length=2000)
+    conclusion: str = Field(default="", max_length=2000)
     observations: list[Observation] = Field(default_factory=list, max_length=100)
     critical: bool = Field(
         default=False,
@@ -99,16 +119,106 @@ class ReportCreate(Request):
         default=None, min_length=1, max_length=500, examples=["血钾6.8 mmol/L，已电话通知急诊王医生"]
     )
 
+    verified_by: PersonName | None = Field(
+        default=None,
+        description="The technician who verified (审核) a final, amended or corrected report, as the lab "
+        "names them; a report reaches patients only once verified",
+    )
+
     @model_validator(mode="after")
     def _note_only_when_critical(self) -> Self:
         if self.critical_note is not None and not self.critical:
             raise ValueError("critical_note is only accepted with critical: true")
+        if self.verified_by is not None and self.status not in FINAL_STATUSES:
+            raise ValueError("verified_by is only accepted on a final, amended or corrected report")
         return self
 
     @property
     def is_critical(self) -> bool:
         """Critical when flagged so, or when any observation is a critical value."""
         return self.critical or any(o.flag is Flag.critical for o in self.observations)
+
+
+EXAMPLE_OBSERVATIONS: list[JsonValue] = [
+    {
+        "code": "K",
+        "name": "钾",
+        "value": "6.8",
+        "unit": "mmol/L",
+        "reference_range": "3.5-5.3",
+        "flag": "critical",
+    }
+]
+EXAMPLE_REPORT: dict[str, JsonValue] = {
+    "status": "final",
+    "conclusion": "高钾血症",
+    "observations": EXAMPLE_OBSERVATIONS,
+    "verified_by": "李技师",
+}
+
+
+class ReportCreate(ReportContent):
+    """A report posted on an order: `registered`, `preliminary` or `final` (later changes are amendments)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_REPORT]})
+
+    @model_validator(mode="after")
+    def _postable(self) -> Self:
+        if self.status not in POSTABLE_STATUSES:
+            raise ValueError("post registered, preliminary or final; amend a final report instead")
+        return self
+
+
+class ReportAmendment(ReportContent):
+    """A changed final report: `amended` or `corrected`, the whole new content, and why."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [EXAMPLE_REPORT | {"status": "corrected", "reason": "复核后更正"}]}
+    )
+
+    reason: Reason = Field(examples=["复核后更正血钾结果"])
+
+    @model_validator(mode="after")
+    def _amending(self) -> Self:
+        if self.status not in AMENDED_STATUSES:
+            raise ValueError("an amendment is amended or corrected")
+        return self
+
+
+class LisReport(ReportContent):
+    """A report as a LIS/PACS sends it: its own id for the report, the order it answers, any status.
+
+    The same `external_id` from the same LIS client always names the same report: a repeat updates it
+    (or changes nothing when nothing changed), never a second one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                EXAMPLE_REPORT
+                | {"external_id": "LIS-2026-0001", "order_id": "6f1c2b0e-8a4d-4c1e-9b7a-3d2e1f0a9b8c"}
+            ]
+        }
+    )
+
+    external_id: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$", examples=["LIS-2026-0001"]
+    )
+    order_id: str = Field(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$")
+    reason: Reason | None = Field(default=None, description="Why, for an amendment or a cancellation")
+
+
+class ReportVerification(Request):
+    verified_by: PersonName
+
+
+class ReportCancellation(Request):
+    reason: Reason = Field(examples=["标本溶血，作废重做"])
+
+
+class HoldAction(Request):
+    """Withhold (暂缓发布) a report from the patient, or lift that, with the doctor's reason."""
+
+    reason: Reason = Field(examples=["需当面告知病情"])
 
 
 class ReportPublic(BaseModel):
@@ -124,6 +234,43 @@ class ReportPublic(BaseModel):
     critical: bool
     critical_note: str | None
     reported_at: datetime
+    verified_by: str | None = None
+    verified_at: datetime | None = None
+    withheld: bool = Field(default=False, description="Withheld from the patient by a doctor")
+    version: int = Field(default=1, description="1, 2, 3, ... each time the content changed")
+    external_id: str | None = Field(default=None, description="The LIS/PACS's own id of the report")
+
+
+class CriticalStatus(StrEnum):
+    pending = "pending"  # not yet acknowledged by a clinician (escalated or not)
+    acknowledged = "acknowledged"
+    all = "all"
+
+
+class CriticalAcknowledgement(Request):
+    """A clinician acknowledges a critical value (危急值接收确认)."""
+
+    acknowledged_by: PersonName = Field(examples=["王医生"])
+    note: str | None = Field(default=None, min_length=1, max_length=500, examples=["已复查并处理"])
+
+
+class CriticalValuePublic(BaseModel):
+    """One critical value (危急值) of a report and who has acted on it."""
+
+    id: str
+    report_id: str
+    order_id: str
+    visit_id: str
+    patient_id: str
+    department: str | None
+    test_code: str
+    observation_code: str | None
+    value: str | None
+    unit: str | None
+    raised_at: datetime
+    escalated_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
 
 
 class ResultAccessPublic(BaseModel):
@@ -149,3 +296,4 @@ class RegistrationVisit(BaseModel):
     patient_id: str
     status: str = Field(default="open", description="`closed`: the visit takes no new work")
     payment_mode: PaymentMode
+    department: str | None = Field(default=None, description="Where critical values are sent")

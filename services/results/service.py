@@ -1,4 +1,5 @@
-"""Results rules: the payment gate on orders, when a report may be posted, and audited result lookup."""
+"""Results rules: the payment gate on orders and audited result lookup (the release rule is release.py,
+a report's lifecycle lifecycle.py, critical values critical.py)."""
 
 import json
 import uuid
@@ -15,14 +16,13 @@ from kit.outbox import record_event
 from kit.requestid import current_request_id
 from services.results import repository
 from services.results.errors import (
-    OrderAwaitingPayment,
     OrderNotFound,
-    ReportAlreadyFinal,
     UnknownTest,
     VisitClosed,
     VisitNotFound,
 )
 from services.results.models import LabOrder, OrderableTest, OutboxEvent, Report, ResultAccess
+from services.results.release import ReleasePolicy, releasable
 from services.results.schemas import (
     OrderableTestPublic,
     OrderCreate,
@@ -30,9 +30,7 @@ from services.results.schemas import (
     OrderStatus,
     PaymentMode,
     RegistrationVisit,
-    ReportCreate,
     ReportPublic,
-    ReportStatus,
 )
 
 SEED_FILE = Path(__file__).parent / "tests.json"
@@ -102,6 +100,7 @@ def place_order(session: Session, *, visit: RegistrationVisit, data: OrderCreate
         payment_mode=visit.payment_mode.value,
         status=(OrderStatus.released if released else OrderStatus.awaiting_payment).value,
         ordered_by=data.ordered_by,
+        department=visit.department,
     )
     order.released_at = order.ordered_at if released else None
     session.add(order)
@@ -120,43 +119,6 @@ def get_order(
     if order is None or not visible_to(acting_for, order.patient_id):
         raise OrderNotFound("No such order.")
     return order
-
-
-def post_report(session: Session, *, order_id: str, data: ReportCreate, reported_by: str) -> Report:
-    """Post a preliminary or final report; only on a released order, and nothing after the final one.
-
-    A critical report (危急值) also raises `report.critical`, preliminary or final, in the same transaction.
-    """
-    order = get_order(session, order_id=order_id, for_update=True)
-    if order.status == OrderStatus.awaiting_payment:
-        raise OrderAwaitingPayment("This order is awaiting payment; the lab cannot start it until paid.")
-    if order.status == OrderStatus.reported:
-        raise ReportAlreadyFinal("This order already has a final report; no further report can be posted.")
-    report = Report(
-        id=str(uuid.uuid4()),
-        order_id=order.id,
-        visit_id=order.visit_id,
-        patient_id=order.patient_id,
-        test_code=order.test_code,
-        test_name=order.test_name,
-        status=data.status.value,
-        conclusion=data.conclusion,
-        observations=[o.model_dump(mode="json") for o in data.observations],
-        critical=data.is_critical,
-        critical_note=data.critical_note,
-        reported_by=reported_by[:SUBJECT_MAX_LENGTH],
-    )
-    session.add(report)
-    final = data.status is ReportStatus.final
-    if final:
-        order.status = OrderStatus.reported.value
-        session.add(order)
-    # Event types are literals at every call site: tests/test_event_schemas.py finds them there.
-    _record(session, order, "report.final" if final else "report.preliminary", {"report_id": report.id})
-    if report.critical:
-        # The note stays out of the event: events carry references, and a note may name people.
-        _record(session, order, "report.critical", {"report_id": report.id})
-    return report
 
 
 def _audit(
@@ -193,16 +155,32 @@ def visit_orders(session: Session, *, visit_id: str, acting_for: str | None = No
     return orders if all(visible_to(acting_for, o.patient_id) for o in orders) else []
 
 
+def _released(session: Session, reports: list[Report], release: ReleasePolicy | None) -> list[Report]:
+    """The reports a patient-facing caller may get (`release.releasable`); all of them for staff."""
+    if release is None:
+        return reports
+    orders = repository.orders_by_id(session, [r.order_id for r in reports])
+    return [r for r in reports if releasable(r, orders[r.order_id], require_payment=release.require_payment)]
+
+
 def visit_reports(
-    session: Session, *, visit_id: str, client: str, limit: int, acting_for: str | None = None
+    session: Session,
+    *,
+    visit_id: str,
+    client: str,
+    limit: int,
+    acting_for: str | None = None,
+    release: ReleasePolicy | None = None,
 ) -> list[Report]:
-    """A visit's reports, newest first, audited (an empty answer too).
+    """A visit's reports, newest first, audited (an empty answer too); for a patient-facing caller
+    (`release`) only the released ones.
 
     Acting for another patient the answer is empty, as for a visit without reports, and the audit
     says `refused`: the row records what the client got, not what the database holds.
     """
-    reports = repository.list_visit_reports(session, visit_id, limit=limit)
-    patient_id = reports[0].patient_id if reports else repository.patient_of_visit(session, visit_id)
+    everything = repository.list_visit_reports(session, visit_id, limit=limit)
+    reports = _released(session, everything, release)
+    patient_id = everything[0].patient_id if everything else repository.patient_of_visit(session, visit_id)
     refused = patient_id is not None and not visible_to(acting_for, patient_id)
     outcome = "refused" if refused else "found" if reports else "empty"
     shown = [] if refused else reports
@@ -220,12 +198,19 @@ def visit_reports(
 
 
 def patient_reports(
-    session: Session, *, patient_id: str, client: str, limit: int, acting_for: str | None = None
+    session: Session,
+    *,
+    patient_id: str,
+    client: str,
+    limit: int,
+    acting_for: str | None = None,
+    release: ReleasePolicy | None = None,
 ) -> list[Report]:
-    """A patient's reports, newest first, audited (an empty answer too); acting for another patient,
-    empty and audited as `refused`."""
+    """A patient's reports, newest first, audited (an empty answer too); for a patient-facing caller
+    (`release`) only the released ones; acting for another patient, empty and audited as `refused`."""
     refused = not visible_to(acting_for, patient_id)
-    reports = [] if refused else repository.list_patient_reports(session, patient_id, limit=limit)
+    found = [] if refused else repository.list_patient_reports(session, patient_id, limit=limit)
+    reports = _released(session, found, release)
     _audit(
         session,
         client=client,
@@ -239,22 +224,31 @@ def patient_reports(
 
 
 def read_report(
-    session: Session, *, report_id: str, patient_id: str | None, client: str, acting_for: str | None = None
+    session: Session,
+    *,
+    report_id: str,
+    patient_id: str | None,
+    client: str,
+    acting_for: str | None = None,
+    release: ReleasePolicy | None = None,
 ) -> Report | None:
-    """One report, audited; None (never a hint why) when it does not exist or is not that patient's
-    (`patient_id` asked for, or the patient the caller acts for). The audit row tells the two apart:
-    `not_found`, or `refused` naming whose report it was."""
+    """One report, audited; None (never a hint why) when it does not exist, is not that patient's
+    (`patient_id` asked for, or the patient the caller acts for), or, for a patient-facing caller
+    (`release`), is not released. The audit row tells them apart: `not_found`, `refused` naming whose
+    report it was, or `not_released`."""
     report = repository.get_report(session, report_id)
     refused = report is not None and not (
         visible_to(patient_id, report.patient_id) and visible_to(acting_for, report.patient_id)
     )
-    shown = None if refused else report
+    held_back = report is not None and not refused and not _released(session, [report], release)
+    shown = None if refused or held_back else report
+    outcome = "refused" if refused else "not_released" if held_back else "found" if report else "not_found"
     _audit(
         session,
         client=client,
         acting_for=acting_for,
         action="read_report",
-        outcome="refused" if refused else "found" if report else "not_found",
+        outcome=outcome,
         reports=[shown] if shown else [],
         patient_id=report.patient_id if report else patient_id or acting_for,
         visit_id=report.visit_id if report else None,
@@ -263,12 +257,16 @@ def read_report(
     return shown
 
 
-def release_paid(session: Session, order: LabOrder) -> None:
-    """A prepaid order the cashier has been paid for goes to the lab."""
-    order.status = OrderStatus.released.value
-    order.released_at = utcnow()
-    session.add(order)
-    _record(session, order, "order.released", {"reason": "paid"})
+def record_paid(session: Session, order: LabOrder) -> None:
+    """Billing was paid for the order: a prepaid one goes to the lab, and where the hospital releases
+    only paid reports (`RESULTS_RELEASE_REQUIRES_PAYMENT`) its report may now reach the patient."""
+    if order.paid_at is None:
+        order.paid_at = utcnow()
+        session.add(order)
+    if order.status == OrderStatus.awaiting_payment:
+        order.status = OrderStatus.released.value
+        order.released_at = order.paid_at
+        _record(session, order, "order.released", {"reason": "paid"})
 
 
 def order_public(order: LabOrder) -> OrderPublic:

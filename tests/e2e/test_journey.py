@@ -19,7 +19,7 @@ from tests.e2e.clients import (
 )
 
 CBC = "250101015"  # 血细胞分析 (complete blood count)
-REPORT = {"status": "final", "conclusion": "正常", "observations": []}
+REPORT = {"status": "final", "conclusion": "正常", "observations": [], "verified_by": "李技师"}
 
 
 def full_visit(gateway: Gateway) -> dict[str, Any]:

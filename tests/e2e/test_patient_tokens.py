@@ -20,6 +20,7 @@ REPORT = {
     "status": "final",
     "conclusion": "正常",
     "observations": [{"code": "WBC", "name": "白细胞", "value": "6.1"}],
+    "verified_by": "李技师",  # verified (审核): a report reaches patients only so
 }
 
 

@@ -23,7 +23,7 @@ def test_routes_are_unique_service_local_and_well_formed() -> None:
     for route in ROUTES:
         assert route.path.startswith("/") and not route.path.startswith(API_PREFIX)
         assert route.service in SERVICES
-        assert re.fullmatch(r"[a-z]+:(read|write|subscribe)", route.scope), route.scope
+        assert re.fullmatch(r"[a-z]+:(read|write|subscribe|ack)", route.scope), route.scope
         assert route.public_path == API_PREFIX + route.path
 
 

@@ -4,13 +4,13 @@ import uuid
 from typing import Any
 
 import httpx
-from fastapi.testclient import TestClient
 
 from kit.testing import feed_headers
 from tests.registration.factories import VALID_ID_NUMBERS
 
 CBC = "250101015"  # 血细胞分析(全血细胞计数+五分类)
 CHEST_XRAY = "210102015"
+TECHNICIAN = "李技师"
 
 
 def create_patient(registration: httpx.Client, index: int = 0, **overrides: Any) -> dict[str, Any]:
@@ -39,13 +39,17 @@ def create_emergency_visit(registration: httpx.Client, patient_id: str) -> dict[
     )
 
 
-def place_order(client: TestClient, visit_id: str, test_code: str = CBC, **overrides: Any) -> dict[str, Any]:
+def place_order(
+    client: httpx.Client, visit_id: str, test_code: str = CBC, **overrides: Any
+) -> dict[str, Any]:
     response = client.post("/orders", json={"visit_id": visit_id, "test_code": test_code} | overrides)
     assert response.status_code == 201, response.text
     return response.json()
 
 
-def released_order(client: TestClient, registration: httpx.Client, patient_index: int = 0) -> dict[str, Any]:
+def released_order(
+    client: httpx.Client, registration: httpx.Client, patient_index: int = 0
+) -> dict[str, Any]:
     """A settle-later order the lab may start at once."""
     patient = create_patient(registration, patient_index)
     visit = create_visit(registration, patient["id"], payment_mode="settle_later")
@@ -57,10 +61,14 @@ def report_body(status: str = "final", **overrides: Any) -> dict[str, Any]:
         {"code": "WBC", "name": "白细胞计数", "value": "6.2", "unit": "10^9/L", "reference_range": "3.5-9.5"},
         {"code": "HGB", "name": "血红蛋白", "value": "98", "unit": "g/L", "flag": "L"},
     ]
-    return {"status": status, "conclusion": "轻度贫血", "observations": observations} | overrides
+    # A final report comes verified (审核), as a lab sends it; the release rule needs it.
+    verified = {"verified_by": TECHNICIAN} if status == "final" else {}
+    return {"status": status, "conclusion": "轻度贫血", "observations": observations} | verified | overrides
 
 
-def post_report(client: TestClient, order_id: str, status: str = "final", **overrides: Any) -> dict[str, Any]:
+def post_report(
+    client: httpx.Client, order_id: str, status: str = "final", **overrides: Any
+) -> dict[str, Any]:
     response = client.post(f"/orders/{order_id}/reports", json=report_body(status, **overrides))
     assert response.status_code == 201, response.text
     return response.json()
@@ -82,7 +90,7 @@ def charge_paid(position: int, order: dict[str, Any], *, event_id: str | None = 
     }
 
 
-def events(client: TestClient, event_type: str | None = None) -> list[dict[str, Any]]:
+def events(client: httpx.Client, event_type: str | None = None) -> list[dict[str, Any]]:
     params = {"limit": 500} | ({"type": event_type} if event_type else {})
     response = client.get("/events", headers=feed_headers("results"), params=params)
     assert response.status_code == 200, response.text

@@ -32,7 +32,14 @@ def test_a_critical_final_report_raises_report_critical_after_report_final(
     reported = [e for e in events(client) if e["type"].startswith("report.")]
     assert [e["type"] for e in reported] == ["report.final", "report.critical"]
     critical = reported[1]
-    assert critical["data"] == {"order_id": order["id"], "report_id": report["id"], "test_code": "250101015"}
+    [value] = client.get("/critical-values").json()
+    assert critical["data"] == {
+        "order_id": order["id"],
+        "report_id": report["id"],
+        "test_code": "250101015",
+        "department": "internal",  # the ordering department
+        "critical_value_ids": [value["id"]],
+    }
     assert (critical["visit_id"], critical["patient_id"]) == (order["visit_id"], order["patient_id"])
     assert critical["aggregate"] == {"type": "order", "id": order["id"]}
     assert critical["sequence"] == reported[0]["sequence"] + 1

@@ -46,7 +46,10 @@ def test_preliminary_then_final_then_nothing_more(client: TestClient, registrati
     preliminary = post_report(client, order["id"], "preliminary", conclusion="待复核")
     assert client.get(f"/orders/{order['id']}").json()["status"] == "released"
     final = post_report(client, order["id"], "final")
-    assert final["status"] == "final" and final["id"] != preliminary["id"]
+    # One report per order: the final one is the preliminary one moved forward.
+    assert final["status"] == "final" and final["id"] == preliminary["id"]
+    assert (preliminary["version"], final["version"]) == (1, 2)
+    assert (final["verified_by"], final["verified_at"] is not None) == ("李技师", True)
     assert (final["order_id"], final["visit_id"], final["patient_id"]) == (
         order["id"],
         order["visit_id"],
