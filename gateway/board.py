@@ -227,7 +227,10 @@ class BoardReader:
         seen = feed.changes.version
         read_version = -1
         while not feed.changes.closed and time.time() < renew_at:
-            caller = self.caller_of(session)  # a revoked key ends the stream at the next change or beat
+            try:
+                caller = self.caller_of(session)
+            except BoardSessionMissing:
+                return  # the key was revoked: the stream ends (a reconnect is then refused with 401)
             due = feed.version_of(department) != read_version
             if due or time.monotonic() - last_read >= settings.board_refresh_seconds:
                 read_version = feed.version_of(department)  # before reading: a change meanwhile re-reads

@@ -123,7 +123,9 @@ def test_a_call_through_the_api_appears_on_the_screen_with_a_chime_and_nothing_p
             sent = time.time()
             ok(gateway.doctor.post(f"/v1/queues/{department}/call-next", json={"counter": counter}))
             page.wait_for_function(
-                "n => document.querySelector('#calls .number')?.textContent === n", arg=number, timeout=CALL_WAIT_MS
+                "n => document.querySelector('#calls .number')?.textContent === n",
+                arg=number,
+                timeout=CALL_WAIT_MS,
             )
             latencies.append(int(page.evaluate("document.body.dataset.renderedAt")) / 1000 - sent)
         print(f"\nboard latency, API call answered -> number on screen: {[round(s, 3) for s in latencies]} s")
@@ -225,7 +227,9 @@ def test_a_session_opens_its_board_only_and_ends_with_its_key(gateway: Gateway) 
     person = queued_patient(gateway, department, "欧阳修")
     name = f"board-{uuid.uuid4().hex[:8]}"
     created = ok(
-        gateway.admin.post("/v1/admin/clients", json={"name": name, "kind": "board", "scopes": ["board:read"]}),
+        gateway.admin.post(
+            "/v1/admin/clients", json={"name": name, "kind": "board", "scopes": ["board:read"]}
+        ),
         201,
     )
     with board_session(gateway, created["key"]) as screen:
