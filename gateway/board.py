@@ -40,7 +40,7 @@ from gateway.errors import (
     KeyInUrlRefused,
     RouteNotFound,
 )
-from gateway.keys import Caller, hash_key, presented_key
+from gateway.keys import Caller, KnownKey, hash_key, presented_key
 from gateway.proxy import STREAM_RESPONSE_HEADERS, Proxy
 from gateway.schemas import BoardCall, BoardNext, BoardScreen, BoardSessionPublic
 from gateway.upstreams import Upstreams
@@ -146,8 +146,8 @@ class BoardReader:
         self.upstreams = upstreams
         self.feed = feed
 
-    def caller_of(self, session: BoardSession) -> Caller:
-        """The board client a session acts as, while its key still works and still opens boards."""
+    def key_of(self, session: BoardSession) -> KnownKey:
+        """The board client's key a session stands for, while it still works and still opens boards."""
         try:
             known = self.proxy.keys.identify_hash(session.key_hash)
         except ProblemError:
@@ -157,16 +157,17 @@ class BoardReader:
         caller = known.caller
         if caller.name != session.client or caller.kind != BOARD_KIND or BOARD_SCOPE not in caller.scopes:
             raise BoardSessionMissing()
-        return caller
+        return known
 
     def session_of(self, request: Request) -> tuple[BoardSession, Caller]:
+        """The request's board session and its caller, counted against the client's rate limit."""
         if request.url.query:
             raise KeyInUrlRefused()
         cookie = request.cookies.get(COOKIE_NAME)
         if not cookie:
             raise BoardSessionMissing()
         session = open_session(self.settings.internal_secret, cookie)
-        return session, self.caller_of(session)
+        return session, self.proxy.admit(self.key_of(session))
 
     def new_session(self, caller: Caller, key_hash: str) -> BoardSession:
         expires = int(time.time()) + self.settings.board_session_seconds
@@ -228,7 +229,7 @@ class BoardReader:
         read_version = -1
         while not feed.changes.closed and time.time() < renew_at:
             try:
-                caller = self.caller_of(session)
+                caller = self.key_of(session).caller
             except BoardSessionMissing:
                 return  # the key was revoked: the stream ends (a reconnect is then refused with 401)
             due = feed.version_of(department) != read_version
@@ -311,7 +312,6 @@ def board_router(settings: GatewaySettings, proxy: Proxy, upstreams: Upstreams, 
         """What the department's waiting-room screen shows: current calls (number, masked name, room) and
         the next few. Needs the board session cookie from `POST /v1/board-sessions` (401 without)."""
         session, caller = reader.session_of(request)
-        proxy.admit(proxy.keys.identify_hash(session.key_hash))
         screen = await reader.screen(caller, department)
         reader.renew_if_due(request, response, session, caller)
         response.headers["cache-control"] = "no-store"
@@ -331,7 +331,6 @@ def board_router(settings: GatewaySettings, proxy: Proxy, upstreams: Upstreams, 
         once, then whenever a call, a finish or any other queue change alters it (`event: stale` while
         triage cannot be read). Needs the board session cookie; the answer renews it."""
         session, caller = reader.session_of(request)
-        proxy.admit(proxy.keys.identify_hash(session.key_hash))
         renewed = reader.new_session(caller, session.key_hash)
         response = StreamingResponse(
             reader.stream(renewed, department),

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.e2e.clients import Gateway, assert_problem, ok, register_patient, unique_department
 
@@ -122,11 +122,7 @@ def test_a_call_through_the_api_appears_on_the_screen_with_a_chime_and_nothing_p
         for number, counter in ((first, "5"), (second, "2")):
             sent = time.time()
             ok(gateway.doctor.post(f"/v1/queues/{department}/call-next", json={"counter": counter}))
-            page.wait_for_function(
-                "n => document.querySelector('#calls .number')?.textContent === n",
-                arg=number,
-                timeout=CALL_WAIT_MS,
-            )
+            expect(page.locator("#calls .number").first).to_have_text(number, timeout=CALL_WAIT_MS)
             latencies.append(int(page.evaluate("document.body.dataset.renderedAt")) / 1000 - sent)
         print(f"\nboard latency, API call answered -> number on screen: {[round(s, 3) for s in latencies]} s")
         assert screen.calls() == [second, first]  # the latest call on top
@@ -157,7 +153,7 @@ def test_a_screen_without_a_session_asks_for_the_key_and_refuses_a_wrong_one(
         screen.page.wait_for_selector("#provision:not([hidden])")
         screen.page.fill("#board-key", gateway.system.api_keys["nurse-dev"])
         screen.page.click("#provision button[type=submit]")
-        screen.page.wait_for_function("document.getElementById('provision-error').textContent !== ''")
+        screen.page.wait_for_selector("#provision-error:not(:empty)")
         assert "board" in (screen.page.text_content("#provision-error") or "")
         assert screen.page.locator("#board").is_hidden()
         assert not any(c["name"] == "pf_board" for c in screen.context.cookies())
