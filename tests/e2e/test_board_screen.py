@@ -22,6 +22,7 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's package; `./run test` installs it
 COMPLAINT = "右下腹痛伴发热"
 NOTE = "疑似阑尾炎"
 NAMES = ("司马相如", "李清照")
+GRACE_EXCEEDED = "timeout graceful shutdown exceeded"  # uvicorn, cancelling what held it
 CALL_WAIT_MS = 10_000  # only keeps a broken test from hanging; the latency itself is measured
 
 
@@ -157,6 +158,33 @@ def test_a_screen_without_a_session_asks_for_the_key_and_refuses_a_wrong_one(
         assert "board" in (screen.page.text_content("#provision-error") or "")
         assert screen.page.locator("#board").is_hidden()
         assert not any(c["name"] == "pf_board" for c in screen.context.cookies())
+    finally:
+        screen.close()
+
+
+def test_a_screen_rides_out_a_gateway_restart_on_its_cookie(gateway: Gateway, browser: Browser) -> None:
+    system = gateway.system
+    department = unique_department()
+    people = [queued_patient(gateway, department, name) for name in NAMES]
+    first, second = (person["ticket"]["display_number"] for person in people)
+    screen = Screen(browser)
+    try:
+        provision(screen, f"{system.url('gateway')}/board/{department}", system.api_keys["board-dev"])
+        ok(gateway.doctor.post(f"/v1/queues/{department}/call-next", json={"counter": "1"}))
+        expect(screen.page.locator("#calls .number").first).to_have_text(first)
+
+        # Told to stop, the gateway ends the open board stream at once, rather than uvicorn waiting on it
+        # for its graceful timeout and then cancelling it (which it logs).
+        log = system.data_dir / "logs" / "gateway.log"
+        cancelled_before = log.read_text(errors="replace").count(GRACE_EXCEEDED)
+        system.stop_service("gateway")
+        assert log.read_text(errors="replace").count(GRACE_EXCEEDED) == cancelled_before
+        system.start_service("gateway")
+
+        ok(gateway.doctor.post(f"/v1/queues/{department}/call-next", json={"counter": "2"}))
+        expect(screen.page.locator("#calls .number").first).to_have_text(second, timeout=CALL_WAIT_MS)
+        assert screen.page.locator("#provision").is_hidden()  # no key asked again
+        assert screen.page.evaluate("document.body.dataset.chimes") == "2"
     finally:
         screen.close()
 
