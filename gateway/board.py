@@ -15,11 +15,6 @@ client's key does (revoked or rotated away: 401), and the stream ends at half th
 the EventSource reconnects and its answer renews the cookie.
 """
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -43,6 +38,7 @@ from gateway.errors import (
 from gateway.keys import Caller, KnownKey, hash_key, presented_key
 from gateway.proxy import STREAM_RESPONSE_HEADERS, Proxy
 from gateway.schemas import BoardCall, BoardNext, BoardScreen, BoardSessionPublic
+from gateway.signed import TokenForged, TokenMalformed, seal, unseal
 from gateway.upstreams import Upstreams
 from kit.errors import ProblemError, problem_responses
 from kit.requestid import current_request_id
@@ -72,15 +68,6 @@ PAGE_HEADERS = {
 # --- the session cookie ----------------------------------------------------------------------------
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _sign(secret: str, payload: str) -> str:
-    key = hmac.new(secret.encode(), _PURPOSE, hashlib.sha256).digest()
-    return _b64(hmac.new(key, payload.encode("ascii"), hashlib.sha256).digest())
-
-
 @dataclass(frozen=True, slots=True)
 class BoardSession:
     """What a board cookie says: the board client, its key's hash, and until when (epoch seconds)."""
@@ -92,23 +79,17 @@ class BoardSession:
 
 def seal_session(secret: str, session: BoardSession) -> str:
     claims = {"cli": session.client, "kh": session.key_hash, "exp": session.expires}
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{TOKEN_PREFIX}.{payload}.{_sign(secret, payload)}"
+    return seal(secret, purpose=_PURPOSE, prefix=TOKEN_PREFIX, claims=claims)
 
 
 def open_session(secret: str, cookie: str, *, now: float | None = None) -> BoardSession:
     """The session a cookie carries; BoardSessionMissing (401) if it is forged, malformed or expired."""
-    parts = cookie.split(".")
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not cookie.isascii():
-        raise BoardSessionMissing("The board session is not valid: provision the screen again.")
-    _, payload, signature = parts
-    if not hmac.compare_digest(signature, _sign(secret, payload)):
-        raise BoardSessionMissing("The board session is not valid: provision the screen again.")
+    invalid = BoardSessionMissing("The board session is not valid: provision the screen again.")
     try:
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = unseal(secret, cookie, purpose=_PURPOSE, prefix=TOKEN_PREFIX)
         session = BoardSession(str(claims["cli"]), str(claims["kh"]), int(claims["exp"]))
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise BoardSessionMissing("The board session is not valid: provision the screen again.") from None
+    except (TokenMalformed, TokenForged, KeyError, TypeError, ValueError):
+        raise invalid from None
     if session.expires <= (time.time() if now is None else now):
         raise BoardSessionMissing("The board session has expired: provision the screen again.")
     return session
