@@ -105,7 +105,8 @@ class BoardFeed:
         self._retry_seconds = retry_seconds
         self._tokens = TokenSource(secret, service_subject("gateway"), {"events:read"})
         self._task: asyncio.Task[None] | None = None
-        self._after: int | None = None  # the last hub position seen: resume after it
+        self.position: int | None = None  # the last hub position seen: resume after it
+        self.following = False  # a stream of the hub's is open now
 
     def version_of(self, department: str) -> int:
         """The wake-up version at which `department`'s board last changed (or might have)."""
@@ -148,7 +149,7 @@ class BoardFeed:
             await asyncio.sleep(self._retry_seconds)
 
     async def _follow_once(self) -> None:
-        target = "/log/stream" if self._after is None else f"/log/stream?after={self._after}"
+        target = "/log/stream" if self.position is None else f"/log/stream?after={self.position}"
         headers = [
             (b"authorization", self._tokens.header("events").encode("latin-1")),
             (b"x-request-id", (current_request_id() or "").encode("latin-1")),
@@ -159,12 +160,14 @@ class BoardFeed:
             if response.status_code != 200:
                 logger.warning("board feed: the event hub answered %s", response.status_code)
                 return
+            self.following = True
             self.mark_everything()  # events between the last stream and this one may have been missed
             parser = SseParser()
             async for chunk in response.aiter_raw():
                 for message in parser.feed(chunk):
-                    if message.id is not None and message.id.isdigit():
-                        self._after = int(message.id)
                     self.mark(departments_in(message))
+                    if message.id is not None and message.id.isdigit():
+                        self.position = int(message.id)
         finally:
+            self.following = False
             await response.aclose()

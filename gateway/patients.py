@@ -29,7 +29,7 @@ from gateway.signed import TokenForged, TokenMalformed, seal, unseal
 PATIENT_TOKEN_HEADER = "x-patient-token"
 TOKEN_PREFIX = "pt1"
 # A purpose of its own, so no other token signed with the internal secret can pass as a patient token.
-_PURPOSE = b"patientflow gateway patient-token v1"
+TOKEN_PURPOSE = b"patientflow gateway patient-token v1"
 _PATH_VALUE = re.compile(r"\{([a-z_]+)\}")
 RegistrationLookup = Callable[[str], Awaitable[dict[str, Any] | None]]  # GET path -> body, None on 404
 
@@ -40,13 +40,13 @@ def mint_patient_token(
     """A token letting `client` act for `patient`, and when it expires (epoch seconds)."""
     expires = int(time.time() if now is None else now) + lifetime
     claims = {"cli": client, "pat": patient, "exp": expires}
-    return seal(secret, purpose=_PURPOSE, prefix=TOKEN_PREFIX, claims=claims), expires
+    return seal(secret, purpose=TOKEN_PURPOSE, prefix=TOKEN_PREFIX, claims=claims), expires
 
 
 def verify_patient_token(secret: str, token: str, *, client: str, now: float | None = None) -> str:
     """The patient a valid token names; 403 if forged, malformed, another client's, or expired."""
     try:
-        claims = unseal(secret, token, purpose=_PURPOSE, prefix=TOKEN_PREFIX)
+        claims = unseal(secret, token, purpose=TOKEN_PURPOSE, prefix=TOKEN_PREFIX)
     except TokenMalformed:
         raise PatientTokenInvalid("The patient token is malformed.") from None
     except TokenForged:

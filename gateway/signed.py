@@ -25,7 +25,8 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _sign(secret: str, purpose: bytes, payload: str) -> str:
+def sign(secret: str, purpose: bytes, payload: str) -> str:
+    """The signature of a token's payload (its middle part) for `purpose`."""
     key = hmac.new(secret.encode(), purpose, hashlib.sha256).digest()
     return _b64(hmac.new(key, payload.encode("ascii"), hashlib.sha256).digest())
 
@@ -33,7 +34,7 @@ def _sign(secret: str, purpose: bytes, payload: str) -> str:
 def seal(secret: str, *, purpose: bytes, prefix: str, claims: dict[str, Any]) -> str:
     """A token carrying `claims`, signed for `purpose`."""
     payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{prefix}.{payload}.{_sign(secret, purpose, payload)}"
+    return f"{prefix}.{payload}.{sign(secret, purpose, payload)}"
 
 
 def unseal(secret: str, token: str, *, purpose: bytes, prefix: str) -> Any:
@@ -43,7 +44,7 @@ def unseal(secret: str, token: str, *, purpose: bytes, prefix: str) -> Any:
     if len(parts) != 3 or parts[0] != prefix or not token.isascii():  # compare_digest needs ASCII
         raise TokenMalformed()
     _, payload, signature = parts
-    if not hmac.compare_digest(signature, _sign(secret, purpose, payload)):
+    if not hmac.compare_digest(signature, sign(secret, purpose, payload)):
         raise TokenForged()
     try:
         return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
