@@ -241,7 +241,8 @@ def board_router(settings: GatewaySettings, proxy: Proxy, upstreams: Upstreams, 
     """The board page, its sessions, screens and streams; include it before the `/v1/{path}` catch-all."""
     router = APIRouter(tags=["calling board"])
     reader = BoardReader(settings, proxy, upstreams, feed)
-    cookie_access = {"x-required-scope": BOARD_SCOPE, "x-authentication": f"cookie {COOKIE_NAME}"}
+    # Opened by the board session cookie alone (never by a key), for a board client holding `board:read`.
+    cookie_access = {"x-required-scope": BOARD_SCOPE, "x-board-session": COOKIE_NAME}
 
     @router.get("/board/{department}", include_in_schema=False)
     async def board_page(request: Request, department: Department) -> FileResponse:

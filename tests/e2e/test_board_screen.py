@@ -193,7 +193,7 @@ def test_a_screen_rides_out_a_gateway_restart_on_its_cookie(gateway: Gateway, br
 
 
 def fresh_client(gateway: Gateway, key: str | None = None) -> httpx.Client:
-    """A client of its own (the shared ones would keep a board cookie for later tests), with `key`."""
+    """A client of its own, with `key` (if any), for cookies a test means to hold."""
     headers = {"authorization": f"Bearer {key}"} if key else {}
     return httpx.Client(base_url=gateway.system.url("gateway"), headers=headers, timeout=10)
 
