@@ -14,6 +14,8 @@ from starlette.routing import Route
 
 from gateway.admin import router as admin_router
 from gateway.api_clients import open_api_client_store
+from gateway.board import board_router
+from gateway.board_feed import BoardFeed
 from gateway.config import GatewaySettings, get_settings
 from gateway.journey import journey_router
 from gateway.keys import KeyCache
@@ -26,6 +28,7 @@ from kit.errors import install_error_handlers, problem, problem_response
 from kit.logging import configure_process_logging
 from kit.metrics import RequestObserver
 from kit.requestid import RequestIdMiddleware
+from kit.wakeups import close_on_exit_signal
 
 logger = logging.getLogger("patientflow.gateway")
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -37,6 +40,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     keys = KeyCache(settings.internal_secret)  # filled from the API clients table at start-up
     upstreams = Upstreams(settings)
     proxy = Proxy(settings, keys, upstreams)
+    board_feed = BoardFeed(
+        upstreams, settings.internal_secret, retry_seconds=settings.board_feed_retry_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,9 +52,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.api_clients = api_clients
         refresher = asyncio.create_task(api_clients.refresh_forever(settings.keys_refresh_seconds))
         upstreams.open()
+        close_on_exit_signal(board_feed.changes)  # end the board streams as soon as we are told to stop
         try:
             yield
         finally:
+            await board_feed.aclose()
             await upstreams.aclose()
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -69,6 +77,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.upstreams = upstreams
     app.state.proxy = proxy
+    app.state.board_feed = board_feed
     install_error_handlers(app)
     watch_circuits(upstreams)
     app.add_middleware(ForwardFirst, proxy=proxy)  # innermost of the three
@@ -104,6 +113,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(patient_sessions_router)
     app.include_router(journey_router(settings, proxy, upstreams))  # before the catch-all
+    app.include_router(board_router(settings, proxy, upstreams, board_feed))
     # A plain Starlette route: no FastAPI dependency or validation layer on the hot path.
     app.router.routes.append(
         Route(f"{API_PREFIX}/{{path:path}}", proxy.forward, methods=PROXIED_METHODS, include_in_schema=False)

@@ -88,6 +88,19 @@ class GatewaySettings(ServiceSettings):
     route_rate_limits: dict[str, float] = Field(default_factory=dict)
     max_page_size: int = Field(default=100, ge=1)
 
+    # --- the calling board (gateway/board.py) ---
+    # A screen's session cookie lasts this long and is renewed while the screen is in use (its stream
+    # reconnects at half-life); the screen shows this many current calls and this many of the next.
+    board_session_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    board_calls_shown: int = Field(default=4, ge=1, le=20)
+    board_next_shown: int = Field(default=5, ge=0, le=50)
+    # Streams re-read the board this often even without events (a missed event heals), and send a
+    # comment line after this much silence.
+    board_refresh_seconds: float = Field(default=30.0, gt=0)
+    board_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # Pause before following the event hub again after its stream broke.
+    board_feed_retry_seconds: float = Field(default=1.0, gt=0)
+
     @model_validator(mode="after")
     def _refuse_production_without_keys(self) -> "GatewaySettings":
         # A configured but missing seed file is a deployment mistake; no clients at all is checked at

@@ -148,6 +148,41 @@ class ProofNotForKind(UnprocessableContent):
         super().__init__(f"A {kind} client opens a patient session with {wanted}.")
 
 
+# --- the calling board (gateway/board.py) ----------------------------------------------------------
+
+
+class BoardSessionMissing(Unauthorized):
+    """No board session cookie, or one that no longer works (forged, expired, its key revoked)."""
+
+    slug = "board-session-missing"
+
+    def __init__(
+        self, detail: str = "This screen has no board session: provision it with a board key."
+    ) -> None:
+        super().__init__(detail)
+
+
+class BoardSessionForbidden(Forbidden):
+    slug = "board-session-forbidden"
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(
+            f"Only board clients holding 'board:read' open board sessions; this client is a {kind}."
+        )
+
+
+class KeyInUrlRefused(BadRequest):
+    """A board URL with a query string: keys never travel in URLs (logs, history, Referer keep them)."""
+
+    slug = "key-in-url-refused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Board URLs take no query string: never put an API key in a URL. Provision the screen from "
+            "the board page's form, which sends the key in the Authorization header once."
+        )
+
+
 # A record of another patient answers exactly as a missing one does (registration's own 404s say the
 # same), so a patient-bound client cannot probe which ids exist.
 

@@ -136,7 +136,13 @@ class KeyCache:
     def identify(self, key: str) -> KnownKey:
         """The known key for a presented one; 401 (invalid, expired or revoked) otherwise."""
         # Keys are ASCII: anything else (a header's raw bytes, read as Latin-1) is simply not a key.
-        known = self._by_hash.get(hash_key(key)) if len(key) <= MAX_KEY_LENGTH and key.isascii() else None
+        if len(key) > MAX_KEY_LENGTH or not key.isascii():
+            raise InvalidApiKey()
+        return self.identify_hash(hash_key(key))
+
+    def identify_hash(self, key_hash: str) -> KnownKey:
+        """The known key for a key's hash (a board session holds the hash, never the key); 401 otherwise."""
+        known = self._by_hash.get(key_hash)
         if known is None:
             raise InvalidApiKey()
         if known.revoked:

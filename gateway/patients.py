@@ -6,10 +6,6 @@ Each route says how a request is tied to the patient (`GatewayRoute.owner`); a r
 patient answers 404 exactly as a missing one does, so a client cannot probe which ids exist.
 """
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 import re
 import time
@@ -28,29 +24,14 @@ from gateway.errors import (
 )
 from gateway.keys import Caller
 from gateway.routes import GatewayRoute
+from gateway.signed import TokenForged, TokenMalformed, seal, unseal
 
 PATIENT_TOKEN_HEADER = "x-patient-token"
 TOKEN_PREFIX = "pt1"
 # A purpose of its own, so no other token signed with the internal secret can pass as a patient token.
-_PURPOSE = b"patientflow gateway patient-token v1"
+TOKEN_PURPOSE = b"patientflow gateway patient-token v1"
 _PATH_VALUE = re.compile(r"\{([a-z_]+)\}")
 RegistrationLookup = Callable[[str], Awaitable[dict[str, Any] | None]]  # GET path -> body, None on 404
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _signing_key(secret: str) -> bytes:
-    return hmac.new(secret.encode(), _PURPOSE, hashlib.sha256).digest()
-
-
-def _sign(secret: str, payload: str) -> str:
-    return _b64(hmac.new(_signing_key(secret), payload.encode("ascii"), hashlib.sha256).digest())
 
 
 def mint_patient_token(
@@ -59,22 +40,17 @@ def mint_patient_token(
     """A token letting `client` act for `patient`, and when it expires (epoch seconds)."""
     expires = int(time.time() if now is None else now) + lifetime
     claims = {"cli": client, "pat": patient, "exp": expires}
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{TOKEN_PREFIX}.{payload}.{_sign(secret, payload)}", expires
+    return seal(secret, purpose=TOKEN_PURPOSE, prefix=TOKEN_PREFIX, claims=claims), expires
 
 
 def verify_patient_token(secret: str, token: str, *, client: str, now: float | None = None) -> str:
     """The patient a valid token names; 403 if forged, malformed, another client's, or expired."""
-    parts = token.split(".")
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not token.isascii():  # compare_digest needs ASCII
-        raise PatientTokenInvalid("The patient token is malformed.")
-    _, payload, signature = parts
-    if not hmac.compare_digest(signature, _sign(secret, payload)):
-        raise PatientTokenInvalid()
     try:
-        claims = json.loads(_unb64(payload))
-    except (ValueError, binascii.Error):
+        claims = unseal(secret, token, purpose=TOKEN_PURPOSE, prefix=TOKEN_PREFIX)
+    except TokenMalformed:
         raise PatientTokenInvalid("The patient token is malformed.") from None
+    except TokenForged:
+        raise PatientTokenInvalid() from None
     # Signed, yet not what mint_patient_token writes (a bug, or a leaked secret): refuse, never a 500.
     if not isinstance(claims, dict) or type(claims.get("exp")) is not int:
         raise PatientTokenInvalid("The patient token is malformed.")

@@ -24,7 +24,7 @@ from gateway.errors import (
     PayloadTooLarge,
     RouteNotFound,
 )
-from gateway.keys import Caller, KeyCache, presented_key
+from gateway.keys import Caller, KeyCache, KnownKey, presented_key
 from gateway.limits import RateLimiter, check_page_size, route_burst
 from gateway.metrics import ROUTE_KEY
 from gateway.models import PATIENT_BOUND_KINDS
@@ -119,19 +119,22 @@ class Proxy:
         *,
         act_for_patient: bool = True,
     ) -> Caller:
-        known = self.keys.identify(presented_key(authorization, api_key))
-        caller = known.caller
+        caller = self.admit(self.keys.identify(presented_key(authorization, api_key)))
         settings = self.settings
-        rate = known.rate_per_second or settings.rate_limit_per_second
-        self.limiter.check(
-            (caller.name, ""), rate, known.rate_burst or settings.rate_burst, what="this client"
-        )
         if not act_for_patient or caller.kind not in PATIENT_BOUND_KINDS:
             return caller
         if not patient_token:
             raise PatientTokenMissing()
         patient = verify_patient_token(settings.internal_secret, patient_token, client=caller.name)
         return self.keys.for_patient(caller, patient)
+
+    def admit(self, known: KnownKey) -> Caller:
+        """A known key's caller, counted against the client's rate limit (429 past it)."""
+        caller = known.caller
+        rate = known.rate_per_second or self.settings.rate_limit_per_second
+        burst = known.rate_burst or self.settings.rate_burst
+        self.limiter.check((caller.name, ""), rate, burst, what="this client")
+        return caller
 
     def limit_route(self, caller: Caller, route_key: str) -> None:
         """Count a request against the client's bucket for one route, if that route has a limit."""

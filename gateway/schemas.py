@@ -1,5 +1,5 @@
 """The shapes the gateway reads and writes itself: the admin API's API clients, the seed keys file,
-patient sessions and the journey view. Forwarded calls keep the services' own shapes."""
+patient sessions, the journey view and the calling board. Forwarded calls keep the services' own shapes."""
 
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Self
@@ -221,3 +221,38 @@ class JourneyPublic(BaseModel):
     partial: bool = Field(description="True when a part is missing because its service did not answer")
     missing: list[MissingPart]
     withheld: list[WithheldPart]
+
+
+# --- the calling board (gateway/board.py) -----------------------------------------------------------
+
+
+class BoardSessionPublic(BaseModel):
+    """A board session opened: the screen's cookie now carries it (never the key)."""
+
+    client: str = Field(description="The board client the screen acts as", examples=["board-hall-1"])
+    expires_at: datetime = Field(description="Renewed while the screen is in use")
+
+
+class BoardCall(BaseModel):
+    """A patient called: the number to recognise, the masked name, and the room or window to go to."""
+
+    display_number: str = Field(examples=["A007"])
+    name: str | None = Field(description="Masked (张*三), 无名氏 when unidentified", examples=["张*三"])
+    counter: str | None = Field(description="Room or window", examples=["3"])
+
+
+class BoardNext(BaseModel):
+    """A patient among the next to be called."""
+
+    display_number: str = Field(examples=["A008"])
+    name: str | None = Field(examples=["欧**娜"])
+
+
+class BoardScreen(BaseModel):
+    """What a waiting-room screen shows: numbers, masked names and rooms; no ids, no clinical text."""
+
+    department: str
+    suspended: bool = Field(description="True while calling is suspended")
+    calls: list[BoardCall] = Field(description="Current calls, the latest first")
+    next: list[BoardNext] = Field(description="The next few in call order")
+    waiting_count: int = Field(description="Everyone waiting, the next few included")

@@ -4,6 +4,7 @@ import json
 import random
 import re
 import uuid
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -28,6 +29,11 @@ def unique_department() -> str:
     return f"dept-{uuid.uuid4().hex[:8]}"
 
 
+def no_cookies() -> CookieJar:
+    """A cookie jar that keeps nothing it is sent."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
 class Gateway:
     """`gateway.his`, `gateway.doctor`, ...: an httpx client per development client, plus `anonymous`."""
 
@@ -35,13 +41,18 @@ class Gateway:
         self.system = system
         base = system.url("gateway")
         timeout = httpx.Timeout(30.0)
+        # API clients keep no cookies: a board session one test opened must not change what later
+        # tests see (the board screen's own tests hold their cookie explicitly).
         self.clients = {
             name.removesuffix("-dev"): httpx.Client(
-                base_url=base, headers={"authorization": f"Bearer {key}"}, timeout=timeout
+                base_url=base,
+                headers={"authorization": f"Bearer {key}"},
+                timeout=timeout,
+                cookies=no_cookies(),
             )
             for name, key in system.api_keys.items()
         }
-        self.anonymous = httpx.Client(base_url=base, timeout=timeout)
+        self.anonymous = httpx.Client(base_url=base, timeout=timeout, cookies=no_cookies())
 
     def __getattr__(self, name: str) -> httpx.Client:
         try:

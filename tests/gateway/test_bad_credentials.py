@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from gateway.app import create_app as create_gateway
-from gateway.patients import _sign as sign_patient_payload
+from gateway.patients import TOKEN_PURPOSE as PATIENT_TOKEN_PURPOSE
+from gateway.signed import sign
 from kit.auth import mint_internal_token
 from kit.testing import TEST_SECRET, serve
 from tests.fuzz import BAD_PAYLOADS, assert_client_error, b64, header_values
@@ -64,7 +65,7 @@ def app_gateway(
 def signed_patient_token(payload: bytes, secret: str = TEST_SECRET) -> str:
     """A patient token over any payload with a valid signature: what a signing bug or leaked secret makes."""
     text = b64(payload)
-    return f"pt1.{text}.{sign_patient_payload(secret, text)}"
+    return f"pt1.{text}.{sign(secret, PATIENT_TOKEN_PURPOSE, text)}"
 
 
 def test_any_bytes_in_the_patient_token_are_a_problem(app_gateway: tuple[httpx.Client, str]) -> None:
