@@ -175,6 +175,19 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/rejected-charges", "billing:read"),
         ("GET", "/booking-fees/{id}", "billing:read"),
         ("POST", "/booking-fees/{id}/payments", "billing:write"),
+        # Deposits, receipts, standing, inpatient days and the daily bill (services/billing/deposits_router.py).
+        ("POST", "/visits/{id}/deposits", "billing:write"),
+        ("GET", "/visits/{id}/deposits", "billing:read"),
+        ("POST", "/visits/{id}/deposit-refunds", "billing:write"),
+        ("GET", "/visits/{id}/receipts", "billing:read"),
+        ("GET", "/visits/{id}/standing", "billing:read"),
+        ("PUT", "/visits/{id}/relief", "billing:write"),
+        ("GET", "/green-channel/follow-ups", "billing:read"),
+        ("POST", "/inpatient-days/runs", "billing:write"),
+        ("POST", "/daily-bills/runs", "billing:write"),
+        ("GET", "/visits/{id}/daily-bill/pdf", "billing:read"),
+        ("POST", "/visits/{id}/daily-bill/acknowledgements", "billing:write"),
+        ("GET", "/daily-bills/acknowledgements", "billing:read"),
     ),
     # The event hub: public `/events` is its `/log`, `/event-schemas` its `/schemas`.
     GatewayRoute("GET", "/events", "events", "events:read", upstream=("/events", "/log")),
@@ -207,6 +220,12 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
     ("GET", "/visits/{id}/reports"): "visit",
     ("GET", "/visits/{id}/account"): "visit",
     ("GET", "/visits/{id}/daily-bill"): "visit",
+    ("GET", "/visits/{id}/daily-bill/pdf"): "visit",
+    # The patient acknowledges their own daily bill (知情确认); billing re-checks the patient too.
+    ("POST", "/visits/{id}/daily-bill/acknowledgements"): "visit",
+    ("GET", "/visits/{id}/deposits"): "visit",
+    ("GET", "/visits/{id}/receipts"): "visit",
+    ("GET", "/visits/{id}/standing"): "visit",
     ("GET", "/visits/{id}/journey"): "visit",
     ("GET", "/tickets/{id}"): "response",
     ("GET", "/orders/{id}"): "response",
@@ -255,6 +274,8 @@ HONOURS_IDEMPOTENCY_KEY = frozenset(
         ("POST", "/visits/{id}/settlement"),
         ("POST", "/appointments"),
         ("POST", "/booking-fees/{id}/payments"),
+        ("POST", "/visits/{id}/deposits"),
+        ("POST", "/visits/{id}/deposit-refunds"),
         ("POST", "/clinic-sessions/{id}/disruptions"),
         ("POST", "/rebooking-offers/{id}/accept"),
         ("POST", "/visits/{id}/admission"),
@@ -265,7 +286,12 @@ HONOURS_IDEMPOTENCY_KEY = frozenset(
 )
 # Routes that need longer than their method's deadline: settlement waits (bounded) for the visit's
 # charges still on their way through the feeds.
-ROUTE_DEADLINES: dict[tuple[str, str], float] = {("POST", "/visits/{id}/settlement"): 10.0}
+# The nightly job and the daily-bill batch, run by hand, post or issue for every inpatient at once.
+ROUTE_DEADLINES: dict[tuple[str, str], float] = {
+    ("POST", "/visits/{id}/settlement"): 10.0,
+    ("POST", "/inpatient-days/runs"): 60.0,
+    ("POST", "/daily-bills/runs"): 60.0,
+}
 ROUTES = tuple(
     replace(
         route,

@@ -21,6 +21,7 @@ from services.billing.schemas import (
     RegistrationVisit,
     RejectedChargePublic,
 )
+from services.billing.service import deposits
 from services.billing.service.accounts import (
     SETTLED,
     account_for,
@@ -92,6 +93,9 @@ def add_charge(
                 "supplementary_due_fen": repository.supplementary_due_fen(session, account.visit_id),
             },
         )
+    if account.low_balance_threshold_fen is not None:  # the account holds a deposit: is it running low?
+        session.flush()
+        deposits.check_low_balance(session, account)
     return charge
 
 
