@@ -175,7 +175,7 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/rejected-charges", "billing:read"),
         ("GET", "/booking-fees/{id}", "billing:read"),
         ("POST", "/booking-fees/{id}/payments", "billing:write"),
-        # Deposits, receipts, standing, inpatient days and the daily bill (services/billing/deposits_router.py).
+        # Deposits, receipts, standing, inpatient days, the daily bill (billing/deposits_router.py).
         ("POST", "/visits/{id}/deposits", "billing:write"),
         ("GET", "/visits/{id}/deposits", "billing:read"),
         ("POST", "/visits/{id}/deposit-refunds", "billing:write"),
