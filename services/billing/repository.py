@@ -212,6 +212,22 @@ def get_stay(session: Session, visit_id: str) -> BillingStay | None:
     return session.get(BillingStay, visit_id)
 
 
+def stays_of(session: Session, visit_ids: Collection[str]) -> dict[str, BillingStay]:
+    rows = session.exec(select(BillingStay).where(col(BillingStay.visit_id).in_(visit_ids))).all()
+    return {row.visit_id: row for row in rows}
+
+
+def lock_accounts(session: Session, visit_ids: Collection[str]) -> dict[str, VisitAccount]:
+    """The accounts, locked in visit-id order (two batches locking overlapping sets never deadlock)."""
+    query = (
+        select(VisitAccount)
+        .where(col(VisitAccount.visit_id).in_(visit_ids))
+        .order_by(col(VisitAccount.visit_id))
+        .with_for_update()
+    )
+    return {row.visit_id: row for row in session.exec(query).all()}
+
+
 def stay_bed_for_event(session: Session, event_id: str) -> StayBed | None:
     return session.exec(select(StayBed).where(StayBed.source_event_id == event_id)).first()
 
@@ -281,11 +297,11 @@ def insert_bill_issues(session: Session, rows: list[dict[str, Any]]) -> set[str]
     table = DailyBillIssue.__table__  # type: ignore[attr-defined]
     statement = (
         insert(table)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["visit_id", "bill_date"])
         .returning(table.c.visit_id)
     )
-    return set(session.execute(statement).scalars().all())
+    # executemany with RETURNING (SQLAlchemy's insertmanyvalues): batched, no 500-row statement to compile.
+    return set(session.execute(statement, rows).scalars().all())
 
 
 def refresh_bill_issues(session: Session, rows: list[dict[str, Any]]) -> None:

@@ -48,6 +48,7 @@ def add_charge(
     source_event_id: str | None = None,
     note: str | None = None,
     supplementary: bool = False,
+    check_balance: bool = True,
 ) -> Charge:
     charge = Charge(
         id=str(uuid.uuid4()),
@@ -93,7 +94,8 @@ def add_charge(
                 "supplementary_due_fen": repository.supplementary_due_fen(session, account.visit_id),
             },
         )
-    if account.low_balance_threshold_fen is not None:  # the account holds a deposit: is it running low?
+    # The account holds a deposit: is it running low? (A batch of charges checks once, after the batch.)
+    if check_balance and account.low_balance_threshold_fen is not None:
         session.flush()
         deposits.check_low_balance(session, account)
     return charge

@@ -11,6 +11,7 @@ issued (totals, line count) is kept in `DailyBillIssue` with the acknowledgement
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlmodel import Session, col
 
 from kit.clock import HOSPITAL_TZ, as_utc, utcnow
 from kit.database import Database
+from kit.outbox import record_event
 from kit.pdf import PdfDocument, TableColumn
 from services.billing import repository
 from services.billing.errors import DailyBillNotIssued
@@ -29,6 +31,7 @@ from services.billing.models import (
     Deposit,
     DepositApplication,
     DepositRefund,
+    OutboxEvent,
     Payment,
 )
 from services.billing.schemas import (
@@ -39,7 +42,7 @@ from services.billing.schemas import (
     DailyBillPublic,
     DailyBillsRunPublic,
 )
-from services.billing.service.accounts import hospital_today, known_account, record
+from services.billing.service.accounts import hospital_today, known_account
 from services.billing.service.inpatient_days import day_start
 
 CHUNK = 500  # visits per query batch (and per transaction when issuing)
@@ -62,7 +65,61 @@ def _sums_by_visit(
     return {visit_id: int(total) for visit_id, total in session.execute(query).all()}
 
 
-def _lines_by_visit(session: Session, visit_ids: Sequence[str], day: date) -> dict[str, list[DailyBillLine]]:
+LINE_FIELDS = (
+    "visit_id",
+    "charge_id",
+    "item_code",
+    "item_name",
+    "unit",
+    "unit_price_fen",
+    "quantity",
+    "amount_fen",
+    "payment_id",
+    "charged_at",
+    "category",
+    *OPTIONAL_ITEM_COLUMNS,
+)
+
+
+@dataclass(slots=True)
+class Bill:
+    """One computed bill; lines are plain dicts (a batch of 200,000 lines never builds models)."""
+
+    visit_id: str
+    patient_id: str
+    date: date
+    lines: list[dict[str, Any]]
+    subtotals: dict[str, int]
+    total_fen: int
+    paid_fen: int
+    running_total_fen: int
+    deposit_fen: int
+    balance_fen: int
+
+    def public(self, *, acknowledged_at: datetime | None = None) -> DailyBillPublic:
+        return DailyBillPublic(
+            visit_id=self.visit_id,
+            patient_id=self.patient_id,
+            date=self.date,
+            lines=[
+                DailyBillLine(
+                    **{k: v for k, v in line.items() if k not in ("visit_id", "payment_id")},
+                    status="unpaid" if line["payment_id"] is None else "paid",
+                )
+                for line in self.lines
+            ],
+            subtotals=[CategorySubtotal(category=c, amount_fen=a) for c, a in sorted(self.subtotals.items())],
+            total_fen=self.total_fen,
+            paid_fen=self.paid_fen,
+            unpaid_fen=self.total_fen - self.paid_fen,
+            running_total_fen=self.running_total_fen,
+            deposit_fen=self.deposit_fen,
+            balance_fen=self.balance_fen,
+            acknowledged_at=acknowledged_at,
+        )
+
+
+def _lines_by_visit(session: Session, visit_ids: Sequence[str], day: date) -> dict[str, list[dict[str, Any]]]:
     item = CatalogueItem.__table__.c  # type: ignore[attr-defined]
     charge = Charge.__table__.c  # type: ignore[attr-defined]
     query = (
@@ -84,33 +141,15 @@ def _lines_by_visit(session: Session, visit_ids: Sequence[str], day: date) -> di
         .where(charge.visit_id.in_(visit_ids), charge.service_date == day)
         .order_by(charge.visit_id, charge.charged_at, charge.id)
     )
-    found: dict[str, list[DailyBillLine]] = defaultdict(list)
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in session.execute(query).all():
-        optional = dict(zip(OPTIONAL_ITEM_COLUMNS, row[11:], strict=True))
-        # Built without validation: every value comes from billing's own typed columns.
-        found[row[0]].append(
-            DailyBillLine.model_construct(
-                charge_id=row[1],
-                item_code=row[2],
-                national_code=optional.get("national_code"),
-                item_name=row[3],
-                category=row[10],
-                unit=row[4],
-                unit_price_fen=row[5],
-                quantity=row[6],
-                amount_fen=row[7],
-                insurance_class=optional.get("insurance_class"),
-                department=None,
-                status="unpaid" if row[8] is None else "paid",
-                charged_at=as_utc(row[9]),
-            )
-        )
+        found[row[0]].append(dict(zip(LINE_FIELDS, row, strict=True)))
     return found
 
 
-def bills_for(session: Session, accounts: Sequence[tuple[str, str]], day: date) -> list[DailyBillPublic]:
+def bills_for(session: Session, accounts: Sequence[tuple[str, str]], day: date) -> list[Bill]:
     """The bills of `day` for (visit_id, patient_id) pairs, a few queries per chunk of visits."""
-    bills: list[DailyBillPublic] = []
+    bills: list[Bill] = []
     for offset in range(0, len(accounts), CHUNK):
         chunk = accounts[offset : offset + CHUNK]
         ids = [visit_id for visit_id, _ in chunk]
@@ -125,13 +164,15 @@ def bills_for(session: Session, accounts: Sequence[tuple[str, str]], day: date) 
         for visit_id, patient_id in chunk:
             own = lines.get(visit_id, [])
             department = departments.get(visit_id)
-            for line in own:
-                line.department = department
             subtotals: dict[str, int] = defaultdict(int)
+            total = paid = 0
             for line in own:
-                subtotals[line.category or "other"] += line.amount_fen
-            total = sum(line.amount_fen for line in own)
-            paid = sum(line.amount_fen for line in own if line.status == "paid")
+                line["department"] = department
+                amount = line["amount_fen"]
+                subtotals[line["category"] or "other"] += amount
+                total += amount
+                if line["payment_id"] is not None:
+                    paid += amount
             deposit = deposits.get(visit_id, 0)
             balance = (
                 deposit
@@ -141,21 +182,17 @@ def bills_for(session: Session, accounts: Sequence[tuple[str, str]], day: date) 
                 - running.get(visit_id, 0)
             )
             bills.append(
-                DailyBillPublic.model_construct(
+                Bill(
                     visit_id=visit_id,
                     patient_id=patient_id,
                     date=day,
                     lines=own,
-                    subtotals=[
-                        CategorySubtotal(category=c, amount_fen=a) for c, a in sorted(subtotals.items())
-                    ],
+                    subtotals=dict(subtotals),
                     total_fen=total,
                     paid_fen=paid,
-                    unpaid_fen=total - paid,
                     running_total_fen=running.get(visit_id, 0),
                     deposit_fen=deposit,
                     balance_fen=balance,
-                    acknowledged_at=None,
                 )
             )
     return bills
@@ -169,9 +206,8 @@ def daily_bill(
     day = day or hospital_today()
     [bill] = bills_for(session, [(account.visit_id, account.patient_id)], day)
     issue = repository.get_bill_issue(session, visit_id, day)
-    if issue is not None and issue.acknowledged_at is not None:
-        bill.acknowledged_at = as_utc(issue.acknowledged_at)
-    return bill
+    acknowledged = issue.acknowledged_at if issue is not None else None
+    return bill.public(acknowledged_at=as_utc(acknowledged) if acknowledged else None)
 
 
 # --- the batch ----------------------------------------------------------------------------------------
@@ -192,7 +228,7 @@ def issue_daily_bills(database: Database, *, day: date) -> DailyBillsRunPublic:
     return DailyBillsRunPublic(date=day, bills=len(accounts), lines=lines, issued=issued)
 
 
-def _issue(session: Session, bills: Sequence[DailyBillPublic]) -> int:
+def _issue(session: Session, bills: Sequence[Bill]) -> int:
     now = utcnow()
     rows = [
         {
@@ -212,13 +248,15 @@ def _issue(session: Session, bills: Sequence[DailyBillPublic]) -> int:
     repository.refresh_bill_issues(session, [row for row in rows if row["visit_id"] not in first_time])
     for visit_id in sorted(first_time):
         bill = by_visit[visit_id]
-        account = repository.get_account(session, visit_id)
-        assert account is not None
-        record(
+        record_event(  # as accounts.record, without loading each account: the bill names its patient
             session,
-            account,
-            "daily_bill.ready",
-            {
+            OutboxEvent,
+            event_type="daily_bill.ready",
+            aggregate_type="visit",
+            aggregate_id=visit_id,
+            visit_id=visit_id,
+            patient_id=bill.patient_id,
+            payload={
                 "date": bill.date.isoformat(),
                 "total_fen": bill.total_fen,
                 "running_total_fen": bill.running_total_fen,

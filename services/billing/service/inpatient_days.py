@@ -28,16 +28,24 @@ from kit.database import Database
 from kit.worker import ThreadWorker
 from services.billing import repository
 from services.billing.errors import InvalidRunDate
-from services.billing.models import BillingStay, CatalogueItem, InpatientDay, RejectedCharge, StayBed
+from services.billing.models import (
+    BillingStay,
+    CatalogueItem,
+    InpatientDay,
+    RejectedCharge,
+    StayBed,
+    VisitAccount,
+)
 from services.billing.schemas import ChargeOrigin, InpatientDaysRunPublic
 from services.billing.service.accounts import SETTLED, instant
 from services.billing.service.charges import add_charge, well_formed
+from services.billing.service.deposits import check_low_balance
 
 logger = logging.getLogger("patientflow.billing")
 STAY_EVENTS = frozenset({"visit.admitted", "visit.transferred", "visit.discharged"})
 BED, NURSING = "bed", "nursing"
 CATCH_UP_DAYS = 31  # a run looks this far back for unposted days (a stay discharged before is done)
-CHUNK = 200  # stays per transaction: a long run never holds thousands of account locks at once
+CHUNK = 250  # stays per transaction: a long run never holds thousands of account locks at once
 _DAY_KEYS = uuid.UUID("5b1f9c52-7a4e-4f0e-9b7e-2f1d1a0c6e11")
 
 
@@ -131,13 +139,22 @@ def day_key(visit_id: str, kind: str, day: date) -> str:
 
 
 def post_stay_days(
-    session: Session, stay: BillingStay, beds: Sequence[StayBed], *, up_to: date, today: date, items: DayItems
+    session: Session,
+    stay: BillingStay,
+    beds: Sequence[StayBed],
+    *,
+    account: VisitAccount,
+    done: set[tuple[str, str, date]],
+    up_to: date,
+    today: date,
+    items: DayItems,
+    prices: dict[tuple[str, date], CatalogueItem | None] | None = None,
 ) -> tuple[int, int]:
-    """Post the stay's owed, unposted days; (posted, refused)."""
-    account = repository.get_account(session, stay.visit_id, for_update=True)
-    if account is None or not beds:
+    """Post the stay's owed days not in `done` (read after its account was locked); (posted, refused).
+    `prices`: the run's memo of `priced_item` (the catalogue does not change during a run)."""
+    prices = {} if prices is None else prices
+    if not beds:
         return 0, 0
-    done = repository.posted_days(session, [stay.visit_id])
     posted = refused = 0
     for day in owed_days(stay, up_to=up_to, today=today):
         moment = day_start(day + timedelta(days=1))
@@ -149,7 +166,9 @@ def post_stay_days(
             if (stay.visit_id, kind, day) in done:
                 continue
             code = items.code(kind, bed.bed_class)
-            item = priced_item(session, code, day) if code else None
+            if code and (code, day) not in prices:
+                prices[code, day] = priced_item(session, code, day)
+            item = prices[code, day] if code else None
             key = day_key(stay.visit_id, kind, day)
             if item is None:
                 refused += _refuse(session, key=key, visit_id=stay.visit_id, code=code)
@@ -164,6 +183,7 @@ def post_stay_days(
                 source_event_id=key,
                 note=f"{bed.ward_code}-{bed.bed_code}",
                 supplementary=account.status == SETTLED,  # a day caught up after settlement: 补费
+                check_balance=False,  # once for the stay, below
             )
             session.add(
                 InpatientDay(
@@ -176,6 +196,40 @@ def post_stay_days(
                 )
             )
             posted += 1
+    if posted and account.low_balance_threshold_fen is not None:
+        session.flush()
+        check_low_balance(session, account)
+    return posted, refused
+
+
+def post_chunk(
+    session: Session, visit_ids: Sequence[str], *, up_to: date, today: date, items: DayItems
+) -> tuple[int, int]:
+    """One transaction's stays: their accounts locked first (in id order, so two runs never deadlock),
+    then their posted days read — after the lock, so a twin run's days are seen — and the rest posted."""
+    accounts = repository.lock_accounts(session, visit_ids)
+    stays = repository.stays_of(session, visit_ids)
+    beds: dict[str, list[StayBed]] = {}
+    for bed in repository.beds_of_stays(session, visit_ids):
+        beds.setdefault(bed.visit_id, []).append(bed)
+    done = repository.posted_days(session, visit_ids)
+    prices: dict[tuple[str, date], CatalogueItem | None] = {}
+    posted = refused = 0
+    for visit_id in visit_ids:
+        if visit_id not in accounts or visit_id not in stays:
+            continue
+        stay_posted, stay_refused = post_stay_days(
+            session,
+            stays[visit_id],
+            beds.get(visit_id, []),
+            account=accounts[visit_id],
+            done=done,
+            up_to=up_to,
+            today=today,
+            items=items,
+            prices=prices,
+        )
+        posted, refused = posted + stay_posted, refused + stay_refused
     return posted, refused
 
 
@@ -212,15 +266,11 @@ def run_inpatient_days(
         ]
     posted = refused = 0
     for offset in range(0, len(stays), CHUNK):
-        chunk = stays[offset : offset + CHUNK]
         with database.session() as session:
-            beds = repository.beds_of_stays(session, chunk)
-            for visit_id in chunk:
-                stay = repository.get_stay(session, visit_id)
-                assert stay is not None
-                own = [bed for bed in beds if bed.visit_id == visit_id]
-                done, failed = post_stay_days(session, stay, own, up_to=up_to, today=today, items=items)
-                posted, refused = posted + done, refused + failed
+            done, failed = post_chunk(
+                session, stays[offset : offset + CHUNK], up_to=up_to, today=today, items=items
+            )
+        posted, refused = posted + done, refused + failed
     if posted or refused:
         logger.info("inpatient days up to %s: %d posted, %d refused", up_to, posted, refused)
     return InpatientDaysRunPublic(date=up_to, stays=len(stays), posted=posted, refused=refused)
