@@ -21,11 +21,13 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import date, datetime, time as day_time, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as day_time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
+from sqlmodel import col
 
 from bench.common import machine, markdown_table, write_results
 from kit.clock import HOSPITAL_TZ, as_utc, hospital_date, utcnow
@@ -107,7 +109,7 @@ def seed_stays(database: Database, *, stays: int, admitted: datetime) -> list[st
             (StayBed, beds),
             (Deposit, deposits),
         ):
-            session.execute(insert(model.__table__), rows)  # type: ignore[attr-defined]
+            session.execute(insert(model.__table__), rows)  # type: ignore[union-attr]
     return visit_ids
 
 
@@ -203,7 +205,9 @@ def run(database: Database, args: argparse.Namespace) -> int:
     ), (issued, reissued)
     with database.session(write=False) as session:
         ready = session.execute(
-            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.event_type == "daily_bill.ready")
+            select(func.count())
+            .select_from(OutboxEvent)
+            .where(col(OutboxEvent.event_type) == "daily_bill.ready")
         ).scalar_one()
         kept = session.execute(select(func.count()).select_from(DailyBillIssue)).scalar_one()
     assert ready == kept == args.stays
