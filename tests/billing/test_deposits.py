@@ -2,6 +2,7 @@
 crossing, the deposit paying first at the discharge settlement and what is left refunded once, payments
 out of the deposit, and bad input refused without a change."""
 
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -361,3 +362,26 @@ def test_the_alert_fires_exactly_on_each_downward_crossing(
             )
         ).all()
     assert len(alerts) == expected_alerts
+
+
+def test_cashiers_taking_deposits_at_once_get_consecutive_receipts(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    visits = [admitted_visit(registration, client) for _ in range(6)]
+    barrier = threading.Barrier(len(visits))
+    answers: list[httpx.Response] = []
+
+    def take(visit_id: str) -> None:
+        barrier.wait()
+        body = {"amount_fen": 10_000, "method": "cash"}
+        answers.append(client.post(f"/visits/{visit_id}/deposits", json=body, headers=keyed()))
+
+    threads = [threading.Thread(target=take, args=(visit["id"],)) for visit in visits]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [answer.status_code for answer in answers] == [201] * len(visits)
+    numbers = sorted(int(answer.json()["receipt_number"][-8:]) for answer in answers)
+    assert numbers == list(range(numbers[0], numbers[0] + len(visits)))
