@@ -196,6 +196,19 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/charge-rule-versions", "billing:read"),
         ("GET", "/charge-rule-versions/{id}", "billing:read"),
         ("GET", "/charge-rules", "billing:read"),
+        # Deposits, receipts, standing, inpatient days, the daily bill (billing/deposits_router.py).
+        ("POST", "/visits/{id}/deposits", "billing:write"),
+        ("GET", "/visits/{id}/deposits", "billing:read"),
+        ("POST", "/visits/{id}/deposit-refunds", "billing:write"),
+        ("GET", "/visits/{id}/receipts", "billing:read"),
+        ("GET", "/visits/{id}/standing", "billing:read"),
+        ("PUT", "/visits/{id}/relief", "billing:write"),
+        ("GET", "/green-channel/follow-ups", "billing:read"),
+        ("POST", "/inpatient-days/runs", "billing:write"),
+        ("POST", "/daily-bills/runs", "billing:write"),
+        ("GET", "/visits/{id}/daily-bill/pdf", "billing:read"),
+        ("POST", "/visits/{id}/daily-bill/acknowledgements", "billing:write"),
+        ("GET", "/daily-bills/acknowledgements", "billing:read"),
     ),
     # The event hub: public `/events` is its `/log`, `/event-schemas` its `/schemas`.
     GatewayRoute("GET", "/events", "events", "events:read", upstream=("/events", "/log")),
@@ -233,6 +246,12 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
     ("GET", "/visits/{id}/reports"): "visit",
     ("GET", "/visits/{id}/account"): "visit",
     ("GET", "/visits/{id}/daily-bill"): "visit",
+    ("GET", "/visits/{id}/daily-bill/pdf"): "visit",
+    # The patient acknowledges their own daily bill (知情确认); billing re-checks the patient too.
+    ("POST", "/visits/{id}/daily-bill/acknowledgements"): "visit",
+    ("GET", "/visits/{id}/deposits"): "visit",
+    ("GET", "/visits/{id}/receipts"): "visit",
+    ("GET", "/visits/{id}/standing"): "visit",
     ("GET", "/visits/{id}/journey"): "visit",
     ("GET", "/tickets/{id}"): "response",
     ("GET", "/orders/{id}"): "response",
@@ -282,6 +301,8 @@ HONOURS_IDEMPOTENCY_KEY = frozenset(
         ("POST", "/appointments"),
         ("POST", "/booking-fees/{id}/payments"),
         ("POST", "/charges/{id}/reversal"),
+        ("POST", "/visits/{id}/deposits"),
+        ("POST", "/visits/{id}/deposit-refunds"),
         ("POST", "/clinic-sessions/{id}/disruptions"),
         ("POST", "/rebooking-offers/{id}/accept"),
         ("POST", "/visits/{id}/admission"),
@@ -294,10 +315,13 @@ HONOURS_IDEMPOTENCY_KEY = frozenset(
 # charges still on their way through the feeds; wait metrics over many days read every journey event of
 # them (≈ 0.35 s of CPU per 3000 journeys: bench/wait_metrics.py), and a slow call counts against the
 # hub's breaker, which would cut its event routes off too (10 s: the upstream read timeout's too).
+# The nightly job and the daily-bill batch, run by hand, post or issue for every inpatient at once.
 ROUTE_DEADLINES: dict[tuple[str, str], float] = {
     ("POST", "/visits/{id}/settlement"): 10.0,
     ("GET", "/wait-metrics"): 10.0,
     ("GET", "/wait-metrics/tickets"): 10.0,
+    ("POST", "/inpatient-days/runs"): 60.0,
+    ("POST", "/daily-bills/runs"): 60.0,
 }
 ROUTES = tuple(
     replace(

@@ -44,7 +44,7 @@ from typing import Annotated, Any, Protocol
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from psycopg import sql
-from sqlalchemy import Table, func, insert, text
+from sqlalchemy import Table, bindparam, func, insert, text
 from sqlalchemy import event as sa_event
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import make_url
@@ -129,23 +129,48 @@ def _insert_pending(session: OrmSession) -> None:
         # One lock per schema: services sharing a database never wait on each other's outboxes.
         session.execute(OUTBOX_LOCK)
     drawn: dict[tuple[type[OutboxEventBase], str, str], int] = {}
+    connection = session.connection()
     for event in pending:
         outbox = type(event)
+        table: Table = outbox.__table__  # type: ignore[attr-defined]
         key = (outbox, event.aggregate_type, event.aggregate_id)
         if key not in drawn:
-            last = select(func.max(outbox.sequence)).where(
-                outbox.aggregate_type == event.aggregate_type, outbox.aggregate_id == event.aggregate_id
+            last = connection.execute(
+                _last_sequence(table),
+                {"aggregate_type": event.aggregate_type, "aggregate_id": event.aggregate_id},
             )
-            drawn[key] = session.execute(last).scalar_one() or 0
+            drawn[key] = last.scalar_one() or 0
         drawn[key] += 1
         event.sequence = drawn[key]
         # One Core INSERT per event, in record_event order, so positions follow that order (the ORM's
-        # add-and-flush per event cost a seventh of a write request's CPU).
-        table: Table = outbox.__table__  # type: ignore[attr-defined]
-        values = {column.name: getattr(event, column.name) for column in table.columns}
-        del values["position"]
-        inserted = session.connection().execute(insert(table).values(values).returning(table.c.position))
-        event.position = inserted.scalar_one()
+        # add-and-flush per event cost a seventh of a write request's CPU). The statements are built once
+        # per table with bound parameters: building them per event (values baked in) cost ~1 ms each.
+        values = {
+            column.name: getattr(event, column.name) for column in table.columns if column.name != "position"
+        }
+        event.position = connection.execute(_insert_event(table), values).scalar_one()
+
+
+_STATEMENTS: dict[tuple[str, Table], Any] = {}
+
+
+def _last_sequence(table: Table) -> Any:
+    """`SELECT max(sequence)` of one aggregate, with bound parameters (built once per outbox table)."""
+    key = ("last", table)
+    if key not in _STATEMENTS:
+        _STATEMENTS[key] = sa_select(func.max(table.c.sequence)).where(
+            table.c.aggregate_type == bindparam("aggregate_type"),
+            table.c.aggregate_id == bindparam("aggregate_id"),
+        )
+    return _STATEMENTS[key]
+
+
+def _insert_event(table: Table) -> Any:
+    """The INSERT of one event, returning its position (built once per outbox table)."""
+    key = ("insert", table)
+    if key not in _STATEMENTS:
+        _STATEMENTS[key] = insert(table).returning(table.c.position)
+    return _STATEMENTS[key]
 
 
 @sa_event.listens_for(OrmSession, "after_transaction_create")

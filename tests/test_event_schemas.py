@@ -391,6 +391,17 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
     ward = {"code": "icu-1", "department": "icu", "name": "重症监护", "beds": [{"code": "1"}, {"code": "2"}]}
     _ok(registration.post("/wards", json=ward), 201)
     _ok(registration.post(f"/visits/{emergency['id']}/admission", json={"ward": "icu-1", "bed": "1"}), 201)
+    # Billing: a deposit below its alert line (`deposit.low_balance`), tonight's bed-day, the daily bill.
+    eventually(
+        lambda: _ok(billing.get(f"/visits/{emergency['id']}/account"))["kind"] == "inpatient",
+        what="billing to read the admission",
+    )
+    deposit = {"amount_fen": 1000, "method": "card", "low_balance_threshold_fen": 100_000}
+    keyed = {"idempotency-key": str(uuid.uuid4())}
+    _ok(billing.post(f"/visits/{emergency['id']}/deposits", json=deposit, headers=keyed), 201)
+    today = {"date": hospital_date(datetime.now(UTC)).isoformat()}
+    _ok(billing.post("/inpatient-days/runs", json=today))
+    _ok(billing.post("/daily-bills/runs", json=today))
     for visit, method in ((outpatient, "cash"), (emergency, "insurance")):
         settle = billing.post(
             f"/visits/{visit['id']}/settlement",

@@ -16,6 +16,7 @@ from kit.app import require_guards
 from kit.auth import SERVICE_ONLY, ScopeCheck, require_scope, route_guards
 from kit.testing import TEST_SCOPES
 from services.billing.catalogue_router import router as billing_catalogue_router
+from services.billing.deposits_router import router as billing_deposits_router
 from services.billing.router import router as billing_router
 from services.events.router import router as events_router
 from services.registration.router import router as registration_router
@@ -30,7 +31,7 @@ ROUTERS: dict[str, tuple[APIRouter, ...]] = {
     "registration": (registration_router, registration_stays_router, registration_statistics_router),
     "triage": (triage_router, triage_positions_router),
     "results": (results_router,),
-    "billing": (billing_router, billing_catalogue_router),
+    "billing": (billing_router, billing_catalogue_router, billing_deposits_router),
     "events": (events_router,),
 }
 

@@ -1,19 +1,23 @@
 """The billing service's FastAPI app."""
 
+from datetime import date
 from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from kit.app import build_service_app
+from kit.app import Worker, build_service_app
 from kit.database import Database
 from kit.feed import EventHandler, Feed, PageResolver
 from services.billing import catalogue, consumers
 from services.billing.catalogue_router import router as catalogue_router
 from services.billing.config import BillingSettings, get_settings
+from services.billing.deposits_router import day_items
+from services.billing.deposits_router import router as deposits_router
 from services.billing.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.billing.router import router
-from services.billing.service import rules
+from services.billing.service import daily_bill, rules
+from services.billing.service.inpatient_days import NightlyJob
 
 
 def create_app(settings: BillingSettings | None = None) -> FastAPI:
@@ -22,7 +26,7 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
         settings=settings,
         title="patientflow billing",
         description="Price catalogue, charges, payments, settlement and the daily bill (收费 / 一日清单).",
-        routers=[router, catalogue_router],
+        routers=[router, catalogue_router, deposits_router],
         outbox_model=OutboxEvent,
         migrations_dir=Path(__file__).parent / "migrations",
         siblings={"registration": settings.registration_url},
@@ -44,7 +48,23 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
         ],
         feed_models=(FeedCursor, ConsumedEvent),
         on_startup=_load_catalogue,
+        # The nightly job (inpatient_days.py): bed and nursing days up to yesterday, then its daily bills.
+        workers=[_nightly_job] if settings.inpatient_days_check_seconds > 0 else [],
     )
+
+
+def _nightly_job(app: FastAPI, database: Database) -> Worker:
+    settings: BillingSettings = app.state.settings
+    return NightlyJob(
+        database,
+        items=day_items(settings),
+        every_seconds=settings.inpatient_days_check_seconds,
+        after=partial(_issue_bills, database),
+    )
+
+
+def _issue_bills(database: Database, day: date) -> None:
+    daily_bill.issue_daily_bills(database, day=day)
 
 
 def _load_catalogue(app: FastAPI, database: Database) -> None:

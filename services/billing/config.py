@@ -25,6 +25,32 @@ class BillingSettings(ServiceSettings):
     # Settlement first waits this long for the charges registration and results had committed to arrive
     # (their feed heads); past it, 503 `charges-still-arriving` and nothing settled.
     settlement_wait_seconds: float = Field(default=3.0, gt=0, le=30)
+    # Settle-later accounts (先诊疗后结算) run on credit up to this many fen of unpaid charges beyond
+    # their deposit; charges past it are still posted, and flagged as held (due now) on the standing.
+    settle_later_credit_limit_fen: int = Field(default=500_000, ge=0, le=10**12)
+    # `deposit.low_balance` fires when an account's balance (deposits + payments − charges) falls to
+    # this (default 500 yuan); a deposit may name its own.
+    deposit_low_balance_fen: int = Field(default=50_000, ge=0, le=10**12)
+    # The bed-day (床位费) and nursing (护理费) items by the bed's class, priced on each day of the stay.
+    bed_class_items: dict[str, str] = Field(
+        default_factory=lambda: {
+            "general": "110900001",
+            "double": "110900001",
+            "single": "110900001",
+            "icu": "110900004",
+        }
+    )
+    nursing_class_items: dict[str, str] = Field(
+        default_factory=lambda: {
+            "general": "120100003",
+            "double": "120100003",
+            "single": "120100003",
+            "icu": "120100002",
+        }
+    )
+    # The nightly job (inpatient_days.py): every this many seconds, post every stay's bed and nursing
+    # days up to yesterday (catching up missed nights) and issue yesterday's daily bills; 0 turns it off.
+    inpatient_days_check_seconds: float = Field(default=600.0, ge=0)
 
 
 @lru_cache

@@ -16,7 +16,7 @@ from kit.client import ServiceClient
 from kit.database import Database
 from services.billing import repository
 from services.billing.schemas import ChargeOrigin, RegistrationVisit
-from services.billing.service import booking_fees
+from services.billing.service import booking_fees, inpatient_days
 from services.billing.service.accounts import (
     account_for,
     instant,
@@ -27,7 +27,8 @@ from services.billing.service.accounts import (
 from services.billing.service.charges import charge_for_event, reject, well_formed
 
 REGISTRATION_EVENTS = (
-    frozenset({"visit.opened", "patient.merged", "visit.admitted", "visit.discharged", "visit.green_channel"})
+    frozenset({"visit.opened", "patient.merged", "visit.green_channel"})
+    | inpatient_days.STAY_EVENTS
     | booking_fees.BOOKING_EVENTS
 )
 RESULTS_EVENTS = frozenset({"order.placed"})
@@ -101,10 +102,13 @@ def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
             source_patient_id=data["source_patient_id"],
             target_patient_id=data["target_patient_id"],
         )
-    elif event["type"] == "visit.admitted":
-        mark_admitted(session, visit_id=event["visit_id"])
-    elif event["type"] == "visit.discharged":
-        mark_discharged(session, visit_id=event["visit_id"], discharged_at=instant(event["occurred_at"]))
+    elif event["type"] in inpatient_days.STAY_EVENTS:
+        # The stay's beds and dates, for the nightly bed and nursing days (inpatient_days.py).
+        inpatient_days.apply_stay_event(session, event)
+        if event["type"] == "visit.admitted":
+            mark_admitted(session, visit_id=event["visit_id"])
+        elif event["type"] == "visit.discharged":
+            mark_discharged(session, visit_id=event["visit_id"], discharged_at=instant(event["occurred_at"]))
     elif event["type"] == "visit.green_channel":
         # Triage put the visit on the green channel (registration's green_channel.py): it pays later.
         switched = repository.get_account(session, event["visit_id"], for_update=True)

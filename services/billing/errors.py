@@ -60,6 +60,30 @@ class NothingDue(Conflict):
     slug, title = "nothing-due", "Nothing is due"
 
 
+class AccountNotSettled(Conflict):
+    """The deposit still secures the stay's charges: refund it after the discharge settlement."""
+
+    slug, title = "account-not-settled", "Account not settled"
+
+
+class DepositInsufficient(Conflict):
+    slug, title = "deposit-insufficient", "The deposit does not cover this"
+
+
+class NotGreenChannel(Conflict):
+    slug, title = "not-green-channel", "Not a green-channel account"
+
+
+class InvalidRunDate(UnprocessableContent):
+    slug, title = "invalid-run-date", "Invalid date for this job"
+
+
+class DailyBillNotIssued(NotFound):
+    """No daily bill was issued for this visit and date (the patient acknowledges an issued bill)."""
+
+    slug, title = "daily-bill-not-issued", "Daily bill not issued"
+
+
 class ChargesStillArriving(ServiceUnavailable):
     """Settlement could not confirm it has every charge its sources committed; nothing was settled."""
 

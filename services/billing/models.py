@@ -129,6 +129,16 @@ class VisitAccount(BillingTable, table=True):
     opened_at: datetime = Timestamp()
     settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     discharged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # deposits.py: set when `deposit.low_balance` was emitted, cleared when a top-up lifts the balance
+    # back over the threshold, so the event fires once per crossing.
+    low_balance_alerted: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # The balance (deposits + payments − charges) at or below which `deposit.low_balance` fires; set
+    # with the first deposit (None: no deposit, no alert).
+    low_balance_threshold_fen: int | None = Field(default=None, sa_type=BigInteger)
+    # Green channel (先救治后付费): the emergency-relief category (疾病应急救助) recorded at follow-up.
+    relief_category: str | None = Field(default=None, max_length=32)
+    followed_up_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    followed_up_by: str | None = Field(default=None, max_length=64)
 
 
 class Payment(BillingTable, table=True):
@@ -251,6 +261,129 @@ class RejectedCharge(BillingTable, table=True):
     order_id: str | None = Field(default=None, max_length=36)
     reason: str = Field(max_length=32)
     rejected_at: datetime = Timestamp()
+
+
+class Deposit(BillingTable, table=True):
+    """Money paid in ahead of charges (住院押金 / 预交金): the first deposit and every top-up, each with
+    its receipt. Never edited: what is spent of it is a `DepositApplication`, what is given back a
+    `DepositRefund`."""
+
+    id: str = Field(primary_key=True, max_length=36)
+    visit_id: str = Field(foreign_key="visit_account.visit_id", index=True, max_length=36)
+    amount_fen: int = Field(sa_type=BigInteger)
+    method: str = Field(max_length=16)
+    receipt_number: str = Field(max_length=32, unique=True)
+    received_by: str = Field(max_length=64)
+    received_at: datetime = Timestamp()
+
+
+class DepositApplication(BillingTable, table=True):
+    """The part of a payment taken from the visit's deposit (at settlement, or a payment by `deposit`)."""
+
+    __tablename__ = "deposit_application"
+
+    payment_id: str = Field(primary_key=True, foreign_key="payment.id", max_length=36)
+    visit_id: str = Field(foreign_key="visit_account.visit_id", index=True, max_length=36)
+    amount_fen: int = Field(sa_type=BigInteger)
+    applied_at: datetime = Timestamp()
+
+
+class DepositRefund(BillingTable, table=True):
+    """What was left of the deposit, given back after the discharge settlement (退押金 / 多退)."""
+
+    __tablename__ = "deposit_refund"
+
+    id: str = Field(primary_key=True, max_length=36)
+    visit_id: str = Field(foreign_key="visit_account.visit_id", index=True, max_length=36)
+    amount_fen: int = Field(sa_type=BigInteger)
+    method: str = Field(max_length=16)
+    receipt_number: str = Field(max_length=32, unique=True)
+    refunded_by: str = Field(max_length=64)
+    refunded_at: datetime = Timestamp()
+
+
+class Receipt(BillingTable, table=True):
+    """A numbered receipt (收据) for money in or out; immutable: `deposits.py` refuses any update or
+    delete of a row once written. `kind`: deposit, payment or deposit_refund."""
+
+    number: str = Field(primary_key=True, max_length=32)
+    visit_id: str = Field(foreign_key="visit_account.visit_id", index=True, max_length=36)
+    patient_id: str = Field(max_length=36)
+    kind: str = Field(max_length=16)
+    amount_fen: int = Field(sa_type=BigInteger)
+    method: str = Field(max_length=16)
+    reference_id: str = Field(max_length=36)
+    issued_at: datetime = Timestamp()
+
+
+class ReceiptCounter(BillingTable, table=True):
+    """The last receipt number of a series (one per hospital year), incremented in place."""
+
+    __tablename__ = "receipt_counter"
+
+    series: str = Field(primary_key=True, max_length=8)
+    last_number: int = Field(default=0, sa_type=BigInteger)
+
+
+class BillingStay(BillingTable, table=True):
+    """An inpatient stay as billing read it from registration's feed (`visit.admitted`, `.discharged`)."""
+
+    __tablename__ = "billing_stay"
+
+    visit_id: str = Field(primary_key=True, foreign_key="visit_account.visit_id", max_length=36)
+    patient_id: str = Field(max_length=36)
+    admitted_at: datetime = Field(sa_type=UTCDateTime)
+    discharged_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+
+
+class StayBed(BillingTable, table=True):
+    """Where the stay lay from `from_at` on (admission or transfer): the bed-day's class and department."""
+
+    __tablename__ = "stay_bed"
+    __table_args__ = (UniqueConstraint("source_event_id", name="uq_stay_bed_source_event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    visit_id: str = Field(foreign_key="billing_stay.visit_id", index=True, max_length=36)
+    from_at: datetime = Field(sa_type=UTCDateTime)
+    ward_code: str = Field(max_length=32)
+    bed_code: str = Field(max_length=32)
+    bed_class: str = Field(max_length=16)
+    department: str = Field(max_length=32)
+    source_event_id: str = Field(max_length=36)
+
+
+class InpatientDay(BillingTable, table=True):
+    """One posted bed or nursing day of a stay. The primary key (stay, kind, date) is the job's
+    idempotency: a re-run, a twin job or a catch-up can never post the same day twice, and a transfer
+    day (two beds) is one bed-day."""
+
+    __tablename__ = "inpatient_day"
+
+    visit_id: str = Field(primary_key=True, foreign_key="billing_stay.visit_id", max_length=36)
+    kind: str = Field(primary_key=True, max_length=16)
+    service_date: date = Field(primary_key=True)
+    charge_id: str = Field(foreign_key="charge.id", max_length=36)
+    item_code: str = Field(max_length=32)
+    department: str = Field(max_length=32)
+    posted_at: datetime = Timestamp()
+
+
+class DailyBillIssue(BillingTable, table=True):
+    """A daily itemised bill (一日清单) produced for an inpatient and date, and the patient's
+    acknowledgement of it (知情确认)."""
+
+    __tablename__ = "daily_bill_issue"
+
+    visit_id: str = Field(primary_key=True, foreign_key="visit_account.visit_id", max_length=36)
+    bill_date: date = Field(primary_key=True, index=True)
+    patient_id: str = Field(max_length=36)
+    total_fen: int = Field(sa_type=BigInteger)
+    running_total_fen: int = Field(sa_type=BigInteger)
+    balance_fen: int = Field(sa_type=BigInteger)
+    line_count: int
+    issued_at: datetime = Timestamp()
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    acknowledged_by: str | None = Field(default=None, max_length=64)
 
 
 class OutboxEvent(OutboxEventBase, BillingTable, table=True):

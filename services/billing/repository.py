@@ -1,13 +1,16 @@
 """All of billing's SQL."""
 
 from collections.abc import Collection
-from datetime import date
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select, update
 
 from services.billing.models import (
+    BillingStay,
     BookingFee,
     BookingPayment,
     CatalogueEntry,
@@ -16,9 +19,16 @@ from services.billing.models import (
     Charge,
     ChargeRule,
     ChargeRuleVersion,
+    DailyBillIssue,
+    Deposit,
+    DepositRefund,
+    InpatientDay,
     Payment,
+    Receipt,
+    ReceiptCounter,
     Refund,
     RejectedCharge,
+    StayBed,
     VisitAccount,
 )
 
@@ -280,3 +290,171 @@ def booking_payment_of(session: Session, appointment_id: str) -> BookingPayment 
 
 def refund_of(session: Session, appointment_id: str) -> Refund | None:
     return session.exec(select(Refund).where(Refund.appointment_id == appointment_id)).first()
+
+
+# --- deposits and receipts ---------------------------------------------------------------------------
+
+
+def insert_receipt_series(session: Session, series: str) -> None:
+    """The counter row of a new receipt series; a concurrent first writer having made it is fine."""
+    try:
+        with session.begin_nested():
+            session.add(ReceiptCounter(series=series, last_number=0))
+    except IntegrityError:
+        pass
+
+
+def receipts_of(session: Session, visit_id: str) -> list[Receipt]:
+    query = select(Receipt).where(Receipt.visit_id == visit_id).order_by(col(Receipt.number))
+    return list(session.exec(query).all())
+
+
+def deposits_of(session: Session, visit_id: str) -> list[Deposit]:
+    query = select(Deposit).where(Deposit.visit_id == visit_id)
+    return list(session.exec(query.order_by(col(Deposit.received_at), col(Deposit.receipt_number))).all())
+
+
+def deposit_refunds_of(session: Session, visit_id: str) -> list[DepositRefund]:
+    query = select(DepositRefund).where(DepositRefund.visit_id == visit_id)
+    return list(session.exec(query.order_by(col(DepositRefund.refunded_at))).all())
+
+
+def green_channel_accounts(session: Session, *, pending: bool, limit: int) -> list[VisitAccount]:
+    query = select(VisitAccount).where(VisitAccount.payment_mode == "green_channel")
+    if pending:
+        query = query.where(col(VisitAccount.followed_up_at).is_(None))
+    query = query.order_by(col(VisitAccount.followed_up_at).is_not(None), col(VisitAccount.opened_at))
+    return list(session.exec(query.limit(limit)).all())
+
+
+# --- stays and inpatient days ------------------------------------------------------------------------
+
+
+def get_stay(session: Session, visit_id: str) -> BillingStay | None:
+    return session.get(BillingStay, visit_id)
+
+
+def stays_of(session: Session, visit_ids: Collection[str]) -> dict[str, BillingStay]:
+    rows = session.exec(select(BillingStay).where(col(BillingStay.visit_id).in_(visit_ids))).all()
+    return {row.visit_id: row for row in rows}
+
+
+def lock_accounts(session: Session, visit_ids: Collection[str]) -> dict[str, VisitAccount]:
+    """The accounts, locked in visit-id order (two batches locking overlapping sets never deadlock)."""
+    query = (
+        select(VisitAccount)
+        .where(col(VisitAccount.visit_id).in_(visit_ids))
+        .order_by(col(VisitAccount.visit_id))
+        .with_for_update()
+    )
+    return {row.visit_id: row for row in session.exec(query).all()}
+
+
+def stay_bed_for_event(session: Session, event_id: str) -> StayBed | None:
+    return session.exec(select(StayBed).where(StayBed.source_event_id == event_id)).first()
+
+
+def stays_in_hospital_on(session: Session, day_start: datetime, day_end: datetime) -> list[BillingStay]:
+    """Stays admitted before `day_end` and not discharged before `day_start` (all that may owe a day)."""
+    query = select(BillingStay).where(
+        col(BillingStay.admitted_at) < day_end,
+        or_(col(BillingStay.discharged_at).is_(None), col(BillingStay.discharged_at) >= day_start),
+    )
+    return list(session.exec(query.order_by(col(BillingStay.admitted_at))).all())
+
+
+def stays_owing_days(session: Session, day_end: datetime) -> list[BillingStay]:
+    """Every stay admitted before `day_end`: in hospital, or discharged with days maybe still unposted."""
+    query = select(BillingStay).where(col(BillingStay.admitted_at) < day_end)
+    return list(session.exec(query.order_by(col(BillingStay.admitted_at))).all())
+
+
+def beds_of_stays(session: Session, visit_ids: Collection[str]) -> list[StayBed]:
+    query = select(StayBed).where(col(StayBed.visit_id).in_(visit_ids))
+    return list(
+        session.exec(query.order_by(col(StayBed.visit_id), col(StayBed.from_at), col(StayBed.id))).all()
+    )
+
+
+def posted_days(session: Session, visit_ids: Collection[str]) -> set[tuple[str, str, date]]:
+    query = select(col(InpatientDay.visit_id), col(InpatientDay.kind), col(InpatientDay.service_date)).where(
+        col(InpatientDay.visit_id).in_(visit_ids)
+    )
+    return {(v, k, d) for v, k, d in session.exec(query).all()}
+
+
+def departments_on(session: Session, visit_ids: Collection[str], day: date) -> dict[str, str]:
+    """The ward department each stay's posted bed day names for `day`."""
+    query = select(InpatientDay.visit_id, InpatientDay.department).where(
+        col(InpatientDay.visit_id).in_(visit_ids),
+        InpatientDay.service_date == day,
+        InpatientDay.kind == "bed",
+    )
+    return dict(session.exec(query).all())
+
+
+# --- daily bills ---------------------------------------------------------------------------------------
+
+
+def get_bill_issue(
+    session: Session, visit_id: str, day: date, *, for_update: bool = False
+) -> DailyBillIssue | None:
+    query = select(DailyBillIssue).where(DailyBillIssue.visit_id == visit_id, DailyBillIssue.bill_date == day)
+    if for_update:
+        query = query.with_for_update()
+    return session.exec(query).first()
+
+
+def bill_issues_on(session: Session, day: date) -> list[DailyBillIssue]:
+    query = select(DailyBillIssue).where(DailyBillIssue.bill_date == day)
+    return list(session.exec(query.order_by(col(DailyBillIssue.visit_id))).all())
+
+
+def insert_bill_issues(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert the bills not issued before (one statement, `ON CONFLICT DO NOTHING`): the visit ids of
+    those inserted now, so a racing twin batch never issues (and announces) a bill twice."""
+    if not rows:
+        return set()
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    table = DailyBillIssue.__table__  # type: ignore[attr-defined]
+    statement = (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["visit_id", "bill_date"])
+        .returning(table.c.visit_id)
+    )
+    # executemany with RETURNING (SQLAlchemy's insertmanyvalues): batched, no 500-row statement to compile.
+    return set(session.execute(statement, rows).scalars().all())
+
+
+def refresh_bill_issues(session: Session, rows: list[dict[str, Any]]) -> None:
+    """A re-issued bill keeps its first issue time and acknowledgement; its totals are brought up to date."""
+    if not rows:
+        return
+    table = DailyBillIssue.__table__  # type: ignore[attr-defined]
+    statement = (
+        table.update()
+        .where(table.c.visit_id == bindparam("b_visit_id"), table.c.bill_date == bindparam("b_bill_date"))
+        .values(
+            total_fen=bindparam("b_total_fen"),
+            running_total_fen=bindparam("b_running_total_fen"),
+            balance_fen=bindparam("b_balance_fen"),
+            line_count=bindparam("b_line_count"),
+        )
+    )
+    session.connection().execute(
+        statement,
+        [
+            {
+                f"b_{name}": row[name]
+                for name in (
+                    "visit_id",
+                    "bill_date",
+                    "total_fen",
+                    "running_total_fen",
+                    "balance_fen",
+                    "line_count",
+                )
+            }
+            for row in rows
+        ],
+    )

@@ -57,7 +57,15 @@ from services.billing.schemas import (
     SettlementCreate,
     SettlementPublic,
 )
-from services.billing.service import accounts, booking_fees, charges, payments, reversals, settlement
+from services.billing.service import (
+    accounts,
+    booking_fees,
+    charges,
+    daily_bill,
+    payments,
+    reversals,
+    settlement,
+)
 
 router = APIRouter()
 RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
@@ -303,8 +311,10 @@ def read_daily_bill(
     caller: CallerDep,
     day: Annotated[date | None, Query(alias="date", description="Hospital day; default today")] = None,
 ) -> DailyBillPublic:
-    """The daily itemised bill (一日清单): each charge of that day; the totals are the sums of its lines."""
-    return accounts.daily_bill(session, visit_id=visit_id, day=day, acting_for=caller.patient)
+    """The daily itemised bill (一日清单): each charge of that day with its codes, category and ordering
+    department, subtotals by category, the day's total (the sum of its lines), the running total, the
+    deposit and the balance, and when the patient acknowledged it. As a PDF: `/daily-bill/pdf`."""
+    return daily_bill.daily_bill(session, visit_id=visit_id, day=day, acting_for=caller.patient)
 
 
 @router.get("/rejected-charges", dependencies=[require_scope("billing:read")], tags=["accounts"])

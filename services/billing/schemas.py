@@ -4,7 +4,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Ids travel into registration's URL when billing looks a visit up: keep them to uuid characters.
 ID_PATTERN = r"^[A-Za-z0-9-]{1,36}$"
@@ -50,7 +50,9 @@ class PaymentMethod(StrEnum):
     card = "card"
     wechat = "wechat"
     alipay = "alipay"
+    mobile = "mobile"  # any other mobile wallet
     insurance = "insurance"
+    deposit = "deposit"  # taken from the visit's deposit (住院押金), never money handed over
 
 
 class ChargeOrigin(StrEnum):
@@ -60,6 +62,7 @@ class ChargeOrigin(StrEnum):
     registration = "registration"
     order = "order"
     reversal = "reversal"  # a correction line cancelling an earlier charge (冲销)
+    inpatient_day = "inpatient_day"  # a bed or nursing day posted by the nightly job
 
 
 class CatalogueItemPublic(BaseModel):
@@ -226,6 +229,8 @@ class PaymentPublic(BaseModel):
     method: PaymentMethod
     charge_ids: list[str]
     paid_at: datetime
+    deposit_fen: int = Field(default=0, description="The part taken from the visit's deposit")
+    receipt_number: str | None = Field(default=None, description="Its receipt (收据), when issued now")
 
 
 class AccountPublic(BaseModel):
@@ -264,30 +269,51 @@ class SettlementPublic(BaseModel):
     payment: PaymentPublic | None
     total_fen: int
     settled_at: datetime
+    deposit_applied_fen: int = Field(default=0, description="What the deposit paid of the settlement")
+    deposit_refundable_fen: int = Field(
+        default=0, description="Deposit left over: refund it with POST /visits/{id}/deposit-refunds"
+    )
 
 
 class DailyBillLine(BaseModel):
     charge_id: str
-    item_code: str
+    item_code: str = Field(description="The hospital's own code (院内编码)")
+    national_code: str | None = Field(default=None, description="国家医保编码, when the catalogue has it")
     item_name: str
+    category: str | None = Field(default=None, description="The catalogue category (bed, nursing, …)")
     unit: str
     unit_price_fen: int
     quantity: int
     amount_fen: int
+    insurance_class: str | None = Field(default=None, description="甲/乙/丙, when the catalogue has it")
+    department: str | None = Field(default=None, description="The ordering department (the ward's)")
     status: ChargeStatus
     charged_at: datetime
 
 
+class CategorySubtotal(BaseModel):
+    category: str
+    amount_fen: int
+
+
 class DailyBillPublic(BaseModel):
-    """The 一日清单: every charge of one hospital day, with totals that equal the sum of the lines."""
+    """The 一日清单: every charge of one hospital day, with totals that equal the sum of the lines,
+    the stay's running total up to that day, the deposit and the balance (预交金 − 累计费用 + 已付)."""
 
     visit_id: str
     patient_id: str
     date: date
     lines: list[DailyBillLine]
+    subtotals: list[CategorySubtotal] = Field(default_factory=list)
     total_fen: int
     paid_fen: int
     unpaid_fen: int
+    running_total_fen: int = Field(default=0, description="Every charge up to and including this day")
+    deposit_fen: int = Field(default=0, description="Deposits received up to the end of this day")
+    balance_fen: int = Field(
+        default=0, description="Deposits and payments minus refunds and the running total; < 0 is owed"
+    )
+    acknowledged_at: datetime | None = Field(default=None, description="When the patient confirmed it")
 
 
 BookingFeeStatus = Literal["due", "paid", "refunded", "void", "on_visit"]
@@ -357,3 +383,162 @@ class RegistrationVisit(BaseModel):
     payment_mode: str
     opened_at: datetime
     status: str = Field(default="open", description="`closed`: the visit takes no new manual charge")
+
+
+# --- deposits, receipts, standing (service/deposits.py) ---------------------------------------------
+
+
+class DepositCreate(Request):
+    """A deposit or top-up (住院押金 / 预交金) paid in by the patient."""
+
+    amount_fen: Annotated[int, Field(strict=True, ge=1, le=10**10)]
+    method: PaymentMethod
+    low_balance_threshold_fen: Fen | None = Field(
+        default=None, description="Alert when the balance falls to this (default: the service's setting)"
+    )
+
+    @field_validator("method")
+    @classmethod
+    def _money_handed_over(cls, method: "PaymentMethod") -> "PaymentMethod":
+        if method == PaymentMethod.deposit:
+            raise ValueError("a deposit is paid in cash, card, mobile or insurance, not from a deposit")
+        return method
+
+
+class DepositPublic(BaseModel):
+    id: str
+    visit_id: str
+    amount_fen: int
+    method: PaymentMethod
+    receipt_number: str
+    received_at: datetime
+
+
+class DepositRefundCreate(Request):
+    """Give back what is left of the deposit after the discharge settlement (退押金)."""
+
+    method: PaymentMethod | None = Field(default=None, description="Default: how the last deposit was paid")
+
+    @field_validator("method")
+    @classmethod
+    def _money_handed_back(cls, method: "PaymentMethod | None") -> "PaymentMethod | None":
+        if method == PaymentMethod.deposit:
+            raise ValueError("a refund is handed back in cash, card, mobile or insurance")
+        return method
+
+
+class DepositRefundPublic(BaseModel):
+    id: str
+    visit_id: str
+    amount_fen: int
+    method: PaymentMethod
+    receipt_number: str
+    refunded_at: datetime
+
+
+class DepositsPublic(BaseModel):
+    """The visit's deposits against its running total: `balance_fen` < 0 is money owed."""
+
+    visit_id: str
+    patient_id: str
+    deposits: list[DepositPublic]
+    refunds: list[DepositRefundPublic]
+    deposit_total_fen: int
+    deposit_applied_fen: int = Field(description="Taken from the deposit by payments and settlement")
+    deposit_refunded_fen: int
+    deposit_held_fen: int = Field(description="Still held: deposits − applied − refunded")
+    charges_total_fen: int = Field(description="The running total (累计费用)")
+    balance_fen: int
+    low_balance_threshold_fen: int | None
+    low_balance: bool
+
+
+class ReceiptPublic(BaseModel):
+    number: str
+    visit_id: str
+    patient_id: str
+    kind: Literal["deposit", "payment", "deposit_refund"]
+    amount_fen: int
+    method: PaymentMethod
+    reference_id: str
+    issued_at: datetime
+
+
+class ReliefCategory(StrEnum):
+    """Why a green-channel patient's bill is followed up (疾病应急救助 and the like)."""
+
+    unidentified = "unidentified"  # 无名氏, three-no patient
+    no_means = "no_means"  # cannot pay: emergency relief fund (疾病应急救助基金)
+    insurance_pending = "insurance_pending"
+    public_emergency = "public_emergency"  # disaster, mass casualty
+    paid_in_full = "paid_in_full"  # followed up: nothing to relieve
+
+
+class ReliefCreate(Request):
+    category: ReliefCategory
+    note: str | None = Field(default=None, max_length=200)
+
+
+class StandingPublic(BaseModel):
+    """How the account stands against its payment mode: prepay pays before orders are released,
+    settle-later runs on credit up to `credit_limit_fen` (charges beyond are posted, and held: due now),
+    green-channel has no limit and is flagged until followed up."""
+
+    visit_id: str
+    patient_id: str
+    payment_mode: str
+    status: str
+    unpaid_fen: int
+    deposit_held_fen: int
+    balance_fen: int
+    credit_limit_fen: int | None
+    credit_used_fen: int
+    over_credit_limit: bool
+    held_charge_ids: list[str] = Field(description="Unpaid charges beyond the credit limit: due now")
+    needs_follow_up: bool
+    relief_category: ReliefCategory | None
+    followed_up_at: datetime | None
+
+
+# --- inpatient days and daily bills (service/inpatient_days.py, service/daily_bill.py) ------------
+
+
+HospitalDay = date  # a field named `date` hides the type inside its class
+
+
+class RunCreate(Request):
+    date: HospitalDay | None = Field(default=None, description="Hospital day; default yesterday")
+
+
+class InpatientDaysRunPublic(BaseModel):
+    date: date
+    stays: int = Field(description="Stays looked at")
+    posted: int = Field(description="Bed and nursing days posted now (missed earlier days included)")
+    refused: int = Field(description="Days whose item the catalogue does not price")
+
+
+class DailyBillsRunPublic(BaseModel):
+    date: date
+    bills: int
+    lines: int
+    issued: int = Field(description="Bills issued for the first time (each emitted `daily_bill.ready`)")
+
+
+class AcknowledgementCreate(Request):
+    date: date
+
+
+class AcknowledgementPublic(BaseModel):
+    visit_id: str
+    date: date
+    acknowledged_at: datetime
+
+
+class AcknowledgementReport(BaseModel):
+    """知情率: of the daily bills issued for a date, how many the patients acknowledged."""
+
+    date: date
+    issued: int
+    acknowledged: int
+    rate: float | None = Field(description="acknowledged / issued (None when none were issued)")
+    unacknowledged_visit_ids: list[str]

@@ -44,15 +44,26 @@ def test_daily_bill_lists_the_days_charges_and_sums_them(
     assert bill["lines"][2] == {
         "charge_id": infusion["id"],
         "item_code": INFUSION,
+        "national_code": None,  # not in this catalogue
         "item_name": "静脉输液(第一组)",
+        "category": "treatment",
         "unit": "组",
         "unit_price_fen": 500,
         "quantity": 2,
         "amount_fen": 1000,
+        "insurance_class": None,
+        "department": None,  # a charge by hand on a visit billing has no stay for
         "status": "unpaid",
         "charged_at": infusion["charged_at"],
     }
     assert bill["total_fen"] == sum(line["amount_fen"] for line in bill["lines"]) == 3000 + 2500 + 1000
+    assert bill["subtotals"] == [
+        {"category": "bed", "amount_fen": 3000},
+        {"category": "nursing", "amount_fen": 2500},
+        {"category": "treatment", "amount_fen": 1000},
+    ]
+    assert (bill["running_total_fen"], bill["deposit_fen"]) == (3000 + 3000 + 2500 + 1000, 0)
+    assert bill["balance_fen"] == 6000 - bill["running_total_fen"]  # two bed-days paid
     assert (bill["paid_fen"], bill["unpaid_fen"]) == (3000, 3500)
 
     previous = client.get(f"/visits/{visit['id']}/daily-bill", params={"date": yesterday}).json()

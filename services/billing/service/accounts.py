@@ -1,5 +1,6 @@
 """A visit's account: opened from registration's feed (or, for a visit not read yet, from registration's
-answer), locked before every money change, and shown as the account view and the daily bill (一日清单)."""
+answer), locked before every money change, and shown as the account view (the daily bill, 一日清单, is
+`daily_bill.py`)."""
 
 from datetime import date, datetime
 from typing import Any
@@ -17,8 +18,6 @@ from services.billing.models import Charge, OutboxEvent, VisitAccount
 from services.billing.schemas import (
     AccountPublic,
     ChargePublic,
-    DailyBillLine,
-    DailyBillPublic,
     PaymentPublic,
     RegistrationVisit,
 )
@@ -190,27 +189,4 @@ def account_view(session: Session, *, visit_id: str, acting_for: str | None = No
             )
             for payment in payments
         ],
-    )
-
-
-def daily_bill(
-    session: Session, *, visit_id: str, day: date | None, acting_for: str | None = None
-) -> DailyBillPublic:
-    """The 一日清单 of one hospital day: the charges whose service date is that day."""
-    account = known_account(session, visit_id, acting_for)
-    day = day or hospital_today()
-    lines = [
-        DailyBillLine(charge_id=charge.id, **charge.model_dump(exclude={"id"}), status=charge.status)
-        for charge in repository.list_charges(session, visit_id, service_date=day)
-    ]
-    total = sum(line.amount_fen for line in lines)
-    paid = sum(line.amount_fen for line in lines if line.status == "paid")
-    return DailyBillPublic(
-        visit_id=account.visit_id,
-        patient_id=account.patient_id,
-        date=day,
-        lines=lines,
-        total_fen=total,
-        paid_fen=paid,
-        unpaid_fen=total - paid,
     )

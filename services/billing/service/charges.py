@@ -22,6 +22,7 @@ from services.billing.schemas import (
     RegistrationVisit,
     RejectedChargePublic,
 )
+from services.billing.service import deposits
 from services.billing.service.accounts import (
     SETTLED,
     account_for,
@@ -51,6 +52,7 @@ def add_charge(
     supplementary: bool = False,
     price_entry_id: int | None = None,
     enforce_rules: bool = True,
+    check_balance: bool = True,
 ) -> Charge:
     """Post one line at `item`'s price. ChargeRefused (nothing posted) when a charging rule forbids it:
     the caller holds the visit's account row locked, so the rules see every earlier charge."""
@@ -101,6 +103,10 @@ def add_charge(
                 "supplementary_due_fen": repository.supplementary_due_fen(session, account.visit_id),
             },
         )
+    # The account holds a deposit: is it running low? (A batch of charges checks once, after the batch.)
+    if check_balance and account.low_balance_threshold_fen is not None:
+        session.flush()
+        deposits.check_low_balance(session, account)
     return charge
 
 

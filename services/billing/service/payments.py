@@ -14,6 +14,7 @@ from services.billing.errors import (
 )
 from services.billing.models import Charge, Payment, VisitAccount
 from services.billing.schemas import PaymentCreate, PaymentMethod, PaymentPublic, RegistrationVisit
+from services.billing.service import deposits
 from services.billing.service.accounts import account_for, record
 
 
@@ -53,8 +54,14 @@ def check_amount(due_fen: int, amount_fen: int | None) -> None:
 
 
 def take_payment(
-    session: Session, *, account: VisitAccount, charges: list[Charge], method: PaymentMethod
+    session: Session,
+    *,
+    account: VisitAccount,
+    charges: list[Charge],
+    method: PaymentMethod,
+    from_deposit: int = 0,
 ) -> PaymentPublic:
+    """Pay the charges whole; `from_deposit` fen of it come out of the visit's deposit (deposits.py)."""
     payment = Payment(
         id=str(uuid.uuid4()),
         visit_id=account.visit_id,
@@ -64,6 +71,7 @@ def take_payment(
     session.add(payment)
     session.flush()  # the charges' foreign key needs the payment row
     repository.mark_paid(session, charges, payment.id)
+    receipt_number = deposits.after_payment(session, account, payment=payment, from_deposit=from_deposit)
     charge_ids = [charge.id for charge in charges]
     record(
         session,
@@ -90,6 +98,8 @@ def take_payment(
         method=method,
         charge_ids=charge_ids,
         paid_at=payment.paid_at,
+        deposit_fen=from_deposit,
+        receipt_number=receipt_number,
     )
 
 
@@ -98,5 +108,14 @@ def pay(session: Session, *, data: PaymentCreate, unseen: RegistrationVisit | No
     cannot be. On a settled account the only unpaid charges are the supplementary bill's (补费)."""
     account = account_for(session, visit_id=data.visit_id, unseen=unseen)
     charges = _charges_to_pay(session, account=account, charge_ids=data.charge_ids)
-    check_amount(sum(charge.amount_fen for charge in charges), data.amount_fen)
-    return take_payment(session, account=account, charges=charges, method=data.method)
+    due = sum(charge.amount_fen for charge in charges)
+    check_amount(due, data.amount_fen)
+    # Method `deposit`: paid out of the deposit (a prepaid inpatient's order is released from it).
+    from_deposit = (
+        deposits.from_deposit_fen(session, account, due_fen=due, method=data.method)
+        if data.method == PaymentMethod.deposit
+        else 0
+    )
+    return take_payment(
+        session, account=account, charges=charges, method=data.method, from_deposit=from_deposit
+    )

@@ -10,7 +10,8 @@ from kit.errors import BadGateway, ServiceUnavailable
 from kit.feed import FeedConsumer, caught_up
 from services.billing import repository
 from services.billing.errors import ChargesStillArriving
-from services.billing.schemas import RegistrationVisit, SettlementCreate, SettlementPublic
+from services.billing.schemas import PaymentMethod, RegistrationVisit, SettlementCreate, SettlementPublic
+from services.billing.service import deposits
 from services.billing.service.accounts import SETTLED, account_for, record, refuse_if_settled
 from services.billing.service.payments import check_amount, take_payment
 
@@ -42,8 +43,16 @@ def settle(
     account = account_for(session, visit_id=visit_id, unseen=unseen)
     refuse_if_settled(account)
     unpaid = repository.unpaid_charges(session, visit_id)
-    check_amount(sum(charge.amount_fen for charge in unpaid), data.amount_fen)
-    payment = take_payment(session, account=account, charges=unpaid, method=data.method) if unpaid else None
+    due = sum(charge.amount_fen for charge in unpaid)
+    # The deposit pays first (多退少补): the patient hands over only the rest, `amount_fen` names that.
+    from_deposit = deposits.from_deposit_fen(session, account, due_fen=due, method=data.method)
+    check_amount(due - from_deposit, data.amount_fen)
+    method = PaymentMethod.deposit if due and from_deposit == due else data.method
+    payment = (
+        take_payment(session, account=account, charges=unpaid, method=method, from_deposit=from_deposit)
+        if unpaid
+        else None
+    )
     settled_at = utcnow()
     account.status, account.settled_at = SETTLED, settled_at
     session.add(account)
@@ -58,4 +67,6 @@ def settle(
         payment=payment,
         total_fen=total,
         settled_at=settled_at,
+        deposit_applied_fen=from_deposit,
+        deposit_refundable_fen=deposits.ledger(session, visit_id).held_fen,
     )

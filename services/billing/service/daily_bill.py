@@ -1,0 +1,385 @@
+"""The daily itemised bill (一日清单): for one visit and hospital day every line with its codes, price,
+category and ordering department, subtotals by category, the day's total, the running total up to that
+day, the deposit and the balance; as JSON and as a printable PDF; issued for every inpatient of a day
+in one batch (`daily_bill.ready` per bill, for the app) and acknowledged by the patient (知情确认).
+
+Bills are computed from the ledger when asked for, a batch of visits at a time with one query per sum,
+so the batch for thousands of inpatients costs a handful of queries per chunk, not per bill. A bill's
+lines never change once posted (corrections are new lines), so a reprint shows the same lines; what was
+issued (totals, line count) is kept in `DailyBillIssue` with the acknowledgement.
+"""
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+
+from kit.clock import HOSPITAL_TZ, as_utc, utcnow
+from kit.database import Database
+from kit.outbox import record_event
+from kit.pdf import PdfDocument, TableColumn
+from services.billing import repository
+from services.billing.errors import DailyBillNotIssued
+from services.billing.models import (
+    CatalogueEntry,
+    CatalogueItem,
+    Charge,
+    DailyBillIssue,
+    Deposit,
+    DepositApplication,
+    DepositRefund,
+    OutboxEvent,
+    Payment,
+)
+from services.billing.schemas import (
+    AcknowledgementPublic,
+    AcknowledgementReport,
+    CategorySubtotal,
+    DailyBillLine,
+    DailyBillPublic,
+    DailyBillsRunPublic,
+)
+from services.billing.service.accounts import hospital_today, known_account
+from services.billing.service.inpatient_days import day_start
+
+CHUNK = 500  # visits per query batch (and per transaction when issuing)
+# From the catalogue entry that priced the charge (national code 国家编码, insurance class 甲/乙/丙):
+# the codes and class in force on the service date, as the price was.
+ENTRY_COLUMNS = ("national_code", "insurance_class")
+
+
+def _sums_by_visit(
+    session: Session, model: Any, moment_column: Any, visit_ids: Sequence[str], until: Any
+) -> dict[str, int]:
+    query = (
+        select(model.visit_id, func.sum(model.amount_fen))
+        .where(col(model.visit_id).in_(visit_ids), moment_column < until)
+        .group_by(model.visit_id)
+    )
+    return {visit_id: int(total) for visit_id, total in session.execute(query).all()}
+
+
+LINE_FIELDS = (
+    "visit_id",
+    "charge_id",
+    "item_code",
+    "item_name",
+    "unit",
+    "unit_price_fen",
+    "quantity",
+    "amount_fen",
+    "payment_id",
+    "charged_at",
+    "category",
+    *ENTRY_COLUMNS,
+)
+
+
+@dataclass(slots=True)
+class Bill:
+    """One computed bill; lines are plain dicts (a batch of 200,000 lines never builds models)."""
+
+    visit_id: str
+    patient_id: str
+    date: date
+    lines: list[dict[str, Any]]
+    subtotals: dict[str, int]
+    total_fen: int
+    paid_fen: int
+    running_total_fen: int
+    deposit_fen: int
+    balance_fen: int
+
+    def public(self, *, acknowledged_at: datetime | None = None) -> DailyBillPublic:
+        return DailyBillPublic(
+            visit_id=self.visit_id,
+            patient_id=self.patient_id,
+            date=self.date,
+            lines=[
+                DailyBillLine(
+                    **{k: v for k, v in line.items() if k not in ("visit_id", "payment_id")},
+                    status="unpaid" if line["payment_id"] is None else "paid",
+                )
+                for line in self.lines
+            ],
+            subtotals=[CategorySubtotal(category=c, amount_fen=a) for c, a in sorted(self.subtotals.items())],
+            total_fen=self.total_fen,
+            paid_fen=self.paid_fen,
+            unpaid_fen=self.total_fen - self.paid_fen,
+            running_total_fen=self.running_total_fen,
+            deposit_fen=self.deposit_fen,
+            balance_fen=self.balance_fen,
+            acknowledged_at=acknowledged_at,
+        )
+
+
+def _lines_by_visit(session: Session, visit_ids: Sequence[str], day: date) -> dict[str, list[dict[str, Any]]]:
+    item = CatalogueItem.__table__.c  # type: ignore[attr-defined]
+    entry = CatalogueEntry.__table__.c  # type: ignore[attr-defined]
+    charge = Charge.__table__.c  # type: ignore[attr-defined]
+    query = (
+        select(
+            charge.visit_id,
+            charge.id,
+            charge.item_code,
+            charge.item_name,
+            charge.unit,
+            charge.unit_price_fen,
+            charge.quantity,
+            charge.amount_fen,
+            charge.payment_id,
+            charge.charged_at,
+            item.category,
+            *(entry[name] for name in ENTRY_COLUMNS),
+        )
+        .select_from(
+            Charge.__table__.outerjoin(CatalogueItem.__table__, charge.item_code == item.code).outerjoin(  # type: ignore[attr-defined]
+                CatalogueEntry.__table__,  # type: ignore[attr-defined]
+                charge.price_entry_id == entry.id,
+            )
+        )
+        .where(charge.visit_id.in_(visit_ids), charge.service_date == day)
+        .order_by(charge.visit_id, charge.charged_at, charge.id)
+    )
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in session.execute(query).all():
+        found[row[0]].append(dict(zip(LINE_FIELDS, row, strict=True)))
+    return found
+
+
+def bills_for(session: Session, accounts: Sequence[tuple[str, str]], day: date) -> list[Bill]:
+    """The bills of `day` for (visit_id, patient_id) pairs, a few queries per chunk of visits."""
+    bills: list[Bill] = []
+    for offset in range(0, len(accounts), CHUNK):
+        chunk = accounts[offset : offset + CHUNK]
+        ids = [visit_id for visit_id, _ in chunk]
+        end = day_start(day + timedelta(days=1))
+        lines = _lines_by_visit(session, ids, day)
+        running = _sums_by_visit(session, Charge, Charge.service_date, ids, day + timedelta(days=1))
+        deposits = _sums_by_visit(session, Deposit, Deposit.received_at, ids, end)
+        payments = _sums_by_visit(session, Payment, Payment.paid_at, ids, end)
+        applied = _sums_by_visit(session, DepositApplication, DepositApplication.applied_at, ids, end)
+        refunded = _sums_by_visit(session, DepositRefund, DepositRefund.refunded_at, ids, end)
+        departments = repository.departments_on(session, ids, day)
+        for visit_id, patient_id in chunk:
+            own = lines.get(visit_id, [])
+            department = departments.get(visit_id)
+            subtotals: dict[str, int] = defaultdict(int)
+            total = paid = 0
+            for line in own:
+                line["department"] = department
+                amount = line["amount_fen"]
+                subtotals[line["category"] or "other"] += amount
+                total += amount
+                if line["payment_id"] is not None:
+                    paid += amount
+            deposit = deposits.get(visit_id, 0)
+            balance = (
+                deposit
+                + payments.get(visit_id, 0)
+                - applied.get(visit_id, 0)
+                - refunded.get(visit_id, 0)
+                - running.get(visit_id, 0)
+            )
+            bills.append(
+                Bill(
+                    visit_id=visit_id,
+                    patient_id=patient_id,
+                    date=day,
+                    lines=own,
+                    subtotals=dict(subtotals),
+                    total_fen=total,
+                    paid_fen=paid,
+                    running_total_fen=running.get(visit_id, 0),
+                    deposit_fen=deposit,
+                    balance_fen=balance,
+                )
+            )
+    return bills
+
+
+def daily_bill(
+    session: Session, *, visit_id: str, day: date | None, acting_for: str | None = None
+) -> DailyBillPublic:
+    """One visit's bill of one hospital day (default today); 404 for another patient's visit."""
+    account = known_account(session, visit_id, acting_for)
+    day = day or hospital_today()
+    [bill] = bills_for(session, [(account.visit_id, account.patient_id)], day)
+    issue = repository.get_bill_issue(session, visit_id, day)
+    acknowledged = issue.acknowledged_at if issue is not None else None
+    return bill.public(acknowledged_at=as_utc(acknowledged) if acknowledged else None)
+
+
+# --- the batch ----------------------------------------------------------------------------------------
+
+
+def issue_daily_bills(database: Database, *, day: date) -> DailyBillsRunPublic:
+    """Issue the bill of `day` to every patient in a bed that day: a `DailyBillIssue` each (totals
+    refreshed on a re-run) and `daily_bill.ready` the first time only. A chunk per transaction."""
+    with database.session(write=False) as session:
+        stays = repository.stays_in_hospital_on(session, day_start(day), day_start(day + timedelta(days=1)))
+        accounts = [(stay.visit_id, stay.patient_id) for stay in stays]
+    issued = lines = 0
+    for offset in range(0, len(accounts), CHUNK):
+        with database.session() as session:
+            chunk_bills = bills_for(session, accounts[offset : offset + CHUNK], day)
+            issued += _issue(session, chunk_bills)
+            lines += sum(len(bill.lines) for bill in chunk_bills)
+    return DailyBillsRunPublic(date=day, bills=len(accounts), lines=lines, issued=issued)
+
+
+def _issue(session: Session, bills: Sequence[Bill]) -> int:
+    now = utcnow()
+    rows = [
+        {
+            "visit_id": bill.visit_id,
+            "bill_date": bill.date,
+            "patient_id": bill.patient_id,
+            "total_fen": bill.total_fen,
+            "running_total_fen": bill.running_total_fen,
+            "balance_fen": bill.balance_fen,
+            "line_count": len(bill.lines),
+            "issued_at": now,
+        }
+        for bill in bills
+    ]
+    first_time = repository.insert_bill_issues(session, rows)
+    by_visit = {bill.visit_id: bill for bill in bills}
+    repository.refresh_bill_issues(session, [row for row in rows if row["visit_id"] not in first_time])
+    for visit_id in sorted(first_time):
+        bill = by_visit[visit_id]
+        record_event(  # as accounts.record, without loading each account: the bill names its patient
+            session,
+            OutboxEvent,
+            event_type="daily_bill.ready",
+            aggregate_type="visit",
+            aggregate_id=visit_id,
+            visit_id=visit_id,
+            patient_id=bill.patient_id,
+            payload={
+                "date": bill.date.isoformat(),
+                "total_fen": bill.total_fen,
+                "running_total_fen": bill.running_total_fen,
+                "deposit_fen": bill.deposit_fen,
+                "balance_fen": bill.balance_fen,
+                "line_count": len(bill.lines),
+            },
+        )
+    return len(first_time)
+
+
+# --- acknowledgement (知情确认) ------------------------------------------------------------------------
+
+
+def acknowledge(
+    session: Session, *, visit_id: str, day: date, acting_for: str | None, by: str
+) -> AcknowledgementPublic:
+    """The patient confirms the issued bill of `day`; again later keeps the first confirmation."""
+    known_account(session, visit_id, acting_for)
+    issue = repository.get_bill_issue(session, visit_id, day, for_update=True)
+    if issue is None:
+        raise DailyBillNotIssued(f"No daily bill was issued for this visit on {day.isoformat()}.")
+    if issue.acknowledged_at is None:
+        issue.acknowledged_at, issue.acknowledged_by = utcnow(), by[:64]
+        session.add(issue)
+        session.flush()
+    return AcknowledgementPublic(visit_id=visit_id, date=day, acknowledged_at=as_utc(issue.acknowledged_at))
+
+
+def acknowledgement_report(session: Session, *, day: date) -> AcknowledgementReport:
+    """知情率 of one day: acknowledged bills over issued ones, and who has not acknowledged yet."""
+    issues: list[DailyBillIssue] = repository.bill_issues_on(session, day)
+    pending = [issue.visit_id for issue in issues if issue.acknowledged_at is None]
+    acknowledged = len(issues) - len(pending)
+    return AcknowledgementReport(
+        date=day,
+        issued=len(issues),
+        acknowledged=acknowledged,
+        rate=round(acknowledged / len(issues), 4) if issues else None,
+        unacknowledged_visit_ids=pending,
+    )
+
+
+# --- the printable bill -----------------------------------------------------------------------------
+
+
+def yuan(fen: int) -> str:
+    """Fen as yuan text, exactly (no float): 123456 → 1234.56, −5 → -0.05."""
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+CATEGORY_NAMES = {
+    "registration": "挂号诊察费",
+    "examination": "检查费",
+    "lab": "化验费",
+    "laboratory": "化验费",
+    "imaging": "检查费",
+    "treatment": "治疗费",
+    "nursing": "护理费",
+    "bed": "床位费",
+    "drug": "药品费",
+    "material": "材料费",
+    "other": "其他",
+}
+
+
+def bill_pdf(bill: DailyBillPublic, *, printed_at: datetime | None = None) -> bytes:
+    """The bill as a printable A4 PDF, Chinese text embedded (kit.pdf)."""
+    document = PdfDocument(title="住院患者费用一日清单", created_at=printed_at or utcnow())
+    department = next((line.department for line in bill.lines if line.department), None)
+    document.fields(
+        [
+            ("就诊号", bill.visit_id),
+            ("患者编号", bill.patient_id),
+            ("清单日期", bill.date.isoformat()),
+            ("科室", department or "—"),
+        ]
+    )
+    document.gap()
+    columns = [
+        TableColumn("时间", 1.1),
+        TableColumn("国家编码", 1.4),
+        TableColumn("院内编码", 1.3),
+        TableColumn("项目名称", 3.0),
+        TableColumn("单位", 0.6),
+        TableColumn("单价", 1.0, "RIGHT"),
+        TableColumn("数量", 0.6, "RIGHT"),
+        TableColumn("金额", 1.1, "RIGHT"),
+        TableColumn("医保类别", 0.8),
+    ]
+    rows = [
+        [
+            as_utc(line.charged_at).astimezone(HOSPITAL_TZ).strftime("%H:%M"),
+            line.national_code or "",
+            line.item_code,
+            line.item_name,
+            line.unit,
+            yuan(line.unit_price_fen),
+            str(line.quantity),
+            yuan(line.amount_fen),
+            line.insurance_class or "",
+        ]
+        for line in bill.lines
+    ]
+    document.table(columns, rows)
+    document.gap()
+    document.table(
+        [TableColumn("费用类别", 2.0), TableColumn("小计（元）", 1.0, "RIGHT")],
+        [[CATEGORY_NAMES.get(s.category, s.category), yuan(s.amount_fen)] for s in bill.subtotals],
+    )
+    document.gap()
+    document.fields(
+        [
+            ("当日合计（元）", yuan(bill.total_fen)),
+            ("累计费用（元）", yuan(bill.running_total_fen)),
+            ("预交金（元）", yuan(bill.deposit_fen)),
+            ("余额（元）", yuan(bill.balance_fen)),
+        ]
+    )
+    document.line("本清单仅供核对费用，请患者或家属确认。如有疑问请咨询病区护士站或住院收费处。", size=9)
+    return document.to_bytes()

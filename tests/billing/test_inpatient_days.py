@@ -1,0 +1,162 @@
+"""The nightly bed-day job (inpatient_days.py): every night of a stay charged once — by the class of the
+bed lain in at the end of that day, named after its ward's department — however often the job runs,
+with missed nights caught up, the discharge day not counted (算入不算出), and racing runs posting once."""
+
+import threading
+from datetime import timedelta
+
+import httpx
+from fastapi.testclient import TestClient
+
+from kit.clock import utcnow
+from services.billing.config import BillingSettings
+from services.billing.deposits_router import day_items
+from services.billing.service import inpatient_days
+from tests.billing.factories import account, billing_events
+from tests.billing.inpatients import (
+    GENERAL_BED_FEN,
+    GRADE_I_FEN,
+    GRADE_II_FEN,
+    ICU_BED_FEN,
+    admitted_visit,
+    database,
+    day_charges,
+    move_stay_back,
+    run_days,
+    today,
+    wait_for_stay,
+)
+
+GENERAL_BED, ICU_BED, GRADE_II, GRADE_I = "110900001", "110900004", "120100003", "120100002"
+
+
+def test_every_night_is_posted_once_however_often_the_job_runs(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    visit = admitted_visit(registration, client)
+    move_stay_back(client, visit["id"], days=3)
+    yesterday = today() - timedelta(days=1)
+
+    first = run_days(client, yesterday)
+    again = run_days(client, yesterday)
+
+    nights = [(today() - timedelta(days=n)).isoformat() for n in (3, 2, 1)]
+    expected = [
+        (night, code, fen)
+        for night in nights
+        for code, fen in ((GENERAL_BED, GENERAL_BED_FEN), (GRADE_II, GRADE_II_FEN))
+    ]
+    assert day_charges(client, visit["id"]) == expected
+    assert (first["posted"], again["posted"]) == (6, 0)
+    posted = [e for e in billing_events(client, "charge.posted") if e["visit_id"] == visit["id"]]
+    assert [e["data"]["origin"] for e in posted].count("inpatient_day") == 6
+
+
+def test_a_missed_night_is_caught_up_by_the_next_run(registration: httpx.Client, client: TestClient) -> None:
+    visit = admitted_visit(registration, client)
+    move_stay_back(client, visit["id"], days=3)
+    run_days(client, today() - timedelta(days=3))  # the first night ran; the next two did not
+
+    caught_up = run_days(client, today())
+
+    dates = [day for day, code, _ in day_charges(client, visit["id"]) if code == GENERAL_BED]
+    assert dates == [(today() - timedelta(days=n)).isoformat() for n in (3, 2, 1, 0)]
+    assert caught_up["posted"] == 6  # three nights, bed and nursing
+
+
+def test_a_transfer_day_is_one_bed_day_priced_by_the_bed_at_the_end_of_it(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    visit = admitted_visit(registration, client)
+    move_stay_back(client, visit["id"], days=1)
+    moved = registration.post(
+        f"/visits/{visit['id']}/transfers", json={"ward": visit["ward"], "bed": "2", "note": "转ICU"}
+    )
+    assert moved.status_code == 201, moved.text
+    wait_for_stay(client, visit["id"], beds=2)
+
+    run_days(client, today())
+    run_days(client, today())
+
+    yesterday, now = (today() - timedelta(days=1)).isoformat(), today().isoformat()
+    assert day_charges(client, visit["id"]) == [
+        (yesterday, GENERAL_BED, GENERAL_BED_FEN),
+        (yesterday, GRADE_II, GRADE_II_FEN),
+        (now, ICU_BED, ICU_BED_FEN),
+        (now, GRADE_I, GRADE_I_FEN),
+    ]
+
+
+def test_the_discharge_day_is_not_charged_and_a_same_day_stay_is_one_day(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    longer, same_day = admitted_visit(registration, client), admitted_visit(registration, client)
+    move_stay_back(client, longer["id"], days=2)
+    for visit in (longer, same_day):
+        assert registration.post(f"/visits/{visit['id']}/discharge").status_code == 200
+        wait_for_stay(client, visit["id"], discharged=True)
+
+    run_days(client, today())
+
+    nights = [day for day, code, _ in day_charges(client, longer["id"]) if code == GENERAL_BED]
+    assert nights == [(today() - timedelta(days=n)).isoformat() for n in (2, 1)]
+    assert [day for day, code, _ in day_charges(client, same_day["id"]) if code == GENERAL_BED] == [
+        today().isoformat()
+    ]
+
+
+def test_racing_runs_post_each_day_once(registration: httpx.Client, client: TestClient) -> None:
+    visits = [admitted_visit(registration, client) for _ in range(3)]
+    for visit in visits:
+        move_stay_back(client, visit["id"], days=2)
+    settings: BillingSettings = client.app.state.settings  # type: ignore[attr-defined]
+    barrier = threading.Barrier(4)
+    results: list[int] = []
+
+    def run() -> None:
+        barrier.wait()
+        done = inpatient_days.run_inpatient_days(database(client), up_to=today(), items=day_items(settings))
+        results.append(done.posted)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(results) == 3 * 3 * 2  # three stays, three days each, bed and nursing: once in all
+    for visit in visits:
+        days = day_charges(client, visit["id"])
+        assert len(days) == len(set((day, code) for day, code, _ in days)) == 6
+
+
+def test_the_nightly_job_posts_up_to_yesterday_and_issues_its_bills(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    visit = admitted_visit(registration, client)
+    move_stay_back(client, visit["id"], days=1)
+    settings: BillingSettings = client.app.state.settings  # type: ignore[attr-defined]
+    issued: list[object] = []
+    job = inpatient_days.NightlyJob(
+        database(client), items=day_items(settings), every_seconds=60, after=issued.append, clock=utcnow
+    )
+
+    job.run_once()
+
+    yesterday = (today() - timedelta(days=1)).isoformat()
+    assert [day for day, _, _ in day_charges(client, visit["id"])] == [yesterday, yesterday]
+    assert [day.isoformat() for day in issued] == [yesterday]  # type: ignore[attr-defined]
+
+
+def test_a_run_for_a_day_not_yet_come_is_refused_and_changes_nothing(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    visit = admitted_visit(registration, client)
+    before = account(client, visit["id"])["charges"]
+
+    refused = client.post("/inpatient-days/runs", json={"date": (today() + timedelta(days=1)).isoformat()})
+    malformed = client.post("/inpatient-days/runs", json={"date": "2026-02-30"})
+
+    assert refused.status_code == 422 and refused.json()["type"].endswith("/invalid-run-date")
+    assert malformed.status_code == 422
+    assert account(client, visit["id"])["charges"] == before
