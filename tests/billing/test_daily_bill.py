@@ -44,14 +44,14 @@ def test_daily_bill_lists_the_days_charges_and_sums_them(
     assert bill["lines"][2] == {
         "charge_id": infusion["id"],
         "item_code": INFUSION,
-        "national_code": None,  # not in this catalogue
+        "national_code": "120400006",  # of the catalogue entry that priced it
         "item_name": "静脉输液(第一组)",
         "category": "treatment",
         "unit": "组",
         "unit_price_fen": 500,
         "quantity": 2,
         "amount_fen": 1000,
-        "insurance_class": None,
+        "insurance_class": "甲",
         "department": None,  # a charge by hand on a visit billing has no stay for
         "status": "unpaid",
         "charged_at": infusion["charged_at"],

@@ -53,7 +53,7 @@ def test_an_inpatients_bill_has_subtotals_the_running_total_and_the_balance_agai
     ]
     assert found["subtotals"] == [
         {"category": "bed", "amount_fen": GENERAL_BED_FEN},
-        {"category": "lab", "amount_fen": 2000},
+        {"category": "laboratory", "amount_fen": 2000},
         {"category": "nursing", "amount_fen": GRADE_II_FEN},
         {"category": "registration", "amount_fen": 2000},  # the visit's consultation fee, charged today
     ]

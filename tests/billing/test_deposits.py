@@ -34,7 +34,7 @@ from tests.billing.factories import (
 )
 from tests.billing.inpatients import admitted_visit, database, deposit
 
-BED = "110900001"  # 3000 fen
+RENAL_PANEL = "250305005"  # 肾功能, 3000 fen: no charging rule limits it (a bed-day is once a day)
 
 
 def deposits(client: TestClient, visit_id: str) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def test_the_low_balance_alert_fires_once_per_crossing(
 
     deposit(client, visit["id"], 10_000)  # balance 12000: back over the line, re-armed
     assert deposits(client, visit["id"])["low_balance"] is False
-    post_charge(client, visit["id"], BED, 3)  # 9000: balance 3000, at the line again
+    post_charge(client, visit["id"], RENAL_PANEL, 3)  # 9000: balance 3000, at the line again
     assert [a["data"]["balance_fen"] for a in low_balance_events(client, visit["id"])] == [2_500, 3_000]
 
 
@@ -118,7 +118,7 @@ def test_the_deposit_pays_first_at_settlement_and_what_is_left_is_refunded_once(
 ) -> None:
     visit = admitted_visit(registration, client, payment_mode="settle_later")
     deposit(client, visit["id"], 100_000)
-    post_charge(client, visit["id"], BED, 2)
+    post_charge(client, visit["id"], RENAL_PANEL, 2)
     total = account(client, visit["id"])["charges_total_fen"]
 
     early = client.post(f"/visits/{visit['id']}/deposit-refunds", json={}, headers=keyed())
@@ -246,7 +246,7 @@ def test_charges_beyond_the_credit_limit_are_posted_and_held(
 ) -> None:
     client = tight_client
     visit = new_visit(registration, client, payment_mode="settle_later")  # its fee: 2000
-    within = post_charge(client, visit["id"], BED)  # 5000 in all: at the limit
+    within = post_charge(client, visit["id"], RENAL_PANEL)  # 5000 in all: at the limit
     beyond = post_charge(client, visit["id"], INFUSION)  # 5500: over it
 
     standing = client.get(f"/visits/{visit['id']}/standing").json()
@@ -270,7 +270,7 @@ def test_a_green_channel_account_has_no_limit_and_is_followed_up(
         registration, client, kind="emergency", department="emergency", payment_mode="green_channel"
     )
     prepaid = new_visit(registration, client)
-    post_charge(client, visit["id"], "110900004", 50)
+    post_charge(client, visit["id"], "311300001", 30)  # 600000 fen: far past any credit limit
 
     standing = client.get(f"/visits/{visit['id']}/standing").json()
     pending = client.get("/green-channel/follow-ups").json()
