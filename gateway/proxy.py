@@ -39,17 +39,25 @@ from kit.requestid import current_request_id
 logger = logging.getLogger("patientflow.gateway")
 
 # What a client may tell a service. Everything else (cookies, X-Forwarded-*, the client's own API key)
-# stops here; the service learns who is calling from the internal token alone.
+# stops here; the service learns who is calling from the internal token alone, and where the call
+# came from from the X-Forwarded-For the gateway writes itself (`forwarded_chain`).
 # `last-event-id` and `cache-control` are for event streams (resume point; `no-cache`).
 FORWARDED_REQUEST_HEADERS = frozenset(
     {b"content-type", b"accept", b"idempotency-key", b"if-match", b"last-event-id", b"cache-control"}
 )
 # What a service may tell a client. X-Request-ID is added by the gateway's own middleware.
 RETURNED_RESPONSE_HEADERS = frozenset(
-    {"content-type", "location", "retry-after", "etag", "idempotent-replayed"}
+    {"content-type", "content-disposition", "location", "retry-after", "etag", "idempotent-replayed"}
 )
 # An event stream must reach the client as it is written: no caching, no buffering proxy in between.
 STREAM_RESPONSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def forwarded_chain(received: bytes | None, peer: tuple[str, int] | None) -> bytes:
+    """The X-Forwarded-For a service sees: what the client's side said (unverified, kept for the
+    record), then the address the gateway itself saw, last - the one an audit can trust."""
+    address = (peer[0] if peer else "unknown").encode("latin-1")
+    return received + b", " + address if received else address
 
 
 def relay_stream(service: str, upstream: UpstreamResponse, headers: dict[str, str]) -> StreamingResponse:
@@ -170,7 +178,7 @@ class Proxy:
     async def forward(self, request: Request, route: GatewayRoute | None = None) -> Response:
         """Forward one `/v1` request (`route`: the table's match, when the caller made it already)."""
         scope = request.scope
-        authorization = api_key = declared_length = patient_token = None
+        authorization = api_key = declared_length = patient_token = forwarded_for = None
         has_body = False
         headers: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:  # one pass over the raw headers
@@ -186,6 +194,8 @@ class Proxy:
                 has_body = True
             elif name == b"x-patient-token":
                 patient_token = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded_for = value
         caller = self._identify(authorization, api_key, patient_token)
 
         path = scope["path"][len(API_PREFIX) :]
@@ -202,6 +212,7 @@ class Proxy:
 
         headers.append((b"authorization", caller.tokens.header(route.service).encode("latin-1")))
         headers.append((b"x-request-id", (current_request_id() or "").encode("latin-1")))
+        headers.append((b"x-forwarded-for", forwarded_chain(forwarded_for, scope.get("client"))))
         # Without Content-Length or Transfer-Encoding a request has no body (RFC 9112 §6.3).
         body = await self._read_body(request, declared_length) if has_body else None
         if caller.patient is not None:

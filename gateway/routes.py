@@ -162,6 +162,12 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/patients/{id}/reports", "results:read"),
         ("GET", "/reports/{id}", "results:read"),
         ("GET", "/audit/result-access", "audit:read"),
+        # Kiosk printing and patient reading (自助打印): released reports, PDFs, print records.
+        ("GET", "/patients/{id}/released-reports", "results:read"),
+        ("GET", "/reports/{id}/pdf", "results:read"),
+        ("POST", "/reports/{id}/prints", "results:read"),
+        ("POST", "/visits/{id}/prints", "results:read"),
+        ("GET", "/prints/{id}/pdf", "results:read"),
     ),
     *_routes(
         "billing",
@@ -211,6 +217,13 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
     ("GET", "/tickets/{id}"): "response",
     ("GET", "/orders/{id}"): "response",
     ("GET", "/reports/{id}"): "response",
+    # Results checks the patient claim itself on these, so a refusal reaches its audit (an app's PDF,
+    # a kiosk's print); a report of another patient is its 404.
+    ("GET", "/patients/{id}/released-reports"): "filtered",
+    ("GET", "/reports/{id}/pdf"): "filtered",
+    ("POST", "/reports/{id}/prints"): "filtered",
+    ("POST", "/visits/{id}/prints"): "filtered",
+    ("GET", "/prints/{id}/pdf"): "filtered",
     # A disrupted patient's app decides its own offers; registration re-checks the patient first.
     ("GET", "/rebooking-offers/{id}"): "response",
     ("POST", "/rebooking-offers/{id}/accept"): "response",
@@ -261,6 +274,8 @@ HONOURS_IDEMPOTENCY_KEY = frozenset(
         ("POST", "/visits/{id}/transfers"),
         ("POST", "/visits/{id}/discharge"),
         ("POST", "/visits/{id}/close"),
+        ("POST", "/reports/{id}/prints"),
+        ("POST", "/visits/{id}/prints"),
     }
 )
 # Routes that need longer than their method's deadline: settlement waits (bounded) for the visit's
