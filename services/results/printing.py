@@ -72,7 +72,8 @@ def _shown(report: Report | None, acting_for: str | None) -> tuple[Report | None
 def report_pdf(session: Session, *, report_id: str, client: str, acting_for: str | None) -> bytes | None:
     """A released report as a PDF to read (an app's download; no print is recorded), audited; None
     for a missing, another patient's or an unreleased report alike."""
-    report, outcome = _shown(repository.get_report(session, report_id), acting_for)
+    found = repository.get_report(session, report_id)
+    report, outcome = _shown(found, acting_for)
     _audit(
         session,
         client=client,
@@ -80,8 +81,8 @@ def report_pdf(session: Session, *, report_id: str, client: str, acting_for: str
         action="read_pdf",
         outcome=outcome,
         reports=[report] if report else [],
-        patient_id=report.patient_id if report else acting_for,
-        visit_id=report.visit_id if report else None,
+        patient_id=found.patient_id if found else acting_for,  # a refusal names whose report it was
+        visit_id=found.visit_id if found else None,
         report_id=report_id,
     )
     return render_report(report) if report else None
@@ -127,7 +128,8 @@ def print_report(
     """Print one copy of a released report: copy 1 of its version, or the next reprint (副本); audited,
     with `report.printed`. None, audited as refused / not released / not found, otherwise."""
     locked = repository.lock_reports(session, [report_id])
-    report, outcome = _shown(locked[0] if locked else None, acting_for)
+    found = locked[0] if locked else None
+    report, outcome = _shown(found, acting_for)
     printed = None
     if report is not None:
         copies = repository.printed_copies(session, [report.id]).get((report.id, report_version(report)), 0)
@@ -139,8 +141,8 @@ def print_report(
         action="print",
         outcome="printed" if printed else outcome,
         reports=[report] if report else [],
-        patient_id=report.patient_id if report else acting_for,
-        visit_id=report.visit_id if report else None,
+        patient_id=found.patient_id if found else acting_for,
+        visit_id=found.visit_id if found else None,
         report_id=report_id,
     )
     return printed
