@@ -40,7 +40,7 @@ logger = logging.getLogger("patientflow.gateway")
 
 # What a client may tell a service. Everything else (cookies, X-Forwarded-*, the client's own API key)
 # stops here; the service learns who is calling from the internal token alone, and where the call
-# came from from the X-Forwarded-For the gateway writes itself (`forwarded_chain`).
+# came from from the X-Forwarded-For the gateway writes itself (`client_address`).
 # `last-event-id` and `cache-control` are for event streams (resume point; `no-cache`).
 FORWARDED_REQUEST_HEADERS = frozenset(
     {b"content-type", b"accept", b"idempotency-key", b"if-match", b"last-event-id", b"cache-control"}
@@ -53,11 +53,11 @@ RETURNED_RESPONSE_HEADERS = frozenset(
 STREAM_RESPONSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-def forwarded_chain(received: bytes | None, peer: tuple[str, int] | None) -> bytes:
-    """The X-Forwarded-For a service sees: what the client's side said (unverified, kept for the
-    record), then the address the gateway itself saw, last - the one an audit can trust."""
-    address = (peer[0] if peer else "unknown").encode("latin-1")
-    return received + b", " + address if received else address
+def client_address(peer: tuple[str, int] | None) -> bytes:
+    """The X-Forwarded-For a service sees: the one address the gateway trusts as the client's. uvicorn
+    already resolved it (its `forwarded_allow_ips` decide which proxies' X-Forwarded-For count); what
+    the client itself claimed never reaches a service."""
+    return (peer[0] if peer else "unknown").encode("latin-1")
 
 
 def relay_stream(service: str, upstream: UpstreamResponse, headers: dict[str, str]) -> StreamingResponse:
@@ -178,7 +178,7 @@ class Proxy:
     async def forward(self, request: Request, route: GatewayRoute | None = None) -> Response:
         """Forward one `/v1` request (`route`: the table's match, when the caller made it already)."""
         scope = request.scope
-        authorization = api_key = declared_length = patient_token = forwarded_for = None
+        authorization = api_key = declared_length = patient_token = None
         has_body = False
         headers: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:  # one pass over the raw headers
@@ -194,8 +194,6 @@ class Proxy:
                 has_body = True
             elif name == b"x-patient-token":
                 patient_token = value.decode("latin-1")
-            elif name == b"x-forwarded-for":
-                forwarded_for = value
         caller = self._identify(authorization, api_key, patient_token)
 
         path = scope["path"][len(API_PREFIX) :]
@@ -212,7 +210,7 @@ class Proxy:
 
         headers.append((b"authorization", caller.tokens.header(route.service).encode("latin-1")))
         headers.append((b"x-request-id", (current_request_id() or "").encode("latin-1")))
-        headers.append((b"x-forwarded-for", forwarded_chain(forwarded_for, scope.get("client"))))
+        headers.append((b"x-forwarded-for", client_address(scope.get("client"))))
         # Without Content-Length or Transfer-Encoding a request has no body (RFC 9112 §6.3).
         body = await self._read_body(request, declared_length) if has_body else None
         if caller.patient is not None:

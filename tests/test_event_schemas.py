@@ -336,10 +336,11 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
     urgent = _ok(results.post("/orders", json={"visit_id": emergency["id"], "test_code": "250101015"}), 201)
     report = {"status": "preliminary", "conclusion": "血钾6.8", "critical": True, "critical_note": "已通知"}
     _ok(results.post(f"/orders/{urgent['id']}/reports", json=report), 201)
-    _ok(
+    final = _ok(
         results.post(f"/orders/{urgent['id']}/reports", json={"status": "final", "conclusion": "高钾血症"}),
         201,
     )
+    _ok(results.post(f"/reports/{final['id']}/prints", json={}), 201)  # printed at the desk
     prepaid = _ok(results.post("/orders", json={"visit_id": outpatient["id"], "test_code": "250101015"}), 201)
 
     # Billing: pay the outpatient's fee and order (which releases the order), then settle both visits.
