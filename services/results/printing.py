@@ -69,9 +69,10 @@ def _shown(report: Report | None, acting_for: str | None) -> tuple[Report | None
     return report, "found"
 
 
-def report_pdf(session: Session, *, report_id: str, client: str, acting_for: str | None) -> bytes | None:
-    """A released report as a PDF to read (an app's download; no print is recorded), audited; None
-    for a missing, another patient's or an unreleased report alike."""
+def report_to_read(session: Session, *, report_id: str, client: str, acting_for: str | None) -> Report | None:
+    """A released report to read as a PDF (an app's download; no print is recorded), audited; None
+    for a missing, another patient's or an unreleased report alike. Render it with `render_report`
+    once the audit is committed (the router does, outside the transaction)."""
     found = repository.get_report(session, report_id)
     report, outcome = _shown(found, acting_for)
     _audit(
@@ -85,7 +86,7 @@ def report_pdf(session: Session, *, report_id: str, client: str, acting_for: str
         visit_id=found.visit_id if found else None,
         report_id=report_id,
     )
-    return render_report(report) if report else None
+    return report
 
 
 def _print(
@@ -176,9 +177,11 @@ def print_visit(
     return prints
 
 
-def print_pdf(session: Session, *, print_id: str, client: str, acting_for: str | None) -> bytes | None:
-    """The PDF of one printed copy (fetching it again prints nothing new), audited; None when there is
-    no such print or it is another patient's."""
+def printed_copy(
+    session: Session, *, print_id: str, client: str, acting_for: str | None
+) -> tuple[Report, ReportPrint] | None:
+    """One printed copy and its report, to render as its PDF (fetching it again prints nothing new),
+    audited; None when there is no such print or it is another patient's."""
     printed = repository.get_print(session, print_id)
     report = repository.get_report(session, printed.report_id) if printed else None
     refused = printed is not None and not visible_to(acting_for, printed.patient_id)
@@ -194,7 +197,7 @@ def print_pdf(session: Session, *, print_id: str, client: str, acting_for: str |
         visit_id=printed.visit_id if printed else None,
         report_id=printed.report_id if printed else None,
     )
-    return render_report(shown, printed=printed) if shown and printed else None
+    return (shown, printed) if shown and printed else None
 
 
 def released_public(report: Report, copies: int) -> ReleasedReportPublic:

@@ -1,11 +1,13 @@
 """Results endpoints (thin: parse, call the service, shape the answer)."""
 
+from collections.abc import Callable, Iterator
 from enum import StrEnum
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
@@ -256,12 +258,18 @@ def read_result_access(
 PDF_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {PDF: {}}, "description": "A PDF"}}
 
 
-def _pdf(document: bytes | None, filename: str) -> Response:
-    if document is None:
+def _pdf(render: Callable[[], bytes] | None, filename: str) -> Response:
+    """The PDF, rendered only as the answer is sent: after the audit row is committed and the database
+    gate released, so a ~0.1 s render never holds SQLite's one writer."""
+    if render is None:
         # Returned, not raised: raising would roll back the audit row of the refused look.
         return problem_response(ReportNotFound("No such report.").to_problem())
+
+    def body() -> Iterator[bytes]:
+        yield render()
+
     disposition = f'inline; filename="{filename}.pdf"'
-    return Response(document, media_type=PDF, headers={"content-disposition": disposition})
+    return StreamingResponse(body(), media_type=PDF, headers={"content-disposition": disposition})
 
 
 @router.get(
@@ -290,10 +298,10 @@ def read_released_reports(
 def read_report_pdf(report_id: IdPath, session: AuditedSessionDep, caller: CallerDep) -> Response:
     """A released report as a PDF to read (an app's download); no print is recorded. Audited. A missing
     report, another patient's, or one not released yet are the same 404."""
-    document = printing.report_pdf(
+    report = printing.report_to_read(
         session, report_id=report_id, client=caller.subject, acting_for=caller.patient
     )
-    return _pdf(document, f"report-{report_id}")
+    return _pdf(partial(printing.render_report, report) if report else None, f"report-{report_id}")
 
 
 @router.post(
@@ -397,7 +405,8 @@ def print_visit(
 def read_print_pdf(print_id: IdPath, session: AuditedSessionDep, caller: CallerDep) -> Response:
     """The PDF of one printed copy (a reprint says 副本 at the top); fetching it again prints nothing
     new. Audited; a missing print or another patient's is 404."""
-    document = printing.print_pdf(
+    found = printing.printed_copy(
         session, print_id=print_id, client=caller.subject, acting_for=caller.patient
     )
-    return _pdf(document, f"print-{print_id}")
+    render = partial(printing.render_report, found[0], printed=found[1]) if found else None
+    return _pdf(render, f"print-{print_id}")
