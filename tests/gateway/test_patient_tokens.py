@@ -83,11 +83,11 @@ class OwnedRecords:
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path]:
-    names = ("his", "app", "other-app", "kiosk", "other-kiosk", "phone")
+    names = ("his", "app", "other-app", "kiosk", "other-kiosk", "phone", "guessing-phone")
     keys = {name: secrets.token_urlsafe(24) for name in names}
     kinds = {"his": ("his", sorted(SCOPES)), "app": ("app", READ_SCOPES), "other-app": ("app", READ_SCOPES)}
     kinds["kiosk"] = kinds["other-kiosk"] = ("kiosk", ["results:read"])
-    kinds["phone"] = ("phone", ["results:read"])
+    kinds["phone"] = kinds["guessing-phone"] = ("phone", ["results:read"])
     entries = [
         {"client": name, "kind": kind, "sha256": hash_key(keys[name]), "scopes": scopes}
         for name, (kind, scopes) in kinds.items()
@@ -378,3 +378,28 @@ def test_an_expired_session_reads_and_prints_nothing(
     path = template.format(patient=people["p"], visit=people["p_visit"], any="r-of-" + people["p"])
     response = patient_gateway.request(method, path, headers=acting(keys, "kiosk", expired))
     assert assert_problem(response, 403)["type"].endswith("/patient-token-expired")
+
+
+def test_five_wrong_codes_on_the_phone_line_lock_it_like_an_app(
+    patient_gateway: httpx.Client, keys: tuple[dict[str, str], Path], outbox: Path
+) -> None:
+    """A caller guessing codes on the phone line is locked out; the right code then opens nothing."""
+    his, phone = bearer(keys[0]["his"]), bearer(keys[0]["guessing-phone"])
+    id_number = random_id_number()
+    body = {"id_number": id_number, "name": "王五", "phone": f"139{secrets.randbelow(10**8):08d}"}
+    patient = patient_gateway.post("/v1/patients", json=body, headers=his).json()
+    asked = patient_gateway.post(
+        "/v1/patient-sessions/challenges", json={"id_number": id_number}, headers=phone
+    )
+    assert asked.status_code == 202
+    code = eventually(lambda: texted_codes(outbox, patient["id"]), what="the texted code")[-1]
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for _ in range(5):
+        refused = patient_gateway.post(
+            "/v1/patient-sessions", json={"id_number": id_number, "otp": wrong}, headers=phone
+        )
+        assert assert_problem(refused, 403)["type"].endswith("/patient-proof-refused")
+    right = patient_gateway.post(
+        "/v1/patient-sessions", json={"id_number": id_number, "otp": code}, headers=phone
+    )
+    assert assert_problem(right, 403)["type"].endswith("/patient-proof-refused")
