@@ -123,6 +123,11 @@ def _print(
     return printed
 
 
+def printable(session: Session, *, report_id: str, acting_for: str | None) -> bool:
+    """Whether `print_report` would print (the report exists, is released and is the patient's)."""
+    return _shown(repository.get_report(session, report_id), acting_for)[0] is not None
+
+
 def print_report(
     session: Session, *, report_id: str, client: str, client_kind: str | None, acting_for: str | None
 ) -> ReportPrint | None:

@@ -338,8 +338,7 @@ def print_report(
         code, body = run()
     else:
         # A refusal is not stored under the key: the audit row stays, and a retry is refused again.
-        found = repository.get_report(session, report_id)
-        if found is None or not printing.is_released(found) or not caller.sees(found.patient_id):
+        if not printing.printable(session, report_id=report_id, acting_for=caller.patient):
             code, body = run()
         else:
             payload = {"report_id": report_id, **(data or PrintCreate()).model_dump()}
