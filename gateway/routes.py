@@ -279,8 +279,13 @@ HONOURS_IDEMPOTENCY_KEY = frozenset(
     }
 )
 # Routes that need longer than their method's deadline: settlement waits (bounded) for the visit's
-# charges still on their way through the feeds.
-ROUTE_DEADLINES: dict[tuple[str, str], float] = {("POST", "/visits/{id}/settlement"): 10.0}
+# charges still on their way through the feeds; PDFs are rendered one after another.
+ROUTE_DEADLINES: dict[tuple[str, str], float] = {
+    ("POST", "/visits/{id}/settlement"): 10.0,
+    # A PDF is ~0.1-0.3 s of CPU in results; a hall of kiosks printing at once queues for it.
+    ("GET", "/reports/{id}/pdf"): 20.0,
+    ("GET", "/prints/{id}/pdf"): 20.0,
+}
 ROUTES = tuple(
     replace(
         route,

@@ -6,6 +6,7 @@ the Dockerfile does the same, and `PATIENTFLOW_PDF_FONT` points elsewhere if a h
 A missing font is a clear error at the first print, never a PDF of empty boxes.
 """
 
+import contextlib
 import copy
 import io
 import os
@@ -19,7 +20,14 @@ from fontTools import subset, ttLib
 from fpdf import FPDF
 from fpdf.fonts import FontFace, SubsetMap, TTFFont
 
-__all__ = ["CJK_FONT_CANDIDATES", "FontMissing", "PdfDocument", "TableColumn", "cjk_font_path"]
+__all__ = [
+    "CJK_FONT_CANDIDATES",
+    "FontMissing",
+    "PdfDocument",
+    "TableColumn",
+    "cjk_font_path",
+    "prepare_font_in_background",
+]
 
 CJK_FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
@@ -110,6 +118,19 @@ def cjk_font_path() -> Path:
         "no CJK font for PDFs: install Debian's fonts-wqy-microhei (./run does) "
         f"or set PATIENTFLOW_PDF_FONT; looked at {', '.join(c for c in candidates if c)}"
     )
+
+
+def prepare_font_in_background() -> threading.Thread:
+    """Cut the font now, in a daemon thread, so a service's first PDF does not pay the few seconds
+    (a gateway deadline would run out). A missing font is left for the first print to report."""
+
+    def prepare() -> None:
+        with contextlib.suppress(FontMissing):
+            _common_font(cjk_font_path())
+
+    thread = threading.Thread(target=prepare, name="pdf-font", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass(frozen=True, slots=True)
