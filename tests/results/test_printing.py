@@ -3,13 +3,18 @@ recorded and numbered (a reprint says 副本), a visit's unprinted reports print
 look, print and refusal is in the audit, exportable as FHIR AuditEvents."""
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
 from pypdf import PdfReader
 
-from kit.testing import internal_headers
+from kit.testing import FakeFeed, internal_headers, serve
+from services.results.app import create_app
+from tests.results.conftest import results_settings
 from tests.results.factories import CHEST_XRAY, events, place_order, post_report, released_order
 
 KIOSK = "kiosk-hall-1"
@@ -214,3 +219,34 @@ def test_the_phone_line_gets_the_same_rule_and_is_audited_as_phone(
     rows = audit_rows(client)
     assert (rows["phone-list"]["client_kind"], rows["phone-pdf"]["client_kind"]) == ("phone", "phone")
     assert rows["phone-pdf"]["outcome"] == "not_released"
+
+
+def test_kiosks_printing_one_report_at_once_each_get_their_own_copy_number(
+    client: TestClient,
+    registration: httpx.Client,
+    results_data_dir: Path,
+    registration_url: str,
+    billing: FakeFeed,
+) -> None:
+    """Over real HTTP, threads released together: copies are numbered 1..n, never twice the same
+    (PostgreSQL locks the report row; SQLite's one writer serialises)."""
+    order = released_order(client, registration)
+    report = post_report(client, order["id"])
+    headers = kiosk(order["patient_id"])
+    kiosks = 8
+    start = threading.Barrier(kiosks)
+    settings = results_settings(results_data_dir, registration_url, billing.url)
+
+    with serve(create_app(settings)) as url:
+
+        def print_once(_: int) -> httpx.Response:
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+                start.wait()
+                return http.post(f"/reports/{report['id']}/prints", json={})
+
+        with ThreadPoolExecutor(kiosks) as pool:
+            answers = list(pool.map(print_once, range(kiosks)))
+
+    assert [a.status_code for a in answers] == [201] * kiosks, [a.text for a in answers]
+    assert sorted(a.json()["copy_number"] for a in answers) == list(range(1, kiosks + 1))
+    assert len(events(client, "report.printed")) == kiosks
