@@ -121,14 +121,16 @@ class PatientSessionForbidden(Forbidden):
     slug = "patient-session-forbidden"
 
     def __init__(self, kind: str) -> None:
-        super().__init__(f"Only app and kiosk clients start patient sessions; this client is a {kind}.")
+        super().__init__(
+            f"Only app, kiosk and phone clients start patient sessions; this client is a {kind}."
+        )
 
 
 class ChallengeForbidden(Forbidden):
     slug = "patient-session-forbidden"
 
     def __init__(self, kind: str) -> None:
-        super().__init__(f"Only app clients ask for one-time codes; this client is a {kind}.")
+        super().__init__(f"Only app and phone clients ask for one-time codes; this client is a {kind}.")
 
 
 class PatientProofRefused(Forbidden):

@@ -8,10 +8,11 @@ from sqlmodel import Field, SQLModel
 
 from kit.models import BigIntId, Timestamp, UTCDateTime, new_registry
 
-ClientKind = Literal["his", "lis", "app", "kiosk", "nurse", "doctor", "cashier", "board", "admin"]
+# `phone`: the telephone lookup line (电话查询), bound to one patient like an app.
+ClientKind = Literal["his", "lis", "app", "kiosk", "phone", "nurse", "doctor", "cashier", "board", "admin"]
 CLIENT_KINDS: frozenset[str] = frozenset(get_args(ClientKind))
 # Kinds that act for one patient at a time and need a patient token on every proxied request.
-PATIENT_BOUND_KINDS: frozenset[str] = frozenset({"app", "kiosk"})
+PATIENT_BOUND_KINDS: frozenset[str] = frozenset({"app", "kiosk", "phone"})
 
 
 class GatewayTable(SQLModel, registry=new_registry()):

@@ -39,17 +39,25 @@ from kit.requestid import current_request_id
 logger = logging.getLogger("patientflow.gateway")
 
 # What a client may tell a service. Everything else (cookies, X-Forwarded-*, the client's own API key)
-# stops here; the service learns who is calling from the internal token alone.
+# stops here; the service learns who is calling from the internal token alone, and where the call
+# came from from the X-Forwarded-For the gateway writes itself (`client_address`).
 # `last-event-id` and `cache-control` are for event streams (resume point; `no-cache`).
 FORWARDED_REQUEST_HEADERS = frozenset(
     {b"content-type", b"accept", b"idempotency-key", b"if-match", b"last-event-id", b"cache-control"}
 )
 # What a service may tell a client. X-Request-ID is added by the gateway's own middleware.
 RETURNED_RESPONSE_HEADERS = frozenset(
-    {"content-type", "location", "retry-after", "etag", "idempotent-replayed"}
+    {"content-type", "content-disposition", "location", "retry-after", "etag", "idempotent-replayed"}
 )
 # An event stream must reach the client as it is written: no caching, no buffering proxy in between.
 STREAM_RESPONSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def client_address(peer: tuple[str, int] | None) -> bytes:
+    """The X-Forwarded-For a service sees: the one address the gateway trusts as the client's. uvicorn
+    already resolved it (its `forwarded_allow_ips` decide which proxies' X-Forwarded-For count); what
+    the client itself claimed never reaches a service."""
+    return (peer[0] if peer else "unknown").encode("latin-1")
 
 
 def relay_stream(service: str, upstream: UpstreamResponse, headers: dict[str, str]) -> StreamingResponse:
@@ -205,6 +213,7 @@ class Proxy:
 
         headers.append((b"authorization", caller.tokens.header(route.service).encode("latin-1")))
         headers.append((b"x-request-id", (current_request_id() or "").encode("latin-1")))
+        headers.append((b"x-forwarded-for", client_address(scope.get("client"))))
         # Without Content-Length or Transfer-Encoding a request has no body (RFC 9112 §6.3).
         body = await self._read_body(request, declared_length) if has_body else None
         if caller.patient is not None:

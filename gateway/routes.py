@@ -175,6 +175,12 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("POST", "/reports/{id}/unwithhold", "orders:write"),
         ("GET", "/critical-values", "results:read"),
         ("POST", "/critical-values/{id}/acknowledgement", "critical:ack"),
+        # Kiosk printing and patient reading (自助打印): released reports, PDFs, print records.
+        ("GET", "/patients/{id}/released-reports", "results:read"),
+        ("GET", "/reports/{id}/pdf", "results:read"),
+        ("POST", "/reports/{id}/prints", "results:read"),
+        ("POST", "/visits/{id}/prints", "results:read"),
+        ("GET", "/prints/{id}/pdf", "results:read"),
     ),
     *_routes(
         "billing",
@@ -256,6 +262,13 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
     ("GET", "/tickets/{id}"): "response",
     ("GET", "/orders/{id}"): "response",
     ("GET", "/reports/{id}"): "response",
+    # Results checks the patient claim itself on these, so a refusal reaches its audit (an app's PDF,
+    # a kiosk's print); a report of another patient is its 404.
+    ("GET", "/patients/{id}/released-reports"): "filtered",
+    ("GET", "/reports/{id}/pdf"): "filtered",
+    ("POST", "/reports/{id}/prints"): "filtered",
+    ("POST", "/visits/{id}/prints"): "filtered",
+    ("GET", "/prints/{id}/pdf"): "filtered",
     # A disrupted patient's app decides its own offers; registration re-checks the patient first.
     ("GET", "/rebooking-offers/{id}"): "response",
     ("POST", "/rebooking-offers/{id}/accept"): "response",
@@ -309,6 +322,8 @@ HONOURS_IDEMPOTENCY_KEY = frozenset(
         ("POST", "/visits/{id}/transfers"),
         ("POST", "/visits/{id}/discharge"),
         ("POST", "/visits/{id}/close"),
+        ("POST", "/reports/{id}/prints"),
+        ("POST", "/visits/{id}/prints"),
     }
 )
 # Routes that need longer than their method's deadline: settlement waits (bounded) for the visit's
@@ -322,6 +337,9 @@ ROUTE_DEADLINES: dict[tuple[str, str], float] = {
     ("GET", "/wait-metrics/tickets"): 10.0,
     ("POST", "/inpatient-days/runs"): 60.0,
     ("POST", "/daily-bills/runs"): 60.0,
+    # A PDF is ~0.1-0.3 s of CPU in results; a hall of kiosks printing at once queues for it.
+    ("GET", "/reports/{id}/pdf"): 20.0,
+    ("GET", "/prints/{id}/pdf"): 20.0,
 }
 ROUTES = tuple(
     replace(

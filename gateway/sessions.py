@@ -37,7 +37,9 @@ from kit.errors import problem_responses
 
 # Registration's scope for proof checks: no route of the table needs it, so no client key holds it.
 PROOF_SCOPE = "registration:patient-proof"
-PROOF_BY_KIND = {"kiosk": "slip", "app": "otp"}
+# The phone line (电话查询) proves like an app: the identity number keyed in, then the texted code.
+PROOF_BY_KIND = {"kiosk": "slip", "app": "otp", "phone": "otp"}
+CHALLENGE_KINDS = frozenset(kind for kind, proof in PROOF_BY_KIND.items() if proof == "otp")
 
 
 @lru_cache(maxsize=4)
@@ -114,16 +116,17 @@ async def start_patient_session(proof: PatientProof, request: Request) -> Patien
     "/v1/patient-sessions/challenges",
     status_code=status.HTTP_202_ACCEPTED,
     responses=problem_responses(ChallengeForbidden),
-    openapi_extra={"x-client-kinds": ["app"]},
+    openapi_extra={"x-client-kinds": sorted(CHALLENGE_KINDS)},
 )
 async def ask_for_one_time_code(data: ChallengeCreate, request: Request) -> ChallengeAccepted:
-    """An app asks for a one-time code: registration texts it to the phone registered for `id_number`.
+    """An app or the phone line asks for a one-time code: registration texts it to the phone registered
+    for `id_number`.
 
     Always 202 with the same body, whether or not such a patient (or a phone) is on file. The code
     is valid for a few minutes and once; send it to `POST /v1/patient-sessions`.
     """
     caller = await _patient_bound_caller(request, "POST /patient-sessions/challenges")
-    if caller.kind != "app":
+    if caller.kind not in CHALLENGE_KINDS:
         raise ChallengeForbidden(caller.kind)
     body = {"client": caller.name, "id_number": data.id_number}
     answer = await _ask_registration(request, "/session-challenges", body)

@@ -96,6 +96,16 @@ def _forget_outbox_written(session: OrmSession) -> None:
     session.info.pop(OUTBOX_WRITTEN, None)
 
 
+# SQLite's name for "this connection is the test wipe" (kit.testing.wipe registers it answering 1);
+# PostgreSQL's is the setting `patientflow.wipe`. Triggers of append-only tables let only that delete.
+WIPE_FUNCTION = "patientflow_wipe"
+WIPE_SETTING = "patientflow.wipe"
+
+
+def _not_a_wipe() -> int:
+    return 0
+
+
 def _sqlite_engine(url: str, *, writer: bool) -> Engine:
     engine = create_engine(
         url,
@@ -115,6 +125,8 @@ def _sqlite_engine(url: str, *, writer: bool) -> Engine:
         for pragma, value in SQLITE_PRAGMAS.items():
             cursor.execute(f"PRAGMA {pragma}={value}")
         cursor.close()
+        # Append-only tables' delete triggers ask this; only the test wipe's own connection says 1.
+        dbapi_conn.create_function(WIPE_FUNCTION, 0, _not_a_wipe)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

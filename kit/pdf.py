@@ -6,16 +6,28 @@ the Dockerfile does the same, and `PATIENTFLOW_PDF_FONT` points elsewhere if a h
 A missing font is a clear error at the first print, never a PDF of empty boxes.
 """
 
+import contextlib
+import copy
+import io
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from fontTools import subset, ttLib
 from fpdf import FPDF
-from fpdf.fonts import FontFace
+from fpdf.fonts import FontFace, SubsetMap, TTFFont
 
-__all__ = ["CJK_FONT_CANDIDATES", "FontMissing", "PdfDocument", "TableColumn", "cjk_font_path"]
+__all__ = [
+    "CJK_FONT_CANDIDATES",
+    "FontMissing",
+    "PdfDocument",
+    "TableColumn",
+    "cjk_font_path",
+    "prepare_font_in_background",
+]
 
 CJK_FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
@@ -23,6 +35,72 @@ CJK_FONT_CANDIDATES = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
 )
 _FONT_FAMILY = "cjk"
+_FULL_FONT_FAMILY = "cjkfull"  # the whole font, added only for a character the common set lacks
+
+
+def _common_codepoints() -> frozenset[int]:
+    """What hospital paper uses: ASCII and Latin, Greek (μ), punctuation, arrows and maths, the CJK
+    symbols and full-width forms, and every character of GB 2312 (its 6,763 hanzi and its symbols)."""
+    ranges = [(0x20, 0x17F), (0x370, 0x3FF), (0x2000, 0x22FF), (0x2460, 0x24FF), (0x3000, 0x303F)]
+    points = {point for low, high in ranges for point in range(low, high + 1)} | set(range(0xFF00, 0xFFF0))
+    for high in range(0xA1, 0xF8):
+        for low in range(0xA1, 0xFF):
+            try:
+                points.add(ord(bytes((high, low)).decode("gb2312")))
+            except UnicodeDecodeError:
+                continue
+    return frozenset(points)
+
+
+@dataclass(frozen=True, slots=True)
+class _CommonFont:
+    """The CJK font cut down to the common characters, parsed once per process.
+
+    Parsing the whole 50,000-glyph font and subsetting it again for every document cost ~1 s a PDF
+    (fpdf2's `add_font`, then its subsetting at output); from this cut, a document costs ~0.1 s.
+    `prototype` holds fpdf2's parsed metrics (widths, glyph ids), which rendering only reads; each
+    document gets its own copy with its own glyph subset and its own `TTFont` over `data` (fpdf2
+    subsets that in place when it writes the file).
+    """
+
+    data: bytes
+    prototype: TTFFont
+    codepoints: frozenset[int]
+
+    def font_for(self, document: FPDF) -> TTFFont:
+        font: TTFFont = copy.copy(self.prototype)
+        font.i = len(document.fonts) + 1
+        font.ttfont = ttLib.TTFont(io.BytesIO(self.data), recalcTimestamp=False, lazy=True)
+        font.subset = SubsetMap(font)
+        font.missing_glyphs = []
+        font.biggest_size_pt = 0
+        return font
+
+
+_common_fonts: dict[Path, _CommonFont] = {}
+_common_fonts_lock = threading.Lock()
+
+
+def _common_font(path: Path) -> _CommonFont:
+    """The cut-down font for `path`, made at the first document (a few seconds, once per process)."""
+    with _common_fonts_lock:
+        found = _common_fonts.get(path)
+        if found is None:
+            # No hinting, no layout tables (fpdf2 shapes nothing here): less for every document to parse.
+            options = subset.Options(notdef_outline=True, recommended_glyphs=True, hinting=False)
+            options.name_IDs, options.name_languages = ["*"], ["*"]
+            options.layout_features = []
+            options.drop_tables += ["FFTM", "GSUB", "GPOS", "GDEF"]  # FFTM: a timestamp fontTools can't cut
+            subsetter = subset.Subsetter(options)
+            subsetter.populate(unicodes=_common_codepoints())
+            buffer = io.BytesIO()
+            with ttLib.TTFont(path, recalcTimestamp=False, fontNumber=0, lazy=True) as full:
+                subsetter.subset(full)
+                full.save(buffer)
+            data = buffer.getvalue()
+            prototype = TTFFont(FPDF(), io.BytesIO(data), _FONT_FAMILY, "")  # type: ignore[arg-type]
+            found = _common_fonts[path] = _CommonFont(data, prototype, frozenset(prototype.cmap))
+        return found
 
 
 class FontMissing(RuntimeError):
@@ -40,6 +118,19 @@ def cjk_font_path() -> Path:
         "no CJK font for PDFs: install Debian's fonts-wqy-microhei (./run does) "
         f"or set PATIENTFLOW_PDF_FONT; looked at {', '.join(c for c in candidates if c)}"
     )
+
+
+def prepare_font_in_background() -> threading.Thread:
+    """Cut the font now, in a daemon thread, so a service's first PDF does not pay the few seconds
+    (a gateway deadline would run out). A missing font is left for the first print to report."""
+
+    def prepare() -> None:
+        with contextlib.suppress(FontMissing):
+            _common_font(cjk_font_path())
+
+    thread = threading.Thread(target=prepare, name="pdf-font", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +153,31 @@ class PdfDocument:
         self._pdf.set_author(author)
         if created_at is not None:  # the record's own time, so a reprint is byte-identical
             self._pdf.set_creation_date(created_at)
-        # A .ttc holds several faces; the first (collection number 0) is the regular one.
-        self._pdf.add_font(_FONT_FAMILY, fname=str(cjk_font_path()), collection_font_number=0)
+        self._font_path = cjk_font_path()
+        self._common = _common_font(self._font_path)
+        self._pdf.fonts[_FONT_FAMILY] = self._common.font_for(self._pdf)
+        self._full_font_added = False
         self._pdf.set_auto_page_break(auto=True, margin=15)
         self._pdf.add_page()
         self._pdf.set_font(_FONT_FAMILY, size=16)
+        self._cover([title])
         self._pdf.cell(w=0, h=10, text=title, new_x="LMARGIN", new_y="NEXT", align="C")
         self._pdf.set_font(_FONT_FAMILY, size=10)
 
+    def _cover(self, texts: Iterable[str]) -> None:
+        """Before writing: a character outside the common set (a rare hanzi in a name) is drawn from the
+        whole font, added to this document as a fallback the first time one is needed."""
+        if self._full_font_added:
+            return
+        if any(ord(c) not in self._common.codepoints for text in texts for c in text if not c.isspace()):
+            # A .ttc holds several faces; the first (collection number 0) is the regular one.
+            self._pdf.add_font(_FULL_FONT_FAMILY, fname=str(self._font_path), collection_font_number=0)
+            self._pdf.set_fallback_fonts([_FULL_FONT_FAMILY])
+            self._full_font_added = True
+
     def line(self, text: str, *, size: float = 10) -> None:
         """A paragraph; long text wraps."""
+        self._cover([text])
         self._pdf.set_font(_FONT_FAMILY, size=size)
         self._pdf.multi_cell(w=0, h=size * 0.6, text=text, new_x="LMARGIN", new_y="NEXT")
 
@@ -87,6 +193,8 @@ class PdfDocument:
         self, columns: Sequence[TableColumn], rows: Sequence[Sequence[str]], *, size: float = 9
     ) -> None:
         """A bordered table with a heading row; rows are already formatted text."""
+        self._cover([column.heading for column in columns])
+        self._cover(value for values in rows for value in values)
         self._pdf.set_font(_FONT_FAMILY, size=size)
         total = sum(column.width for column in columns)
         widths = tuple(column.width / total for column in columns)

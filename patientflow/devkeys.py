@@ -62,6 +62,8 @@ DEV_CLIENTS: dict[str, tuple[str, list[str]]] = {
     "kiosk-dev": (
         "kiosk", ["results:read", "directory:read", "registration:read", "checkin:write", "triage:read"]
     ),
+    # The telephone lookup line (电话查询): reads its caller's released reports, proven like an app.
+    "phone-dev": ("phone", ["results:read", "directory:read"]),
     # The waiting-room screen: the board projection of a queue only (numbers, masked names, counters).
     "board-dev": ("board", ["board:read", "directory:read"]),
 }  # fmt: skip

@@ -341,6 +341,7 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
     _ok(results.post(f"/orders/{urgent['id']}/reports", json=report), 201)
     final = {"status": "final", "conclusion": "高钾血症", "verified_by": "李技师"}
     urgent_report = _ok(results.post(f"/orders/{urgent['id']}/reports", json=final), 201)
+    _ok(results.post(f"/reports/{urgent_report['id']}/prints", json={}), 201)  # printed at the desk
     # Nobody acknowledges the critical value in time (escalated), then a clinician does.
     eventually(
         lambda: any(e["type"] == "critical.escalated" for e in _feed(results)),

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from kit.app import Worker, build_service_app
 from kit.database import Database
 from kit.feed import Feed
+from kit.pdf import prepare_font_in_background
 from services.results import consumers, service
 from services.results.config import ResultsSettings, get_settings
 from services.results.escalation import CriticalEscalator
@@ -52,3 +53,5 @@ def _critical_escalator(app: FastAPI, database: Database) -> Worker:
 def _load_tests(_app: FastAPI, database: Database) -> None:
     with database.session() as session:
         service.load_orderable_tests(session)
+    # Kiosks print: have the PDF font ready before the first one asks (kit.pdf; once per process).
+    prepare_font_in_background()

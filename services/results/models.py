@@ -170,6 +170,28 @@ class ResultAccess(ResultsTable, table=True):
     request_id: str | None = Field(default=None, max_length=64)
     # The patient an app or kiosk acted for (its patient token), when it was not staff looking.
     acting_for: str | None = Field(default=None, max_length=64)
+    # The gateway client's kind (`kiosk`, `app`, `phone`, `his`, ...), and where the request came from
+    # (the X-Forwarded-For chain the gateway passes: the client's address last).
+    client_kind: str | None = Field(default=None, max_length=16)
+    source_address: str | None = Field(default=None, max_length=255)
+
+
+class ReportPrint(ResultsTable, table=True):
+    """One printed copy of one version of a report (自助打印): copy 1 is the original, later ones are
+    reprints, marked 副本 on the paper. Ids are random: `GET /prints/{id}/pdf` must not be guessable."""
+
+    __tablename__ = "report_print"
+    __table_args__ = (UniqueConstraint("report_id", "report_version", "copy_number"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    report_id: str = Field(foreign_key="report.id", index=True, max_length=36)
+    report_version: int
+    copy_number: int
+    visit_id: str = Field(index=True, max_length=36)
+    patient_id: str = Field(index=True, max_length=36)
+    client: str = Field(max_length=64)
+    client_kind: str | None = Field(default=None, max_length=16)
+    printed_at: datetime = Timestamp()
 
 
 class MergedVisit(MergedVisitBase, ResultsTable, table=True):

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, or_, select, update
+from sqlmodel import Session, col, func, or_, select, update
 
 from kit import merges
 from kit.database import upsert
@@ -15,6 +15,7 @@ from services.results.models import (
     OrderableTest,
     Report,
     ReportHoldAction,
+    ReportPrint,
     ReportRevision,
     ResultAccess,
 )
@@ -191,7 +192,7 @@ def repoint_patient(session: Session, *, visit_ids: Sequence[str], source_id: st
     """Move orders and reports of merged visits (and any left on the merged record) to the survivor,
     and note the visits so later writes follow (kit.merges)."""
     merges.note_merged_visits(session, MergedVisit, visit_ids=visit_ids, target_id=target_id)
-    for table in (LabOrder, Report):
+    for table in (LabOrder, Report, ReportPrint):
         belongs = or_(col(table.visit_id).in_(list(visit_ids)), col(table.patient_id) == source_id)
         session.exec(update(table).where(belongs).values(patient_id=target_id))
 
@@ -201,3 +202,28 @@ def list_result_access(session: Session, *, patient_id: str | None, limit: int) 
     if patient_id is not None:
         query = query.where(ResultAccess.patient_id == patient_id)
     return list(session.exec(query.order_by(col(ResultAccess.id).desc()).limit(limit)).all())
+
+
+def lock_reports(session: Session, report_ids: Sequence[str]) -> list[Report]:
+    """The reports, row-locked in id order on PostgreSQL (no two prints deadlock; SQLite's single
+    writer already serialises), so each copy number is counted once."""
+    if not report_ids:
+        return []
+    query = select(Report).where(col(Report.id).in_(list(report_ids))).order_by(col(Report.id))
+    return list(session.exec(query.with_for_update()).all())
+
+
+def printed_copies(session: Session, report_ids: Sequence[str]) -> dict[tuple[str, int], int]:
+    """(report, version) -> copies printed so far, for the given reports."""
+    if not report_ids:
+        return {}
+    query = (
+        select(ReportPrint.report_id, ReportPrint.report_version, func.max(ReportPrint.copy_number))
+        .where(col(ReportPrint.report_id).in_(list(report_ids)))
+        .group_by(col(ReportPrint.report_id), col(ReportPrint.report_version))
+    )
+    return {(report_id, version): copies for report_id, version, copies in session.exec(query).all()}
+
+
+def get_print(session: Session, print_id: str) -> ReportPrint | None:
+    return session.get(ReportPrint, print_id)

@@ -1,8 +1,13 @@
 """Results endpoints (thin: parse, call the service, shape the answer)."""
 
+from collections.abc import Callable, Iterator
+from enum import StrEnum
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
@@ -18,7 +23,7 @@ from kit.errors import (
 )
 from kit.idempotency import IdempotencyKeyHeader, idempotent
 from kit.params import page_size
-from services.results import critical, lifecycle, repository, service
+from services.results import audit, critical, lifecycle, printing, repository, service
 from services.results.config import ResultsSettings
 from services.results.errors import (
     CriticalAlreadyAcknowledged,
@@ -49,16 +54,31 @@ from services.results.schemas import (
     OrderCreate,
     OrderPublic,
     OrderStatus,
+    PrintCreate,
+    PrintPublic,
     RegistrationVisit,
+    ReleasedReportPublic,
     ReportAmendment,
     ReportCancellation,
     ReportCreate,
     ReportPublic,
     ReportVerification,
     ResultAccessPublic,
+    VisitPrintsPublic,
 )
 
-router = APIRouter()
+
+async def note_origin(request: Request, caller: CallerDep) -> None:
+    """Every route: the audit rows this request writes name the client's kind and where it came from
+    (the X-Forwarded-For the gateway sets; the peer for a sibling's direct call)."""
+    audit.note_origin(
+        client_kind=caller.kind,
+        forwarded_for=request.headers.get("x-forwarded-for"),
+        peer=request.client.host if request.client else None,
+    )
+
+
+router = APIRouter(dependencies=[Depends(note_origin)])
 MAX_PAGE = 200
 
 
@@ -82,6 +102,8 @@ def release_policy(caller: CallerDep, settings: SettingsDep) -> ReleasePolicy | 
 
 
 ReleaseDep = Annotated[ReleasePolicy | None, Depends(release_policy)]
+PDF = "application/pdf"
+FHIR_JSON = "application/fhir+json"
 
 
 async def resolve_visit(data: OrderCreate, registration: RegistrationDep) -> RegistrationVisit:
@@ -269,12 +291,30 @@ def read_report(
     return service.report_public(report)
 
 
-@router.get("/audit/result-access", dependencies=[require_scope("audit:read")], tags=["audit"])
+class AuditFormat(StrEnum):
+    json = "json"
+    fhir = "fhir"  # a FHIR R4 Bundle of AuditEvent resources
+
+
+@router.get(
+    "/audit/result-access",
+    dependencies=[require_scope("audit:read")],
+    tags=["audit"],
+    response_model=list[ResultAccessPublic],
+    responses={200: {"content": {FHIR_JSON: {}}}},
+)
 def read_result_access(
-    session: SessionDep, patient_id: str | None = None, limit: Annotated[int, page_size(500)] = 100
-) -> list[ResultAccessPublic]:
-    """The result-access audit trail, newest first (for administrators)."""
+    session: SessionDep,
+    patient_id: Annotated[str | None, Query(max_length=36)] = None,
+    limit: Annotated[int, page_size(500)] = 100,
+    format: AuditFormat = AuditFormat.json,
+) -> Any:
+    """The result-access audit trail, newest first (for administrators): every read, print and refusal,
+    with the client, its kind, the patient acted for and the address the request came from.
+    `format=fhir`: the same rows as a FHIR R4 `Bundle` of `AuditEvent`s (`application/fhir+json`)."""
     rows = repository.list_result_access(session, patient_id=patient_id, limit=limit)
+    if format is AuditFormat.fhir:
+        return JSONResponse(audit.audit_bundle(rows), media_type=FHIR_JSON)
     return [ResultAccessPublic.model_validate(r, from_attributes=True) for r in rows]
 
 
@@ -409,3 +449,185 @@ def acknowledge_critical_value(
     themselves; emits `critical.acknowledged`. 409 if it already was."""
     value = critical.acknowledge(session, critical_id=critical_id, data=data, client=caller.subject)
     return critical.critical_public(value)
+
+
+# --- kiosk printing and patient reading (printing.py) ---
+
+PDF_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {PDF: {}}, "description": "A PDF"}}
+
+
+def _pdf(render: Callable[[], bytes] | None, filename: str) -> Response:
+    """The PDF, rendered only as the answer is sent: after the audit row is committed and the database
+    gate released, so a ~0.1 s render never holds SQLite's one writer."""
+    if render is None:
+        # Returned, not raised: raising would roll back the audit row of the refused look.
+        return problem_response(ReportNotFound("No such report.").to_problem())
+
+    def body() -> Iterator[bytes]:
+        yield render()
+
+    disposition = f'inline; filename="{filename}.pdf"'
+    return StreamingResponse(body(), media_type=PDF, headers={"content-disposition": disposition})
+
+
+@router.get(
+    "/patients/{patient_id}/released-reports",
+    dependencies=[require_scope("results:read", patients=True)],
+    tags=["printing"],
+)
+def read_released_reports(
+    patient_id: IdPath,
+    session: AuditedSessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    limit: LimitQuery = 100,
+) -> list[ReleasedReportPublic]:
+    """The reports released to the patient (what a kiosk, app or phone may show), newest first, each
+    with how many copies of its version were printed. Audited; another patient's is an empty list."""
+    found = printing.released_reports(
+        session,
+        patient_id=patient_id,
+        client=caller.subject,
+        limit=limit,
+        acting_for=caller.patient,
+        require_payment=settings.release_requires_payment,
+    )
+    return [printing.released_public(report, copies) for report, copies in found]
+
+
+@router.get(
+    "/reports/{report_id}/pdf",
+    dependencies=[require_scope("results:read", patients=True)],
+    tags=["printing"],
+    response_class=Response,
+    responses={**PDF_RESPONSE, **problem_responses(ReportNotFound)},
+)
+def read_report_pdf(
+    report_id: IdPath, session: AuditedSessionDep, caller: CallerDep, settings: SettingsDep
+) -> Response:
+    """A released report as a PDF to read (an app's download); no print is recorded. Audited. A missing
+    report, another patient's, or one not released yet are the same 404."""
+    report = printing.report_to_read(
+        session,
+        report_id=report_id,
+        client=caller.subject,
+        acting_for=caller.patient,
+        require_payment=settings.release_requires_payment,
+    )
+    return _pdf(partial(printing.render_report, report) if report else None, f"report-{report_id}")
+
+
+@router.post(
+    "/reports/{report_id}/prints",
+    dependencies=[require_scope("results:read", patients=True)],
+    status_code=status.HTTP_201_CREATED,
+    response_model=PrintPublic,
+    tags=["printing"],
+    responses=problem_responses(BadRequest, ReportNotFound, Conflict),
+)
+def print_report(
+    report_id: IdPath,
+    session: AuditedSessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    data: PrintCreate | None = None,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Any:
+    """Print one copy of a released report (a kiosk): the first copy of its version is the original,
+    later ones are reprints marked 副本. Fetch the paper from `pdf_url`. Raises `report.printed`;
+    audited. With an `Idempotency-Key` a retry gets the same copy back, never a second one. A missing,
+    another patient's or unreleased report is 404 (and nothing is printed)."""
+
+    def run() -> tuple[int, PrintPublic | None]:
+        printed = printing.print_report(
+            session,
+            report_id=report_id,
+            client=caller.subject,
+            client_kind=caller.kind,
+            acting_for=caller.patient,
+            require_payment=settings.release_requires_payment,
+        )
+        return status.HTTP_201_CREATED, printing.print_public(printed) if printed else None
+
+    if idempotency_key is None:
+        code, body = run()
+    else:
+        # A refusal is not stored under the key: the audit row stays, and a retry is refused again.
+        if not printing.printable(
+            session,
+            report_id=report_id,
+            acting_for=caller.patient,
+            require_payment=settings.release_requires_payment,
+        ):
+            code, body = run()
+        else:
+            payload = {"report_id": report_id, **(data or PrintCreate()).model_dump()}
+            return idempotent(
+                session,
+                IdempotencyRecord,
+                client=caller.subject,
+                key=idempotency_key,
+                payload=payload,
+                run=run,
+            )
+    if body is None:
+        return problem_response(ReportNotFound("No such report.").to_problem())
+    return JSONResponse(jsonable_encoder(body), status_code=code)
+
+
+@router.post(
+    "/visits/{visit_id}/prints",
+    dependencies=[require_scope("results:read", patients=True)],
+    status_code=status.HTTP_201_CREATED,
+    response_model=VisitPrintsPublic,
+    tags=["printing"],
+    responses=problem_responses(BadRequest, Conflict),
+)
+def print_visit(
+    visit_id: IdPath,
+    session: AuditedSessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    data: PrintCreate | None = None,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Any:
+    """Print every released report of a visit (the slip's) not printed before: one print each, oldest
+    first, every PDF at its `pdf_url`. Nothing left is an empty list (another patient's visit too,
+    audited as refused). With an `Idempotency-Key` a retry gets the same prints back."""
+
+    def run() -> tuple[int, VisitPrintsPublic]:
+        prints = printing.print_visit(
+            session,
+            visit_id=visit_id,
+            client=caller.subject,
+            client_kind=caller.kind,
+            acting_for=caller.patient,
+            require_payment=settings.release_requires_payment,
+        )
+        return status.HTTP_201_CREATED, VisitPrintsPublic(
+            visit_id=visit_id, prints=[printing.print_public(p) for p in prints]
+        )
+
+    if idempotency_key is None:
+        return run()[1]
+    payload = {"visit_id": visit_id, **(data or PrintCreate()).model_dump()}
+    return idempotent(
+        session, IdempotencyRecord, client=caller.subject, key=idempotency_key, payload=payload, run=run
+    )
+
+
+@router.get(
+    "/prints/{print_id}/pdf",
+    dependencies=[require_scope("results:read", patients=True)],
+    tags=["printing"],
+    response_class=Response,
+    responses={**PDF_RESPONSE, **problem_responses(ReportNotFound)},
+)
+def read_print_pdf(print_id: IdPath, session: AuditedSessionDep, caller: CallerDep) -> Response:
+    """The PDF of one printed copy (a reprint says 副本 at the top); fetching it again prints nothing
+    new. Audited; a missing print or another patient's is 404."""
+    found = printing.printed_copy(
+        session, print_id=print_id, client=caller.subject, acting_for=caller.patient
+    )
+    render = partial(printing.render_report, found[0], printed=found[1]) if found else None
+    return _pdf(render, f"print-{print_id}")

@@ -287,6 +287,8 @@ class ResultAccessPublic(BaseModel):
     outcome: str
     request_id: str | None
     acting_for: str | None = None
+    client_kind: str | None = None
+    source_address: str | None = None
 
 
 class RegistrationVisit(BaseModel):
@@ -297,3 +299,40 @@ class RegistrationVisit(BaseModel):
     status: str = Field(default="open", description="`closed`: the visit takes no new work")
     payment_mode: PaymentMode
     department: str | None = Field(default=None, description="Where critical values are sent")
+
+
+class ReleasedReportPublic(ReportPublic):
+    """A report released to the patient (kiosk, app, phone), with how often this version was printed."""
+
+    version: int = Field(description="The report's version; copies are counted per version")
+    printed_copies: int = Field(description="0: never printed, so `POST /visits/{id}/prints` prints it")
+
+
+class PrintCreate(Request):
+    """A print request; the body may be empty (`{}`): one call prints one copy of each report."""
+
+    printer: str | None = Field(
+        default=None, max_length=64, description="The kiosk's printer, as the kiosk names it (not stored)"
+    )
+
+
+class PrintPublic(BaseModel):
+    """One printed copy: copy 1 is the original, later copies of the same version are marked 副本."""
+
+    id: str
+    report_id: str
+    report_version: int
+    copy_number: int
+    is_copy: bool
+    visit_id: str
+    patient_id: str
+    client: str
+    printed_at: datetime
+    pdf_url: str = Field(description="The printable PDF of this copy (re-fetching it prints nothing new)")
+
+
+class VisitPrintsPublic(BaseModel):
+    """What `POST /visits/{id}/prints` printed: every released report of the visit not printed before."""
+
+    visit_id: str
+    prints: list[PrintPublic]

@@ -14,7 +14,7 @@ from kit.client import ServiceClient
 from kit.clock import utcnow
 from kit.outbox import record_event
 from kit.requestid import current_request_id
-from services.results import repository
+from services.results import audit, repository
 from services.results.errors import (
     OrderNotFound,
     UnknownTest,
@@ -133,7 +133,11 @@ def _audit(
     visit_id: str | None = None,
     report_id: str | None = None,
 ) -> None:
-    """Record a look at results in the lookup's own transaction: no audit row, no answer."""
+    """Record a look at results in the lookup's own transaction: no audit row, no answer.
+
+    The client's kind and where the request came from are the request's own (`audit.note_origin`).
+    """
+    origin = audit.current_origin()
     session.add(
         ResultAccess(
             client=client[:SUBJECT_MAX_LENGTH],
@@ -145,6 +149,8 @@ def _audit(
             outcome=outcome,
             request_id=current_request_id(),
             acting_for=acting_for,
+            client_kind=origin.client_kind,
+            source_address=origin.source_address,
         )
     )
 

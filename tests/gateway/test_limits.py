@@ -159,3 +159,32 @@ def test_a_clients_own_limit_from_the_database_wins(client: httpx.Client, api_ke
     assert [client.get("/v1/queues/d", headers=own).status_code for _ in range(2)] == [200, 200]
     assert_problem(client.get("/v1/queues/d", headers=own), 429)
     assert client.get("/v1/queues/d", headers=bearer(api_keys["reader"])).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def print_limited_gateway(keys_file: Path, echo_url: str) -> Iterator[str]:
+    """Results' print routes limited to one call per client (refilled very slowly), as a hospital
+    would cap a kiosk that loops on printing."""
+    settings = gateway_settings(
+        keys_file,
+        results_url=echo_url,
+        route_rate_limits={"POST /visits/{id}/prints": 0.01, "POST /reports/{id}/prints": 0.01},
+    )
+    with serve(create_gateway(settings)) as url:
+        yield url
+
+
+def test_results_print_routes_are_rate_limited_per_client(
+    print_limited_gateway: str, api_keys: dict[str, str], echo: EchoUpstream
+) -> None:
+    with httpx.Client(base_url=print_limited_gateway, timeout=5) as client:
+        his = bearer(api_keys["his-dev"])
+        visit = f"/v1/visits/{uuid.uuid4()}/prints"
+        assert client.post(visit, json={}, headers=his).status_code == 200  # the echo's answer
+        echo.seen.clear()
+        refused = client.post(visit, json={}, headers=his)
+        assert_problem(refused, 429)
+        assert int(refused.headers["retry-after"]) >= 1
+        assert echo.seen == []  # results never saw the refused print
+        # another print route of the same client has its own bucket
+        assert client.post(f"/v1/reports/{uuid.uuid4()}/prints", json={}, headers=his).status_code == 200

@@ -113,7 +113,7 @@ def test_the_gateway_s_own_routes_say_who_may_call_them(document: Document) -> N
         document["paths"]["/v1/visits/{visit_id}/journey"]["get"]["x-required-scope"] == "registration:read"
     )
     assert document["paths"]["/v1/visits/{visit_id}/journey"]["get"]["x-patient-binding"] == "visit"
-    assert document["paths"]["/v1/patient-sessions"]["post"]["x-client-kinds"] == ["app", "kiosk"]
+    assert document["paths"]["/v1/patient-sessions"]["post"]["x-client-kinds"] == ["app", "kiosk", "phone"]
     for path, method, operation in operations(document):
         if path.startswith(API_PREFIX + "/") and "x-client-kinds" not in operation:
             assert operation.get("x-required-scope"), f"{method.upper()} {path} names no scope"

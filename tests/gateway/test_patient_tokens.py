@@ -83,9 +83,11 @@ class OwnedRecords:
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path]:
-    keys = {name: secrets.token_urlsafe(24) for name in ("his", "app", "other-app", "kiosk", "other-kiosk")}
+    names = ("his", "app", "other-app", "kiosk", "other-kiosk", "phone", "guessing-phone")
+    keys = {name: secrets.token_urlsafe(24) for name in names}
     kinds = {"his": ("his", sorted(SCOPES)), "app": ("app", READ_SCOPES), "other-app": ("app", READ_SCOPES)}
     kinds["kiosk"] = kinds["other-kiosk"] = ("kiosk", ["results:read"])
+    kinds["phone"] = kinds["guessing-phone"] = ("phone", ["results:read"])
     entries = [
         {"client": name, "kind": kind, "sha256": hash_key(keys[name]), "scopes": scopes}
         for name, (kind, scopes) in kinds.items()
@@ -329,3 +331,75 @@ def test_route_limits_still_apply_to_sessions_and_challenges(
         challenge = {"id_number": people["q_id_number"]}
         assert client.post("/v1/patient-sessions/challenges", json=challenge, headers=app).status_code == 202
         assert_problem(client.post("/v1/patient-sessions/challenges", json=challenge, headers=app), 429)
+
+
+# --- the phone line (电话查询) and results' printing routes ------------------------------------------
+
+
+def test_the_phone_line_proves_like_an_app_and_is_bound_to_its_patient(
+    patient_gateway: httpx.Client, keys: tuple[dict[str, str], Path], people: dict[str, str], outbox: Path
+) -> None:
+    phone = bearer(keys[0]["phone"])
+    slip = {"slip_code": people["q_slip"], "birth_date": people["q_birth_date"]}
+    body = assert_problem(patient_gateway.post("/v1/patient-sessions", json=slip, headers=phone), 422)
+    assert body["type"].endswith("/proof-not-for-client-kind")
+    response = start_session(patient_gateway, keys[0]["phone"], people, "q", outbox=outbox)
+    assert response.status_code == 201, response.text
+    acting_for_q = acting(keys, "phone", response.json()["token"])
+    assert (
+        patient_gateway.get(f"/v1/patients/{people['q']}/released-reports", headers=acting_for_q).json() == []
+    )
+    # a patient-bound client: no token, no results; and staff-only routes stay closed to it
+    body = assert_problem(
+        patient_gateway.get(f"/v1/patients/{people['q']}/released-reports", headers=phone), 403
+    )
+    assert body["type"].endswith("/patient-token-missing")
+    assert_problem(patient_gateway.get("/v1/orders", headers=acting_for_q), 403)
+
+
+@pytest.mark.parametrize(
+    ("method", "template"),
+    [
+        ("GET", "/v1/patients/{patient}/released-reports"),
+        ("GET", "/v1/reports/{any}/pdf"),
+        ("POST", "/v1/reports/{any}/prints"),
+        ("POST", "/v1/visits/{visit}/prints"),
+        ("GET", "/v1/prints/{any}/pdf"),
+    ],
+)
+def test_an_expired_session_reads_and_prints_nothing(
+    patient_gateway: httpx.Client,
+    keys: tuple[dict[str, str], Path],
+    people: dict[str, str],
+    method: str,
+    template: str,
+) -> None:
+    expired, _ = mint_patient_token(TEST_SECRET, client="kiosk", patient=people["p"], lifetime=-1)
+    path = template.format(patient=people["p"], visit=people["p_visit"], any="r-of-" + people["p"])
+    response = patient_gateway.request(method, path, headers=acting(keys, "kiosk", expired))
+    assert assert_problem(response, 403)["type"].endswith("/patient-token-expired")
+
+
+def test_five_wrong_codes_on_the_phone_line_lock_it_like_an_app(
+    patient_gateway: httpx.Client, keys: tuple[dict[str, str], Path], outbox: Path
+) -> None:
+    """A caller guessing codes on the phone line is locked out; the right code then opens nothing."""
+    his, phone = bearer(keys[0]["his"]), bearer(keys[0]["guessing-phone"])
+    id_number = random_id_number()
+    body = {"id_number": id_number, "name": "王五", "phone": f"139{secrets.randbelow(10**8):08d}"}
+    patient = patient_gateway.post("/v1/patients", json=body, headers=his).json()
+    asked = patient_gateway.post(
+        "/v1/patient-sessions/challenges", json={"id_number": id_number}, headers=phone
+    )
+    assert asked.status_code == 202
+    code = eventually(lambda: texted_codes(outbox, patient["id"]), what="the texted code")[-1]
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for _ in range(5):
+        refused = patient_gateway.post(
+            "/v1/patient-sessions", json={"id_number": id_number, "otp": wrong}, headers=phone
+        )
+        assert assert_problem(refused, 403)["type"].endswith("/patient-proof-refused")
+    right = patient_gateway.post(
+        "/v1/patient-sessions", json={"id_number": id_number, "otp": code}, headers=phone
+    )
+    assert assert_problem(right, 403)["type"].endswith("/patient-proof-refused")

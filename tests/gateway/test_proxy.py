@@ -137,7 +137,10 @@ def test_headers_allow_list_and_internal_token(
     (seen,) = echo.seen
     assert (seen.method, seen.path, seen.query) == ("POST", "/queues/internal/call-next", "counter=3")
     assert seen.body == b'{"a":1}'
-    assert {"cookie", "x-forwarded-for", "x-api-key"}.isdisjoint(seen.headers)
+    assert {"cookie", "x-api-key"}.isdisjoint(seen.headers)
+    # The client's own X-Forwarded-For stops here: the service gets the one address the gateway trusts
+    # (uvicorn resolves it from trusted proxies only), for its audit.
+    assert "," not in seen.headers["x-forwarded-for"]
     assert seen.headers["idempotency-key"] == "k-1"
     assert seen.headers["if-match"] == '"3"'
     assert seen.headers["accept"] == "application/json"

@@ -51,3 +51,11 @@ def test_a_host_without_the_font_gets_a_clear_error(monkeypatch: pytest.MonkeyPa
         cjk_font_path()
     with pytest.raises(FontMissing):
         PdfDocument(title="报告")
+
+
+def test_a_rare_character_outside_the_common_set_still_renders() -> None:
+    """Names can hold hanzi beyond GB 2312 (堃, 喆, 犇): they come from the whole font, not as boxes."""
+    document = PdfDocument(title="检验报告单")
+    document.fields([("姓名", "王堃喆"), ("单位", "μmol/L")])
+    text = _text_of(document.to_bytes())
+    assert "王堃喆" in text and "μmol/L" in text

@@ -159,7 +159,10 @@ def test_every_lookup_is_audited_including_empty_and_not_found(
 ) -> None:
     order = released_order(client, registration)
     report = post_report(client, order["id"])
-    kiosk = internal_headers("kiosk-hall-1", audience="results")
+    # As the gateway forwards a kiosk's call: its kind in the token, its address in X-Forwarded-For.
+    kiosk = internal_headers("kiosk-hall-1", audience="results", kind="kiosk") | {
+        "x-forwarded-for": "10.8.0.21"
+    }
     stranger = create_patient(registration, 1)
 
     client.get(f"/visits/{order['visit_id']}/reports", headers=kiosk | {"x-request-id": "req-visit"})
@@ -185,6 +188,8 @@ def test_every_lookup_is_audited_including_empty_and_not_found(
         "outcome": "found",
         "request_id": "req-visit",
         "acting_for": None,
+        "client_kind": "kiosk",
+        "source_address": "10.8.0.21",
     }
     assert (rows["req-patient"]["action"], rows["req-patient"]["report_ids"]) == (
         "patient_reports",

@@ -1,0 +1,301 @@
+"""Kiosk printing and patient reading (自助打印、手机/电话查询): released reports, their PDFs, print records.
+
+What a patient channel (kiosk, app, phone) may see is decided by one function, `is_released`; each
+print is a `ReportPrint` row numbered per report version, so the second copy of the same version is
+a reprint and says 副本 on the paper. Every look and every refusal is audited (`service._audit`);
+a report that is not the caller's patient's, not released, or missing is one and the same 404.
+"""
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlmodel import Session
+
+from kit.auth import visible_to
+from kit.outbox import record_event
+from kit.pdf import PdfDocument, TableColumn
+from services.results import repository
+from services.results.models import OutboxEvent, Report, ReportPrint
+from services.results.release import releasable
+from services.results.schemas import PrintPublic, ReleasedReportPublic
+from services.results.service import SUBJECT_MAX_LENGTH, _audit
+
+RELEASED_LIST_MAX = 500
+
+
+def is_released(session: Session, report: Report, *, require_payment: bool) -> bool:
+    """Whether a report may reach the patient (kiosk, app, phone): the one release rule,
+    `release.releasable` (final or amended/corrected, verified, not withheld, paid where configured)."""
+    order = repository.get_order(session, report.order_id)
+    return order is not None and releasable(report, order, require_payment=require_payment).released
+
+
+def report_version(report: Report) -> int:
+    """The version a print is of: copies are counted per version, so an amended report prints as an
+    original again."""
+    return report.version
+
+
+def released_reports(
+    session: Session,
+    *,
+    patient_id: str,
+    client: str,
+    limit: int,
+    acting_for: str | None,
+    require_payment: bool,
+) -> list[tuple[Report, int]]:
+    """The patient's released reports, newest first, each with the copies already printed of its version;
+    audited. Acting for another patient: empty, and audited as `refused`."""
+    refused = not visible_to(acting_for, patient_id)
+    found = [] if refused else repository.list_patient_reports(session, patient_id, limit=RELEASED_LIST_MAX)
+    released = [r for r in found if is_released(session, r, require_payment=require_payment)][:limit]
+    copies = repository.printed_copies(session, [r.id for r in released])
+    _audit(
+        session,
+        client=client,
+        acting_for=acting_for,
+        action="released_reports",
+        outcome="refused" if refused else "found" if released else "empty",
+        reports=released,
+        patient_id=patient_id,
+    )
+    return [(r, copies.get((r.id, report_version(r)), 0)) for r in released]
+
+
+def _shown(
+    session: Session, report: Report | None, acting_for: str | None, *, require_payment: bool
+) -> tuple[Report | None, str]:
+    """The report if the caller may have it, and the audit outcome either way."""
+    if report is None:
+        return None, "not_found"
+    if not visible_to(acting_for, report.patient_id):
+        return None, "refused"
+    if not is_released(session, report, require_payment=require_payment):
+        return None, "not_released"
+    return report, "found"
+
+
+def report_to_read(
+    session: Session, *, report_id: str, client: str, acting_for: str | None, require_payment: bool
+) -> Report | None:
+    """A released report to read as a PDF (an app's download; no print is recorded), audited; None
+    for a missing, another patient's or an unreleased report alike. Render it with `render_report`
+    once the audit is committed (the router does, outside the transaction)."""
+    found = repository.get_report(session, report_id)
+    report, outcome = _shown(session, found, acting_for, require_payment=require_payment)
+    _audit(
+        session,
+        client=client,
+        acting_for=acting_for,
+        action="read_pdf",
+        outcome=outcome,
+        reports=[report] if report else [],
+        patient_id=found.patient_id if found else acting_for,  # a refusal names whose report it was
+        visit_id=found.visit_id if found else None,
+        report_id=report_id,
+    )
+    return report
+
+
+def _print(
+    session: Session, report: Report, *, copies: int, client: str, client_kind: str | None
+) -> ReportPrint:
+    printed = ReportPrint(
+        id=str(uuid.uuid4()),
+        report_id=report.id,
+        report_version=report_version(report),
+        copy_number=copies + 1,
+        visit_id=report.visit_id,
+        patient_id=report.patient_id,
+        client=client[:SUBJECT_MAX_LENGTH],
+        client_kind=client_kind,
+    )
+    session.add(printed)
+    record_event(
+        session,
+        OutboxEvent,
+        event_type="report.printed",
+        aggregate_type="order",
+        aggregate_id=report.order_id,
+        visit_id=report.visit_id,
+        patient_id=report.patient_id,
+        payload={
+            "order_id": report.order_id,
+            "report_id": report.id,
+            "test_code": report.test_code,
+            "print_id": printed.id,
+            "report_version": printed.report_version,
+            "copy_number": printed.copy_number,
+        },
+    )
+    return printed
+
+
+def printable(session: Session, *, report_id: str, acting_for: str | None, require_payment: bool) -> bool:
+    """Whether `print_report` would print (the report exists, is released and is the patient's)."""
+    found = repository.get_report(session, report_id)
+    return _shown(session, found, acting_for, require_payment=require_payment)[0] is not None
+
+
+def print_report(
+    session: Session,
+    *,
+    report_id: str,
+    client: str,
+    client_kind: str | None,
+    acting_for: str | None,
+    require_payment: bool,
+) -> ReportPrint | None:
+    """Print one copy of a released report: copy 1 of its version, or the next reprint (副本); audited,
+    with `report.printed`. None, audited as refused / not released / not found, otherwise."""
+    locked = repository.lock_reports(session, [report_id])
+    found = locked[0] if locked else None
+    report, outcome = _shown(session, found, acting_for, require_payment=require_payment)
+    printed = None
+    if report is not None:
+        copies = repository.printed_copies(session, [report.id]).get((report.id, report_version(report)), 0)
+        printed = _print(session, report, copies=copies, client=client, client_kind=client_kind)
+    _audit(
+        session,
+        client=client,
+        acting_for=acting_for,
+        action="print",
+        outcome="printed" if printed else outcome,
+        reports=[report] if report else [],
+        patient_id=found.patient_id if found else acting_for,
+        visit_id=found.visit_id if found else None,
+        report_id=report_id,
+    )
+    return printed
+
+
+def print_visit(
+    session: Session,
+    *,
+    visit_id: str,
+    client: str,
+    client_kind: str | None,
+    acting_for: str | None,
+    require_payment: bool,
+) -> list[ReportPrint]:
+    """Print every released report of a visit (a slip's) whose version was never printed, oldest first;
+    audited, one `report.printed` each. Nothing left to print is an empty list; acting for another
+    patient too (audited as `refused`)."""
+    reports = repository.list_visit_reports(session, visit_id, limit=RELEASED_LIST_MAX)
+    patient_id = reports[0].patient_id if reports else repository.patient_of_visit(session, visit_id)
+    refused = patient_id is not None and not visible_to(acting_for, patient_id)
+    released = (
+        [] if refused else [r for r in reports if is_released(session, r, require_payment=require_payment)]
+    )
+    locked = repository.lock_reports(session, [r.id for r in released])
+    copies = repository.printed_copies(session, [r.id for r in locked])
+    unprinted = [r for r in locked if (r.id, report_version(r)) not in copies]
+    unprinted.sort(key=lambda r: (r.reported_at, r.id))
+    prints = [_print(session, r, copies=0, client=client, client_kind=client_kind) for r in unprinted]
+    _audit(
+        session,
+        client=client,
+        acting_for=acting_for,
+        action="print_visit",
+        outcome="refused" if refused else "printed" if prints else "empty",
+        reports=unprinted,
+        patient_id=patient_id,
+        visit_id=visit_id,
+    )
+    return prints
+
+
+def printed_copy(
+    session: Session, *, print_id: str, client: str, acting_for: str | None
+) -> tuple[Report, ReportPrint] | None:
+    """One printed copy and its report, to render as its PDF (fetching it again prints nothing new),
+    audited; None when there is no such print or it is another patient's."""
+    printed = repository.get_print(session, print_id)
+    report = repository.get_report(session, printed.report_id) if printed else None
+    refused = printed is not None and not visible_to(acting_for, printed.patient_id)
+    shown = None if refused or printed is None else report
+    _audit(
+        session,
+        client=client,
+        acting_for=acting_for,
+        action="print_pdf",
+        outcome="refused" if refused else "found" if shown else "not_found",
+        reports=[shown] if shown else [],
+        patient_id=printed.patient_id if printed else acting_for,
+        visit_id=printed.visit_id if printed else None,
+        report_id=printed.report_id if printed else None,
+    )
+    return (shown, printed) if shown and printed else None
+
+
+def released_public(report: Report, copies: int) -> ReleasedReportPublic:
+    return ReleasedReportPublic.model_validate(
+        {
+            **report.model_dump(),
+            "version": report_version(report),
+            "printed_copies": copies,
+        }
+    )
+
+
+def print_public(printed: ReportPrint) -> PrintPublic:
+    return PrintPublic(
+        **printed.model_dump(exclude={"client_kind"}),
+        is_copy=printed.copy_number > 1,
+        pdf_url=f"/v1/prints/{printed.id}/pdf",
+    )
+
+
+# --- the paper ---
+
+STATUS_ZH = {"final": "正式报告", "preliminary": "初步报告"}
+FLAG_ZH = {"H": "偏高 H", "L": "偏低 L", "N": "", "critical": "危急值"}
+COLUMNS = (
+    TableColumn("项目 Item", 2.2),
+    TableColumn("结果 Result", 1.2, "RIGHT"),
+    TableColumn("单位 Unit", 1.2),
+    TableColumn("参考范围 Range", 1.5),
+    TableColumn("提示 Flag", 1.0),
+)
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def render_report(report: Report, *, printed: ReportPrint | None = None) -> bytes:
+    """The report on A4: header, observations with units and reference ranges, conclusion, and for a
+    print its copy number (a reprint says 副本 at the top). Deterministic for the same print."""
+    created_at = printed.printed_at if printed else report.reported_at
+    document = PdfDocument(title="检查检验报告单 Report", created_at=created_at)
+    if printed is not None and printed.copy_number > 1:
+        document.line(f"副本 COPY - 第 {printed.copy_number} 份 (copy {printed.copy_number})", size=14)
+    document.fields(
+        [
+            ("项目 Test", f"{report.test_name} ({report.test_code})"),
+            ("状态 Status", STATUS_ZH.get(report.status, report.status)),
+            ("报告时间 Reported", _when(report.reported_at)),
+            ("报告编号 Report", report.id),
+            ("就诊编号 Visit", report.visit_id),
+        ]
+    )
+    document.gap()
+    rows = [
+        [
+            f"{o.get('name', '')} {o.get('code', '')}",
+            str(o.get("value", "")),
+            str(o.get("unit") or ""),
+            str(o.get("reference_range") or ""),
+            FLAG_ZH.get(str(o.get("flag") or ""), ""),
+        ]
+        for o in report.observations
+    ]
+    if rows:
+        document.table(COLUMNS, rows)
+        document.gap()
+    document.line(f"结论 Conclusion: {report.conclusion}")
+    document.gap()
+    if printed is not None:
+        document.line(f"打印时间 Printed: {_when(printed.printed_at)}  第 {printed.copy_number} 份", size=8)
+    return document.to_bytes()
