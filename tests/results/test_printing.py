@@ -109,6 +109,30 @@ def test_a_preliminary_report_is_never_released_to_a_patient_channel(
     assert rows["pre-visit"]["outcome"] == "empty"
 
 
+def test_an_unverified_or_withheld_final_report_is_not_printed_until_released(
+    client: TestClient, registration: httpx.Client
+) -> None:
+    order = released_order(client, registration)
+    report = post_report(client, order["id"], verified_by=None)  # final, but nobody verified it yet
+    me = order["patient_id"]
+
+    def printable() -> bool:
+        listed = client.get(f"/patients/{me}/released-reports", headers=kiosk(me)).json()
+        printed = client.post(f"/reports/{report['id']}/prints", headers=kiosk(me))
+        assert (printed.status_code == 201) == bool(listed), printed.text
+        return printed.status_code == 201
+
+    assert not printable()
+    verified = client.post(f"/reports/{report['id']}/verification", json={"verified_by": "李技师"})
+    assert verified.status_code == 200, verified.text
+    assert printable()
+    hold = {"reason": "需当面告知病情"}
+    assert client.post(f"/reports/{report['id']}/withhold", json=hold).status_code == 200
+    assert not printable()
+    assert client.post(f"/reports/{report['id']}/unwithhold", json=hold).status_code == 200
+    assert printable()
+
+
 def test_the_pdf_carries_the_chinese_names_units_and_conclusion(
     client: TestClient, registration: httpx.Client
 ) -> None:
