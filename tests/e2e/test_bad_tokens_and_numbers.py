@@ -5,6 +5,7 @@ OpenAPI document) given numbers past BIGINT or no number at all: 400, as any bad
 stream answers a cursor past BIGINT with a problem, and keeps streaming for everyone else."""
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,11 +22,19 @@ _PLACEHOLDER = re.compile(r"\{[^}]+\}")
 
 
 def send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """The answer, read whole unless it is an event stream that opened (then closed unread)."""
-    with client.stream(method, url, **kwargs) as response:
-        if not response.headers.get("content-type", "").startswith("text/event-stream"):
-            response.read()
-        return response
+    """The answer, read whole unless it is an event stream that opened (then closed unread).
+
+    This client sends every bad number of every route as fast as it can, past the gateway's per-client
+    limit (100/s): a 429 is then the gateway's answer about the rate, not about the number, so the
+    request is sent again after the `Retry-After` the gateway gave, as a well-behaved client would."""
+    for _ in range(5):
+        with client.stream(method, url, **kwargs) as response:
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                response.read()
+        if response.status_code != 429:
+            return response
+        time.sleep(float(response.headers.get("retry-after", "1")))
+    return response
 
 
 def integer_query_parameters(document: dict[str, Any]) -> Iterator[tuple[str, str, str]]:

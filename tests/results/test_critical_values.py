@@ -25,7 +25,11 @@ from tests.results.factories import (
 POTASSIUM = {"code": "K", "name": "钾", "value": "6.8", "unit": "mmol/L", "flag": "critical"}
 SODIUM = {"code": "NA", "name": "钠", "value": "118", "unit": "mmol/L", "flag": "critical"}
 ACK = {"acknowledged_by": "王医生", "note": "已复查"}
-DOCTOR = internal_headers("doctor-dev", {"results:read", "critical:ack"}, audience="results", kind="doctor")
+
+
+def doctor() -> dict[str, str]:
+    """A clinician's headers, minted when used (internal tokens are short-lived)."""
+    return internal_headers("doctor-dev", {"results:read", "critical:ack"}, audience="results", kind="doctor")
 
 
 def critical_report(client: TestClient, order: dict[str, Any], *observations: dict[str, Any]) -> Any:
@@ -74,7 +78,7 @@ def test_a_clinician_acknowledges_once_and_the_value_leaves_the_pending_list(
     critical_report(client, order)
     [value] = pending(client)
 
-    acked = client.post(f"/critical-values/{value['id']}/acknowledgement", json=ACK, headers=DOCTOR)
+    acked = client.post(f"/critical-values/{value['id']}/acknowledgement", json=ACK, headers=doctor())
     assert acked.status_code == 200, acked.text
     assert (acked.json()["acknowledged_by"], acked.json()["acknowledged_at"] is not None) == ("王医生", True)
     assert pending(client) == []
@@ -83,7 +87,7 @@ def test_a_clinician_acknowledges_once_and_the_value_leaves_the_pending_list(
     assert event["data"]["critical_value_id"] == value["id"] and event["data"]["escalated"] is False
     assert "王医生" not in str(event)  # events carry references, not names
 
-    twice = client.post(f"/critical-values/{value['id']}/acknowledgement", json=ACK, headers=DOCTOR)
+    twice = client.post(f"/critical-values/{value['id']}/acknowledgement", json=ACK, headers=doctor())
     assert twice.status_code == 409 and twice.json()["type"].endswith("/critical-already-acknowledged")
     assert len(events(client, "critical.acknowledged")) == 1
 
@@ -103,11 +107,11 @@ def test_a_non_clinician_cannot_acknowledge(client: TestClient, registration: ht
     assert [v["id"] for v in pending(client)] == [value["id"]]
     assert events(client, "critical.acknowledged") == []
     missing = client.post(
-        "/critical-values/00000000-0000-4000-8000-000000000000/acknowledgement", json=ACK, headers=DOCTOR
+        "/critical-values/00000000-0000-4000-8000-000000000000/acknowledgement", json=ACK, headers=doctor()
     )
     assert missing.status_code == 404
     assert (
-        client.post(f"/critical-values/{value['id']}/acknowledgement", json={}, headers=DOCTOR).status_code
+        client.post(f"/critical-values/{value['id']}/acknowledgement", json={}, headers=doctor()).status_code
         == 422
     )
 
@@ -129,7 +133,7 @@ def test_an_unacknowledged_value_is_escalated_exactly_once_after_the_configured_
     [still] = pending(client)  # escalated, still waiting for a clinician
     assert still["escalated_at"] is not None
 
-    client.post(f"/critical-values/{value['id']}/acknowledgement", json=ACK, headers=DOCTOR)
+    client.post(f"/critical-values/{value['id']}/acknowledgement", json=ACK, headers=doctor())
     assert events(client, "critical.acknowledged")[0]["data"]["escalated"] is True
 
 
@@ -137,7 +141,7 @@ def test_an_acknowledged_value_is_never_escalated(client: TestClient, registrati
     order = released_order(client, registration)
     critical_report(client, order)
     [value] = pending(client)
-    client.post(f"/critical-values/{value['id']}/acknowledgement", json=ACK, headers=DOCTOR)
+    client.post(f"/critical-values/{value['id']}/acknowledgement", json=ACK, headers=doctor())
     assert escalator(client, minutes_later=60).run_once() == []
     assert events(client, "critical.escalated") == []
 
@@ -178,9 +182,11 @@ def test_bad_list_parameters_are_400_and_an_oversized_acknowledgement_422(
         assert response.headers["content-type"] == "application/problem+json"
     long_name = {"acknowledged_by": "王" * 65}
     path = f"/critical-values/{value['id']}/acknowledgement"
-    assert client.post(path, json=long_name, headers=DOCTOR).status_code == 422
+    assert client.post(path, json=long_name, headers=doctor()).status_code == 422
     assert (
-        client.post("/critical-values/" + "c" * 37 + "/acknowledgement", json=ACK, headers=DOCTOR).status_code
+        client.post(
+            "/critical-values/" + "c" * 37 + "/acknowledgement", json=ACK, headers=doctor()
+        ).status_code
         == 400
     )
     assert [v["acknowledged_at"] for v in pending(client)] == [None]

@@ -20,8 +20,10 @@ from services.results.models import ResultsTable
 from tests.results.conftest import results_settings
 from tests.results.factories import events, released_order, report_body
 
-LIS = internal_headers("lis-east", {"results:read", "results:write"}, audience="results", kind="lis")
-OTHER_LIS = internal_headers("lis-west", {"results:read", "results:write"}, audience="results", kind="lis")
+
+def lis(client: str = "lis-east") -> dict[str, str]:
+    """A LIS client's headers, minted when used (internal tokens are short-lived)."""
+    return internal_headers(client, {"results:read", "results:write"}, audience="results", kind="lis")
 
 
 def lis_report(
@@ -34,10 +36,10 @@ def test_the_same_external_id_updates_one_report_and_a_repeat_changes_nothing(
     client: TestClient, registration: httpx.Client
 ) -> None:
     order = released_order(client, registration)
-    first = client.post("/lis/reports", json=lis_report(order, status="preliminary"), headers=LIS)
+    first = client.post("/lis/reports", json=lis_report(order, status="preliminary"), headers=lis())
     assert first.status_code == 201, first.text
-    final = client.post("/lis/reports", json=lis_report(order), headers=LIS)
-    repeat = client.post("/lis/reports", json=lis_report(order), headers=LIS)
+    final = client.post("/lis/reports", json=lis_report(order), headers=lis())
+    repeat = client.post("/lis/reports", json=lis_report(order), headers=lis())
     assert (final.status_code, repeat.status_code) == (200, 200)
     assert first.json()["id"] == final.json()["id"] == repeat.json()["id"]
     assert (final.json()["version"], repeat.json()["version"]) == (2, 2)
@@ -51,8 +53,8 @@ def test_the_same_external_id_updates_one_report_and_a_repeat_changes_nothing(
     ]
 
     corrected = lis_report(order, status="corrected", conclusion="更正", reason="仪器校准后复测")
-    assert client.post("/lis/reports", json=corrected, headers=LIS).json()["status"] == "corrected"
-    back = client.post("/lis/reports", json=lis_report(order, status="preliminary"), headers=LIS)
+    assert client.post("/lis/reports", json=corrected, headers=lis()).json()["status"] == "corrected"
+    back = client.post("/lis/reports", json=lis_report(order, status="preliminary"), headers=lis())
     assert back.status_code == 409
 
 
@@ -63,13 +65,13 @@ def test_only_lis_clients_use_intake_and_one_lis_cannot_touch_anothers_report(
     doctor = internal_headers("doctor-dev", {"results:write"}, audience="results", kind="doctor")
     refused = client.post("/lis/reports", json=lis_report(order), headers=doctor)
     assert refused.status_code == 403 and refused.json()["type"].endswith("/lis-client-required")
-    assert client.post("/lis/reports", json=lis_report(order), headers=LIS).status_code == 201
+    assert client.post("/lis/reports", json=lis_report(order), headers=lis()).status_code == 201
     # Another LIS with the same id of its own: a different report, and this order has one already.
-    other = client.post("/lis/reports", json=lis_report(order), headers=OTHER_LIS)
+    other = client.post("/lis/reports", json=lis_report(order), headers=lis("lis-west"))
     assert other.status_code == 409 and other.json()["type"].endswith("/external-report-conflict")
     # The same id naming another order is refused, not a second report.
     second = released_order(client, registration, patient_index=1)
-    moved = client.post("/lis/reports", json=lis_report(second), headers=LIS)
+    moved = client.post("/lis/reports", json=lis_report(second), headers=lis())
     assert moved.status_code == 409
     assert client.get(f"/visits/{second['visit_id']}/reports").json() == []
 
@@ -89,7 +91,7 @@ def test_malformed_lis_reports_are_422_and_store_nothing(
     client: TestClient, registration: httpx.Client, overrides: dict[str, Any]
 ) -> None:
     order = released_order(client, registration)
-    response = client.post("/lis/reports", json=lis_report(order) | overrides, headers=LIS)
+    response = client.post("/lis/reports", json=lis_report(order) | overrides, headers=lis())
     assert response.status_code == 422
     assert client.get(f"/visits/{order['visit_id']}/reports").json() == []
 
@@ -121,7 +123,7 @@ def run_together(base_url: str, jobs: list[tuple[dict[str, str], dict[str, Any]]
 def test_racing_posts_of_one_report_make_one_report(served_results: str, registration: httpx.Client) -> None:
     with httpx.Client(base_url=served_results, headers=internal_headers(audience="results")) as client:
         order = released_order(client, registration)
-        responses = run_together(served_results, [(LIS, lis_report(order))] * 8)
+        responses = run_together(served_results, [(lis(), lis_report(order))] * 8)
         assert Counter(r.status_code for r in responses) == {201: 1, 200: 7}, [r.text for r in responses]
         assert len({r.json()["id"] for r in responses}) == 1
         assert len(client.get(f"/visits/{order['visit_id']}/reports").json()) == 1
@@ -135,7 +137,7 @@ def test_racing_posts_of_one_external_id_for_two_orders_make_one_report_and_a_40
     with httpx.Client(base_url=served_results, headers=internal_headers(audience="results")) as client:
         first = released_order(client, registration, patient_index=0)
         second = released_order(client, registration, patient_index=1)
-        responses = run_together(served_results, [(LIS, lis_report(first)), (LIS, lis_report(second))])
+        responses = run_together(served_results, [(lis(), lis_report(first)), (lis(), lis_report(second))])
         assert sorted(r.status_code for r in responses) == [201, 409], [r.text for r in responses]
         stored = [
             *client.get(f"/visits/{first['visit_id']}/reports").json(),
