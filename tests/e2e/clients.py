@@ -137,10 +137,11 @@ def patient_session(
 
 
 def visit_account(gateway: Gateway, visit_id: str) -> dict[str, Any] | None:
-    """Billing's account of the visit, or None (404) until billing has read the visit's opening from
-    registration's feed: the probe for `eventually`, which an `ok(...)` that fails on 404 is not."""
+    """Billing's account of the visit, or None while there is none to show yet: 404 until billing has
+    read the visit's opening from registration's feed, 503 while the gateway's breaker still holds a
+    restarted billing off. The probe for `eventually`, which an `ok(...)` failing on those is not."""
     response = gateway.cashier.get(f"/v1/visits/{visit_id}/account")
-    if response.status_code == 404:
+    if response.status_code in (404, 503):
         return None
     return ok(response)  # type: ignore[no-any-return]
 

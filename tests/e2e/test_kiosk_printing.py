@@ -14,6 +14,7 @@ CBC = "250101015"  # 血细胞分析
 GLUCOSE = "250307001"  # 血糖
 REPORT = {
     "status": "final",
+    "verified_by": "李技师",  # only a verified report is released to a patient
     "conclusion": "轻度贫血",
     "observations": [
         {
