@@ -236,7 +236,7 @@ def get_print(session: Session, print_id: str) -> ReportPrint | None:
 def recognisable_reports(
     session: Session, *, patient_id: str, test_code: str, statuses: Sequence[str], since: datetime
 ) -> list[Report]:
-    """The patient's verified reports of the item in one of `statuses`, reported since `since`, newest first."""
+    """The patient's verified reports of the item in `statuses` reported since `since`, newest first."""
     query = select(Report).where(
         Report.patient_id == patient_id,
         Report.test_code == test_code,
@@ -272,7 +272,9 @@ def ensure_external_result(session: Session, values: dict[str, Any]) -> External
     return session.exec(query.execution_options(populate_existing=True)).one()
 
 
-def get_external_result(session: Session, *, institution_code: str, external_id: str) -> ExternalResult | None:
+def get_external_result(
+    session: Session, *, institution_code: str, external_id: str
+) -> ExternalResult | None:
     query = select(ExternalResult).where(
         ExternalResult.institution_code == institution_code, ExternalResult.external_id == external_id
     )

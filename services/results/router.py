@@ -728,9 +728,7 @@ def post_external_result(
     tags=["recognition"],
     responses=problem_responses(StaffOnly, BadDateRange),
 )
-def read_duplicates(
-    session: SessionDep, from_date: date, to_date: date
-) -> DuplicateReportPublic:
+def read_duplicates(session: SessionDep, from_date: date, to_date: date) -> DuplicateReportPublic:
     """Tests ordered again although a recognised result existed, placed from `from_date` to `to_date`
     (hospital days, inclusive), counted by reason and by ordering department."""
     return recognition.duplicates_report(session, from_date=from_date, to_date=to_date)

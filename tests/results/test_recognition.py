@@ -69,7 +69,11 @@ def test_a_final_verified_report_is_recognised_and_repeating_it_needs_a_reason(
     assert report["institution_level"] == "tertiary_a"
 
     [found] = recognised(client, patient_id)
-    assert (found["source"], found["id"], found["institution_level"]) == ("report", report["id"], "tertiary_a")
+    assert (found["source"], found["id"], found["institution_level"]) == (
+        "report",
+        report["id"],
+        "tertiary_a",
+    )
     assert datetime.fromisoformat(found["valid_until"]) - datetime.fromisoformat(
         found["performed_at"]
     ) == timedelta(days=7)
@@ -115,7 +119,9 @@ def test_results_from_other_hospitals_are_recognised_by_window_and_grade(
     patient_id, visit_id = open_visit(registration)
     created = client.post("/external-results", json=external(patient_id), headers=lis())
     assert created.status_code == 201, created.text
-    repeat = client.post("/external-results", json=external(patient_id, conclusion="复核无异常"), headers=lis())
+    repeat = client.post(
+        "/external-results", json=external(patient_id, conclusion="复核无异常"), headers=lis()
+    )
     assert repeat.status_code == 200 and repeat.json()["id"] == created.json()["id"]
     [found] = recognised(client, patient_id)
     assert (found["source"], found["id"]) == ("external", created.json()["id"])
@@ -177,7 +183,7 @@ def test_patient_facing_clients_cannot_look_up_recognised_results(
 def test_duplicates_are_counted_by_reason_and_department(
     client: TestClient, registration: httpx.Client
 ) -> None:
-    patient_id, visit_id = open_visit(registration)
+    _, visit_id = open_visit(registration)
     post_report(client, place_order(client, visit_id)["id"])
     for reason in ("patient_request", "patient_request", "emergency"):
         place_order(client, visit_id, duplicate_reason=reason)

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "0010_recognition"
 down_revision: str | None = "0008_prints_audit"
 branch_labels: str | Sequence[str] | None = None
