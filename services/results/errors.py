@@ -1,6 +1,7 @@
 """Results' errors, named for what went wrong."""
 
 from kit.errors import (
+    BadRequest,
     Conflict,
     Forbidden,
     NotFound,
@@ -88,7 +89,13 @@ class ResultSourceRequired(Forbidden):
     slug, title = "result-source-required", "LIS or HIS client required"
 
 
-class BadDateRange(UnprocessableContent):
+class UnknownTestCode(BadRequest):
+    """A query naming no orderable test (a GET's bad parameter is a 400, as everywhere)."""
+
+    slug, title = "unknown-test", "Unknown test"
+
+
+class BadDateRange(BadRequest):
     slug, title = "bad-date-range", "Bad date range"
 
 

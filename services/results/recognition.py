@@ -28,6 +28,7 @@ from services.results.errors import (
     ResultInFuture,
     ResultSourceRequired,
     UnknownTest,
+    UnknownTestCode,
 )
 from services.results.models import ExternalResult, LabOrder, OrderableTest, Report
 from services.results.schemas import (
@@ -91,19 +92,25 @@ def stamp_report(session: Session, report: Report, settings: ResultsSettings) ->
     session.add(report)
 
 
-def _test(session: Session, test_code: str) -> OrderableTest:
+def _test(session: Session, test_code: str, *, in_query: bool = False) -> OrderableTest:
     test = repository.get_orderable_test(session, test_code)
     if test is None:
-        raise UnknownTest(f"No orderable test with code {test_code!r}; see GET /tests.")
+        error = UnknownTestCode if in_query else UnknownTest
+        raise error(f"No orderable test with code {test_code!r}; see GET /tests.")
     return test
 
 
 def recognised_results(
-    session: Session, *, patient_id: str, test_code: str, settings: ResultsSettings
+    session: Session,
+    *,
+    patient_id: str,
+    test_code: str,
+    settings: ResultsSettings,
+    in_query: bool = False,
 ) -> list[RecognisedResultPublic]:
     """The patient's final, verified results of the item still within its window, from this hospital or
     an institution of the same grade or higher, newest first; none for an item not taking part."""
-    test = _test(session, test_code)
+    test = _test(session, test_code, in_query=in_query)
     if not test.recognised or test.validity_days is None:
         return []
     window = timedelta(days=test.validity_days)

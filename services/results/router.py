@@ -45,6 +45,7 @@ from services.results.errors import (
     ResultSourceRequired,
     StaffOnly,
     UnknownTest,
+    UnknownTestCode,
     VisitClosed,
     VisitNotFound,
 )
@@ -676,7 +677,7 @@ def staff_only(caller: CallerDep) -> None:
     "/patients/{patient_id}/recognised-results",
     dependencies=[require_scope("results:read"), Depends(staff_only)],
     tags=["recognition"],
-    responses=problem_responses(StaffOnly, UnknownTest),
+    responses=problem_responses(StaffOnly, UnknownTestCode),
 )
 def read_recognised_results(
     patient_id: IdPath,
@@ -689,7 +690,7 @@ def read_recognised_results(
     validity window, from this hospital or institutions of the same grade or higher, results received
     from other hospitals included; newest first, empty for an item that does not take part. Audited."""
     found = recognition.recognised_results(
-        session, patient_id=patient_id, test_code=test_code, settings=settings
+        session, patient_id=patient_id, test_code=test_code, settings=settings, in_query=True
     )
     own = [r.id for r in found if r.source is RecognisedSource.report]
     service._audit(
