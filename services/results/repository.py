@@ -196,6 +196,9 @@ def repoint_patient(session: Session, *, visit_ids: Sequence[str], source_id: st
     for table in (LabOrder, Report, ReportPrint):
         belongs = or_(col(table.visit_id).in_(list(visit_ids)), col(table.patient_id) == source_id)
         session.exec(update(table).where(belongs).values(patient_id=target_id))
+    # Results received from other hospitals name no visit: they follow the merged record (互认).
+    moved = update(ExternalResult).where(col(ExternalResult.patient_id) == source_id)
+    session.exec(moved.values(patient_id=target_id))
 
 
 def list_result_access(session: Session, *, patient_id: str | None, limit: int) -> list[ResultAccess]:

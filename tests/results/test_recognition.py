@@ -3,17 +3,23 @@ hospital or one of the same grade or higher (results from other hospitals includ
 ordering; repeating it needs a recognised reason, which is kept, raised, counted and shown to the patient."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
 
 from kit.clock import hospital_date
-from kit.testing import internal_headers
+from kit.testing import FakeFeed, eventually, internal_headers, service_client
+from services.results.app import create_app
+from services.results.models import ResultsTable
+from services.results.schemas import InstitutionLevel
+from tests.results.conftest import results_settings
 from tests.results.factories import (
     CBC,
     CHEST_XRAY,
     create_patient,
+    create_unidentified_patient,
     create_visit,
     events,
     place_order,
@@ -204,3 +210,31 @@ def test_duplicates_are_counted_by_reason_and_department(
     assert backwards.status_code == 400
     huge = client.get("/recognition/duplicates", params={"from_date": today, "to_date": "9999-12-31"})
     assert huge.status_code == 400
+
+
+def test_results_from_other_hospitals_follow_a_merge(client: TestClient, registration: httpx.Client) -> None:
+    unknown = create_unidentified_patient(registration)
+    created = client.post("/external-results", json=external(unknown["id"]), headers=lis())
+    assert created.status_code == 201, created.text
+    known = create_patient(registration)
+    merged = registration.post(f"/patients/{known['id']}/merge", json={"source_patient_id": unknown["id"]})
+    assert merged.status_code == 200, merged.text
+    eventually(
+        lambda: [r["id"] for r in recognised(client, known["id"])] == [created.json()["id"]],
+        what="results to move the merged record's external results",
+    )
+    assert recognised(client, unknown["id"]) == []
+
+
+def test_a_lower_grade_hospital_recognises_results_of_its_own_grade(
+    results_data_dir: Path, registration_url: str, registration: httpx.Client, billing: FakeFeed
+) -> None:
+    settings = results_settings(results_data_dir, registration_url, billing.url)
+    settings.institution_level = InstitutionLevel.secondary
+    with service_client(create_app(settings), ResultsTable.metadata) as client:
+        patient_id, _ = open_visit(registration)
+        for n, level in enumerate(("primary", "secondary", "tertiary")):
+            body = external(patient_id, external_id=f"EXT-{n}", institution_level=level)
+            assert client.post("/external-results", json=body, headers=lis()).status_code == 201
+        levels = sorted(r["institution_level"] for r in recognised(client, patient_id))
+        assert levels == ["secondary", "tertiary"]
