@@ -181,6 +181,10 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("POST", "/reports/{id}/prints", "results:read"),
         ("POST", "/visits/{id}/prints", "results:read"),
         ("GET", "/prints/{id}/pdf", "results:read"),
+        # Mutual recognition (互认): recognised results before ordering, results from other hospitals.
+        ("GET", "/patients/{id}/recognised-results", "results:read"),
+        ("POST", "/external-results", "results:write"),
+        ("GET", "/recognition/duplicates", "results:read"),
     ),
     *_routes(
         "billing",

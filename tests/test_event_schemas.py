@@ -411,7 +411,9 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
         )
         _ok(settle, 201)
     # An order read after its visit was settled: the supplementary bill (补费).
-    _ok(results.post("/orders", json={"visit_id": emergency["id"], "test_code": "250101015"}), 201)
+    # It repeats the blood count reported above (互认): the reason is required, and raised.
+    late = {"visit_id": emergency["id"], "test_code": "250101015", "duplicate_reason": "emergency"}
+    _ok(results.post("/orders", json=late), 201)
     eventually(
         lambda: _ok(billing.get(f"/visits/{emergency['id']}/account"))["supplementary_due_fen"],
         what="billing to put the late order on the supplementary bill",

@@ -8,7 +8,7 @@ from kit.app import Worker, build_service_app
 from kit.database import Database
 from kit.feed import Feed
 from kit.pdf import prepare_font_in_background
-from services.results import consumers, service
+from services.results import consumers, recognition, service
 from services.results.config import ResultsSettings, get_settings
 from services.results.escalation import CriticalEscalator
 from services.results.models import ConsumedEvent, FeedCursor, OutboxEvent
@@ -53,5 +53,6 @@ def _critical_escalator(app: FastAPI, database: Database) -> Worker:
 def _load_tests(_app: FastAPI, database: Database) -> None:
     with database.session() as session:
         service.load_orderable_tests(session)
+        recognition.load_windows(session)
     # Kiosks print: have the PDF font ready before the first one asks (kit.pdf; once per process).
     prepare_font_in_background()

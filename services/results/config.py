@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from kit.config import ServiceSettings, service_url_setting
+from services.results.schemas import InstitutionLevel
 
 
 class ResultsSettings(ServiceSettings):
@@ -21,6 +22,11 @@ class ResultsSettings(ServiceSettings):
     critical_escalation_minutes: float = Field(default=10.0, ge=0)
     # How often the background loop looks for them; 0 turns the loop off.
     critical_check_seconds: float = Field(default=15.0, ge=0)
+    # This hospital, as its own reports name it for mutual recognition (互认): results are recognised
+    # from institutions of this level or higher.
+    institution_code: str = Field(default="PF0000001", min_length=1, max_length=32)
+    institution_name: str = Field(default="patientflow 示范医院", min_length=1, max_length=64)
+    institution_level: InstitutionLevel = InstitutionLevel.tertiary_a
 
 
 @lru_cache

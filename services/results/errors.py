@@ -1,6 +1,7 @@
 """Results' errors, named for what went wrong."""
 
 from kit.errors import (
+    BadRequest,
     Conflict,
     Forbidden,
     NotFound,
@@ -72,3 +73,31 @@ class CriticalValueNotFound(NotFound):
 
 class CriticalAlreadyAcknowledged(Conflict):
     slug, title = "critical-already-acknowledged", "Critical value already acknowledged"
+
+
+class RecognisedResultExists(Conflict):
+    """A recognised result (互认) of the item stands: repeating it needs a `duplicate_reason`."""
+
+    slug, title = "recognised-result-exists", "Recognised result exists"
+
+
+class StaffOnly(Forbidden):
+    slug, title = "staff-only", "Staff only"
+
+
+class ResultSourceRequired(Forbidden):
+    slug, title = "result-source-required", "LIS or HIS client required"
+
+
+class UnknownTestCode(BadRequest):
+    """A query naming no orderable test (a GET's bad parameter is a 400, as everywhere)."""
+
+    slug, title = "unknown-test", "Unknown test"
+
+
+class BadDateRange(BadRequest):
+    slug, title = "bad-date-range", "Bad date range"
+
+
+class ResultInFuture(UnprocessableContent):
+    slug, title = "result-in-future", "Result dated in the future"

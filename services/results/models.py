@@ -34,6 +34,9 @@ class OrderableTest(ResultsTable, table=True):
     kind: str = Field(max_length=16)
     specimen: str | None = Field(default=None, max_length=32)
     turnaround_minutes: int
+    # Mutual recognition (互认): whether the item takes part, and how long a result of it stands.
+    recognised: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    validity_days: int | None = None
 
 
 class LabOrder(ResultsTable, table=True):
@@ -55,6 +58,9 @@ class LabOrder(ResultsTable, table=True):
     department: str | None = Field(default=None, max_length=32)
     # When billing's `charge.paid` for this order was read: a hospital may release reports only then.
     paid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Ordered although a recognised result existed (互认): the reason from the fixed list, and a note.
+    duplicate_reason: str | None = Field(default=None, index=True, max_length=32)
+    duplicate_note: str | None = Field(default=None, max_length=500)
 
 
 class Report(ResultsTable, table=True):
@@ -88,6 +94,40 @@ class Report(ResultsTable, table=True):
     version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     source_client: str | None = Field(default=None, max_length=64)
     external_id: str | None = Field(default=None, max_length=64)
+    # Who performed it, and their grade (互认); set to this hospital's own when the report is first
+    # posted (None on reports from before 0010: this hospital's too).
+    performing_institution_code: str | None = Field(default=None, max_length=32)
+    performing_institution_name: str | None = Field(default=None, max_length=64)
+    institution_level: str | None = Field(default=None, max_length=16)
+    # The order's duplicate reason, shown to the patient with the report.
+    duplicate_reason: str | None = Field(default=None, max_length=32)
+
+
+class ExternalResult(ResultsTable, table=True):
+    """A result received from another hospital (外院结果) for mutual recognition, named by that hospital
+    and its own id: a repeat of the same pair updates this row, never adds one."""
+
+    __tablename__ = "external_result"
+    __table_args__ = (
+        UniqueConstraint(
+            "institution_code", "external_id", name="uq_external_result_institution_code_external_id"
+        ),
+        Index("ix_external_result_patient_test", "patient_id", "test_code", "performed_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    external_id: str = Field(max_length=64)
+    patient_id: str = Field(max_length=36)
+    test_code: str = Field(max_length=16)
+    performed_at: datetime = Field(sa_type=UTCDateTime)
+    institution_code: str = Field(max_length=32)
+    institution_name: str = Field(max_length=64)
+    institution_level: str = Field(max_length=16)
+    conclusion: str = Field(max_length=2000)
+    observations: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    verified_by: str = Field(max_length=64)
+    source_client: str = Field(max_length=64)
+    received_at: datetime = Timestamp()
 
 
 class ReportRevision(ResultsTable, table=True):

@@ -17,7 +17,12 @@ from kit.pdf import PdfDocument, TableColumn
 from services.results import repository
 from services.results.models import OutboxEvent, Report, ReportPrint
 from services.results.release import releasable
-from services.results.schemas import PrintPublic, ReleasedReportPublic
+from services.results.schemas import (
+    DUPLICATE_REASON_ZH,
+    DuplicateReason,
+    PrintPublic,
+    ReleasedReportPublic,
+)
 from services.results.service import SUBJECT_MAX_LENGTH, _audit
 
 RELEASED_LIST_MAX = 500
@@ -296,6 +301,12 @@ def render_report(report: Report, *, printed: ReportPrint | None = None) -> byte
         document.gap()
     document.line(f"结论 Conclusion: {report.conclusion}")
     document.gap()
+    if report.performing_institution_name:
+        document.line(f"检查机构 Performed by: {report.performing_institution_name}", size=8)
+    if report.duplicate_reason:
+        # 互认: the patient sees why a test a recognised result answered was done again.
+        reason = DUPLICATE_REASON_ZH.get(DuplicateReason(report.duplicate_reason), report.duplicate_reason)
+        document.line(f"重复检查原因 Repeated because: {reason} ({report.duplicate_reason})", size=8)
     if printed is not None:
         document.line(f"打印时间 Printed: {_when(printed.printed_at)}  第 {printed.copy_number} 份", size=8)
     return document.to_bytes()

@@ -10,6 +10,7 @@ from kit import merges
 from kit.database import upsert
 from services.results.models import (
     CriticalValue,
+    ExternalResult,
     LabOrder,
     MergedVisit,
     OrderableTest,
@@ -195,6 +196,9 @@ def repoint_patient(session: Session, *, visit_ids: Sequence[str], source_id: st
     for table in (LabOrder, Report, ReportPrint):
         belongs = or_(col(table.visit_id).in_(list(visit_ids)), col(table.patient_id) == source_id)
         session.exec(update(table).where(belongs).values(patient_id=target_id))
+    # Results received from other hospitals name no visit: they follow the merged record (互认).
+    moved = update(ExternalResult).where(col(ExternalResult.patient_id) == source_id)
+    session.exec(moved.values(patient_id=target_id))
 
 
 def list_result_access(session: Session, *, patient_id: str | None, limit: int) -> list[ResultAccess]:
@@ -227,3 +231,77 @@ def printed_copies(session: Session, report_ids: Sequence[str]) -> dict[tuple[st
 
 def get_print(session: Session, print_id: str) -> ReportPrint | None:
     return session.get(ReportPrint, print_id)
+
+
+# --- mutual recognition (recognition.py) ---
+
+
+def recognisable_reports(
+    session: Session, *, patient_id: str, test_code: str, statuses: Sequence[str], since: datetime
+) -> list[Report]:
+    """The patient's verified reports of the item in `statuses` reported since `since`, newest first."""
+    query = select(Report).where(
+        Report.patient_id == patient_id,
+        Report.test_code == test_code,
+        col(Report.status).in_(list(statuses)),
+        col(Report.verified_at).is_not(None),
+        col(Report.reported_at) >= since,
+    )
+    return list(session.exec(query.order_by(col(Report.reported_at).desc(), col(Report.id))).all())
+
+
+def recognisable_external_results(
+    session: Session, *, patient_id: str, test_code: str, since: datetime
+) -> list[ExternalResult]:
+    query = select(ExternalResult).where(
+        ExternalResult.patient_id == patient_id,
+        ExternalResult.test_code == test_code,
+        col(ExternalResult.performed_at) >= since,
+    )
+    order = (col(ExternalResult.performed_at).desc(), col(ExternalResult.id))
+    return list(session.exec(query.order_by(*order)).all())
+
+
+def ensure_external_result(session: Session, values: dict[str, Any]) -> ExternalResult:
+    """The result `(institution_code, external_id)` names, inserted as `values` or overwritten with them,
+    in one `INSERT … ON CONFLICT` (two posts racing make one row), then read afresh."""
+    keys = ("institution_code", "external_id")
+    content = [k for k in values if k not in (*keys, "id", "received_at")]
+    upsert(session, ExternalResult, values, keys=keys, update=content)
+    query = select(ExternalResult).where(
+        ExternalResult.institution_code == values["institution_code"],
+        ExternalResult.external_id == values["external_id"],
+    )
+    return session.exec(query.execution_options(populate_existing=True)).one()
+
+
+def get_external_result(
+    session: Session, *, institution_code: str, external_id: str
+) -> ExternalResult | None:
+    query = select(ExternalResult).where(
+        ExternalResult.institution_code == institution_code, ExternalResult.external_id == external_id
+    )
+    return session.exec(query).first()
+
+
+def count_duplicates(
+    session: Session, *, ordered_from: datetime, ordered_before: datetime
+) -> list[tuple[str, str | None, int]]:
+    """(reason, department, orders) of the orders placed in the range with a duplicate reason."""
+    query = (
+        select(LabOrder.duplicate_reason, LabOrder.department, func.count())
+        .where(
+            col(LabOrder.duplicate_reason).is_not(None),
+            col(LabOrder.ordered_at) >= ordered_from,
+            col(LabOrder.ordered_at) < ordered_before,
+        )
+        .group_by(col(LabOrder.duplicate_reason), col(LabOrder.department))
+        .order_by(col(LabOrder.duplicate_reason), col(LabOrder.department))
+    )
+    return [(str(reason), department, int(n)) for reason, department, n in session.exec(query).all()]
+
+
+def reports_by_id(session: Session, report_ids: Sequence[str]) -> list[Report]:
+    if not report_ids:
+        return []
+    return list(session.exec(select(Report).where(col(Report.id).in_(list(report_ids)))).all())

@@ -1,6 +1,7 @@
 """Results endpoints (thin: parse, call the service, shape the answer)."""
 
 from collections.abc import Callable, Iterator
+from datetime import date
 from enum import StrEnum
 from functools import partial
 from typing import Annotated, Any
@@ -23,9 +24,10 @@ from kit.errors import (
 )
 from kit.idempotency import IdempotencyKeyHeader, idempotent
 from kit.params import page_size
-from services.results import audit, critical, lifecycle, printing, repository, service
+from services.results import audit, critical, lifecycle, printing, recognition, repository, service
 from services.results.config import ResultsSettings
 from services.results.errors import (
+    BadDateRange,
     CriticalAlreadyAcknowledged,
     CriticalValueNotFound,
     ExternalReportConflict,
@@ -33,21 +35,29 @@ from services.results.errors import (
     LisClientRequired,
     OrderAwaitingPayment,
     OrderNotFound,
+    RecognisedResultExists,
     ReportAlreadyFinal,
     ReportAlreadyVerified,
     ReportCancelled,
     ReportNotFinal,
     ReportNotFound,
+    ResultInFuture,
+    ResultSourceRequired,
+    StaffOnly,
     UnknownTest,
+    UnknownTestCode,
     VisitClosed,
     VisitNotFound,
 )
 from services.results.models import IdempotencyRecord
-from services.results.release import ReleasePolicy, policy_for
+from services.results.release import ReleasePolicy, patient_facing, policy_for
 from services.results.schemas import (
     CriticalAcknowledgement,
     CriticalStatus,
     CriticalValuePublic,
+    DuplicateReportPublic,
+    ExternalResultCreate,
+    ExternalResultPublic,
     HoldAction,
     LisReport,
     OrderableTestPublic,
@@ -56,6 +66,8 @@ from services.results.schemas import (
     OrderStatus,
     PrintCreate,
     PrintPublic,
+    RecognisedResultPublic,
+    RecognisedSource,
     RegistrationVisit,
     ReleasedReportPublic,
     ReportAmendment,
@@ -127,7 +139,14 @@ def list_tests(session: SessionDep) -> list[OrderableTestPublic]:
     tags=["orders"],
     # BadRequest and Conflict are kit.idempotency's: a malformed key, or a twin still in flight.
     responses=problem_responses(
-        BadRequest, VisitNotFound, Conflict, VisitClosed, UnknownTest, BadGateway, ServiceUnavailable
+        BadRequest,
+        VisitNotFound,
+        Conflict,
+        VisitClosed,
+        RecognisedResultExists,
+        UnknownTest,
+        BadGateway,
+        ServiceUnavailable,
     ),
 )
 def place_order(
@@ -135,21 +154,26 @@ def place_order(
     visit: Annotated[RegistrationVisit, Depends(resolve_visit)],
     session: SessionDep,
     caller: CallerDep,
+    settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     """Order a test for a visit. `prepay` visits wait for payment (`awaiting_payment`); `settle_later` and
     `green_channel` visits are `released` to the lab at once.
 
     A visit registration has closed is 409 `visit-closed` (a report for an order placed before still
-    lands). With an `Idempotency-Key`, a retry with the same body gets the first answer back. 503
+    lands). When the patient has a recognised result of the item (互认, `GET
+    /patients/{id}/recognised-results`), 409 `recognised-result-exists` lists them unless the order
+    names a `duplicate_reason` (kept, and raised as `order.duplicate_justified`). With an
+    `Idempotency-Key`, a retry with the same body gets the first answer back. 503
     `upstream-unavailable` when registration does not answer, 502 `upstream-error` when its answer is
     unusable.
     """
 
     def run() -> tuple[int, OrderPublic]:
-        return status.HTTP_201_CREATED, service.order_public(
-            service.place_order(session, visit=visit, data=data)
-        )
+        recognised = recognition.guard_order(session, visit=visit, data=data, settings=settings)
+        order = service.place_order(session, visit=visit, data=data)
+        recognition.justify(session, order, data, recognised)
+        return status.HTTP_201_CREATED, service.order_public(order)
 
     if idempotency_key is None:
         return run()[1]
@@ -195,7 +219,12 @@ def read_visit_orders(visit_id: IdPath, session: SessionDep, caller: CallerDep) 
     responses=problem_responses(OrderNotFound, OrderAwaitingPayment, ReportAlreadyFinal),
 )
 def post_report(
-    order_id: IdPath, data: ReportCreate, session: SessionDep, caller: CallerDep, response: Response
+    order_id: IdPath,
+    data: ReportCreate,
+    session: SessionDep,
+    caller: CallerDep,
+    response: Response,
+    settings: SettingsDep,
 ) -> ReportPublic:
     """Post the order's report as `registered`, `preliminary` or `final` (with `verified_by`, the
     technician who verified it: a report reaches patients only final and verified). The first post
@@ -203,6 +232,7 @@ def post_report(
     409 `report-already-final` after the final one (amend it instead). Emits `report.preliminary` or
     `report.final`, and `report.critical` when it brings a critical value (危急值)."""
     report = lifecycle.post_report(session, order_id=order_id, data=data, reported_by=caller.subject)
+    recognition.stamp_report(session, report, settings)
     response.headers["Location"] = f"/v1/reports/{report.id}"
     return service.report_public(report)
 
@@ -334,7 +364,7 @@ def read_result_access(
     ),
 )
 def intake_lis_report(
-    data: LisReport, session: SessionDep, caller: CallerDep, response: Response
+    data: LisReport, session: SessionDep, caller: CallerDep, response: Response, settings: SettingsDep
 ) -> ReportPublic:
     """A LIS/PACS (client kind `lis`) posts or updates its report by its own `external_id`: 201 when
     this created it, 200 when it updated it or nothing changed (a repeat is harmless, and two posts
@@ -342,6 +372,7 @@ def intake_lis_report(
     version each get `report.amended_notice`) or `cancelled`. 403 `lis-client-required` for other
     clients; 409 when the id names another order's report or the order has a report from elsewhere."""
     report, created, _ = lifecycle.intake_lis_report(session, data=data, caller=caller)
+    recognition.stamp_report(session, report, settings)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     response.headers["Location"] = f"/v1/reports/{report.id}"
     return service.report_public(report)
@@ -631,3 +662,74 @@ def read_print_pdf(print_id: IdPath, session: AuditedSessionDep, caller: CallerD
     )
     render = partial(printing.render_report, found[0], printed=found[1]) if found else None
     return _pdf(render, f"print-{print_id}")
+
+
+# --- mutual recognition (互认, recognition.py) ---
+
+
+def staff_only(caller: CallerDep) -> None:
+    """A patient-facing client (app, kiosk, phone) never reaches these: they are for ordering doctors."""
+    if patient_facing(caller):
+        raise StaffOnly("This is for staff ordering tests, not patient-facing clients.")
+
+
+@router.get(
+    "/patients/{patient_id}/recognised-results",
+    dependencies=[require_scope("results:read"), Depends(staff_only)],
+    tags=["recognition"],
+    responses=problem_responses(StaffOnly, UnknownTestCode),
+)
+def read_recognised_results(
+    patient_id: IdPath,
+    session: AuditedSessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    test_code: Annotated[str, Query(min_length=1, max_length=16)],
+) -> list[RecognisedResultPublic]:
+    """Before ordering (互认): the patient's final, verified results of `test_code` still within the item's
+    validity window, from this hospital or institutions of the same grade or higher, results received
+    from other hospitals included; newest first, empty for an item that does not take part. Audited."""
+    found = recognition.recognised_results(
+        session, patient_id=patient_id, test_code=test_code, settings=settings, in_query=True
+    )
+    own = [r.id for r in found if r.source is RecognisedSource.report]
+    service._audit(
+        session,
+        client=caller.subject,
+        acting_for=None,
+        action="recognised_results",
+        outcome="found" if found else "empty",
+        reports=repository.reports_by_id(session, own),
+        patient_id=patient_id,
+    )
+    return found
+
+
+@router.post(
+    "/external-results",
+    dependencies=[require_scope("results:write")],
+    tags=["recognition"],
+    openapi_extra={"x-client-kinds": ["lis", "his"]},
+    responses=problem_responses(ResultSourceRequired, UnknownTest, ResultInFuture),
+)
+def post_external_result(
+    data: ExternalResultCreate, session: SessionDep, caller: CallerDep, response: Response
+) -> ExternalResultPublic:
+    """A LIS/PACS or HIS posts a result received from another hospital (外院结果) for recognition: 201
+    when this created it, 200 when the same (institution_code, external_id) was posted before (its
+    content is replaced, never a second row). 403 for other clients."""
+    result, created = recognition.intake_external(session, data=data, caller=caller)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return ExternalResultPublic.model_validate(result, from_attributes=True)
+
+
+@router.get(
+    "/recognition/duplicates",
+    dependencies=[require_scope("results:read"), Depends(staff_only)],
+    tags=["recognition"],
+    responses=problem_responses(StaffOnly, BadDateRange),
+)
+def read_duplicates(session: SessionDep, from_date: date, to_date: date) -> DuplicateReportPublic:
+    """Tests ordered again although a recognised result existed, placed from `from_date` to `to_date`
+    (hospital days, inclusive), counted by reason and by ordering department."""
+    return recognition.duplicates_report(session, from_date=from_date, to_date=to_date)

@@ -1,6 +1,6 @@
 """Results API shapes. Requests forbid unknown fields; clients never set an order's status or patient."""
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Self
 
@@ -54,6 +54,40 @@ class Flag(StrEnum):
     critical = "critical"
 
 
+class InstitutionLevel(StrEnum):
+    """A hospital's grade, lowest first: a result is recognised from the same grade or a higher one."""
+
+    primary = "primary"  # 一级
+    secondary = "secondary"  # 二级
+    tertiary = "tertiary"  # 三级
+    tertiary_a = "tertiary_a"  # 三级甲等
+
+    @property
+    def rank(self) -> int:
+        return list(InstitutionLevel).index(self)
+
+
+class DuplicateReason(StrEnum):
+    """The recognised reasons to repeat a test a recognised result already answers."""
+
+    condition_changed = "condition_changed"  # 病情变化
+    fast_changing = "fast_changing"  # 检查项目变化快
+    before_surgery_or_transfusion = "before_surgery_or_transfusion"  # 手术或输血前
+    emergency = "emergency"  # 急诊、急救
+    patient_request = "patient_request"  # 患者要求
+    doctor_judgement = "doctor_judgement"  # 医生判断需要复查
+
+
+DUPLICATE_REASON_ZH: dict[DuplicateReason, str] = {
+    DuplicateReason.condition_changed: "病情变化",
+    DuplicateReason.fast_changing: "检查项目变化快",
+    DuplicateReason.before_surgery_or_transfusion: "手术或输血前",
+    DuplicateReason.emergency: "急诊、急救",
+    DuplicateReason.patient_request: "患者要求",
+    DuplicateReason.doctor_judgement: "医生判断需要复查",
+}
+
+
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -65,6 +99,10 @@ class OrderableTestPublic(BaseModel):
     kind: OrderableKind
     specimen: str | None
     turnaround_minutes: int
+    # Mutual recognition (互认, recognition.py): whether the item takes part, and for how many days a
+    # result of it stands in for a new one (a blood count a week, imaging months).
+    recognised: bool = False
+    validity_days: int | None = Field(default=None, ge=1, le=3650)
 
 
 class OrderCreate(Request):
@@ -75,6 +113,12 @@ class OrderCreate(Request):
     ordered_by: str | None = Field(
         default=None, max_length=64, description="Ordering doctor, as HIS names them"
     )
+    duplicate_reason: DuplicateReason | None = Field(
+        default=None,
+        description="Why the test is repeated although a recognised result exists (互认): without it such "
+        "an order is 409 `recognised-result-exists`",
+    )
+    duplicate_note: str | None = Field(default=None, min_length=1, max_length=500)
 
 
 class OrderPublic(BaseModel):
@@ -87,6 +131,8 @@ class OrderPublic(BaseModel):
     status: OrderStatus
     ordered_at: datetime
     released_at: datetime | None
+    duplicate_reason: DuplicateReason | None = None
+    duplicate_note: str | None = None
 
 
 class Observation(Request):
@@ -239,6 +285,12 @@ class ReportPublic(BaseModel):
     withheld: bool = Field(default=False, description="Withheld from the patient by a doctor")
     version: int = Field(default=1, description="1, 2, 3, ... each time the content changed")
     external_id: str | None = Field(default=None, description="The LIS/PACS's own id of the report")
+    performing_institution_code: str | None = Field(default=None, description="Who performed it (互认)")
+    performing_institution_name: str | None = None
+    institution_level: InstitutionLevel | None = None
+    duplicate_reason: DuplicateReason | None = Field(
+        default=None, description="Why it was repeated although a recognised result existed (互认)"
+    )
 
 
 class CriticalStatus(StrEnum):
@@ -336,3 +388,85 @@ class VisitPrintsPublic(BaseModel):
 
     visit_id: str
     prints: list[PrintPublic]
+
+
+# --- mutual recognition (检验检查结果互认, recognition.py) ---
+
+
+class ExternalResultCreate(Request):
+    """A final, verified result received from another hospital, named by that hospital's code and its
+    own id: a repeat of the same (institution, external id) updates it, never adds a second one."""
+
+    external_id: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$", examples=["EXT-2026-0042"]
+    )
+    patient_id: str = Field(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$")
+    test_code: str = Field(min_length=1, max_length=16, examples=["250101015"])
+    performed_at: datetime = Field(description="When the other hospital reported it (with a time zone)")
+    institution_code: str = Field(
+        min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$", examples=["H310000001"]
+    )
+    institution_name: str = Field(min_length=1, max_length=64, examples=["上海市第一人民医院"])
+    institution_level: InstitutionLevel
+    conclusion: str = Field(default="", max_length=2000)
+    observations: list[Observation] = Field(default_factory=list, max_length=100)
+    verified_by: PersonName
+
+    @model_validator(mode="after")
+    def _aware(self) -> Self:
+        if self.performed_at.tzinfo is None:
+            raise ValueError("performed_at needs a time zone")
+        return self
+
+
+class ExternalResultPublic(BaseModel):
+    id: str
+    external_id: str
+    patient_id: str
+    test_code: str
+    performed_at: datetime
+    institution_code: str
+    institution_name: str
+    institution_level: InstitutionLevel
+    conclusion: str
+    observations: list[Observation]
+    verified_by: str
+    received_at: datetime
+
+
+class RecognisedSource(StrEnum):
+    report = "report"  # a report of this hospital
+    external = "external"  # a result received from another hospital
+
+
+class RecognisedResultPublic(BaseModel):
+    """A result that stands in for a new test of the same item (互认) until `valid_until`."""
+
+    source: RecognisedSource
+    id: str
+    test_code: str
+    test_name: str
+    performed_at: datetime
+    valid_until: datetime
+    institution_code: str
+    institution_name: str
+    institution_level: InstitutionLevel
+    conclusion: str
+    observations: list[Observation]
+
+
+class DuplicateCount(BaseModel):
+    reason: DuplicateReason
+    department: str | None
+    count: int
+
+
+class DuplicateReportPublic(BaseModel):
+    """Tests repeated although a recognised result existed, ordered on these days (hospital time)."""
+
+    from_date: date
+    to_date: date
+    total: int
+    by_reason: dict[str, int]
+    by_department: dict[str, int]
+    counts: list[DuplicateCount]
