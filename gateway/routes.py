@@ -344,6 +344,7 @@ ROUTE_DEADLINES: dict[tuple[str, str], float] = {
     # A PDF is ~0.1-0.3 s of CPU in results; a hall of kiosks printing at once queues for it.
     ("GET", "/reports/{id}/pdf"): 20.0,
     ("GET", "/prints/{id}/pdf"): 20.0,
+    ("GET", "/visits/{id}/daily-bill/pdf"): 20.0,
 }
 ROUTES = tuple(
     replace(

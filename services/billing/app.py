@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from kit.app import Worker, build_service_app
 from kit.database import Database
 from kit.feed import EventHandler, Feed, PageResolver
+from kit.pdf import prepare_font_in_background
 from services.billing import catalogue, consumers
 from services.billing.catalogue_router import router as catalogue_router
 from services.billing.config import BillingSettings, get_settings
@@ -73,6 +74,8 @@ def _load_catalogue(app: FastAPI, database: Database) -> None:
         catalogue.load_file(session, settings.catalogue_path)
     with database.session() as session:  # checked against the catalogue just loaded
         rules.load_file(session, settings.charge_rules_path)
+    # Patients print their daily bill: have the PDF font ready before the first one asks (kit.pdf).
+    prepare_font_in_background()
 
 
 def _unseen_visits(app: FastAPI) -> consumers.UnseenVisits:
