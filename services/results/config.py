@@ -1,11 +1,16 @@
 """Results settings (env prefix `RESULTS_`)."""
 
 from functools import lru_cache
+from typing import Annotated
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from kit.config import ServiceSettings, service_url_setting
+from services.results.schemas import Priority
+
+# A turnaround target: at least a minute, at most a year.
+TargetMinutes = Annotated[int, Field(ge=1, le=525_600)]
 
 
 class ResultsSettings(ServiceSettings):
@@ -21,6 +26,13 @@ class ResultsSettings(ServiceSettings):
     critical_escalation_minutes: float = Field(default=10.0, ge=0)
     # How often the background loop looks for them; 0 turns the loop off.
     critical_check_seconds: float = Field(default=15.0, ge=0)
+    # Turnaround targets, ordered to first final report (turnaround.py): per priority, and per item
+    # and priority where an item differs, e.g. RESULTS_TAT_ITEM_MINUTES='{"250101015": {"emergency": 60}}'.
+    tat_emergency_minutes: TargetMinutes = 120
+    tat_routine_minutes: TargetMinutes = 1440
+    tat_item_minutes: dict[str, dict[Priority, TargetMinutes]] = Field(default_factory=dict)
+    # How often the loop sends `order.overdue` for orders past due; 0 turns the loop off.
+    overdue_check_seconds: float = Field(default=30.0, ge=0)
 
 
 @lru_cache

@@ -1,6 +1,7 @@
 """Results' errors, named for what went wrong."""
 
 from kit.errors import (
+    BadRequest,
     Conflict,
     Forbidden,
     NotFound,
@@ -72,3 +73,11 @@ class CriticalValueNotFound(NotFound):
 
 class CriticalAlreadyAcknowledged(Conflict):
     slug, title = "critical-already-acknowledged", "Critical value already acknowledged"
+
+
+class StaffOnly(Forbidden):
+    slug, title = "staff-only", "Staff only"
+
+
+class BadPeriod(BadRequest):
+    slug, title = "bad-period", "Bad period"

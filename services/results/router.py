@@ -23,7 +23,7 @@ from kit.errors import (
 )
 from kit.idempotency import IdempotencyKeyHeader, idempotent
 from kit.params import page_size
-from services.results import audit, critical, lifecycle, printing, repository, service
+from services.results import audit, critical, lifecycle, printing, repository, service, turnaround
 from services.results.config import ResultsSettings
 from services.results.errors import (
     CriticalAlreadyAcknowledged,
@@ -135,6 +135,7 @@ def place_order(
     visit: Annotated[RegistrationVisit, Depends(resolve_visit)],
     session: SessionDep,
     caller: CallerDep,
+    settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     """Order a test for a visit. `prepay` visits wait for payment (`awaiting_payment`); `settle_later` and
@@ -147,9 +148,11 @@ def place_order(
     """
 
     def run() -> tuple[int, OrderPublic]:
-        return status.HTTP_201_CREATED, service.order_public(
-            service.place_order(session, visit=visit, data=data)
-        )
+        order = service.place_order(session, visit=visit, data=data)
+        # Its priority, turnaround target and due time (turnaround.py).
+        targets = turnaround.Targets.of(settings)
+        turnaround.schedule(order, visit=visit, requested=data.priority, targets=targets)
+        return status.HTTP_201_CREATED, service.order_public(order)
 
     if idempotency_key is None:
         return run()[1]
