@@ -9,8 +9,8 @@ from pydantic_settings import SettingsConfigDict
 from kit.config import ServiceSettings, service_url_setting
 from services.results.schemas import Priority
 
-# A turnaround target: at least a minute, at most a year.
-TargetMinutes = Annotated[int, Field(ge=1, le=525_600)]
+# A turnaround target, at most a year; 0 is "due at once" (a drill, or a test of the overdue alarm).
+TargetMinutes = Annotated[int, Field(ge=0, le=525_600)]
 
 
 class ResultsSettings(ServiceSettings):
