@@ -65,7 +65,7 @@ def list_overdue_orders(
     session: SessionDep,
     priority: Priority | None = None,
     test_code: TestCodeQuery = None,
-    limit: Annotated[int, page_size(500)] = 100,
+    limit: Annotated[int, page_size(100)] = 100,
 ) -> list[OverdueOrderPublic]:
     """Orders released to the lab, not reported and past `due_at`, longest overdue first, each with
     its whole `minutes_overdue`. Staff only."""

@@ -70,12 +70,12 @@ def test_an_order_past_due_is_on_the_overdue_list_and_announced_once(gateway: Ga
     _, order = emergency_order(gateway)
     backdate(gateway, order["id"], minutes=150)
 
-    listed = ok(gateway.lab.get("/v1/orders/overdue", params={"priority": "emergency", "limit": 500}))
+    listed = ok(gateway.lab.get("/v1/orders/overdue", params={"priority": "emergency", "limit": 100}))
     [mine] = [o for o in listed if o["id"] == order["id"]]
     assert 29 <= mine["minutes_overdue"] <= 31
 
     def announced() -> list[dict[str, Any]]:
-        log = ok(gateway.his.get("/v1/events", params={"after": 0, "limit": 500, "type": "order.overdue"}))
+        log = ok(gateway.his.get("/v1/events", params={"after": 0, "limit": 100, "type": "order.overdue"}))
         return [e for e in log["events"] if e["data"]["order_id"] == order["id"]]
 
     eventually(lambda: announced() != [], what="order.overdue on the hub")
@@ -84,7 +84,7 @@ def test_an_order_past_due_is_on_the_overdue_list_and_announced_once(gateway: Ga
 
     # Reported at last: off the list, and never announced again.
     ok(gateway.lab.post(f"/v1/orders/{order['id']}/reports", json=REPORT), 201)
-    listed = ok(gateway.lab.get("/v1/orders/overdue", params={"limit": 500}))
+    listed = ok(gateway.lab.get("/v1/orders/overdue", params={"limit": 100}))
     assert order["id"] not in {o["id"] for o in listed}
     figures = ok(gateway.lab.get("/v1/turnaround", params={"test_code": CBC, "priority": "emergency"}))
     assert figures[0]["reported"] >= 1 and figures[0]["within_target"] < figures[0]["reported"]
