@@ -40,8 +40,8 @@ class LabOrder(ResultsTable, table=True):
     """A test ordered for a visit (检查检验申请单); `prepay` orders wait for payment before the lab starts."""
 
     __tablename__ = "lab_order"
-    # The overdue list and check: not reported yet, by due time.
-    __table_args__ = (Index("ix_lab_order_reported_at_due_at", "reported_at", "due_at"),)
+    # The overdue list and check: with the lab (status `released`), by due time.
+    __table_args__ = (Index("ix_lab_order_status_due_at", "status", "due_at"),)
 
     id: str = Field(primary_key=True, max_length=36)
     visit_id: str = Field(index=True, max_length=36)

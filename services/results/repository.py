@@ -239,11 +239,10 @@ def overdue_orders(
     unnotified_only: bool = False,
     limit: int = 500,
 ) -> list[LabOrder]:
-    """Orders the lab may work (released, not awaiting payment), not reported yet, due before `now`;
-    longest overdue first. `unnotified_only`: those `order.overdue` was not sent for, row-locked with
-    rows another loop holds skipped (it sends theirs)."""
+    """Orders with the lab (`released`: paid or not needing it, and with no final report, a cancelled
+    one included) due before `now`; longest overdue first. `unnotified_only`: those `order.overdue` was
+    not sent for, row-locked with rows another loop holds skipped (it sends theirs)."""
     query = select(LabOrder).where(
-        col(LabOrder.reported_at).is_(None),
         col(LabOrder.due_at).is_not(None),
         col(LabOrder.due_at) < now,
         LabOrder.status == "released",

@@ -7,8 +7,9 @@ receipt times, its first final report, the overdue list, `order.overdue`, and TA
   `RESULTS_TAT_ROUTINE_MINUTES` 1440). Fixed on the order when placed (`due_at = ordered_at + target`),
   so a changed setting never rewrites past figures. The orderable test's `turnaround_minutes` is its
   typical bench time (15-120 minutes), not a promise to the patient, so it is not the target.
-- **Overdue**: released to the lab, not reported, past `due_at`. An order awaiting payment is not the
-  lab's to work and is not listed; the clock still runs from `ordered_at`, as the patient waits.
+- **Overdue**: with the lab (`released`: no final report, or its report was cancelled), past `due_at`.
+  An order awaiting payment is not the lab's to work and is not listed; the clock still runs from
+  `ordered_at`, as the patient waits. `reported_at` stays the first final report's time even then.
 - **Figures**: durations in whole seconds (integers), medians and p90 the **nearest rank**
   (`sorted[ceil(q n) - 1]`, an observed value, as services/events/waits.py), shown in minutes rounded
   up; the share within target is a `Decimal` of reported-in-time over everything decided (reported, or

@@ -177,6 +177,19 @@ def test_the_overdue_list_is_unreported_orders_past_due_longest_first(
     assert on_time["id"] not in {o["id"] for o in listed}
 
 
+def test_a_cancelled_report_puts_its_order_back_on_the_overdue_list(
+    client: TestClient, registration: httpx.Client
+) -> None:
+    order = emergency_order(client, registration)
+    backdate(client, order["id"], minutes=150)
+    report = post_report(client, order["id"])
+    assert overdue(client) == []
+    cancelled = client.post(f"/reports/{report['id']}/cancellation", json={"reason": "标本溶血"})
+    assert cancelled.status_code == 200, cancelled.text
+    assert [o["id"] for o in overdue(client)] == [order["id"]]  # the lab owes a new report
+    assert client.get(f"/orders/{order['id']}").json()["reported_at"] is not None  # TAT keeps the first
+
+
 def test_the_overdue_list_and_figures_are_for_staff_only(client: TestClient) -> None:
     kiosk = internal_headers("kiosk-hall-1", {"results:read"}, audience="results", kind="kiosk")
     for path in ("/orders/overdue", "/turnaround"):

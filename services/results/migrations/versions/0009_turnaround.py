@@ -30,7 +30,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("target_minutes", sa.Integer(), nullable=True))
         for name in TIMES:
             batch_op.add_column(sa.Column(name, sa.DateTime(timezone=True), nullable=True))
-        batch_op.create_index("ix_lab_order_reported_at_due_at", ["reported_at", "due_at"], unique=False)
+        batch_op.create_index("ix_lab_order_status_due_at", ["status", "due_at"], unique=False)
     op.execute(
         "UPDATE lab_order SET reported_at = (SELECT MIN(report.reported_at) FROM report "
         "WHERE report.order_id = lab_order.id AND report.status IN ('final', 'amended', 'corrected')) "
@@ -40,7 +40,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("lab_order", schema=None) as batch_op:
-        batch_op.drop_index("ix_lab_order_reported_at_due_at")
+        batch_op.drop_index("ix_lab_order_status_due_at")
         for name in reversed(TIMES):
             batch_op.drop_column(name)
         batch_op.drop_column("target_minutes")
