@@ -267,14 +267,19 @@ def _billing_entries(account: dict[str, Any] | None) -> Iterable[TimelineEntry |
 def waits(
     visit: dict[str, Any], parts: dict[str, Any], *, now: datetime, target_minutes: int
 ) -> list[StageWait]:
-    """Each stage's wait: finished ones to their end, open ones until `now`."""
+    """Each stage's wait: finished ones to their end, open ones until `now`; judged against
+    `target_minutes` (the window target), except an order's wait for its report, judged against the
+    order's own turnaround target (results' `target_minutes`: emergency 2 h, routine 24 h, or the item's)."""
 
-    def wait(stage: str, service: str, start: str, end: str | None, **details: Any) -> StageWait:
+    def wait(
+        stage: str, service: str, start: str, end: str | None, target: int | None = None, **details: Any
+    ) -> StageWait:
         started, ended = _at(start), _at(end) if end else None
         minutes = round(((ended or now) - started).total_seconds() / 60, 1)
+        limit = target or target_minutes
         return StageWait(
             stage=stage, service=service, started_at=started, ended_at=ended, minutes=minutes,
-            waiting=ended is None, exceeded=minutes > target_minutes, details=details,
+            waiting=ended is None, exceeded=minutes > limit, target_minutes=limit, details=details,
         )  # fmt: skip
 
     found: list[StageWait] = []
@@ -292,7 +297,9 @@ def waits(
         for order in parts.get("orders") or []:
             test = {"order_id": order["id"], "test_code": order["test_code"]}
             reported = finals.get(order["id"])
-            found.append(wait("order_to_report", "results", order["ordered_at"], reported, **test))
+            # An order placed before results kept targets has none: the window target judges it.
+            target = order.get("target_minutes")
+            found.append(wait("order_to_report", "results", order["ordered_at"], reported, target, **test))
     found.extend(_payment_waits(visit, parts.get("account"), wait))
     return found
 

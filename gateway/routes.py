@@ -159,6 +159,8 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/tests", "results:read"),
         ("POST", "/orders", "orders:write"),
         ("GET", "/orders", "results:read"),
+        # Turnaround (staff only): before `/orders/{id}`, which would otherwise take `overdue` as an id.
+        ("GET", "/orders/overdue", "results:read"),
         ("GET", "/orders/{id}", "results:read"),
         ("GET", "/visits/{id}/orders", "results:read"),
         ("POST", "/orders/{id}/reports", "results:write"),
@@ -185,6 +187,10 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/patients/{id}/recognised-results", "results:read"),
         ("POST", "/external-results", "results:write"),
         ("GET", "/recognition/duplicates", "results:read"),
+        # Turnaround: the lab's collection and receipt times, TAT figures (staff only).
+        ("POST", "/orders/{id}/collection", "results:write"),
+        ("POST", "/orders/{id}/receipt", "results:write"),
+        ("GET", "/turnaround", "results:read"),
     ),
     *_routes(
         "billing",

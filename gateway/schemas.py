@@ -191,7 +191,11 @@ class StageWait(BaseModel):
     ended_at: datetime | None = Field(description="Null while still waiting")
     minutes: float = Field(description="Until `ended_at`, or until now while still waiting")
     waiting: bool
-    exceeded: bool = Field(description="Longer than the wait target")
+    exceeded: bool = Field(description="Longer than `target_minutes`")
+    target_minutes: int = Field(
+        description="The target this wait is judged against: the window target (`wait_target_minutes`), "
+        "or for `order_to_report` the order's turnaround target (emergency 2 h, routine 24 h, per item)"
+    )
     details: dict[str, Any] = Field(default_factory=dict)
 
 

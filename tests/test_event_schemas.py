@@ -219,6 +219,9 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx
                     # An unacknowledged critical value is escalated at once.
                     critical_escalation_minutes=0,
                     critical_check_seconds=0.05,
+                    # An emergency chest X-ray is due at once: its order is overdue straight away.
+                    tat_item_minutes={"210102015": {"emergency": 0}},
+                    overdue_check_seconds=0.05,
                 )
             ),
             ResultsTable,
@@ -356,6 +359,13 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
     _ok(results.get(f"/reports/{urgent_report['id']}"))
     correction = final | {"status": "corrected", "conclusion": "高钾血症（复核）", "reason": "复核"}
     _ok(results.post(f"/reports/{urgent_report['id']}/amendments", json=correction))
+    # An emergency X-ray nobody reports in time (its target is 0 here): the lab is told it is overdue.
+    xray = {"visit_id": emergency["id"], "test_code": "210102015"}
+    _ok(results.post("/orders", json=xray), 201)
+    eventually(
+        lambda: any(e["type"] == "order.overdue" for e in _feed(results)),
+        what="the overdue check to announce the unreported X-ray",
+    )
     prepaid = _ok(results.post("/orders", json={"visit_id": outpatient["id"], "test_code": "250101015"}), 201)
 
     # Billing: pay the outpatient's fee and order (which releases the order), then settle both visits.

@@ -23,6 +23,7 @@ from services.registration.router import router as registration_router
 from services.registration.statistics_router import router as registration_statistics_router
 from services.registration.stays_router import router as registration_stays_router
 from services.results.router import router as results_router
+from services.results.turnaround_router import router as results_turnaround_router
 from services.triage.positions_router import router as triage_positions_router
 from services.triage.router import router as triage_router
 
@@ -30,7 +31,7 @@ from services.triage.router import router as triage_router
 ROUTERS: dict[str, tuple[APIRouter, ...]] = {
     "registration": (registration_router, registration_stays_router, registration_statistics_router),
     "triage": (triage_router, triage_positions_router),
-    "results": (results_router,),
+    "results": (results_router, results_turnaround_router),
     "billing": (billing_router, billing_catalogue_router, billing_deposits_router),
     "events": (events_router,),
 }

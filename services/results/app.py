@@ -13,6 +13,8 @@ from services.results.config import ResultsSettings, get_settings
 from services.results.escalation import CriticalEscalator
 from services.results.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.results.router import router
+from services.results.turnaround import OverdueWatcher
+from services.results.turnaround_router import router as turnaround_router
 
 
 def create_app(settings: ResultsSettings | None = None) -> FastAPI:
@@ -21,7 +23,8 @@ def create_app(settings: ResultsSettings | None = None) -> FastAPI:
         settings=settings,
         title="patientflow results",
         description="Orderable tests, orders behind the payment gate, reports and audited lookup (检查检验).",
-        routers=[router],
+        # The turnaround router first: its `/orders/overdue` before the main router's `/orders/{id}`.
+        routers=[turnaround_router, router],
         outbox_model=OutboxEvent,
         migrations_dir=Path(__file__).parent / "migrations",
         siblings={"registration": settings.registration_url},
@@ -42,8 +45,16 @@ def create_app(settings: ResultsSettings | None = None) -> FastAPI:
         feed_models=(FeedCursor, ConsumedEvent),
         on_startup=_load_tests,
         # Critical values nobody acknowledged in time are escalated (escalation.py).
-        workers=[_critical_escalator] if settings.critical_check_seconds > 0 else [],
+        workers=[
+            *([_critical_escalator] if settings.critical_check_seconds > 0 else []),
+            # Orders past their turnaround target get one `order.overdue` (turnaround.py).
+            *([_overdue_watcher] if settings.overdue_check_seconds > 0 else []),
+        ],
     )
+
+
+def _overdue_watcher(app: FastAPI, database: Database) -> Worker:
+    return OverdueWatcher(database, app.state.settings)
 
 
 def _critical_escalator(app: FastAPI, database: Database) -> Worker:

@@ -1,12 +1,16 @@
 """Results settings (env prefix `RESULTS_`)."""
 
 from functools import lru_cache
+from typing import Annotated
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from kit.config import ServiceSettings, service_url_setting
-from services.results.schemas import InstitutionLevel
+from services.results.schemas import InstitutionLevel, Priority
+
+# A turnaround target, at most a year; 0 is "due at once" (a drill, or a test of the overdue alarm).
+TargetMinutes = Annotated[int, Field(ge=0, le=525_600)]
 
 
 class ResultsSettings(ServiceSettings):
@@ -27,6 +31,13 @@ class ResultsSettings(ServiceSettings):
     institution_code: str = Field(default="PF0000001", min_length=1, max_length=32)
     institution_name: str = Field(default="patientflow 示范医院", min_length=1, max_length=64)
     institution_level: InstitutionLevel = InstitutionLevel.tertiary_a
+    # Turnaround targets, ordered to first final report (turnaround.py): per priority, and per item
+    # and priority where an item differs, e.g. RESULTS_TAT_ITEM_MINUTES='{"250101015": {"emergency": 60}}'.
+    tat_emergency_minutes: TargetMinutes = 120
+    tat_routine_minutes: TargetMinutes = 1440
+    tat_item_minutes: dict[str, dict[Priority, TargetMinutes]] = Field(default_factory=dict)
+    # How often the loop sends `order.overdue` for orders past due; 0 turns the loop off.
+    overdue_check_seconds: float = Field(default=30.0, ge=0)
 
 
 @lru_cache

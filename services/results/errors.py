@@ -101,3 +101,7 @@ class BadDateRange(BadRequest):
 
 class ResultInFuture(UnprocessableContent):
     slug, title = "result-in-future", "Result dated in the future"
+
+
+class BadPeriod(BadRequest):
+    slug, title = "bad-period", "Bad period"

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from kit.auth import Caller
 from kit.clock import utcnow
-from services.results import critical, repository
+from services.results import critical, repository, turnaround
 from services.results.errors import (
     ExternalReportConflict,
     HoldUnchanged,
@@ -121,7 +121,7 @@ def _apply(
     report.reported_by = reported_by[:SUBJECT_MAX_LENGTH]
     report.reported_at = now
     session.add(report)
-    _follow_order(session, order, data.status)
+    _follow_order(session, order, data.status, now)
     session.flush()  # critical values and revisions refer to the report row
     if data.status is ReportStatus.preliminary:
         _record(session, order, "report.preliminary", {"report_id": report.id})
@@ -134,10 +134,12 @@ def _apply(
     return report, True
 
 
-def _follow_order(session: Session, order: LabOrder, status: ReportStatus) -> None:
-    """The order is `reported` while its report is final; a cancelled report puts it back to the lab."""
+def _follow_order(session: Session, order: LabOrder, status: ReportStatus, now: datetime) -> None:
+    """The order is `reported` while its report is final (its first final report's time kept for
+    turnaround); a cancelled report puts it back to the lab."""
     if status in FINAL_STATUSES:
         order.status = OrderStatus.reported.value
+        turnaround.note_reported(order, now)
     elif status is ReportStatus.cancelled and order.status == OrderStatus.reported:
         order.status = OrderStatus.released.value
     session.add(order)

@@ -43,6 +43,8 @@ class LabOrder(ResultsTable, table=True):
     """A test ordered for a visit (检查检验申请单); `prepay` orders wait for payment before the lab starts."""
 
     __tablename__ = "lab_order"
+    # The overdue list and check: with the lab (status `released`), by due time.
+    __table_args__ = (Index("ix_lab_order_status_due_at", "status", "due_at"),)
 
     id: str = Field(primary_key=True, max_length=36)
     visit_id: str = Field(index=True, max_length=36)
@@ -61,6 +63,16 @@ class LabOrder(ResultsTable, table=True):
     # Ordered although a recognised result existed (互认): the reason from the fixed list, and a note.
     duplicate_reason: str | None = Field(default=None, index=True, max_length=32)
     duplicate_note: str | None = Field(default=None, max_length=500)
+    # Turnaround (turnaround.py). `released_at` above is the payment gate's release to the lab, not a
+    # report's release to the patient. Priority and target are fixed when ordered, so figures never move
+    # with a later setting; orders before 0009 have no target and are left out of TAT figures.
+    priority: str = Field(default="routine", max_length=16, sa_column_kwargs={"server_default": "routine"})
+    target_minutes: int | None = None
+    due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    collected_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # specimen taken (采样)
+    received_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the lab has it (签收)
+    reported_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # first final report
+    overdue_notified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # `order.overdue` sent
 
 
 class Report(ResultsTable, table=True):

@@ -305,3 +305,54 @@ def reports_by_id(session: Session, report_ids: Sequence[str]) -> list[Report]:
     if not report_ids:
         return []
     return list(session.exec(select(Report).where(col(Report.id).in_(list(report_ids)))).all())
+
+
+# Turnaround (turnaround.py): the lab's overdue orders, and the orders a TAT period covers.
+def overdue_orders(
+    session: Session,
+    *,
+    now: datetime,
+    priority: str | None = None,
+    test_code: str | None = None,
+    unnotified_only: bool = False,
+    limit: int = 500,
+) -> list[LabOrder]:
+    """Orders with the lab (`released`: paid or not needing it, and with no final report, a cancelled
+    one included) due before `now`; longest overdue first. `unnotified_only`: those `order.overdue` was
+    not sent for, row-locked with rows another loop holds skipped (it sends theirs)."""
+    query = select(LabOrder).where(
+        col(LabOrder.due_at).is_not(None),
+        col(LabOrder.due_at) < now,
+        LabOrder.status == "released",
+    )
+    if priority is not None:
+        query = query.where(LabOrder.priority == priority)
+    if test_code is not None:
+        query = query.where(LabOrder.test_code == test_code)
+    if unnotified_only:
+        query = query.where(col(LabOrder.overdue_notified_at).is_(None))
+    query = query.order_by(col(LabOrder.due_at), col(LabOrder.id)).limit(limit)
+    if unnotified_only:
+        query = query.with_for_update(skip_locked=True)
+    return list(session.exec(query).all())
+
+
+def orders_placed_between(
+    session: Session,
+    *,
+    start: datetime,
+    end: datetime,
+    priority: str | None = None,
+    test_code: str | None = None,
+) -> list[LabOrder]:
+    """Orders with a target placed in [start, end)."""
+    query = select(LabOrder).where(
+        col(LabOrder.ordered_at) >= start,
+        col(LabOrder.ordered_at) < end,
+        col(LabOrder.target_minutes).is_not(None),
+    )
+    if priority is not None:
+        query = query.where(LabOrder.priority == priority)
+    if test_code is not None:
+        query = query.where(LabOrder.test_code == test_code)
+    return list(session.exec(query).all())

@@ -24,7 +24,16 @@ from kit.errors import (
 )
 from kit.idempotency import IdempotencyKeyHeader, idempotent
 from kit.params import page_size
-from services.results import audit, critical, lifecycle, printing, recognition, repository, service
+from services.results import (
+    audit,
+    critical,
+    lifecycle,
+    printing,
+    recognition,
+    repository,
+    service,
+    turnaround,
+)
 from services.results.config import ResultsSettings
 from services.results.errors import (
     BadDateRange,
@@ -173,6 +182,9 @@ def place_order(
         recognised = recognition.guard_order(session, visit=visit, data=data, settings=settings)
         order = service.place_order(session, visit=visit, data=data)
         recognition.justify(session, order, data, recognised)
+        # Its priority, turnaround target and due time (turnaround.py).
+        targets = turnaround.Targets.of(settings)
+        turnaround.schedule(order, visit=visit, requested=data.priority, targets=targets)
         return status.HTTP_201_CREATED, service.order_public(order)
 
     if idempotency_key is None:

@@ -1,6 +1,7 @@
 """Results API shapes. Requests forbid unknown fields; clients never set an order's status or patient."""
 
 from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Self
 
@@ -105,6 +106,13 @@ class OrderableTestPublic(BaseModel):
     validity_days: int | None = Field(default=None, ge=1, le=3650)
 
 
+class Priority(StrEnum):
+    """How fast the lab must report (turnaround.py): an emergency visit's orders are `emergency`."""
+
+    routine = "routine"  # 常规
+    emergency = "emergency"  # 急诊
+
+
 class OrderCreate(Request):
     """Order a test for a visit; the patient and payment mode come from registration, not the client."""
 
@@ -119,6 +127,9 @@ class OrderCreate(Request):
         "an order is 409 `recognised-result-exists`",
     )
     duplicate_note: str | None = Field(default=None, min_length=1, max_length=500)
+    priority: Priority | None = Field(
+        default=None, description="`emergency` or `routine`; by default `emergency` on an emergency visit"
+    )
 
 
 class OrderPublic(BaseModel):
@@ -130,9 +141,15 @@ class OrderPublic(BaseModel):
     payment_mode: PaymentMode
     status: OrderStatus
     ordered_at: datetime
-    released_at: datetime | None
+    released_at: datetime | None = Field(description="Released to the lab (payment gate), not the patient")
     duplicate_reason: DuplicateReason | None = None
     duplicate_note: str | None = None
+    priority: Priority = Priority.routine
+    target_minutes: int | None = Field(default=None, description="Turnaround target, ordered to reported")
+    due_at: datetime | None = None
+    collected_at: datetime | None = None
+    received_at: datetime | None = None
+    reported_at: datetime | None = Field(default=None, description="The first final report")
 
 
 class Observation(Request):
@@ -351,6 +368,7 @@ class RegistrationVisit(BaseModel):
     status: str = Field(default="open", description="`closed`: the visit takes no new work")
     payment_mode: PaymentMode
     department: str | None = Field(default=None, description="Where critical values are sent")
+    kind: str | None = Field(default=None, description="`emergency` visits order at emergency priority")
 
 
 class ReleasedReportPublic(ReportPublic):
@@ -470,3 +488,26 @@ class DuplicateReportPublic(BaseModel):
     by_reason: dict[str, int]
     by_department: dict[str, int]
     counts: list[DuplicateCount]
+
+
+class OverdueOrderPublic(OrderPublic):
+    """An order past its due time and not reported yet (the lab's overdue list)."""
+
+    minutes_overdue: int = Field(description="Whole minutes since `due_at`")
+
+
+class TurnaroundFigures(BaseModel):
+    """TAT of one item at one priority, over the orders placed in the period (ordered → first final
+    report). Medians and p90 are nearest-rank over the reported orders, in whole minutes rounded up."""
+
+    test_code: str
+    priority: Priority
+    orders: int = Field(description="Orders placed in the period (with a target)")
+    reported: int = Field(description="Of them, with a final report")
+    median_minutes: int | None = Field(description="Nearest rank 50%; null when none is reported")
+    p90_minutes: int | None = Field(description="Nearest rank 90%: `sorted[ceil(0.9 n) - 1]`")
+    within_target: int = Field(description="Reported no later than due")
+    overdue_unreported: int = Field(description="Not reported and already past due: misses too")
+    within_target_share: Decimal | None = Field(
+        description="within_target / (reported + overdue_unreported), 4 places; null when that is 0"
+    )

@@ -38,6 +38,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         "REGISTRATION_VISIT_CLOSE_CHECK_SECONDS": "0",
         # The re-triage timer (tests/e2e/test_triage_assessment.py) looks for overdue patients often.
         "TRIAGE_OVERDUE_CHECK_SECONDS": "0.2",
+        # Orders past their turnaround target (tests/e2e/test_turnaround.py) are announced soon after.
+        "RESULTS_OVERDUE_CHECK_SECONDS": "0.2",
     }
     url = database_url_under_test()
     if url:

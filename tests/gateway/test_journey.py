@@ -396,3 +396,21 @@ def test_a_reversed_charge_is_a_correction_on_the_timeline_and_no_wait() -> None
     assert [e.stage for e in timeline(VISIT, {"account": account})][-1] == "charge_reversed"
     open_waits = [w for w in waits(VISIT, {"account": account}, now=NOW, target_minutes=10) if w.waiting]
     assert [w.details["charge_id"] for w in open_waits] == []
+
+
+def test_an_order_waits_for_its_report_against_its_own_turnaround_target() -> None:
+    """Results gives each order its target (emergency 2 h, routine 24 h): 19 minutes without a report
+    is within an emergency order's 120, while an order without a target keeps the window's 10."""
+    emergency = PENDING_ORDER | {"target_minutes": 120}
+    parts = {"orders": [emergency, PENDING_ORDER | {"id": "o-3"}], "reports": []}
+    judged = [
+        (w.minutes, w.exceeded, w.target_minutes) for w in waits(VISIT, parts, now=NOW, target_minutes=10)
+    ]
+    assert judged == [(19.0, False, 120), (19.0, True, 10)]
+    late = waits(
+        VISIT,
+        parts | {"orders": [emergency]},
+        now=datetime(2025, 3, 1, 11, 30, tzinfo=UTC),
+        target_minutes=10,
+    )
+    assert [(w.minutes, w.exceeded) for w in late] == [(139.0, True)]

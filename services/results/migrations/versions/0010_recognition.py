@@ -2,7 +2,7 @@
 duplicate reasons on orders, and results received from other hospitals
 
 Revision ID: 0010_recognition
-Revises: 0008_prints_audit
+Revises: 0009_turnaround
 Create Date: 2026-12-01 18:00:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_recognition"
-down_revision: str | None = "0008_prints_audit"
+down_revision: str | None = "0009_turnaround"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
