@@ -16,7 +16,7 @@ from services.billing.deposits_router import day_items
 from services.billing.deposits_router import router as deposits_router
 from services.billing.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.billing.router import router
-from services.billing.service import daily_bill, rules
+from services.billing.service import daily_bill, insurance, rules
 from services.billing.service.inpatient_days import NightlyJob
 
 
@@ -73,6 +73,7 @@ def _load_catalogue(app: FastAPI, database: Database) -> None:
         catalogue.load_file(session, settings.catalogue_path)
     with database.session() as session:  # checked against the catalogue just loaded
         rules.load_file(session, settings.charge_rules_path)
+    app.state.insurance_split = insurance.load_split_table(settings.insurance_split_path)
 
 
 def _unseen_visits(app: FastAPI) -> consumers.UnseenVisits:
