@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kit.clock import hospital_date, utcnow
@@ -211,3 +211,75 @@ def test_the_days_reconciliation_matches_the_ledger(registration: httpx.Client, 
     other_day = client.get("/reconciliation", params={"date": "2020-01-01"}).json()
     assert (other_day["lines"], other_day["balanced"]) == ([], True)
     assert client.get("/reconciliation", params={"date": "not-a-day"}).status_code == 400
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_sequence_of_money_moves_keeps_the_ledger_and_the_invoices(
+    data: st.DataObject, registration: httpx.Client, client: TestClient
+) -> None:
+    """Property: for any sequence of charges, retries, reversals, deposits, payments, the insured
+    settlement and the deposit refund after it, balance = deposits + payments − deposit applied −
+    deposit refunded − charges, summed line by line; no key yields two charges; every invoice's shares
+    sum to its total and to its money by method; and the day's reconciliation is balanced."""
+    visit = employee_visit(registration, client)
+    vid = visit["id"]
+    sent: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+    moves = ["charge", "pay", "reverse", "deposit", "settle", "refund", "retry"]
+    for move in data.draw(st.lists(st.sampled_from(moves), max_size=10)):
+        state = account(client, vid)
+        held = client.get(f"/visits/{vid}/deposits").json()["deposit_held_fen"]
+        charges = state["charges"]
+        cancelled = {c["reversal_of"] for c in charges} | {c["id"] for c in charges if c["reversal_of"]}
+        live = [c for c in charges if c["id"] not in cancelled]
+        is_open = state["status"] == "open"
+        if move == "charge" and is_open:
+            code = data.draw(st.sampled_from([PCT, "120400006"]))
+            body: dict[str, Any] = {
+                "visit_id": vid,
+                "item_code": code,
+                "quantity": data.draw(st.integers(1, 3)),
+            }
+            sent.append(("/charges", body, keyed()))
+        elif move == "pay" and is_open and [c for c in live if c["status"] == "unpaid"]:
+            sent.append(("/payments", {"visit_id": vid, "method": "card"}, keyed()))
+        elif move == "reverse" and is_open and live:
+            target = data.draw(st.sampled_from(live))
+            sent.append(
+                (f"/charges/{target['id']}/reversal", {"reason": "错录", "operator": "收费员"}, keyed())
+            )
+        elif move == "deposit" and is_open:
+            body = {"amount_fen": data.draw(st.integers(1, 30_000)), "method": "cash"}
+            sent.append((f"/visits/{vid}/deposits", body, keyed()))
+        elif move == "settle" and is_open:
+            sent.append((f"/visits/{vid}/settlement", {"method": "wechat"}, keyed()))
+        elif move == "refund" and not is_open and held > 0:
+            sent.append((f"/visits/{vid}/deposit-refunds", {}, keyed()))
+        elif move == "retry" and sent:
+            sent.append(data.draw(st.sampled_from(sent)))
+        else:
+            continue
+        path, body, headers = sent[-1]
+        assert client.post(path, json=body, headers=headers).status_code == 201
+
+        state = account(client, vid)
+        money = client.get(f"/visits/{vid}/deposits").json()
+        lines_total = sum(c["amount_fen"] for c in state["charges"])
+        paid = sum(p["amount_fen"] for p in state["payments"])
+        deposited = sum(d["amount_fen"] for d in money["deposits"])
+        refunded = sum(r["amount_fen"] for r in money["refunds"])
+        assert state["charges_total_fen"] == lines_total and state["paid_fen"] == paid
+        assert (
+            money["balance_fen"] == deposited + paid - money["deposit_applied_fen"] - refunded - lines_total
+        )
+        assert money["deposit_held_fen"] >= 0
+        reversed_ids = [c["reversal_of"] for c in state["charges"] if c["reversal_of"]]
+        assert len(reversed_ids) == len(set(reversed_ids))
+        for invoice in client.get(f"/visits/{vid}/invoices").json():
+            assert invoice["insurer_fen"] + invoice["patient_fen"] == invoice["total_fen"]
+            assert sum(invoice["paid_by"].values()) == invoice["total_fen"]
+            assert sum(line["amount_fen"] for line in invoice["lines"]) == invoice["total_fen"]
+    keyed_charges = {h["Idempotency-Key"] for p, _, h in sent if p == "/charges"}
+    assert len([c for c in account(client, vid)["charges"] if c["origin"] == "manual"]) == len(keyed_charges)
+    day = client.get("/reconciliation", params={"date": hospital_date(utcnow()).isoformat()}).json()
+    assert day["balanced"] is True, day["mismatches"]
