@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from services.billing.immutable import refuse_changes
 from services.billing.models import CatalogueEntry, Charge, Invoice, InvoiceLine, VisitAccount
-from services.billing.schemas import InvoiceLinePublic, InvoicePublic, PaymentMethod, PaymentPublic
+from services.billing.schemas import InvoiceLinePublic, InvoicePublic, PaymentPublic
 from services.billing.service import insurance
 from services.billing.service.accounts import hospital_today, known_account, record
 from services.billing.service.deposits import next_serial
@@ -72,14 +72,11 @@ def split_for(
 
 
 def paid_by(payment: PaymentPublic) -> dict[str, int]:
-    """The money of one settlement or supplementary payment by method (zeros left out). When the
-    insurer paid it all, the payment is the insurer's (`take_payment`), so nothing else is counted."""
-    handed_over = payment.amount_fen - payment.deposit_fen
+    """The money of one settlement or supplementary payment by method (zeros left out): the insurer's
+    separate payment, the deposit's part, and what was handed over by the payment's own method."""
     by_method = {"insurance": payment.insurer_fen, "deposit": payment.deposit_fen}
-    if payment.method == PaymentMethod.insurance:
-        by_method["insurance"] = handed_over
-    else:
-        by_method[payment.method.value] = handed_over
+    method = payment.method.value
+    by_method[method] = by_method.get(method, 0) + payment.amount_fen - payment.deposit_fen
     return {method: fen for method, fen in by_method.items() if fen}
 
 

@@ -65,6 +65,8 @@ def take_payment(
     """Pay the charges whole; `from_deposit` fen of it come out of the visit's deposit (deposits.py) and
     `insurer_fen` are the insurer's share, a payment of its own by method `insurance` (settlement)."""
     total = sum(charge.amount_fen for charge in charges)
+    if insurer_fen == total and total:  # the insurer pays it all: the payment itself is the insurer's
+        method, insurer_fen = PaymentMethod.insurance, 0
     if insurer_fen:
         session.add(
             Payment(
@@ -74,9 +76,6 @@ def take_payment(
                 method=PaymentMethod.insurance.value,
             )
         )
-    if insurer_fen == total and total:  # the insurer pays it all: the charges point at its payment
-        method = PaymentMethod.insurance
-        insurer_fen = 0
     payment = Payment(
         id=str(uuid.uuid4()),
         visit_id=account.visit_id,
@@ -115,7 +114,7 @@ def take_payment(
         paid_at=payment.paid_at,
         deposit_fen=from_deposit,
         receipt_number=receipt_number,
-        insurer_fen=insurer_fen or (total if method == PaymentMethod.insurance else 0),
+        insurer_fen=insurer_fen,  # 0 when the payment itself is the insurer's
     )
 
 
