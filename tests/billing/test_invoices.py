@@ -2,6 +2,7 @@
 invoice it issues (immutable; the supplementary bill's invoice supersedes it) and the day's
 reconciliation, whose totals match the ledger exactly."""
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,12 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kit.clock import hospital_date, utcnow
-from kit.testing import FakeFeed, eventually
+from kit.testing import FakeFeed, eventually, service_client
+from services.billing.app import create_app
 from services.billing.immutable import RowImmutable
-from services.billing.models import Invoice, InvoiceLine
+from services.billing.models import BillingTable, Invoice, InvoiceLine
 from services.billing.service import insurance
 from services.billing.service.insurance import ClassRule, InsuranceSplitInvalid, parse_split_table
-from tests.billing.conftest import order_placed
+from tests.billing.conftest import billing_settings, order_placed
 from tests.billing.factories import (
     CBC,
     OUTPATIENT_FEE_FEN,
@@ -135,6 +137,45 @@ def test_settlement_splits_by_the_visits_scheme_and_issues_an_invoice(
     assert sorted(p["method"] for p in state["payments"]) == ["cash", "insurance"]
     [issued] = billing_events(client, "invoice.issued")
     assert issued["data"]["invoice_id"] == invoice["id"] and issued["data"]["supersedes"] is None
+
+
+def test_a_deposit_covering_the_patients_share_is_on_the_invoice(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    visit = employee_visit(registration, client)
+    deposit = {"amount_fen": 200, "method": "cash"}
+    assert client.post(f"/visits/{visit['id']}/deposits", json=deposit, headers=keyed()).status_code == 201
+
+    settled = settle(client, visit["id"], amount_fen=0).json()
+
+    assert settled["payment"]["method"] == "deposit" and settled["deposit_applied_fen"] == 200
+    assert settled["invoice"]["paid_by"] == {"insurance": FEE_INSURER, "deposit": 200}
+
+
+def test_an_insurer_covering_everything_makes_one_payment(
+    tmp_path: Path,
+    data_dir: Path,
+    registration: httpx.Client,
+    registration_url: str,
+    results_feed: FakeFeed,
+) -> None:
+    table = tmp_path / "split.csv"
+    table.write_text(f"{','.join(insurance.COLUMNS)}\nemployee,甲,10000,0,1000000\n", encoding="utf-8")
+    settings = billing_settings(
+        data_dir, registration_url=registration_url, results_url=results_feed.url, insurance_split_path=table
+    )
+    with service_client(create_app(settings), BillingTable.metadata) as client:
+        visit = employee_visit(registration, client)
+
+        settled = settle(client, visit["id"], amount_fen=0).json()
+
+        assert (settled["insurer_fen"], settled["patient_fen"]) == (OUTPATIENT_FEE_FEN, 0)
+        assert settled["invoice"]["paid_by"] == {"insurance": OUTPATIENT_FEE_FEN}
+        state = account(client, visit["id"])
+        assert [(p["method"], p["amount_fen"]) for p in state["payments"]] == [
+            ("insurance", OUTPATIENT_FEE_FEN)
+        ]
+        assert state["balance_fen"] == 0
 
 
 def test_a_self_pay_visit_pays_it_all_itself(registration: httpx.Client, client: TestClient) -> None:
