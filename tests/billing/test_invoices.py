@@ -10,6 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from kit.clock import hospital_date, utcnow
 from kit.testing import FakeFeed, eventually, service_client
@@ -206,6 +208,31 @@ def test_an_invoice_cannot_be_changed_or_removed(registration: httpx.Client, cli
             session.flush()
     [kept] = client.get(f"/visits/{visit['id']}/invoices").json()
     assert kept["patient_fen"] == OUTPATIENT_FEE_FEN - FEE_INSURER
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE invoice SET patient_fen = 0",
+        "DELETE FROM invoice_line",
+        "UPDATE receipt SET amount_fen = 1",
+        "DELETE FROM receipt",
+    ],
+)
+def test_the_database_itself_refuses_to_change_invoices_and_receipts(
+    registration: httpx.Client, client: TestClient, statement: str
+) -> None:
+    """Not only the ORM: a plain SQL statement on billing's own connection is refused by a trigger."""
+    visit = employee_visit(registration, client)
+    settled = settle(client, visit["id"]).json()
+
+    with pytest.raises(DBAPIError, match="immutable"), database(client).session() as session:
+        session.execute(text(statement))
+
+    [kept] = client.get(f"/visits/{visit['id']}/invoices").json()
+    assert (kept["patient_fen"], len(kept["lines"])) == (OUTPATIENT_FEE_FEN - FEE_INSURER, 1)
+    [receipt] = client.get(f"/visits/{visit['id']}/receipts").json()
+    assert receipt["amount_fen"] == settled["payment"]["amount_fen"]
 
 
 def test_the_supplementary_bill_issues_an_invoice_that_supersedes_the_first(
