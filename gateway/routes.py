@@ -225,6 +225,9 @@ ROUTES: tuple[GatewayRoute, ...] = (
         ("GET", "/visits/{id}/daily-bill/pdf", "billing:read"),
         ("POST", "/visits/{id}/daily-bill/acknowledgements", "billing:write"),
         ("GET", "/daily-bills/acknowledgements", "billing:read"),
+        # Settlement with insurance: invoices and the day's reconciliation (billing/router.py).
+        ("GET", "/visits/{id}/invoices", "billing:read"),
+        ("GET", "/reconciliation", "billing:read"),
     ),
     # The event hub: public `/events` is its `/log`, `/event-schemas` its `/schemas`.
     GatewayRoute("GET", "/events", "events", "events:read", upstream=("/events", "/log")),
@@ -267,6 +270,7 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
     ("POST", "/visits/{id}/daily-bill/acknowledgements"): "visit",
     ("GET", "/visits/{id}/deposits"): "visit",
     ("GET", "/visits/{id}/receipts"): "visit",
+    ("GET", "/visits/{id}/invoices"): "visit",
     ("GET", "/visits/{id}/standing"): "visit",
     ("GET", "/visits/{id}/journey"): "visit",
     ("GET", "/tickets/{id}"): "response",

@@ -17,7 +17,7 @@ from services.billing.deposits_router import day_items
 from services.billing.deposits_router import router as deposits_router
 from services.billing.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.billing.router import router
-from services.billing.service import daily_bill, rules
+from services.billing.service import daily_bill, insurance, rules
 from services.billing.service.inpatient_days import NightlyJob
 
 
@@ -74,6 +74,7 @@ def _load_catalogue(app: FastAPI, database: Database) -> None:
         catalogue.load_file(session, settings.catalogue_path)
     with database.session() as session:  # checked against the catalogue just loaded
         rules.load_file(session, settings.charge_rules_path)
+    app.state.insurance_split = insurance.load_split_table(settings.insurance_split_path)
     # Patients print their daily bill: have the PDF font ready before the first one asks (kit.pdf).
     prepare_font_in_background()
 

@@ -10,6 +10,7 @@ from kit.config import ServiceSettings, service_url_setting
 
 CATALOGUE_PATH = Path(__file__).parent / "catalogue.csv"
 CHARGE_RULES_PATH = Path(__file__).parent / "charge_rules.csv"
+INSURANCE_SPLIT_PATH = Path(__file__).parent / "insurance_split.csv"
 
 
 class BillingSettings(ServiceSettings):
@@ -22,6 +23,9 @@ class BillingSettings(ServiceSettings):
     # the file differs from the last one loaded from a file (an upload since is kept otherwise).
     catalogue_path: Path = CATALOGUE_PATH
     charge_rules_path: Path = CHARGE_RULES_PATH
+    # The insurance split (service/insurance.py): per scheme and class, covered basis points, deductible
+    # and cap per visit. Read at start; a bad row stops the start naming its line.
+    insurance_split_path: Path = INSURANCE_SPLIT_PATH
     # Settlement first waits this long for the charges registration and results had committed to arrive
     # (their feed heads); past it, 503 `charges-still-arriving` and nothing settled.
     settlement_wait_seconds: float = Field(default=3.0, gt=0, le=30)

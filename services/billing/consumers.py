@@ -81,6 +81,10 @@ def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
             payment_mode=data["payment_mode"],
             opened_at=instant(event["occurred_at"]),
         )
+        # The scheme at opening is the visit's (an account opened from registration's answer gets it here).
+        if data.get("insurance_scheme") and account.insurance_scheme is None:
+            account.insurance_scheme = str(data["insurance_scheme"])[:32]
+            session.add(account)
         appointment_id = well_formed(data.get("appointment_id"))
         if appointment_id and booking_fees.move_onto_visit(
             session, event=event, account=account, appointment_id=appointment_id

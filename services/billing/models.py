@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from typing import Literal
 
-from sqlalchemy import BigInteger, Index, UniqueConstraint, false
+from sqlalchemy import JSON, BigInteger, Index, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from kit.idempotency import IdempotencyRecordBase
@@ -139,6 +139,10 @@ class VisitAccount(BillingTable, table=True):
     relief_category: str | None = Field(default=None, max_length=32)
     followed_up_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     followed_up_by: str | None = Field(default=None, max_length=64)
+    # The patient's insurance scheme (医保类别) as registration's `visit.opened` said when the visit
+    # opened; a later change of the patient's scheme does not move an open visit. None: not read yet
+    # (settlement, which first reads every committed event, then splits as `self_pay`).
+    insurance_scheme: str | None = Field(default=None, max_length=32)
 
 
 class Payment(BillingTable, table=True):
@@ -314,6 +318,41 @@ class Receipt(BillingTable, table=True):
     method: str = Field(max_length=16)
     reference_id: str = Field(max_length=36)
     issued_at: datetime = Timestamp()
+
+
+class Invoice(BillingTable, table=True):
+    """The invoice (发票) a settlement issues: immutable once written (`immutable.py`). A later change of
+    the bill (the supplementary bill paid after settlement) issues a new invoice whose `supersedes`
+    names the one it replaces (unique: an invoice is superseded once). Shares always sum to the total:
+    `insurer_fen + patient_fen == total_fen`; `paid_by` is the money by method (`insurance` is the
+    insurer's share)."""
+
+    id: str = Field(primary_key=True, max_length=36)
+    number: str = Field(max_length=32, unique=True)
+    visit_id: str = Field(foreign_key="visit_account.visit_id", index=True, max_length=36)
+    patient_id: str = Field(max_length=36)
+    insurance_scheme: str = Field(max_length=32)
+    total_fen: int = Field(sa_type=BigInteger)
+    insurer_fen: int = Field(sa_type=BigInteger)
+    patient_fen: int = Field(sa_type=BigInteger)
+    paid_by: dict[str, int] = Field(sa_type=JSON)
+    supersedes: str | None = Field(default=None, foreign_key="invoice.id", unique=True, max_length=36)
+    issued_at: datetime = Timestamp()
+
+
+class InvoiceLine(BillingTable, table=True):
+    """One bill line on an invoice, copied from the charge (immutable like its invoice)."""
+
+    __tablename__ = "invoice_line"
+
+    invoice_id: str = Field(primary_key=True, foreign_key="invoice.id", max_length=36)
+    line: int = Field(primary_key=True)
+    charge_id: str = Field(foreign_key="charge.id", max_length=36)
+    item_code: str = Field(max_length=32)
+    item_name: str = Field(max_length=100)
+    insurance_class: str = Field(max_length=1)
+    quantity: int
+    amount_fen: int = Field(sa_type=BigInteger)
 
 
 class ReceiptCounter(BillingTable, table=True):

@@ -49,8 +49,10 @@ from services.billing.schemas import (
     ChargeCreate,
     ChargePublic,
     DailyBillPublic,
+    InvoicePublic,
     PaymentCreate,
     PaymentPublic,
+    ReconciliationPublic,
     RegistrationVisit,
     RejectedChargePublic,
     ReversalCreate,
@@ -62,7 +64,9 @@ from services.billing.service import (
     booking_fees,
     charges,
     daily_bill,
+    invoices,
     payments,
+    reconciliation,
     reversals,
     settlement,
 )
@@ -225,6 +229,7 @@ def post_reversal(
 )
 def post_payment(
     data: PaymentCreate,
+    request: Request,
     unseen: Annotated[UnseenVisit, Depends(paid_visit)],
     session: SessionDep,
     caller: CallerDep,
@@ -243,7 +248,10 @@ def post_payment(
         client=caller.subject,
         key=key,
         payload={"operation": "payment", "body": data},
-        run=lambda: (201, payments.pay(session, data=data, unseen=unseen)),
+        run=lambda: (
+            201,
+            payments.pay(session, data=data, unseen=unseen, split_table=request.app.state.insurance_split),
+        ),
     )
 
 
@@ -262,6 +270,7 @@ def post_payment(
 def settle_visit(
     visit_id: VisitIdPath,
     data: SettlementCreate,
+    request: Request,
     unseen: Annotated[UnseenVisit, Depends(settled_visit)],
     session: SessionDep,
     caller: CallerDep,
@@ -273,7 +282,10 @@ def settle_visit(
     null when nothing was due. Billing first waits until it has read every charge registration and
     results had committed when the request arrived; if it can't confirm that within a few seconds (a
     source down or far behind), 503 `charges-still-arriving` with `Retry-After`, and nothing is settled.
-    A charge caused after settlement goes onto the supplementary bill (补费). Emits `visit.settled`.
+    A charge caused after settlement goes onto the supplementary bill (补费). The insurer pays its share
+    (per the visit's insurance scheme and each line's class: `insurer_fen`), a payment by method
+    `insurance`; `amount_fen` is the patient's part after the deposit. The answer carries the invoice
+    (发票). Emits `visit.settled` and `invoice.issued`.
     """
     return idempotent(
         session,
@@ -281,8 +293,38 @@ def settle_visit(
         client=caller.subject,
         key=key,
         payload={"operation": "settlement", "visit_id": visit_id, "body": data},
-        run=lambda: (201, settlement.settle(session, visit_id=visit_id, data=data, unseen=unseen)),
+        run=lambda: (
+            201,
+            settlement.settle(
+                session,
+                visit_id=visit_id,
+                data=data,
+                unseen=unseen,
+                split_table=request.app.state.insurance_split,
+            ),
+        ),
     )
+
+
+@router.get(
+    "/visits/{visit_id}/invoices",
+    dependencies=[require_scope("billing:read", patients=True)],
+    tags=["payments"],
+    responses=problem_responses(VisitNotFound),
+)
+def read_invoices(visit_id: VisitIdPath, session: SessionDep, caller: CallerDep) -> list[InvoicePublic]:
+    """The visit's invoices (发票), oldest first; one `superseded_by` a later one was replaced by it
+    (the supplementary bill paid after settlement). Invoices are never changed."""
+    return invoices.list_invoices(session, visit_id=visit_id, acting_for=caller.patient)
+
+
+@router.get("/reconciliation", dependencies=[require_scope("billing:read")], tags=["payments"])
+def read_reconciliation(
+    session: SessionDep, day: Annotated[date, Query(alias="date", description="The hospital day")]
+) -> ReconciliationPublic:
+    """The day's reconciliation (日对账): every charge, reversal, payment, deposit, deposit application,
+    refund and insurer share, totals by kind and method, and `balanced` (with `mismatches` if not)."""
+    return reconciliation.reconcile(session, day=day)
 
 
 @router.get(

@@ -231,6 +231,70 @@ class PaymentPublic(BaseModel):
     paid_at: datetime
     deposit_fen: int = Field(default=0, description="The part taken from the visit's deposit")
     receipt_number: str | None = Field(default=None, description="Its receipt (收据), when issued now")
+    invoice_number: str | None = Field(
+        default=None, description="Paying the supplementary bill after settlement: the new invoice (发票)"
+    )
+    insurer_fen: int = Field(default=0, description="What the insurer pays of it (a separate payment)")
+
+
+class InvoiceLinePublic(BaseModel):
+    line: int
+    charge_id: str
+    item_code: str
+    item_name: str
+    insurance_class: str = Field(description="甲/乙/丙 (丙 when the line has no catalogue entry)")
+    quantity: int
+    amount_fen: int
+
+
+class InvoicePublic(BaseModel):
+    """An issued invoice (发票): never changed; a correction is a new invoice that `supersedes` it."""
+
+    id: str
+    number: str
+    visit_id: str
+    patient_id: str
+    insurance_scheme: str
+    total_fen: int
+    insurer_fen: int = Field(description="The insurer's share (统筹支付), rounded half up per class")
+    patient_fen: int = Field(description="The patient's own share: exactly total − insurer")
+    paid_by: dict[str, int] = Field(description="Fen by method; `insurance` is the insurer's share")
+    supersedes: str | None
+    superseded_by: str | None = None
+    issued_at: datetime
+    lines: list[InvoiceLinePublic]
+
+
+class ReconciliationLine(BaseModel):
+    kind: Literal[
+        "charge",
+        "reversal",
+        "payment",
+        "deposit",
+        "deposit_applied",
+        "deposit_refund",
+        "refund",
+        "insurer_share",
+    ]
+    id: str
+    visit_id: str | None
+    method: str | None
+    amount_fen: int
+    at: datetime
+
+
+class ReconciliationPublic(BaseModel):
+    """One hospital day's money (对账): every line, totals by kind and by method, and the check."""
+
+    date: date
+    lines: list[ReconciliationLine]
+    totals_by_kind: dict[str, int]
+    totals_by_method: dict[str, dict[str, int]] = Field(description="kind → method → fen")
+    balanced: bool = Field(
+        description="The day's line totals equal the database's own sums, the insurer shares equal the "
+        "insurance payments, and each account touched that day has balance = sum of its lines"
+    )
+    mismatches: list[str]
 
 
 class AccountPublic(BaseModel):
@@ -273,6 +337,9 @@ class SettlementPublic(BaseModel):
     deposit_refundable_fen: int = Field(
         default=0, description="Deposit left over: refund it with POST /visits/{id}/deposit-refunds"
     )
+    insurer_fen: int = Field(default=0, description="The insurer's share of what this settlement paid")
+    patient_fen: int = Field(default=0, description="The patient's own share of it (deposit included)")
+    invoice: InvoicePublic | None = Field(default=None, description="Null when nothing was due")
 
 
 class DailyBillLine(BaseModel):

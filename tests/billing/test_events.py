@@ -21,6 +21,15 @@ CONTRACT = {
     "charge.paid": {"charge_id", "order_id", "payment_id"},
     "payment.received": {"payment_id", "amount_fen", "method", "charge_ids"},
     "visit.settled": {"payment_id", "total_fen"},
+    "invoice.issued": {
+        "invoice_id",
+        "number",
+        "total_fen",
+        "insurer_fen",
+        "patient_fen",
+        "insurance_scheme",
+        "supersedes",
+    },
 }
 
 
@@ -45,6 +54,7 @@ def test_a_whole_visit_emits_contract_events_with_integer_amounts(
         "charge.posted",
         "payment.received",
         "charge.paid",
+        "invoice.issued",
         "visit.settled",
     ]
     for event in events:

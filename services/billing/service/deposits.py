@@ -18,8 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, select
-from sqlalchemy.orm import Mapper
+from sqlalchemy import bindparam, func, select
 from sqlmodel import Session, col
 
 from kit.clock import utcnow
@@ -31,6 +30,7 @@ from services.billing.errors import (
     NothingDue,
     VisitNotFound,
 )
+from services.billing.immutable import RowImmutable, refuse_changes
 from services.billing.models import (
     Charge,
     Deposit,
@@ -69,20 +69,19 @@ SETTLE_LATER, GREEN_CHANNEL = "settle_later", "green_channel"
 # --- receipts ---------------------------------------------------------------------------------------
 
 
-class ReceiptImmutable(RuntimeError):
-    """A receipt, once issued, is never changed or removed (a correction is a new receipt)."""
-
-
-@event.listens_for(Receipt, "before_update")
-@event.listens_for(Receipt, "before_delete")
-def _refuse_receipt_change(_mapper: Mapper[Any], _connection: Any, target: Receipt) -> None:
-    raise ReceiptImmutable(f"receipt {target.number} is immutable")
+# A receipt, once issued, is never changed or removed (a correction is a new receipt).
+ReceiptImmutable = RowImmutable
+refuse_changes(Receipt)
 
 
 def next_receipt_number(session: Session) -> str:
-    """`SJ<year><8 digits>`, consecutive within the hospital year. The counter row is incremented in one
+    """`SJ<year><8 digits>`, consecutive within the hospital year."""
+    return "SJ" + next_serial(session, str(hospital_today().year))
+
+
+def next_serial(session: Session, series: str) -> str:
+    """The next number of `series` as `<series><8 digits>`. The counter row is incremented in one
     UPDATE … RETURNING (a row lock on PostgreSQL), so two cashiers never get the same number."""
-    series = str(hospital_today().year)
     statement = (
         ReceiptCounter.__table__.update()  # type: ignore[attr-defined]
         .where(ReceiptCounter.__table__.c.series == series)  # type: ignore[attr-defined]
@@ -93,7 +92,7 @@ def next_receipt_number(session: Session) -> str:
     if number is None:
         repository.insert_receipt_series(session, series)  # a racing first writer is fine: it exists
         number = session.execute(statement).scalar_one()
-    return f"SJ{series}{number:08d}"
+    return f"{series}{number:08d}"
 
 
 def issue_receipt(

@@ -14,8 +14,8 @@ from services.billing.errors import (
 )
 from services.billing.models import Charge, Payment, VisitAccount
 from services.billing.schemas import PaymentCreate, PaymentMethod, PaymentPublic, RegistrationVisit
-from services.billing.service import deposits
-from services.billing.service.accounts import account_for, record
+from services.billing.service import deposits, insurance, invoices
+from services.billing.service.accounts import SETTLED, account_for, record
 
 
 def _charges_to_pay(session: Session, *, account: VisitAccount, charge_ids: list[str] | None) -> list[Charge]:
@@ -60,12 +60,26 @@ def take_payment(
     charges: list[Charge],
     method: PaymentMethod,
     from_deposit: int = 0,
+    insurer_fen: int = 0,
 ) -> PaymentPublic:
-    """Pay the charges whole; `from_deposit` fen of it come out of the visit's deposit (deposits.py)."""
+    """Pay the charges whole; `from_deposit` fen of it come out of the visit's deposit (deposits.py) and
+    `insurer_fen` are the insurer's share, a payment of its own by method `insurance` (settlement)."""
+    total = sum(charge.amount_fen for charge in charges)
+    if insurer_fen == total and total:  # the insurer pays it all: the payment itself is the insurer's
+        method, insurer_fen = PaymentMethod.insurance, 0
+    if insurer_fen:
+        session.add(
+            Payment(
+                id=str(uuid.uuid4()),
+                visit_id=account.visit_id,
+                amount_fen=insurer_fen,
+                method=PaymentMethod.insurance.value,
+            )
+        )
     payment = Payment(
         id=str(uuid.uuid4()),
         visit_id=account.visit_id,
-        amount_fen=sum(charge.amount_fen for charge in charges),
+        amount_fen=total - insurer_fen,
         method=method.value,
     )
     session.add(payment)
@@ -100,22 +114,55 @@ def take_payment(
         paid_at=payment.paid_at,
         deposit_fen=from_deposit,
         receipt_number=receipt_number,
+        insurer_fen=insurer_fen,  # 0 when the payment itself is the insurer's
     )
 
 
-def pay(session: Session, *, data: PaymentCreate, unseen: RegistrationVisit | None) -> PaymentPublic:
+def pay(
+    session: Session,
+    *,
+    data: PaymentCreate,
+    unseen: RegistrationVisit | None,
+    split_table: insurance.SplitTable | None = None,
+) -> PaymentPublic:
     """Pay some or all unpaid charges of a visit in one payment; nothing is paid if any listed charge
-    cannot be. On a settled account the only unpaid charges are the supplementary bill's (补费)."""
+    cannot be. On a settled account the only unpaid charges are the supplementary bill's (补费): the
+    insurer pays the growth of its share and a new invoice supersedes the settlement's (invoices.py)."""
     account = account_for(session, visit_id=data.visit_id, unseen=unseen)
     charges = _charges_to_pay(session, account=account, charge_ids=data.charge_ids)
     due = sum(charge.amount_fen for charge in charges)
-    check_amount(due, data.amount_fen)
+    reissue = account.status == SETTLED and split_table is not None
+    previous = None
+    insurer_fen = 0
+    if reissue and split_table is not None:
+        split, previous = invoices.split_for(session, split_table, account, charges)
+        insurer_fen = max(0, min(due, split.insurer_fen - (previous.insurer_fen if previous else 0)))
+    check_amount(due - insurer_fen, data.amount_fen)
     # Method `deposit`: paid out of the deposit (a prepaid inpatient's order is released from it).
     from_deposit = (
-        deposits.from_deposit_fen(session, account, due_fen=due, method=data.method)
+        deposits.from_deposit_fen(session, account, due_fen=due - insurer_fen, method=data.method)
         if data.method == PaymentMethod.deposit
         else 0
     )
-    return take_payment(
-        session, account=account, charges=charges, method=data.method, from_deposit=from_deposit
+    payment = take_payment(
+        session,
+        account=account,
+        charges=charges,
+        method=data.method,
+        from_deposit=from_deposit,
+        insurer_fen=insurer_fen,
     )
+    if reissue:
+        invoice = invoices.issue(
+            session,
+            account,
+            charges=charges,
+            split=insurance.Split(
+                total_fen=(previous.total_fen if previous else 0) + due,
+                insurer_fen=(previous.insurer_fen if previous else 0) + insurer_fen,
+            ),
+            paid_by=invoices.paid_by(payment),
+            previous=previous,
+        )
+        payment = payment.model_copy(update={"invoice_number": invoice.number})
+    return payment

@@ -11,7 +11,7 @@ from kit.feed import FeedConsumer, caught_up
 from services.billing import repository
 from services.billing.errors import ChargesStillArriving
 from services.billing.schemas import PaymentMethod, RegistrationVisit, SettlementCreate, SettlementPublic
-from services.billing.service import deposits
+from services.billing.service import deposits, insurance, invoices
 from services.billing.service.accounts import SETTLED, account_for, record, refuse_if_settled
 from services.billing.service.payments import check_amount, take_payment
 
@@ -37,20 +37,49 @@ def await_charges(consumers: Sequence[FeedConsumer], *, within_seconds: float) -
 
 
 def settle(
-    session: Session, *, visit_id: str, data: SettlementCreate, unseen: RegistrationVisit | None
+    session: Session,
+    *,
+    visit_id: str,
+    data: SettlementCreate,
+    unseen: RegistrationVisit | None,
+    split_table: insurance.SplitTable,
 ) -> SettlementPublic:
-    """Pay everything still unpaid and close the account (先诊疗后结算 / 先救治后付费 at discharge)."""
+    """Pay everything still unpaid and close the account (先诊疗后结算 / 先救治后付费 at discharge): the
+    insurer pays its share of it (insurance.py), the deposit and the patient the rest, and an invoice
+    (发票) is issued for the lines settled (none when nothing was due)."""
     account = account_for(session, visit_id=visit_id, unseen=unseen)
     refuse_if_settled(account)
     unpaid = repository.unpaid_charges(session, visit_id)
     due = sum(charge.amount_fen for charge in unpaid)
+    split, previous = invoices.split_for(session, split_table, account, unpaid)
+    insurer = split.insurer_fen - (previous.insurer_fen if previous else 0)
+    patient_due = due - insurer
     # The deposit pays first (多退少补): the patient hands over only the rest, `amount_fen` names that.
-    from_deposit = deposits.from_deposit_fen(session, account, due_fen=due, method=data.method)
-    check_amount(due - from_deposit, data.amount_fen)
-    method = PaymentMethod.deposit if due and from_deposit == due else data.method
+    from_deposit = deposits.from_deposit_fen(session, account, due_fen=patient_due, method=data.method)
+    check_amount(patient_due - from_deposit, data.amount_fen)
+    method = PaymentMethod.deposit if patient_due and from_deposit == patient_due else data.method
     payment = (
-        take_payment(session, account=account, charges=unpaid, method=method, from_deposit=from_deposit)
+        take_payment(
+            session,
+            account=account,
+            charges=unpaid,
+            method=method,
+            from_deposit=from_deposit,
+            insurer_fen=insurer,
+        )
         if unpaid
+        else None
+    )
+    invoice = (
+        invoices.issue(
+            session,
+            account,
+            charges=unpaid,
+            split=split,
+            paid_by=invoices.paid_by(payment),
+            previous=previous,
+        )
+        if payment
         else None
     )
     settled_at = utcnow()
@@ -69,4 +98,7 @@ def settle(
         settled_at=settled_at,
         deposit_applied_fen=from_deposit,
         deposit_refundable_fen=deposits.ledger(session, visit_id).held_fen,
+        insurer_fen=insurer if payment else 0,
+        patient_fen=patient_due if payment else 0,
+        invoice=invoice,
     )

@@ -1,0 +1,143 @@
+"""The day's reconciliation (日对账): every charge, reversal, payment (the insurer's by method
+`insurance`), deposit, deposit application, refund and insurer share of one hospital day, totals by kind
+and by method, and `balanced`, checked three ways that do not share arithmetic with the report:
+
+- each kind's total from the listed lines equals the database's own SUM over the same day;
+- each invoice issued that day has insurer + patient = total, and its money by method adds up to it;
+- each account touched that day has balance (deposits.Ledger, summed by the database) = the sum of its
+  lines read one by one (deposits + payments − applications − deposit refunds − charges).
+"""
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from kit.clock import HOSPITAL_TZ
+from services.billing.models import (
+    Charge,
+    Deposit,
+    DepositApplication,
+    DepositRefund,
+    Invoice,
+    Payment,
+    Refund,
+)
+from services.billing.schemas import ReconciliationLine, ReconciliationPublic
+from services.billing.service import deposits
+
+# kind → (table, its timestamp column, extra condition or None)
+_SOURCES: dict[str, tuple[Any, Any, Any]] = {
+    "charge": (Charge, Charge.charged_at, col(Charge.reversal_of).is_(None)),
+    "reversal": (Charge, Charge.charged_at, col(Charge.reversal_of).is_not(None)),
+    "payment": (Payment, Payment.paid_at, None),
+    "deposit": (Deposit, Deposit.received_at, None),
+    "deposit_applied": (DepositApplication, DepositApplication.applied_at, None),
+    "deposit_refund": (DepositRefund, DepositRefund.refunded_at, None),
+    "refund": (Refund, Refund.refunded_at, None),
+}
+# How each kind moves an account's balance (refunds of booking fees are not on a visit's account).
+_SIGN = {
+    "charge": -1,
+    "reversal": -1,
+    "payment": 1,
+    "deposit": 1,
+    "deposit_applied": -1,
+    "deposit_refund": -1,
+}
+
+
+def day_window(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(), HOSPITAL_TZ).astimezone(UTC)
+    return start, start + timedelta(days=1)
+
+
+def _rows(session: Session, kind: str, start: datetime, end: datetime) -> list[ReconciliationLine]:
+    model, stamp, extra = _SOURCES[kind]
+    query = select(model).where(stamp >= start, stamp < end)
+    if extra is not None:
+        query = query.where(extra)
+    return [
+        ReconciliationLine(
+            kind=kind,  # type: ignore[arg-type]
+            id=str(getattr(row, "id", None) or row.payment_id),
+            visit_id=getattr(row, "visit_id", None),
+            method=getattr(row, "method", None),
+            amount_fen=row.amount_fen,
+            at=getattr(row, stamp.key),
+        )
+        for row in session.exec(query).all()
+    ]
+
+
+def _insurer_shares(session: Session, start: datetime, end: datetime) -> list[Invoice]:
+    query = select(Invoice).where(Invoice.issued_at >= start, Invoice.issued_at < end)
+    return list(session.exec(query.order_by(col(Invoice.issued_at))).all())
+
+
+def _database_sum(session: Session, kind: str, start: datetime, end: datetime) -> int:
+    model, stamp, extra = _SOURCES[kind]
+    query = select(func.coalesce(func.sum(model.amount_fen), 0)).where(stamp >= start, stamp < end)
+    if extra is not None:
+        query = query.where(extra)
+    return int(session.exec(query).one())
+
+
+def _balance_from_lines(session: Session, visit_id: str) -> int:
+    balance = 0
+    for kind, sign in _SIGN.items():
+        model, _, extra = _SOURCES[kind]
+        query = select(model.amount_fen).where(model.visit_id == visit_id)
+        if extra is not None:
+            query = query.where(extra)
+        balance += sign * sum(int(amount) for amount in session.exec(query).all())
+    return balance
+
+
+def reconcile(session: Session, *, day: date) -> ReconciliationPublic:
+    start, end = day_window(day)
+    lines = [line for kind in _SOURCES for line in _rows(session, kind, start, end)]
+    mismatches: list[str] = []
+    issued = _insurer_shares(session, start, end)
+    earlier = {i.supersedes for i in issued if i.supersedes}
+    replaced = {
+        i.id: i.insurer_fen for i in session.exec(select(Invoice).where(col(Invoice.id).in_(earlier))).all()
+    }
+    for invoice in issued:
+        share = invoice.insurer_fen - replaced.get(invoice.supersedes or "", 0)
+        lines.append(
+            ReconciliationLine(
+                kind="insurer_share",
+                id=invoice.id,
+                visit_id=invoice.visit_id,
+                method="insurance",
+                amount_fen=share,
+                at=invoice.issued_at,
+            )
+        )
+        if invoice.insurer_fen + invoice.patient_fen != invoice.total_fen:
+            mismatches.append(f"invoice {invoice.number}: insurer + patient ≠ total")
+        if sum(invoice.paid_by.values()) != invoice.total_fen:
+            mismatches.append(f"invoice {invoice.number}: paid by method ≠ total")
+    lines.sort(key=lambda line: (line.at, line.kind, line.id))
+    by_kind: dict[str, int] = {}
+    by_method: dict[str, dict[str, int]] = {}
+    for line in lines:
+        by_kind[line.kind] = by_kind.get(line.kind, 0) + line.amount_fen
+        methods = by_method.setdefault(line.kind, {})
+        methods[line.method or "-"] = methods.get(line.method or "-", 0) + line.amount_fen
+    for kind in _SOURCES:
+        if by_kind.get(kind, 0) != _database_sum(session, kind, start, end):
+            mismatches.append(f"{kind}: the lines do not add up to the database's sum")
+    for visit_id in sorted({line.visit_id for line in lines if line.visit_id and line.kind in _SIGN}):
+        if _balance_from_lines(session, visit_id) != deposits.ledger(session, visit_id).balance_fen:
+            mismatches.append(f"visit {visit_id}: balance ≠ the sum of its lines")
+    return ReconciliationPublic(
+        date=day,
+        lines=lines,
+        totals_by_kind=by_kind,
+        totals_by_method=by_method,
+        balanced=not mismatches,
+        mismatches=mismatches,
+    )

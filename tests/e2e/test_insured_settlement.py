@@ -1,0 +1,41 @@
+"""Settlement with insurance through the gateway: an employee-insured visit's settlement splits the bill
+(the insurer 90 % of a 甲 line), issues an invoice the cashier and HIS can read, and the day's
+reconciliation is balanced and counts the insurer's share."""
+
+import uuid
+
+from kit.clock import hospital_date, utcnow
+from tests.e2e.clients import Gateway, eventually, ok, visit_account
+
+OUTPATIENT_FEE_FEN = 2000  # 普通门诊诊察费, 甲: employee insurance pays 90 %
+
+
+def test_an_insured_settlement_issues_a_split_invoice_and_reconciles(gateway: Gateway) -> None:
+    body = {"unidentified": True, "alias": "男，约50岁", "insurance_scheme": "employee"}
+    patient = ok(gateway.nurse.post("/v1/patients", json=body), 201)
+    visit_body = {
+        "patient_id": patient["id"],
+        "kind": "outpatient",
+        "department": "internal",
+        "payment_mode": "settle_later",
+    }
+    visit = ok(gateway.nurse.post("/v1/visits", json=visit_body), 201)
+    eventually(lambda: visit_account(gateway, visit["id"]), what="the visit's account")
+
+    settled = ok(
+        gateway.cashier.post(
+            f"/v1/visits/{visit['id']}/settlement",
+            json={"method": "cash", "amount_fen": 200},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        ),
+        201,
+    )
+
+    assert (settled["insurer_fen"], settled["patient_fen"]) == (1800, 200)
+    [invoice] = ok(gateway.cashier.get(f"/v1/visits/{visit['id']}/invoices"))
+    assert invoice["id"] == settled["invoice"]["id"]
+    assert invoice["paid_by"] == {"insurance": 1800, "cash": 200}
+    assert invoice["total_fen"] == OUTPATIENT_FEE_FEN
+    day = ok(gateway.his.get("/v1/reconciliation", params={"date": hospital_date(utcnow()).isoformat()}))
+    assert day["balanced"] is True, day["mismatches"]
+    assert any(line["kind"] == "insurer_share" and line["id"] == invoice["id"] for line in day["lines"])
