@@ -12,6 +12,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from kit.stats import nearest_rank
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
@@ -27,11 +29,8 @@ def random_id_number() -> str:
 
 
 def percentile(sorted_values: list[float], share: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(share * len(sorted_values)))
-    return sorted_values[rank - 1]
+    """Nearest-rank percentile of already sorted values (`kit.stats`), NaN for none."""
+    return nearest_rank(sorted_values, round(share * 100)) if sorted_values else math.nan
 
 
 def summary(seconds: list[float]) -> dict[str, Any]:

@@ -6,13 +6,13 @@ only some service classes ("from one long queue to small queues": split simple f
 """
 
 import csv
-import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from kit.stats import nearest_rank
 from services.triage.estimates import ServiceSpell, WaitBand, active_stations, estimate_wait, recent_durations
 from services.triage.rules import PriorityKind, QueueRules, QueueState, Waiting, advance, next_in_queue
 
@@ -101,7 +101,7 @@ class Outcome:
 
 def summarise(label: str, waits: Sequence[float]) -> WaitSummary:
     ordered = sorted(waits)
-    p90 = ordered[max(math.ceil(0.9 * len(ordered)), 1) - 1]
+    p90 = nearest_rank(ordered, 90)
     over = sum(1 for w in ordered if w > TARGET_MINUTES + 1e-9)
     return WaitSummary(
         label, len(ordered), sum(ordered) / len(ordered), p90, ordered[-1], over / len(ordered)
@@ -380,7 +380,7 @@ def summarise_estimates(checks: Sequence[EstimateCheck]) -> EstimateSummary:
     return EstimateSummary(
         patients=count,
         median_error=median,
-        p90_error=errors[max(math.ceil(0.9 * count), 1) - 1],
+        p90_error=nearest_rank(errors, 90),
         above_share=sum(1 for c in checks if c.above) / count,
         below_share=sum(1 for c in checks if c.below) / count,
         mean_width=sum(c.band.high_minutes - c.band.low_minutes for c in checks) / count,

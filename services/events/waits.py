@@ -28,7 +28,6 @@ observed value with at least 90% of the observations at or below it, `sorted[cei
 observed wait, never an interpolation (the same definition as `patientflow simulate`).
 """
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +35,7 @@ from enum import StrEnum
 from typing import Any
 
 from kit.clock import HOSPITAL_TZ, as_utc
+from kit.stats import nearest_rank
 
 
 class IntervalKind(StrEnum):
@@ -232,11 +232,6 @@ def journeys(events: Iterable[JourneyEvent]) -> dict[str, list[JourneyEvent]]:
     return by_visit
 
 
-def nearest_rank(ordered: Sequence[float], share: float) -> float:
-    """The nearest-rank percentile of sorted values: `ordered[ceil(share * n) - 1]` (n >= 1)."""
-    return ordered[max(math.ceil(share * len(ordered) - 1e-9), 1) - 1]
-
-
 @dataclass(frozen=True, slots=True)
 class Aggregate:
     """One interval kind within one group: figures over the finished intervals, in minutes."""
@@ -265,7 +260,7 @@ def summarise(
         count=len(minutes),
         open=open_count,
         mean_minutes=sum(minutes) / len(minutes),
-        p90_minutes=nearest_rank(minutes, 0.9),
+        p90_minutes=nearest_rank(minutes, 90),
         max_minutes=minutes[-1],
         over_target_share=over / len(minutes),
     )

@@ -29,6 +29,7 @@ from sqlmodel import Session
 
 from kit.clock import HOSPITAL_TZ, as_utc, utcnow
 from kit.database import Database
+from kit.stats import nearest_rank
 from kit.worker import ThreadWorker
 from services.results import repository
 from services.results.config import ResultsSettings
@@ -156,13 +157,6 @@ def notify_overdue(session: Session, *, now: datetime) -> list[str]:
         _record(session, order, "order.overdue", payload)
         notified.append(order.id)
     return notified
-
-
-def nearest_rank(ordered: list[int], percent: int) -> int:
-    """The nearest-rank percentile of sorted integers, `ordered[ceil(percent n / 100) - 1]` (n >= 1),
-    in integer arithmetic."""
-    rank = max(-(-percent * len(ordered) // 100), 1)
-    return ordered[rank - 1]
 
 
 def _in_time(order: LabOrder) -> bool:

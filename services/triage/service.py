@@ -1,7 +1,6 @@
 """Triage rules: levels and zones, who is called first, gap-free ticket numbers, and wait statistics."""
 
 import bisect
-import math
 import uuid
 from datetime import date, datetime
 from typing import Any
@@ -14,6 +13,7 @@ from kit.client import ServiceClient
 from kit.clock import as_utc, hospital_date, utcnow
 from kit.errors import ServiceUnavailable
 from kit.outbox import record_event
+from kit.stats import nearest_rank
 from services.triage import repository, rules
 from services.triage.assessment import due_at, suggest_level
 from services.triage.config import TriageSettings
@@ -603,10 +603,6 @@ def today() -> date:
     return hospital_date(utcnow())
 
 
-def _nearest_rank(sorted_values: list[float], share: float) -> float:
-    return sorted_values[max(math.ceil(share * len(sorted_values)), 1) - 1]
-
-
 def queue_stats(session: Session, *, department: str, day: date) -> QueueStats:
     """A department's day measured against the 10-minute target: how long called patients waited."""
     tickets = repository.tickets_of_day(session, department=department, service_date=day)
@@ -622,8 +618,8 @@ def queue_stats(session: Session, *, department: str, day: date) -> QueueStats:
         called=len(waits),
         waiting=sum(1 for t in tickets if t.status == TicketStatus.waiting.value),
         wait_minutes=WaitMinutes(
-            p50=round(_nearest_rank(waits, 0.5), 1) if waits else None,
-            p90=round(_nearest_rank(waits, 0.9), 1) if waits else None,
+            p50=round(nearest_rank(waits, 50), 1) if waits else None,
+            p90=round(nearest_rank(waits, 90), 1) if waits else None,
             max=round(waits[-1], 1) if waits else None,
         ),
         within_target_share=round(within / len(waits), 4) if waits else None,

@@ -7,13 +7,13 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kit.stats import nearest_rank
 from services.events.waits import (
     GroupBy,
     Interval,
     IntervalKind,
     JourneyEvent,
     aggregate,
-    nearest_rank,
     summarise,
     ticket_histories,
     visit_intervals,
@@ -143,15 +143,15 @@ def test_a_transfer_after_the_consultation_ends_it_and_the_next_queue_has_its_ow
 
 
 def test_nearest_rank_p90_is_an_observed_value() -> None:
-    assert nearest_rank([float(m) for m in range(1, 11)], 0.9) == 9  # rank ceil(9) = 9
-    assert nearest_rank([float(m) for m in range(1, 12)], 0.9) == 10  # rank ceil(9.9) = 10
-    assert nearest_rank([4.0], 0.9) == 4
+    assert nearest_rank([float(m) for m in range(1, 11)], 90) == 9  # rank ceil(9) = 9
+    assert nearest_rank([float(m) for m in range(1, 12)], 90) == 10  # rank ceil(9.9) = 10
+    assert nearest_rank([4.0], 90) == 4
 
 
 @given(st.lists(st.floats(min_value=0, max_value=600, allow_nan=False), min_size=1, max_size=200))
 def test_nearest_rank_p90_is_the_smallest_value_with_90_percent_at_or_below_it(values: list[float]) -> None:
     ordered = sorted(values)
-    p90 = nearest_rank(ordered, 0.9)
+    p90 = nearest_rank(ordered, 90)
     assert p90 in ordered
     assert sum(1 for v in ordered if v <= p90) >= 0.9 * len(ordered)
     assert sum(1 for v in ordered if v < p90) < 0.9 * len(ordered)

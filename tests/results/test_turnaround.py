@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import update
 
 from kit.clock import as_utc, hospital_date, utcnow
+from kit.stats import nearest_rank
 from kit.testing import FakeFeed, internal_headers, service_client
 from services.results import turnaround
 from services.results.app import create_app
@@ -286,10 +287,10 @@ def order(minutes_to_report: int | None, *, target: int = 120, at_minute: int = 
 
 
 def test_nearest_rank_is_an_observed_value() -> None:
-    assert turnaround.nearest_rank([10], 90) == 10
-    assert turnaround.nearest_rank(list(range(1, 11)), 90) == 9  # ceil(0.9 * 10) = 9th
-    assert turnaround.nearest_rank(list(range(1, 11)), 50) == 5
-    assert turnaround.nearest_rank(list(range(1, 12)), 90) == 10  # ceil(9.9) = 10th
+    assert nearest_rank([10], 90) == 10
+    assert nearest_rank(list(range(1, 11)), 90) == 9  # ceil(0.9 * 10) = 9th
+    assert nearest_rank(list(range(1, 11)), 50) == 5
+    assert nearest_rank(list(range(1, 12)), 90) == 10  # ceil(9.9) = 10th
 
 
 def test_figures_count_a_report_exactly_at_due_as_in_time_and_round_minutes_up() -> None:
