@@ -179,6 +179,17 @@ def test_an_insurer_covering_everything_makes_one_payment(
         ]
         assert state["balance_fen"] == 0
 
+        # Corrected, the insurer alone gets its payment back; the patient paid nothing, gets nothing.
+        fee = state["charges"][0]
+        body = {"reason": "重复挂号", "operator": "收费员"}
+        assert client.post(f"/charges/{fee['id']}/reversal", json=body, headers=keyed()).status_code == 201
+        new = client.get(f"/visits/{visit['id']}/invoices").json()[-1]
+        assert (new["total_fen"], new["insurer_fen"], new["paid_by"]) == (0, 0, {})
+        state = account(client, visit["id"])
+        assert [p["amount_fen"] for p in state["payments"]] == [OUTPATIENT_FEE_FEN, -OUTPATIENT_FEE_FEN]
+        assert state["balance_fen"] == 0
+        assert [r["kind"] for r in client.get(f"/visits/{visit['id']}/receipts").json()] == ["payment"]
+
 
 def test_a_self_pay_visit_pays_it_all_itself(registration: httpx.Client, client: TestClient) -> None:
     visit = new_visit(registration, client, payment_mode="settle_later")

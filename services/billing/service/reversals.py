@@ -111,12 +111,14 @@ def _correct_settled(
         give_back(session, account, amount_fen=insurer_back, method=PaymentMethod.insurance)
     if patient_back:
         give_back(session, account, amount_fen=patient_back, method=method)
+    given_back = {"insurance": -insurer_back}
+    given_back[paid_key] = given_back.get(paid_key, 0) - patient_back  # the insurer's payment: same key
     if on_invoice:
         invoices.issue(
             session,
             account,
             charges=[line],
             split=split,
-            paid_by={"insurance": -insurer_back, paid_key: -patient_back},
+            paid_by=given_back,
             previous=previous,
         )
