@@ -308,7 +308,7 @@ class DepositRefund(BillingTable, table=True):
 
 class Receipt(BillingTable, table=True):
     """A numbered receipt (收据) for money in or out; immutable: `deposits.py` refuses any update or
-    delete of a row once written. `kind`: deposit, payment or deposit_refund."""
+    delete of a row once written. `kind`: deposit, payment, deposit_refund or refund (a correction's)."""
 
     number: str = Field(primary_key=True, max_length=32)
     visit_id: str = Field(foreign_key="visit_account.visit_id", index=True, max_length=36)

@@ -183,11 +183,10 @@ def post_charge(
     status_code=status.HTTP_201_CREATED,
     response_model=ChargePublic,
     tags=["charges"],
-    responses=problem_responses(
-        *KEYED_WRITE_ERRORS, ChargeNotFound, AccountSettled, ChargeAlreadyReversed, ChargeIsReversal
-    ),
+    responses=problem_responses(*KEYED_WRITE_ERRORS, ChargeNotFound, ChargeAlreadyReversed, ChargeIsReversal),
 )
 def post_reversal(
+    request: Request,
     charge_id: ChargeIdPath,
     data: ReversalCreate,
     session: SessionDep,
@@ -199,7 +198,9 @@ def post_reversal(
     Needs an `Idempotency-Key`. The answer is the reversal line (negated quantity and amount, the
     charge's service date and payment); the account's total drops by the charge's amount. A charge is
     reversed once (409 `charge-already-reversed`); a reversal line is never reversed (409
-    `charge-is-reversal`); a settled account takes no correction (409). Emits `charge.reversed`.
+    `charge-is-reversal`). On a settled account the correction issues a new invoice superseding the
+    old one and refunds what was paid for the charge (the insurer's share decrease and the patient's
+    part, with a receipt). Emits `charge.reversed` (and `invoice.issued`).
     """
     return idempotent(
         session,
@@ -207,7 +208,12 @@ def post_reversal(
         client=caller.subject,
         key=key,
         payload={"operation": "reversal", "charge_id": charge_id, "body": data},
-        run=lambda: (201, reversals.reverse_charge(session, charge_id=charge_id, data=data)),
+        run=lambda: (
+            201,
+            reversals.reverse_charge(
+                session, charge_id=charge_id, data=data, split_table=request.app.state.insurance_split
+            ),
+        ),
     )
 
 

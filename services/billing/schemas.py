@@ -270,6 +270,7 @@ class ReconciliationLine(BaseModel):
         "charge",
         "reversal",
         "payment",
+        "payment_refund",
         "deposit",
         "deposit_applied",
         "deposit_refund",
@@ -524,7 +525,9 @@ class ReceiptPublic(BaseModel):
     number: str
     visit_id: str
     patient_id: str
-    kind: Literal["deposit", "payment", "deposit_refund"]
+    kind: Literal["deposit", "payment", "deposit_refund", "refund"] = Field(
+        description="`refund`: the patient's part given back after a settled bill's correction"
+    )
     amount_fen: int
     method: PaymentMethod
     reference_id: str

@@ -179,6 +179,17 @@ def test_an_insurer_covering_everything_makes_one_payment(
         ]
         assert state["balance_fen"] == 0
 
+        # Corrected, the insurer alone gets its payment back; the patient paid nothing, gets nothing.
+        fee = state["charges"][0]
+        body = {"reason": "重复挂号", "operator": "收费员"}
+        assert client.post(f"/charges/{fee['id']}/reversal", json=body, headers=keyed()).status_code == 201
+        new = client.get(f"/visits/{visit['id']}/invoices").json()[-1]
+        assert (new["total_fen"], new["insurer_fen"], new["paid_by"]) == (0, 0, {})
+        state = account(client, visit["id"])
+        assert [p["amount_fen"] for p in state["payments"]] == [OUTPATIENT_FEE_FEN, -OUTPATIENT_FEE_FEN]
+        assert state["balance_fen"] == 0
+        assert [r["kind"] for r in client.get(f"/visits/{visit['id']}/receipts").json()] == ["payment"]
+
 
 def test_a_self_pay_visit_pays_it_all_itself(registration: httpx.Client, client: TestClient) -> None:
     visit = new_visit(registration, client, payment_mode="settle_later")
@@ -256,6 +267,44 @@ def test_the_supplementary_bill_issues_an_invoice_that_supersedes_the_first(
     assert [e["data"]["supersedes"] for e in billing_events(client, "invoice.issued")] == [None, first["id"]]
 
 
+def test_a_correction_after_settlement_issues_a_new_invoice_and_gives_back_both_shares(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    visit = employee_visit(registration, client)
+    pct = post_charge(client, visit["id"], PCT)
+    first = settle(client, visit["id"], method="wechat").json()["invoice"]
+    assert first["insurer_fen"] == FEE_INSURER + PCT_INSURER
+
+    reversal = client.post(
+        f"/charges/{pct['id']}/reversal", json={"reason": "未做检查", "operator": "收费员"}, headers=keyed()
+    )
+
+    assert reversal.status_code == 201, reversal.text
+    old, new = client.get(f"/visits/{visit['id']}/invoices").json()
+    assert (old["id"], old["superseded_by"], new["supersedes"]) == (first["id"], new["id"], first["id"])
+    assert (old["total_fen"], old["insurer_fen"]) == (OUTPATIENT_FEE_FEN + PCT_FEN, FEE_INSURER + PCT_INSURER)
+    # Split again over the corrected lines: only the consultation fee is left (甲 90 %).
+    assert (new["total_fen"], new["insurer_fen"], new["patient_fen"]) == (
+        OUTPATIENT_FEE_FEN,
+        FEE_INSURER,
+        200,
+    )
+    assert new["paid_by"] == {"insurance": FEE_INSURER, "wechat": 200}
+    assert [line["amount_fen"] for line in new["lines"]] == [OUTPATIENT_FEE_FEN, PCT_FEN, -PCT_FEN]
+    state = account(client, visit["id"])
+    owed_back = sorted((p["method"], p["amount_fen"]) for p in state["payments"] if p["amount_fen"] < 0)
+    assert owed_back == [("insurance", -PCT_INSURER), ("wechat", -(PCT_FEN - PCT_INSURER))]
+    assert state["balance_fen"] == 0
+    refunds = [r for r in client.get(f"/visits/{visit['id']}/receipts").json() if r["kind"] == "refund"]
+    assert [(r["amount_fen"], r["method"]) for r in refunds] == [(PCT_FEN - PCT_INSURER, "wechat")]
+    issued = billing_events(client, "invoice.issued")
+    assert [e["data"]["supersedes"] for e in issued] == [None, first["id"]]
+    day = client.get("/reconciliation", params={"date": hospital_date(utcnow()).isoformat()}).json()
+    assert day["balanced"] is True, day["mismatches"]
+    assert day["totals_by_kind"]["payment_refund"] == -PCT_FEN
+    assert day["totals_by_kind"]["insurer_share"] == FEE_INSURER
+
+
 def test_the_days_reconciliation_matches_the_ledger(registration: httpx.Client, client: TestClient) -> None:
     insured = employee_visit(registration, client)
     post_charge(client, insured["id"], PCT)
@@ -286,8 +335,9 @@ def test_the_days_reconciliation_matches_the_ledger(registration: httpx.Client, 
 def test_any_sequence_of_money_moves_keeps_the_ledger_and_the_invoices(
     data: st.DataObject, registration: httpx.Client, client: TestClient
 ) -> None:
-    """Property: for any sequence of charges, retries, reversals, deposits, payments, the insured
-    settlement and the deposit refund after it, balance = deposits + payments − deposit applied −
+    """Property: for any sequence of charges, retries, reversals (also of the settled bill, which
+    refunds what was paid for the charge), deposits, payments, the insured settlement and the deposit
+    refund after it, balance = deposits + payments − deposit applied −
     deposit refunded − charges, summed line by line; no key yields two charges; every invoice's shares
     sum to its total and to its money by method; and the day's reconciliation is balanced."""
     visit = employee_visit(registration, client)
@@ -311,7 +361,7 @@ def test_any_sequence_of_money_moves_keeps_the_ledger_and_the_invoices(
             sent.append(("/charges", body, keyed()))
         elif move == "pay" and is_open and [c for c in live if c["status"] == "unpaid"]:
             sent.append(("/payments", {"visit_id": vid, "method": "card"}, keyed()))
-        elif move == "reverse" and is_open and live:
+        elif move == "reverse" and live:  # after settlement: a correction, refunded
             target = data.draw(st.sampled_from(live))
             sent.append(
                 (f"/charges/{target['id']}/reversal", {"reason": "错录", "operator": "收费员"}, keyed())
@@ -328,6 +378,7 @@ def test_any_sequence_of_money_moves_keeps_the_ledger_and_the_invoices(
         else:
             continue
         path, body, headers = sent[-1]
+        before = state["balance_fen"]
         assert client.post(path, json=body, headers=headers).status_code == 201
 
         state = account(client, vid)
@@ -341,6 +392,8 @@ def test_any_sequence_of_money_moves_keeps_the_ledger_and_the_invoices(
             money["balance_fen"] == deposited + paid - money["deposit_applied_fen"] - refunded - lines_total
         )
         assert money["deposit_held_fen"] >= 0
+        if not is_open:  # a settled bill's correction refunds exactly what it takes off the bill
+            assert state["balance_fen"] == before
         reversed_ids = [c["reversal_of"] for c in state["charges"] if c["reversal_of"]]
         assert len(reversed_ids) == len(set(reversed_ids))
         for invoice in client.get(f"/visits/{vid}/invoices").json():

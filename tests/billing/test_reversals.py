@@ -134,15 +134,25 @@ def test_a_reversal_needs_a_key_a_reason_and_an_operator(
     assert len(account(client, visit["id"])["charges"]) == 2
 
 
-def test_a_settled_account_takes_no_reversal(registration: httpx.Client, client: TestClient) -> None:
+def test_a_settled_accounts_correction_refunds_the_patient_once(
+    registration: httpx.Client, client: TestClient
+) -> None:
     visit = new_visit(registration, client, payment_mode="settle_later")
     fee = account(client, visit["id"])["charges"][0]
-    settled = client.post(f"/visits/{visit['id']}/settlement", json={"method": "cash"}, headers=keyed())
+    settled = client.post(f"/visits/{visit['id']}/settlement", json={"method": "card"}, headers=keyed())
     assert settled.status_code == 201, settled.text
+    key = keyed()
 
-    response = reverse(client, fee["id"])
+    first, retried = (client.post(f"/charges/{fee['id']}/reversal", json=REASON, headers=key) for _ in "12")
 
-    assert response.status_code == 409 and response.json()["type"].endswith("/account-settled")
+    assert first.status_code == retried.status_code == 201, first.text
+    assert first.json()["id"] == retried.json()["id"]
+    state = account(client, visit["id"])
+    assert (state["charges_total_fen"], state["balance_fen"]) == (0, 0)
+    refunds = [r for r in client.get(f"/visits/{visit['id']}/receipts").json() if r["kind"] == "refund"]
+    assert [(r["amount_fen"], r["method"]) for r in refunds] == [(fee["amount_fen"], "card")]
+    old, new = client.get(f"/visits/{visit['id']}/invoices").json()
+    assert (new["supersedes"], new["total_fen"], new["paid_by"]) == (old["id"], 0, {})
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

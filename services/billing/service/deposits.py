@@ -111,6 +111,13 @@ def issue_receipt(
     return receipt
 
 
+def refund_method(session: Session, visit_id: str) -> PaymentMethod:
+    """How money goes back to the patient by default: the way the last deposit came in (cash when
+    there was none)."""
+    deposits = repository.deposits_of(session, visit_id)
+    return PaymentMethod(deposits[-1].method) if deposits else PaymentMethod.cash
+
+
 def list_receipts(session: Session, *, visit_id: str, acting_for: str | None) -> list[ReceiptPublic]:
     known_account(session, visit_id, acting_for)
     return [
@@ -186,26 +193,24 @@ def receive_deposit(
     """Take a deposit or top-up, with its receipt; a settled account takes none (409)."""
     account = account_for(session, visit_id=visit_id, unseen=unseen)
     refuse_if_settled(account)
+    deposit_id = str(uuid.uuid4())
+    receipt = issue_receipt(
+        session,
+        account,
+        kind="deposit",
+        amount_fen=data.amount_fen,
+        method=data.method.value,
+        reference_id=deposit_id,
+    )
     deposit = Deposit(
-        id=str(uuid.uuid4()),
+        id=deposit_id,
         visit_id=visit_id,
         amount_fen=data.amount_fen,
         method=data.method.value,
-        receipt_number=next_receipt_number(session),
+        receipt_number=receipt.number,
         received_by=received_by[:64],
     )
     session.add(deposit)
-    session.add(
-        Receipt(
-            number=deposit.receipt_number,
-            visit_id=visit_id,
-            patient_id=account.patient_id,
-            kind="deposit",
-            amount_fen=deposit.amount_fen,
-            method=deposit.method,
-            reference_id=deposit.id,
-        )
-    )
     if data.low_balance_threshold_fen is not None:
         account.low_balance_threshold_fen = data.low_balance_threshold_fen
     elif account.low_balance_threshold_fen is None:
@@ -231,28 +236,20 @@ def refund_deposit(
     held = ledger(session, visit_id).held_fen
     if held <= 0:
         raise NothingDue(f"Visit {visit_id} holds no deposit to refund.")
-    deposits = repository.deposits_of(session, visit_id)
-    method = data.method or PaymentMethod(deposits[-1].method)
+    method = data.method or refund_method(session, visit_id)
+    refund_id = str(uuid.uuid4())
+    receipt = issue_receipt(
+        session, account, kind="deposit_refund", amount_fen=held, method=method.value, reference_id=refund_id
+    )
     refund = DepositRefund(
-        id=str(uuid.uuid4()),
+        id=refund_id,
         visit_id=visit_id,
         amount_fen=held,
         method=method.value,
-        receipt_number=next_receipt_number(session),
+        receipt_number=receipt.number,
         refunded_by=refunded_by[:64],
     )
     session.add(refund)
-    session.add(
-        Receipt(
-            number=refund.receipt_number,
-            visit_id=visit_id,
-            patient_id=account.patient_id,
-            kind="deposit_refund",
-            amount_fen=held,
-            method=refund.method,
-            reference_id=refund.id,
-        )
-    )
     session.flush()
     return DepositRefundPublic.model_validate(refund, from_attributes=True)
 

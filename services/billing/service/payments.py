@@ -166,3 +166,30 @@ def pay(
         )
         payment = payment.model_copy(update={"invoice_number": invoice.number})
     return payment
+
+
+def give_back(
+    session: Session, account: VisitAccount, *, amount_fen: int, method: PaymentMethod
+) -> tuple[Payment, str | None]:
+    """Money owed back after a correction (退费): a payment of its own with the amount negated, by the
+    way it goes back, so balance = payments − charges stays exact without editing any payment. The
+    patient's money gets a receipt (kind `refund`); the insurer's (method `insurance`) is a clawback
+    on its settlement and gets none. Returns the row and the receipt number."""
+    payment = Payment(
+        id=str(uuid.uuid4()), visit_id=account.visit_id, amount_fen=-amount_fen, method=method.value
+    )
+    session.add(payment)
+    receipt = (
+        deposits.issue_receipt(
+            session,
+            account,
+            kind="refund",
+            amount_fen=amount_fen,
+            method=method.value,
+            reference_id=payment.id,
+        )
+        if method != PaymentMethod.insurance
+        else None
+    )
+    session.flush()
+    return payment, receipt.number if receipt else None

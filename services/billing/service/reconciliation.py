@@ -1,6 +1,7 @@
 """The day's reconciliation (日对账): every charge, reversal, payment (the insurer's by method
-`insurance`), deposit, deposit application, refund and insurer share of one hospital day, totals by kind
-and by method, and `balanced`, checked three ways that do not share arithmetic with the report:
+`insurance`), payment refund (money owed back after a settled bill's correction, negative), deposit,
+deposit application, refund and insurer share of one hospital day, totals by kind and by method, and
+`balanced`, checked three ways that do not share arithmetic with the report:
 
 - each kind's total from the listed lines equals the database's own SUM over the same day;
 - each invoice issued that day has insurer + patient = total, and its money by method adds up to it;
@@ -31,7 +32,9 @@ from services.billing.service import deposits
 _SOURCES: dict[str, tuple[Any, Any, Any]] = {
     "charge": (Charge, Charge.charged_at, col(Charge.reversal_of).is_(None)),
     "reversal": (Charge, Charge.charged_at, col(Charge.reversal_of).is_not(None)),
-    "payment": (Payment, Payment.paid_at, None),
+    "payment": (Payment, Payment.paid_at, col(Payment.amount_fen) >= 0),
+    # Money owed back after a settled bill's correction (reversals.py): negative payments by method.
+    "payment_refund": (Payment, Payment.paid_at, col(Payment.amount_fen) < 0),
     "deposit": (Deposit, Deposit.received_at, None),
     "deposit_applied": (DepositApplication, DepositApplication.applied_at, None),
     "deposit_refund": (DepositRefund, DepositRefund.refunded_at, None),
@@ -42,6 +45,7 @@ _SIGN = {
     "charge": -1,
     "reversal": -1,
     "payment": 1,
+    "payment_refund": 1,
     "deposit": 1,
     "deposit_applied": -1,
     "deposit_refund": -1,

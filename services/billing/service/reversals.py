@@ -5,6 +5,12 @@ and the per-day rules net it out: a wrongly posted bed-day can be posted again),
 operator, and points at the charge (`reversal_of`, unique: a charge is reversed at most once, even by
 racing requests). A paid charge's line carries the same payment, so the account's balance shows the
 money now owed back; an unpaid charge and its line cancel out and are due no more.
+
+After settlement (a correction of a settled bill) the line also corrects the money: when the charge is
+on the current invoice, the split is made again over its lines plus the reversal line, exactly as the
+supplementary bill does (deductible and cap per visit), and a new invoice supersedes the old one; the
+insurer's share falls by the difference (a negative `insurance` payment) and the patient is refunded
+the rest, with a receipt (`payments.give_back`). A paid charge not on the invoice is refunded whole.
 """
 
 import uuid
@@ -13,21 +19,25 @@ from sqlmodel import Session
 
 from services.billing import repository
 from services.billing.errors import ChargeAlreadyReversed, ChargeIsReversal, ChargeNotFound
-from services.billing.models import Charge
-from services.billing.schemas import ChargeOrigin, ChargePublic, ReversalCreate
-from services.billing.service.accounts import charge_to_public, record, refuse_if_settled
+from services.billing.models import Charge, Payment, VisitAccount
+from services.billing.schemas import ChargeOrigin, ChargePublic, PaymentMethod, ReversalCreate
+from services.billing.service import deposits, insurance, invoices
+from services.billing.service.accounts import SETTLED, charge_to_public, record
+from services.billing.service.payments import give_back
 
 
-def reverse_charge(session: Session, *, charge_id: str, data: ReversalCreate) -> ChargePublic:
-    """Post the reversal line of a charge; emits `charge.reversed`. 404 for no such charge, 409 when it
-    is already reversed, is itself a reversal, or its account is settled."""
+def reverse_charge(
+    session: Session, *, charge_id: str, data: ReversalCreate, split_table: insurance.SplitTable
+) -> ChargePublic:
+    """Post the reversal line of a charge; emits `charge.reversed` (and, on a settled account,
+    `invoice.issued` for the corrected invoice). 404 for no such charge, 409 when it is already
+    reversed or is itself a reversal."""
     charge = repository.get_charge(session, charge_id)
     if charge is None:
         raise ChargeNotFound("No such charge.")
     account = repository.get_account(session, charge.visit_id, for_update=True)
     if account is None:  # a charge always has its account (foreign key)
         raise RuntimeError(f"charge {charge_id} without an account")
-    refuse_if_settled(account)
     if charge.reversal_of is not None:
         raise ChargeIsReversal("This charge is a reversal line; it cannot be reversed.", charge_id=charge_id)
     line = Charge(
@@ -66,4 +76,49 @@ def reverse_charge(session: Session, *, charge_id: str, data: ReversalCreate) ->
             "operator": data.operator,
         },
     )
+    if account.status == SETTLED and charge.payment_id is not None:
+        _correct_settled(session, account, charge=charge, line=line, split_table=split_table)
     return charge_to_public(line, account)
+
+
+def _correct_settled(
+    session: Session,
+    account: VisitAccount,
+    *,
+    charge: Charge,
+    line: Charge,
+    split_table: insurance.SplitTable,
+) -> None:
+    """Owe back what the settled bill took for `charge`: the insurer's share decrease, and the
+    patient's part refunded the way it was paid (a deposit's part the way the deposit came in)."""
+    previous = invoices.current_invoice(session, account.visit_id)
+    on_invoice = previous is not None and any(
+        old.charge_id == charge.id for old in invoices.lines_of(session, previous.id)
+    )
+    insurer_back = 0
+    if on_invoice:
+        split, previous = invoices.split_for(session, split_table, account, [line])
+        old_insurer = previous.insurer_fen if previous else 0
+        insurer_back = max(0, min(charge.amount_fen, old_insurer - split.insurer_fen))
+    patient_back = charge.amount_fen - insurer_back
+    paid = session.get(Payment, charge.payment_id)
+    method = PaymentMethod(paid.method) if paid else PaymentMethod.cash
+    # The invoice's money by method loses the patient's part where the settlement recorded it.
+    paid_key = method.value
+    if method in (PaymentMethod.deposit, PaymentMethod.insurance):
+        method = deposits.refund_method(session, account.visit_id)
+    if insurer_back:
+        give_back(session, account, amount_fen=insurer_back, method=PaymentMethod.insurance)
+    if patient_back:
+        give_back(session, account, amount_fen=patient_back, method=method)
+    given_back = {"insurance": -insurer_back}
+    given_back[paid_key] = given_back.get(paid_key, 0) - patient_back  # the insurer's payment: same key
+    if on_invoice:
+        invoices.issue(
+            session,
+            account,
+            charges=[line],
+            split=split,
+            paid_by=given_back,
+            previous=previous,
+        )
