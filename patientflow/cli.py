@@ -256,11 +256,16 @@ def simulate(args: argparse.Namespace) -> int:
             f"as it happened: mean {recorded.mean:.1f}, p90 {recorded.p90:.1f}, max {recorded.max:.1f} min, "
             f"{recorded.over_target_share:.0%} over 10 min"
         )
+    given = args.arrivals or history is not None
     if args.estimates:  # the wait estimator measured on this day (or on --days seeded days, pooled)
-        given = args.arrivals or history is not None
         days = [arrivals] if given else [sim.DAYS[args.day](args.seed + i) for i in range(args.days)]
         checks = [c for day in days for c in sim.replay_estimates(day, rules=rules, lanes=lanes)]
         print(sim.format_estimates(checks))
+        return 0
+    if args.days > 1 and not given:  # --days seeded days, pooled (the README's tables)
+        days = [sim.DAYS[args.day](args.seed + i) for i in range(args.days)]
+        served = [s for day in days for s in sim.simulate(day, rules=rules, lanes=lanes).served]
+        print(sim.format_table(sim.Outcome(served=served), makespan=False))
         return 0
     print(sim.format_table(sim.simulate(arrivals, rules=rules, lanes=lanes)))
     return 0
@@ -332,7 +337,9 @@ def _add_simulate_command(commands: "argparse._SubParsersAction[argparse.Argumen
         action="store_true",
         help="measure the wait estimator: the band each patient got on arrival against the real wait",
     )
-    run.add_argument("--days", type=int, default=1, help="with --estimates: this many seeded days, pooled")
+    run.add_argument(
+        "--days", type=int, default=1, help="this many generated days (seeds --seed, --seed+1, ...), pooled"
+    )
     run.set_defaults(func=simulate)
 
 

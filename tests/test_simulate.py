@@ -112,6 +112,17 @@ def test_cli_generated_day_with_rules(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["simulate", "--day", "morning", "--split", "simple=9"]) == 2
 
 
+def test_the_cli_pools_seeded_days_as_the_readme_tables_do(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--days 10` is how a reader reproduces the README's tables: the split row, pooled, to the digit."""
+    args = ["simulate", "--day", "morning", "--counters", "6", "--days", "10", "--split", "simple=2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "all            2807    7.7   21.7   44.0      30%" in out
+    assert "makespan" not in out  # ten days have no one makespan
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert "| all (2807) | 7.7 | 21.7 | 44.0 | 30% |" in readme
+
+
 def test_the_readme_morning_table_is_what_the_simulator_says() -> None:
     """The README's figures are the simulator's (ten seeded mornings pooled, 6 counters)."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
