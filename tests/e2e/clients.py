@@ -154,3 +154,16 @@ def charges_of_visit(gateway: Gateway, visit_id: str, *, at_least: int) -> list[
         return charges if len(charges) >= at_least else None
 
     return eventually(probe, what=f"{at_least} charge(s) on visit {visit_id}")
+
+
+def hub_events(gateway: Gateway, event_type: str, visit_id: str) -> list[dict[str, Any]]:
+    """The hub's events of one type about one visit (paged from the start of its log)."""
+    found: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        params: dict[str, str | int] = {"type": event_type, "after": after, "limit": 100}
+        page = ok(gateway.his.get("/v1/events", params=params))
+        if not page["events"]:
+            return found
+        found += [event for event in page["events"] if event["visit_id"] == visit_id]
+        after = page["next_after"]

@@ -13,7 +13,15 @@ import httpx
 from pypdf import PdfReader
 
 from kit.clock import hospital_date, utcnow
-from tests.e2e.clients import Gateway, assert_problem, eventually, ok, patient_session, register_patient
+from tests.e2e.clients import (
+    Gateway,
+    assert_problem,
+    eventually,
+    hub_events,
+    ok,
+    patient_session,
+    register_patient,
+)
 
 GENERAL_BED_FEN, GRADE_II_FEN = 3000, 1500
 
@@ -43,19 +51,6 @@ def admitted(gateway: Gateway, patient: dict[str, Any]) -> str:
         what="billing to read the admission",
     )
     return str(visit["id"])
-
-
-def hub_events(gateway: Gateway, event_type: str, visit_id: str) -> list[dict[str, Any]]:
-    """The hub's events of one type about one visit (paged from the start of its log)."""
-    found: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        params: dict[str, str | int] = {"type": event_type, "after": after, "limit": 100}
-        page = ok(gateway.his.get("/v1/events", params=params))
-        if not page["events"]:
-            return found
-        found += [event for event in page["events"] if event["visit_id"] == visit_id]
-        after = page["next_after"]
 
 
 def test_admission_bed_days_daily_bill_and_the_patients_acknowledgement(gateway: Gateway) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from patientflow.supervisor import System
-from tests.e2e.clients import Gateway, assert_problem, eventually, ok, visit_account
+from tests.e2e.clients import Gateway, assert_problem, eventually, hub_events, ok, visit_account
 
 CBC = "250101015"  # 血细胞分析, 2000 fen
 CBC_FEN = 2000
@@ -46,19 +46,6 @@ def settle(gateway: Gateway, visit_id: str) -> httpx.Response:
 
 def account(gateway: Gateway, visit_id: str) -> dict[str, Any]:
     return ok(gateway.cashier.get(f"/v1/visits/{visit_id}/account"))  # type: ignore[no-any-return]
-
-
-def hub_events(gateway: Gateway, event_type: str, visit_id: str) -> list[dict[str, Any]]:
-    """The hub's events of one type about one visit (paged from the start of its log)."""
-    found: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        params: dict[str, str | int] = {"type": event_type, "after": after, "limit": 100}
-        page = ok(gateway.his.get("/v1/events", params=params))
-        if not page["events"]:
-            return found
-        found += [e for e in page["events"] if e["visit_id"] == visit_id]
-        after = page["next_after"]
 
 
 @contextmanager

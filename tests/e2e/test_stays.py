@@ -15,7 +15,15 @@ import httpx
 
 from kit.clock import HOSPITAL_TZ
 from patientflow.supervisor import System
-from tests.e2e.clients import Gateway, assert_problem, eventually, ok, register_patient, visit_account
+from tests.e2e.clients import (
+    Gateway,
+    assert_problem,
+    eventually,
+    hub_events,
+    ok,
+    register_patient,
+    visit_account,
+)
 
 CBC = "250101015"  # 血细胞分析, 2000 fen
 CBC_FEN = 2000
@@ -39,19 +47,6 @@ def open_visit(gateway: Gateway, **overrides: Any) -> dict[str, Any]:
     patient = ok(gateway.nurse.post("/v1/patients", json={"unidentified": True, "alias": "男，约50岁"}), 201)
     body = {"patient_id": patient["id"], "kind": "emergency", "department": "emergency"} | overrides
     return ok(gateway.nurse.post("/v1/visits", json=body), 201)  # type: ignore[no-any-return]
-
-
-def hub_events(gateway: Gateway, event_type: str, visit_id: str) -> list[dict[str, Any]]:
-    """The hub's events of one type about one visit (paged from the start of its log)."""
-    found: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        params: dict[str, str | int] = {"type": event_type, "after": after, "limit": 100}
-        page = ok(gateway.his.get("/v1/events", params=params))
-        if not page["events"]:
-            return found
-        found += [e for e in page["events"] if e["visit_id"] == visit_id]
-        after = page["next_after"]
 
 
 def stages(gateway: Gateway, visit_id: str) -> list[str]:
