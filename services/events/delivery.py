@@ -98,7 +98,7 @@ class DeliveryWorker(ThreadWorker):
         ]
         outcomes = {d.id: job.result() for d, job in zip(due, jobs, strict=True)}
         with self.database.session() as session:
-            for delivery in repository.get_deliveries(session, [d.id for d in due if d.id is not None]):
+            for delivery in repository.lock_deliveries(session, [d.id for d in due if d.id is not None]):
                 if delivery.status != "pending":
                     continue  # replayed or deleted meanwhile
                 at, status_code, error = outcomes[delivery.id]

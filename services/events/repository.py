@@ -238,8 +238,11 @@ def pending_count(session: Session) -> int:
     return session.exec(select(func.count()).select_from(Delivery).where(Delivery.status == "pending")).one()
 
 
-def get_deliveries(session: Session, ids: Sequence[int]) -> list[Delivery]:
-    return list(session.exec(select(Delivery).where(col(Delivery.id).in_(list(ids)))).all())
+def lock_deliveries(session: Session, ids: Sequence[int]) -> list[Delivery]:
+    """The deliveries still there, row-locked in id order: one deleted meanwhile (its owner revoked, or
+    replayed) is simply absent, so recording the others' outcomes never fails on it (PostgreSQL)."""
+    query = select(Delivery).where(col(Delivery.id).in_(list(ids))).order_by(col(Delivery.id))
+    return list(session.exec(query.with_for_update()).all())
 
 
 # --- wait metrics (services/events/waits.py) ------------------------------------------------------
