@@ -372,8 +372,8 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
     # A settle-later order past the credit limit waits for payment (order.held); billing holds its
     # charge too (charge.held).
     on_credit = _ok(registration.post("/patients", json={"unidentified": True, "alias": "女，约30岁"}), 201)
-    settle_later = {"patient_id": on_credit["id"], "kind": "outpatient", "department": "internal"}
-    settle_later = _ok(registration.post("/visits", json=settle_later | {"payment_mode": "settle_later"}), 201)
+    on_credit_visit = {"patient_id": on_credit["id"], "kind": "outpatient", "payment_mode": "settle_later"}
+    settle_later = _ok(registration.post("/visits", json=on_credit_visit | {"department": "internal"}), 201)
     eventually(
         lambda: billing.get(f"/visits/{settle_later['id']}/account").status_code == 200,
         what="billing to open the settle-later account",

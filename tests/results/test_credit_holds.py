@@ -53,7 +53,7 @@ class CreditAnswers:
             "price_fen": PRICE_FEN,
             "credit_limit_fen": LIMIT_FEN,
             "remaining_credit_fen": remaining,
-            "fits": PRICE_FEN <= remaining,
+            "fits": remaining >= PRICE_FEN,
         }
 
 
