@@ -233,6 +233,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, httpx
                     "billing",
                     registration_url=url["registration"],
                     results_url=url["results"],
+                    # A settle-later visit's fee (2000 fen) fits, a blood count (2000) more does not.
+                    settle_later_credit_limit_fen=3000,
                 )
             ),
             BillingTable,
@@ -367,6 +369,21 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
         what="the overdue check to announce the unreported X-ray",
     )
     prepaid = _ok(results.post("/orders", json={"visit_id": outpatient["id"], "test_code": "250101015"}), 201)
+    # A settle-later order past the credit limit waits for payment (order.held); billing holds its
+    # charge too (charge.held).
+    on_credit = _ok(registration.post("/patients", json={"unidentified": True, "alias": "女，约30岁"}), 201)
+    on_credit_visit = {"patient_id": on_credit["id"], "kind": "outpatient", "payment_mode": "settle_later"}
+    settle_later = _ok(registration.post("/visits", json=on_credit_visit | {"department": "internal"}), 201)
+    eventually(
+        lambda: billing.get(f"/visits/{settle_later['id']}/account").status_code == 200,
+        what="billing to open the settle-later account",
+    )
+    over_limit = {"visit_id": settle_later["id"], "test_code": "250101015"}
+    assert _ok(results.post("/orders", json=over_limit), 201)["hold_reason"] == "credit_limit"
+    eventually(
+        lambda: any(e["type"] == "charge.held" for e in _feed(billing)),
+        what="billing to hold the charge past the credit limit",
+    )
 
     # Billing: pay the outpatient's fee and order (which releases the order), then settle both visits.
     eventually(

@@ -89,7 +89,12 @@ def _unseen_visits(app: FastAPI) -> consumers.UnseenVisits:
 
 
 def _results_handler(app: FastAPI) -> EventHandler:
-    return partial(consumers.apply_results_event, unseen=_unseen_visits(app))
+    settings: BillingSettings = app.state.settings
+    return partial(
+        consumers.apply_results_event,
+        unseen=_unseen_visits(app),
+        credit_limit_fen=settings.settle_later_credit_limit_fen,
+    )
 
 
 def _results_resolver(app: FastAPI) -> PageResolver:

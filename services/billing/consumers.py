@@ -25,6 +25,7 @@ from services.billing.service.accounts import (
     open_account,
 )
 from services.billing.service.charges import charge_for_event, reject, well_formed
+from services.billing.service.deposits import hold_over_credit
 
 REGISTRATION_EVENTS = (
     frozenset({"visit.opened", "patient.merged", "visit.green_channel"})
@@ -121,8 +122,11 @@ def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
             session.add(switched)
 
 
-def apply_results_event(session: Session, event: dict[str, Any], *, unseen: UnseenVisits) -> None:
-    """Results' feed: charge each placed order; an order for a visit registration does not know is refused."""
+def apply_results_event(
+    session: Session, event: dict[str, Any], *, unseen: UnseenVisits, credit_limit_fen: int
+) -> None:
+    """Results' feed: charge each placed order; an order for a visit registration does not know is refused.
+    An order's charge that takes a settle-later account past `credit_limit_fen` is held (`charge.held`)."""
     if event["type"] not in RESULTS_EVENTS:
         return
     data = event["data"]
@@ -141,7 +145,7 @@ def apply_results_event(session: Session, event: dict[str, Any], *, unseen: Unse
             session, event=event, reason="unknown-visit", item_code=data.get("test_code"), order_id=order_id
         )
         return
-    charge_for_event(
+    charge = charge_for_event(
         session,
         event=event,
         account=account,
@@ -150,3 +154,5 @@ def apply_results_event(session: Session, event: dict[str, Any], *, unseen: Unse
         origin=ChargeOrigin.order,
         order_id=order_id,
     )
+    if charge is not None:  # posted now: a replay neither posts nor holds again
+        hold_over_credit(session, account, charge, credit_limit_fen=credit_limit_fen)

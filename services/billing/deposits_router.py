@@ -6,10 +6,10 @@ from functools import partial
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from kit.auth import CallerDep, require_scope
+from kit.auth import CallerDep, require_scope, require_service_caller
 from kit.config import app_settings
 from kit.database import SessionDep
 from kit.errors import problem_responses
@@ -31,6 +31,7 @@ from services.billing.schemas import (
     AcknowledgementCreate,
     AcknowledgementPublic,
     AcknowledgementReport,
+    CreditCheckPublic,
     DailyBillsRunPublic,
     DepositCreate,
     DepositPublic,
@@ -45,8 +46,10 @@ from services.billing.schemas import (
 )
 from services.billing.service import daily_bill, deposits, inpatient_days
 from services.billing.service.accounts import hospital_today
+from services.billing.service.charges import MAX_QUANTITY
 
 router = APIRouter()
+ITEM_CODE_PATTERN = r"^[A-Za-z0-9.-]{1,32}$"
 SettingsDep = Annotated[BillingSettings, Depends(app_settings)]
 DayQuery = Annotated[date | None, Query(alias="date", description="Hospital day; default today")]
 
@@ -174,6 +177,31 @@ def read_standing(
         session,
         visit_id=visit_id,
         acting_for=caller.patient,
+        credit_limit_fen=settings.settle_later_credit_limit_fen,
+    )
+
+
+@router.get(
+    "/visits/{visit_id}/credit/{item_code}",
+    dependencies=[Depends(require_service_caller)],
+    tags=["accounts"],
+    responses=problem_responses(VisitNotFound),
+)
+def read_credit_check(
+    visit_id: VisitIdPath,
+    item_code: Annotated[str, Path(pattern=ITEM_CODE_PATTERN)],
+    session: SessionDep,
+    settings: SettingsDep,
+    quantity: Annotated[int, Query(ge=1, le=MAX_QUANTITY)] = 1,
+) -> CreditCheckPublic:
+    """For sibling services: whether `quantity` of the item would still fit the account's credit
+    (results asks before it places a settle-later order; past the limit the order waits for payment).
+    404 `visit-not-found` while billing has no account for the visit."""
+    return deposits.credit_check(
+        session,
+        visit_id=visit_id,
+        item_code=item_code,
+        quantity=quantity,
         credit_limit_fen=settings.settle_later_credit_limit_fen,
     )
 

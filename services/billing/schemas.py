@@ -570,6 +570,20 @@ class StandingPublic(BaseModel):
     followed_up_at: datetime | None
 
 
+class CreditCheckPublic(BaseModel):
+    """Whether one more charge of an item fits the account's credit (for results, before it places an
+    order): for a settle-later visit, `fits` when its price is within `remaining_credit_fen`; every other
+    mode, and an item billing cannot price today, fits (nothing to hold it against)."""
+
+    visit_id: str
+    payment_mode: str
+    item_code: str
+    price_fen: int | None = Field(description="Today's catalogue price × quantity; None if not priced")
+    credit_limit_fen: int | None = Field(description="Settle-later only")
+    remaining_credit_fen: int | None = Field(description="Deposit + limit − unpaid charges; settle-later")
+    fits: bool
+
+
 # --- inpatient days and daily bills (service/inpatient_days.py, service/daily_bill.py) ------------
 
 

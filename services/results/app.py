@@ -27,7 +27,8 @@ def create_app(settings: ResultsSettings | None = None) -> FastAPI:
         routers=[turnaround_router, router],
         outbox_model=OutboxEvent,
         migrations_dir=Path(__file__).parent / "migrations",
-        siblings={"registration": settings.registration_url},
+        # Billing answers the settle-later credit check before an order is placed (service.fetch_credit).
+        siblings={"registration": settings.registration_url, "billing": settings.billing_url},
         feeds=[
             Feed(
                 source="billing",

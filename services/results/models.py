@@ -56,6 +56,8 @@ class LabOrder(ResultsTable, table=True):
     ordered_by: str | None = Field(default=None, max_length=64)
     ordered_at: datetime = Timestamp()
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # While awaiting payment, why (`PaymentHold`): prepay, or a settle-later charge past the credit limit.
+    hold_reason: str | None = Field(default=None, max_length=16)
     # The visit's department when ordered: critical values go there (None on orders before 0007).
     department: str | None = Field(default=None, max_length=32)
     # When billing's `charge.paid` for this order was read: a hospital may release reports only then.

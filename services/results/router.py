@@ -61,6 +61,7 @@ from services.results.errors import (
 from services.results.models import IdempotencyRecord
 from services.results.release import ReleasePolicy, patient_facing, policy_for
 from services.results.schemas import (
+    BillingCredit,
     CriticalAcknowledgement,
     CriticalStatus,
     CriticalValuePublic,
@@ -106,6 +107,7 @@ MAX_PAGE = 200
 # Lookups record who looked, so their GETs need a write session.
 AuditedSessionDep = WriteSessionDep
 RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
+BillingDep = Annotated[ServiceClient, Depends(sibling("billing"))]
 LimitQuery = Annotated[int, page_size(MAX_PAGE)]
 # Ids are UUIDs; the bound keeps an oversized path from reaching the audit table's columns.
 IdPath = Annotated[str, Path(min_length=1, max_length=36)]
@@ -131,6 +133,15 @@ async def resolve_visit(data: OrderCreate, registration: RegistrationDep) -> Reg
     """The ordered visit as registration knows it: a dependency declared before the session, so the
     call is over before the database gate is taken and no transaction waits on registration."""
     return await service.fetch_visit(registration, visit_id=data.visit_id)
+
+
+VisitDep = Annotated[RegistrationVisit, Depends(resolve_visit)]
+
+
+async def resolve_credit(data: OrderCreate, visit: VisitDep, billing: BillingDep) -> BillingCredit | None:
+    """Billing's word on a settle-later order's credit, also before the session (None: not asked, or
+    billing did not answer; `service.fetch_credit`)."""
+    return await service.fetch_credit(billing, visit=visit, test_code=data.test_code)
 
 
 @router.get("/tests", dependencies=[require_scope("results:read", patients=True)], tags=["tests"])
@@ -160,14 +171,19 @@ def list_tests(session: SessionDep) -> list[OrderableTestPublic]:
 )
 def place_order(
     data: OrderCreate,
-    visit: Annotated[RegistrationVisit, Depends(resolve_visit)],
+    visit: VisitDep,
+    credit: Annotated[BillingCredit | None, Depends(resolve_credit)],
     session: SessionDep,
     caller: CallerDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
-    """Order a test for a visit. `prepay` visits wait for payment (`awaiting_payment`); `settle_later` and
-    `green_channel` visits are `released` to the lab at once.
+    """Order a test for a visit. `prepay` visits wait for payment (`awaiting_payment`, `hold_reason`
+    prepay); `settle_later` visits are `released` to the lab at once while the test's price fits the
+    account's credit, billing says, and wait for payment past it (`hold_reason` credit_limit, event
+    `order.held`); `green_channel` visits are always `released` at once. Billing not answering does not
+    stop the order: it is released, and held later if billing's `charge.held` arrives before a specimen
+    is collected.
 
     A visit registration has closed is 409 `visit-closed` (a report for an order placed before still
     lands). When the patient has a recognised result of the item (互认, `GET
@@ -180,7 +196,7 @@ def place_order(
 
     def run() -> tuple[int, OrderPublic]:
         recognised = recognition.guard_order(session, visit=visit, data=data, settings=settings)
-        order = service.place_order(session, visit=visit, data=data)
+        order = service.place_order(session, visit=visit, data=data, credit=credit)
         recognition.justify(session, order, data, recognised)
         # Its priority, turnaround target and due time (turnaround.py).
         targets = turnaround.Targets.of(settings)
@@ -210,7 +226,8 @@ def list_orders(
     responses=problem_responses(OrderNotFound),
 )
 def read_order(order_id: IdPath, session: SessionDep, caller: CallerDep) -> OrderPublic:
-    """One order and where it stands: `awaiting_payment`, `released` or `reported`."""
+    """One order and where it stands: `awaiting_payment` (and why: `hold_reason`), `released` or
+    `reported`."""
     return service.order_public(service.get_order(session, order_id=order_id, acting_for=caller.patient))
 
 

@@ -27,6 +27,15 @@ class OrderStatus(StrEnum):
     reported = "reported"  # a final report is out
 
 
+class PaymentHold(StrEnum):
+    """Why an order awaits payment, shown to staff on the order: a `prepay` visit pays first; a
+    `settle_later` visit's order whose charge would take the account past its credit limit (先诊疗后结算
+    的信用额度) waits until that charge is paid."""
+
+    prepay = "prepay"
+    credit_limit = "credit_limit"
+
+
 class ReportStatus(StrEnum):
     """A report's lifecycle (FHIR DiagnosticReport.status): registered → preliminary → final, then
     amended or corrected; cancelled from any of them. Only final, amended and corrected ever reach a
@@ -142,6 +151,9 @@ class OrderPublic(BaseModel):
     status: OrderStatus
     ordered_at: datetime
     released_at: datetime | None = Field(description="Released to the lab (payment gate), not the patient")
+    hold_reason: PaymentHold | None = Field(
+        default=None, description="While `awaiting_payment`: why (`prepay`, or `credit_limit`: settle-later)"
+    )
     duplicate_reason: DuplicateReason | None = None
     duplicate_note: str | None = None
     priority: Priority = Priority.routine
@@ -369,6 +381,15 @@ class RegistrationVisit(BaseModel):
     payment_mode: PaymentMode
     department: str | None = Field(default=None, description="Where critical values are sent")
     kind: str | None = Field(default=None, description="`emergency` visits order at emergency priority")
+
+
+class BillingCredit(BaseModel):
+    """The part of billing's credit check (`GET /visits/{id}/credit/{item_code}`) results relies on."""
+
+    fits: bool
+    price_fen: int | None = None
+    credit_limit_fen: int | None = None
+    remaining_credit_fen: int | None = None
 
 
 class ReleasedReportPublic(ReportPublic):

@@ -2,6 +2,7 @@
 a report's lifecycle lifecycle.py, critical values critical.py)."""
 
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from sqlmodel import Session
 from kit.auth import visible_to
 from kit.client import ServiceClient
 from kit.clock import utcnow
+from kit.errors import BadGateway, ServiceUnavailable
 from kit.outbox import record_event
 from kit.requestid import current_request_id
 from services.results import audit, repository
@@ -24,15 +26,18 @@ from services.results.errors import (
 from services.results.models import LabOrder, OrderableTest, OutboxEvent, Report, ResultAccess
 from services.results.release import ReleasePolicy, releasable
 from services.results.schemas import (
+    BillingCredit,
     OrderableTestPublic,
     OrderCreate,
     OrderPublic,
     OrderStatus,
+    PaymentHold,
     PaymentMode,
     RegistrationVisit,
     ReportPublic,
 )
 
+logger = logging.getLogger("patientflow.results")
 SEED_FILE = Path(__file__).parent / "tests.json"
 SUBJECT_MAX_LENGTH = 64
 
@@ -81,16 +86,74 @@ def _record(session: Session, order: LabOrder, event_type: str, payload: dict[st
     )
 
 
-def place_order(session: Session, *, visit: RegistrationVisit, data: OrderCreate) -> LabOrder:
-    """Order a test; a `prepay` visit's order waits for payment, the other modes release it at once.
+# --- the settle-later credit limit -----------------------------------------------------------------
+#
+# A settle-later (先诊疗后结算) order whose charge would take the account past billing's credit limit waits
+# for payment; within the limit it goes to the lab at once; a green-channel (绿色通道) order never waits.
+# Both ways are used, because each alone leaves a hole:
+#
+# 1. Before the unit of work, `fetch_credit` asks billing whether the test's price still fits the
+#    account's remaining credit (`GET /visits/{id}/credit/{item_code}`); if not, the order is placed
+#    `awaiting_payment` (`hold_reason` credit_limit) and the lab never sees it. This closes the window
+#    a hold by event alone leaves open: an order released at once could be collected (采样) before a
+#    hold arrived two feeds later.
+# 2. The check is advice read at one moment: billing may not have charged the orders placed just
+#    before (its feed lags ours), and two orders placed together both see the same credit. Billing
+#    decides for good as it posts each order's charge, one after another under the account's row lock
+#    (`deposits.hold_over_credit`), and says `charge.held` for a charge past the limit; `record_held`
+#    then takes a released order back from the lab while no specimen has been collected (the lab's
+#    collection and receipt are refused for an order awaiting payment, 402).
+#
+# Billing down (or answering nonsense) at ordering: the order is released, as green channel does while
+# billing is down. Clinical work does not wait on the cashier's system, and nothing is lost: the charge
+# is posted when billing reads our feed again, and if it lies past the limit the `charge.held` path
+# above still holds the order unless its specimen was collected meanwhile (then the charge stays due
+# on billing's standing, `held_charge_ids`, for the cashier). Either way a held order is released by
+# its charge's payment (`charge.paid`, reason `paid`), once; paying earlier charges, a deposit top-up
+# or a raised limit do not release it by themselves (pay the held charge, from the deposit if need be).
 
-    先诊疗后结算 (settle later) and 绿色通道 (green channel) never make the lab wait for the cashier.
+
+async def fetch_credit(
+    billing: ServiceClient, *, visit: RegistrationVisit, test_code: str
+) -> BillingCredit | None:
+    """Billing's word on whether a settle-later visit's order still fits its credit (None for the other
+    modes, an account billing has not opened yet, or billing not answering: the order is then released
+    and billing's `charge.held` is the backstop; see the section comment above).
+
+    Awaited before the unit of work opens (`router.resolve_credit`), like `fetch_visit`.
+    """
+    if visit.payment_mode is not PaymentMode.settle_later:
+        return None
+    try:
+        return await billing.get(
+            BillingCredit, "/visits/{visit_id}/credit/{item_code}", visit_id=visit.id, item_code=test_code
+        )
+    except (ServiceUnavailable, BadGateway) as exc:
+        logger.warning("credit check for visit %s skipped, the order is released: %s", visit.id, exc)
+        return None
+
+
+def _held_for_credit(visit: RegistrationVisit, credit: BillingCredit | None) -> bool:
+    return visit.payment_mode is PaymentMode.settle_later and credit is not None and not credit.fits
+
+
+def place_order(
+    session: Session, *, visit: RegistrationVisit, data: OrderCreate, credit: BillingCredit | None = None
+) -> LabOrder:
+    """Order a test; a `prepay` visit's order waits for payment, and so does a `settle_later` one whose
+    price billing says is past the account's remaining credit (`credit`, from `fetch_credit`); the
+    others are released at once.
+
+    先诊疗后结算 (settle later) within its limit and 绿色通道 (green channel) never make the lab wait for
+    the cashier.
     """
     patient_id = repository.patient_for_visit(session, visit_id=visit.id, registered=visit.patient_id)
     test = repository.get_orderable_test(session, data.test_code)
     if test is None:
         raise UnknownTest(f"No orderable test with code {data.test_code!r}; see GET /tests.")
-    released = visit.payment_mode is not PaymentMode.prepay
+    over_credit = _held_for_credit(visit, credit)
+    released = visit.payment_mode is not PaymentMode.prepay and not over_credit
+    hold = None if released else PaymentHold.credit_limit if over_credit else PaymentHold.prepay
     order = LabOrder(
         id=str(uuid.uuid4()),
         visit_id=visit.id,
@@ -99,6 +162,7 @@ def place_order(session: Session, *, visit: RegistrationVisit, data: OrderCreate
         test_name=test.name_zh,
         payment_mode=visit.payment_mode.value,
         status=(OrderStatus.released if released else OrderStatus.awaiting_payment).value,
+        hold_reason=hold.value if hold else None,
         ordered_by=data.ordered_by,
         department=visit.department,
     )
@@ -108,7 +172,50 @@ def place_order(session: Session, *, visit: RegistrationVisit, data: OrderCreate
     _record(session, order, "order.placed", payload)
     if released:
         _record(session, order, "order.released", {"reason": "payment_mode"})
+    elif over_credit:
+        assert credit is not None
+        _record_held(session, order, amount_fen=credit.price_fen, credit_limit_fen=credit.credit_limit_fen)
     return order
+
+
+def _record_held(
+    session: Session,
+    order: LabOrder,
+    *,
+    amount_fen: int | None,
+    credit_limit_fen: int | None,
+    charge_id: str | None = None,
+) -> None:
+    payload = {"reason": PaymentHold.credit_limit.value, "charge_id": charge_id, "amount_fen": amount_fen}
+    _record(session, order, "order.held", payload | {"credit_limit_fen": credit_limit_fen})
+
+
+def record_held(session: Session, order: LabOrder, held: dict[str, Any]) -> None:
+    """Billing held the order's charge past the settle-later credit limit (`charge.held`): a released
+    order nobody has collected a specimen for goes back to awaiting payment and says `order.held`.
+
+    Nothing changes for an order already held or paid (its `charge.paid` releases or released it), nor
+    for one whose specimen was collected or received, or that has a report: the lab has started and a
+    specimen is not taken back; its charge stays due on billing's standing for the cashier.
+    """
+    started = order.collected_at is not None or order.received_at is not None
+    if order.status != OrderStatus.released or order.paid_at is not None or started:
+        return
+    order.status = OrderStatus.awaiting_payment.value
+    order.hold_reason = PaymentHold.credit_limit.value
+    order.released_at = None
+    session.add(order)
+    _record_held(
+        session,
+        order,
+        amount_fen=_fen(held.get("amount_fen")),
+        credit_limit_fen=_fen(held.get("credit_limit_fen")),
+        charge_id=held.get("charge_id") if isinstance(held.get("charge_id"), str) else None,
+    )
+
+
+def _fen(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None
 
 
 def get_order(
@@ -272,6 +379,7 @@ def record_paid(session: Session, order: LabOrder) -> None:
     if order.status == OrderStatus.awaiting_payment:
         order.status = OrderStatus.released.value
         order.released_at = order.paid_at
+        order.hold_reason = None
         _record(session, order, "order.released", {"reason": "paid"})
 
 

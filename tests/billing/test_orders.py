@@ -40,7 +40,8 @@ def test_order_placed_is_charged_once_with_its_order_id(
     redelivered = results_feed.publish(placed)  # at-least-once: the same event again, at a later position
     wait_until_consumed(client, "results", redelivered["position"])
     with client.app.state.database.session() as session:  # type: ignore[attr-defined]
-        consumers.apply_results_event(session, placed, unseen=client.app.state.unseen_visits)  # type: ignore[attr-defined]
+        unseen = client.app.state.unseen_visits  # type: ignore[attr-defined]
+        consumers.apply_results_event(session, placed, unseen=unseen, credit_limit_fen=500_000)
 
     [charge] = order_charges(client, visit["id"])
     assert charge["order_id"] == placed["data"]["order_id"]

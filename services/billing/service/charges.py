@@ -210,15 +210,16 @@ def charge_for_event(
     quantity: Any,
     origin: ChargeOrigin,
     order_id: str | None = None,
-) -> None:
+) -> Charge | None:
     """Post the charge an event asks for, once per event id; refuse (and record) what may not be charged.
+    Returns the charge posted now (None for a replay or a refusal).
 
     The service date is the day the event happened, so a consumer catching up after midnight still
     puts the charge on the right 一日清单. A settled account still takes it, on the supplementary bill.
     """
     event_id = event["id"]
     if repository.charge_for_event(session, event_id) or repository.rejection_for_event(session, event_id):
-        return  # a replay: this event was already charged or refused
+        return None  # a replay: this event was already charged or refused
     service_date = hospital_date(instant(event["occurred_at"]))
 
     def refuse(reason: str, rule_id: int | None = None) -> None:
@@ -239,17 +240,17 @@ def charge_for_event(
     item = repository.get_item(session, item_code) if isinstance(item_code, str) else None
     if item is None or not item.active:
         refuse("unknown-item")
-        return
+        return None
     reason = _refusal(session, quantity=quantity, order_id=order_id)
     if reason:
         refuse(reason)
-        return
+        return None
     price = catalogue.price_on(session, code=item.code, day=service_date)
     if price is None:
         refuse("not-priced-on-date")
-        return
+        return None
     try:
-        add_charge(
+        return add_charge(
             session,
             account=account,
             item=price.item,
@@ -263,6 +264,7 @@ def charge_for_event(
         )
     except ChargeRefused as refusal:
         refuse(refusal.reason, refusal.rule_id)
+        return None
 
 
 def _refusal(session: Session, *, quantity: Any, order_id: str | None) -> str | None:

@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, func, select
 from sqlmodel import Session, col
 
 from kit.clock import utcnow
-from services.billing import repository
+from services.billing import catalogue, repository
 from services.billing.errors import (
     AccountNotSettled,
     DepositInsufficient,
@@ -42,6 +42,7 @@ from services.billing.models import (
     VisitAccount,
 )
 from services.billing.schemas import (
+    CreditCheckPublic,
     DepositCreate,
     DepositPublic,
     DepositRefundCreate,
@@ -337,6 +338,74 @@ def after_payment(session: Session, account: VisitAccount, *, payment: Payment, 
 # --- standing and the green channel's follow-up ---------------------------------------------------
 
 
+def held_charge_ids(session: Session, sums: Ledger, visit_id: str, credit_limit_fen: int) -> list[str]:
+    """A settle-later visit's unpaid charges, oldest first, past its deposit plus `credit_limit_fen`."""
+    covered, allowance, held = 0, sums.held_fen + credit_limit_fen, []
+    for charge in repository.unpaid_charges(session, visit_id):
+        covered += charge.amount_fen
+        if covered > allowance:
+            held.append(charge.id)
+    return held
+
+
+def remaining_credit_fen(session: Session, visit_id: str, credit_limit_fen: int) -> int:
+    """What a settle-later visit may still run up on credit: deposit + limit − unpaid charges (≥ 0)."""
+    sums = ledger(session, visit_id)
+    return max(0, sums.held_fen + credit_limit_fen - sums.unpaid_fen)
+
+
+def credit_check(
+    session: Session, *, visit_id: str, item_code: str, quantity: int, credit_limit_fen: int
+) -> CreditCheckPublic:
+    """Whether `quantity` of `item_code` at today's price fits the visit's remaining credit (see
+    `CreditCheckPublic`). A read, so it can only advise: `hold_over_credit` decides as charges post."""
+    account = repository.get_account(session, visit_id)
+    if account is None:
+        raise VisitNotFound("Billing has no account for this visit.")
+    price = catalogue.price_on(session, code=item_code, day=hospital_today())
+    price_fen = price.item.price_fen * quantity if price else None
+    settle_later = account.payment_mode == SETTLE_LATER
+    remaining = remaining_credit_fen(session, visit_id, credit_limit_fen) if settle_later else None
+    return CreditCheckPublic(
+        visit_id=visit_id,
+        payment_mode=account.payment_mode,
+        item_code=item_code,
+        price_fen=price_fen,
+        credit_limit_fen=credit_limit_fen if settle_later else None,
+        remaining_credit_fen=remaining,
+        fits=remaining is None or price_fen is None or price_fen <= remaining,
+    )
+
+
+def hold_over_credit(
+    session: Session, account: VisitAccount, charge: Charge, *, credit_limit_fen: int
+) -> bool:
+    """Announce `charge.held` when an order's charge just posted to a settle-later account lies past its
+    credit limit (the same reckoning as the standing's `held_charge_ids`), so results keeps the order
+    from the lab until it is paid. The caller holds the account row locked: charges are reckoned one
+    after another, so two orders posted together can't both slip under the limit."""
+    if account.payment_mode != SETTLE_LATER or charge.order_id is None:
+        return False
+    session.flush()
+    sums = ledger(session, account.visit_id)
+    if charge.id not in held_charge_ids(session, sums, account.visit_id, credit_limit_fen):
+        return False
+    record(
+        session,
+        account,
+        "charge.held",
+        {
+            "charge_id": charge.id,
+            "order_id": charge.order_id,
+            "amount_fen": charge.amount_fen,
+            "reason": "credit_limit",
+            "credit_limit_fen": credit_limit_fen,
+            "credit_used_fen": max(0, sums.unpaid_fen - sums.held_fen),
+        },
+    )
+    return True
+
+
 def standing_view(
     session: Session, *, visit_id: str, acting_for: str | None, credit_limit_fen: int
 ) -> StandingPublic:
@@ -346,13 +415,7 @@ def standing_view(
     sums = ledger(session, visit_id)
     settle_later = account.payment_mode == SETTLE_LATER
     credit_used = max(0, sums.unpaid_fen - sums.held_fen)
-    held: list[str] = []
-    if settle_later:
-        covered, allowance = 0, sums.held_fen + credit_limit_fen
-        for charge in repository.unpaid_charges(session, visit_id):
-            covered += charge.amount_fen
-            if covered > allowance:
-                held.append(charge.id)
+    held = held_charge_ids(session, sums, visit_id, credit_limit_fen) if settle_later else []
     return StandingPublic(
         visit_id=visit_id,
         patient_id=account.patient_id,
