@@ -19,6 +19,7 @@ from kit.errors import (
     BadRequest,
     Conflict,
     ServiceUnavailable,
+    VisitClosed,
     problem_response,
     problem_responses,
 )
@@ -55,7 +56,6 @@ from services.results.errors import (
     StaffOnly,
     UnknownTest,
     UnknownTestCode,
-    VisitClosed,
     VisitNotFound,
 )
 from services.results.models import IdempotencyRecord

@@ -12,13 +12,13 @@ from sqlmodel import Session
 from kit.auth import visible_to
 from kit.client import ServiceClient
 from kit.clock import utcnow
+from kit.errors import ensure_visit_open
 from kit.outbox import record_event
 from kit.requestid import current_request_id
 from services.results import audit, repository
 from services.results.errors import (
     OrderNotFound,
     UnknownTest,
-    VisitClosed,
     VisitNotFound,
 )
 from services.results.models import LabOrder, OrderableTest, OutboxEvent, Report, ResultAccess
@@ -51,10 +51,6 @@ def list_orderable_tests(session: Session) -> list[OrderableTest]:
     return repository.list_orderable_tests(session)
 
 
-# Registration's status of a visit that takes no new work (settled, discharged, closed).
-CLOSED = "closed"
-
-
 async def fetch_visit(registration: ServiceClient, *, visit_id: str) -> RegistrationVisit:
     """The visit as registration knows it; the order's patient and payment mode come from here only.
 
@@ -63,8 +59,7 @@ async def fetch_visit(registration: ServiceClient, *, visit_id: str) -> Registra
     visit = await registration.get(RegistrationVisit, "/visits/{visit_id}", visit_id=visit_id)
     if visit is None:
         raise VisitNotFound("No such visit.")
-    if visit.status == CLOSED:
-        raise VisitClosed(f"Visit {visit.id} is closed; it takes no new work.", visit_id=visit.id)
+    ensure_visit_open(visit.id, visit.status)
     return visit
 
 
