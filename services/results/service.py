@@ -4,6 +4,7 @@ a report's lifecycle lifecycle.py, critical values critical.py)."""
 import json
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -258,12 +259,29 @@ def read_report(
     return shown
 
 
-def record_paid(session: Session, order: LabOrder) -> None:
+def note_releasable(report: Report, order: LabOrder, *, require_payment: bool, now: datetime) -> None:
+    """Record the first moment the release rule (`release.releasable`) passed for the report, on it and
+    on its order (`releasable_at`). Called at each change that can make it pass: a final report verified
+    (posted so, or verified later), the order paid where release requires payment, a doctor lifting a
+    hold. The first moment is kept: an amendment or correction, a later hold or a cancellation does not
+    move it (the patient had the report from then on; an amendment notifies its readers instead)."""
+    if report.releasable_at is None and releasable(report, order, require_payment=require_payment):
+        report.releasable_at = now
+    if order.releasable_at is None and report.releasable_at is not None:
+        order.releasable_at = report.releasable_at
+
+
+def record_paid(session: Session, order: LabOrder, *, require_payment: bool = False) -> None:
     """Billing was paid for the order: a prepaid one goes to the lab, and where the hospital releases
-    only paid reports (`RESULTS_RELEASE_REQUIRES_PAYMENT`) its report may now reach the patient."""
+    only paid reports (`require_payment`, `RESULTS_RELEASE_REQUIRES_PAYMENT`) its report may now reach
+    the patient (`note_releasable`)."""
     if order.paid_at is None:
         order.paid_at = utcnow()
         session.add(order)
+        report = repository.current_report_of_order(session, order.id)
+        if report is not None:
+            note_releasable(report, order, require_payment=require_payment, now=order.paid_at)
+            session.add(report)
     if order.status == OrderStatus.awaiting_payment:
         order.status = OrderStatus.released.value
         order.released_at = order.paid_at
