@@ -555,7 +555,8 @@ def read_released_reports(
     limit: LimitQuery = 100,
 ) -> list[ReleasedReportPublic]:
     """The reports released to the patient (what a kiosk, app or phone may show), newest first, each
-    with how many copies of its version were printed. Audited; another patient's is an empty list."""
+    with how many copies of its version were printed and whose it is, masked (`patient_name_masked`,
+    张**). Audited; another patient's is an empty list."""
     found = printing.released_reports(
         session,
         patient_id=patient_id,
@@ -578,8 +579,9 @@ def read_released_reports(
 def read_report_pdf(
     report_id: IdPath, session: AuditedSessionDep, caller: CallerDep, settings: SettingsDep
 ) -> Response:
-    """A released report as a PDF to read (an app's download); no print is recorded. Audited. A missing
-    report, another patient's, or one not released yet are the same 404."""
+    """A released report as a PDF to read (an app's download), naming the patient (姓名, 性别, 年龄); no
+    print is recorded. Audited. A missing report, another patient's, or one not released yet are the
+    same 404. Asks registration nothing: it prints while registration is down."""
     report = printing.report_to_read(
         session,
         report_id=report_id,
@@ -702,8 +704,8 @@ def print_visit(
     responses={**PDF_RESPONSE, **problem_responses(ReportNotFound)},
 )
 def read_print_pdf(print_id: IdPath, session: AuditedSessionDep, caller: CallerDep) -> Response:
-    """The PDF of one printed copy (a reprint says 副本 at the top); fetching it again prints nothing
-    new. Audited; a missing print or another patient's is 404."""
+    """The PDF of one printed copy, naming the patient (a reprint says 副本 at the top); fetching it
+    again prints nothing new. Audited; a missing print or another patient's is 404."""
     found = printing.printed_copy(
         session, print_id=print_id, client=caller.subject, acting_for=caller.patient
     )
