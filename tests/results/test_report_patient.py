@@ -3,6 +3,7 @@ sex, age) from the names results keeps off registration's feed, with no call to 
 patient's reports name the survivor; the kiosk's JSON shows the name masked and no identity number.
 `releasable_at` is the first moment the one release rule passed, kept through amendments and holds."""
 
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -13,10 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kit.client import ServiceClient
+from kit.database import Database
 from kit.testing import FakeFeed, eventually, make_test_settings, service_client
+from services.results import repository
 from services.results.app import create_app
 from services.results.config import ResultsSettings
+from services.results.consumers import PatientNames, apply_registration_event
 from services.results.models import ResultsTable
+from services.results.schemas import RegistrationPatient
 from tests.registration.factories import VALID_ID_NUMBERS
 from tests.results.factories import (
     charge_paid,
@@ -202,3 +207,45 @@ def test_where_release_requires_payment_a_report_is_releasable_from_billings_cha
         client.get(f"/orders/{order['id']}").json()["releasable_at"]
         == report_of(client, report["id"])["releasable_at"]
     )
+
+
+class CountingRegistration:
+    """Stands in for registration's client in `PatientNames`: answers every patient, counts the asks."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def get_sync(
+        self, model: type[RegistrationPatient], path: str, *, patient_id: str
+    ) -> RegistrationPatient:
+        self.asked.append(patient_id)
+        return model(id=patient_id, name="王五", sex="male")
+
+
+def test_a_patient_registered_before_results_kept_names_is_learned_when_a_visit_opens_and_only_then(
+    client: TestClient, registration: httpx.Client
+) -> None:
+    me = create_patient(registration, name=NAME)["id"]
+    database: Database = client.app.state.database  # type: ignore[attr-defined]
+    eventually(lambda: me in patient_names(database, [me]), what="results to learn the name")
+    stand_in = CountingRegistration()
+    names = PatientNames(stand_in, database)  # type: ignore[arg-type]
+    before = str(uuid.uuid4())  # registered before 0012: no patient.registered will come again
+
+    def opened(patient_id: str) -> dict[str, Any]:
+        return {"type": "visit.opened", "patient_id": patient_id, "visit_id": str(uuid.uuid4()), "data": {}}
+
+    names.resolve([opened(me)])
+    assert stand_in.asked == []  # known: nobody is asked
+    page = [opened(before), opened(before)]
+    names.resolve(page)
+    assert stand_in.asked == [before]
+    with database.session() as session:
+        for event in page:
+            apply_registration_event(session, event, names=names)
+    assert patient_names(database, [before])[before] == "王五"
+
+
+def patient_names(database: Database, patient_ids: list[str]) -> dict[str, str | None]:
+    with database.session(write=False) as session:
+        return {p: row.name for p, row in repository.patient_names(session, patient_ids).items()}
