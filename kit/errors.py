@@ -85,6 +85,27 @@ class ServiceUnavailable(ProblemError):
         self.headers["Retry-After"] = str(retry_after)
 
 
+# Registration's status of a visit that takes no new work (settled, discharged, closed at the desk or at
+# the end of the day). The services that take work for a visit (triage, results, billing) refuse it alike.
+VISIT_CLOSED_STATUS = "closed"
+
+
+class VisitClosed(Conflict):
+    """Registration closed the visit (settled, discharged, closed at the desk or at the end of the day):
+    it takes no new work here; what was done before still lands. The problem names the `visit_id`."""
+
+    slug, title = "visit-closed", "Visit closed"
+
+
+def ensure_visit_open(visit_id: str, status: str, *, detail: str | None = None) -> None:
+    """Refuse new work for a visit registration has closed: 409 `visit-closed` with its `visit_id`.
+
+    Call it on the visit a sibling lookup returned, before the unit of work opens (`kit.client`).
+    """
+    if status == VISIT_CLOSED_STATUS:
+        raise VisitClosed(detail or f"Visit {visit_id} is closed; it takes no new work.", visit_id=visit_id)
+
+
 def problem(status: int, title: str, detail: str, *, slug: str, **extra: Any) -> dict[str, Any]:
     """A problem+json body; `instance` is the request id so support can find the logs."""
     body: dict[str, Any] = {

@@ -46,12 +46,6 @@ class AccountSettled(Conflict):
     slug, title = "account-settled", "Account already settled"
 
 
-class VisitClosed(Conflict):
-    """Registration closed the visit: no new charge by hand (feed charges for earlier work still land)."""
-
-    slug, title = "visit-closed", "Visit closed"
-
-
 class ChargeAlreadyPaid(Conflict):
     slug, title = "charge-already-paid", "Charge already paid"
 

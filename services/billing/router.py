@@ -16,6 +16,7 @@ from kit.errors import (
     Conflict,
     ServiceUnavailable,
     UnprocessableContent,
+    VisitClosed,
     problem_response,
     problem_responses,
 )
@@ -37,7 +38,6 @@ from services.billing.errors import (
     ItemNotPricedOnDate,
     NothingDue,
     UnknownItem,
-    VisitClosed,
     VisitNotFound,
 )
 from services.billing.models import IdempotencyRecord

@@ -1,12 +1,13 @@
 """The results service's FastAPI app."""
 
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from kit.app import Worker, build_service_app
 from kit.database import Database
-from kit.feed import Feed
+from kit.feed import EventHandler, Feed, PageResolver
 from kit.pdf import prepare_font_in_background
 from services.results import consumers, recognition, service
 from services.results.config import ResultsSettings, get_settings
@@ -33,13 +34,14 @@ def create_app(settings: ResultsSettings | None = None) -> FastAPI:
             Feed(
                 source="billing",
                 url=settings.billing_url,
-                handle=consumers.apply_billing_event,
+                handle_factory=_billing_handler,
                 event_types=consumers.BILLING_EVENTS,
             ),
             Feed(
                 source="registration",
                 url=settings.registration_url,
-                handle=consumers.apply_registration_event,
+                handle_factory=_registration_handler,
+                resolve=_registration_resolver,
                 event_types=consumers.REGISTRATION_EVENTS,
             ),
         ],
@@ -52,6 +54,29 @@ def create_app(settings: ResultsSettings | None = None) -> FastAPI:
             *([_overdue_watcher] if settings.overdue_check_seconds > 0 else []),
         ],
     )
+
+
+def _billing_handler(app: FastAPI) -> EventHandler:
+    # Where release requires payment, a payment is what makes a report releasable (`releasable_at`).
+    return partial(consumers.apply_billing_event, require_payment=app.state.settings.release_requires_payment)
+
+
+def _patient_names(app: FastAPI) -> consumers.PatientNames:
+    """One name look-up per app, shared by the registration feed's resolver and handler."""
+    if getattr(app.state, "patient_names", None) is None:
+        app.state.patient_names = consumers.PatientNames(
+            app.state.siblings["registration"], app.state.database
+        )
+    names: consumers.PatientNames = app.state.patient_names
+    return names
+
+
+def _registration_handler(app: FastAPI) -> EventHandler:
+    return partial(consumers.apply_registration_event, names=_patient_names(app))
+
+
+def _registration_resolver(app: FastAPI) -> PageResolver:
+    return _patient_names(app).resolve
 
 
 def _overdue_watcher(app: FastAPI, database: Database) -> Worker:

@@ -34,13 +34,6 @@ class ReportAlreadyFinal(Conflict):
     slug, title = "report-already-final", "Report already final"
 
 
-class VisitClosed(Conflict):
-    """Registration closed the visit (settled, discharged, closed at the desk or at the end of the day):
-    it takes no new work here; what was done before still lands."""
-
-    slug, title = "visit-closed", "Visit closed"
-
-
 class ReportNotFinal(Conflict):
     slug, title = "report-not-final", "Report not final"
 

@@ -42,7 +42,7 @@ from services.results.schemas import (
     ReportStatus,
     ReportVerification,
 )
-from services.results.service import SUBJECT_MAX_LENGTH, _record, get_order
+from services.results.service import SUBJECT_MAX_LENGTH, _record, get_order, note_releasable
 
 LIS_KIND = "lis"
 # The fields a change may alter, compared to tell a repeat (nothing to do) from a change.
@@ -84,11 +84,12 @@ def _apply(
     report: Report | None,
     data: ReportContent,
     reported_by: str,
+    require_payment: bool,
     reason: str | None = None,
 ) -> tuple[Report, bool]:
     """Give the report `data`'s content (a new report when `report` is None, or a LIS's version-0
     placeholder); the report and whether anything changed. A repeat of the current content changes
-    nothing and emits nothing."""
+    nothing and emits nothing. A verified final report becomes releasable (`note_releasable`)."""
     content = _content(data)
     now = utcnow()
     fresh = report is None or report.version == 0
@@ -122,6 +123,7 @@ def _apply(
     report.reported_at = now
     session.add(report)
     _follow_order(session, order, data.status, now)
+    note_releasable(report, order, require_payment=require_payment, now=now)
     session.flush()  # critical values and revisions refer to the report row
     if data.status is ReportStatus.preliminary:
         _record(session, order, "report.preliminary", {"report_id": report.id})
@@ -177,7 +179,9 @@ def _notify_readers(session: Session, order: LabOrder, report: Report) -> None:
         _record(session, order, "report.amended_notice", payload)
 
 
-def post_report(session: Session, *, order_id: str, data: ReportCreate, reported_by: str) -> Report:
+def post_report(
+    session: Session, *, order_id: str, data: ReportCreate, reported_by: str, require_payment: bool
+) -> Report:
     """Post the order's report as registered, preliminary or final: the first post creates it, later
     ones move the same report forward; 402 while the order awaits payment, 409 once it is final.
 
@@ -190,7 +194,14 @@ def post_report(session: Session, *, order_id: str, data: ReportCreate, reported
         current = None
     if current is not None and ReportStatus(current.status) in FINAL_STATUSES:
         raise ReportAlreadyFinal("This order already has a final report; no further report can be posted.")
-    report, _ = _apply(session, order=order, report=current, data=data, reported_by=reported_by)
+    report, _ = _apply(
+        session,
+        order=order,
+        report=current,
+        data=data,
+        reported_by=reported_by,
+        require_payment=require_payment,
+    )
     return report
 
 
@@ -205,13 +216,22 @@ def _locked_report(session: Session, report_id: str) -> tuple[Report, LabOrder]:
     return report, order
 
 
-def amend_report(session: Session, *, report_id: str, data: ReportAmendment, reported_by: str) -> Report:
-    """Amend or correct a final report (its whole new content); readers of the old one are notified."""
+def amend_report(
+    session: Session, *, report_id: str, data: ReportAmendment, reported_by: str, require_payment: bool
+) -> Report:
+    """Amend or correct a final report (its whole new content); readers of the old one are notified.
+    A report already released keeps its first `releasable_at`: the patient had it from then on."""
     report, order = _locked_report(session, report_id)
     if ReportStatus(report.status) not in FINAL_STATUSES:
         raise ReportNotFinal("Only a final report can be amended or corrected.")
     changed, _ = _apply(
-        session, order=order, report=report, data=data, reported_by=reported_by, reason=data.reason
+        session,
+        order=order,
+        report=report,
+        data=data,
+        reported_by=reported_by,
+        require_payment=require_payment,
+        reason=data.reason,
     )
     return changed
 
@@ -225,29 +245,42 @@ def cancel_report(session: Session, *, report_id: str, data: ReportCancellation,
     content = ReportContent(
         status=ReportStatus.cancelled, conclusion=report.conclusion, observations=observations
     )
+    # A cancelled report is never releasable: the payment setting cannot matter.
     changed, _ = _apply(
-        session, order=order, report=report, data=content, reported_by=cancelled_by, reason=data.reason
+        session,
+        order=order,
+        report=report,
+        data=content,
+        reported_by=cancelled_by,
+        require_payment=False,
+        reason=data.reason,
     )
     return changed
 
 
-def verify_report(session: Session, *, report_id: str, data: ReportVerification) -> Report:
-    """Record the technician who verified (审核) a final report posted without one."""
-    report, _ = _locked_report(session, report_id)
+def verify_report(
+    session: Session, *, report_id: str, data: ReportVerification, require_payment: bool
+) -> Report:
+    """Record the technician who verified (审核) a final report posted without one; it may now be
+    releasable (`note_releasable`)."""
+    report, order = _locked_report(session, report_id)
     if ReportStatus(report.status) not in FINAL_STATUSES:
         raise ReportNotFinal("Only a final, amended or corrected report is verified.")
     if report.verified_by is not None:
         raise ReportAlreadyVerified(f"This report was verified at {report.verified_at}.")
     report.verified_by, report.verified_at = data.verified_by, utcnow()
+    note_releasable(report, order, require_payment=require_payment, now=report.verified_at)
     session.add(report)
+    session.add(order)
     return report
 
 
 def set_withheld(
-    session: Session, *, report_id: str, withhold: bool, data: HoldAction, client: str
+    session: Session, *, report_id: str, withhold: bool, data: HoldAction, client: str, require_payment: bool
 ) -> Report:
-    """A doctor withholds a report from the patient (暂缓发布), or lifts that; each action is kept."""
-    report, _ = _locked_report(session, report_id)
+    """A doctor withholds a report from the patient (暂缓发布), or lifts that; each action is kept.
+    Lifting it may make the report releasable for the first time (`note_releasable`)."""
+    report, order = _locked_report(session, report_id)
     if report.withheld == withhold:
         raise HoldUnchanged("The report is already withheld." if withhold else "The report is not withheld.")
     report.withheld = withhold
@@ -259,6 +292,8 @@ def set_withheld(
         client=client[:SUBJECT_MAX_LENGTH],
     )
     repository.add_hold_action(session, action)
+    note_releasable(report, order, require_payment=require_payment, now=action.at)
+    session.add(order)
     return report
 
 
@@ -268,7 +303,9 @@ def require_lis_client(caller: Caller) -> None:
         raise LisClientRequired("Only a LIS/PACS client (kind `lis`) posts reports by its own id.")
 
 
-def intake_lis_report(session: Session, *, data: LisReport, caller: Caller) -> tuple[Report, bool, bool]:
+def intake_lis_report(
+    session: Session, *, data: LisReport, caller: Caller, require_payment: bool
+) -> tuple[Report, bool, bool]:
     """A LIS/PACS posts or updates its report, keyed by `(client, external_id)`: the report, whether it
     was created, and whether anything changed. A repeat changes nothing; two racing first posts make
     one report (`repository.ensure_external_report`)."""
@@ -306,6 +343,12 @@ def intake_lis_report(session: Session, *, data: LisReport, caller: Caller) -> t
         raise ExternalReportConflict("This external id names a report of another order.")
     created = report.version == 0
     report, changed = _apply(
-        session, order=order, report=report, data=data, reported_by=source_client, reason=data.reason
+        session,
+        order=order,
+        report=report,
+        data=data,
+        reported_by=source_client,
+        require_payment=require_payment,
+        reason=data.reason,
     )
     return report, created, changed

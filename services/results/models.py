@@ -1,6 +1,6 @@
 """Results tables."""
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Index, UniqueConstraint, false
@@ -74,6 +74,9 @@ class LabOrder(ResultsTable, table=True):
     collected_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # specimen taken (采样)
     received_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the lab has it (签收)
     reported_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # first final report
+    # Released to the patient: the first moment a report of the order passed the release rule
+    # (`Report.releasable_at`; None before 0012, and while none has).
+    releasable_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     overdue_notified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # `order.overdue` sent
 
 
@@ -115,6 +118,24 @@ class Report(ResultsTable, table=True):
     institution_level: str | None = Field(default=None, max_length=16)
     # The order's duplicate reason, shown to the patient with the report.
     duplicate_reason: str | None = Field(default=None, max_length=32)
+    # The first moment the release rule (`release.releasable`) passed: an amendment, a later hold or a
+    # cancellation keeps it (None until then, and on reports released before 0012: not recorded).
+    releasable_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class PatientName(ResultsTable, table=True):
+    """Who a report is for, as printed on it: registration's patient name, sex and birth date, kept from
+    its feed (`consumers.PatientNames`), so printing asks no one and works while registration is down.
+    Registration's events carry no names (docs/events.md): the feed's `resolve` hook asks for them."""
+
+    __tablename__ = "patient_name"
+
+    patient_id: str = Field(primary_key=True, max_length=36)
+    identified: bool
+    name: str | None = Field(default=None, max_length=100)
+    sex: str | None = Field(default=None, max_length=8)
+    birth_date: date | None = None
+    updated_at: datetime = Timestamp()
 
 
 class ExternalResult(ResultsTable, table=True):

@@ -4,14 +4,23 @@ What a patient channel (kiosk, app, phone) may see is decided by one function, `
 print is a `ReportPrint` row numbered per report version, so the second copy of the same version is
 a reprint and says 副本 on the paper. Every look and every refusal is audited (`service._audit`);
 a report that is not the caller's patient's, not released, or missing is one and the same 404.
+
+The paper names whom it is for (`PaperPatient`: name, sex, age) from the names results keeps off
+registration's feed (`consumers.PatientNames`), so printing calls no one; a merged patient's reports
+name the surviving patient (the merge re-points them). Patient-facing JSON shows the name masked (张**,
+`kit.logging.mask_name`); no identity number is kept or shown anywhere here.
 """
 
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 from sqlmodel import Session
 
 from kit.auth import visible_to
+from kit.clock import hospital_date
+from kit.logging import mask_name
 from kit.outbox import record_event
 from kit.pdf import PdfDocument, TableColumn
 from services.results import repository
@@ -234,12 +243,37 @@ def printed_copy(
     return (shown, printed) if shown and printed else None
 
 
-def released_public(report: Report, copies: int) -> ReleasedReportPublic:
+@dataclass(frozen=True, slots=True)
+class PaperPatient:
+    """Who a report is for, as its paper says: registration's name, sex and birth date (`PatientName`)."""
+
+    name: str | None
+    sex: str | None = None
+    birth_date: date | None = None
+    identified: bool = True
+
+
+def paper_patients(session: Session, reports: Sequence[Report]) -> dict[str, PaperPatient]:
+    """The known patients of these reports, by patient id (read in the lookup's session, so rendering
+    after the commit needs nothing more); a patient results has not learned yet is missing."""
+    found = repository.patient_names(session, [r.patient_id for r in reports])
+    return {
+        patient_id: PaperPatient(row.name, row.sex, row.birth_date, row.identified)
+        for patient_id, row in found.items()
+    }
+
+
+def paper_patient(session: Session, report: Report) -> PaperPatient | None:
+    return paper_patients(session, [report]).get(report.patient_id)
+
+
+def released_public(report: Report, copies: int, patient: PaperPatient | None = None) -> ReleasedReportPublic:
     return ReleasedReportPublic.model_validate(
         {
             **report.model_dump(),
             "version": report_version(report),
             "printed_copies": copies,
+            "patient_name_masked": mask_name(patient.name) if patient and patient.name else None,
         }
     )
 
@@ -255,6 +289,9 @@ def print_public(printed: ReportPrint) -> PrintPublic:
 # --- the paper ---
 
 STATUS_ZH = {"final": "正式报告", "preliminary": "初步报告"}
+SEX_ZH = {"male": "男 M", "female": "女 F"}
+UNIDENTIFIED = "无名氏 (unidentified)"
+NOT_KNOWN = "-"  # results has not learned the patient's name from registration's feed yet
 FLAG_ZH = {"H": "偏高 H", "L": "偏低 L", "N": "", "critical": "危急值"}
 COLUMNS = (
     TableColumn("项目 Item", 2.2),
@@ -269,15 +306,37 @@ def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def render_report(report: Report, *, printed: ReportPrint | None = None) -> bytes:
-    """The report on A4: header, observations with units and reference ranges, conclusion, and for a
-    print its copy number (a reprint says 副本 at the top). Deterministic for the same print."""
+def _age(birth_date: date, on: datetime) -> int:
+    """Whole years on the hospital day of `on` (周岁)."""
+    day = hospital_date(on)
+    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
+
+
+def _patient_fields(patient: PaperPatient | None, reported_at: datetime) -> list[tuple[str, str]]:
+    """The patient block: name (无名氏 for an unidentified patient), and sex and age where known."""
+    if patient is None:
+        return [("姓名 Name", NOT_KNOWN)]
+    fields = [("姓名 Name", patient.name or (UNIDENTIFIED if not patient.identified else NOT_KNOWN))]
+    if patient.sex:
+        fields.append(("性别 Sex", SEX_ZH.get(patient.sex, patient.sex)))
+    if patient.birth_date:
+        fields.append(("年龄 Age", f"{_age(patient.birth_date, reported_at)} 岁"))
+    return fields
+
+
+def render_report(
+    report: Report, *, printed: ReportPrint | None = None, patient: PaperPatient | None = None
+) -> bytes:
+    """The report on A4: whom it is for (`patient`: name, sex, age), header, observations with units and
+    reference ranges, conclusion, and for a print its copy number (a reprint says 副本 at the top).
+    Deterministic for the same print and patient."""
     created_at = printed.printed_at if printed else report.reported_at
     document = PdfDocument(title="检查检验报告单 Report", created_at=created_at)
     if printed is not None and printed.copy_number > 1:
         document.line(f"副本 COPY - 第 {printed.copy_number} 份 (copy {printed.copy_number})", size=14)
     document.fields(
         [
+            *_patient_fields(patient, report.reported_at),
             ("项目 Test", f"{report.test_name} ({report.test_code})"),
             ("状态 Status", STATUS_ZH.get(report.status, report.status)),
             ("报告时间 Reported", _when(report.reported_at)),

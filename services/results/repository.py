@@ -14,6 +14,7 @@ from services.results.models import (
     LabOrder,
     MergedVisit,
     OrderableTest,
+    PatientName,
     Report,
     ReportHoldAction,
     ReportPrint,
@@ -199,6 +200,20 @@ def repoint_patient(session: Session, *, visit_ids: Sequence[str], source_id: st
     # Results received from other hospitals name no visit: they follow the merged record (互认).
     moved = update(ExternalResult).where(col(ExternalResult.patient_id) == source_id)
     session.exec(moved.values(patient_id=target_id))
+
+
+def keep_patient_name(session: Session, values: dict[str, Any]) -> None:
+    """Insert or overwrite one patient's name, sex and birth date (`PatientName`)."""
+    columns = ("identified", "name", "sex", "birth_date", "updated_at")
+    upsert(session, PatientName, values, keys=["patient_id"], update=columns)
+
+
+def patient_names(session: Session, patient_ids: Sequence[str]) -> dict[str, PatientName]:
+    """The known names of these patients, by patient id (a patient not learned yet is missing)."""
+    if not patient_ids:
+        return {}
+    query = select(PatientName).where(col(PatientName.patient_id).in_(list(set(patient_ids))))
+    return {row.patient_id: row for row in session.exec(query).all()}
 
 
 def list_result_access(session: Session, *, patient_id: str | None, limit: int) -> list[ResultAccess]:

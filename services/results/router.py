@@ -19,6 +19,7 @@ from kit.errors import (
     BadRequest,
     Conflict,
     ServiceUnavailable,
+    VisitClosed,
     problem_response,
     problem_responses,
 )
@@ -55,7 +56,6 @@ from services.results.errors import (
     StaffOnly,
     UnknownTest,
     UnknownTestCode,
-    VisitClosed,
     VisitNotFound,
 )
 from services.results.models import IdempotencyRecord
@@ -260,7 +260,13 @@ def post_report(
     creates the report, later ones move the same report forward. 402 while the order awaits payment;
     409 `report-already-final` after the final one (amend it instead). Emits `report.preliminary` or
     `report.final`, and `report.critical` when it brings a critical value (危急值)."""
-    report = lifecycle.post_report(session, order_id=order_id, data=data, reported_by=caller.subject)
+    report = lifecycle.post_report(
+        session,
+        order_id=order_id,
+        data=data,
+        reported_by=caller.subject,
+        require_payment=settings.release_requires_payment,
+    )
     recognition.stamp_report(session, report, settings)
     response.headers["Location"] = f"/v1/reports/{report.id}"
     return service.report_public(report)
@@ -400,7 +406,9 @@ def intake_lis_report(
     racing make one report). Any status; after final, `amended` or `corrected` (readers of the old
     version each get `report.amended_notice`) or `cancelled`. 403 `lis-client-required` for other
     clients; 409 when the id names another order's report or the order has a report from elsewhere."""
-    report, created, _ = lifecycle.intake_lis_report(session, data=data, caller=caller)
+    report, created, _ = lifecycle.intake_lis_report(
+        session, data=data, caller=caller, require_payment=settings.release_requires_payment
+    )
     recognition.stamp_report(session, report, settings)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     response.headers["Location"] = f"/v1/reports/{report.id}"
@@ -413,10 +421,15 @@ def intake_lis_report(
     tags=["reports"],
     responses=problem_responses(ReportNotFound, ReportNotFinal, ReportAlreadyVerified),
 )
-def verify_report(report_id: IdPath, data: ReportVerification, session: SessionDep) -> ReportPublic:
+def verify_report(
+    report_id: IdPath, data: ReportVerification, session: SessionDep, settings: SettingsDep
+) -> ReportPublic:
     """Record the technician who verified (审核) a final report posted without one; 409 if not final or
     already verified."""
-    return service.report_public(lifecycle.verify_report(session, report_id=report_id, data=data))
+    report = lifecycle.verify_report(
+        session, report_id=report_id, data=data, require_payment=settings.release_requires_payment
+    )
+    return service.report_public(report)
 
 
 @router.post(
@@ -426,12 +439,18 @@ def verify_report(report_id: IdPath, data: ReportVerification, session: SessionD
     responses=problem_responses(ReportNotFound, ReportNotFinal, ReportCancelled),
 )
 def amend_report(
-    report_id: IdPath, data: ReportAmendment, session: SessionDep, caller: CallerDep
+    report_id: IdPath, data: ReportAmendment, session: SessionDep, caller: CallerDep, settings: SettingsDep
 ) -> ReportPublic:
     """Amend or correct a final report: its whole new content (verified again by `verified_by`) and the
     reason. The report keeps its id, its version goes up, the old content is kept, and each reader of
     the old version (the result-access audit) gets one `report.amended_notice`."""
-    report = lifecycle.amend_report(session, report_id=report_id, data=data, reported_by=caller.subject)
+    report = lifecycle.amend_report(
+        session,
+        report_id=report_id,
+        data=data,
+        reported_by=caller.subject,
+        require_payment=settings.release_requires_payment,
+    )
     return service.report_public(report)
 
 
@@ -457,12 +476,17 @@ def cancel_report(
     responses=problem_responses(ReportNotFound, HoldUnchanged),
 )
 def withhold_report(
-    report_id: IdPath, data: HoldAction, session: SessionDep, caller: CallerDep
+    report_id: IdPath, data: HoldAction, session: SessionDep, caller: CallerDep, settings: SettingsDep
 ) -> ReportPublic:
     """A doctor withholds the report from the patient (暂缓发布: e.g. to tell them in person), with the
     reason; staff still see it. 409 `hold-unchanged` if already withheld."""
     report = lifecycle.set_withheld(
-        session, report_id=report_id, withhold=True, data=data, client=caller.subject
+        session,
+        report_id=report_id,
+        withhold=True,
+        data=data,
+        client=caller.subject,
+        require_payment=settings.release_requires_payment,
     )
     return service.report_public(report)
 
@@ -474,11 +498,16 @@ def withhold_report(
     responses=problem_responses(ReportNotFound, HoldUnchanged),
 )
 def unwithhold_report(
-    report_id: IdPath, data: HoldAction, session: SessionDep, caller: CallerDep
+    report_id: IdPath, data: HoldAction, session: SessionDep, caller: CallerDep, settings: SettingsDep
 ) -> ReportPublic:
     """Lift a doctor's hold, with the reason: the report reaches the patient again if released."""
     report = lifecycle.set_withheld(
-        session, report_id=report_id, withhold=False, data=data, client=caller.subject
+        session,
+        report_id=report_id,
+        withhold=False,
+        data=data,
+        client=caller.subject,
+        require_payment=settings.release_requires_payment,
     )
     return service.report_public(report)
 
@@ -543,7 +572,8 @@ def read_released_reports(
     limit: LimitQuery = 100,
 ) -> list[ReleasedReportPublic]:
     """The reports released to the patient (what a kiosk, app or phone may show), newest first, each
-    with how many copies of its version were printed. Audited; another patient's is an empty list."""
+    with how many copies of its version were printed and whose it is, masked (`patient_name_masked`,
+    张**). Audited; another patient's is an empty list."""
     found = printing.released_reports(
         session,
         patient_id=patient_id,
@@ -552,7 +582,8 @@ def read_released_reports(
         acting_for=caller.patient,
         require_payment=settings.release_requires_payment,
     )
-    return [printing.released_public(report, copies) for report, copies in found]
+    patients = printing.paper_patients(session, [report for report, _ in found])
+    return [printing.released_public(r, copies, patients.get(r.patient_id)) for r, copies in found]
 
 
 @router.get(
@@ -565,8 +596,9 @@ def read_released_reports(
 def read_report_pdf(
     report_id: IdPath, session: AuditedSessionDep, caller: CallerDep, settings: SettingsDep
 ) -> Response:
-    """A released report as a PDF to read (an app's download); no print is recorded. Audited. A missing
-    report, another patient's, or one not released yet are the same 404."""
+    """A released report as a PDF to read (an app's download), naming the patient (姓名, 性别, 年龄); no
+    print is recorded. Audited. A missing report, another patient's, or one not released yet are the
+    same 404. Asks registration nothing: it prints while registration is down."""
     report = printing.report_to_read(
         session,
         report_id=report_id,
@@ -574,7 +606,12 @@ def read_report_pdf(
         acting_for=caller.patient,
         require_payment=settings.release_requires_payment,
     )
-    return _pdf(partial(printing.render_report, report) if report else None, f"report-{report_id}")
+    render = (
+        partial(printing.render_report, report, patient=printing.paper_patient(session, report))
+        if report
+        else None
+    )
+    return _pdf(render, f"report-{report_id}")
 
 
 @router.post(
@@ -684,12 +721,21 @@ def print_visit(
     responses={**PDF_RESPONSE, **problem_responses(ReportNotFound)},
 )
 def read_print_pdf(print_id: IdPath, session: AuditedSessionDep, caller: CallerDep) -> Response:
-    """The PDF of one printed copy (a reprint says 副本 at the top); fetching it again prints nothing
-    new. Audited; a missing print or another patient's is 404."""
+    """The PDF of one printed copy, naming the patient (a reprint says 副本 at the top); fetching it
+    again prints nothing new. Audited; a missing print or another patient's is 404."""
     found = printing.printed_copy(
         session, print_id=print_id, client=caller.subject, acting_for=caller.patient
     )
-    render = partial(printing.render_report, found[0], printed=found[1]) if found else None
+    render = (
+        partial(
+            printing.render_report,
+            found[0],
+            printed=found[1],
+            patient=printing.paper_patient(session, found[0]),
+        )
+        if found
+        else None
+    )
     return _pdf(render, f"print-{print_id}")
 
 

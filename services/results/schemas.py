@@ -162,6 +162,9 @@ class OrderPublic(BaseModel):
     collected_at: datetime | None = None
     received_at: datetime | None = None
     reported_at: datetime | None = Field(default=None, description="The first final report")
+    releasable_at: datetime | None = Field(
+        default=None, description="Released to the patient: the first time its report passed the release rule"
+    )
 
 
 class Observation(Request):
@@ -320,6 +323,11 @@ class ReportPublic(BaseModel):
     duplicate_reason: DuplicateReason | None = Field(
         default=None, description="Why it was repeated although a recognised result existed (互认)"
     )
+    releasable_at: datetime | None = Field(
+        default=None,
+        description="The first time the release rule passed (final, verified, not withheld, paid where "
+        "required); kept through amendments, later holds and cancellation. Null until then",
+    )
 
 
 class CriticalStatus(StrEnum):
@@ -392,11 +400,28 @@ class BillingCredit(BaseModel):
     remaining_credit_fen: int | None = None
 
 
+class RegistrationPatient(BaseModel):
+    """The part of registration's patient a printed report shows: who it is for (never the identity
+    number, which registration only ever sends masked and results does not keep)."""
+
+    id: str
+    identified: bool = True
+    name: str | None = None
+    sex: str | None = None
+    birth_date: date | None = None
+
+
 class ReleasedReportPublic(ReportPublic):
     """A report released to the patient (kiosk, app, phone), with how often this version was printed."""
 
     version: int = Field(description="The report's version; copies are counted per version")
     printed_copies: int = Field(description="0: never printed, so `POST /visits/{id}/prints` prints it")
+    patient_name_masked: str | None = Field(
+        default=None,
+        description="Whose report it is, masked (张**) as a kiosk screen may show it; the PDF carries the "
+        "full name. Null when results has not learned the name (registration's feed) or for an "
+        "unidentified patient",
+    )
 
 
 class PrintCreate(Request):
@@ -532,3 +557,8 @@ class TurnaroundFigures(BaseModel):
     within_target_share: Decimal | None = Field(
         description="within_target / (reported + overdue_unreported), 4 places; null when that is 0"
     )
+    released: int = Field(default=0, description="Of them, released to the patient (`releasable_at`)")
+    release_median_minutes: int | None = Field(
+        default=None, description="Ordered → released to the patient, nearest rank 50%; null when none is"
+    )
+    release_p90_minutes: int | None = Field(default=None, description="Ordered → released, nearest rank 90%")

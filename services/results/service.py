@@ -5,6 +5,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,13 @@ from sqlmodel import Session
 from kit.auth import visible_to
 from kit.client import ServiceClient
 from kit.clock import utcnow
-from kit.errors import BadGateway, ServiceUnavailable
+from kit.errors import BadGateway, ServiceUnavailable, ensure_visit_open
 from kit.outbox import record_event
 from kit.requestid import current_request_id
 from services.results import audit, repository
 from services.results.errors import (
     OrderNotFound,
     UnknownTest,
-    VisitClosed,
     VisitNotFound,
 )
 from services.results.models import LabOrder, OrderableTest, OutboxEvent, Report, ResultAccess
@@ -56,10 +56,6 @@ def list_orderable_tests(session: Session) -> list[OrderableTest]:
     return repository.list_orderable_tests(session)
 
 
-# Registration's status of a visit that takes no new work (settled, discharged, closed).
-CLOSED = "closed"
-
-
 async def fetch_visit(registration: ServiceClient, *, visit_id: str) -> RegistrationVisit:
     """The visit as registration knows it; the order's patient and payment mode come from here only.
 
@@ -68,8 +64,7 @@ async def fetch_visit(registration: ServiceClient, *, visit_id: str) -> Registra
     visit = await registration.get(RegistrationVisit, "/visits/{visit_id}", visit_id=visit_id)
     if visit is None:
         raise VisitNotFound("No such visit.")
-    if visit.status == CLOSED:
-        raise VisitClosed(f"Visit {visit.id} is closed; it takes no new work.", visit_id=visit.id)
+    ensure_visit_open(visit.id, visit.status)
     return visit
 
 
@@ -370,12 +365,29 @@ def read_report(
     return shown
 
 
-def record_paid(session: Session, order: LabOrder) -> None:
+def note_releasable(report: Report, order: LabOrder, *, require_payment: bool, now: datetime) -> None:
+    """Record the first moment the release rule (`release.releasable`) passed for the report, on it and
+    on its order (`releasable_at`). Called at each change that can make it pass: a final report verified
+    (posted so, or verified later), the order paid where release requires payment, a doctor lifting a
+    hold. The first moment is kept: an amendment or correction, a later hold or a cancellation does not
+    move it (the patient had the report from then on; an amendment notifies its readers instead)."""
+    if report.releasable_at is None and releasable(report, order, require_payment=require_payment):
+        report.releasable_at = now
+    if order.releasable_at is None and report.releasable_at is not None:
+        order.releasable_at = report.releasable_at
+
+
+def record_paid(session: Session, order: LabOrder, *, require_payment: bool = False) -> None:
     """Billing was paid for the order: a prepaid one goes to the lab, and where the hospital releases
-    only paid reports (`RESULTS_RELEASE_REQUIRES_PAYMENT`) its report may now reach the patient."""
+    only paid reports (`require_payment`, `RESULTS_RELEASE_REQUIRES_PAYMENT`) its report may now reach
+    the patient (`note_releasable`)."""
     if order.paid_at is None:
         order.paid_at = utcnow()
         session.add(order)
+        report = repository.current_report_of_order(session, order.id)
+        if report is not None:
+            note_releasable(report, order, require_payment=require_payment, now=order.paid_at)
+            session.add(report)
     if order.status == OrderStatus.awaiting_payment:
         order.status = OrderStatus.released.value
         order.released_at = order.paid_at

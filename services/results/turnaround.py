@@ -10,6 +10,10 @@ receipt times, its first final report, the overdue list, `order.overdue`, and TA
 - **Overdue**: with the lab (`released`: no final report, or its report was cancelled), past `due_at`.
   An order awaiting payment is not the lab's to work and is not listed; the clock still runs from
   `ordered_at`, as the patient waits. `reported_at` stays the first final report's time even then.
+- **Released** (to the patient): the order's `releasable_at`, the first moment a report of it passed
+  the release rule (verified, not withheld, paid where required: `service.note_releasable`); not its
+  `released_at`, the payment gate's release to the lab. The figures give ordered → released beside
+  ordered → reported: what the patient waited, holds and payment included.
 - **Figures**: durations in whole seconds (integers), medians and p90 the **nearest rank**
   (`sorted[ceil(q n) - 1]`, an observed value, as services/events/waits.py), shown in minutes rounded
   up; the share within target is a `Decimal` of reported-in-time over everything decided (reported, or
@@ -169,6 +173,15 @@ def _whole_minutes(seconds: int) -> int:
     return -(-seconds // 60)
 
 
+def _seconds_to(orders: Iterable[LabOrder], moment: Callable[[LabOrder], datetime | None]) -> list[int]:
+    """Sorted whole seconds from ordered to `moment`, over the orders that have it."""
+    return sorted(
+        int((as_utc(at) - as_utc(o.ordered_at)).total_seconds())
+        for o in orders
+        if (at := moment(o)) is not None
+    )
+
+
 def figures(orders: Iterable[LabOrder], *, now: datetime) -> list[TurnaroundFigures]:
     """TAT per item and priority (see the module's docstring), by item code then priority."""
     groups: dict[tuple[str, str], list[LabOrder]] = {}
@@ -176,11 +189,8 @@ def figures(orders: Iterable[LabOrder], *, now: datetime) -> list[TurnaroundFigu
         groups.setdefault((order.test_code, order.priority), []).append(order)
     found = []
     for (test_code, priority), members in sorted(groups.items()):
-        seconds = sorted(
-            int((as_utc(o.reported_at) - as_utc(o.ordered_at)).total_seconds())
-            for o in members
-            if o.reported_at is not None
-        )
+        seconds = _seconds_to(members, lambda o: o.reported_at)
+        released = _seconds_to(members, lambda o: o.releasable_at)
         within = sum(1 for o in members if _in_time(o))
         late_open = sum(
             1 for o in members if o.reported_at is None and o.due_at is not None and as_utc(o.due_at) < now
@@ -201,6 +211,9 @@ def figures(orders: Iterable[LabOrder], *, now: datetime) -> list[TurnaroundFigu
                     if decided
                     else None
                 ),
+                released=len(released),
+                release_median_minutes=_whole_minutes(nearest_rank(released, 50)) if released else None,
+                release_p90_minutes=_whole_minutes(nearest_rank(released, 90)) if released else None,
             )
         )
     return found

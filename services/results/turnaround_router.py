@@ -86,7 +86,8 @@ def read_turnaround(
 ) -> list[TurnaroundFigures]:
     """TAT (ordered → first final report) per item and priority of the orders placed on the hospital
     days `from_date`..`to_date` (inclusive; default the last 7 days): count, nearest-rank median and
-    p90 in minutes, and the share within target. Staff only."""
+    p90 in minutes, and the share within target; beside it ordered → released to the patient
+    (`releasable_at`: holds and payment included). Staff only."""
     now = utcnow()
     to_day = to_date or hospital_date(now)
     from_day = from_date or to_day - timedelta(days=6)

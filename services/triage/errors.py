@@ -31,13 +31,6 @@ class QueueNotSuspended(Conflict):
     slug, title = "queue-not-suspended", "Queue not suspended"
 
 
-class VisitClosed(Conflict):
-    """Registration closed the visit (settled, discharged, closed at the desk or at the end of the day):
-    it takes no new work here; what was done before still lands."""
-
-    slug, title = "visit-closed", "Visit closed"
-
-
 # --- Queue actions (issue 10) ---
 class TicketWrongState(Conflict):
     """The action does not apply to a ticket in its current status (e.g. recalling a waiting ticket)."""

@@ -11,7 +11,7 @@ from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
 from kit.config import app_settings
 from kit.database import SessionDep
-from kit.errors import Forbidden, ServiceUnavailable, problem_responses
+from kit.errors import Forbidden, ServiceUnavailable, VisitClosed, problem_responses
 from services.triage import repository, service, stations
 from services.triage.config import TriageSettings
 from services.triage.errors import (
@@ -26,7 +26,6 @@ from services.triage.errors import (
     TicketWrongState,
     UnknownServiceClass,
     UnknownStation,
-    VisitClosed,
     VisitNotFound,
 )
 from services.triage.schemas import (

@@ -11,7 +11,7 @@ from sqlmodel import Session
 from kit.auth import visible_to
 from kit.client import ServiceClient
 from kit.clock import as_utc, hospital_date, utcnow
-from kit.errors import ServiceUnavailable
+from kit.errors import ServiceUnavailable, ensure_visit_open
 from kit.outbox import record_event
 from kit.stats import nearest_rank
 from services.triage import repository, rules
@@ -28,7 +28,6 @@ from services.triage.errors import (
     TicketNotFound,
     UnknownServiceClass,
     UnknownStation,
-    VisitClosed,
     VisitNotFound,
 )
 from services.triage.models import Assessment, OutboxEvent, QueueSuspension, Ticket
@@ -70,17 +69,12 @@ UNNAMED = "无名氏"
 MAX_MASKED = 3
 
 
-# Registration's status of a visit that takes no new work (settled, discharged, closed).
-CLOSED = "closed"
-
-
 async def fetch_visit(registration: ServiceClient, *, visit_id: str) -> RegistrationVisit:
     """The visit as registration knows it; awaited before the unit of work, so none waits on the network."""
     visit = await registration.get(RegistrationVisit, "/visits/{visit_id}", visit_id=visit_id)
     if visit is None:
         raise VisitNotFound("Registration has no such visit.")
-    if visit.status == CLOSED:
-        raise VisitClosed(f"Visit {visit.id} is closed; it takes no new work.", visit_id=visit.id)
+    ensure_visit_open(visit.id, visit.status)
     return visit
 
 

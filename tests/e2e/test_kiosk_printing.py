@@ -8,6 +8,7 @@ from typing import Any
 
 from pypdf import PdfReader
 
+from kit.testing import eventually
 from tests.e2e.clients import Gateway, assert_problem, ok, patient_session, register_patient
 
 CBC = "250101015"  # 血细胞分析
@@ -91,6 +92,27 @@ def test_a_kiosk_prints_its_patients_released_reports_once_then_as_copies(gatewa
     assert bundle["resourceType"] == "Bundle" and bundle["total"] == len(trail)
     acted_for_p = [e["resource"] for e in bundle["entry"] if e["resource"]["agent"][0].get("extension")]
     assert acted_for_p and {event["outcome"] for event in acted_for_p} == {"4"}  # each a refusal
+
+
+def test_the_kiosks_printed_report_names_its_patient_in_chinese_and_its_list_masks_the_name(
+    gateway: Gateway,
+) -> None:
+    """Results learns the name from registration's feed (asking registration outside any transaction);
+    the paper carries it in full, the kiosk's screen list masked, and neither the identity number."""
+    p = patient_with_reports(gateway)
+    kiosk = {"x-patient-token": patient_session(gateway, p, client="kiosk")["token"]}
+    path = f"/v1/patients/{p['id']}/released-reports"
+
+    def masked_name() -> str | None:
+        listed = gateway.kiosk.get(path, headers=kiosk)
+        return listed.json()[0]["patient_name_masked"] if listed.status_code == 200 else None
+
+    eventually(lambda: masked_name() == "李**", what="results to learn the patient's name")
+    printed = ok(gateway.kiosk.post(f"/v1/reports/{p['final']}/prints", json={}, headers=kiosk), 201)
+    paper = pdf_text(gateway.kiosk.get(printed["pdf_url"], headers=kiosk))
+    assert "姓名 Name: 李四" in paper, paper
+    listing = gateway.kiosk.get(path, headers=kiosk).text
+    assert "李四" not in listing and p["id_number"] not in paper + listing + str(printed)
 
 
 def test_the_phone_line_reads_released_reports_after_the_texted_code(gateway: Gateway) -> None:

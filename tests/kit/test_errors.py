@@ -126,3 +126,19 @@ def test_a_safe_request_id_is_kept(sent: str) -> None:
 def test_a_minted_request_id_passes_the_next_hops_check() -> None:
     """A service re-checks the gateway's id: one that failed there would lose the request's trail."""
     assert all(is_safe_request_id(new_request_id()) for _ in range(2_000))
+
+
+def test_a_closed_visit_is_one_409_visit_closed_for_every_service() -> None:
+    """triage, results and billing refuse new work for a closed visit with kit's one check."""
+    from kit.errors import VisitClosed, ensure_visit_open
+
+    ensure_visit_open("v-1", "open")
+    ensure_visit_open("v-1", "settled")  # an inpatient visit billing settled before discharge still works
+    with pytest.raises(VisitClosed) as refused:
+        ensure_visit_open("v-1", "closed")
+    problem = refused.value.to_problem()
+    assert (problem["status"], problem["type"].rsplit("/", 1)[1]) == (409, "visit-closed")
+    assert problem["visit_id"] == "v-1" and problem["detail"] == "Visit v-1 is closed; it takes no new work."
+    with pytest.raises(VisitClosed) as charged:
+        ensure_visit_open("v-1", "closed", detail="no new charge")
+    assert charged.value.detail == "no new charge"

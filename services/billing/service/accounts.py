@@ -11,9 +11,10 @@ from kit.auth import visible_to
 from kit.client import ServiceClient
 from kit.clock import as_utc, hospital_date, utcnow
 from kit.database import Database
+from kit.errors import ensure_visit_open
 from kit.outbox import record_event
 from services.billing import repository
-from services.billing.errors import AccountSettled, VisitClosed, VisitNotFound
+from services.billing.errors import AccountSettled, VisitNotFound
 from services.billing.models import Charge, OutboxEvent, VisitAccount
 from services.billing.schemas import (
     AccountPublic,
@@ -23,7 +24,6 @@ from services.billing.schemas import (
 )
 
 SETTLED = "settled"
-CLOSED = "closed"  # registration's status of a visit that takes no new work
 
 
 def hospital_today() -> date:
@@ -75,11 +75,13 @@ async def chargeable_visit(registration: ServiceClient, *, visit_id: str) -> Reg
     visit = await registration.get(RegistrationVisit, "/visits/{visit_id}", visit_id=visit_id)
     if visit is None:
         raise VisitNotFound("No such visit.")
-    if visit.status == CLOSED:
-        raise VisitClosed(
-            f"Visit {visit_id} is closed; it takes no new charge. Settle it, or pay its supplementary bill.",
-            visit_id=visit_id,
-        )
+    ensure_visit_open(
+        visit_id,
+        visit.status,
+        detail=(
+            f"Visit {visit_id} is closed; it takes no new charge. Settle it, or pay its supplementary bill."
+        ),
+    )
     return visit
 
 
