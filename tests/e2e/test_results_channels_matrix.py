@@ -93,7 +93,7 @@ class Session:
         self.headers = {"x-patient-token": patient_session(gateway, person, kind)["token"]}
 
     def call(self, method: str, path: str) -> httpx.Response:
-        body = {} if method == "POST" else None
+        body: dict[str, Any] | None = {} if method == "POST" else None
         return self.client.request(method, path, json=body, headers=self.headers)
 
 
@@ -209,7 +209,7 @@ def answer(response: httpx.Response, *ids: str) -> tuple[int, Any]:
 def trail(gateway: Gateway, patient_id: str, *, after: int = 0) -> list[dict[str, Any]]:
     """The patient's result-access audit rows newer than row `after` (the newest 100: the gateway's
     page cap; each test reads its own few dozen right after making them)."""
-    params = {"patient_id": patient_id, "limit": 100}
+    params: dict[str, str | int] = {"patient_id": patient_id, "limit": 100}
     found = ok(gateway.admin.get("/v1/audit/result-access", params=params))
     return [row for row in found if row["id"] > after]
 
