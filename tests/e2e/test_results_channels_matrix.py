@@ -380,7 +380,8 @@ def test_a_patient_channel_over_its_rate_limit_gets_429_and_results_is_not_asked
     paying: Gateway, world: dict[str, Any], kind: str
 ) -> None:
     a, burst = world["a"], 6
-    name, device = own_client(paying, kind, rate_limit_per_second=0.01, rate_burst=burst)
+    # One more request every 10,000 s: no refill within the test, however slow the machine.
+    name, device = own_client(paying, kind, rate_limit_per_second=0.0001, rate_burst=burst)
     with device:
         token = patient_session(paying, a, kind, device=device)["token"]
         proofs = 1 if kind == "kiosk" else 2  # the slip; or the texted code asked for, then sent
