@@ -221,20 +221,27 @@ def print_visit(
 
 
 def printed_copy(
-    session: Session, *, print_id: str, client: str, acting_for: str | None
+    session: Session, *, print_id: str, client: str, acting_for: str | None, require_payment: bool
 ) -> tuple[Report, ReportPrint] | None:
     """One printed copy and its report, to render as its PDF (fetching it again prints nothing new),
-    audited; None when there is no such print or it is another patient's."""
+    audited; None when there is no such print, it is another patient's, or its report is no longer
+    released: a copy printed before the doctor withheld or the lab cancelled the report is no way
+    around the hold (audited as `not_released`)."""
     printed = repository.get_print(session, print_id)
     report = repository.get_report(session, printed.report_id) if printed else None
     refused = printed is not None and not visible_to(acting_for, printed.patient_id)
-    shown = None if refused or printed is None else report
+    held_back = (
+        report is not None
+        and not refused
+        and not is_released(session, report, require_payment=require_payment)
+    )
+    shown = None if refused or held_back or printed is None else report
     _audit(
         session,
         client=client,
         acting_for=acting_for,
         action="print_pdf",
-        outcome="refused" if refused else "found" if shown else "not_found",
+        outcome="refused" if refused else "not_released" if held_back else "found" if shown else "not_found",
         reports=[shown] if shown else [],
         patient_id=printed.patient_id if printed else acting_for,
         visit_id=printed.visit_id if printed else None,

@@ -720,11 +720,18 @@ def print_visit(
     response_class=Response,
     responses={**PDF_RESPONSE, **problem_responses(ReportNotFound)},
 )
-def read_print_pdf(print_id: IdPath, session: AuditedSessionDep, caller: CallerDep) -> Response:
+def read_print_pdf(
+    print_id: IdPath, session: AuditedSessionDep, caller: CallerDep, settings: SettingsDep
+) -> Response:
     """The PDF of one printed copy, naming the patient (a reprint says 副本 at the top); fetching it
-    again prints nothing new. Audited; a missing print or another patient's is 404."""
+    again prints nothing new. Audited; a missing print, another patient's, or one whose report is no
+    longer released (withheld or cancelled since) is 404."""
     found = printing.printed_copy(
-        session, print_id=print_id, client=caller.subject, acting_for=caller.patient
+        session,
+        print_id=print_id,
+        client=caller.subject,
+        acting_for=caller.patient,
+        require_payment=settings.release_requires_payment,
     )
     render = (
         partial(
