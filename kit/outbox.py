@@ -25,9 +25,10 @@ order. So the sequences of an aggregate are 1, 2, 3, … in position order, what
 The row returned by `record_event` is the one inserted: its `position` is set once the session commits.
 
 The feed is pushed, not polled: `wait=` holds the request (never a session or the database gate) until
-an event it wants commits. A commit in this process wakes it through `Database.outbox_commits`; on
-PostgreSQL, a commit in another replica of the service reaches it through `OutboxListener`, one
-LISTEN connection per process.
+an event it wants commits. A commit in this process wakes it through `Database.outbox_commits`, and only
+a reader of a type the commit wrote (`kit.wakeups`); on PostgreSQL, a commit in another replica of the
+service reaches it through `OutboxListener`, one LISTEN connection per process, and wakes every reader
+(the notification does not say what committed).
 """
 
 import asyncio
@@ -112,7 +113,7 @@ def record_event(
     if not session.in_transaction():
         session.begin()  # the events belong to this unit of work, ended by commit, rollback or close
     session.info.setdefault(_PENDING, []).append(event)
-    mark_outbox_written(session)
+    mark_outbox_written(session, event_type)
     return event
 
 
@@ -286,6 +287,7 @@ def feed_router(outbox: type[OutboxEventBase]) -> APIRouter:
         database: Database = request.app.state.database
         source: str = request.app.state.settings.service_name
         types = sorted(set(type)) if type else None
+        wanted = frozenset(types) if types else None
         commits = database.outbox_commits
         deadline = time.monotonic() + wait
 
@@ -302,7 +304,8 @@ def feed_router(outbox: type[OutboxEventBase]) -> APIRouter:
                 if events or remaining <= 0 or commits.closed:
                     return {"events": events, "next_after": after}
                 gone = gone or asyncio.ensure_future(_disconnected(request))
-                woken = asyncio.ensure_future(commits.wait_async(seen, remaining))
+                # Woken only by a commit of a type asked for: the others' commits are not read for nothing.
+                woken = asyncio.ensure_future(commits.wait_async(seen, remaining, wanted=wanted))
                 await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
                 if not woken.done():
                     woken.cancel()
