@@ -50,6 +50,13 @@ _MOVE_CURSOR = (
     )
 )
 _ADD_CURSOR = sa.insert(_SOURCE_CURSOR)
+_ADD_LOG_ROWS = sa.insert(_LOG).returning(_LOG.c.position, sort_by_parameter_order=True)
+_MOVE_OWNERS = (
+    sa.update(_VISIT_OWNER)
+    .where(_VISIT_OWNER.c.visit_id == sa.bindparam("key"))
+    .values(patient_id=sa.bindparam("patient_id"), last_sequence=sa.bindparam("last_sequence"))
+)
+_ADD_OWNERS = sa.insert(_VISIT_OWNER)
 LOG_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('patientflow.events.log.' || current_schema()))")
 
 
@@ -94,7 +101,6 @@ def visit_owners(session: Session, visit_ids: Collection[str]) -> dict[str, Owne
 
 def save_visit_owners(session: Session, owners: dict[str, Owner], *, known: Collection[str]) -> None:
     """Write back the owners `log_batch` moved: update the `known` ones, insert the rest."""
-    table = _VISIT_OWNER
     changed = [
         {"key": visit_id, "patient_id": o.patient_id, "last_sequence": o.last_sequence}
         for visit_id, o in owners.items()
@@ -106,20 +112,14 @@ def save_visit_owners(session: Session, owners: dict[str, Owner], *, known: Coll
         if visit_id not in known
     ]
     if changed:
-        statement = (
-            sa.update(table)
-            .where(table.c.visit_id == sa.bindparam("key"))
-            .values(patient_id=sa.bindparam("patient_id"), last_sequence=sa.bindparam("last_sequence"))
-        )
-        session.connection().execute(statement, changed)
+        session.connection().execute(_MOVE_OWNERS, changed)
     if added:
-        session.connection().execute(sa.insert(table), added)
+        session.connection().execute(_ADD_OWNERS, added)
 
 
 def insert_log_rows(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert log rows in the order given; their positions, in that order (= causal order)."""
-    statement = sa.insert(_LOG).returning(_LOG.c.position, sort_by_parameter_order=True)
-    return [row.position for row in session.connection().execute(statement, list(rows))]
+    return [row.position for row in session.connection().execute(_ADD_LOG_ROWS, list(rows))]
 
 
 def insert_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
