@@ -29,9 +29,9 @@ import asyncio
 import functools
 import inspect
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence, Set
 from contextlib import asynccontextmanager, contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import anyio
 from fastapi import Depends, Request
@@ -55,7 +55,7 @@ SQLITE_PRAGMAS = {
     "busy_timeout": "30000",
 }
 OUTBOX_WRITTEN = "patientflow.outbox_written"
-"""`Session.info` key: this transaction recorded outbox events (set by `mark_outbox_written`)."""
+"""`Session.info` key: the event types this transaction recorded (set by `mark_outbox_written`)."""
 
 
 class OutboxCommits(Wakeup):
@@ -66,8 +66,8 @@ class OutboxCommits(Wakeup):
         super().__init__()
         self.on_local_commit: list[Callable[[], None]] = []
 
-    def committed_here(self) -> None:
-        self.bump()
+    def committed_here(self, event_types: Set[str] | None = None) -> None:
+        self.bump(event_types)
         for hook in self.on_local_commit:
             hook()
 
@@ -76,19 +76,21 @@ class OutboxCommits(Wakeup):
 _OUTBOX_COMMITS: "weakref.WeakKeyDictionary[Engine, OutboxCommits]" = weakref.WeakKeyDictionary()
 
 
-def mark_outbox_written(session: Session) -> None:
-    """The session's transaction recorded outbox events: wake the feed's readers once it commits."""
-    session.info[OUTBOX_WRITTEN] = True
+def mark_outbox_written(session: Session, event_type: str | None = None) -> None:
+    """The session's transaction recorded an outbox event (of `event_type`; None: of any): wake the
+    feed's readers of that type once it commits."""
+    session.info.setdefault(OUTBOX_WRITTEN, set()).add(event_type)
 
 
 @event.listens_for(OrmSession, "after_commit")
 def _wake_feed_readers(session: OrmSession) -> None:
     if session.in_nested_transaction():
         return  # SQLAlchemy calls after_commit for a released SAVEPOINT too: that is not the commit
-    if session.info.pop(OUTBOX_WRITTEN, False) and isinstance(session.bind, Engine):
+    written: set[str | None] | None = session.info.pop(OUTBOX_WRITTEN, None)
+    if written and isinstance(session.bind, Engine):
         commits = _OUTBOX_COMMITS.get(session.bind)
         if commits is not None:
-            commits.committed_here()
+            commits.committed_here(None if None in written else cast("set[str]", written))
 
 
 @event.listens_for(OrmSession, "after_rollback")

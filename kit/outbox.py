@@ -25,9 +25,10 @@ order. So the sequences of an aggregate are 1, 2, 3, … in position order, what
 The row returned by `record_event` is the one inserted: its `position` is set once the session commits.
 
 The feed is pushed, not polled: `wait=` holds the request (never a session or the database gate) until
-an event it wants commits. A commit in this process wakes it through `Database.outbox_commits`; on
-PostgreSQL, a commit in another replica of the service reaches it through `OutboxListener`, one
-LISTEN connection per process.
+an event it wants commits. A commit in this process wakes it through `Database.outbox_commits`, and only
+a reader of a type the commit wrote (`kit.wakeups`); on PostgreSQL, a commit in another replica of the
+service reaches it through `OutboxListener`, one LISTEN connection per process, and wakes every reader
+(the notification does not say what committed).
 """
 
 import asyncio
@@ -55,7 +56,7 @@ from sqlmodel import Session, col, select
 from kit import causes
 from kit.auth import require_service_caller
 from kit.clock import as_utc
-from kit.database import Database, SessionDep, mark_outbox_written
+from kit.database import Database, ReadConnection, SessionDep, mark_outbox_written
 from kit.models import OutboxEventBase
 from kit.params import CursorQuery, page_size
 from kit.worker import Backoff, ThreadWorker
@@ -112,7 +113,7 @@ def record_event(
     if not session.in_transaction():
         session.begin()  # the events belong to this unit of work, ended by commit, rollback or close
     session.info.setdefault(_PENDING, []).append(event)
-    mark_outbox_written(session)
+    mark_outbox_written(session, event_type)
     return event
 
 
@@ -162,6 +163,27 @@ def _last_sequence(table: Table) -> Any:
             table.c.aggregate_type == bindparam("aggregate_type"),
             table.c.aggregate_id == bindparam("aggregate_id"),
         )
+    return _STATEMENTS[key]
+
+
+def _head(table: Table) -> Any:
+    """`SELECT max(position)`: the newest committed event (built once per outbox table)."""
+    key = ("head", table)
+    if key not in _STATEMENTS:
+        _STATEMENTS[key] = sa_select(func.max(table.c.position))
+    return _STATEMENTS[key]
+
+
+def _page(table: Table, *, filtered: bool) -> Any:
+    """A page of the feed in (after, head], of some types if `filtered`, with bound parameters (built
+    once per outbox table: every reader reads after every commit of a type it wants)."""
+    key = ("page-of-types" if filtered else "page", table)
+    if key not in _STATEMENTS:
+        position = table.c.position
+        query = sa_select(table).where(position > bindparam("after"), position <= bindparam("head"))
+        if filtered:
+            query = query.where(table.c.event_type.in_(bindparam("types", expanding=True)))
+        _STATEMENTS[key] = query.order_by(position).limit(bindparam("limit"))
     return _STATEMENTS[key]
 
 
@@ -230,7 +252,7 @@ def event_to_json(event: EventRow, source: str) -> dict[str, Any]:
 
 
 def read_page(
-    session: Session,
+    session: Session | ReadConnection,
     outbox: type[OutboxEventBase],
     *,
     after: int,
@@ -247,13 +269,12 @@ def read_page(
     Core rows, not ORM objects: every sibling and the hub read every feed after every commit.
     """
     table: Table = outbox.__table__  # type: ignore[attr-defined]
-    position = table.c.position
-    connection = session.connection()
-    head = connection.execute(sa_select(func.max(position))).scalar() or 0
-    query = sa_select(table).where(position > after, position <= head)
+    connection = session.connection() if isinstance(session, Session) else session
+    head = connection.execute(_head(table)).scalar() or 0
+    parameters: dict[str, Any] = {"after": after, "head": head, "limit": limit}
     if types:
-        query = query.where(table.c.event_type.in_(types))
-    rows: list[Any] = list(connection.execute(query.order_by(position).limit(limit)))
+        parameters["types"] = list(types)
+    rows: list[Any] = list(connection.execute(_page(table, filtered=bool(types)), parameters))
     full = len(rows) == limit
     next_after = (rows[-1].position or after) if full else max(after, head)
     return rows, next_after
@@ -286,23 +307,29 @@ def feed_router(outbox: type[OutboxEventBase]) -> APIRouter:
         database: Database = request.app.state.database
         source: str = request.app.state.settings.service_name
         types = sorted(set(type)) if type else None
+        wanted = frozenset(types) if types else None
         commits = database.outbox_commits
         deadline = time.monotonic() + wait
 
-        def read(session: Session) -> tuple[list[dict[str, Any]], int]:
-            rows, next_after = read_page(session, outbox, after=after, limit=limit, types=types)
+        def read(reader: ReadConnection) -> tuple[list[dict[str, Any]], int]:
+            rows, next_after = read_page(reader, outbox, after=after, limit=limit, types=types)
             return [event_to_json(row, source) for row in rows], next_after
 
         gone: asyncio.Task[None] | None = None
         try:
             while True:
                 seen = commits.version
-                events, after = await database.read(read)
+                # A reader connection, not a session: on SQLite read on the event loop (no thread hop
+                # between the commit that woke the poll and its answer), on PostgreSQL in one worker call.
+                async with database.gate(write=False):
+                    page = ReadConnection(database.reader, on_event_loop=database.is_sqlite)
+                    events, after = await page.run(read)
                 remaining = deadline - time.monotonic()
                 if events or remaining <= 0 or commits.closed:
                     return {"events": events, "next_after": after}
                 gone = gone or asyncio.ensure_future(_disconnected(request))
-                woken = asyncio.ensure_future(commits.wait_async(seen, remaining))
+                # Woken only by a commit of a type asked for: the others' commits are not read for nothing.
+                woken = asyncio.ensure_future(commits.wait_async(seen, remaining, wanted=wanted))
                 await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
                 if not woken.done():
                     woken.cancel()

@@ -3,7 +3,7 @@
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import func, text
@@ -25,6 +25,38 @@ _LOG: sa.Table = LogEvent.__table__  # type: ignore[attr-defined]
 _VISIT_OWNER: sa.Table = VisitOwner.__table__  # type: ignore[attr-defined]
 _DELIVERY: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
 _SOURCE_CURSOR: sa.Table = SourceCursor.__table__  # type: ignore[attr-defined]
+_SUBSCRIPTION: sa.Table = Subscription.__table__  # type: ignore[attr-defined]
+# `log_batch`'s reads, built once with bound parameters: it runs for every commit of every service, and
+# building a statement per call (ORM select, values baked into `IN`) cost more than running it.
+_LOGGED_IDS = sa.select(_LOG.c.event_id).where(_LOG.c.event_id.in_(sa.bindparam("ids", expanding=True)))
+_OWNERS = sa.select(_VISIT_OWNER.c.visit_id, _VISIT_OWNER.c.patient_id, _VISIT_OWNER.c.last_sequence).where(
+    _VISIT_OWNER.c.visit_id.in_(sa.bindparam("ids", expanding=True))
+)
+_SUBSCRIBERS = sa.select(
+    _SUBSCRIPTION.c.id,
+    _SUBSCRIPTION.c.owner,
+    _SUBSCRIPTION.c.event_types,
+    _SUBSCRIPTION.c.scopes,
+    _SUBSCRIPTION.c.patient_id,
+)
+_CURSOR_POSITION: sa.BindParameter[Any] = sa.bindparam("position")
+_MOVE_CURSOR = (
+    sa.update(_SOURCE_CURSOR)
+    .where(_SOURCE_CURSOR.c.source == sa.bindparam("cursor_source"))
+    .values(
+        position=sa.case(
+            (_SOURCE_CURSOR.c.position < _CURSOR_POSITION, _CURSOR_POSITION), else_=_SOURCE_CURSOR.c.position
+        )
+    )
+)
+_ADD_CURSOR = sa.insert(_SOURCE_CURSOR)
+_ADD_LOG_ROWS = sa.insert(_LOG).returning(_LOG.c.position, sort_by_parameter_order=True)
+_MOVE_OWNERS = (
+    sa.update(_VISIT_OWNER)
+    .where(_VISIT_OWNER.c.visit_id == sa.bindparam("key"))
+    .values(patient_id=sa.bindparam("patient_id"), last_sequence=sa.bindparam("last_sequence"))
+)
+_ADD_OWNERS = sa.insert(_VISIT_OWNER)
 LOG_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('patientflow.events.log.' || current_schema()))")
 
 
@@ -39,24 +71,16 @@ def source_cursors(session: Session) -> dict[str, int]:
 
 def move_source_cursor(session: Session, source: str, position: int) -> None:
     """Move the source's cursor forward to `position` (never back), creating it on first use."""
-    moved = session.connection().execute(
-        sa.update(_SOURCE_CURSOR)
-        .where(_SOURCE_CURSOR.c.source == source)
-        .values(
-            position=sa.case(
-                (_SOURCE_CURSOR.c.position < position, position), else_=_SOURCE_CURSOR.c.position
-            )
-        )
-    )
+    connection = session.connection()
+    moved = connection.execute(_MOVE_CURSOR, {"cursor_source": source, "position": position})
     if moved.rowcount == 0:
-        session.connection().execute(sa.insert(_SOURCE_CURSOR).values(source=source, position=position))
+        connection.execute(_ADD_CURSOR, {"source": source, "position": position})
 
 
 def logged_event_ids(session: Session, event_ids: Collection[str]) -> set[str]:
     if not event_ids:
         return set()
-    query = select(LogEvent.event_id).where(col(LogEvent.event_id).in_(list(event_ids)))
-    return set(session.exec(query).all())
+    return set(session.connection().execute(_LOGGED_IDS, {"ids": list(event_ids)}).scalars())
 
 
 @dataclass(slots=True)
@@ -71,16 +95,12 @@ def visit_owners(session: Session, visit_ids: Collection[str]) -> dict[str, Owne
     """The known owners of these visits (a visit not yet seen is absent)."""
     if not visit_ids:
         return {}
-    table = _VISIT_OWNER
-    query = sa.select(table.c.visit_id, table.c.patient_id, table.c.last_sequence).where(
-        table.c.visit_id.in_(list(visit_ids))
-    )
-    return {row.visit_id: Owner(row.patient_id, row.last_sequence) for row in session.execute(query)}
+    rows = session.connection().execute(_OWNERS, {"ids": list(visit_ids)})
+    return {row.visit_id: Owner(row.patient_id, row.last_sequence) for row in rows}
 
 
 def save_visit_owners(session: Session, owners: dict[str, Owner], *, known: Collection[str]) -> None:
     """Write back the owners `log_batch` moved: update the `known` ones, insert the rest."""
-    table = _VISIT_OWNER
     changed = [
         {"key": visit_id, "patient_id": o.patient_id, "last_sequence": o.last_sequence}
         for visit_id, o in owners.items()
@@ -92,20 +112,14 @@ def save_visit_owners(session: Session, owners: dict[str, Owner], *, known: Coll
         if visit_id not in known
     ]
     if changed:
-        statement = (
-            sa.update(table)
-            .where(table.c.visit_id == sa.bindparam("key"))
-            .values(patient_id=sa.bindparam("patient_id"), last_sequence=sa.bindparam("last_sequence"))
-        )
-        session.connection().execute(statement, changed)
+        session.connection().execute(_MOVE_OWNERS, changed)
     if added:
-        session.connection().execute(sa.insert(table), added)
+        session.connection().execute(_ADD_OWNERS, added)
 
 
 def insert_log_rows(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert log rows in the order given; their positions, in that order (= causal order)."""
-    statement = sa.insert(_LOG).returning(_LOG.c.position, sort_by_parameter_order=True)
-    return [row.position for row in session.connection().execute(statement, list(rows))]
+    return [row.position for row in session.connection().execute(_ADD_LOG_ROWS, list(rows))]
 
 
 def insert_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -158,8 +172,19 @@ def move_publisher_cursor(session: Session, name: str, position: int) -> None:
     session.add(row)
 
 
-def all_subscriptions(session: Session) -> list[Subscription]:
-    return list(session.exec(select(Subscription)).all())
+class Subscriber(Protocol):
+    """What logging reads of a subscription to owe it deliveries (a Core row of `subscription`)."""
+
+    id: str
+    owner: str
+    event_types: list[str]
+    scopes: list[str]
+    patient_id: str | None
+
+
+def subscribers(session: Session) -> list[Subscriber]:
+    """Every subscription, as much of it as `log_batch` needs (Core rows: read for every batch)."""
+    return list(session.connection().execute(_SUBSCRIBERS))  # type: ignore[arg-type]
 
 
 def owned_subscriptions(session: Session, owner: str, patient_id: str | None) -> list[Subscription]:

@@ -162,7 +162,7 @@ def log_batch(
             _follow_visits(owners, row)
         positions = repository.insert_log_rows(session, fresh)
         repository.save_visit_owners(session, owners, known=known)
-        subscriptions = repository.all_subscriptions(session)
+        subscriptions = repository.subscribers(session)
         owed = [
             _delivery_row(subscription, row, position)
             for row, position in zip(fresh, positions, strict=True)
@@ -224,7 +224,7 @@ def _follow_visits(owners: dict[str, repository.Owner], row: dict[str, Any]) -> 
     row["patient_id"], row["visit_sequence"] = owner.patient_id, owner.last_sequence
 
 
-def wants(subscription: Subscription, event: "LogEvent | _LoggedRow") -> bool:
+def wants(subscription: repository.Subscriber, event: "LogEvent | _LoggedRow") -> bool:
     """Whether a subscription gets this event: a type it asked for, and one its owner may see."""
     if "*" not in subscription.event_types and event.event_type not in subscription.event_types:
         return False
@@ -234,7 +234,7 @@ def wants(subscription: Subscription, event: "LogEvent | _LoggedRow") -> bool:
     return reader.sees(event)
 
 
-def _delivery_row(subscription: Subscription, row: dict[str, Any], position: int) -> dict[str, Any]:
+def _delivery_row(subscription: repository.Subscriber, row: dict[str, Any], position: int) -> dict[str, Any]:
     now = utcnow()
     return {
         "subscription_id": subscription.id,

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import event, text
 from sqlmodel import Session, select
 
+import kit.outbox
 from kit.app import build_service_app
 from kit.auth import TokenSource
 from kit.config import ServiceSettings
@@ -147,6 +148,31 @@ def test_a_filtered_reader_resumes_past_the_events_it_skipped(tmp_path: Path) ->
     for response in bad:
         assert response.status_code == 400
         assert response.json()["type"].endswith("/invalid-parameter")
+
+
+def test_a_filtered_long_poll_is_not_woken_to_read_by_commits_of_other_types(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader of `wanted` sleeps through commits of other types: it reads the feed twice (when it came,
+    and when its type committed), not once more per commit of its source."""
+    pages: list[Any] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        pages.append(kwargs.get("types"))
+        return read_page(*args, **kwargs)
+
+    monkeypatch.setattr(kit.outbox, "read_page", counted)
+    with served_feed(tmp_path, "filtered_wake") as (database, client), ThreadPoolExecutor(2) as pool:
+        wanted = pool.submit(read, client, after=0, type="wanted", **LONG)
+        eventually(lambda: database.outbox_commits.waiting, what="the reader to wait")
+        everything = pool.submit(read, client, after=0, **LONG)
+        for name in "abc":
+            record(database, "other", name)
+        assert [e["type"] for e in everything.result()["events"]][:1] == ["other"]  # others were woken
+        position = record(database, "wanted", "d")
+        page = wanted.result()
+    assert [e["position"] for e in page["events"]] == [position]
+    assert pages.count(["wanted"]) == 2
 
 
 def test_a_filtered_reader_sees_every_event_of_its_type_once_while_writers_commit(tmp_path: Path) -> None:
