@@ -5,10 +5,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
-from kit.auth import TokenSource, require_internal_caller, route_guards, service_subject
+from kit.auth import TokenSource, route_guards, service_subject
 from kit.client import ServiceClient
 from kit.config import ServiceSettings
 from kit.database import Database, in_one_hop
@@ -61,7 +61,8 @@ def build_service_app(
     for each sibling (what `ServiceClient.get` needs); routes reach a client with
     `kit.client.sibling(name)`; `feed_models` (cursor, consumed) record each applied event.
     Every route of `routers` must declare its scope (`kit.auth.require_scope`) or be for sibling
-    services only (`require_service_caller`): a route that forgets is refused here, at build time.
+    services only (`require_service_caller`): a route that forgets is refused here, at build time. Both
+    guards check the internal credentials first (`kit.auth.internal_caller`): 401 without them.
     Each plain `def` endpoint runs with its commit and close in one worker-thread hop (`include_in_one_hop`).
     """
     if feeds and feed_models is None:
@@ -144,10 +145,13 @@ def build_service_app(
     install_docs(app)  # Swagger UI without a CDN
     include_in_one_hop(app, health_router)
     include_in_one_hop(app, service_metrics_router(settings.service_name, outbox_model))
-    protected = [Depends(require_internal_caller)]
-    include_in_one_hop(app, feed_router(outbox_model), dependencies=protected)
+    # No router-wide credential check: every route's guard (required above) checks the credentials
+    # itself, and one more dependency would cost each request another pass of FastAPI's solver.
+    feed = feed_router(outbox_model)
+    require_guards(feed)
+    include_in_one_hop(app, feed)
     for router in routers:
-        include_in_one_hop(app, router, dependencies=protected)
+        include_in_one_hop(app, router)
     return app
 
 

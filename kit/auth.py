@@ -234,20 +234,29 @@ class VerifiedTokens:
 _verified_tokens = VerifiedTokens()
 
 
-async def require_internal_caller(request: Request) -> Caller:
-    """Dependency on every service route: refuse calls that did not come through the gateway or a service.
-
-    `async def`, like every dependency here: the check is a dictionary look-up (an HMAC the first time a
-    token is seen), far cheaper than the worker-thread hop a plain `def` dependency costs.
-    """
+def internal_caller(request: Request) -> Caller:
+    """The request's caller, its credentials checked once per request (kept in `request.state.caller`,
+    where `kit.feedhead` finds it too); Unauthorized without valid ones."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is not None:
+        return caller
     header = request.headers.get(INTERNAL_AUTH_HEADER, "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("This service only accepts calls from the gateway or another service.")
     settings = request.app.state.settings
     caller = _verified_tokens.verify(settings.internal_secret, token, audience=settings.service_name)
-    request.state.caller = caller  # kit.feedhead answers sibling services with the feed head
+    request.state.caller = caller
     return caller
+
+
+async def require_internal_caller(request: Request) -> Caller:
+    """Dependency on every service route: refuse calls that did not come through the gateway or a service.
+
+    `async def`, like every dependency here: the check is a dictionary look-up (an HMAC the first time a
+    token is seen), far cheaper than the worker-thread hop a plain `def` dependency costs.
+    """
+    return internal_caller(request)
 
 
 CallerDep = Annotated[Caller, Depends(require_internal_caller)]
@@ -268,7 +277,10 @@ class ScopeCheck:
     scope: str
     patients: bool = False
 
-    async def __call__(self, caller: CallerDep) -> Caller:
+    async def __call__(self, request: Request) -> Caller:
+        # The caller read here, not through CallerDep: each dependency FastAPI solves costs a pass of
+        # its solver per request, and this one runs on every route.
+        caller = internal_caller(request)
         caller.require(self.scope)
         if caller.patient is not None and not self.patients:
             raise Forbidden(

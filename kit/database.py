@@ -17,12 +17,12 @@ endpoint, its commit (or rollback) and the session's close in the same worker ca
 taken in the event loop and before the response is sent. An endpoint not wrapped (an `async def` one,
 or an app not built by `kit.app.build_service_app`) commits and closes in one hop of its own.
 
-A hot read may take `ReadConnectionDep` instead: a gated reader connection for SQLAlchemy Core
-statements, without the ORM session's transaction bookkeeping (a third of the session's cost), and
-`await reader.run(read, ...)` from an `async def` endpoint: on SQLite the read runs on the event loop,
-with no hop at all (a primary-key read from the page cache costs less than the hop, and the gate has
-already set a connection aside for it); on PostgreSQL, whose round trips must not stall the loop, it
-runs and closes in one worker-thread call.
+A hot read may take `ReadConnectionDep` instead: SQLAlchemy Core statements without the ORM session's
+transaction bookkeeping (a third of the session's cost), run by `await reader.run(read, ...)` from an
+`async def` endpoint. On SQLite the read runs on the event loop, with no hop at all (a primary-key read
+from the page cache costs less than the hop), on a reader connection of the loop's own: reads on the
+loop never overlap, so it needs no gate and no pool. On PostgreSQL, whose round trips must not stall
+the loop, it is admitted by the read gate and runs and closes in one worker-thread call.
 """
 
 import asyncio
@@ -108,13 +108,13 @@ def _not_a_wipe() -> int:
     return 0
 
 
-def _sqlite_engine(url: str, *, writer: bool) -> Engine:
+def _sqlite_engine(url: str, *, writer: bool, pool_size: int = SQLITE_READERS) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
         poolclass=QueuePool,
         # One writer connection: writers wait for the pool, never for the file lock.
-        pool_size=1 if writer else SQLITE_READERS,
+        pool_size=1 if writer else pool_size,
         max_overflow=0,
         pool_timeout=60,
     )
@@ -132,7 +132,9 @@ def _sqlite_engine(url: str, *, writer: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
+        # Straight to the driver: `exec_driver_sql` would run SQLAlchemy's whole statement machinery
+        # (events, an execution context, a result) for a BEGIN, a fifth of a primary-key read's cost.
+        conn.connection.driver_connection.execute(begin)
 
     return engine
 
@@ -169,6 +171,9 @@ class Database:
             self.writer = self.reader = _postgres_engine(url, schema or "public")
             self._capacity = {True: POSTGRES_POOL + POSTGRES_OVERFLOW}
         self._gates: dict[bool, asyncio.Semaphore] = {}
+        # SQLite: the event loop's own reader connection (`ReadConnection.run`), outside the pool.
+        self._loop_engine: Engine | None = None
+        self._loop_connection: Connection | None = None
         self.outbox_commits = OutboxCommits()
         for engine in (self.writer, self.reader):
             _OUTBOX_COMMITS[engine] = self.outbox_commits
@@ -213,9 +218,32 @@ class Database:
         with self.writer.connect() as conn:
             return {p: str(conn.exec_driver_sql(f"PRAGMA {p}").scalar()) for p in SQLITE_PRAGMAS}
 
+    def loop_connection(self) -> Connection:
+        """SQLite: the reader connection only the event loop uses, kept open. Reads on the loop never
+        overlap (each runs to its end without awaiting), so one connection serves them all, with no
+        gate, no pool check-out and no reset on return; it holds no transaction between reads."""
+        if self._loop_connection is None:
+            if self._loop_engine is None:
+                self._loop_engine = _sqlite_engine(self.url, writer=False, pool_size=1)
+            self._loop_connection = self._loop_engine.connect()
+        return self._loop_connection
+
+    def drop_loop_connection(self) -> None:
+        """Close the event loop's reader connection (after an error left it unusable); the next read
+        opens a new one."""
+        connection, self._loop_connection = self._loop_connection, None
+        if connection is not None:
+            connection.invalidate()
+            connection.close()
+
     def dispose(self) -> None:
         """Close the pooled connections. Call it once nothing uses the database any more: a connection
         still checked out goes back to the discarded pool afterwards and stays open until collected."""
+        if self._loop_connection is not None:
+            self._loop_connection.close()
+            self._loop_connection = None
+        if self._loop_engine is not None:
+            self._loop_engine.dispose()
         self.writer.dispose()
         self.reader.dispose()
 
@@ -250,63 +278,68 @@ def _finish_all(sessions: list[Session], *, commit: bool) -> None:
 
 
 class ReadConnection:
-    """A request's read-only connection for Core statements (`ReadConnectionDep`): checked out on the
-    first `execute`, once the request is past the gate; closed with the request."""
+    """A request's read-only access for Core statements (`ReadConnectionDep`): `await reader.run(read,
+    ...)` calls `read(reader, ...)`, whose `reader.execute(...)` calls run on a connection held for that
+    call only. Nothing is taken before `run`: the dependency is a plain object, with nothing to clean up.
+    """
 
-    def __init__(self, engine: Engine, *, on_event_loop: bool) -> None:
-        self._engine = engine
-        self._on_event_loop = on_event_loop
+    def __init__(self, database: Database) -> None:
+        self._database = database
         self._connection: Connection | None = None
-        self.finished = False
 
     async def run(self, read: Callable[..., T], /, **arguments: Any) -> T:
-        """`read(self, **arguments)`, then close: on the event loop (SQLite) or in one worker call."""
-        if self._on_event_loop:
+        """`read(self, **arguments)`: on SQLite on the event loop, on its own connection
+        (`Database.loop_connection`); on PostgreSQL behind the read gate, in one worker call."""
+        database = self._database
+        if database.is_sqlite:
+            self._connection = database.loop_connection()
             try:
                 return read(self, **arguments)
             finally:
-                self.close()
-        return await anyio.to_thread.run_sync(functools.partial(self._run_and_close, read, arguments))
+                self._end_loop_read()
+        async with database.gate(write=False):
+            return await anyio.to_thread.run_sync(functools.partial(self._run_and_close, read, arguments))
+
+    def _end_loop_read(self) -> None:
+        connection, self._connection = self._connection, None
+        try:
+            assert connection is not None
+            connection.rollback()  # a read: ends the snapshot, so the WAL can be checkpointed
+        except BaseException:
+            self._database.drop_loop_connection()
+            raise
 
     def _run_and_close(self, read: Callable[..., T], arguments: dict[str, Any]) -> T:
+        self._connection = self._database.reader.connect()
         try:
             return read(self, **arguments)
         finally:
-            self.close()
+            connection, self._connection = self._connection, None
+            connection.close()  # back to the pool, which rolls the read transaction back
 
     def execute(self, statement: Executable, parameters: dict[str, Any] | None = None) -> CursorResult[Any]:
+        """Run a statement of this read; only inside `run`."""
         if self._connection is None:
-            self._connection = self._engine.connect()
+            raise RuntimeError("ReadConnection.execute is for the function given to ReadConnection.run.")
         return self._connection.execute(statement, parameters)
 
-    def close(self) -> None:
-        """Return the connection; the pool rolls its (read) transaction back."""
-        self.finished = True
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
 
-
-def _unfinished(values: dict[str, Any]) -> tuple[list[Session], list[ReadConnection]]:
-    """The request sessions and read connections among an endpoint's arguments, not yet finished."""
-    sessions = [
+def _unfinished(values: dict[str, Any]) -> list[Session]:
+    """The request sessions among an endpoint's arguments, not yet finished."""
+    return [
         value
         for value in values.values()
         if isinstance(value, Session) and value.info.get(_REQUEST_SESSION) and not value.info.get(_FINISHED)
     ]
-    readers = [value for value in values.values() if isinstance(value, ReadConnection) and not value.finished]
-    return sessions, readers
 
 
 def _run_and_finish(endpoint: Callable[..., Any], values: dict[str, Any]) -> Any:
-    sessions, readers = _unfinished(values)
+    sessions = _unfinished(values)
     succeeded = False
     try:
         result = endpoint(**values)
         succeeded = True
     finally:
-        for reader in readers:
-            reader.close()
         _finish_all(sessions, commit=succeeded)
     return result
 
@@ -356,15 +389,9 @@ async def _gated_session(request: Request, *, write: bool) -> AsyncIterator[Sess
             await anyio.to_thread.run_sync(functools.partial(_finish, session, commit=True))
 
 
-async def _read_connection(request: Request) -> AsyncIterator[ReadConnection]:
-    database: Database = request.app.state.database
-    async with database.gate(write=False):
-        reader = ReadConnection(database.reader, on_event_loop=database.is_sqlite)
-        try:
-            yield reader
-        finally:
-            if not reader.finished:
-                await anyio.to_thread.run_sync(reader.close)
+async def _read_connection(request: Request) -> ReadConnection:
+    # Not a generator dependency: FastAPI's exit-stack machinery for one costs more than the read.
+    return ReadConnection(request.app.state.database)
 
 
 async def _request_session(request: Request) -> AsyncIterator[Session]:
@@ -381,8 +408,8 @@ async def _write_session(request: Request) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(_request_session, scope="function")]
 # For reads that must also write, such as a lookup that records who looked (GETs are read-only otherwise).
 WriteSessionDep = Annotated[Session, Depends(_write_session, scope="function")]
-# A hot read below the ORM: SQLAlchemy Core statements on a gated reader connection (GETs only).
-ReadConnectionDep = Annotated[ReadConnection, Depends(_read_connection, scope="function")]
+# A hot read below the ORM: SQLAlchemy Core statements in `await reader.run(read, ...)` (GETs only).
+ReadConnectionDep = Annotated[ReadConnection, Depends(_read_connection)]
 
 
 def upsert(

@@ -28,6 +28,11 @@ _NAME_KEY = re.compile(r"^(?:\w*_)?name$", re.IGNORECASE)
 # LogRecord's own attributes: everything else on a record came from `extra=`.
 _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
 ACCESS_LOGGER = "patientflow.access"
+PLAIN_TEXT = "patientflow_plain_text"
+"""`extra={PLAIN_TEXT: True}`: the record's author vouches its message and extras hold no personal data
+(the access log: a method, a route template, a status, a duration), so they are written unmasked; the
+masking regexes cost more than the rest of such a line. Never set it for text a caller sent."""
+_NOT_EXTRAS = _RECORD_FIELDS | {PLAIN_TEXT}
 
 
 def mask_identifiers(text: str) -> str:
@@ -71,6 +76,8 @@ class MaskingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_request_id() or "-"
+        if getattr(record, PLAIN_TEXT, False):
+            return True
         message = record.getMessage()
         masked = mask_text(message)
         if masked != message:
@@ -86,6 +93,8 @@ class JsonFormatter(logging.Formatter):
         self.service_name = service_name
 
     def format(self, record: logging.LogRecord) -> str:
+        plain = getattr(record, PLAIN_TEXT, False)
+        message = record.getMessage()
         line: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -93,14 +102,40 @@ class JsonFormatter(logging.Formatter):
             "service": self.service_name,
             "logger": record.name,
             "request_id": getattr(record, "request_id", None) or current_request_id() or "-",
-            "message": mask_text(record.getMessage()),
+            "message": message if plain else mask_text(message),
         }
         for key, value in record.__dict__.items():
-            if key not in _RECORD_FIELDS and key not in line:
-                line[key] = mask_value(key, value)
+            if key not in _NOT_EXTRAS and key not in line:
+                line[key] = value if plain else mask_value(key, value)
         if record.exc_info:
             line["exception"] = mask_text(self.formatException(record.exc_info))
         return json.dumps(line, ensure_ascii=False, default=str)
+
+
+class RotatingLogFile(logging.handlers.RotatingFileHandler):
+    """`RotatingFileHandler` that formats each record once: the standard one formats it a second time, and
+    stats the file twice, on every record only to decide whether to roll over. Whether the file is a
+    regular one (only those roll over, bpo-45401) is checked when it is opened."""
+
+    def _open(self) -> Any:
+        self._regular = not Path(self.baseFilename).exists() or Path(self.baseFilename).is_file()
+        return super()._open()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record) + self.terminator
+            if self.stream is None:
+                self.stream = self._open()
+            if self.maxBytes > 0 and self._regular and self.stream.tell() + len(text) >= self.maxBytes:
+                self.doRollover()
+                if self.stream is None:
+                    self.stream = self._open()
+            self.stream.write(text)
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 def configure_logging(
@@ -117,9 +152,7 @@ def configure_logging(
     (`gateway.log.1`, ...), so a system left running never fills the disk.
     """
     handler: logging.Handler = (
-        logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-        )
+        RotatingLogFile(log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         if log_file
         else logging.StreamHandler(sys.stderr)
     )

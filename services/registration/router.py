@@ -257,12 +257,15 @@ def open_visit(
     "/visits/{visit_id}",
     dependencies=[require_scope("registration:read", patients=True)],
     tags=["visits"],
+    response_model=VisitPublic,
     responses=problem_responses(VisitNotFound),
 )
-async def read_visit(visit_id: str, reader: ReadConnectionDep, caller: CallerDep) -> VisitPublic:
+async def read_visit(visit_id: str, reader: ReadConnectionDep, caller: CallerDep) -> Response:
     """One visit: its patient, kind, department and payment mode."""
-    # The hot read of every sibling: a lean path (kit.database.ReadConnection.run).
-    return await reader.run(service.read_visit, visit_id=visit_id, acting_for=caller.patient)
+    # The hot read of every sibling: a lean path (kit.database.ReadConnection.run), and the visit
+    # serialised here, once: FastAPI would validate the model it was given again before serialising it.
+    visit = await reader.run(service.read_visit, visit_id=visit_id, acting_for=caller.patient)
+    return Response(visit.model_dump_json(), media_type="application/json")
 
 
 @router.post(

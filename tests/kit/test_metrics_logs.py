@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kit.logging import JsonFormatter, MaskingFilter, configure_logging, mask_text
+from kit.logging import PLAIN_TEXT, JsonFormatter, MaskingFilter, configure_logging, mask_text
 from kit.requestid import set_request_id
 
 NAME, ID_NUMBER, PHONE = "欧阳测试", "11010519491231002X", "13912345678"
@@ -94,3 +94,31 @@ def test_a_log_file_is_rotated_at_its_size_cap(tmp_path: Path) -> None:
     assert all(f.stat().st_size <= 10_000 for f in files)
     last = json.loads(log_file.read_text().splitlines()[-1])
     assert (last["service"], last["message"]) == ("registration", "line 499 of a long-running service")
+
+
+def test_a_log_file_formats_each_record_once(tmp_path: Path) -> None:
+    """The standard rotating handler formats every record twice (once only to decide on rollover)."""
+    configure_logging("registration", log_file=tmp_path / "registration.log", max_bytes=10_000)
+    [handler] = logging.getLogger().handlers
+    formatted: list[str] = []
+    format_record = handler.format
+
+    def counting_format(record: logging.LogRecord) -> str:
+        formatted.append(record.getMessage())
+        return format_record(record)
+
+    handler.format = counting_format  # type: ignore[method-assign]
+    logging.getLogger("tests.rotation").info("one line")
+    assert formatted == ["one line"]
+
+
+def test_plain_text_records_skip_masking_and_others_do_not(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, written = logged
+    logger.info("GET %s 200", "/patients/{patient_id}", extra={"route": "/x", PLAIN_TEXT: True})
+    logger.info("GET %s 200", f"/patients/{ID_NUMBER}", extra={"route": "/x"})
+    plain, masked = lines(written)
+    assert plain["message"] == "GET /patients/{patient_id} 200" and plain["route"] == "/x"
+    assert PLAIN_TEXT not in plain  # the marker is not a field of the line
+    assert ID_NUMBER not in str(masked["message"])

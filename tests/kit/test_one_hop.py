@@ -155,3 +155,25 @@ def test_a_lean_read_hops_only_where_the_database_is_across_a_network(
     database: Database = client.app.state.database  # type: ignore[attr-defined]
     assert len(hops) == (0 if database.is_sqlite else 1), hops  # SQLite: on the event loop
     assert database.reader.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_lean_reads_on_sqlite_share_the_event_loops_own_connection(client: TestClient) -> None:
+    database: Database = client.app.state.database  # type: ignore[attr-defined]
+    if not database.is_sqlite:
+        pytest.skip("PostgreSQL reads take a pooled connection in a worker thread")
+    thing_id = client.post("/things").json()["id"]
+
+    names = [client.get(f"/things/{thing_id}/name").json() for _ in range(3)]
+
+    assert names == [{"name": "made"}] * 3
+    assert database.reader.pool.checkedin() == 0  # type: ignore[attr-defined]  # none from the pool
+    connection = database.loop_connection()
+    assert not connection.in_transaction()  # no snapshot held between reads: the WAL can checkpoint
+    assert client.get(f"/things/{thing_id}/name").json() == {"name": "made"}
+    assert database.loop_connection() is connection
+
+
+def test_a_read_connection_executes_only_inside_run(client: TestClient) -> None:
+    reader = ReadConnection(client.app.state.database)  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="run"):
+        reader.execute(select(Thing.__table__))  # type: ignore[attr-defined]
