@@ -36,7 +36,7 @@ def role() -> Iterator[str]:
     yield name
     scratch = Database(URL or "", "public")
     with scratch.writer.begin() as connection:
-        if connection.execute(text(f"SELECT FROM pg_roles WHERE rolname = '{name}'")).first():
+        if connection.execute(text(f"SELECT 1 FROM pg_roles WHERE rolname = '{name}'")).first():
             connection.execute(text(f"DROP OWNED BY {name}"))
             connection.execute(text(f"DROP ROLE {name}"))
     scratch.dispose()
