@@ -266,6 +266,10 @@ def test_the_wipes_flag_gets_billings_own_connection_nowhere(
     visit = employee_visit(registration, client)
     settled = settle(client, visit["id"]).json()
 
+    with pytest.raises(DBAPIError, match="permission denied"), database(client).session() as session:
+        session.execute(text("SET LOCAL patientflow.wipe = 'on'"))
+        session.execute(text(f"DELETE FROM {table}"))
+
     with database(client).session() as session:
         assert session.execute(text("SELECT current_user")).scalar_one() == "patientflow_billing"
         rights = {
@@ -275,10 +279,6 @@ def test_the_wipes_flag_gets_billings_own_connection_nowhere(
             for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
         }
     assert rights == {"SELECT": True, "INSERT": True, "UPDATE": False, "DELETE": False, "TRUNCATE": False}
-    with pytest.raises(DBAPIError, match="permission denied"), database(client).session() as session:
-        session.execute(text("SET LOCAL patientflow.wipe = 'on'"))
-        session.execute(text(f"DELETE FROM {table}"))
-
     assert_settlement_kept(client, visit["id"], settled)
 
 
