@@ -24,17 +24,17 @@ with no hop at all (a primary-key read from the page cache costs less than the h
 already set a connection aside for it); on PostgreSQL, whose round trips must not stall the loop, it
 runs and closes in one worker-thread call.
 
-On PostgreSQL a service may run as a *runtime role* apart from the schema's owner (`runtime_role`): every
-pooled connection starts as that role (the `role` startup parameter, next to `search_path`, so no
-statement, rollback or `RESET ROLE` on it returns to the owner), while migrations and the test wipe take
-an owner connection (`Database.owner`). Its migrations create the role and grant it what the service
-needs, and no more: on append-only tables only SELECT and INSERT (`kit.migrations.grant_runtime_role`),
-so a DELETE there is refused by the privilege check before any trigger is asked, whatever the
-connection says about itself. One URL and one credential, the owner's, is all a deployment needs, with
-passwords as with trust; that guards the rows from everything the service's code runs, but a connection
-whose login is the owner could still `SET ROLE` back. Where that matters, give the service a login of its
-own that is only a member of the runtime role (its `database_url`) and the owner's URL to migrations
-alone (`migration_database_url`).
+On PostgreSQL a service may run as a *runtime role* apart from the schema's owner (`runtime_role`):
+every pooled connection starts as that role (the `role` startup parameter, next to `search_path`, so no
+statement, rollback or `RESET ROLE` on it returns to the owner), while migrations take an owner
+connection (`Database.owner`) and the test wipe a `Database` without a runtime role. Its migrations
+create the role and grant it what the service needs, and no more: on append-only tables only SELECT and
+INSERT (`kit.migrations.grant_runtime_role`), so a DELETE there is refused by the privilege check before
+any trigger is asked, whatever the connection says about itself. One URL and one credential, the
+owner's, is all a deployment needs, with passwords as with trust; that guards the rows from everything
+the service's code runs, but a connection whose login is the owner could still `SET ROLE` back. Where
+that matters, give the service a login of its own that is only a member of the runtime role (its
+`database_url`) and the owner's URL to migrations alone (`migration_database_url`).
 """
 
 import asyncio
@@ -179,7 +179,7 @@ class Database:
     """A service's database: a writer engine and a reader engine (the same one on PostgreSQL).
 
     On PostgreSQL, `runtime_role` is the role every pooled connection acts as (None: the URL's own
-    login), and `owner_url` where migrations connect (default: `url`); both are ignored on SQLite.
+    login), and `owner_url` where migrations then connect (default: `url`); both are ignored on SQLite.
     """
 
     def __init__(
