@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from kit.auth import TokenSource, route_guards, service_subject
 from kit.client import ServiceClient
 from kit.config import ServiceSettings
-from kit.database import Database, in_one_hop
+from kit.database import Database, in_one_hop, service_database
 from kit.docs import install_docs
 from kit.errors import install_error_handlers
 from kit.feed import Feed, FeedConsumer
@@ -73,7 +73,7 @@ def build_service_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(settings.resolved_database_url, settings.resolved_schema)
+        database = service_database(settings)
         app.state.database = database
         close_on_exit_signal(database.outbox_commits)  # end the feed's long polls when told to stop
         try:  # even when start-up fails half-way: an engine left to the garbage collector leaks

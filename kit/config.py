@@ -2,12 +2,14 @@
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.requests import Request
 
+# A PostgreSQL role name as kit writes it into SQL and connection options: a plain lower-case identifier.
+RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 PLACEHOLDER_SECRETS = {"", "changethis", "change-me", "secret", "dev-internal-secret"}
 DEV_INTERNAL_SECRET = "dev-internal-secret"
 
@@ -29,6 +31,11 @@ class ServiceSettings(BaseSettings):
     database_url: str | None = None
     shared_database_url: str | None = Field(default=None, validation_alias="PATIENTFLOW_DATABASE_URL")
     database_schema: str | None = None
+    # PostgreSQL: the role the service's own connections act as, which its migrations create and grant
+    # (kit.database, kit.migrations.grant_runtime_role); None: they act as the URL's login.
+    database_runtime_role: RoleName | None = None
+    # Where migrations connect, when the service's own login is not the schema's owner (default: the same).
+    migration_database_url: str | None = None
     schema_prefix: str = Field(default="", validation_alias="PATIENTFLOW_SCHEMA_PREFIX")
     internal_secret: str = Field(default=DEV_INTERNAL_SECRET, validation_alias="PATIENTFLOW_INTERNAL_SECRET")
     migrate_on_start: bool = True
@@ -58,6 +65,11 @@ class ServiceSettings(BaseSettings):
             return self.shared_database_url
         return f"sqlite:///{self.data_dir.resolve() / f'{self.service_name}.db'}"
 
+    @cached_property
+    def resolved_runtime_role(self) -> str | None:
+        """The runtime role on PostgreSQL; SQLite has no roles."""
+        return None if self.resolved_schema is None else self.database_runtime_role
+
     @property
     def log_file(self) -> Path | None:
         return self.log_dir / f"{self.service_name}.log" if self.log_dir else None
@@ -68,6 +80,12 @@ class ServiceSettings(BaseSettings):
         if self.resolved_database_url.startswith("sqlite"):
             return None
         return self.database_schema or f"{self.schema_prefix}{self.service_name}"
+
+
+def runtime_role_name(service: str) -> str:
+    """A service's runtime role unless configured otherwise; roles are cluster-wide, so every database
+    and schema the service migrates on one server grants the same role (on its own objects only)."""
+    return f"patientflow_{service}"
 
 
 def service_url_setting(name: str) -> str:

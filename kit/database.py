@@ -23,6 +23,18 @@ transaction bookkeeping (a third of the session's cost), run by `await reader.ru
 from the page cache costs less than the hop), on a reader connection of the loop's own: reads on the
 loop never overlap, so it needs no gate and no pool. On PostgreSQL, whose round trips must not stall
 the loop, it is admitted by the read gate and runs and closes in one worker-thread call.
+
+On PostgreSQL a service may run as a *runtime role* apart from the schema's owner (`runtime_role`):
+every pooled connection starts as that role (the `role` startup parameter, next to `search_path`, so no
+statement, rollback or `RESET ROLE` on it returns to the owner), while migrations take an owner
+connection (`Database.owner`) and the test wipe a `Database` without a runtime role. Its migrations
+create the role and grant it what the service needs, and no more: on append-only tables only SELECT and
+INSERT (`kit.migrations.grant_runtime_role`), so a DELETE there is refused by the privilege check before
+any trigger is asked, whatever the connection says about itself. One URL and one credential, the
+owner's, is all a deployment needs, with passwords as with trust; that guards the rows from everything
+the service's code runs, but a connection whose login is the owner could still `SET ROLE` back. Where
+that matters, give the service a login of its own that is only a member of the runtime role (its
+`database_url`) and the owner's URL to migrations alone (`migration_database_url`).
 """
 
 import asyncio
@@ -39,9 +51,10 @@ from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engi
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session as OrmSession
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool, QueuePool
 from sqlmodel import Session
 
+from kit.config import ServiceSettings
 from kit.wakeups import Wakeup
 
 T = TypeVar("T")
@@ -139,36 +152,59 @@ def _sqlite_engine(url: str, *, writer: bool, pool_size: int = SQLITE_READERS) -
     return engine
 
 
-def _postgres_engine(url: str, schema: str) -> Engine:
+def _postgres_options(schema: str, role: str | None) -> dict[str, str]:
+    return {"options": f"-csearch_path={schema}" + (f" -crole={role}" if role else "")}
+
+
+def _postgres_engine(url: str, schema: str, role: str | None) -> Engine:
     engine = create_engine(
         url,
         pool_size=POSTGRES_POOL,
         max_overflow=POSTGRES_OVERFLOW,
         pool_pre_ping=True,
-        connect_args={"options": f"-csearch_path={schema}"},
+        connect_args=_postgres_options(schema, role),
     )
+    if role is not None:
+        return engine  # the role may not exist before the first migration; `owner` creates the schema
     try:
-        with engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        _create_schema(engine, schema)
     except BaseException:
         engine.dispose()  # its pooled connection would otherwise stay open until garbage-collected
         raise
     return engine
 
 
-class Database:
-    """A service's database: a writer engine and a reader engine (the same one on PostgreSQL)."""
+def _create_schema(engine: Engine, schema: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
 
-    def __init__(self, url: str, schema: str | None = None) -> None:
+
+class Database:
+    """A service's database: a writer engine and a reader engine (the same one on PostgreSQL).
+
+    On PostgreSQL, `runtime_role` is the role every pooled connection acts as (None: the URL's own
+    login), and `owner_url` where migrations then connect (default: `url`); both are ignored on SQLite.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        schema: str | None = None,
+        *,
+        runtime_role: str | None = None,
+        owner_url: str | None = None,
+    ) -> None:
         self.url = url
         self.schema = schema
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        self.runtime_role = None if self.is_sqlite else runtime_role
+        self._owner_url = owner_url or url
         if self.is_sqlite:
             self.writer = _sqlite_engine(url, writer=True)
             self.reader = _sqlite_engine(url, writer=False)
             self._capacity = {True: 1, False: SQLITE_READERS}
         else:
-            self.writer = self.reader = _postgres_engine(url, schema or "public")
+            self.writer = self.reader = _postgres_engine(url, schema or "public", self.runtime_role)
             self._capacity = {True: POSTGRES_POOL + POSTGRES_OVERFLOW}
         self._gates: dict[bool, asyncio.Semaphore] = {}
         # SQLite: the event loop's own reader connection (`ReadConnection.run`), outside the pool.
@@ -177,6 +213,26 @@ class Database:
         self.outbox_commits = OutboxCommits()
         for engine in (self.writer, self.reader):
             _OUTBOX_COMMITS[engine] = self.outbox_commits
+
+    @contextmanager
+    def owner(self) -> Iterator[Connection]:
+        """A transaction as the schema's owner, for migrations and the test wipe: the writer's own
+        connection unless the service runs as a runtime role, else a connection of its own (created
+        schema and all), closed with the block."""
+        if self.runtime_role is None:
+            with self.writer.begin() as connection:
+                yield connection
+            return
+        schema = self.schema or "public"
+        engine = create_engine(
+            self._owner_url, poolclass=NullPool, connect_args=_postgres_options(schema, None)
+        )
+        try:
+            _create_schema(engine, schema)
+            with engine.begin() as connection:
+                yield connection
+        finally:
+            engine.dispose()
 
     def gate(self, *, write: bool) -> asyncio.Semaphore:
         """Admission to the engine a request will use: at most as many requests as it has connections."""
@@ -246,6 +302,16 @@ class Database:
             self._loop_engine.dispose()
         self.writer.dispose()
         self.reader.dispose()
+
+
+def service_database(settings: ServiceSettings) -> Database:
+    """The database a service runs on, as its settings say: URL, schema, runtime role, migrations' URL."""
+    return Database(
+        settings.resolved_database_url,
+        settings.resolved_schema,
+        runtime_role=settings.resolved_runtime_role,
+        owner_url=settings.migration_database_url,
+    )
 
 
 # Session.info keys: a session a request's SessionDep opened, and one whose unit of work has ended.

@@ -320,10 +320,9 @@ def feed_router(outbox: type[OutboxEventBase]) -> APIRouter:
             while True:
                 seen = commits.version
                 # A reader connection, not a session: on SQLite read on the event loop (no thread hop
-                # between the commit that woke the poll and its answer), on PostgreSQL in one worker call.
-                async with database.gate(write=False):
-                    page = ReadConnection(database.reader, on_event_loop=database.is_sqlite)
-                    events, after = await page.run(read)
+                # between the commit that woke the poll and its answer), on PostgreSQL behind the read
+                # gate in one worker call (`ReadConnection.run`).
+                events, after = await ReadConnection(database).run(read)
                 remaining = deadline - time.monotonic()
                 if events or remaining <= 0 or commits.closed:
                     return {"events": events, "next_after": after}

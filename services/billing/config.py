@@ -6,7 +6,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from kit.config import ServiceSettings, service_url_setting
+from kit.config import RoleName, ServiceSettings, runtime_role_name, service_url_setting
 
 CATALOGUE_PATH = Path(__file__).parent / "catalogue.csv"
 CHARGE_RULES_PATH = Path(__file__).parent / "charge_rules.csv"
@@ -17,6 +17,9 @@ class BillingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore")
 
     service_name: str = "billing"
+    # On PostgreSQL its connections act as this role, which may only append to its invoices and receipts
+    # (migration 0009_runtime_role).
+    database_runtime_role: RoleName | None = runtime_role_name("billing")
     registration_url: str = service_url_setting("registration")
     results_url: str = service_url_setting("results")
     # The price list (医疗服务项目价格) and the charging rules, loaded at start as a new version whenever

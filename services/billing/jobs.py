@@ -13,7 +13,7 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
-from kit.database import Database
+from kit.database import service_database
 from kit.migrations import upgrade
 from services.billing.config import get_settings
 from services.billing.service import daily_bill, inpatient_days
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     day = args.date or hospital_today() - timedelta(days=1)
-    database = Database(settings.resolved_database_url, settings.resolved_schema)
+    database = service_database(settings)
     try:
         upgrade(database, Path(__file__).parent / "migrations")
         if args.job == "inpatient-days":

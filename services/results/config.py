@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from kit.config import ServiceSettings, service_url_setting
+from kit.config import RoleName, ServiceSettings, runtime_role_name, service_url_setting
 from services.results.schemas import InstitutionLevel, Priority
 
 # A turnaround target, at most a year; 0 is "due at once" (a drill, or a test of the overdue alarm).
@@ -17,6 +17,9 @@ class ResultsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="RESULTS_", extra="ignore")
 
     service_name: str = "results"
+    # On PostgreSQL its connections act as this role, which may only append to its audit and prints
+    # (migration 0011_runtime_role).
+    database_runtime_role: RoleName | None = runtime_role_name("results")
     # Registration answers `GET /visits/{id}` and serves `patient.merged`; billing serves `charge.paid`.
     registration_url: str = service_url_setting("registration")
     billing_url: str = service_url_setting("billing")

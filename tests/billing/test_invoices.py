@@ -14,7 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from kit.clock import hospital_date, utcnow
-from kit.testing import FakeFeed, eventually, service_client
+from kit.database import Database
+from kit.testing import FakeFeed, database_url_under_test, eventually, service_client
 from services.billing.app import create_app
 from services.billing.immutable import RowImmutable
 from services.billing.models import BillingTable, Invoice, InvoiceLine
@@ -233,17 +234,52 @@ def test_an_invoice_cannot_be_changed_or_removed(registration: httpx.Client, cli
 def test_the_database_itself_refuses_to_change_invoices_and_receipts(
     registration: httpx.Client, client: TestClient, statement: str
 ) -> None:
-    """Not only the ORM: a plain SQL statement on billing's own connection is refused by a trigger."""
+    """Not only the ORM: a plain SQL statement on billing's own connection is refused, by a trigger on
+    SQLite, by the privileges of billing's own role on PostgreSQL (migration 0009)."""
     visit = employee_visit(registration, client)
     settled = settle(client, visit["id"]).json()
 
-    with pytest.raises(DBAPIError, match="immutable"), database(client).session() as session:
+    with pytest.raises(DBAPIError, match=refusal(database(client))), database(client).session() as session:
         session.execute(text(statement))
 
-    [kept] = client.get(f"/visits/{visit['id']}/invoices").json()
+    assert_settlement_kept(client, visit["id"], settled)
+
+
+def refusal(database: Database) -> str:
+    return "permission denied" if database.writer.dialect.name == "postgresql" else "immutable"
+
+
+def assert_settlement_kept(client: TestClient, visit_id: str, settled: dict[str, Any]) -> None:
+    [kept] = client.get(f"/visits/{visit_id}/invoices").json()
     assert (kept["patient_fen"], len(kept["lines"])) == (OUTPATIENT_FEE_FEN - FEE_INSURER, 1)
-    [receipt] = client.get(f"/visits/{visit['id']}/receipts").json()
+    [receipt] = client.get(f"/visits/{visit_id}/receipts").json()
     assert receipt["amount_fen"] == settled["payment"]["amount_fen"]
+
+
+@pytest.mark.skipif(database_url_under_test() is None, reason="roles are PostgreSQL's")
+@pytest.mark.parametrize("table", ["receipt", "invoice_line", "invoice"])
+def test_the_wipes_flag_gets_billings_own_connection_nowhere(
+    registration: httpx.Client, client: TestClient, table: str
+) -> None:
+    """The triggers let a connection that says it is the test wipe delete; billing's own role has no
+    DELETE on invoices and receipts to begin with (nor UPDATE, nor TRUNCATE), so saying so changes nothing."""
+    visit = employee_visit(registration, client)
+    settled = settle(client, visit["id"]).json()
+
+    with pytest.raises(DBAPIError, match="permission denied"), database(client).session() as session:
+        session.execute(text("SET LOCAL patientflow.wipe = 'on'"))
+        session.execute(text(f"DELETE FROM {table}"))
+
+    with database(client).session() as session:
+        assert session.execute(text("SELECT current_user")).scalar_one() == "patientflow_billing"
+        rights = {
+            privilege: session.execute(
+                text(f"SELECT has_table_privilege('{table}', '{privilege}')")
+            ).scalar_one()
+            for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
+        }
+    assert rights == {"SELECT": True, "INSERT": True, "UPDATE": False, "DELETE": False, "TRUNCATE": False}
+    assert_settlement_kept(client, visit["id"], settled)
 
 
 def test_the_supplementary_bill_issues_an_invoice_that_supersedes_the_first(

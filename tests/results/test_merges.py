@@ -1,5 +1,6 @@
 """Registration's merges in results: read again (a replica's replay, a cursor moved back) they change
-nothing, and an order placed with a visit asked of registration just before the merge follows it."""
+nothing, an order placed with a visit asked of registration just before the merge follows it, and a
+print follows it too (the one column of a print the service's own role may update on PostgreSQL)."""
 
 import threading
 from typing import Any
@@ -11,9 +12,9 @@ from sqlalchemy import text
 
 from kit.database import Database
 from kit.feed import FeedConsumer
-from kit.testing import eventually, feed_headers
+from kit.testing import eventually, feed_headers, internal_headers
 from services.results import service
-from services.results.models import LabOrder
+from services.results.models import LabOrder, ReportPrint
 from services.results.schemas import OrderCreate, PaymentMode, RegistrationVisit
 from tests.results.factories import (
     CBC,
@@ -21,6 +22,7 @@ from tests.results.factories import (
     create_patient,
     create_unidentified_patient,
     place_order,
+    post_report,
 )
 
 
@@ -42,6 +44,28 @@ def test_a_replayed_merge_changes_nothing(client: TestClient, registration: http
     assert client.get(f"/orders/{order['id']}").json()["patient_id"] == known["id"]
     assert client.get(f"/patients/{unknown['id']}/reports").json() == []
     assert client.get("/events", headers=feed_headers("results")).json()["events"] == emitted
+
+
+def test_a_merge_re_points_the_prints_of_the_merged_record(
+    client: TestClient, registration: httpx.Client
+) -> None:
+    unknown = create_unidentified_patient(registration)
+    order = place_order(client, create_emergency_visit(registration, unknown["id"])["id"])
+    report = post_report(client, order["id"])
+    kiosk = internal_headers(
+        "kiosk-1", {"results:read"}, audience="results", patient=unknown["id"], kind="kiosk"
+    )
+    printed = client.post(f"/reports/{report['id']}/prints", headers=kiosk)
+    assert printed.status_code == 201, printed.text
+    known_id = merge(registration, unknown["id"])
+    database: Database = client.app.state.database  # type: ignore[attr-defined]
+
+    def print_patient() -> str | None:
+        with database.session(write=False) as session:
+            row = session.get(ReportPrint, printed.json()["id"])
+            return row.patient_id if row is not None and row.patient_id == known_id else None
+
+    eventually(print_patient, what="the print to follow the merge")
 
 
 def merge(registration: httpx.Client, unknown_id: str) -> str:

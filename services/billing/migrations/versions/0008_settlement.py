@@ -12,42 +12,20 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from kit.migrations import (
+    create_append_only_function,
+    drop_append_only_function,
+    make_append_only,
+    undo_append_only,
+)
+
 revision: str = "0008_settlement"
 down_revision: str | None = "0007_deposits_days"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 IMMUTABLE_TABLES = ("invoice", "invoice_line", "receipt")
-POSTGRES_FUNCTION = """
-CREATE FUNCTION billing_immutable_row() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' AND current_setting('patientflow.wipe', true) = 'on' THEN
-        RETURN OLD;
-    END IF;
-    RAISE EXCEPTION '% rows are immutable: write a new one instead', TG_TABLE_NAME
-        USING ERRCODE = 'insufficient_privilege';
-END
-$$
-"""
-
-
-def _postgres_triggers(table: str) -> list[str]:
-    return [
-        f"CREATE TRIGGER {table}_immutable BEFORE UPDATE OR DELETE ON {table} "
-        "FOR EACH ROW EXECUTE FUNCTION billing_immutable_row()",
-        f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-        "FOR EACH STATEMENT EXECUTE FUNCTION billing_immutable_row()",
-    ]
-
-
-def _sqlite_triggers(table: str) -> list[str]:
-    message = f"{table} rows are immutable: write a new one instead"
-    return [
-        f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
-        f"BEGIN SELECT RAISE(ABORT, '{message}'); END",
-        f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
-        f"WHEN patientflow_wipe() IS NOT 1 BEGIN SELECT RAISE(ABORT, '{message}'); END",
-    ]
+FUNCTION = "billing_immutable_row"
 
 
 def upgrade() -> None:
@@ -93,25 +71,16 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("visit_account", schema=None) as batch_op:
         batch_op.add_column(sa.Column("insurance_scheme", sa.String(length=32), nullable=True))
-    postgres = op.get_bind().dialect.name == "postgresql"
-    if postgres:
-        op.execute(POSTGRES_FUNCTION)
+    create_append_only_function(FUNCTION, "% rows are immutable: write a new one instead", "TG_TABLE_NAME")
     for table in IMMUTABLE_TABLES:
-        for statement in _postgres_triggers(table) if postgres else _sqlite_triggers(table):
-            op.execute(statement)
+        message = f"{table} rows are immutable: write a new one instead"
+        make_append_only(table, function=FUNCTION, message=message, row_trigger=f"{table}_immutable")
 
 
 def downgrade() -> None:
-    postgres = op.get_bind().dialect.name == "postgresql"
     for table in IMMUTABLE_TABLES:
-        if postgres:
-            op.execute(f"DROP TRIGGER {table}_no_truncate ON {table}")
-            op.execute(f"DROP TRIGGER {table}_immutable ON {table}")
-        else:
-            op.execute(f"DROP TRIGGER {table}_no_delete")
-            op.execute(f"DROP TRIGGER {table}_no_update")
-    if postgres:
-        op.execute("DROP FUNCTION billing_immutable_row()")
+        undo_append_only(table, row_trigger=f"{table}_immutable")
+    drop_append_only_function(FUNCTION)
     with op.batch_alter_table("visit_account", schema=None) as batch_op:
         batch_op.drop_column("insurance_scheme")
     op.drop_table("invoice_line")

@@ -16,35 +16,20 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from kit.migrations import (
+    create_append_only_function,
+    drop_append_only_function,
+    make_append_only,
+    undo_append_only,
+)
+
 revision: str = "0008_prints_audit"
 down_revision: str | None = "0007_report_lifecycle"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 APPEND_ONLY_MESSAGE = "result_access is append-only: audit rows are never updated or deleted"
-
-POSTGRES_FUNCTION = f"""
-CREATE FUNCTION result_access_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' AND current_setting('patientflow.wipe', true) = 'on' THEN
-        RETURN OLD;
-    END IF;
-    RAISE EXCEPTION '{APPEND_ONLY_MESSAGE}' USING ERRCODE = 'insufficient_privilege';
-END
-$$
-"""
-POSTGRES_TRIGGERS = (
-    "CREATE TRIGGER result_access_append_only BEFORE UPDATE OR DELETE ON result_access "
-    "FOR EACH ROW EXECUTE FUNCTION result_access_append_only()",
-    "CREATE TRIGGER result_access_no_truncate BEFORE TRUNCATE ON result_access "
-    "FOR EACH STATEMENT EXECUTE FUNCTION result_access_append_only()",
-)
-SQLITE_TRIGGERS = (
-    "CREATE TRIGGER result_access_no_update BEFORE UPDATE ON result_access "
-    f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END",
-    "CREATE TRIGGER result_access_no_delete BEFORE DELETE ON result_access "
-    f"WHEN patientflow_wipe() IS NOT 1 BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END",
-)
+FUNCTION, ROW_TRIGGER = "result_access_append_only", "result_access_append_only"
 
 
 def upgrade() -> None:
@@ -72,23 +57,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_report_print_report_id"), ["report_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_report_print_visit_id"), ["visit_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_report_print_patient_id"), ["patient_id"], unique=False)
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(POSTGRES_FUNCTION)
-        for statement in POSTGRES_TRIGGERS:
-            op.execute(statement)
-    else:
-        for statement in SQLITE_TRIGGERS:
-            op.execute(statement)
+    create_append_only_function(FUNCTION, APPEND_ONLY_MESSAGE)
+    make_append_only("result_access", function=FUNCTION, message=APPEND_ONLY_MESSAGE, row_trigger=ROW_TRIGGER)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP TRIGGER result_access_no_truncate ON result_access")
-        op.execute("DROP TRIGGER result_access_append_only ON result_access")
-        op.execute("DROP FUNCTION result_access_append_only()")
-    else:
-        op.execute("DROP TRIGGER result_access_no_delete")
-        op.execute("DROP TRIGGER result_access_no_update")
+    undo_append_only("result_access", row_trigger=ROW_TRIGGER)
+    drop_append_only_function(FUNCTION)
     with op.batch_alter_table("report_print", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_report_print_patient_id"))
         batch_op.drop_index(batch_op.f("ix_report_print_visit_id"))

@@ -6,7 +6,7 @@ the payment setting nor the hold history of then can be known now. Patients regi
 learned as their next visit opens (consumers.py).
 
 Revision ID: 0012_releasable_at
-Revises: 0010_recognition
+Revises: 0011_runtime_role
 Create Date: 2026-12-01 21:30:00.000000
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_releasable_at"
-down_revision: str | None = "0010_recognition"
+down_revision: str | None = "0011_runtime_role"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
