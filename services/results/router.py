@@ -60,6 +60,7 @@ from services.results.errors import (
 )
 from services.results.models import IdempotencyRecord
 from services.results.release import ReleasePolicy, patient_facing, policy_for
+from services.results.renderings import Renderer
 from services.results.schemas import (
     CriticalAcknowledgement,
     CriticalStatus,
@@ -110,6 +111,14 @@ LimitQuery = Annotated[int, page_size(MAX_PAGE)]
 # Ids are UUIDs; the bound keeps an oversized path from reaching the audit table's columns.
 IdPath = Annotated[str, Path(min_length=1, max_length=36)]
 SettingsDep = Annotated[ResultsSettings, Depends(app_settings)]
+
+
+def app_renderer(request: Request) -> Renderer:
+    renderer: Renderer = request.app.state.renderer
+    return renderer
+
+
+RendererDep = Annotated[Renderer, Depends(app_renderer)]
 
 
 def lis_client(caller: CallerDep) -> None:
@@ -500,8 +509,9 @@ PDF_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {PDF: {}}, "de
 
 
 def _pdf(render: Callable[[], bytes] | None, filename: str) -> Response:
-    """The PDF, rendered only as the answer is sent: after the audit row is committed and the database
-    gate released, so a ~0.1 s render never holds SQLite's one writer."""
+    """The PDF, fetched or rendered only as the answer is sent: after the audit row is committed and the
+    database gate released, so a ~0.1 s render never holds SQLite's one writer (renderings.py: the
+    stored paper of the report's version, stamped for a print)."""
     if render is None:
         # Returned, not raised: raising would roll back the audit row of the refused look.
         return problem_response(ReportNotFound("No such report.").to_problem())
@@ -546,7 +556,11 @@ def read_released_reports(
     responses={**PDF_RESPONSE, **problem_responses(ReportNotFound)},
 )
 def read_report_pdf(
-    report_id: IdPath, session: AuditedSessionDep, caller: CallerDep, settings: SettingsDep
+    report_id: IdPath,
+    session: AuditedSessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    renderer: RendererDep,
 ) -> Response:
     """A released report as a PDF to read (an app's download); no print is recorded. Audited. A missing
     report, another patient's, or one not released yet are the same 404."""
@@ -557,7 +571,7 @@ def read_report_pdf(
         acting_for=caller.patient,
         require_payment=settings.release_requires_payment,
     )
-    return _pdf(partial(printing.render_report, report) if report else None, f"report-{report_id}")
+    return _pdf(partial(renderer.pdf, report) if report else None, f"report-{report_id}")
 
 
 @router.post(
@@ -666,13 +680,15 @@ def print_visit(
     response_class=Response,
     responses={**PDF_RESPONSE, **problem_responses(ReportNotFound)},
 )
-def read_print_pdf(print_id: IdPath, session: AuditedSessionDep, caller: CallerDep) -> Response:
+def read_print_pdf(
+    print_id: IdPath, session: AuditedSessionDep, caller: CallerDep, renderer: RendererDep
+) -> Response:
     """The PDF of one printed copy (a reprint says 副本 at the top); fetching it again prints nothing
     new. Audited; a missing print or another patient's is 404."""
     found = printing.printed_copy(
         session, print_id=print_id, client=caller.subject, acting_for=caller.patient
     )
-    render = partial(printing.render_report, found[0], printed=found[1]) if found else None
+    render = partial(renderer.pdf, found[0], found[1]) if found else None
     return _pdf(render, f"print-{print_id}")
 
 
