@@ -260,12 +260,19 @@ def _stamp_font(path: Path, texts: Iterable[str]) -> _CommonFont:
         return found
 
 
-def stamp(document: bytes, lines: Sequence[StampLine], *, created_at: datetime | None = None) -> bytes:
+def stamp(
+    document: bytes,
+    lines: Sequence[StampLine],
+    *,
+    created_at: datetime | None = None,
+    characters: str = "",
+) -> bytes:
     """`document` with `lines` laid over it (a copy mark, a print time) and, given, a new creation
     date: a few milliseconds where rendering the document again costs ~0.1 s. Nothing is re-flowed, so
     the lines go where the document leaves room (the top and bottom margins of an A4 `PdfDocument`).
-    Characters outside the common set print as blanks (stamps carry fixed labels, not names)."""
-    font = _stamp_font(cjk_font_path(), (line.text for line in lines))
+    Characters outside the common set print as blanks (stamps carry fixed labels, not names).
+    `characters`: every character the caller's stamps ever use, so all of them share one font cut."""
+    font = _stamp_font(cjk_font_path(), [characters, *(line.text for line in lines)])
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(document)))
     last = len(writer.pages) - 1
     by_page: dict[int, list[StampLine]] = {}

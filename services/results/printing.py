@@ -265,6 +265,9 @@ COLUMNS = (
 )
 
 
+MARK_CHARACTERS = "副本第份打印时间"  # every non-ASCII character of `print_marks`: one font cut for all
+
+
 def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -326,4 +329,4 @@ def print_marks(printed: ReportPrint) -> list[StampLine]:
 
 def stamp_print(paper: bytes, printed: ReportPrint) -> bytes:
     """The paper of one print: `paper` (`render_paper`) with the print's marks, dated when printed."""
-    return stamp(paper, print_marks(printed), created_at=printed.printed_at)
+    return stamp(paper, print_marks(printed), created_at=printed.printed_at, characters=MARK_CHARACTERS)

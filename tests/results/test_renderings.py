@@ -5,6 +5,7 @@ first print, and the release rule still decides every print."""
 
 import io
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ from sqlmodel import select
 from kit.testing import FakeFeed, eventually, service_client
 from services.results import printing, renderings
 from services.results.app import create_app
-from services.results.models import Report, ReportRendering, ResultsTable
+from services.results.models import Report, ReportPrint, ReportRendering, ResultsTable
 from tests.results.conftest import results_settings
 from tests.results.factories import post_report, released_order, report_body
 from tests.results.test_printing import kiosk, pdf_text
@@ -185,3 +186,13 @@ def test_pdfs_render_in_a_process_pool_when_configured(
         assert "轻度贫血" in first and "副本" not in first
         assert "副本" in second and "第 2 份" in second
         assert text_of(rendering.pdf) == text_of(printing.render_paper(current_report(client, report["id"])))
+
+
+def test_every_print_mark_is_drawn_from_one_font_cut() -> None:
+    """A character of the marks missing from `MARK_CHARACTERS` would cut the stamp font again."""
+    printed = ReportPrint(
+        id="p", report_id="r", report_version=1, copy_number=2, visit_id="v", patient_id="p", client="k"
+    )
+    printed.printed_at = datetime(2026, 12, 1, tzinfo=UTC)
+    used = {c for mark in printing.print_marks(printed) for c in mark.text if ord(c) > 0x7E}
+    assert used <= set(printing.MARK_CHARACTERS)
