@@ -25,6 +25,8 @@ look-back cut to the kiosks' reports, the newest), as it would have when they we
 
 import argparse
 import asyncio
+import contextlib
+import os
 import random
 import sys
 import tempfile
@@ -39,7 +41,15 @@ import aiohttp
 import uvloop
 from sqlalchemy import func, insert, select
 
-from bench.common import drop_schemas, machine, markdown_table, summary, system_env, write_results
+from bench.common import (
+    drop_schemas,
+    machine,
+    markdown_table,
+    process_cpu_seconds,
+    summary,
+    system_env,
+    write_results,
+)
 from kit.auth import mint_internal_token
 from kit.database import Database
 from kit.migrations import upgrade
@@ -215,7 +225,30 @@ class Kiosks:
         self._note("kiosk session (lookup + print + pdf)", session_started, 200, 200)
 
 
-async def run_load(base_url: str, secret: str, seeded: Seeded, args: argparse.Namespace) -> dict[str, Any]:
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) used so far by `root` and every process below it (a PDF pool's)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, pending = [root], [root]
+    while pending:
+        parent = pending.pop()
+        below = [pid for pid, ppid in parents.items() if ppid == parent]
+        tree += below
+        pending += below
+    total = 0.0
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            total += process_cpu_seconds(pid)
+    return total
+
+
+async def run_load(
+    base_url: str, secret: str, seeded: Seeded, args: argparse.Namespace, service_pid: int
+) -> dict[str, Any]:
     kiosks = Kiosks(base_url, secret, seeded)
     timeout = aiohttp.ClientTimeout(total=900)
     connector = aiohttp.TCPConnector(limit=args.kiosks)
@@ -238,9 +271,10 @@ async def run_load(base_url: str, secret: str, seeded: Seeded, args: argparse.Na
             for turn in range(args.rounds):
                 await kiosks.print_one(http, patient, turn)
 
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), tree_cpu_seconds(service_pid)
         await asyncio.gather(*(printing(p) for p in seeded.kiosk_patients))
         printing_seconds = time.perf_counter() - started
+        printing_cpu = tree_cpu_seconds(service_pid) - cpu_before
     return {
         "lookup_phase": {
             "seconds": round(lookup_seconds, 1),
@@ -250,6 +284,9 @@ async def run_load(base_url: str, secret: str, seeded: Seeded, args: argparse.Na
         "printing_phase": {
             "seconds": round(printing_seconds, 1),
             "pdfs_per_s": round(len(kiosks.latencies.get("pdf", [])) / printing_seconds, 2),
+            # The service's CPU (its PDF pool's too) per kiosk session: steadier than wall time on a
+            # shared machine.
+            "cpu_ms_per_session": round(printing_cpu * 1000 / max(1, args.kiosks * args.rounds), 1),
         },
         "steps": {step: summary(values) for step, values in kiosks.latencies.items()},
         "failures": kiosks.failures,
@@ -281,7 +318,8 @@ def report(results: dict[str, Any], args: argparse.Namespace, database: str) -> 
     lines += [
         "",
         f"Printing phase: {printing_phase['seconds']} s for {args.kiosks} × {args.rounds} kiosk sessions,"
-        f" {printing_phase['pdfs_per_s']} PDFs/s. Failures: {results['load']['failures'] or 'none'}.",
+        f" {printing_phase['pdfs_per_s']} PDFs/s; results' CPU {printing_phase['cpu_ms_per_session']} ms per"
+        f" session. Failures: {results['load']['failures'] or 'none'}.",
     ]
     return "\n".join(lines)
 
@@ -359,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.prerendered:
                     prerender_seconds = wait_prerendered(settings, seeded)
                     log(f"the kiosks' reports were rendered ahead in {prerender_seconds:.0f} s")
-                load = uvloop.run(run_load(system.url("results"), secret, seeded, args))
+                pid = system.processes["results"].pid
+                load = uvloop.run(run_load(system.url("results"), secret, seeded, args, pid))
             finally:
                 system.stop()
         finally:
