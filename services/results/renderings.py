@@ -69,6 +69,8 @@ class Renderer:
             # spawn, not fork: the service has threads (a forked lock held by one of them never frees).
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_prepare_process)
+            # Start a process now (and have it cut the font), not at the first kiosk's print.
+            self._pool.submit(int)
 
     def stop(self) -> None:
         if self._pool is not None:
