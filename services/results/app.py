@@ -1,5 +1,6 @@
 """The results service's FastAPI app."""
 
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from services.results import consumers, recognition, service
 from services.results.config import ResultsSettings, get_settings
 from services.results.escalation import CriticalEscalator
 from services.results.models import ConsumedEvent, FeedCursor, OutboxEvent
+from services.results.renderings import Prerenderer, Renderer
 from services.results.router import router
 from services.results.turnaround import OverdueWatcher
 from services.results.turnaround_router import router as turnaround_router
@@ -52,6 +54,9 @@ def create_app(settings: ResultsSettings | None = None) -> FastAPI:
             *([_critical_escalator] if settings.critical_check_seconds > 0 else []),
             # Orders past their turnaround target get one `order.overdue` (turnaround.py).
             *([_overdue_watcher] if settings.overdue_check_seconds > 0 else []),
+            # Report PDFs: the renderer's process pool, and papers rendered ahead of the first print.
+            _renderer,
+            *([_prerenderer] if settings.prerender_seconds > 0 else []),
         ],
     )
 
@@ -85,6 +90,17 @@ def _overdue_watcher(app: FastAPI, database: Database) -> Worker:
 
 def _critical_escalator(app: FastAPI, database: Database) -> Worker:
     return CriticalEscalator(database, app.state.settings)
+
+
+def _renderer(app: FastAPI, database: Database) -> Worker:
+    app.state.renderer = Renderer(database, processes=app.state.settings.pdf_processes)
+    return app.state.renderer
+
+
+def _prerenderer(app: FastAPI, _database: Database) -> Worker:
+    settings: ResultsSettings = app.state.settings
+    lookback = timedelta(minutes=settings.prerender_lookback_minutes)
+    return Prerenderer(app.state.renderer, poll_seconds=settings.prerender_seconds, lookback=lookback)
 
 
 def _load_tests(_app: FastAPI, database: Database) -> None:

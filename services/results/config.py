@@ -41,6 +41,14 @@ class ResultsSettings(ServiceSettings):
     tat_item_minutes: dict[str, dict[Priority, TargetMinutes]] = Field(default_factory=dict)
     # How often the loop sends `order.overdue` for orders past due; 0 turns the loop off.
     overdue_check_seconds: float = Field(default=30.0, ge=0)
+    # Report PDFs render (and prints stamp) in this many worker processes; 0 renders in the service's
+    # own threads (renderings.py).
+    pdf_processes: int = Field(default=0, ge=0, le=32)
+    # How often the background loop looks for releasable reports to render ahead of their first print,
+    # besides each commit of an event; 0 turns the loop off (prints then render on demand).
+    prerender_seconds: float = Field(default=30.0, ge=0)
+    # Reports reported longer ago than this are left to render on demand.
+    prerender_lookback_minutes: float = Field(default=1440.0, ge=0)
 
 
 @lru_cache

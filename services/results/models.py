@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, UniqueConstraint, false
+from sqlalchemy import JSON, Index, LargeBinary, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from kit.idempotency import IdempotencyRecordBase
@@ -267,6 +267,23 @@ class ReportPrint(ResultsTable, table=True):
     client: str = Field(max_length=64)
     client_kind: str | None = Field(default=None, max_length=16)
     printed_at: datetime = Timestamp()
+
+
+class ReportRendering(ResultsTable, table=True):
+    """One version of a report rendered as its PDF paper, without print marks (`printing.render_paper`),
+    stored so a print stamps its marks on instead of rendering the report again (`renderings.py`).
+
+    Keyed by report and version: an amendment or correction is a new version, so the old paper is
+    never found for it. `source_digest` is of the whole report row as rendered: a change that keeps
+    the version (a merge, a field added to the paper later) is never served either."""
+
+    __tablename__ = "report_rendering"
+
+    report_id: str = Field(foreign_key="report.id", primary_key=True, max_length=36)
+    report_version: int = Field(primary_key=True)
+    source_digest: str = Field(max_length=64)
+    pdf: bytes = Field(sa_type=LargeBinary)
+    rendered_at: datetime = Timestamp(index=True)
 
 
 class MergedVisit(MergedVisitBase, ResultsTable, table=True):

@@ -22,7 +22,7 @@ from kit.auth import visible_to
 from kit.clock import hospital_date
 from kit.logging import mask_name
 from kit.outbox import record_event
-from kit.pdf import PdfDocument, TableColumn
+from kit.pdf import PdfDocument, StampLine, TableColumn, stamp
 from services.results import repository
 from services.results.models import OutboxEvent, Report, ReportPrint
 from services.results.release import releasable
@@ -309,6 +309,9 @@ COLUMNS = (
 )
 
 
+MARK_CHARACTERS = "副本第份打印时间"  # every non-ASCII character of `print_marks`: one font cut for all
+
+
 def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -335,12 +338,16 @@ def render_report(
     report: Report, *, printed: ReportPrint | None = None, patient: PaperPatient | None = None
 ) -> bytes:
     """The report on A4: whom it is for (`patient`: name, sex, age), header, observations with units and
-    reference ranges, conclusion, and for a print its copy number (a reprint says 副本 at the top).
-    Deterministic for the same print and patient."""
-    created_at = printed.printed_at if printed else report.reported_at
-    document = PdfDocument(title="检查检验报告单 Report", created_at=created_at)
-    if printed is not None and printed.copy_number > 1:
-        document.line(f"副本 COPY - 第 {printed.copy_number} 份 (copy {printed.copy_number})", size=14)
+    reference ranges, conclusion; for a print, its marks stamped on (`stamp_print`). Deterministic for
+    the same report version, patient and print."""
+    paper = render_paper(report, patient)
+    return paper if printed is None else stamp_print(paper, printed)
+
+
+def render_paper(report: Report, patient: PaperPatient | None = None) -> bytes:
+    """The report itself, without print marks: what `renderings` stores once per report version and
+    patient, and what an app reads."""
+    document = PdfDocument(title="检查检验报告单 Report", created_at=report.reported_at)
     document.fields(
         [
             *_patient_fields(patient, report.reported_at),
@@ -373,6 +380,19 @@ def render_report(
         # 互认: the patient sees why a test a recognised result answered was done again.
         reason = DUPLICATE_REASON_ZH.get(DuplicateReason(report.duplicate_reason), report.duplicate_reason)
         document.line(f"重复检查原因 Repeated because: {reason} ({report.duplicate_reason})", size=8)
-    if printed is not None:
-        document.line(f"打印时间 Printed: {_when(printed.printed_at)}  第 {printed.copy_number} 份", size=8)
     return document.to_bytes()
+
+
+def print_marks(printed: ReportPrint) -> list[StampLine]:
+    """What a print adds to the paper: a reprint says 副本 at the top, every print its time and copy
+    number at the foot of the last page. Stamped on, so a print never renders the report again."""
+    number = printed.copy_number
+    when = StampLine(f"打印时间 Printed: {_when(printed.printed_at)}  第 {number} 份", y=-8, last_page=True)
+    if number == 1:
+        return [when]
+    return [StampLine(f"副本 COPY - 第 {number} 份 (copy {number})", y=7, size=12), when]
+
+
+def stamp_print(paper: bytes, printed: ReportPrint) -> bytes:
+    """The paper of one print: `paper` (`render_paper`) with the print's marks, dated when printed."""
+    return stamp(paper, print_marks(printed), created_at=printed.printed_at, characters=MARK_CHARACTERS)

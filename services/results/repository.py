@@ -18,6 +18,7 @@ from services.results.models import (
     Report,
     ReportHoldAction,
     ReportPrint,
+    ReportRendering,
     ReportRevision,
     ResultAccess,
 )
@@ -246,6 +247,50 @@ def printed_copies(session: Session, report_ids: Sequence[str]) -> dict[tuple[st
 
 def get_print(session: Session, print_id: str) -> ReportPrint | None:
     return session.get(ReportPrint, print_id)
+
+
+# --- stored renderings (renderings.py) ---
+
+
+def get_rendering(session: Session, report_id: str, version: int) -> ReportRendering | None:
+    return session.get(ReportRendering, (report_id, version))
+
+
+def store_rendering(session: Session, rendering: ReportRendering) -> None:
+    """Keep a version's paper; two renders of one version racing store one row (the last wins, and
+    both rendered the same row)."""
+    values = rendering.model_dump()
+    upsert(
+        session,
+        ReportRendering,
+        values,
+        keys=("report_id", "report_version"),
+        update=("source_digest", "pdf", "rendered_at"),
+    )
+
+
+def reports_to_prerender(
+    session: Session, *, statuses: Sequence[str], since: datetime, limit: int
+) -> list[Report]:
+    """Reports of a final status, verified and not withheld, reported since `since`, whose current
+    version has no stored paper yet; newest first (the patient most likely at a kiosk soon)."""
+    rendered = select(ReportRendering.report_id).where(
+        col(ReportRendering.report_id) == col(Report.id),
+        col(ReportRendering.report_version) == col(Report.version),
+    )
+    query = (
+        select(Report)
+        .where(
+            col(Report.reported_at) >= since,
+            col(Report.status).in_(list(statuses)),
+            col(Report.verified_by).is_not(None),
+            col(Report.withheld).is_(False),
+            ~rendered.exists(),
+        )
+        .order_by(col(Report.reported_at).desc())
+        .limit(limit)
+    )
+    return list(session.exec(query).all())
 
 
 # --- mutual recognition (recognition.py) ---

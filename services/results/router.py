@@ -60,6 +60,7 @@ from services.results.errors import (
 )
 from services.results.models import IdempotencyRecord
 from services.results.release import ReleasePolicy, patient_facing, policy_for
+from services.results.renderings import Renderer
 from services.results.schemas import (
     BillingCredit,
     CriticalAcknowledgement,
@@ -112,6 +113,14 @@ LimitQuery = Annotated[int, page_size(MAX_PAGE)]
 # Ids are UUIDs; the bound keeps an oversized path from reaching the audit table's columns.
 IdPath = Annotated[str, Path(min_length=1, max_length=36)]
 SettingsDep = Annotated[ResultsSettings, Depends(app_settings)]
+
+
+def app_renderer(request: Request) -> Renderer:
+    renderer: Renderer = request.app.state.renderer
+    return renderer
+
+
+RendererDep = Annotated[Renderer, Depends(app_renderer)]
 
 
 def lis_client(caller: CallerDep) -> None:
@@ -546,8 +555,9 @@ PDF_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {PDF: {}}, "de
 
 
 def _pdf(render: Callable[[], bytes] | None, filename: str) -> Response:
-    """The PDF, rendered only as the answer is sent: after the audit row is committed and the database
-    gate released, so a ~0.1 s render never holds SQLite's one writer."""
+    """The PDF, fetched or rendered only as the answer is sent: after the audit row is committed and the
+    database gate released, so a ~0.1 s render never holds SQLite's one writer (renderings.py: the
+    stored paper of the report's version, stamped for a print)."""
     if render is None:
         # Returned, not raised: raising would roll back the audit row of the refused look.
         return problem_response(ReportNotFound("No such report.").to_problem())
@@ -594,7 +604,11 @@ def read_released_reports(
     responses={**PDF_RESPONSE, **problem_responses(ReportNotFound)},
 )
 def read_report_pdf(
-    report_id: IdPath, session: AuditedSessionDep, caller: CallerDep, settings: SettingsDep
+    report_id: IdPath,
+    session: AuditedSessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    renderer: RendererDep,
 ) -> Response:
     """A released report as a PDF to read (an app's download), naming the patient (姓名, 性别, 年龄); no
     print is recorded. Audited. A missing report, another patient's, or one not released yet are the
@@ -606,12 +620,8 @@ def read_report_pdf(
         acting_for=caller.patient,
         require_payment=settings.release_requires_payment,
     )
-    render = (
-        partial(printing.render_report, report, patient=printing.paper_patient(session, report))
-        if report
-        else None
-    )
-    return _pdf(render, f"report-{report_id}")
+    patient = printing.paper_patient(session, report) if report else None
+    return _pdf(partial(renderer.pdf, report, patient=patient) if report else None, f"report-{report_id}")
 
 
 @router.post(
@@ -721,7 +731,11 @@ def print_visit(
     responses={**PDF_RESPONSE, **problem_responses(ReportNotFound)},
 )
 def read_print_pdf(
-    print_id: IdPath, session: AuditedSessionDep, caller: CallerDep, settings: SettingsDep
+    print_id: IdPath,
+    session: AuditedSessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    renderer: RendererDep,
 ) -> Response:
     """The PDF of one printed copy, naming the patient (a reprint says 副本 at the top); fetching it
     again prints nothing new. Audited; a missing print, another patient's, or one whose report is no
@@ -733,16 +747,8 @@ def read_print_pdf(
         acting_for=caller.patient,
         require_payment=settings.release_requires_payment,
     )
-    render = (
-        partial(
-            printing.render_report,
-            found[0],
-            printed=found[1],
-            patient=printing.paper_patient(session, found[0]),
-        )
-        if found
-        else None
-    )
+    patient = printing.paper_patient(session, found[0]) if found else None
+    render = partial(renderer.pdf, found[0], found[1], patient=patient) if found else None
     return _pdf(render, f"print-{print_id}")
 
 

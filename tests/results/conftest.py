@@ -6,6 +6,7 @@ run of tests/registration or tests/triage never shares its tables.
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,9 +22,14 @@ from tests.fixtures import registration, registration_settings, registration_url
 __all__ = ["registration", "registration_settings", "registration_url"]  # tests.fixtures: fixtures of ours
 
 
-def results_settings(data_dir: Path, registration_url: str, billing_url: str) -> ResultsSettings:
+def results_settings(
+    data_dir: Path, registration_url: str, billing_url: str, **overrides: Any
+) -> ResultsSettings:
+    """Without the PDF pre-rendering loop unless asked (`prerender_seconds`): tests that print render
+    on demand, and no background render races a test's wipe."""
+    values = {"prerender_seconds": 0.0} | overrides
     return make_test_settings(
-        ResultsSettings, data_dir, registration_url=registration_url, billing_url=billing_url
+        ResultsSettings, data_dir, registration_url=registration_url, billing_url=billing_url, **values
     )
 
 

@@ -4,7 +4,7 @@ order past the account's credit limit)
 Orders already awaiting payment could only have been prepay ones: they get `prepay`.
 
 Revision ID: 0014_credit_hold
-Revises: 0012_releasable_at
+Revises: 0013_report_renderings
 Create Date: 2026-12-01 21:30:00.000000
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_credit_hold"
-down_revision: str | None = "0012_releasable_at"
+down_revision: str | None = "0013_report_renderings"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
