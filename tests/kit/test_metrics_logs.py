@@ -96,6 +96,7 @@ def test_a_log_file_is_rotated_at_its_size_cap(tmp_path: Path) -> None:
     assert (last["service"], last["message"]) == ("registration", "line 499 of a long-running service")
 
 
+@pytest.mark.usefixtures("restore_root_logging")
 def test_a_log_file_formats_each_record_once(tmp_path: Path) -> None:
     """The standard rotating handler formats every record twice (once only to decide on rollover)."""
     configure_logging("registration", log_file=tmp_path / "registration.log", max_bytes=10_000)
