@@ -39,15 +39,27 @@ def current_report(client: TestClient, report_id: str) -> Report:
         return found
 
 
+def paper_patient(client: TestClient, report: Report) -> printing.PaperPatient | None:
+    """Whom the report's paper names, as results has learned it from registration."""
+    with client.app.state.database.session(write=False) as session:  # type: ignore[attr-defined]
+        return printing.paper_patient(session, report)
+
+
+def fresh_paper(client: TestClient, report_id: str) -> bytes:
+    """The report's paper rendered now, naming its patient."""
+    report = current_report(client, report_id)
+    return printing.render_paper(report, paper_patient(client, report))
+
+
 @pytest.fixture
 def papers_rendered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The report ids `printing.render_paper` rendered, in order (the expensive step, counted)."""
     rendered: list[str] = []
-    render: Callable[[Report], bytes] = printing.render_paper
+    render: Callable[[Report, printing.PaperPatient | None], bytes] = printing.render_paper
 
-    def counting(report: Report) -> bytes:
+    def counting(report: Report, patient: printing.PaperPatient | None = None) -> bytes:
         rendered.append(report.id)
-        return render(report)
+        return render(report, patient)
 
     monkeypatch.setattr(printing, "render_paper", counting)
     return rendered
@@ -126,9 +138,10 @@ def test_the_stored_paper_is_the_same_content_as_a_fresh_rendering(
     served = pdf_text(client.get(f"/reports/{report['id']}/pdf", headers=kiosk(order["patient_id"])))
 
     [rendering] = stored(client)
-    fresh = printing.render_paper(current_report(client, report["id"]))
+    fresh = fresh_paper(client, report["id"])
     assert text_of(rendering.pdf) == text_of(fresh) == served
-    assert rendering.source_digest == renderings.source_digest(current_report(client, report["id"]))
+    current = current_report(client, report["id"])
+    assert rendering.source_digest == renderings.source_digest(current, paper_patient(client, current))
 
 
 def test_a_withheld_report_is_refused_even_with_its_paper_stored(
@@ -185,7 +198,7 @@ def test_pdfs_render_in_a_process_pool_when_configured(
         [rendering] = stored(client)
         assert "轻度贫血" in first and "副本" not in first
         assert "副本" in second and "第 2 份" in second
-        assert text_of(rendering.pdf) == text_of(printing.render_paper(current_report(client, report["id"])))
+        assert text_of(rendering.pdf) == text_of(fresh_paper(client, report["id"]))
 
 
 def test_every_print_mark_is_drawn_from_one_font_cut() -> None:
