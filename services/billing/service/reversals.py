@@ -23,7 +23,7 @@ from sqlmodel import Session
 from services.billing import repository
 from services.billing.errors import ChargeAlreadyReversed, ChargeIsReversal, ChargeNotFound
 from services.billing.models import Charge, Payment, VisitAccount
-from services.billing.schemas import ChargeOrigin, ChargePublic, PaymentMethod, ReversalCreate
+from services.billing.schemas import ChargeOrigin, ChargePublic, ReversalCreate
 from services.billing.service import insurance, invoices, tenders
 from services.billing.service.accounts import SETTLED, charge_to_public, record
 
@@ -113,15 +113,7 @@ def _correct_paid(
     # The invoice's money by method loses each part where the payment recorded it.
     given_back: dict[str, int] = {}
     if insurer_back:
-        tenders.give_back_part(
-            session,
-            account,
-            method=PaymentMethod.insurance.value,
-            amount_fen=insurer_back,
-            refund_of=tenders.last_insurer_payment(session, account.visit_id),
-            reason=reason,
-            charge_id=charge.id,
-        )
+        tenders.refund_insurer(session, account, amount_fen=insurer_back, reason=reason, charge_id=charge.id)
         given_back["insurance"] = -insurer_back
     if patient_back:
         parts = tenders.refund_patient(

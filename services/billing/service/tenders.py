@@ -188,13 +188,37 @@ def refund_patient(
     return given
 
 
-def last_insurer_payment(session: Session, visit_id: str) -> str | None:
-    query = (
-        select(Payment.id)
-        .where(Payment.visit_id == visit_id, Payment.method == INSURANCE, col(Payment.amount_fen) > 0)
-        .order_by(col(Payment.paid_at).desc())
+def refund_insurer(
+    session: Session, account: VisitAccount, *, amount_fen: int, reason: str, charge_id: str | None
+) -> list[RefundPartPublic]:
+    """Give the insurer back `amount_fen` (its share's decrease, from splitting the corrected bill
+    again) over its payments, the newest first, none beyond what it paid."""
+    query = select(Payment).where(
+        Payment.visit_id == account.visit_id, Payment.method == INSURANCE, col(Payment.amount_fen) > 0
     )
-    return session.exec(query).first()
+    paid = sorted(session.exec(query).all(), key=lambda p: (p.paid_at, p.id))
+    given_back: dict[str, int] = {}
+    if paid:
+        refunds = select(Payment).where(col(Payment.refund_of).in_([p.id for p in paid]))
+        for row in session.exec(refunds):
+            given_back[row.refund_of or ""] = given_back.get(row.refund_of or "", 0) - row.amount_fen
+    insurer = [Tender(p.id, INSURANCE, p.amount_fen, given_back.get(p.id, 0)) for p in paid]
+    parts, short = plan(insurer, amount_fen)
+    # A shortfall cannot arise (the split never gives the insurer back more than it paid), but would
+    # still be recorded rather than dropped.
+    planned = [(t.payment_id, fen) for t, fen in parts] + ([(None, short)] if short else [])
+    return [
+        give_back_part(
+            session,
+            account,
+            method=INSURANCE,
+            amount_fen=fen,
+            refund_of=payment_id,
+            reason=reason,
+            charge_id=charge_id,
+        )
+        for payment_id, fen in planned
+    ]
 
 
 def owed_back_fen(session: Session, visit_id: str) -> int:
