@@ -22,6 +22,7 @@ from tests.billing.factories import (
     register_patient,
 )
 from tests.billing.test_invoices import FEE_INSURER, PCT, PCT_FEN, PCT_INSURER
+from tests.test_event_schemas import validator
 
 REASON = {"reason": "未做检查", "operator": "收费员"}
 
@@ -172,6 +173,14 @@ def test_a_settlement_paid_by_insurer_deposit_and_card_is_refunded_to_each(
     ]
     assert refunded == [("insurance", PCT_INSURER), ("card", 6_700), ("deposit", 4_800)]
     assert all(e["data"]["charge_id"] == pct["id"] for e in billing_events(client, "payment.refunded"))
+    schema = validator("payment.refunded")
+    for event in billing_events(client, "payment.refunded"):  # the catalogue's v1, extended compatibly
+        schema.validate(event)
+        assert event["aggregate"] == {"type": "visit", "id": visit["id"]}
+    booking_style = billing_events(client, "payment.refunded")[0] | {
+        "aggregate": {"type": "appointment", "id": visit["id"]}
+    }
+    assert not schema.is_valid(booking_style)  # an appointment's refund still names its appointment
     refund_receipts = [
         (r["method"], r["amount_fen"]) for r in receipts(client, visit["id"]) if r["kind"] == "refund"
     ]

@@ -127,6 +127,7 @@ def give_back_part(
         account,
         "payment.refunded",
         {
+            "appointment_id": None,  # the schema's booking-fee refunds name theirs
             "refund_id": payment.id,
             "payment_id": refund_of or payment.id,
             "amount_fen": amount_fen,
