@@ -3,7 +3,7 @@ payments their scheme (`payment.insurance_scheme`), and a payment's receipt the 
 the patient's (`receipt.insurer_fen`)
 
 Revision ID: 0010_tenders
-Revises: 0008_settlement
+Revises: 0009_runtime_role
 Create Date: 2026-12-01 21:30:00.000000
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_tenders"
-down_revision: str | None = "0008_settlement"
+down_revision: str | None = "0009_runtime_role"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
