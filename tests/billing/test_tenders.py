@@ -9,14 +9,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kit.clock import hospital_date, utcnow
+from kit.testing import feed_headers
 from services.billing.service.tenders import Tender, plan
 from tests.billing.factories import (
     INFUSION,
     OUTPATIENT_FEE_FEN,
     account,
     billing_events,
+    consumer,
     keyed,
     new_visit,
+    open_visit,
     post_charge,
     post_payment,
     register_patient,
@@ -269,3 +272,39 @@ def test_refunds_need_a_key_and_a_known_visit(registration: httpx.Client, client
 
     assert keyless.status_code == 400 and unknown.status_code == 404
     assert owed_nothing.status_code == 409 and owed_nothing.json()["type"].endswith("/nothing-due")
+
+
+def test_a_payment_before_billing_read_the_visits_scheme_waits_for_it(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    """A charge by hand opens the account from registration's answer, which has no scheme: until billing
+    has read `visit.opened` (which names it) the payment is 503 and takes nothing, never the whole
+    amount from an insured patient; once read, the payment is split."""
+    reader = consumer(client, "registration")
+    reader.stop()
+    patient = register_patient(
+        registration,
+        unidentified=True,
+        id_number=None,
+        name=None,
+        alias="女，约20岁",
+        insurance_scheme="employee",
+    )
+    visit = open_visit(registration, patient["id"])
+    post_charge(client, visit["id"], INFUSION)  # 500 fen, 甲: the insurer pays 90 %
+
+    early = client.post("/payments", json={"visit_id": visit["id"], "method": "card"}, headers=keyed())
+
+    assert early.status_code == 503 and early.json()["type"].endswith("/charges-still-arriving")
+    assert early.headers["content-type"].startswith("application/problem+json")
+    assert account(client, visit["id"])["payments"] == []
+    [opened] = [
+        e
+        for e in registration.get(
+            "/events", headers=feed_headers("registration"), params={"type": "visit.opened"}
+        ).json()["events"]
+        if e["visit_id"] == visit["id"]
+    ]
+    reader.apply(opened)  # billing reads it: the scheme, and the fee
+    paid = post_payment(client, visit["id"], method="card", amount_fen=200 + 50)
+    assert (paid["insurer_fen"], paid["insurance_scheme"]) == (FEE_INSURER + 450, "employee")
