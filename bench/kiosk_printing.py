@@ -342,13 +342,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+SEEDING_MARGIN_MINUTES = 30
+
+
 def service_env(args: argparse.Namespace) -> dict[str, str]:
     """The results settings of the run: pre-rendering only of the kiosks' reports, or none."""
     env = {"RESULTS_PDF_PROCESSES": str(args.pdf_processes)}
     if not args.prerendered:
         return env | {"RESULTS_PRERENDER_SECONDS": "0"}
-    # The kiosks' patients have the newest reports: patient i reported i .. i + 3 minutes ago.
-    return env | {"RESULTS_PRERENDER_LOOKBACK_MINUTES": str(args.kiosks + REPORTS_PER_PATIENT)}
+    # The kiosks' patients have the newest reports: patient i reported i .. i + 3 minutes before the
+    # seeding; seeding a million takes minutes, so the look-back has a margin for it (a few other
+    # reports in it render too).
+    lookback = args.kiosks + REPORTS_PER_PATIENT + SEEDING_MARGIN_MINUTES
+    return env | {"RESULTS_PRERENDER_LOOKBACK_MINUTES": str(lookback)}
 
 
 def wait_prerendered(settings: ResultsSettings, seeded: Seeded) -> float:

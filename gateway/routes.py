@@ -257,14 +257,12 @@ ROUTES: tuple[GatewayRoute, ...] = (
 PATIENT_BINDING: dict[tuple[str, str], Owner] = {
     ("GET", "/patients/{id}"): "patient",
     ("GET", "/patients/{id}/visits"): "patient",
-    ("GET", "/patients/{id}/reports"): "patient",
     ("GET", "/visits/{id}"): "visit",
     ("GET", "/visits/{id}/stay"): "visit",
     ("GET", "/visits/{id}/assessments"): "visit",
     ("GET", "/visits/{id}/tickets"): "visit",
     ("GET", "/visits/{id}/queue-positions"): "visit",
     ("GET", "/visits/{id}/orders"): "visit",
-    ("GET", "/visits/{id}/reports"): "visit",
     ("GET", "/visits/{id}/account"): "visit",
     ("GET", "/visits/{id}/daily-bill"): "visit",
     ("GET", "/visits/{id}/daily-bill/pdf"): "visit",
@@ -279,7 +277,10 @@ PATIENT_BINDING: dict[tuple[str, str], Owner] = {
     ("GET", "/orders/{id}"): "response",
     ("GET", "/reports/{id}"): "response",
     # Results checks the patient claim itself on these, so a refusal reaches its audit (an app's PDF,
-    # a kiosk's print); a report of another patient is its 404.
+    # a kiosk's print, a list); a report of another patient is its 404, another patient's list or
+    # visit an empty list, exactly as an id that does not exist.
+    ("GET", "/patients/{id}/reports"): "filtered",
+    ("GET", "/visits/{id}/reports"): "filtered",
     ("GET", "/patients/{id}/released-reports"): "filtered",
     ("GET", "/reports/{id}/pdf"): "filtered",
     ("POST", "/reports/{id}/prints"): "filtered",
