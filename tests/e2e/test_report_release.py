@@ -126,7 +126,10 @@ def test_patient_b_never_reaches_patient_as_report_on_any_route_or_channel(
     for device in b_devices:
         for path in reads:
             response = device.get(path)
-            assert response.status_code in (403, 404), f"{path}: {response.status_code}"
+            if path.endswith("/reports"):  # a list: results answers it empty (and audits the refusal)
+                assert (response.status_code, response.json()) == (200, []), path
+            else:
+                assert response.status_code in (403, 404), f"{path}: {response.status_code}"
             assert ids["report"] not in response.text, path
         for method, path, body in staff_only:
             response = device.get(path) if method == "get" else device.post(path, body)

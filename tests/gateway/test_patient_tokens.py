@@ -254,7 +254,9 @@ def test_an_app_without_a_valid_patient_token_is_refused(
     assert body["type"].endswith("/patient-token-expired")
 
 
-@pytest.mark.parametrize("template", ["/v1/patients/{}", "/v1/patients/{}/visits", "/v1/patients/{}/reports"])
+# (Lists of reports are results' to refuse, so that its audit records it: see
+# tests/e2e/test_results_channels_matrix.py.)
+@pytest.mark.parametrize("template", ["/v1/patients/{}", "/v1/patients/{}/visits"])
 def test_patient_routes_answer_for_the_patient_only(
     patient_gateway: httpx.Client, app_for_p: dict[str, str], people: dict[str, str], template: str
 ) -> None:
@@ -262,7 +264,7 @@ def test_patient_routes_answer_for_the_patient_only(
     assert_problem(patient_gateway.get(template.format(people["q"]), headers=app_for_p), 404)
 
 
-@pytest.mark.parametrize("template", ["/v1/visits/{}", "/v1/visits/{}/tickets", "/v1/visits/{}/reports"])
+@pytest.mark.parametrize("template", ["/v1/visits/{}", "/v1/visits/{}/tickets", "/v1/visits/{}/orders"])
 def test_visit_routes_are_checked_against_registration(
     patient_gateway: httpx.Client, app_for_p: dict[str, str], people: dict[str, str], template: str
 ) -> None:
