@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -65,13 +64,6 @@ PAGE_SIZE = 100
 LONG_POLL_SECONDS = 20.0
 """How long the source holds an empty read (`wait=`; at most `kit.outbox.MAX_FEED_WAIT`)."""
 READ_MARGIN_SECONDS = 10.0  # the read timeout is the long poll plus this
-GIL_SWITCH_SECONDS = 0.0005
-"""The interpreter's GIL hand-over interval in a process that reads feeds (Python's default: 5 ms).
-
-A feed thread shares the GIL with the request loop's thread, and takes it back after every socket read
-and every SQLite call (about ten per page). While the loop is busy, each of those waits for the loop to
-be asked to yield, up to the interval: at 5 ms, applying a one-event page in results took ~50 ms under
-the journeys load and "order released" waited on it; at 0.5 ms, ~20 ms."""
 
 
 class PageFailed(Exception):
@@ -101,8 +93,6 @@ class FeedReader:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "FeedReader":
-        # Process-wide, on purpose: the feed thread's latency is lost in the other threads' time slices.
-        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_SECONDS))
         timeout = aiohttp.ClientTimeout(total=self.wait_seconds + READ_MARGIN_SECONDS, connect=2.0)
         self._session = aiohttp.ClientSession(timeout=timeout)
         return self
