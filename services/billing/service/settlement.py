@@ -16,9 +16,7 @@ from services.billing.service.accounts import SETTLED, account_for, record, refu
 from services.billing.service.payments import check_amount, take_payment
 
 
-def await_charges(
-    consumers: Sequence[FeedConsumer], *, within_seconds: float, nothing_done: str = "Nothing was settled"
-) -> None:
+def await_charges(consumers: Sequence[FeedConsumer], *, within_seconds: float) -> None:
     """Return once billing has applied every event its sources (registration, results) had committed
     when this was called, so a settlement sees every charge caused before it was asked for.
 
@@ -29,11 +27,11 @@ def await_charges(
         behind = caught_up(consumers, within_seconds=within_seconds)
     except (ServiceUnavailable, BadGateway) as exc:
         raise ChargesStillArriving(
-            f"Cannot confirm every charge has arrived: {exc.detail} {nothing_done}; retry shortly."
+            f"Cannot confirm every charge has arrived: {exc.detail} Nothing was settled; retry shortly."
         ) from exc
     if behind:
         raise ChargesStillArriving(
-            f"Charges from {', '.join(behind)} are still arriving. {nothing_done}; retry shortly.",
+            f"Charges from {', '.join(behind)} are still arriving. Nothing was settled; retry shortly.",
             sources=behind,
         )
 
