@@ -228,6 +228,8 @@ ROUTES: tuple[GatewayRoute, ...] = (
         # Settlement with insurance: invoices and the day's reconciliation (billing/router.py).
         ("GET", "/visits/{id}/invoices", "billing:read"),
         ("GET", "/reconciliation", "billing:read"),
+        # Refunds back over the tenders that paid (billing/service/tenders.py).
+        ("POST", "/visits/{id}/refunds", "billing:write"),
     ),
     # The event hub: public `/events` is its `/log`, `/event-schemas` its `/schemas`.
     GatewayRoute("GET", "/events", "events", "events:read", upstream=("/events", "/log")),
@@ -331,6 +333,7 @@ HONOURS_IDEMPOTENCY_KEY = frozenset(
         ("POST", "/charges/{id}/reversal"),
         ("POST", "/visits/{id}/deposits"),
         ("POST", "/visits/{id}/deposit-refunds"),
+        ("POST", "/visits/{id}/refunds"),
         ("POST", "/clinic-sessions/{id}/disruptions"),
         ("POST", "/rebooking-offers/{id}/accept"),
         ("POST", "/visits/{id}/admission"),

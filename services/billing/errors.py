@@ -161,3 +161,9 @@ class ChargeReversed(Conflict):
     """Payment listed a reversed charge or a reversal line: the pair cancels out, nothing is due on it."""
 
     slug, title = "charge-reversed", "Charge reversed"
+
+
+class RefundExceedsPaid(Conflict):
+    """A refund above what the account owes back (money paid beyond its charges): nothing refunded."""
+
+    slug, title = "refund-exceeds-paid", "Refund above what was paid"

@@ -146,13 +146,19 @@ class VisitAccount(BillingTable, table=True):
 
 
 class Payment(BillingTable, table=True):
-    """Money received against a visit's charges; each paid charge points at its payment."""
+    """Money received against a visit's charges; each paid charge points at its payment.
+
+    Money given back is a payment of its own with the amount negated; `refund_of` names the payment
+    whose tender it gives back (tenders.py: never more per method than that payment took by it).
+    `insurance_scheme`: on the insurer's payments (method `insurance`), the scheme it pays under."""
 
     id: str = Field(primary_key=True, max_length=36)
     visit_id: str = Field(foreign_key="visit_account.visit_id", index=True, max_length=36)
     amount_fen: int = Field(sa_type=BigInteger)
     method: str = Field(max_length=16)
     paid_at: datetime = Timestamp()
+    refund_of: str | None = Field(default=None, index=True, max_length=36)
+    insurance_scheme: str | None = Field(default=None, max_length=32)
 
 
 class Charge(BillingTable, table=True):
@@ -318,6 +324,9 @@ class Receipt(BillingTable, table=True):
     method: str = Field(max_length=16)
     reference_id: str = Field(max_length=36)
     issued_at: datetime = Timestamp()
+    # A payment's receipt for an insured visit shows both shares: `amount_fen` the patient's, this the
+    # insurer's (paid to the hospital by the insurer, under the visit's scheme).
+    insurer_fen: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
 
 
 class Invoice(BillingTable, table=True):

@@ -37,6 +37,7 @@ from services.billing.errors import (
     InvalidServiceDate,
     ItemNotPricedOnDate,
     NothingDue,
+    RefundExceedsPaid,
     UnknownItem,
     VisitNotFound,
 )
@@ -58,6 +59,8 @@ from services.billing.schemas import (
     ReversalCreate,
     SettlementCreate,
     SettlementPublic,
+    VisitRefundCreate,
+    VisitRefundPublic,
 )
 from services.billing.service import (
     accounts,
@@ -69,6 +72,7 @@ from services.billing.service import (
     reconciliation,
     reversals,
     settlement,
+    tenders,
 )
 
 router = APIRouter()
@@ -117,7 +121,21 @@ async def charged_visit(data: ChargeCreate, registration: RegistrationDep) -> Un
 
 
 async def paid_visit(data: PaymentCreate, request: Request, registration: RegistrationDep) -> UnseenVisit:
-    return await _unseen(request, registration, data.visit_id)
+    """Also, before the session: an account whose insurance scheme billing has not read yet (its
+    `visit.opened` still on registration's feed) waits, bounded, for that feed, so an insured visit's
+    cashier payment is split by its scheme, never taken whole from the patient (503 if it can't)."""
+    unseen = await _unseen(request, registration, data.visit_id)
+    database = request.app.state.database
+    if unseen is None and await database.read(partial(accounts.scheme_known, visit_id=data.visit_id)):
+        return unseen
+    wait = partial(
+        settlement.await_charges,
+        [c for c in request.app.state.consumers if c.source == "registration"],
+        within_seconds=request.app.state.settings.settlement_wait_seconds,
+        nothing_done="Nothing was paid",
+    )
+    await anyio.to_thread.run_sync(wait)
+    return unseen
 
 
 async def settled_visit(
@@ -231,6 +249,7 @@ def post_reversal(
         ChargeReversed,
         NothingDue,
         AmountMismatch,
+        ChargesStillArriving,
     ),
 )
 def post_payment(
@@ -246,7 +265,12 @@ def post_payment(
     Needs an `Idempotency-Key`. All or nothing: a listed charge that is already paid (409) or not this
     visit's (404, with its `missing_positions` in `charge_ids`) pays nothing. `amount_fen`, if sent,
     must equal the total due (422 `amount-mismatch`). After settlement it pays the supplementary bill
-    (补费). Emits `payment.received` and one `charge.paid` per charge.
+    (补费). An insured visit (its scheme from registration's `visit.opened`) is split at once by the
+    same table as settlement (covered share, deductible, cap per visit): `amount_fen` is the patient's
+    own share, `insurer_fen` the insurer's (a payment by method `insurance` with the scheme), both on
+    the receipt, and an invoice is issued (superseding the visit's last); the charges count as paid. If
+    billing has not read the visit's scheme yet and can't within seconds, 503 `charges-still-arriving`.
+    Emits `payment.received`, one `charge.paid` per charge (and `invoice.issued` when insured).
     """
     return idempotent(
         session,
@@ -258,6 +282,41 @@ def post_payment(
             201,
             payments.pay(session, data=data, unseen=unseen, split_table=request.app.state.insurance_split),
         ),
+    )
+
+
+@router.post(
+    "/visits/{visit_id}/refunds",
+    dependencies=[require_scope("billing:write")],
+    status_code=status.HTTP_201_CREATED,
+    response_model=VisitRefundPublic,
+    tags=["payments"],
+    responses=problem_responses(*KEYED_WRITE_ERRORS, VisitNotFound, NothingDue, RefundExceedsPaid),
+)
+def post_refund(
+    visit_id: VisitIdPath,
+    data: VisitRefundCreate,
+    session: SessionDep,
+    caller: CallerDep,
+    key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """Refund what the account owes the patient (退费: paid beyond its charges, e.g. a paid charge
+    reversed before settlement), all of it unless `amount_fen` says less, back over the tenders that
+    paid (原路退回): the newest payment's last tender first, none beyond what it paid — card to card,
+    mobile to mobile, the deposit's part back into the deposit held. The insurer's share is never
+    refunded here: a correction (`/charges/{id}/reversal`) gives it back by splitting the bill again.
+
+    Needs an `Idempotency-Key`. One negative payment and one receipt per method (`parts`). 409
+    `nothing-due` when nothing is owed back, 409 `refund-exceeds-paid` (with `refundable_fen`) above
+    it; nothing is refunded then. Emits `payment.refunded` per method.
+    """
+    return idempotent(
+        session,
+        IdempotencyRecord,
+        client=caller.subject,
+        key=key,
+        payload={"operation": "refund", "visit_id": visit_id, "body": data},
+        run=lambda: (201, tenders.refund(session, visit_id=visit_id, data=data)),
     )
 
 

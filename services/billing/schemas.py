@@ -11,6 +11,7 @@ ID_PATTERN = r"^[A-Za-z0-9-]{1,36}$"
 EntityId = Annotated[str, Field(pattern=ID_PATTERN, max_length=36)]
 # Strict: a JSON 12.5 (or "12") is refused rather than coerced; money is never a float.
 Fen = Annotated[int, Field(strict=True, ge=0, le=10**12)]
+PositiveFen = Annotated[int, Field(strict=True, ge=1, le=10**12)]
 ChargeStatus = Literal["unpaid", "paid"]
 
 
@@ -222,6 +223,34 @@ class PaymentCreate(Request):
     method: PaymentMethod
 
 
+class VisitRefundCreate(Request):
+    """Give back money the account owes the patient (退费: paid beyond its charges, e.g. a paid charge
+    reversed before settlement), split back over the tenders that paid it."""
+
+    amount_fen: PositiveFen | None = Field(default=None, description="Default: all that is owed back")
+    reason: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    operator: str = Field(
+        min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$", description="The cashier refunding"
+    )
+
+
+class RefundPartPublic(BaseModel):
+    """The part of a refund one tender gets back: one negative payment and (but the insurer's) one
+    receipt per method."""
+
+    payment_id: str = Field(description="The negative payment recording it")
+    refund_of: str | None = Field(description="The payment whose tender is given back")
+    method: PaymentMethod
+    amount_fen: int = Field(description="Given back, positive")
+    receipt_number: str | None = Field(description="Null for the insurer's (a clawback, no receipt)")
+
+
+class VisitRefundPublic(BaseModel):
+    visit_id: str
+    amount_fen: int
+    parts: list[RefundPartPublic]
+
+
 class PaymentPublic(BaseModel):
     id: str
     visit_id: str
@@ -235,6 +264,10 @@ class PaymentPublic(BaseModel):
         default=None, description="Paying the supplementary bill after settlement: the new invoice (发票)"
     )
     insurer_fen: int = Field(default=0, description="What the insurer pays of it (a separate payment)")
+    insurance_scheme: str | None = Field(default=None, description="The insurer's payments: its scheme")
+    refund_of: str | None = Field(
+        default=None, description="Money given back (negative): the payment whose tender it returns"
+    )
 
 
 class InvoiceLinePublic(BaseModel):
@@ -341,6 +374,11 @@ class SettlementPublic(BaseModel):
     insurer_fen: int = Field(default=0, description="The insurer's share of what this settlement paid")
     patient_fen: int = Field(default=0, description="The patient's own share of it (deposit included)")
     invoice: InvoicePublic | None = Field(default=None, description="Null when nothing was due")
+    refunds: list[RefundPartPublic] = Field(
+        default_factory=list,
+        description="What the account owed back at settlement (a paid charge reversed before it), "
+        "given back over the tenders that paid (多退)",
+    )
 
 
 class DailyBillLine(BaseModel):
@@ -532,6 +570,9 @@ class ReceiptPublic(BaseModel):
     method: PaymentMethod
     reference_id: str
     issued_at: datetime
+    insurer_fen: int = Field(
+        default=0, description="A payment's receipt of an insured visit: the insurer's share beside it"
+    )
 
 
 class ReliefCategory(StrEnum):

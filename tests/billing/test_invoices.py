@@ -371,16 +371,25 @@ def test_the_days_reconciliation_matches_the_ledger(registration: httpx.Client, 
 def test_any_sequence_of_money_moves_keeps_the_ledger_and_the_invoices(
     data: st.DataObject, registration: httpx.Client, client: TestClient
 ) -> None:
-    """Property: for any sequence of charges, retries, reversals (also of the settled bill, which
-    refunds what was paid for the charge), deposits, payments, the insured settlement and the deposit
-    refund after it, balance = deposits + payments − deposit applied −
-    deposit refunded − charges, summed line by line; no key yields two charges; every invoice's shares
-    sum to its total and to its money by method; and the day's reconciliation is balanced."""
-    visit = employee_visit(registration, client)
+    """Property: for any sequence of charges, retries, reversals (also of the settled bill, and of an
+    insured visit's cashier-paid charge, which refund what was paid for the charge over its tenders),
+    deposits, payments at the cashier (an insured visit's split at once; by card or out of the
+    deposit), refunds of what an open account owes back, the settlement and the deposit refund after
+    it, balance = deposits + payments − deposit applied − deposit refunded − charges, summed line by
+    line; no key yields two charges; no tender gets back more than it paid, by another method than it
+    paid; every invoice's shares sum to its total and to its money by method; and the day's
+    reconciliation is balanced, its insurer shares equal to the insurer's payments less its refunds."""
+    insured = data.draw(st.booleans(), label="insured")
+    visit = (
+        employee_visit(registration, client)
+        if insured
+        else new_visit(registration, client, payment_mode="settle_later")
+    )
     vid = visit["id"]
     sent: list[tuple[str, dict[str, Any], dict[str, str]]] = []
-    moves = ["charge", "pay", "reverse", "deposit", "settle", "refund", "retry"]
-    for move in data.draw(st.lists(st.sampled_from(moves), max_size=10)):
+    moves = ["charge", "pay", "reverse", "deposit", "settle", "refund", "give_back", "retry"]
+    # Paying and reversing twice as likely: refunds of what was paid need both before them.
+    for move in data.draw(st.lists(st.sampled_from([*moves, "pay", "reverse"]), max_size=12)):
         state = account(client, vid)
         held = client.get(f"/visits/{vid}/deposits").json()["deposit_held_fen"]
         charges = state["charges"]
@@ -395,8 +404,17 @@ def test_any_sequence_of_money_moves_keeps_the_ledger_and_the_invoices(
                 "quantity": data.draw(st.integers(1, 3)),
             }
             sent.append(("/charges", body, keyed()))
-        elif move == "pay" and is_open and [c for c in live if c["status"] == "unpaid"]:
-            sent.append(("/payments", {"visit_id": vid, "method": "card"}, keyed()))
+        elif move == "pay" and is_open and (unpaid := [c for c in live if c["status"] == "unpaid"]):
+            # Out of the deposit when it covers the lot (the insured patient's share is less).
+            method = "deposit" if held >= sum(c["amount_fen"] for c in unpaid) else "card"
+            sent.append(("/payments", {"visit_id": vid, "method": method}, keyed()))
+        elif move == "give_back" and state["paid_fen"] > state["charges_total_fen"]:
+            owed = state["paid_fen"] - state["charges_total_fen"]
+            amount = data.draw(st.none() | st.integers(1, owed))
+            body = {"reason": "退费", "operator": "收费员"} | (
+                {} if amount is None else {"amount_fen": amount}
+            )
+            sent.append((f"/visits/{vid}/refunds", body, keyed()))
         elif move == "reverse" and live:  # after settlement: a correction, refunded
             target = data.draw(st.sampled_from(live))
             sent.append(
@@ -415,7 +433,8 @@ def test_any_sequence_of_money_moves_keeps_the_ledger_and_the_invoices(
             continue
         path, body, headers = sent[-1]
         before = state["balance_fen"]
-        assert client.post(path, json=body, headers=headers).status_code == 201
+        response = client.post(path, json=body, headers=headers)
+        assert response.status_code == 201, response.text
 
         state = account(client, vid)
         money = client.get(f"/visits/{vid}/deposits").json()
@@ -430,8 +449,21 @@ def test_any_sequence_of_money_moves_keeps_the_ledger_and_the_invoices(
         assert money["deposit_held_fen"] >= 0
         if not is_open:  # a settled bill's correction refunds exactly what it takes off the bill
             assert state["balance_fen"] == before
+        if move == "settle":  # 多退少补: a settled account owes nothing either way
+            assert state["balance_fen"] == 0, state
+        if move == "give_back":  # what is owed back falls by the refund: out by card, into the deposit
+            owed_before = -before  # the account's balance is charges − payments: owed back when < 0
+            assert (
+                money["balance_fen"] - money["deposit_held_fen"]
+                == owed_before - response.json()["amount_fen"]
+            )
         reversed_ids = [c["reversal_of"] for c in state["charges"] if c["reversal_of"]]
         assert len(reversed_ids) == len(set(reversed_ids))
+        paid_in = {p["id"]: p for p in state["payments"] if p["amount_fen"] > 0}
+        for original in paid_in.values():
+            back = [p for p in state["payments"] if p["refund_of"] == original["id"]]
+            assert {p["method"] for p in back} <= {original["method"], "deposit", "insurance"}
+            assert -sum(p["amount_fen"] for p in back) <= original["amount_fen"]
         for invoice in client.get(f"/visits/{vid}/invoices").json():
             assert invoice["insurer_fen"] + invoice["patient_fen"] == invoice["total_fen"]
             assert sum(invoice["paid_by"].values()) == invoice["total_fen"]
@@ -440,3 +472,7 @@ def test_any_sequence_of_money_moves_keeps_the_ledger_and_the_invoices(
     assert len([c for c in account(client, vid)["charges"] if c["origin"] == "manual"]) == len(keyed_charges)
     day = client.get("/reconciliation", params={"date": hospital_date(utcnow()).isoformat()}).json()
     assert day["balanced"] is True, day["mismatches"]
+    by_method = day["totals_by_method"]
+    insurer_paid = by_method.get("payment", {}).get("insurance", 0)
+    insurer_back = by_method.get("payment_refund", {}).get("insurance", 0)
+    assert insurer_paid + insurer_back == day["totals_by_kind"].get("insurer_share", 0)

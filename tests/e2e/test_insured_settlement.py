@@ -39,3 +39,51 @@ def test_an_insured_settlement_issues_a_split_invoice_and_reconciles(gateway: Ga
     day = ok(gateway.his.get("/v1/reconciliation", params={"date": hospital_date(utcnow()).isoformat()}))
     assert day["balanced"] is True, day["mismatches"]
     assert any(line["kind"] == "insurer_share" and line["id"] == invoice["id"] for line in day["lines"])
+
+
+def test_an_insured_cashier_payment_splits_at_once_and_its_correction_goes_back_to_each_tender(
+    gateway: Gateway,
+) -> None:
+    body = {"unidentified": True, "alias": "女，约40岁", "insurance_scheme": "employee"}
+    patient = ok(gateway.nurse.post("/v1/patients", json=body), 201)
+    visit_body = {"patient_id": patient["id"], "kind": "outpatient", "department": "internal"}  # prepay
+    visit = ok(gateway.nurse.post("/v1/visits", json=visit_body), 201)
+    eventually(lambda: visit_account(gateway, visit["id"]), what="the visit's account")
+
+    paid = ok(
+        gateway.cashier.post(
+            "/v1/payments",
+            json={"visit_id": visit["id"], "method": "wechat", "amount_fen": 200},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        ),
+        201,
+    )
+
+    assert (paid["amount_fen"], paid["insurer_fen"], paid["insurance_scheme"]) == (200, 1800, "employee")
+    [receipt] = ok(gateway.cashier.get(f"/v1/visits/{visit['id']}/receipts"))
+    assert (receipt["amount_fen"], receipt["insurer_fen"]) == (200, 1800)
+    account = ok(gateway.cashier.get(f"/v1/visits/{visit['id']}/account"))
+    [fee] = account["charges"]
+    assert fee["status"] == "paid" and account["balance_fen"] == 0
+
+    ok(
+        gateway.cashier.post(
+            f"/v1/charges/{fee['id']}/reversal",
+            json={"reason": "重复挂号", "operator": "收费员"},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        ),
+        201,
+    )
+
+    account = ok(gateway.cashier.get(f"/v1/visits/{visit['id']}/account"))
+    back = sorted((p["method"], p["amount_fen"]) for p in account["payments"] if p["amount_fen"] < 0)
+    assert back == [("insurance", -1800), ("wechat", -200)] and account["balance_fen"] == 0
+    nothing_owed = gateway.cashier.post(
+        f"/v1/visits/{visit['id']}/refunds",
+        json={"amount_fen": 1, "reason": "退费", "operator": "收费员"},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert nothing_owed.status_code == 409
+    assert nothing_owed.headers["content-type"].startswith("application/problem+json")
+    day = ok(gateway.his.get("/v1/reconciliation", params={"date": hospital_date(utcnow()).isoformat()}))
+    assert day["balanced"] is True, day["mismatches"]

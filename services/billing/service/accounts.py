@@ -143,6 +143,12 @@ def account_for(session: Session, *, visit_id: str, unseen: RegistrationVisit | 
     )
 
 
+def scheme_known(session: Session, *, visit_id: str) -> bool:
+    """Whether billing has read the visit's insurance scheme (from `visit.opened`)."""
+    account = repository.get_account(session, visit_id)
+    return account is not None and account.insurance_scheme is not None
+
+
 def known_account(session: Session, visit_id: str, acting_for: str | None = None) -> VisitAccount:
     """The visit's account; acting for another patient, 404 exactly as for one billing does not have."""
     account = repository.get_account(session, visit_id)

@@ -142,6 +142,7 @@ def cancel_booking(session: Session, *, event: dict[str, Any]) -> None:
             "amount_fen": refund.amount_fen,
             "method": refund.method,
             "reason": refund.reason,
+            "charge_id": None,  # a visit's refund names its corrected charge (tenders.py)
         },
     )
 

@@ -97,7 +97,14 @@ def next_serial(session: Session, series: str) -> str:
 
 
 def issue_receipt(
-    session: Session, account: VisitAccount, *, kind: str, amount_fen: int, method: str, reference_id: str
+    session: Session,
+    account: VisitAccount,
+    *,
+    kind: str,
+    amount_fen: int,
+    method: str,
+    reference_id: str,
+    insurer_fen: int = 0,
 ) -> Receipt:
     receipt = Receipt(
         number=next_receipt_number(session),
@@ -107,6 +114,7 @@ def issue_receipt(
         amount_fen=amount_fen,
         method=method,
         reference_id=reference_id,
+        insurer_fen=insurer_fen,
     )
     session.add(receipt)
     return receipt
@@ -316,9 +324,12 @@ def from_deposit_fen(session: Session, account: VisitAccount, *, due_fen: int, m
     return max(0, min(held, due_fen))
 
 
-def after_payment(session: Session, account: VisitAccount, *, payment: Payment, from_deposit: int) -> str:
+def after_payment(
+    session: Session, account: VisitAccount, *, payment: Payment, from_deposit: int, insurer_fen: int = 0
+) -> str:
     """Record the deposit's part of a payment and issue the payment's receipt (for the money handed
-    over, or for the whole when the deposit paid it all). Returns the receipt number."""
+    over, or for the whole when the deposit paid it all; beside it the insurer's share, `insurer_fen`).
+    Returns the receipt number."""
     if from_deposit:
         session.add(
             DepositApplication(payment_id=payment.id, visit_id=account.visit_id, amount_fen=from_deposit)
@@ -331,6 +342,7 @@ def after_payment(session: Session, account: VisitAccount, *, payment: Payment, 
         amount_fen=handed_over if handed_over else payment.amount_fen,
         method=payment.method if handed_over else PaymentMethod.deposit.value,
         reference_id=payment.id,
+        insurer_fen=insurer_fen,
     )
     return receipt.number
 

@@ -67,6 +67,7 @@ def take_payment(
     total = sum(charge.amount_fen for charge in charges)
     if insurer_fen == total and total:  # the insurer pays it all: the payment itself is the insurer's
         method, insurer_fen = PaymentMethod.insurance, 0
+    scheme = invoices.scheme_of(account)
     if insurer_fen:
         session.add(
             Payment(
@@ -74,6 +75,7 @@ def take_payment(
                 visit_id=account.visit_id,
                 amount_fen=insurer_fen,
                 method=PaymentMethod.insurance.value,
+                insurance_scheme=scheme,
             )
         )
     payment = Payment(
@@ -81,11 +83,14 @@ def take_payment(
         visit_id=account.visit_id,
         amount_fen=total - insurer_fen,
         method=method.value,
+        insurance_scheme=scheme if method == PaymentMethod.insurance else None,
     )
     session.add(payment)
     session.flush()  # the charges' foreign key needs the payment row
     repository.mark_paid(session, charges, payment.id)
-    receipt_number = deposits.after_payment(session, account, payment=payment, from_deposit=from_deposit)
+    receipt_number = deposits.after_payment(
+        session, account, payment=payment, from_deposit=from_deposit, insurer_fen=insurer_fen
+    )
     charge_ids = [charge.id for charge in charges]
     record(
         session,
@@ -115,7 +120,14 @@ def take_payment(
         deposit_fen=from_deposit,
         receipt_number=receipt_number,
         insurer_fen=insurer_fen,  # 0 when the payment itself is the insurer's
+        insurance_scheme=payment.insurance_scheme or (scheme if insurer_fen else None),
     )
+
+
+def insured_at_the_cashier(account: VisitAccount) -> bool:
+    """An open account of an insured visit: its cashier payments are split as they are made (实时结算),
+    so the patient hands over only their own share and the settlement never splits those lines again."""
+    return account.status != SETTLED and invoices.scheme_of(account) != insurance.SELF_PAY
 
 
 def pay(
@@ -127,11 +139,14 @@ def pay(
 ) -> PaymentPublic:
     """Pay some or all unpaid charges of a visit in one payment; nothing is paid if any listed charge
     cannot be. On a settled account the only unpaid charges are the supplementary bill's (补费): the
-    insurer pays the growth of its share and a new invoice supersedes the settlement's (invoices.py)."""
+    insurer pays the growth of its share and a new invoice supersedes the settlement's (invoices.py).
+    An insured visit's cashier payment before settlement is split the same way, at once: the insurer's
+    share of the whole visit so far (deductible and cap per visit) less what it already paid, so the
+    cashier payments and the settlement consume the deductible and the cap exactly once."""
     account = account_for(session, visit_id=data.visit_id, unseen=unseen)
     charges = _charges_to_pay(session, account=account, charge_ids=data.charge_ids)
     due = sum(charge.amount_fen for charge in charges)
-    reissue = account.status == SETTLED and split_table is not None
+    reissue = split_table is not None and (account.status == SETTLED or insured_at_the_cashier(account))
     previous = None
     insurer_fen = 0
     if reissue and split_table is not None:
@@ -166,30 +181,3 @@ def pay(
         )
         payment = payment.model_copy(update={"invoice_number": invoice.number})
     return payment
-
-
-def give_back(
-    session: Session, account: VisitAccount, *, amount_fen: int, method: PaymentMethod
-) -> tuple[Payment, str | None]:
-    """Money owed back after a correction (退费): a payment of its own with the amount negated, by the
-    way it goes back, so balance = payments − charges stays exact without editing any payment. The
-    patient's money gets a receipt (kind `refund`); the insurer's (method `insurance`) is a clawback
-    on its settlement and gets none. Returns the row and the receipt number."""
-    payment = Payment(
-        id=str(uuid.uuid4()), visit_id=account.visit_id, amount_fen=-amount_fen, method=method.value
-    )
-    session.add(payment)
-    receipt = (
-        deposits.issue_receipt(
-            session,
-            account,
-            kind="refund",
-            amount_fen=amount_fen,
-            method=method.value,
-            reference_id=payment.id,
-        )
-        if method != PaymentMethod.insurance
-        else None
-    )
-    session.flush()
-    return payment, receipt.number if receipt else None

@@ -1,5 +1,6 @@
 """The day's reconciliation (日对账): every charge, reversal, payment (the insurer's by method
-`insurance`), payment refund (money owed back after a settled bill's correction, negative), deposit,
+`insurance`, at settlement or at an insured visit's cashier payment), payment refund (money given back
+over the tenders that paid, negative; `deposit` when back into the deposit held), deposit,
 deposit application, refund and insurer share of one hospital day, totals by kind and by method, and
 `balanced`, checked three ways that do not share arithmetic with the report:
 

@@ -6,11 +6,14 @@ operator, and points at the charge (`reversal_of`, unique: a charge is reversed 
 racing requests). A paid charge's line carries the same payment, so the account's balance shows the
 money now owed back; an unpaid charge and its line cancel out and are due no more.
 
-After settlement (a correction of a settled bill) the line also corrects the money: when the charge is
-on the current invoice, the split is made again over its lines plus the reversal line, exactly as the
-supplementary bill does (deductible and cap per visit), and a new invoice supersedes the old one; the
-insurer's share falls by the difference (a negative `insurance` payment) and the patient is refunded
-the rest, with a receipt (`payments.give_back`). A paid charge not on the invoice is refunded whole.
+After settlement (a correction of a settled bill), and before it for a charge an insured visit paid
+at the cashier (split then, so on the current invoice), the line also corrects the money: when the
+charge is on the current invoice, the split is made again over its lines plus the reversal line,
+exactly as the supplementary bill does (deductible and cap per visit), and a new invoice supersedes
+the old one; the insurer's share falls by the difference (a negative `insurance` payment) and the
+patient is refunded the rest over the tenders that paid it (tenders.py), a receipt per method. A
+settled paid charge not on the invoice is refunded whole, the same way. (An open self-pay account's
+paid charge reversed leaves a credit, refunded with `POST /visits/{id}/refunds` or at settlement.)
 """
 
 import uuid
@@ -20,10 +23,9 @@ from sqlmodel import Session
 from services.billing import repository
 from services.billing.errors import ChargeAlreadyReversed, ChargeIsReversal, ChargeNotFound
 from services.billing.models import Charge, Payment, VisitAccount
-from services.billing.schemas import ChargeOrigin, ChargePublic, PaymentMethod, ReversalCreate
-from services.billing.service import deposits, insurance, invoices
+from services.billing.schemas import ChargeOrigin, ChargePublic, ReversalCreate
+from services.billing.service import insurance, invoices, tenders
 from services.billing.service.accounts import SETTLED, charge_to_public, record
-from services.billing.service.payments import give_back
 
 
 def reverse_charge(
@@ -76,25 +78,31 @@ def reverse_charge(
             "operator": data.operator,
         },
     )
-    if account.status == SETTLED and charge.payment_id is not None:
-        _correct_settled(session, account, charge=charge, line=line, split_table=split_table)
+    if charge.payment_id is not None and (account.status == SETTLED or _on_current_invoice(session, charge)):
+        _correct_paid(session, account, charge=charge, line=line, reason=data.reason, split_table=split_table)
     return charge_to_public(line, account)
 
 
-def _correct_settled(
+def _on_current_invoice(session: Session, charge: Charge) -> bool:
+    previous = invoices.current_invoice(session, charge.visit_id)
+    return previous is not None and any(
+        old.charge_id == charge.id for old in invoices.lines_of(session, previous.id)
+    )
+
+
+def _correct_paid(
     session: Session,
     account: VisitAccount,
     *,
     charge: Charge,
     line: Charge,
+    reason: str,
     split_table: insurance.SplitTable,
 ) -> None:
-    """Owe back what the settled bill took for `charge`: the insurer's share decrease, and the
-    patient's part refunded the way it was paid (a deposit's part the way the deposit came in)."""
-    previous = invoices.current_invoice(session, account.visit_id)
-    on_invoice = previous is not None and any(
-        old.charge_id == charge.id for old in invoices.lines_of(session, previous.id)
-    )
+    """Owe back what the bill took for `charge` (settled, or split at the cashier): the insurer's share
+    decrease back to the insurer, and the patient's part back over the tenders of the charge's payment,
+    the last tender first (tenders.py: card to card, the deposit's part into the deposit)."""
+    on_invoice = _on_current_invoice(session, charge)
     insurer_back = 0
     if on_invoice:
         split, previous = invoices.split_for(session, split_table, account, [line])
@@ -102,17 +110,22 @@ def _correct_settled(
         insurer_back = max(0, min(charge.amount_fen, old_insurer - split.insurer_fen))
     patient_back = charge.amount_fen - insurer_back
     paid = session.get(Payment, charge.payment_id)
-    method = PaymentMethod(paid.method) if paid else PaymentMethod.cash
-    # The invoice's money by method loses the patient's part where the settlement recorded it.
-    paid_key = method.value
-    if method in (PaymentMethod.deposit, PaymentMethod.insurance):
-        method = deposits.refund_method(session, account.visit_id)
+    # The invoice's money by method loses each part where the payment recorded it.
+    given_back: dict[str, int] = {}
     if insurer_back:
-        give_back(session, account, amount_fen=insurer_back, method=PaymentMethod.insurance)
+        tenders.refund_insurer(session, account, amount_fen=insurer_back, reason=reason, charge_id=charge.id)
+        given_back["insurance"] = -insurer_back
     if patient_back:
-        give_back(session, account, amount_fen=patient_back, method=method)
-    given_back = {"insurance": -insurer_back}
-    given_back[paid_key] = given_back.get(paid_key, 0) - patient_back  # the insurer's payment: same key
+        parts = tenders.refund_patient(
+            session,
+            account,
+            amount_fen=patient_back,
+            first=[paid] if paid else [],
+            reason=reason,
+            charge_id=charge.id,
+        )
+        for part in parts:
+            given_back[part.method.value] = given_back.get(part.method.value, 0) - part.amount_fen
     if on_invoice:
         invoices.issue(
             session,

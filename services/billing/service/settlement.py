@@ -11,12 +11,14 @@ from kit.feed import FeedConsumer, caught_up
 from services.billing import repository
 from services.billing.errors import ChargesStillArriving
 from services.billing.schemas import PaymentMethod, RegistrationVisit, SettlementCreate, SettlementPublic
-from services.billing.service import deposits, insurance, invoices
+from services.billing.service import deposits, insurance, invoices, tenders
 from services.billing.service.accounts import SETTLED, account_for, record, refuse_if_settled
 from services.billing.service.payments import check_amount, take_payment
 
 
-def await_charges(consumers: Sequence[FeedConsumer], *, within_seconds: float) -> None:
+def await_charges(
+    consumers: Sequence[FeedConsumer], *, within_seconds: float, nothing_done: str = "Nothing was settled"
+) -> None:
     """Return once billing has applied every event its sources (registration, results) had committed
     when this was called, so a settlement sees every charge caused before it was asked for.
 
@@ -27,11 +29,11 @@ def await_charges(consumers: Sequence[FeedConsumer], *, within_seconds: float) -
         behind = caught_up(consumers, within_seconds=within_seconds)
     except (ServiceUnavailable, BadGateway) as exc:
         raise ChargesStillArriving(
-            f"Cannot confirm every charge has arrived: {exc.detail} Nothing was settled; retry shortly."
+            f"Cannot confirm every charge has arrived: {exc.detail} {nothing_done}; retry shortly."
         ) from exc
     if behind:
         raise ChargesStillArriving(
-            f"Charges from {', '.join(behind)} are still arriving. Nothing was settled; retry shortly.",
+            f"Charges from {', '.join(behind)} are still arriving. {nothing_done}; retry shortly.",
             sources=behind,
         )
 
@@ -46,9 +48,22 @@ def settle(
 ) -> SettlementPublic:
     """Pay everything still unpaid and close the account (先诊疗后结算 / 先救治后付费 at discharge): the
     insurer pays its share of it (insurance.py), the deposit and the patient the rest, and an invoice
-    (发票) is issued for the lines settled (none when nothing was due)."""
+    (发票) is issued for the lines settled (none when nothing was due); what the account owed back is
+    refunded (多退少补)."""
     account = account_for(session, visit_id=visit_id, unseen=unseen)
     refuse_if_settled(account)
+    # 多退: what a paid charge reversed before settlement left owed back goes back now, over the
+    # tenders that paid, so a settled account owes nothing either way (the deposit held aside). First,
+    # so what the card paid goes back to the card, not to the tender this settlement is about to take.
+    sums = deposits.ledger(session, visit_id)
+    owed_back = sums.payments_fen - (sums.charges_fen - sums.unpaid_fen)  # paid for, no longer charged
+    refunds = (
+        tenders.refund_patient(
+            session, account, amount_fen=owed_back, first=[], reason="结算退费 (settlement)"
+        )
+        if owed_back > 0
+        else []
+    )
     unpaid = repository.unpaid_charges(session, visit_id)
     due = sum(charge.amount_fen for charge in unpaid)
     split, previous = invoices.split_for(session, split_table, account, unpaid)
@@ -101,4 +116,5 @@ def settle(
         insurer_fen=insurer if payment else 0,
         patient_fen=patient_due if payment else 0,
         invoice=invoice,
+        refunds=refunds,
     )
