@@ -379,10 +379,22 @@ def emitted(system: dict[str, httpx.Client]) -> list[dict[str, Any]]:
         what="billing to open the settle-later account",
     )
     over_limit = {"visit_id": settle_later["id"], "test_code": "250101015"}
-    assert _ok(results.post("/orders", json=over_limit), 201)["hold_reason"] == "credit_limit"
+    held_order = _ok(results.post("/orders", json=over_limit), 201)
+    assert held_order["hold_reason"] == "credit_limit"
     eventually(
         lambda: any(e["type"] == "charge.held" for e in _feed(billing)),
         what="billing to hold the charge past the credit limit",
+    )
+    # The patient will not have it: the cashier reverses its charge and results cancels the order.
+    held_charge = next(
+        c for c in _ok(billing.get(f"/visits/{settle_later['id']}/account"))["charges"] if c["order_id"]
+    )
+    not_wanted = {"reason": "患者放弃", "operator": "收费员"}
+    keyed_reversal = {"idempotency-key": str(uuid.uuid4())}
+    _ok(billing.post(f"/charges/{held_charge['id']}/reversal", json=not_wanted, headers=keyed_reversal), 201)
+    eventually(
+        lambda: _ok(results.get(f"/orders/{held_order['id']}"))["status"] == "cancelled",
+        what="results to cancel the order whose charge was reversed",
     )
 
     # Billing: pay the outpatient's fee and order (which releases the order), then settle both visits.

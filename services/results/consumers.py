@@ -1,6 +1,6 @@
-"""What results does with its siblings' events: billing's payments release orders and its credit holds
-take them back, registration's merges re-point them, and registration's patients are learned by name for
-the printed report.
+"""What results does with its siblings' events: billing's payments release orders, its credit holds
+take them back and its reversals cancel them; registration's merges re-point them, and registration's
+patients are learned by name for the printed report.
 
 Each handler runs in the consumer's transaction (kit.feed) and calls no one. Registration's events carry
 no names (docs/events.md), so the registration feed's `resolve` hook (`PatientNames.resolve`) asks
@@ -19,7 +19,7 @@ from kit.database import Database
 from services.results import repository, service
 from services.results.schemas import RegistrationPatient
 
-BILLING_EVENTS = frozenset({"charge.paid", "charge.held"})
+BILLING_EVENTS = frozenset({"charge.paid", "charge.held", "charge.reversed"})
 REGISTRATION_EVENTS = frozenset({"patient.registered", "patient.merged", "visit.opened"})
 
 
@@ -27,7 +27,8 @@ def apply_billing_event(session: Session, event: dict[str, Any], *, require_paym
     """Billing feed handler: a paid charge naming an order marks it paid (and releases it to the lab
     when it awaited payment; where release requires payment, its report may now reach the patient); a
     charge held past a settle-later credit limit takes its order back from the lab while no specimen was
-    collected (`service.record_held`)."""
+    collected (`service.record_held`); a reversed charge cancels an order the lab has not started
+    (`service.record_charge_reversed`)."""
     if event["type"] not in BILLING_EVENTS:
         return
     order_id = event["data"].get("order_id")
@@ -38,8 +39,10 @@ def apply_billing_event(session: Session, event: dict[str, Any], *, require_paym
         return
     if event["type"] == "charge.paid":
         service.record_paid(session, order, require_payment=require_payment)
-    else:
+    elif event["type"] == "charge.held":
         service.record_held(session, order, event["data"])
+    else:
+        service.record_charge_reversed(session, order, event["data"])
 
 
 def _named_patient(event: dict[str, Any]) -> str | None:

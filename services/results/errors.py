@@ -30,6 +30,10 @@ class OrderAwaitingPayment(PaymentRequired):
     slug, title = "order-awaiting-payment", "Order awaiting payment"
 
 
+class OrderCancelled(Conflict):
+    slug, title = "order-cancelled", "Order cancelled"
+
+
 class ReportAlreadyFinal(Conflict):
     slug, title = "report-already-final", "Report already final"
 

@@ -20,7 +20,6 @@ from services.results.errors import (
     ExternalReportConflict,
     HoldUnchanged,
     LisClientRequired,
-    OrderAwaitingPayment,
     ReportAlreadyFinal,
     ReportAlreadyVerified,
     ReportCancelled,
@@ -42,7 +41,13 @@ from services.results.schemas import (
     ReportStatus,
     ReportVerification,
 )
-from services.results.service import SUBJECT_MAX_LENGTH, _record, get_order, note_releasable
+from services.results.service import (
+    SUBJECT_MAX_LENGTH,
+    _record,
+    ensure_lab_may_work,
+    get_order,
+    note_releasable,
+)
 
 LIS_KIND = "lis"
 # The fields a change may alter, compared to tell a repeat (nothing to do) from a change.
@@ -70,11 +75,6 @@ def _check_transition(current: ReportStatus | None, new: ReportStatus) -> None:
         raise ReportNotFinal("Only a final report can be amended or corrected.")
     if current is ReportStatus.preliminary and new is ReportStatus.registered:
         raise ReportNotFinal("A preliminary report cannot go back to registered.")
-
-
-def _ensure_lab_may_report(order: LabOrder) -> None:
-    if order.status == OrderStatus.awaiting_payment:
-        raise OrderAwaitingPayment("This order is awaiting payment; the lab cannot start it until paid.")
 
 
 def _apply(
@@ -188,7 +188,7 @@ def post_report(
     A cancelled report leaves the order to the lab again: the next post starts a new report.
     """
     order = get_order(session, order_id=order_id, for_update=True)
-    _ensure_lab_may_report(order)
+    ensure_lab_may_work(order)
     current = repository.current_report_of_order(session, order.id)
     if current is not None and current.status == ReportStatus.cancelled:
         current = None
@@ -311,7 +311,7 @@ def intake_lis_report(
     one report (`repository.ensure_external_report`)."""
     require_lis_client(caller)
     order = get_order(session, order_id=data.order_id, for_update=True)
-    _ensure_lab_may_report(order)
+    ensure_lab_may_work(order)
     source_client = caller.subject[:SUBJECT_MAX_LENGTH]
     placeholder = {
         "id": str(uuid.uuid4()),

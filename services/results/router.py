@@ -235,8 +235,8 @@ def list_orders(
     responses=problem_responses(OrderNotFound),
 )
 def read_order(order_id: IdPath, session: SessionDep, caller: CallerDep) -> OrderPublic:
-    """One order and where it stands: `awaiting_payment` (and why: `hold_reason`), `released` or
-    `reported`."""
+    """One order and where it stands: `awaiting_payment` (and why: `hold_reason`), `released`,
+    `reported`, or `cancelled` (billing reversed its charge before the lab started)."""
     return service.order_public(service.get_order(session, order_id=order_id, acting_for=caller.patient))
 
 

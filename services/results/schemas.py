@@ -25,6 +25,7 @@ class OrderStatus(StrEnum):
     awaiting_payment = "awaiting_payment"
     released = "released"  # the lab may start
     reported = "reported"  # a final report is out
+    cancelled = "cancelled"  # billing reversed its charge before the lab started: never done
 
 
 class PaymentHold(StrEnum):

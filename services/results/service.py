@@ -19,6 +19,8 @@ from kit.outbox import record_event
 from kit.requestid import current_request_id
 from services.results import audit, repository
 from services.results.errors import (
+    OrderAwaitingPayment,
+    OrderCancelled,
     OrderNotFound,
     UnknownTest,
     VisitNotFound,
@@ -209,8 +211,43 @@ def record_held(session: Session, order: LabOrder, held: dict[str, Any]) -> None
     )
 
 
+def record_charge_reversed(session: Session, order: LabOrder, reversal: dict[str, Any]) -> None:
+    """Billing reversed the order's charge (`charge.reversed`: 冲销, or 退费 of a test not to be done): an
+    order whose lab has not started — no specimen collected or received, no report — is cancelled
+    and says `order.cancelled`, so it neither waits for a payment that can no longer come nor reaches
+    the lab uncharged. An order the lab started is left to it; billing's correction stands."""
+    started = order.collected_at is not None or order.received_at is not None
+    done = order.status in (OrderStatus.reported, OrderStatus.cancelled)
+    if done or started or repository.current_report_of_order(session, order.id) is not None:
+        return
+    order.status = OrderStatus.cancelled.value
+    order.hold_reason = None
+    session.add(order)
+
+    def text(key: str, limit: int) -> str | None:
+        value = reversal.get(key)
+        return value[:limit] if isinstance(value, str) else None
+
+    payload = {
+        "reason": "charge_reversed",
+        "charge_id": text("reversal_of", 36),
+        "reversal_id": text("charge_id", 36),
+        "reversal_reason": text("reason", 200),
+    }
+    _record(session, order, "order.cancelled", payload)
+
+
 def _fen(value: Any) -> int | None:
     return value if type(value) is int and value >= 0 else None
+
+
+def ensure_lab_may_work(order: LabOrder) -> None:
+    """The lab collects, receives and reports only released orders: 402 while one awaits payment, 409
+    once billing's reversal cancelled it."""
+    if order.status == OrderStatus.awaiting_payment:
+        raise OrderAwaitingPayment("This order is awaiting payment; the lab cannot start it until paid.")
+    if order.status == OrderStatus.cancelled:
+        raise OrderCancelled("This order was cancelled (its charge was reversed); the lab does not do it.")
 
 
 def get_order(

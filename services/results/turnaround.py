@@ -37,16 +37,14 @@ from kit.stats import nearest_rank
 from kit.worker import ThreadWorker
 from services.results import repository
 from services.results.config import ResultsSettings
-from services.results.errors import OrderAwaitingPayment
 from services.results.models import LabOrder
 from services.results.schemas import (
-    OrderStatus,
     OverdueOrderPublic,
     Priority,
     RegistrationVisit,
     TurnaroundFigures,
 )
-from services.results.service import _record, get_order, order_public
+from services.results.service import _record, ensure_lab_may_work, get_order, order_public
 
 logger = logging.getLogger("patientflow.results")
 EMERGENCY_VISIT = "emergency"
@@ -95,8 +93,7 @@ def note_reported(order: LabOrder, at: datetime) -> None:
 
 def _lab_order(session: Session, order_id: str) -> LabOrder:
     order = get_order(session, order_id=order_id, for_update=True)
-    if order.status == OrderStatus.awaiting_payment:
-        raise OrderAwaitingPayment("This order is awaiting payment; the lab cannot start it until paid.")
+    ensure_lab_may_work(order)
     return order
 
 

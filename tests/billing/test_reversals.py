@@ -54,6 +54,7 @@ def test_a_reversal_line_cancels_an_unpaid_charge(registration: httpx.Client, cl
         "service_date": infusion["service_date"],
         "reason": REASON["reason"],
         "operator": REASON["operator"],
+        "order_id": None,  # a manual charge: no order for results to cancel
     }
     # Neither line can be paid by name; paying everything due pays the fee only: they cancel out.
     for listed in ([infusion["id"]], [line["id"]]):

@@ -98,6 +98,29 @@ def test_settle_later_orders_wait_past_the_credit_limit_until_paid(gateway: Gate
     assert reasons == ["paid"]  # released once, by the payment
 
 
+def test_reversing_a_held_orders_charge_cancels_the_order(gateway: Gateway) -> None:
+    """The cashier reverses the charge of an order held past the limit (the patient will not have the
+    CT): results cancels the order, so it neither waits for ever nor reaches the lab uncharged."""
+    visit = open_visit(gateway, "settle_later")
+    run_up_near_the_limit(gateway, visit["id"])
+    crossing = order(gateway, visit["id"], HEAD_CT)
+    assert crossing["status"] == "awaiting_payment"
+    ct_charge = next(c for c in charges_of_visit(gateway, visit["id"], at_least=3) if c["order_id"])
+
+    reversal = {"reason": "患者放弃检查", "operator": "收费员"}
+    ok(gateway.cashier.post(f"/v1/charges/{ct_charge['id']}/reversal", json=reversal, headers=keyed()), 201)
+
+    [cancelled] = eventually(
+        lambda: hub_events(gateway, "order.cancelled", visit["id"]), what="order.cancelled"
+    )
+    assert (cancelled["data"]["order_id"], cancelled["data"]["charge_id"]) == (
+        crossing["id"],
+        ct_charge["id"],
+    )
+    assert read_order(gateway, crossing["id"])["status"] == "cancelled"
+    assert_problem(gateway.lab.post(f"/v1/orders/{crossing['id']}/collection"), 409)
+
+
 def test_green_channel_orders_never_wait(gateway: Gateway) -> None:
     visit = open_visit(gateway, "green_channel", kind="emergency")
     run_up_near_the_limit(gateway, visit["id"])

@@ -27,6 +27,7 @@ from tests.results.factories import (
     create_visit,
     events,
     place_order,
+    report_body,
 )
 from tests.results.test_payment import billing_consumer, status_of
 
@@ -216,3 +217,73 @@ def test_charge_held_leaves_an_order_whose_specimen_was_collected_and_one_alread
     assert status_of(client, collected) == "released"  # the lab started: a specimen is not taken back
     assert status_of(client, already_held) == "awaiting_payment"
     assert [e["data"]["order_id"] for e in events(client, "order.held")] == [already_held["id"]]
+
+
+def charge_reversed(position: int, order: dict[str, Any]) -> dict[str, Any]:
+    """A billing `charge.reversed` event for the order's charge, as billing's feed would serve it."""
+    reversal = charge_paid(position, order) | {"type": "charge.reversed"}
+    reversal["data"] = {
+        "charge_id": str(uuid.uuid4()),
+        "reversal_of": str(uuid.uuid4()),
+        "item_code": CBC,
+        "quantity": -1,
+        "amount_fen": -PRICE_FEN,
+        "service_date": "2026-11-27",
+        "reason": "患者不做了",
+        "operator": "收费员",
+        "order_id": order["id"],
+    }
+    return reversal
+
+
+def test_a_reversed_charge_cancels_a_held_order_which_then_never_reaches_the_lab(
+    client: TestClient, registration: httpx.Client, credit: CreditAnswers
+) -> None:
+    visit = settle_later_visit(registration)
+    credit.remaining[visit["id"]] = 0
+    held = place_order(client, visit["id"])
+    prepaid = place_order(client, create_visit(registration, create_patient(registration, 1)["id"])["id"])
+    consumer = billing_consumer(client)
+    reversal = charge_reversed(1, held)
+
+    consumer.apply(reversal)
+    consumer.apply(reversal | {"position": 2})  # redelivered: cancelled once
+    consumer.apply(charge_reversed(3, prepaid))
+
+    for order in (held, prepaid):
+        found = client.get(f"/orders/{order['id']}").json()
+        assert (found["status"], found["hold_reason"], found["released_at"]) == ("cancelled", None, None)
+        for step in ("collection", "receipt"):
+            refused = client.post(f"/orders/{order['id']}/{step}")
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["type"].endswith("/order-cancelled")
+        report = client.post(f"/orders/{order['id']}/reports", json=report_body())
+        assert report.status_code == 409 and report.json()["type"].endswith("/order-cancelled")
+    cancelled = events(client, "order.cancelled")
+    assert [e["data"]["order_id"] for e in cancelled] == [held["id"], prepaid["id"]]
+    assert cancelled[0]["data"] == {
+        "order_id": held["id"],
+        "test_code": CBC,
+        "reason": "charge_reversed",
+        "charge_id": reversal["data"]["reversal_of"],
+        "reversal_id": reversal["data"]["charge_id"],
+        "reversal_reason": "患者不做了",
+    }
+    consumer.apply(charge_paid(4, held))  # a payment read later does not bring it back
+    assert status_of(client, held) == "cancelled"
+    assert [e["data"]["reason"] for e in events(client, "order.released")] == []
+    listed = client.get("/orders", params={"status": "cancelled"}).json()
+    assert {o["id"] for o in listed} >= {held["id"], prepaid["id"]}
+
+
+def test_a_reversed_charge_leaves_an_order_the_lab_started(
+    client: TestClient, registration: httpx.Client, credit: CreditAnswers
+) -> None:
+    collected = place_order(client, settle_later_visit(registration)["id"])
+    assert client.post(f"/orders/{collected['id']}/collection").status_code == 200
+    consumer = billing_consumer(client)
+
+    consumer.apply(charge_reversed(1, collected))
+
+    assert status_of(client, collected) == "released"  # the specimen is taken: billing's correction stands
+    assert events(client, "order.cancelled") == []

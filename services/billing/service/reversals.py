@@ -76,6 +76,7 @@ def reverse_charge(
             "service_date": line.service_date.isoformat(),
             "reason": data.reason,
             "operator": data.operator,
+            "order_id": charge.order_id,  # results cancels the order if its lab has not started
         },
     )
     if charge.payment_id is not None and (account.status == SETTLED or _on_current_invoice(session, charge)):
