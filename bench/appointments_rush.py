@@ -14,12 +14,10 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,15 +25,12 @@ import uvloop
 
 from bench.common import (
     RunningSystem,
-    drop_schemas,
     machine,
     markdown_table,
+    running_system,
     summary,
-    system_env,
     write_results,
 )
-from patientflow.supervisor import System, free_port
-from patientflow.topology import COMPONENTS
 
 OPENS_IN_SECONDS = 3.0  # booking opens this long after the setup is done: "8:00"
 
@@ -221,15 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quota > 100:
         raise SystemExit("--quota at most 100: the bookings are read back in one page")
     run_tag = uuid.uuid4().hex[:8]
-    ports = {component.name: free_port() for component in COMPONENTS}
-    with tempfile.TemporaryDirectory(prefix="pf-bench-") as scratch:
-        log("starting the system …")
-        try:
-            with System(Path(scratch), env=system_env(args.database_url, run_tag), ports=ports) as system:
-                result = uvloop.run(rush(system, args.clients, args.quota))
-        finally:
-            if args.database_url:
-                drop_schemas(args.database_url, run_tag)
+    log("starting the system …")
+    with running_system(args.database_url, run_tag) as system:
+        result = uvloop.run(rush(system, args.clients, args.quota))
     database = "postgresql" if args.database_url else "sqlite"
     print(report(result, database))
     path = write_results(

@@ -5,14 +5,20 @@ import math
 import os
 import platform
 import random
+import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kit.stats import nearest_rank
+
+if TYPE_CHECKING:
+    from patientflow.supervisor import System
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -94,6 +100,25 @@ def drop_schemas(database_url: str, run_tag: str) -> None:
         for component in COMPONENTS:
             connection.execute(text(f'DROP SCHEMA IF EXISTS "bench_{run_tag}_{component.name}" CASCADE'))
     engine.dispose()
+
+
+@contextmanager
+def running_system(
+    database_url: str | None, run_tag: str, *, env: dict[str, str] | None = None
+) -> Iterator["System"]:
+    """The whole system in a scratch folder with `env` (default `system_env`'s), on free ports; on
+    PostgreSQL its run's schemas are dropped afterwards, whatever happened."""
+    from patientflow.supervisor import System, free_port
+    from patientflow.topology import COMPONENTS
+
+    with tempfile.TemporaryDirectory(prefix="pf-bench-") as scratch:
+        ports = {component.name: free_port() for component in COMPONENTS}
+        try:
+            with System(Path(scratch), env=env or system_env(database_url, run_tag), ports=ports) as system:
+                yield system
+        finally:
+            if database_url:
+                drop_schemas(database_url, run_tag)
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 import uuid
 from contextlib import ExitStack
@@ -27,18 +26,16 @@ import uvloop
 
 from bench.common import (
     RunningSystem,
-    drop_schemas,
     machine,
     markdown_table,
     random_id_number,
+    running_system,
     summary,
     system_env,
     write_results,
 )
 from bench.compare import THIS_TREE, TreeSystem, build_systems, side_by_side, start_all
 from kit.auth import mint_internal_token
-from patientflow.supervisor import System, free_port
-from patientflow.topology import COMPONENTS
 
 EVENT_TYPE = "patient.registered"
 
@@ -201,15 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         env["PATIENTFLOW_FEED_POLL_SECONDS"] = str(args.poll_seconds)
     if args.compare:
         return compare_trees(args, env)
-    with tempfile.TemporaryDirectory() as scratch:
-        ports = {c.name: free_port() for c in COMPONENTS}
-        try:
-            with System(Path(scratch), env=env, ports=ports) as system:
-                log(f"registering {args.rate:g} patients/s for {args.seconds:g} s ...")
-                result = uvloop.run(measure(system, args.rate, args.seconds))
-        finally:
-            if args.database_url:
-                drop_schemas(args.database_url, run_tag)
+    with running_system(args.database_url, run_tag, env=env) as system:
+        log(f"registering {args.rate:g} patients/s for {args.seconds:g} s ...")
+        result = uvloop.run(measure(system, args.rate, args.seconds))
     print(report(result))
     path = write_results("events_latency", {"machine": machine(), "args": vars(args), "result": result})
     log(f"written {path}")

@@ -14,27 +14,24 @@ import asyncio
 import os
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import uvloop
 
 from bench.common import (
-    drop_schemas,
     machine,
     markdown_table,
     percentile,
     random_id_number,
+    running_system,
     system_env,
     write_results,
 )
-from patientflow.supervisor import System, free_port
-from patientflow.topology import COMPONENTS
+from patientflow.supervisor import System
 
 # A safety net far above any deadline: a caller that hangs shows up as "timeout", not as a stuck run.
 CLIENT_TIMEOUT_SECONDS = 30.0
@@ -163,14 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     rates = [float(rate) for rate in args.rates.split(",")]
     run_tag = uuid.uuid4().hex[:8]
     env = system_env(args.database_url, run_tag)
-    with tempfile.TemporaryDirectory() as scratch:
-        ports = {c.name: free_port() for c in COMPONENTS}
-        try:
-            with System(Path(scratch), env=env, ports=ports) as system:
-                result = uvloop.run(measure(system, rates, args.seconds))
-        finally:
-            if args.database_url:
-                drop_schemas(args.database_url, run_tag)
+    with running_system(args.database_url, run_tag, env=env) as system:
+        result = uvloop.run(measure(system, rates, args.seconds))
     print(report(result))
     path = write_results("frozen_service", {"machine": machine(), "args": vars(args), "result": result})
     log(f"written {path}")

@@ -28,13 +28,12 @@ import aiohttp
 import uvloop
 
 from bench.common import (
-    drop_schemas,
     machine,
     markdown_table,
     process_cpu_seconds,
     random_id_number,
+    running_system,
     summary,
-    system_env,
     write_results,
 )
 from gateway.app import create_app
@@ -42,8 +41,7 @@ from gateway.config import GatewaySettings
 from gateway.keys import hash_key
 from gateway.pools import Headers, Timeouts, UpstreamResponse
 from kit.auth import mint_internal_token
-from patientflow.supervisor import System, free_port
-from patientflow.topology import COMPONENTS
+from patientflow.supervisor import System
 
 FORWARDERS = ("aiohttp", "httpx-aiohttp", "httpx")
 
@@ -315,15 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     run_tag = uuid.uuid4().hex[:8]
     own_us = uvloop.run(own_path(args.own_path_requests, profile=args.profile))
     log(f"the gateway's own path: {own_us:.0f} µs CPU per request")
-    ports = {component.name: free_port() for component in COMPONENTS}
-    with tempfile.TemporaryDirectory(prefix="pf-bench-") as scratch:
-        log("starting the system …")
-        try:
-            with System(Path(scratch), env=system_env(args.database_url, run_tag), ports=ports) as system:
-                results = uvloop.run(run(system, args))
-        finally:
-            if args.database_url:
-                drop_schemas(args.database_url, run_tag)
+    log("starting the system …")
+    with running_system(args.database_url, run_tag) as system:
+        results = uvloop.run(run(system, args))
     print(report(results, own_us, args))
     database = "postgresql" if args.database_url else "sqlite"
     payload = {

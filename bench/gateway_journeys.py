@@ -12,12 +12,10 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,16 +24,14 @@ import uvloop
 from bench.common import (
     Recorder,
     RunningSystem,
-    drop_schemas,
     machine,
     markdown_table,
     random_id_number,
+    running_system,
     summary,
-    system_env,
     write_results,
 )
-from patientflow.supervisor import System, free_port
-from patientflow.topology import COMPONENTS
+from patientflow.supervisor import System
 
 CBC = "250101015"  # 血细胞分析 (complete blood count)
 POLL_SECONDS = 0.05
@@ -284,15 +280,9 @@ async def run(system: System, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run_tag = uuid.uuid4().hex[:8]
-    ports = {component.name: free_port() for component in COMPONENTS}
-    with tempfile.TemporaryDirectory(prefix="pf-bench-") as scratch:
-        log("starting the system …")
-        try:
-            with System(Path(scratch), env=system_env(args.database_url, run_tag), ports=ports) as system:
-                journeys = uvloop.run(run(system, args))
-        finally:
-            if args.database_url:
-                drop_schemas(args.database_url, run_tag)
+    log("starting the system …")
+    with running_system(args.database_url, run_tag) as system:
+        journeys = uvloop.run(run(system, args))
     text = report(journeys)
     print(text)
     database = "postgresql" if args.database_url else "sqlite"

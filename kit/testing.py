@@ -8,7 +8,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -54,6 +55,19 @@ def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval_seconds)
+
+
+def run_together(jobs: Sequence[Callable[[], T]]) -> list[T]:
+    """Each job on its own thread, all released at the same moment by a barrier: the one race in tests
+    (loops or clients contending for a row); the answers in the jobs' order."""
+    start = threading.Barrier(len(jobs))
+
+    def run(job: Callable[[], T]) -> T:
+        start.wait()
+        return job()
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return list(pool.map(run, jobs))
 
 
 def database_url_under_test() -> str | None:

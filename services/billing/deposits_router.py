@@ -13,7 +13,6 @@ from kit.auth import CallerDep, require_scope, require_service_caller
 from kit.config import app_settings
 from kit.database import SessionDep
 from kit.errors import problem_responses
-from kit.idempotency import IdempotencyKeyHeader, idempotent
 from kit.params import page_size
 from services.billing.config import BillingSettings
 from services.billing.errors import (
@@ -25,8 +24,13 @@ from services.billing.errors import (
     NothingDue,
     VisitNotFound,
 )
-from services.billing.models import IdempotencyRecord
-from services.billing.router import KEYED_WRITE_ERRORS, UnseenVisit, VisitIdPath, settled_visit
+from services.billing.router import (
+    KEYED_WRITE_ERRORS,
+    KeyedWriteDep,
+    UnseenVisit,
+    VisitIdPath,
+    settled_visit,
+)
 from services.billing.schemas import (
     AcknowledgementCreate,
     AcknowledgementPublic,
@@ -76,7 +80,7 @@ def post_deposit(
     session: SessionDep,
     caller: CallerDep,
     settings: SettingsDep,
-    key: IdempotencyKeyHeader = None,
+    write: KeyedWriteDep,
 ) -> JSONResponse:
     """Take a deposit or a top-up (住院押金 / 预交金) with its numbered receipt.
 
@@ -84,23 +88,19 @@ def post_deposit(
     the running total, `deposit.low_balance` fires (once per crossing) when the balance falls to
     `low_balance_threshold_fen`, and the discharge settlement takes what is due from it first. A settled
     account takes no deposit (409)."""
-    return idempotent(
-        session,
-        IdempotencyRecord,
-        client=caller.subject,
-        key=key,
-        payload={"operation": "deposit", "visit_id": visit_id, "body": data},
-        run=lambda: (
-            201,
-            deposits.receive_deposit(
-                session,
-                visit_id=visit_id,
-                data=data,
-                unseen=unseen,
-                received_by=caller.subject,
-                default_threshold_fen=settings.deposit_low_balance_fen,
-            ),
+    return write(
+        "deposit",
+        partial(
+            deposits.receive_deposit,
+            session,
+            visit_id=visit_id,
+            data=data,
+            unseen=unseen,
+            received_by=caller.subject,
+            default_threshold_fen=settings.deposit_low_balance_fen,
         ),
+        visit_id=visit_id,
+        body=data,
     )
 
 
@@ -128,22 +128,17 @@ def post_deposit_refund(
     data: DepositRefundCreate,
     session: SessionDep,
     caller: CallerDep,
-    key: IdempotencyKeyHeader = None,
+    write: KeyedWriteDep,
 ) -> JSONResponse:
     """Refund what is left of the deposit after the discharge settlement (多退), with a receipt.
 
     Needs an `Idempotency-Key`. 409 `account-not-settled` before settlement, `nothing-due` when the
     deposit holds nothing more."""
-    return idempotent(
-        session,
-        IdempotencyRecord,
-        client=caller.subject,
-        key=key,
-        payload={"operation": "deposit-refund", "visit_id": visit_id, "body": data},
-        run=lambda: (
-            201,
-            deposits.refund_deposit(session, visit_id=visit_id, data=data, refunded_by=caller.subject),
-        ),
+    return write(
+        "deposit-refund",
+        partial(deposits.refund_deposit, session, visit_id=visit_id, data=data, refunded_by=caller.subject),
+        visit_id=visit_id,
+        body=data,
     )
 
 

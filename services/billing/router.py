@@ -1,5 +1,7 @@
 """Billing endpoints (thin: parse, call the service under an idempotency key, shape the answer)."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from typing import Annotated
@@ -7,6 +9,7 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import JSONResponse
+from sqlmodel import Session
 
 from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
@@ -84,6 +87,36 @@ UnseenVisit = RegistrationVisit | None
 # Every keyed write: 400 key missing, 422 key reused with another body, 409 twin still in flight, and
 # 503 when registration must be asked about a visit and does not answer.
 KEYED_WRITE_ERRORS = (BadRequest, Conflict, UnprocessableContent, ServiceUnavailable)
+
+
+@dataclass(frozen=True)
+class KeyedWrite:
+    """A keyed write's `Idempotency-Key`, claimed in the request's session and scoped to the calling
+    client (kit.idempotency), so a write route names only its operation, its effect and its payload."""
+
+    session: Session
+    client: str
+    key: str | None
+
+    def __call__(self, operation: str, run: Callable[[], object], **payload: object) -> JSONResponse:
+        """`run` once for the key, answered 201; a retry with the same operation and `payload` gets
+        that first answer back."""
+        return idempotent(
+            self.session,
+            IdempotencyRecord,
+            client=self.client,
+            key=self.key,
+            payload={"operation": operation, **payload},
+            run=lambda: (status.HTTP_201_CREATED, run()),
+        )
+
+
+# `async def` though it awaits nothing: a plain `def` dependency would cost a worker-thread hop.
+async def keyed_write(session: SessionDep, caller: CallerDep, key: IdempotencyKeyHeader = None) -> KeyedWrite:
+    return KeyedWrite(session, caller.subject, key)
+
+
+KeyedWriteDep = Annotated[KeyedWrite, Depends(keyed_write)]
 
 
 def charges_arrived(request: Request) -> None:
@@ -165,8 +198,7 @@ def post_charge(
     data: ChargeCreate,
     unseen: Annotated[UnseenVisit, Depends(charged_visit)],
     session: SessionDep,
-    caller: CallerDep,
-    key: IdempotencyKeyHeader = None,
+    write: KeyedWriteDep,
 ) -> JSONResponse:
     """Charge a catalogue item to a visit at the catalogue price (`amount_fen = unit_price_fen × quantity`).
 
@@ -181,13 +213,10 @@ def post_charge(
     `charge.posted`.
     """
     try:
-        return idempotent(
-            session,
-            IdempotencyRecord,
-            client=caller.subject,
-            key=key,
-            payload={"operation": "charge", "body": data},
-            run=lambda: (201, charges.post_charge(session, data=data, unseen=unseen)),
+        return write(
+            "charge",
+            partial(charges.post_charge, session, data=data, unseen=unseen),
+            body=data,
         )
     except ChargeRefused as refusal:
         # Answered without raising, so the unit of work commits the refusal's event (and nothing else).
@@ -208,8 +237,7 @@ def post_reversal(
     charge_id: ChargeIdPath,
     data: ReversalCreate,
     session: SessionDep,
-    caller: CallerDep,
-    key: IdempotencyKeyHeader = None,
+    write: KeyedWriteDep,
 ) -> JSONResponse:
     """Correct a charge by a reversal line (冲销) with the reason and the operator: never an edit.
 
@@ -220,18 +248,17 @@ def post_reversal(
     old one and refunds what was paid for the charge (the insurer's share decrease and the patient's
     part, with a receipt). Emits `charge.reversed` (and `invoice.issued`).
     """
-    return idempotent(
-        session,
-        IdempotencyRecord,
-        client=caller.subject,
-        key=key,
-        payload={"operation": "reversal", "charge_id": charge_id, "body": data},
-        run=lambda: (
-            201,
-            reversals.reverse_charge(
-                session, charge_id=charge_id, data=data, split_table=request.app.state.insurance_split
-            ),
+    return write(
+        "reversal",
+        partial(
+            reversals.reverse_charge,
+            session,
+            charge_id=charge_id,
+            data=data,
+            split_table=request.app.state.insurance_split,
         ),
+        charge_id=charge_id,
+        body=data,
     )
 
 
@@ -257,8 +284,7 @@ def post_payment(
     request: Request,
     unseen: Annotated[UnseenVisit, Depends(paid_visit)],
     session: SessionDep,
-    caller: CallerDep,
-    key: IdempotencyKeyHeader = None,
+    write: KeyedWriteDep,
 ) -> JSONResponse:
     """Pay the listed charges of a visit (all its unpaid charges when `charge_ids` is omitted).
 
@@ -272,16 +298,12 @@ def post_payment(
     billing has not read the visit's scheme yet and can't within seconds, 503 `charges-still-arriving`.
     Emits `payment.received`, one `charge.paid` per charge (and `invoice.issued` when insured).
     """
-    return idempotent(
-        session,
-        IdempotencyRecord,
-        client=caller.subject,
-        key=key,
-        payload={"operation": "payment", "body": data},
-        run=lambda: (
-            201,
-            payments.pay(session, data=data, unseen=unseen, split_table=request.app.state.insurance_split),
+    return write(
+        "payment",
+        partial(
+            payments.pay, session, data=data, unseen=unseen, split_table=request.app.state.insurance_split
         ),
+        body=data,
     )
 
 
@@ -338,8 +360,7 @@ def settle_visit(
     request: Request,
     unseen: Annotated[UnseenVisit, Depends(settled_visit)],
     session: SessionDep,
-    caller: CallerDep,
-    key: IdempotencyKeyHeader = None,
+    write: KeyedWriteDep,
 ) -> JSONResponse:
     """Settle the visit's account: pay everything unpaid and close it to further charges (结算).
 
@@ -352,22 +373,18 @@ def settle_visit(
     `insurance`; `amount_fen` is the patient's part after the deposit. The answer carries the invoice
     (发票). Emits `visit.settled` and `invoice.issued`.
     """
-    return idempotent(
-        session,
-        IdempotencyRecord,
-        client=caller.subject,
-        key=key,
-        payload={"operation": "settlement", "visit_id": visit_id, "body": data},
-        run=lambda: (
-            201,
-            settlement.settle(
-                session,
-                visit_id=visit_id,
-                data=data,
-                unseen=unseen,
-                split_table=request.app.state.insurance_split,
-            ),
+    return write(
+        "settlement",
+        partial(
+            settlement.settle,
+            session,
+            visit_id=visit_id,
+            data=data,
+            unseen=unseen,
+            split_table=request.app.state.insurance_split,
         ),
+        visit_id=visit_id,
+        body=data,
     )
 
 
@@ -464,7 +481,7 @@ def pay_booking_fee(
     data: BookingFeePaymentCreate,
     session: SessionDep,
     caller: CallerDep,
-    key: IdempotencyKeyHeader = None,
+    write: KeyedWriteDep,
 ) -> JSONResponse:
     """Pay an appointment's consultation fee at booking (an app for its own patient, or the desk).
 
@@ -474,16 +491,15 @@ def pay_booking_fee(
     paid (`payment.refunded`); at check-in it moves onto the visit's account, paid. Emits
     `booking_fee.paid`.
     """
-    return idempotent(
-        session,
-        IdempotencyRecord,
-        client=caller.subject,
-        key=key,
-        payload={"operation": "booking-fee", "appointment_id": appointment_id, "body": data},
-        run=lambda: (
-            201,
-            booking_fees.pay_booking_fee(
-                session, appointment_id=appointment_id, data=data, acting_for=caller.patient
-            ),
+    return write(
+        "booking-fee",
+        partial(
+            booking_fees.pay_booking_fee,
+            session,
+            appointment_id=appointment_id,
+            data=data,
+            acting_for=caller.patient,
         ),
+        appointment_id=appointment_id,
+        body=data,
     )

@@ -4,13 +4,14 @@ from collections.abc import Callable, Iterator
 from datetime import date
 from enum import StrEnum
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlmodel import Session
 
-from kit.auth import CallerDep, require_scope
+from kit.auth import Caller, CallerDep, require_scope
 from kit.client import ServiceClient, sibling
 from kit.config import app_settings
 from kit.database import SessionDep, WriteSessionDep
@@ -134,6 +135,40 @@ def release_policy(caller: CallerDep, settings: SettingsDep) -> ReleasePolicy | 
 
 
 ReleaseDep = Annotated[ReleasePolicy | None, Depends(release_policy)]
+
+
+class Lookup(TypedDict):
+    """Who looks, as every audited report lookup takes it: the client (audited), the patient it acts
+    for, and the release rule a patient-facing caller gets (None: staff see every report)."""
+
+    client: str
+    acting_for: str | None
+    release: ReleasePolicy | None
+
+
+# `async def` though it awaits nothing: a plain `def` dependency would cost a worker-thread hop.
+async def lookup(caller: CallerDep, release: ReleaseDep) -> Lookup:
+    return Lookup(client=caller.subject, acting_for=caller.patient, release=release)
+
+
+LookupDep = Annotated[Lookup, Depends(lookup)]
+
+
+class PaperLookup(TypedDict):
+    """Who looks, as printing's audited lookups take it (printing applies the release rule itself)."""
+
+    client: str
+    acting_for: str | None
+    require_payment: bool
+
+
+async def paper_lookup(caller: CallerDep, settings: SettingsDep) -> PaperLookup:
+    return PaperLookup(
+        client=caller.subject, acting_for=caller.patient, require_payment=settings.release_requires_payment
+    )
+
+
+PaperLookupDep = Annotated[PaperLookup, Depends(paper_lookup)]
 PDF = "application/pdf"
 FHIR_JSON = "application/fhir+json"
 
@@ -287,22 +322,11 @@ def post_report(
     tags=["reports"],
 )
 def read_visit_reports(
-    visit_id: IdPath,
-    session: AuditedSessionDep,
-    caller: CallerDep,
-    release: ReleaseDep,
-    limit: LimitQuery = 100,
+    visit_id: IdPath, session: AuditedSessionDep, looking: LookupDep, limit: LimitQuery = 100
 ) -> list[ReportPublic]:
     """A visit's reports, newest first; an app, kiosk or phone line gets the released ones only. Every
     lookup is recorded in the result-access audit."""
-    reports = service.visit_reports(
-        session,
-        visit_id=visit_id,
-        client=caller.subject,
-        limit=limit,
-        acting_for=caller.patient,
-        release=release,
-    )
+    reports = service.visit_reports(session, visit_id=visit_id, limit=limit, **looking)
     return [service.report_public(r) for r in reports]
 
 
@@ -312,22 +336,11 @@ def read_visit_reports(
     tags=["reports"],
 )
 def read_patient_reports(
-    patient_id: IdPath,
-    session: AuditedSessionDep,
-    caller: CallerDep,
-    release: ReleaseDep,
-    limit: LimitQuery = 100,
+    patient_id: IdPath, session: AuditedSessionDep, looking: LookupDep, limit: LimitQuery = 100
 ) -> list[ReportPublic]:
     """A patient's reports, newest first; an app, kiosk or phone line gets the released ones only.
     Every lookup is recorded in the result-access audit."""
-    reports = service.patient_reports(
-        session,
-        patient_id=patient_id,
-        client=caller.subject,
-        limit=limit,
-        acting_for=caller.patient,
-        release=release,
-    )
+    reports = service.patient_reports(session, patient_id=patient_id, limit=limit, **looking)
     return [service.report_public(r) for r in reports]
 
 
@@ -341,8 +354,7 @@ def read_patient_reports(
 def read_report(
     report_id: IdPath,
     session: AuditedSessionDep,
-    caller: CallerDep,
-    release: ReleaseDep,
+    looking: LookupDep,
     patient_id: Annotated[
         str | None,
         Query(max_length=36, description="Only if it is this patient's (a kiosk's verified patient)"),
@@ -351,14 +363,7 @@ def read_report(
     """One report, audited. "Not found", "not this patient's" and, for an app, kiosk or phone line,
     "not released" (not final, not verified, withheld, or unpaid where the hospital requires it) get
     the same 404."""
-    report = service.read_report(
-        session,
-        report_id=report_id,
-        patient_id=patient_id,
-        client=caller.subject,
-        acting_for=caller.patient,
-        release=release,
-    )
+    report = service.read_report(session, report_id=report_id, patient_id=patient_id, **looking)
     if report is None:
         # Returned, not raised: raising would roll back the audit row of the failed lookup.
         return problem_response(ReportNotFound("No such report.").to_problem())
@@ -489,15 +494,7 @@ def withhold_report(
 ) -> ReportPublic:
     """A doctor withholds the report from the patient (暂缓发布: e.g. to tell them in person), with the
     reason; staff still see it. 409 `hold-unchanged` if already withheld."""
-    report = lifecycle.set_withheld(
-        session,
-        report_id=report_id,
-        withhold=True,
-        data=data,
-        client=caller.subject,
-        require_payment=settings.release_requires_payment,
-    )
-    return service.report_public(report)
+    return _set_withheld(session, report_id, data, caller, settings, withhold=True)
 
 
 @router.post(
@@ -510,10 +507,23 @@ def unwithhold_report(
     report_id: IdPath, data: HoldAction, session: SessionDep, caller: CallerDep, settings: SettingsDep
 ) -> ReportPublic:
     """Lift a doctor's hold, with the reason: the report reaches the patient again if released."""
+    return _set_withheld(session, report_id, data, caller, settings, withhold=False)
+
+
+def _set_withheld(
+    session: Session,
+    report_id: str,
+    data: HoldAction,
+    caller: Caller,
+    settings: ResultsSettings,
+    *,
+    withhold: bool,
+) -> ReportPublic:
+    """Both hold routes: the hold set or lifted by the calling client."""
     report = lifecycle.set_withheld(
         session,
         report_id=report_id,
-        withhold=False,
+        withhold=withhold,
         data=data,
         client=caller.subject,
         require_payment=settings.release_requires_payment,
@@ -575,23 +585,12 @@ def _pdf(render: Callable[[], bytes] | None, filename: str) -> Response:
     tags=["printing"],
 )
 def read_released_reports(
-    patient_id: IdPath,
-    session: AuditedSessionDep,
-    caller: CallerDep,
-    settings: SettingsDep,
-    limit: LimitQuery = 100,
+    patient_id: IdPath, session: AuditedSessionDep, looking: PaperLookupDep, limit: LimitQuery = 100
 ) -> list[ReleasedReportPublic]:
     """The reports released to the patient (what a kiosk, app or phone may show), newest first, each
     with how many copies of its version were printed and whose it is, masked (`patient_name_masked`,
     张**). Audited; another patient's is an empty list."""
-    found = printing.released_reports(
-        session,
-        patient_id=patient_id,
-        client=caller.subject,
-        limit=limit,
-        acting_for=caller.patient,
-        require_payment=settings.release_requires_payment,
-    )
+    found = printing.released_reports(session, patient_id=patient_id, limit=limit, **looking)
     patients = printing.paper_patients(session, [report for report, _ in found])
     return [printing.released_public(r, copies, patients.get(r.patient_id)) for r, copies in found]
 
@@ -604,22 +603,12 @@ def read_released_reports(
     responses={**PDF_RESPONSE, **problem_responses(ReportNotFound)},
 )
 def read_report_pdf(
-    report_id: IdPath,
-    session: AuditedSessionDep,
-    caller: CallerDep,
-    settings: SettingsDep,
-    renderer: RendererDep,
+    report_id: IdPath, session: AuditedSessionDep, looking: PaperLookupDep, renderer: RendererDep
 ) -> Response:
     """A released report as a PDF to read (an app's download), naming the patient (姓名, 性别, 年龄); no
     print is recorded. Audited. A missing report, another patient's, or one not released yet are the
     same 404. Asks registration nothing: it prints while registration is down."""
-    report = printing.report_to_read(
-        session,
-        report_id=report_id,
-        client=caller.subject,
-        acting_for=caller.patient,
-        require_payment=settings.release_requires_payment,
-    )
+    report = printing.report_to_read(session, report_id=report_id, **looking)
     patient = printing.paper_patient(session, report) if report else None
     return _pdf(partial(renderer.pdf, report, patient=patient) if report else None, f"report-{report_id}")
 
@@ -636,7 +625,7 @@ def print_report(
     report_id: IdPath,
     session: AuditedSessionDep,
     caller: CallerDep,
-    settings: SettingsDep,
+    looking: PaperLookupDep,
     data: PrintCreate | None = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
@@ -646,14 +635,7 @@ def print_report(
     another patient's or unreleased report is 404 (and nothing is printed)."""
 
     def run() -> tuple[int, PrintPublic | None]:
-        printed = printing.print_report(
-            session,
-            report_id=report_id,
-            client=caller.subject,
-            client_kind=caller.kind,
-            acting_for=caller.patient,
-            require_payment=settings.release_requires_payment,
-        )
+        printed = printing.print_report(session, report_id=report_id, client_kind=caller.kind, **looking)
         return status.HTTP_201_CREATED, printing.print_public(printed) if printed else None
 
     if idempotency_key is None:
@@ -663,8 +645,8 @@ def print_report(
         if not printing.printable(
             session,
             report_id=report_id,
-            acting_for=caller.patient,
-            require_payment=settings.release_requires_payment,
+            acting_for=looking["acting_for"],
+            require_payment=looking["require_payment"],
         ):
             code, body = run()
         else:
@@ -694,7 +676,7 @@ def print_visit(
     visit_id: IdPath,
     session: AuditedSessionDep,
     caller: CallerDep,
-    settings: SettingsDep,
+    looking: PaperLookupDep,
     data: PrintCreate | None = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
@@ -703,14 +685,7 @@ def print_visit(
     audited as refused). With an `Idempotency-Key` a retry gets the same prints back."""
 
     def run() -> tuple[int, VisitPrintsPublic]:
-        prints = printing.print_visit(
-            session,
-            visit_id=visit_id,
-            client=caller.subject,
-            client_kind=caller.kind,
-            acting_for=caller.patient,
-            require_payment=settings.release_requires_payment,
-        )
+        prints = printing.print_visit(session, visit_id=visit_id, client_kind=caller.kind, **looking)
         return status.HTTP_201_CREATED, VisitPrintsPublic(
             visit_id=visit_id, prints=[printing.print_public(p) for p in prints]
         )
@@ -731,22 +706,12 @@ def print_visit(
     responses={**PDF_RESPONSE, **problem_responses(ReportNotFound)},
 )
 def read_print_pdf(
-    print_id: IdPath,
-    session: AuditedSessionDep,
-    caller: CallerDep,
-    settings: SettingsDep,
-    renderer: RendererDep,
+    print_id: IdPath, session: AuditedSessionDep, looking: PaperLookupDep, renderer: RendererDep
 ) -> Response:
     """The PDF of one printed copy, naming the patient (a reprint says 副本 at the top); fetching it
     again prints nothing new. Audited; a missing print, another patient's, or one whose report is no
     longer released (withheld or cancelled since) is 404."""
-    found = printing.printed_copy(
-        session,
-        print_id=print_id,
-        client=caller.subject,
-        acting_for=caller.patient,
-        require_payment=settings.release_requires_payment,
-    )
+    found = printing.printed_copy(session, print_id=print_id, **looking)
     patient = printing.paper_patient(session, found[0]) if found else None
     render = partial(renderer.pdf, found[0], found[1], patient=patient) if found else None
     return _pdf(render, f"print-{print_id}")

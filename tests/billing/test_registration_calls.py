@@ -4,11 +4,13 @@ feed's resolve hook, or a dependency before a request's unit of work, never whil
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from kit.clock import utcnow
 from kit.testing import FakeFeed, eventually, serve, service_client
@@ -61,18 +63,26 @@ def opened(registration: SlowRegistration) -> dict[str, Any]:
     return visit
 
 
+@contextmanager
+def billing_held_on(
+    registration: SlowRegistration, data_dir: Path, results_feed: FakeFeed
+) -> Iterator[tuple[TestClient, dict[str, Any], dict[str, Any]]]:
+    """Billing reading `registration`, with a visit it has an account for (`known`) and one registration
+    will be slow to answer about (`unseen`, held until `registration.release()`)."""
+    results_feed.clear()
+    settings = billing_settings(data_dir, registration_url=registration.url, results_url=results_feed.url)
+    with service_client(create_app(settings), BillingTable.metadata) as client:
+        known = opened(registration)
+        wait_for_account(client, known["id"])
+        unseen = registered_visit(registration)
+        registration.held = unseen["id"]
+        yield client, known, unseen
+
+
 def test_an_order_for_an_unseen_visit_waiting_on_registration_blocks_no_charge(
     data_dir: Path, results_feed: FakeFeed, slow_registration: SlowRegistration
 ) -> None:
-    results_feed.clear()
-    settings = billing_settings(
-        data_dir, registration_url=slow_registration.url, results_url=results_feed.url
-    )
-    with service_client(create_app(settings), BillingTable.metadata) as client:
-        known = opened(slow_registration)
-        wait_for_account(client, known["id"])
-        unseen = registered_visit(slow_registration)
-        slow_registration.held = unseen["id"]
+    with billing_held_on(slow_registration, data_dir, results_feed) as (client, known, unseen):
         order_placed(results_feed, unseen, CBC)
         eventually(
             slow_registration.arrived.is_set, what="billing asking registration about the unseen visit"
@@ -98,15 +108,7 @@ def test_an_order_for_an_unseen_visit_waiting_on_registration_blocks_no_charge(
 def test_a_charge_waiting_on_registration_blocks_no_other_charge(
     data_dir: Path, results_feed: FakeFeed, slow_registration: SlowRegistration
 ) -> None:
-    results_feed.clear()
-    settings = billing_settings(
-        data_dir, registration_url=slow_registration.url, results_url=results_feed.url
-    )
-    with service_client(create_app(settings), BillingTable.metadata) as client:
-        known = opened(slow_registration)
-        wait_for_account(client, known["id"])
-        unseen = registered_visit(slow_registration)
-        slow_registration.held = unseen["id"]
+    with billing_held_on(slow_registration, data_dir, results_feed) as (client, known, unseen):
         answers: dict[str, httpx.Response] = {}
 
         def charge(visit_id: str) -> None:

@@ -136,6 +136,25 @@ def patient_session(
     return session
 
 
+def emergency_visit(
+    client: httpx.Client,
+    patient_id: str,
+    *,
+    department: str | None = None,
+    payment_mode: str = "green_channel",
+) -> dict[str, Any]:
+    """An emergency visit, green-channel unless told (orders released at once, nobody has paid), in
+    `department` or one of its own (`unique_department`)."""
+    body = {
+        "patient_id": patient_id,
+        "kind": "emergency",
+        "department": department or unique_department(),
+        "payment_mode": payment_mode,
+    }
+    visit: dict[str, Any] = ok(client.post("/v1/visits", json=body), 201)
+    return visit
+
+
 def visit_account(gateway: Gateway, visit_id: str) -> dict[str, Any] | None:
     """Billing's account of the visit, or None while there is none to show yet: 404 until billing has
     read the visit's opening from registration's feed, 503 while the gateway's breaker still holds a
@@ -167,3 +186,40 @@ def hub_events(gateway: Gateway, event_type: str, visit_id: str) -> list[dict[st
             return found
         found += [event for event in page["events"] if event["visit_id"] == visit_id]
         after = page["next_after"]
+
+
+def insured_visit(gateway: Gateway, alias: str) -> dict[str, Any]:
+    """An unidentified employee-insured patient's settle-later outpatient visit (`alias`: 男，约50岁),
+    once billing has opened its account."""
+    body = {"unidentified": True, "alias": alias, "insurance_scheme": "employee"}
+    patient = ok(gateway.nurse.post("/v1/patients", json=body), 201)
+    visit_body = {
+        "patient_id": patient["id"],
+        "kind": "outpatient",
+        "department": "internal",
+        "payment_mode": "settle_later",
+    }
+    visit: dict[str, Any] = ok(gateway.nurse.post("/v1/visits", json=visit_body), 201)
+    eventually(lambda: visit_account(gateway, visit["id"]), what="the visit's account")
+    return visit
+
+
+def queued_visit(
+    gateway: Gateway, department: str, *, name: str | None, complaint: str, note: str
+) -> dict[str, Any]:
+    """A patient (identified when `name` is given, else an unidentified 车祸伤者) with a visit assessed
+    level III with clinical text (`complaint`, `note`), holding a ticket in `department`."""
+    if name is None:
+        patient = ok(gateway.his.post("/v1/patients", json={"unidentified": True, "alias": "车祸伤者"}), 201)
+    else:
+        patient = register_patient(gateway.his, name=name)
+    visit = ok(
+        gateway.his.post(
+            "/v1/visits", json={"patient_id": patient["id"], "kind": "outpatient", "department": department}
+        ),
+        201,
+    )
+    assessment = {"visit_id": visit["id"], "level": "III", "chief_complaint": complaint, "note": note}
+    ok(gateway.nurse.post("/v1/assessments", json=assessment), 201)
+    ticket = ok(gateway.nurse.post(f"/v1/queues/{department}/tickets", json={"visit_id": visit["id"]}), 201)
+    return {"patient": patient, "visit": visit, "ticket": ticket}

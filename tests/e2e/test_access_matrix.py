@@ -20,7 +20,15 @@ from gateway.models import PATIENT_BOUND_KINDS
 from gateway.routes import API_PREFIX, RouteTable
 from kit.clock import hospital_date
 from patientflow.devkeys import DEV_CLIENTS
-from tests.e2e.clients import Gateway, eventually, ok, patient_session, register_patient, unique_department
+from tests.e2e.clients import (
+    Gateway,
+    emergency_visit,
+    eventually,
+    ok,
+    patient_session,
+    register_patient,
+    unique_department,
+)
 from tests.gateway.test_openapi import media_with_examples, refs
 from tests.gateway.test_openapi import operations as all_operations
 
@@ -198,13 +206,7 @@ def setup_ids(gateway: Gateway) -> tuple[Ids, Ids]:
     mine, theirs = found
     queue = f"/v1/queues/{theirs.department}/tickets"
     ticket = ok(gateway.nurse.post(queue, json={"visit_id": theirs.visit_id}), 201)
-    emergency = {
-        "patient_id": theirs.patient_id,
-        "kind": "emergency",
-        "department": theirs.department,
-        "payment_mode": "green_channel",
-    }
-    urgent = ok(gateway.his.post("/v1/visits", json=emergency), 201)
+    urgent = emergency_visit(gateway.his, theirs.patient_id, department=theirs.department)
     order = ok(gateway.doctor.post("/v1/orders", json={"visit_id": urgent["id"], "test_code": CBC}), 201)
     assert order["status"] == "released", order
     report = ok(gateway.lab.post(f"/v1/orders/{order['id']}/reports", json=REPORT), 201)

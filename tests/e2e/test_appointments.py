@@ -5,20 +5,16 @@ The system runs with a 2-second hold, a 90-minute no-show grace and a fast sweep
 Times are relative to now, so each test builds its own sessions around the moment it runs.
 """
 
-import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
-from kit.testing import eventually
+from kit.testing import eventually, run_together
 from tests.e2e.clients import Gateway, assert_problem, ok, patient_session, register_patient, visit_account
 
-T = TypeVar("T")
 RACERS = 50
 
 
@@ -81,17 +77,6 @@ def slot_at(session: dict[str, Any], minutes: int) -> str:
 
 def problem_slug(response: httpx.Response, status: int) -> str:
     return str(assert_problem(response, status)["type"]).rsplit("/", 1)[1]
-
-
-def run_together(jobs: list[Callable[[], T]]) -> list[T]:
-    start = threading.Barrier(len(jobs))
-
-    def run(job: Callable[[], T]) -> T:
-        start.wait()
-        return job()
-
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(run, jobs))
 
 
 def test_the_directory_and_schedule_are_published_to_every_client(gateway: Gateway) -> None:

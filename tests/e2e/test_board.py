@@ -12,7 +12,7 @@ from tests.e2e.clients import (
     Gateway,
     assert_problem,
     ok,
-    register_patient,
+    queued_visit,
     unique_department,
 )
 
@@ -20,31 +20,13 @@ COMPLAINT = "胸痛30分钟伴大汗"
 LEVEL_NOTE = "疑似急性冠脉综合征"
 
 
-def queued_visit(gateway: Gateway, department: str, *, name: str | None) -> dict[str, Any]:
-    """A patient (identified when `name` is given) with an assessed visit holding a ticket in `department`."""
-    if name is None:
-        patient = ok(gateway.his.post("/v1/patients", json={"unidentified": True, "alias": "车祸伤者"}), 201)
-    else:
-        patient = register_patient(gateway.his, name=name)
-    visit = ok(
-        gateway.his.post(
-            "/v1/visits", json={"patient_id": patient["id"], "kind": "outpatient", "department": department}
-        ),
-        201,
-    )
-    assessment = {"visit_id": visit["id"], "level": "III", "chief_complaint": COMPLAINT, "note": LEVEL_NOTE}
-    ok(gateway.nurse.post("/v1/assessments", json=assessment), 201)
-    ticket = ok(gateway.nurse.post(f"/v1/queues/{department}/tickets", json={"visit_id": visit["id"]}), 201)
-    return {"patient": patient, "visit": visit, "ticket": ticket}
-
-
 @pytest.fixture(scope="module")
 def hall(gateway: Gateway) -> dict[str, Any]:
     """A department with a called patient, a waiting one and a waiting unidentified one."""
     department = unique_department()
-    called = queued_visit(gateway, department, name="张小三")
-    waiting = queued_visit(gateway, department, name="欧阳娜娜")
-    unidentified = queued_visit(gateway, department, name=None)
+    called = queued_visit(gateway, department, name="张小三", complaint=COMPLAINT, note=LEVEL_NOTE)
+    waiting = queued_visit(gateway, department, name="欧阳娜娜", complaint=COMPLAINT, note=LEVEL_NOTE)
+    unidentified = queued_visit(gateway, department, name=None, complaint=COMPLAINT, note=LEVEL_NOTE)
     ok(gateway.doctor.post(f"/v1/queues/{department}/call-next", json={"counter": "3"}))
     return {"department": department, "people": [called, waiting, unidentified]}
 

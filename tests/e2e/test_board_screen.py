@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.e2e.clients import Gateway, assert_problem, ok, register_patient, unique_department
+from tests.e2e.clients import Gateway, assert_problem, ok, queued_visit, unique_department
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; `./run test` installs it
 COMPLAINT = "右下腹痛伴发热"
@@ -39,17 +39,7 @@ def browser() -> Iterator[Browser]:
 
 def queued_patient(gateway: Gateway, department: str, name: str) -> dict[str, Any]:
     """An identified patient, assessed with clinical text, holding a ticket in `department`."""
-    patient = register_patient(gateway.his, name=name)
-    visit = ok(
-        gateway.his.post(
-            "/v1/visits", json={"patient_id": patient["id"], "kind": "outpatient", "department": department}
-        ),
-        201,
-    )
-    assessment = {"visit_id": visit["id"], "level": "III", "chief_complaint": COMPLAINT, "note": NOTE}
-    ok(gateway.nurse.post("/v1/assessments", json=assessment), 201)
-    ticket = ok(gateway.nurse.post(f"/v1/queues/{department}/tickets", json={"visit_id": visit["id"]}), 201)
-    return {"patient": patient, "visit": visit, "ticket": ticket}
+    return queued_visit(gateway, department, name=name, complaint=COMPLAINT, note=NOTE)
 
 
 def secrets_of(people: list[dict[str, Any]]) -> list[str]:

@@ -5,22 +5,13 @@ reconciliation is balanced and counts the insurer's share."""
 import uuid
 
 from kit.clock import hospital_date, utcnow
-from tests.e2e.clients import Gateway, eventually, ok, visit_account
+from tests.e2e.clients import Gateway, insured_visit, ok
 
 OUTPATIENT_FEE_FEN = 2000  # 普通门诊诊察费, 甲: employee insurance pays 90 %
 
 
 def test_an_insured_settlement_issues_a_split_invoice_and_reconciles(gateway: Gateway) -> None:
-    body = {"unidentified": True, "alias": "男，约50岁", "insurance_scheme": "employee"}
-    patient = ok(gateway.nurse.post("/v1/patients", json=body), 201)
-    visit_body = {
-        "patient_id": patient["id"],
-        "kind": "outpatient",
-        "department": "internal",
-        "payment_mode": "settle_later",
-    }
-    visit = ok(gateway.nurse.post("/v1/visits", json=visit_body), 201)
-    eventually(lambda: visit_account(gateway, visit["id"]), what="the visit's account")
+    visit = insured_visit(gateway, "男，约50岁")
 
     settled = ok(
         gateway.cashier.post(

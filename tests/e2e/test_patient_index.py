@@ -13,6 +13,7 @@ from patientflow.supervisor import System
 from tests.e2e.clients import (
     Gateway,
     assert_problem,
+    emergency_visit,
     eventually,
     ok,
     random_id_number,
@@ -221,13 +222,7 @@ def test_a_merge_repoints_every_service_and_a_restart_replays_nothing(
 ) -> None:
     department = unique_department()
     unknown = ok(gateway.nurse.post("/v1/patients", json={"unidentified": True, "alias": "女，约30岁"}), 201)
-    emergency = {
-        "patient_id": unknown["id"],
-        "kind": "emergency",
-        "department": department,
-        "payment_mode": "green_channel",
-    }
-    visit = ok(gateway.nurse.post("/v1/visits", json=emergency), 201)
+    visit = emergency_visit(gateway.nurse, unknown["id"], department=department)
     ok(gateway.nurse.post("/v1/assessments", json={"visit_id": visit["id"], "level": "II"}), 201)
     ticket = ok(gateway.nurse.post(f"/v1/queues/{department}/tickets", json={"visit_id": visit["id"]}), 201)
     order = ok(gateway.doctor.post("/v1/orders", json={"visit_id": visit["id"], "test_code": CBC}), 201)

@@ -15,13 +15,13 @@ import pytest
 from tests.e2e.clients import (
     Gateway,
     assert_problem,
+    emergency_visit,
     eventually,
     new_slip,
     ok,
     one_time_code,
     random_id_number,
     register_patient,
-    unique_department,
 )
 
 CBC = "250101015"  # 血细胞分析 (complete blood count)
@@ -37,13 +37,7 @@ SESSIONS = "/v1/patient-sessions"
 def patient_with_visit(gateway: Gateway, *, report: bool = False) -> dict[str, Any]:
     """A registered patient (with phone) and a green-channel visit, its slip code as printed; a report."""
     patient = register_patient(gateway.his)
-    body = {
-        "patient_id": patient["id"],
-        "kind": "emergency",
-        "department": unique_department(),
-        "payment_mode": "green_channel",
-    }
-    visit = ok(gateway.his.post("/v1/visits", json=body), 201)
+    visit = emergency_visit(gateway.his, patient["id"])
     found = {**patient, "visit": visit["id"], "slip_code": visit["slip_code"]}
     if report:
         order = ok(gateway.doctor.post("/v1/orders", json={"visit_id": visit["id"], "test_code": CBC}), 201)

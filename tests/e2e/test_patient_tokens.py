@@ -9,10 +9,10 @@ import pytest
 from tests.e2e.clients import (
     Gateway,
     assert_problem,
+    emergency_visit,
     ok,
     patient_session,
     register_patient,
-    unique_department,
 )
 
 CBC = "250101015"  # 血细胞分析 (complete blood count)
@@ -27,18 +27,7 @@ REPORT = {
 def patient_with_report(gateway: Gateway) -> dict[str, Any]:
     """A patient with a green-channel visit (orders released at once), one order and its final report."""
     patient = register_patient(gateway.his)
-    visit = ok(
-        gateway.his.post(
-            "/v1/visits",
-            json={
-                "patient_id": patient["id"],
-                "kind": "emergency",
-                "department": unique_department(),
-                "payment_mode": "green_channel",
-            },
-        ),
-        201,
-    )
+    visit = emergency_visit(gateway.his, patient["id"])
     order = ok(gateway.doctor.post("/v1/orders", json={"visit_id": visit["id"], "test_code": CBC}), 201)
     report = ok(gateway.lab.post(f"/v1/orders/{order['id']}/reports", json=REPORT), 201)
     return {

@@ -5,25 +5,21 @@ only, a LIS posting the same report twice, and an amendment telling the kiosk th
 A second system, started for one test, runs a hospital that releases reports only once paid."""
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
-from kit.testing import database_url_under_test
-from patientflow.supervisor import System, free_port
-from patientflow.topology import COMPONENTS
 from tests.e2e.clients import (
     Gateway,
     assert_problem,
+    emergency_visit,
     eventually,
     ok,
     patient_session,
     register_patient,
-    unique_department,
 )
+from tests.e2e.conftest import PAYING_ENV, running_gateway
 
 CBC = "250101015"  # 血细胞分析 (complete blood count)
 TECHNICIAN = "李技师"
@@ -42,18 +38,7 @@ def report(status: str = "final", **overrides: Any) -> dict[str, Any]:
 def order_for_new_patient(gateway: Gateway, payment_mode: str = "green_channel") -> dict[str, Any]:
     """A patient with a visit (green channel: the lab starts at once, nobody has paid) and one order."""
     patient = register_patient(gateway.his)
-    visit = ok(
-        gateway.his.post(
-            "/v1/visits",
-            json={
-                "patient_id": patient["id"],
-                "kind": "emergency",
-                "department": unique_department(),
-                "payment_mode": payment_mode,
-            },
-        ),
-        201,
-    )
+    visit = emergency_visit(gateway.his, patient["id"], payment_mode=payment_mode)
     order = ok(gateway.doctor.post("/v1/orders", json={"visit_id": visit["id"], "test_code": CBC}), 201)
     return {"person": patient, "visit": visit, "order": order}
 
@@ -247,25 +232,8 @@ PAID_SCHEMA_PREFIX = "e2e_paid_"
 
 @pytest.fixture(scope="module")
 def paying_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    env = {
-        "PATIENTFLOW_FEED_POLL_SECONDS": "0.1",
-        "PATIENTFLOW_ENVIRONMENT": "development",
-        "REGISTRATION_VISIT_CLOSE_CHECK_SECONDS": "0",
-        "RESULTS_RELEASE_REQUIRES_PAYMENT": "true",
-    }
-    url = database_url_under_test()
-    if url:
-        engine = create_engine(url)
-        with engine.begin() as connection:
-            for component in COMPONENTS:
-                connection.execute(
-                    text(f'DROP SCHEMA IF EXISTS "{PAID_SCHEMA_PREFIX}{component.name}" CASCADE')
-                )
-        engine.dispose()
-        env |= {"PATIENTFLOW_DATABASE_URL": url, "PATIENTFLOW_SCHEMA_PREFIX": PAID_SCHEMA_PREFIX}
-    data_dir: Path = tmp_path_factory.mktemp("paying-system")
-    ports = {c.name: free_port() for c in COMPONENTS}
-    with System(data_dir, env=env, ports=ports) as running, Gateway(running) as clients:
+    data_dir = tmp_path_factory.mktemp("paying-system")
+    with running_gateway(data_dir, PAYING_ENV, schema_prefix=PAID_SCHEMA_PREFIX) as clients:
         yield clients
 
 

@@ -12,18 +12,13 @@ that fails exactly one condition.
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
 from gateway.patients import mint_patient_token
-from kit.testing import database_url_under_test
 from patientflow.devkeys import read_dev_internal_secret
-from patientflow.supervisor import System, free_port
-from patientflow.topology import COMPONENTS
 from tests.e2e.clients import (
     Gateway,
     assert_problem,
@@ -35,6 +30,7 @@ from tests.e2e.clients import (
     register_patient,
     unique_department,
 )
+from tests.e2e.conftest import PAYING_ENV, running_gateway
 
 SCHEMA_PREFIX = "e2e_matrix_"
 CHANNELS = ("kiosk", "app", "phone")  # the client kinds that act for one patient
@@ -64,23 +60,8 @@ def report_body(status: str = "final", *, verified: bool = True) -> dict[str, An
 @pytest.fixture(scope="module")
 def paying(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """The whole system, in a hospital that hands out reports only once paid."""
-    env = {
-        "PATIENTFLOW_FEED_POLL_SECONDS": "0.1",
-        "PATIENTFLOW_ENVIRONMENT": "development",
-        "REGISTRATION_VISIT_CLOSE_CHECK_SECONDS": "0",
-        "RESULTS_RELEASE_REQUIRES_PAYMENT": "true",
-    }
-    url = database_url_under_test()
-    if url:
-        engine = create_engine(url)
-        with engine.begin() as connection:
-            for component in COMPONENTS:
-                connection.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA_PREFIX}{component.name}" CASCADE'))
-        engine.dispose()
-        env |= {"PATIENTFLOW_DATABASE_URL": url, "PATIENTFLOW_SCHEMA_PREFIX": SCHEMA_PREFIX}
-    data_dir: Path = tmp_path_factory.mktemp("matrix-system")
-    ports = {c.name: free_port() for c in COMPONENTS}
-    with System(data_dir, env=env, ports=ports) as running, Gateway(running) as clients:
+    data_dir = tmp_path_factory.mktemp("matrix-system")
+    with running_gateway(data_dir, PAYING_ENV, schema_prefix=SCHEMA_PREFIX) as clients:
         yield clients
 
 

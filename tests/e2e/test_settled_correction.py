@@ -5,7 +5,7 @@ the patient's part with a receipt, gives back the insurer's share, and the day s
 import uuid
 
 from kit.clock import hospital_date, utcnow
-from tests.e2e.clients import Gateway, eventually, ok, visit_account
+from tests.e2e.clients import Gateway, insured_visit, ok
 
 OUTPATIENT_FEE_FEN = 2000  # 普通门诊诊察费, 甲: employee insurance pays 90 %
 PCT, PCT_FEN = "250404005", 15_000  # 降钙素原, 乙: 70 % above the 10 000-fen deductible
@@ -17,16 +17,7 @@ def keyed() -> dict[str, str]:
 
 
 def test_reversing_a_settled_charge_supersedes_the_invoice_and_refunds(gateway: Gateway) -> None:
-    body = {"unidentified": True, "alias": "女，约40岁", "insurance_scheme": "employee"}
-    patient = ok(gateway.nurse.post("/v1/patients", json=body), 201)
-    visit_body = {
-        "patient_id": patient["id"],
-        "kind": "outpatient",
-        "department": "internal",
-        "payment_mode": "settle_later",
-    }
-    visit = ok(gateway.nurse.post("/v1/visits", json=visit_body), 201)
-    eventually(lambda: visit_account(gateway, visit["id"]), what="the visit's account")
+    visit = insured_visit(gateway, "女，约40岁")
     charge = {"visit_id": visit["id"], "item_code": PCT, "quantity": 1}
     pct = ok(gateway.cashier.post("/v1/charges", json=charge, headers=keyed()), 201)
     settled = ok(

@@ -13,7 +13,15 @@ from typing import Any
 import httpx
 
 from patientflow.supervisor import System
-from tests.e2e.clients import Gateway, assert_problem, eventually, hub_events, ok, visit_account
+from tests.e2e.clients import (
+    Gateway,
+    assert_problem,
+    emergency_visit,
+    eventually,
+    hub_events,
+    ok,
+    visit_account,
+)
 
 CBC = "250101015"  # 血细胞分析, 2000 fen
 CBC_FEN = 2000
@@ -23,13 +31,7 @@ INFUSION = "120400006"
 
 def green_channel_visit(gateway: Gateway) -> dict[str, Any]:
     patient = ok(gateway.nurse.post("/v1/patients", json={"unidentified": True, "alias": "女，约30岁"}), 201)
-    body = {
-        "patient_id": patient["id"],
-        "kind": "emergency",
-        "department": "emergency",
-        "payment_mode": "green_channel",
-    }
-    return ok(gateway.nurse.post("/v1/visits", json=body), 201)  # type: ignore[no-any-return]
+    return emergency_visit(gateway.nurse, patient["id"], department="emergency")
 
 
 def place_order(gateway: Gateway, visit_id: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from kit.testing import database_url_under_test
 from services.results.models import LabOrder
-from tests.e2e.clients import Gateway, assert_problem, eventually, ok, register_patient
+from tests.e2e.clients import Gateway, assert_problem, emergency_visit, eventually, ok, register_patient
 from tests.e2e.conftest import E2E_SCHEMA_PREFIX
 
 CBC = "250101015"  # 血细胞分析 (complete blood count)
@@ -19,13 +19,7 @@ REPORT = {"status": "final", "conclusion": "正常", "observations": [], "verifi
 
 def emergency_order(gateway: Gateway) -> tuple[dict[str, Any], dict[str, Any]]:
     patient = register_patient(gateway.his)
-    body = {
-        "patient_id": patient["id"],
-        "kind": "emergency",
-        "department": "emergency",
-        "payment_mode": "green_channel",
-    }
-    visit = ok(gateway.his.post("/v1/visits", json=body), 201)
+    visit = emergency_visit(gateway.his, patient["id"], department="emergency")
     order = ok(gateway.doctor.post("/v1/orders", json={"visit_id": visit["id"], "test_code": CBC}), 201)
     return visit, order
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from kit.testing import FakeFeed, make_test_settings, served_feed, service_client
+from kit.testing import FakeFeed, make_test_settings, serve, served_feed, service_client, wipe
 from services.registration.app import create_app
 from services.registration.config import RegistrationSettings
 from services.registration.models import RegistrationTable
@@ -38,3 +38,13 @@ def client(data_dir: Path, billing_feed: FakeFeed, triage_feed: FakeFeed) -> Ite
     )
     with service_client(create_app(settings), RegistrationTable.metadata) as client:
         yield client
+
+
+@pytest.fixture
+def served_registration(tmp_path: Path) -> Iterator[str]:
+    """Registration served over real HTTP on wiped tables, for races between real clients (its URL);
+    no end-of-day close by the real clock, as for `client`."""
+    settings = make_test_settings(RegistrationSettings, tmp_path, visit_close_check_seconds=0)
+    wipe(settings.resolved_database_url, settings.resolved_schema, RegistrationTable.metadata)
+    with serve(create_app(settings)) as url:
+        yield url

@@ -1,10 +1,19 @@
-"""Plain factory functions for registration tests."""
+"""Plain factory functions for registration tests, and the staff clients of the races over real HTTP."""
 
+import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 from fastapi.testclient import TestClient
+
+from kit.clock import utcnow
+from kit.testing import internal_headers
+
+T = TypeVar("T")
 
 # Valid numbers (GB 11643 check characters computed): the standard's own examples and a few more.
 VALID_ID_NUMBERS = [
@@ -72,3 +81,41 @@ def book(client: TestClient, clinic_session_id: str, patient_id: str, **override
     """POST /appointments (the response, not checked: many tests expect a refusal)."""
     body = {"clinic_session_id": clinic_session_id, "patient_id": patient_id, "channel": "phone"} | overrides
     return client.post("/appointments", json=body)
+
+
+def staff(url: str) -> httpx.Client:
+    """A desk's client of the registration served at `url` (the `served_registration` fixture)."""
+    return httpx.Client(base_url=url, headers=internal_headers(audience="registration"), timeout=60)
+
+
+def run_together(url: str, jobs: list[Callable[[httpx.Client], T]]) -> list[T]:
+    """Each job on its own thread and HTTP client, all released at the same moment by a barrier."""
+    start = threading.Barrier(len(jobs))
+
+    def run(job: Callable[[httpx.Client], T]) -> T:
+        with staff(url) as client:
+            start.wait()
+            return job(client)
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return list(pool.map(run, jobs))
+
+
+def visit_event(
+    visit: dict[str, Any], event_type: str, *, source: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    """An event about `visit` as a sibling service's feed publishes it (contracts.md), the first of its
+    feed and of the visit's aggregate."""
+    return {
+        "id": str(uuid.uuid4()),
+        "type": event_type,
+        "version": 1,
+        "source": source,
+        "position": 1,
+        "aggregate": {"type": "visit", "id": visit["id"]},
+        "sequence": 1,
+        "occurred_at": utcnow().isoformat(),
+        "visit_id": visit["id"],
+        "patient_id": visit["patient_id"],
+        "data": data,
+    }

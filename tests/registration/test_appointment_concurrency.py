@@ -1,50 +1,17 @@
 """Bookings sent at the same moment over real HTTP against a served registration (SQLite and PostgreSQL):
 the last seat goes to exactly one, a patient racing itself books once, a key sent twenty times books once."""
 
-import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-import pytest
 
-from kit.testing import internal_headers, make_test_settings, serve, wipe
-from services.registration.app import create_app
-from services.registration.config import RegistrationSettings
-from services.registration.models import RegistrationTable
+from tests.registration.factories import run_together, staff
 
-T = TypeVar("T")
 RACERS = 50
-
-
-@pytest.fixture
-def served_registration(tmp_path: Path) -> Iterator[str]:
-    settings = make_test_settings(RegistrationSettings, tmp_path)
-    wipe(settings.resolved_database_url, settings.resolved_schema, RegistrationTable.metadata)
-    with serve(create_app(settings)) as url:
-        yield url
-
-
-def staff(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, headers=internal_headers(audience="registration"), timeout=60)
-
-
-def run_together(url: str, jobs: list[Callable[[httpx.Client], T]]) -> list[T]:
-    """Each job on its own thread and HTTP client, all released at the same moment by a barrier."""
-    start = threading.Barrier(len(jobs))
-
-    def run(job: Callable[[httpx.Client], T]) -> T:
-        with staff(url) as client:
-            start.wait()
-            return job(client)
-
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(run, jobs))
 
 
 def clinic_session(client: httpx.Client, *, quota: int) -> dict[str, Any]:

@@ -3,33 +3,15 @@ naming that record, never a 500 (SQLite, PostgreSQL)."""
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
-import pytest
 
-from kit.testing import internal_headers, make_test_settings, serve, wipe
-from services.registration.app import create_app
-from services.registration.config import RegistrationSettings
-from services.registration.models import RegistrationTable
 from tests.gateway.factories import random_id_number
+from tests.registration.factories import staff
 
 DESKS = 10
 CARD = "6222000011112222"
-
-
-@pytest.fixture
-def served_registration(tmp_path: Path) -> Iterator[str]:
-    settings = make_test_settings(RegistrationSettings, tmp_path)
-    wipe(settings.resolved_database_url, settings.resolved_schema, RegistrationTable.metadata)
-    with serve(create_app(settings)) as url:
-        yield url
-
-
-def desk(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, headers=internal_headers(audience="registration"), timeout=60)
 
 
 def distinct_id_numbers(count: int) -> list[str]:
@@ -44,7 +26,7 @@ def test_simultaneous_registrations_with_one_card_give_it_to_exactly_one(served_
 
     def register(id_number: str) -> httpx.Response:
         body = {"id_number": id_number, "name": "张三", "card_number": CARD}
-        with desk(served_registration) as client:
+        with staff(served_registration) as client:
             start.wait()
             return client.post("/patients", json=body)
 
@@ -53,13 +35,13 @@ def test_simultaneous_registrations_with_one_card_give_it_to_exactly_one(served_
     assert Counter(a.status_code for a in answers) == {201: 1, 409: DESKS - 1}, [a.text for a in answers]
     [winner] = [a.json()["id"] for a in answers if a.status_code == 201]
     assert {a.json()["existing_patient_id"] for a in answers if a.status_code == 409} == {winner}
-    with desk(served_registration) as client:
+    with staff(served_registration) as client:
         page = client.get("/patients", params={"card_number": CARD}).json()
     assert [p["id"] for p in page["patients"]] == [winner]
 
 
 def test_simultaneous_changes_to_one_card_give_it_to_exactly_one(served_registration: str) -> None:
-    with desk(served_registration) as client:
+    with staff(served_registration) as client:
         ids = [
             client.post("/patients", json={"id_number": number, "name": "李四"}).json()["id"]
             for number in distinct_id_numbers(DESKS)
@@ -67,13 +49,13 @@ def test_simultaneous_changes_to_one_card_give_it_to_exactly_one(served_registra
     start = threading.Barrier(DESKS)
 
     def record(patient_id: str) -> httpx.Response:
-        with desk(served_registration) as client:
+        with staff(served_registration) as client:
             start.wait()
             return client.patch(f"/patients/{patient_id}", json={"card_number": CARD})
 
     with ThreadPoolExecutor(DESKS) as pool:
         answers = list(pool.map(record, ids))
     assert Counter(a.status_code for a in answers) == {200: 1, 409: DESKS - 1}, [a.text for a in answers]
-    with desk(served_registration) as client:
+    with staff(served_registration) as client:
         page = client.get("/patients", params={"card_number": CARD}).json()
     assert [p["id"] for p in page["patients"]] == [a.json()["id"] for a in answers if a.status_code == 200]

@@ -7,15 +7,9 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.registration.test_appointment_concurrency import (
-    clinic_session,
-    patients,
-    run_together,
-    served_registration,
-    staff,
-)
+from tests.registration.factories import run_together, staff
+from tests.registration.test_appointment_concurrency import clinic_session, patients
 
-__all__ = ["served_registration"]  # the fixture, used by name
 BOOKERS = 30
 
 

@@ -5,33 +5,21 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from kit.clock import utcnow
 from kit.testing import FakeFeed, eventually
-from tests.registration.factories import create_patient, create_visit
+from tests.registration.factories import create_patient, create_visit, visit_event
 from tests.registration.test_stays import feed
 
 
 def visit_triaged(visit: dict[str, Any], level: str) -> dict[str, Any]:
     """A `visit.triaged` as triage publishes it."""
-    return {
-        "id": str(uuid.uuid4()),
-        "type": "visit.triaged",
-        "version": 1,
-        "source": "triage",
-        "position": 1,
-        "aggregate": {"type": "visit", "id": visit["id"]},
-        "sequence": 1,
-        "occurred_at": utcnow().isoformat(),
-        "visit_id": visit["id"],
-        "patient_id": visit["patient_id"],
-        "data": {
-            "assessment_id": str(uuid.uuid4()),
-            "level": level,
-            "zone": "red" if level in ("I", "II") else "yellow",
-            "suggested_level": None,
-            "green_channel": level in ("I", "II"),
-        },
+    data = {
+        "assessment_id": str(uuid.uuid4()),
+        "level": level,
+        "zone": "red" if level in ("I", "II") else "yellow",
+        "suggested_level": None,
+        "green_channel": level in ("I", "II"),
     }
+    return visit_event(visit, "visit.triaged", source="triage", data=data)
 
 
 def payment_mode(client: TestClient, visit: dict[str, Any]) -> str:

@@ -2,17 +2,11 @@
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
-import pytest
 
-from kit.testing import internal_headers, make_test_settings, serve, wipe
-from services.registration.app import create_app
-from services.registration.config import RegistrationSettings
-from services.registration.models import RegistrationTable
+from kit.testing import internal_headers
 from tests.registration.factories import VALID_ID_NUMBERS
 
 
@@ -22,14 +16,6 @@ def gateway_headers() -> dict[str, str]:
 
 
 TRIES = 12
-
-
-@pytest.fixture
-def served_registration(tmp_path: Path) -> Iterator[str]:
-    settings = make_test_settings(RegistrationSettings, tmp_path)
-    wipe(settings.resolved_database_url, settings.resolved_schema, RegistrationTable.metadata)
-    with serve(create_app(settings)) as url:
-        yield url
 
 
 def test_simultaneous_wrong_tries_lock_after_exactly_five(served_registration: str) -> None:

@@ -7,26 +7,13 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from kit.clock import utcnow
 from kit.testing import FakeFeed, eventually
-from tests.registration.factories import create_patient, create_visit
+from tests.registration.factories import create_patient, create_visit, visit_event
 
 
 def visit_settled(visit: dict[str, Any]) -> dict[str, Any]:
     """A `visit.settled` as billing publishes it (contracts.md)."""
-    return {
-        "id": str(uuid.uuid4()),
-        "type": "visit.settled",
-        "version": 1,
-        "source": "billing",
-        "position": 1,
-        "aggregate": {"type": "visit", "id": visit["id"]},
-        "sequence": 1,
-        "occurred_at": utcnow().isoformat(),
-        "visit_id": visit["id"],
-        "patient_id": visit["patient_id"],
-        "data": {"payment_id": None, "total_fen": 0},
-    }
+    return visit_event(visit, "visit.settled", source="billing", data={"payment_id": None, "total_fen": 0})
 
 
 def wait_for_status(client: TestClient, visit_id: str, status: str) -> dict[str, Any]:

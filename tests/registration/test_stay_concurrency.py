@@ -4,51 +4,16 @@ The bed is unique on the stay table, so the database itself refuses the second p
 the code that looks for a holder first could be passed by every racer at once.
 """
 
-import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
-from typing import TypeVar
 
 import httpx
-import pytest
 
-from kit.testing import feed_headers, internal_headers, make_test_settings, serve, wipe
-from services.registration.app import create_app
-from services.registration.config import RegistrationSettings
-from services.registration.models import RegistrationTable
-from tests.registration.factories import VALID_ID_NUMBERS
+from kit.testing import feed_headers
+from tests.registration.factories import VALID_ID_NUMBERS, run_together, staff
 
-T = TypeVar("T")
 RACERS = 10
-
-
-@pytest.fixture
-def served_registration(tmp_path: Path) -> Iterator[str]:
-    settings = make_test_settings(RegistrationSettings, tmp_path, visit_close_check_seconds=0)
-    wipe(settings.resolved_database_url, settings.resolved_schema, RegistrationTable.metadata)
-    with serve(create_app(settings)) as url:
-        yield url
-
-
-def staff(base_url: str) -> httpx.Client:
-    return httpx.Client(base_url=base_url, headers=internal_headers(audience="registration"), timeout=60)
-
-
-def run_together(base_url: str, jobs: list[Callable[[httpx.Client], T]]) -> list[T]:
-    """Each job on its own thread and HTTP client, all released at the same moment."""
-    start = threading.Barrier(len(jobs))
-
-    def run(job: Callable[[httpx.Client], T]) -> T:
-        with staff(base_url) as client:
-            start.wait()
-            return job(client)
-
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(run, jobs))
 
 
 def post(path: str, body: dict[str, str], client: httpx.Client) -> httpx.Response:

@@ -64,6 +64,18 @@ def client(
 
 
 @pytest.fixture
+def paying_client(
+    results_data_dir: Path, registration_url: str, registration: httpx.Client, billing: FakeFeed
+) -> Iterator[TestClient]:
+    """Results in a hospital that hands out a report only once its order is paid."""
+    settings = results_settings(
+        results_data_dir, registration_url, billing.url, release_requires_payment=True
+    )
+    with service_client(create_app(settings), ResultsTable.metadata) as client:
+        yield client
+
+
+@pytest.fixture
 def dead_url() -> str:
     """A local URL nobody listens on (the port was free a moment ago)."""
     return f"http://127.0.0.1:{free_port()}"

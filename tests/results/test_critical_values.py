@@ -1,9 +1,7 @@
 """Critical values (危急值): listed while pending, acknowledged by a clinician only (`critical:ack`), and
 escalated exactly once when nobody acknowledged them in time."""
 
-import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +9,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from kit.clock import utcnow
-from kit.testing import internal_headers
+from kit.testing import internal_headers, run_together
 from services.results.escalation import CriticalEscalator
 from tests.results.factories import (
     create_emergency_visit,
@@ -156,14 +154,7 @@ def test_escalation_loops_racing_escalate_each_value_once(
     values = {v["id"] for v in pending(client)}
     assert len(values) == 6
     loops = [escalator(client, minutes_later=60) for _ in range(4)]
-    start = threading.Barrier(len(loops))
-
-    def run(loop: CriticalEscalator) -> list[str]:
-        start.wait()
-        return loop.run_once()
-
-    with ThreadPoolExecutor(len(loops)) as pool:
-        escalated = [value for ids in pool.map(run, loops) for value in ids]
+    escalated = [value for ids in run_together([loop.run_once for loop in loops]) for value in ids]
     assert Counter(escalated) == dict.fromkeys(values, 1)
     assert Counter(
         e["data"]["critical_value_id"] for e in events(client, "critical.escalated")

@@ -2,9 +2,7 @@
 an app, kiosk or phone line only final (or amended/corrected), verified, not withheld, and, where the
 hospital says so, paid. Staff see every report."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,10 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kit.auth import Caller
-from kit.testing import FakeFeed, eventually, internal_headers, make_test_settings, service_client
-from services.results.app import create_app
-from services.results.config import ResultsSettings
-from services.results.models import LabOrder, Report, ResultsTable
+from kit.testing import FakeFeed, eventually, internal_headers
+from services.results.models import LabOrder, Report
 from services.results.release import Refusal, patient_facing, releasable
 from services.results.schemas import ReportStatus
 from tests.results.factories import charge_paid, post_report, released_order
@@ -206,22 +202,6 @@ def test_withholding_is_for_staff_holding_orders_write_only(
     assert client.get(f"/reports/{report['id']}").json()["withheld"] is False
     oversized = client.post(f"/reports/{report['id']}/withhold", json={"reason": "x" * 501})
     assert oversized.status_code == 422
-
-
-@pytest.fixture
-def paying_client(
-    results_data_dir: Path, registration_url: str, registration: httpx.Client, billing: FakeFeed
-) -> Iterator[TestClient]:
-    """Results in a hospital that hands out a report only once its order is paid."""
-    settings = make_test_settings(
-        ResultsSettings,
-        results_data_dir,
-        registration_url=registration_url,
-        billing_url=billing.url,
-        release_requires_payment=True,
-    )
-    with service_client(create_app(settings), ResultsTable.metadata) as client:
-        yield client
 
 
 def test_where_the_hospital_requires_payment_an_unpaid_report_waits_for_billings_charge_paid(

@@ -4,23 +4,17 @@ patient's reports name the survivor; the kiosk's JSON shows the name masked and 
 `releasable_at` is the first moment the one release rule passed, kept through amendments and holds."""
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
 
 from kit.client import ServiceClient
 from kit.database import Database
-from kit.testing import FakeFeed, eventually, make_test_settings, service_client
+from kit.testing import FakeFeed, eventually
 from services.results import repository
-from services.results.app import create_app
-from services.results.config import ResultsSettings
 from services.results.consumers import PatientNames, apply_registration_event
-from services.results.models import ResultsTable
 from services.results.schemas import RegistrationPatient
 from tests.registration.factories import VALID_ID_NUMBERS
 from tests.results.factories import (
@@ -175,22 +169,6 @@ def test_an_unverified_or_withheld_report_becomes_releasable_at_the_step_that_re
     assert client.get(f"/orders/{order['id']}").json()["releasable_at"] == lifted["releasable_at"]
     [figures] = client.get("/turnaround").json()
     assert figures["released"] == 1
-
-
-@pytest.fixture
-def paying_client(
-    results_data_dir: Path, registration_url: str, registration: httpx.Client, billing: FakeFeed
-) -> Iterator[TestClient]:
-    """Results in a hospital that hands out a report only once its order is paid."""
-    settings = make_test_settings(
-        ResultsSettings,
-        results_data_dir,
-        registration_url=registration_url,
-        billing_url=billing.url,
-        release_requires_payment=True,
-    )
-    with service_client(create_app(settings), ResultsTable.metadata) as client:
-        yield client
 
 
 def test_where_release_requires_payment_a_report_is_releasable_from_billings_charge_paid(

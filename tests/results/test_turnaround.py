@@ -1,10 +1,8 @@
 """Turnaround (TAT): each order's priority, target and due time, the lab's collection and receipt, its
 first final report, the overdue list and `order.overdue` (once), and TAT figures per item and priority."""
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +15,7 @@ from sqlmodel import update
 
 from kit.clock import as_utc, hospital_date, utcnow
 from kit.stats import nearest_rank
-from kit.testing import FakeFeed, internal_headers, service_client
+from kit.testing import FakeFeed, internal_headers, run_together, service_client
 from services.results import turnaround
 from services.results.app import create_app
 from services.results.models import LabOrder, ResultsTable
@@ -221,14 +219,7 @@ def test_overdue_checks_racing_announce_each_order_once(
     """Several results processes at once: each order is announced by exactly one of them."""
     orders = {emergency_order(client, registration, index)["id"] for index in range(1, 4)}
     loops = [watcher(client, minutes_later=150) for _ in range(4)]
-    start = threading.Barrier(len(loops))
-
-    def run(loop: OverdueWatcher) -> list[str]:
-        start.wait()
-        return loop.run_once()
-
-    with ThreadPoolExecutor(len(loops)) as pool:
-        announced = [order for ids in pool.map(run, loops) for order in ids]
+    announced = [order for ids in run_together([loop.run_once for loop in loops]) for order in ids]
     assert Counter(announced) == dict.fromkeys(orders, 1)
     assert Counter(e["data"]["order_id"] for e in events(client, "order.overdue")) == dict.fromkeys(orders, 1)
 
