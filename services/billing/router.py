@@ -319,8 +319,7 @@ def post_refund(
     visit_id: VisitIdPath,
     data: VisitRefundCreate,
     session: SessionDep,
-    caller: CallerDep,
-    key: IdempotencyKeyHeader = None,
+    write: KeyedWriteDep,
 ) -> JSONResponse:
     """Refund what the account owes the patient (退费: paid beyond its charges, e.g. a paid charge
     reversed before settlement), all of it unless `amount_fen` says less, back over the tenders that
@@ -332,13 +331,8 @@ def post_refund(
     `nothing-due` when nothing is owed back, 409 `refund-exceeds-paid` (with `refundable_fen`) above
     it; nothing is refunded then. Emits `payment.refunded` per method.
     """
-    return idempotent(
-        session,
-        IdempotencyRecord,
-        client=caller.subject,
-        key=key,
-        payload={"operation": "refund", "visit_id": visit_id, "body": data},
-        run=lambda: (201, tenders.refund(session, visit_id=visit_id, data=data)),
+    return write(
+        "refund", partial(tenders.refund, session, visit_id=visit_id, data=data), visit_id=visit_id, body=data
     )
 
 

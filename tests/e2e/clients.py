@@ -188,16 +188,16 @@ def hub_events(gateway: Gateway, event_type: str, visit_id: str) -> list[dict[st
         after = page["next_after"]
 
 
-def insured_visit(gateway: Gateway, alias: str) -> dict[str, Any]:
-    """An unidentified employee-insured patient's settle-later outpatient visit (`alias`: 男，约50岁),
-    once billing has opened its account."""
+def insured_visit(gateway: Gateway, alias: str, payment_mode: str = "settle_later") -> dict[str, Any]:
+    """An unidentified employee-insured patient's outpatient visit (`alias`: 男，约50岁), settle-later
+    unless told otherwise, once billing has opened its account."""
     body = {"unidentified": True, "alias": alias, "insurance_scheme": "employee"}
     patient = ok(gateway.nurse.post("/v1/patients", json=body), 201)
     visit_body = {
         "patient_id": patient["id"],
         "kind": "outpatient",
         "department": "internal",
-        "payment_mode": "settle_later",
+        "payment_mode": payment_mode,
     }
     visit: dict[str, Any] = ok(gateway.nurse.post("/v1/visits", json=visit_body), 201)
     eventually(lambda: visit_account(gateway, visit["id"]), what="the visit's account")

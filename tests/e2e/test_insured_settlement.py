@@ -35,11 +35,7 @@ def test_an_insured_settlement_issues_a_split_invoice_and_reconciles(gateway: Ga
 def test_an_insured_cashier_payment_splits_at_once_and_its_correction_goes_back_to_each_tender(
     gateway: Gateway,
 ) -> None:
-    body = {"unidentified": True, "alias": "女，约40岁", "insurance_scheme": "employee"}
-    patient = ok(gateway.nurse.post("/v1/patients", json=body), 201)
-    visit_body = {"patient_id": patient["id"], "kind": "outpatient", "department": "internal"}  # prepay
-    visit = ok(gateway.nurse.post("/v1/visits", json=visit_body), 201)
-    eventually(lambda: visit_account(gateway, visit["id"]), what="the visit's account")
+    visit = insured_visit(gateway, "女，约40岁", payment_mode="prepay")
 
     paid = ok(
         gateway.cashier.post(
