@@ -31,6 +31,13 @@ def register_unidentified(registration: httpx.Client) -> dict[str, Any]:
     return register_patient(registration, unidentified=True, id_number=None, name=None, alias="男，约40岁")
 
 
+def register_insured(registration: httpx.Client, alias: str = "男，约50岁") -> dict[str, Any]:
+    """An unidentified `employee`-insured patient (甲 90 %; 乙 70 % above a 100-yuan deductible)."""
+    return register_patient(
+        registration, unidentified=True, id_number=None, name=None, alias=alias, insurance_scheme="employee"
+    )
+
+
 def open_visit(registration: httpx.Client, patient_id: str, **overrides: Any) -> dict[str, Any]:
     body = {"patient_id": patient_id, "kind": "outpatient", "department": "internal"} | overrides
     response = registration.post("/visits", json=body)

@@ -31,7 +31,7 @@ from tests.billing.factories import (
     new_visit,
     post_charge,
     post_payment,
-    register_patient,
+    register_insured,
 )
 from tests.billing.inpatients import database
 
@@ -43,14 +43,7 @@ PCT_INSURER = 3_500  # 70 % of (15000 − 10000) (乙)
 
 
 def employee_visit(registration: httpx.Client, client: TestClient, **overrides: Any) -> dict[str, Any]:
-    patient = register_patient(
-        registration,
-        unidentified=True,
-        id_number=None,
-        name=None,
-        alias="女，约30岁",
-        insurance_scheme="employee",
-    )
+    patient = register_insured(registration, "女，约30岁")
     return new_visit(registration, client, patient["id"], payment_mode="settle_later", **overrides)
 
 

@@ -28,7 +28,7 @@ from tests.billing.factories import (
     INFUSION,
     account,
     keyed,
-    register_patient,
+    register_insured,
     wait_until_consumed,
 )
 from tests.billing.inpatients import admitted_visit, move_stay_back, today
@@ -101,14 +101,7 @@ def check_ledger(client: TestClient, visit_id: str) -> dict[str, Any]:
 def test_any_sequence_of_every_ledger_operation_keeps_the_ledger(
     data: st.DataObject, registration: httpx.Client, client: TestClient, results_feed: FakeFeed
 ) -> None:
-    patient = register_patient(
-        registration,
-        unidentified=True,
-        id_number=None,
-        name=None,
-        alias="男，约50岁",
-        insurance_scheme="employee",
-    )
+    patient = register_insured(registration)
     visit = admitted_visit(registration, client, patient_id=patient["id"], payment_mode="settle_later")
     vid = visit["id"]
     move_stay_back(client, vid, days=2)  # two nights for the job to post

@@ -22,7 +22,7 @@ from tests.billing.factories import (
     open_visit,
     post_charge,
     post_payment,
-    register_patient,
+    register_insured,
 )
 from tests.billing.test_invoices import FEE_INSURER, PCT, PCT_FEN, PCT_INSURER
 from tests.test_event_schemas import validator
@@ -31,16 +31,8 @@ REASON = {"reason": "未做检查", "operator": "收费员"}
 
 
 def insured_visit(registration: httpx.Client, client: TestClient, **overrides: Any) -> dict[str, Any]:
-    """A visit of an `employee`-insured patient (甲 90 %; 乙 70 % above a 100-yuan deductible)."""
-    patient = register_patient(
-        registration,
-        unidentified=True,
-        id_number=None,
-        name=None,
-        alias="男，约50岁",
-        insurance_scheme="employee",
-    )
-    return new_visit(registration, client, patient["id"], **overrides)
+    """A visit of an `employee`-insured patient."""
+    return new_visit(registration, client, register_insured(registration)["id"], **overrides)
 
 
 def receipts(client: TestClient, visit_id: str) -> list[dict[str, Any]]:
@@ -314,14 +306,7 @@ def test_a_payment_before_billing_read_the_visits_scheme_waits_for_it(
     amount from an insured patient; once read, the payment is split."""
     reader = consumer(client, "registration")
     reader.stop()
-    patient = register_patient(
-        registration,
-        unidentified=True,
-        id_number=None,
-        name=None,
-        alias="女，约20岁",
-        insurance_scheme="employee",
-    )
+    patient = register_insured(registration, "女，约20岁")
     visit = open_visit(registration, patient["id"])
     post_charge(client, visit["id"], INFUSION)  # 500 fen, 甲: the insurer pays 90 %
 
