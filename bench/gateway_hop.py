@@ -8,7 +8,12 @@ disturbs least. First, the gateway's own path alone: the app called in this proc
 that answers at once (no sockets), CPU per request (`--own-path-requests`, with `--profile` the
 cProfile listing of it).
 
-    python -m bench.gateway_hop --forwarders aiohttp,httpx --rounds 3
+    python -m bench.gateway_hop --forwarders wire,aiohttp --rounds 3
+    python -m bench.gateway_hop --forwarders wire --before /tmp/before-tree   # before/after, one run
+
+`--before PATH` first runs the same rounds against a gateway started from another tree's code (e.g.
+`git archive <commit> | tar -x -C PATH`; this tree's venv, `PYTHONPATH=PATH`, its default forwarder),
+against the same services, so a change to the gateway is measured before and after in one run.
 """
 
 import argparse
@@ -45,7 +50,7 @@ from kit.auth import mint_internal_token
 from patientflow.supervisor import System, free_port
 from patientflow.topology import COMPONENTS
 
-FORWARDERS = ("aiohttp", "httpx-aiohttp", "httpx")
+FORWARDERS = ("wire", "aiohttp", "httpx-aiohttp", "httpx")
 
 
 def log(message: str) -> None:
@@ -223,9 +228,14 @@ async def make_visits(gateway_url: str, nurse_key: str, count: int) -> list[str]
     return visit_ids
 
 
-def restart_gateway(system: System, forwarder: str) -> int:
-    """Restart the gateway on `forwarder`; its process id."""
-    system.env["GATEWAY_UPSTREAM_TRANSPORT"] = forwarder
+def restart_gateway(system: System, forwarder: str | None, tree: str | None = None) -> int:
+    """Restart the gateway on `forwarder` (None: the code's default), from `tree`'s code if given; its
+    process id."""
+    for name, value in (("GATEWAY_UPSTREAM_TRANSPORT", forwarder), ("PYTHONPATH", tree)):
+        if value is None:
+            system.env.pop(name, None)
+        else:
+            system.env[name] = value
     system.stop_service("gateway")
     system.start_service("gateway")
     return system.processes["gateway"].pid
@@ -235,9 +245,12 @@ async def run(system: System, args: argparse.Namespace) -> dict[str, Any]:
     visit_ids = await make_visits(system.url("gateway"), system.api_keys["nurse-dev"], args.visits)
     secret = system.env["PATIENTFLOW_INTERNAL_SECRET"]
     results: dict[str, Any] = {}
-    for forwarder in args.forwarders:
-        pid = restart_gateway(system, forwarder)
-        log(f"GET /visits/{{id}} straight vs through the gateway ({forwarder})")
+    sections: list[tuple[str, str | None, str | None]] = [(f, f, None) for f in args.forwarders]
+    if args.before:
+        sections.insert(0, (f"before ({args.before})", None, args.before))
+    for label, forwarder, tree in sections:
+        pid = restart_gateway(system, forwarder, tree)
+        log(f"GET /visits/{{id}} straight vs through the gateway ({label})")
         # Minted per forwarder: an internal token lives five minutes.
         token = mint_internal_token(secret, "bench", {"registration:read"}, audience="registration")
         direct = Target(
@@ -251,7 +264,7 @@ async def run(system: System, args: argparse.Namespace) -> dict[str, Any]:
             {"authorization": f"Bearer {system.api_keys['his-dev']}"},
             pid=pid,
         )
-        results[forwarder] = await compare(direct, gateway, args)
+        results[label] = await compare(direct, gateway, args)
     return results
 
 
@@ -304,6 +317,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--own-path-requests", type=int, default=5000, help="in-process requests")
     parser.add_argument("--profile", action="store_true", help="cProfile the in-process requests (stderr)")
     parser.add_argument("--database-url", help="PostgreSQL URL (default: SQLite files in a temp dir)")
+    parser.add_argument("--before", help="a tree whose gateway code to measure first, in the same run")
     args = parser.parse_args(argv)
     if not set(args.forwarders) <= set(FORWARDERS):
         parser.error(f"--forwarders takes {', '.join(FORWARDERS)}")
