@@ -77,6 +77,7 @@ class _Connection(asyncio.Protocol):
         self._silence = 0.0
         self._last_read = 0.0
         self._paused = False
+        self.in_exchange = False  # from `send` until the pool takes it back
         self._begin()
 
     def _begin(self) -> None:
@@ -100,8 +101,8 @@ class _Connection(asyncio.Protocol):
         self._last_read = self.loop.time()
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(InvalidResponse(str(exc)))
+        except httptools.HttpParserError as exc:  # `on_message_begin`'s refusal, too
+            self._fail(InvalidResponse(str(exc.__context__ or exc)))
             self.close()
             return
         if self.buffered > STREAM_HIGH_WATER and self.transport is not None and not self._paused:
@@ -114,6 +115,10 @@ class _Connection(asyncio.Protocol):
             self._fail(Disconnected("the service closed the connection before its answer was complete"))
 
     # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete or not self.in_exchange:  # bytes nobody asked for: nothing after them is trusted
+            raise InvalidResponse("an answer to no request")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
@@ -143,6 +148,7 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     def _fail(self, exc: BaseException) -> None:
+        """The connection is done for; the exchange waiting on it, if any, fails with `exc`."""
         if self.error is None:
             self.error = exc
         waiter, self._waiter = self._waiter, None
@@ -175,6 +181,7 @@ class _Connection(asyncio.Protocol):
     def send(self, request: bytes, *, wake_on_head: bool) -> None:
         assert self.transport is not None
         self._begin()
+        self.in_exchange = True
         self._wake_on_head = wake_on_head
         self._last_read = self.loop.time()
         self.transport.write(request)
@@ -305,7 +312,7 @@ class WirePool:
         now = loop.time()
         while self._idle:
             connection = self._idle.pop()
-            if not connection.closed and now - connection.idle_since < self.keepalive_seconds:
+            if connection.reusable and now - connection.idle_since < self.keepalive_seconds:
                 return connection
             connection.close()
             self._open.discard(connection)
@@ -323,6 +330,7 @@ class WirePool:
 
     def release(self, connection: _Connection) -> None:
         """A connection's exchange is over: back to the idle list if it can carry another."""
+        connection.in_exchange = False
         if connection.reusable:
             connection.idle_since = connection.loop.time()
             self._idle.append(connection)

@@ -250,3 +250,20 @@ def test_a_stream_is_relayed_as_it_arrives_and_ends_on_silence() -> None:
             await pool.aclose()
 
     asyncio.run(main())
+
+
+def test_bytes_after_an_answer_end_the_connection_not_the_answer() -> None:
+    """A service that answers more than it was asked (a second answer, or garbage while idle) cannot
+    slip those bytes into the next request's answer."""
+    extra = OK + b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstale"
+
+    async def main() -> None:
+        async with Server(keep_answering(extra)) as server:
+            pool = pool_for(server)
+            for _ in range(2):
+                answer = await pool.request("GET", "/", headers=[], content=None, timeouts=TIMEOUTS)
+                assert (answer.status_code, answer.content) == (200, b"{}")
+            assert server.connections == 2  # the first connection was not trusted again
+            await pool.aclose()
+
+    asyncio.run(main())
