@@ -111,8 +111,17 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if not self.complete:
-            self._fail(Disconnected("the service closed the connection before its answer was complete"))
+        if self.complete:
+            return
+        if self.head_done and exc is None and not self._delimited():  # a body that runs to the close
+            self.complete = True
+            self._wake()
+            return
+        self._fail(Disconnected("the service closed the connection before its answer was complete"))
+
+    def _delimited(self) -> bool:
+        """Whether the answer says where its body ends (else it ends with the connection, RFC 9112 §6.3)."""
+        return any(name in ("content-length", "transfer-encoding") for name, _ in self.headers)
 
     # httptools callbacks
 

@@ -119,11 +119,21 @@ def test_an_empty_post_says_it_has_no_body() -> None:
     asyncio.run(main())
 
 
-def test_chunked_answers_are_read_whole_and_connection_close_is_honoured() -> None:
+def test_unframed_and_chunked_answers_are_read_whole_and_connection_close_is_honoured() -> None:
     chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
     closing = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
 
+    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end")
+        await writer.drain()
+
     async def main() -> None:
+        async with Server(until_close) as server:
+            pool = pool_for(server)
+            answer = await pool.request("GET", "/", headers=[], content=None, timeouts=TIMEOUTS)
+            assert answer.content == b"until the end"  # no length: the body ran to the close
+            await pool.aclose()
         async with Server(keep_answering(chunked)) as server:
             pool = pool_for(server)
             answer = await pool.request("GET", "/", headers=[], content=None, timeouts=TIMEOUTS)
