@@ -1,13 +1,14 @@
 """The forwarders' common answer, and the aiohttp and httpx pools kept to compare against.
 
 The gateway forwards with its own HTTP/1.1 client, `gateway.wire.WirePool`, chosen by measurement
-(`python -m bench.gateway_hop`, interleaved rounds in one run, bench/README.md): per forwarded read it
-costs the gateway about half the CPU of a plain `aiohttp.ClientSession`, which in turn cost 780 / 1174
-µs (c=32 / c=1) against 1235 / 2020 µs for httpx over the `httpx-aiohttp` transport and 4000 / 3167
-µs for httpx's own pool (httpcore). `upstream_transport` keeps `AiohttpPool` and the two httpx
-forwarders (`HttpxPool`) only so the benchmark can show the difference in one run. httpx stays where
-it is the better API and not on the hot path: the CLI's admin calls (`patientflow keys`) and the
-tests, whose synchronous client and mock transport aiohttp lacks.
+(`python -m bench.gateway_hop --before`, the two gateways side by side in one run, bench/README.md):
+per forwarded read the gateway costs 0.67-0.81x the CPU it did on a plain `aiohttp.ClientSession`,
+which in turn cost 780 / 1174 µs (c=32 / c=1) against 1235 / 2020 µs for httpx over the
+`httpx-aiohttp` transport and 4000 / 3167 µs for httpx's own pool (httpcore). `upstream_transport`
+keeps `AiohttpPool` and the two httpx forwarders (`HttpxPool`) only so the benchmark can show the
+difference in one run. httpx stays where it is the better API and not on the hot path: the CLI's
+admin calls (`patientflow keys`) and the tests, whose synchronous client and mock transport aiohttp
+lacks.
 
 `UpstreamResponse` is what the rest of the gateway sees, whichever pool made it: a buffered answer
 (the body read, the connection back in the pool) or, for a stream, an open body to relay and close.

@@ -1,11 +1,11 @@
 """The gateway's own HTTP/1.1 forwarder: keep-alive connections as asyncio protocols, httptools parsing.
 
 Why not aiohttp's client: per forwarded read it built a `ClientRequest`, a `ClientResponse`, a
-`CIMultiDict` each way, a `URL`, timers and trace hooks, a third or more of the gateway's CPU per
-request (`python -m bench.gateway_hop`, bench/README.md). Here a request is one bytes object written
-in one `transport.write` (head and body together, so no Nagle/delayed-ACK stall whatever the socket
-options; TCP_NODELAY is set anyway, as uvloop and uvicorn do), and the answer is parsed by the same
-llhttp parser uvicorn uses, straight into the header list and body the gateway relays.
+`CIMultiDict` each way, a `URL`, timers and trace hooks: without them the gateway spends 0.67-0.81x
+the CPU per forwarded read (`python -m bench.gateway_hop --before`, bench/README.md). Here a request
+is one bytes object written in one `transport.write` (head and body together, so no Nagle/delayed-ACK
+stall whatever the socket options; TCP_NODELAY is set anyway, as uvloop does), and the answer is
+parsed by the same llhttp parser uvicorn uses, straight into the header list and body relayed.
 
 What it keeps of aiohttp's behaviour, as `gateway.upstreams` relies on it: a pool of at most
 `pool_size` connections per service (waiting for one is bounded by the pool timeout), idle
