@@ -8,23 +8,34 @@ disturbs least. First, the gateway's own path alone: the app called in this proc
 that answers at once (no sockets), CPU per request (`--own-path-requests`, with `--profile` the
 cProfile listing of it).
 
-    python -m bench.gateway_hop --forwarders aiohttp,httpx --rounds 3
+    python -m bench.gateway_hop --forwarders wire,aiohttp --rounds 3
+    python -m bench.gateway_hop --forwarders wire --before /tmp/before-tree   # before/after, one run
+
+`--before PATH` runs a second gateway beside this one, from another tree's code (e.g. `git archive
+<commit> | tar -x -C PATH`; this tree's venv, `PYTHONPATH=PATH`, that tree's default forwarder), in
+front of the same services; each round loads straight, the before gateway and this one in turn, so
+a change to the gateway is measured before and after side by side, under the same machine load.
 """
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
+import os
 import pstats
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import uvloop
 
 from bench.common import (
@@ -41,9 +52,9 @@ from gateway.config import GatewaySettings
 from gateway.keys import hash_key
 from gateway.pools import Headers, Timeouts, UpstreamResponse
 from kit.auth import mint_internal_token
-from patientflow.supervisor import System
+from patientflow.supervisor import System, free_port
 
-FORWARDERS = ("aiohttp", "httpx-aiohttp", "httpx")
+FORWARDERS = ("wire", "aiohttp", "httpx-aiohttp", "httpx")
 
 
 def log(message: str) -> None:
@@ -104,26 +115,40 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def compare(direct: Target, gateway: Target, args: argparse.Namespace) -> dict[str, Any]:
-    """Rounds of (straight, gateway) at c=`--concurrency`, then at c=1, interleaved."""
-    for target in (direct, gateway):  # warm connections, caches and the token cache
+async def compare(direct: Target, gateways: list[Target], args: argparse.Namespace) -> dict[str, Any]:
+    """Rounds of (straight, each gateway) at c=`--concurrency`, then at c=1, interleaved; per gateway,
+    its figures beside the straight ones of the same rounds."""
+    targets = [direct, *gateways]
+    for target in targets:  # warm connections, caches and the token cache
         await load_round(target, args.concurrency, 1.0)
-    loads: dict[str, list[dict[str, Any]]] = {"direct": [], "gateway": [], "direct_c1": [], "gateway_c1": []}
+    loads: dict[str, list[dict[str, Any]]] = {}
     for round_number in range(args.rounds):
-        for key, target in (("direct", direct), ("gateway", gateway)):
-            loads[key].append(await load_round(target, args.concurrency, args.round_seconds))
-        for key, target in (("direct_c1", direct), ("gateway_c1", gateway)):
-            loads[key].append(await load_round(target, 1, args.c1_seconds))
+        for suffix, concurrency, seconds in (
+            ("", args.concurrency, args.round_seconds),
+            ("_c1", 1, args.c1_seconds),
+        ):
+            for target in targets:
+                round_ = await load_round(target, concurrency, seconds)
+                loads.setdefault(target.name + suffix, []).append(round_)
         log(f"  round {round_number + 1}/{args.rounds} done")
-    result = {key: combine(value) for key, value in loads.items()}
-    for suffix in ("", "_c1"):
-        gateway_rate, direct_rate = (
-            result[f"gateway{suffix}"]["req_per_s"],
-            result[f"direct{suffix}"]["req_per_s"],
-        )
-        result[f"ratio{suffix}"] = round(gateway_rate / direct_rate, 3)
-    result["c1_added_ms"] = round(result["gateway_c1"]["p50_ms"] - result["direct_c1"]["p50_ms"], 2)
-    return result
+    combined = {key: combine(value) for key, value in loads.items()}
+    results: dict[str, Any] = {}
+    for gateway in gateways:
+        result = {
+            "direct": combined["direct"],
+            "gateway": combined[gateway.name],
+            "direct_c1": combined["direct_c1"],
+            "gateway_c1": combined[gateway.name + "_c1"],
+        }
+        for suffix in ("", "_c1"):
+            gateway_rate, direct_rate = (
+                result[f"gateway{suffix}"]["req_per_s"],
+                result[f"direct{suffix}"]["req_per_s"],
+            )
+            result[f"ratio{suffix}"] = round(gateway_rate / direct_rate, 3)
+        result["c1_added_ms"] = round(result["gateway_c1"]["p50_ms"] - result["direct_c1"]["p50_ms"], 2)
+        results[gateway.name] = result
+    return results
 
 
 VISIT = json.dumps({"id": "v-1", "patient_id": "p-1", "kind": "outpatient", "status": "open"}).encode()
@@ -229,10 +254,54 @@ def restart_gateway(system: System, forwarder: str) -> int:
     return system.processes["gateway"].pid
 
 
-async def run(system: System, args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.contextmanager
+def before_gateway(system: System, tree: str) -> Iterator[tuple[str, int]]:
+    """A second gateway, run from `tree`'s code on its own port, data and log directory, in front of
+    the same services with the same keys and secret; its URL and process id."""
+    port = free_port()
+    data_dir = system.data_dir / "before-gateway"
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    env = (
+        os.environ
+        | system.env
+        | {
+            "PYTHONPATH": tree,
+            "PATIENTFLOW_DATA_DIR": str(data_dir),
+            "PATIENTFLOW_LOG_DIR": str(data_dir / "logs"),
+        }
+    )
+    env.pop("GATEWAY_UPSTREAM_TRANSPORT", None)  # the tree's own default forwarder
+    command = [
+        sys.executable, "-m", "patientflow.cli", "serve", "gateway", "--host", "127.0.0.1",
+        "--port", str(port), "--log-level", "warning", "--parent-pid", str(os.getpid()),
+    ]  # fmt: skip
+    with (data_dir / "console.log").open("ab") as console:
+        process = subprocess.Popen(command, env=env, cwd=data_dir, stdout=console, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway from {tree} did not start: see {data_dir / 'console.log'}")
+            time.sleep(0.2)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def run(system: System, args: argparse.Namespace, before: tuple[str, int] | None) -> dict[str, Any]:
     visit_ids = await make_visits(system.url("gateway"), system.api_keys["nurse-dev"], args.visits)
     secret = system.env["PATIENTFLOW_INTERNAL_SECRET"]
     results: dict[str, Any] = {}
+    his = {"authorization": f"Bearer {system.api_keys['his-dev']}"}
     for forwarder in args.forwarders:
         pid = restart_gateway(system, forwarder)
         log(f"GET /visits/{{id}} straight vs through the gateway ({forwarder})")
@@ -243,13 +312,13 @@ async def run(system: System, args: argparse.Namespace) -> dict[str, Any]:
             [f"{system.url('registration')}/visits/{v}" for v in visit_ids],
             {"authorization": f"Bearer {token}"},
         )
-        gateway = Target(
-            "gateway",
-            [f"{system.url('gateway')}/v1/visits/{v}" for v in visit_ids],
-            {"authorization": f"Bearer {system.api_keys['his-dev']}"},
-            pid=pid,
-        )
-        results[forwarder] = await compare(direct, gateway, args)
+        gateway_url = system.url("gateway")
+        gateways = [Target(forwarder, [f"{gateway_url}/v1/visits/{v}" for v in visit_ids], his, pid=pid)]
+        if before is not None:
+            name = f"before ({args.before}), beside {forwarder}"
+            urls = [f"{before[0]}/v1/visits/{v}" for v in visit_ids]
+            gateways.insert(0, Target(name, urls, his, pid=before[1]))
+        results |= await compare(direct, gateways, args)
     return results
 
 
@@ -302,6 +371,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--own-path-requests", type=int, default=5000, help="in-process requests")
     parser.add_argument("--profile", action="store_true", help="cProfile the in-process requests (stderr)")
     parser.add_argument("--database-url", help="PostgreSQL URL (default: SQLite files in a temp dir)")
+    parser.add_argument("--before", help="a tree whose gateway to run beside this one, round by round")
     args = parser.parse_args(argv)
     if not set(args.forwarders) <= set(FORWARDERS):
         parser.error(f"--forwarders takes {', '.join(FORWARDERS)}")
@@ -314,8 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     own_us = uvloop.run(own_path(args.own_path_requests, profile=args.profile))
     log(f"the gateway's own path: {own_us:.0f} µs CPU per request")
     log("starting the system …")
-    with running_system(args.database_url, run_tag) as system:
-        results = uvloop.run(run(system, args))
+    with running_system(args.database_url, run_tag) as system, contextlib.ExitStack() as stack:
+        before = stack.enter_context(before_gateway(system, args.before)) if args.before else None
+        results = uvloop.run(run(system, args, before))
     print(report(results, own_us, args))
     database = "postgresql" if args.database_url else "sqlite"
     payload = {

@@ -9,7 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from kit.config import ServiceSettings, service_url_setting
 
-UpstreamTransport = Literal["aiohttp", "httpx-aiohttp", "httpx"]
+UpstreamTransport = Literal["wire", "aiohttp", "httpx-aiohttp", "httpx"]
 
 
 class GatewaySettings(ServiceSettings):
@@ -49,9 +49,9 @@ class GatewaySettings(ServiceSettings):
     readiness_timeout: float = Field(default=2.0, gt=0)
     retry_after_seconds: int = Field(default=5, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1)
-    # The forwarder (gateway/pools.py): `httpx-aiohttp` and `httpx` exist only so the benchmark can show
-    # why the gateway forwards with plain `aiohttp`.
-    upstream_transport: UpstreamTransport = "aiohttp"
+    # The forwarder: `wire` (gateway/wire.py); `aiohttp`, `httpx-aiohttp` and `httpx` (gateway/pools.py)
+    # exist only so the benchmark can show why the gateway forwards with its own.
+    upstream_transport: UpstreamTransport = "wire"
 
     # --- resilience, streaming and the journey view (gateway/resilience.py, upstreams.py, journey.py) ---
     # Extra attempts for retry-safe requests (GET/HEAD, or with an Idempotency-Key), pausing with

@@ -1,14 +1,14 @@
-"""The forwarder: one long-lived connection pool per upstream, and the answer it hands back.
+"""The forwarders' common answer, and the aiohttp and httpx pools kept to compare against.
 
-The gateway forwards with a plain `aiohttp.ClientSession` per service, chosen by measurement:
-`python -m bench.gateway_hop` (GET /visits/{id} straight vs through the gateway, interleaved rounds in
-one run, bench/README.md) gave the gateway, in CPU per forwarded request at c=32 / c=1, 780 / 1174 µs
-on plain aiohttp, 1235 / 2020 µs on httpx over the `httpx-aiohttp` transport (its API layer was about
-half of the gateway's CPU), and 4000 / 3167 µs on httpx's own pool (httpcore); throughput 0.85× / 0.65×
-/ 0.22× of straight at c=32 (a loaded 2-core machine: the lead re-measures on a quiet one).
-`upstream_transport` keeps the two httpx forwarders (`HttpxPool`) only so the benchmark can show the
-difference in one run. httpx stays where it is the better API and not on the hot path: the CLI's admin
-calls (`patientflow keys`) and the tests, whose synchronous client and mock transport aiohttp lacks.
+The gateway forwards with its own HTTP/1.1 client, `gateway.wire.WirePool`, chosen by measurement
+(`python -m bench.gateway_hop --before`, the two gateways side by side in one run, bench/README.md):
+per forwarded read the gateway costs 0.67-0.81x the CPU it did on a plain `aiohttp.ClientSession`,
+which in turn cost 780 / 1174 µs (c=32 / c=1) against 1235 / 2020 µs for httpx over the
+`httpx-aiohttp` transport and 4000 / 3167 µs for httpx's own pool (httpcore). `upstream_transport`
+keeps `AiohttpPool` and the two httpx forwarders (`HttpxPool`) only so the benchmark can show the
+difference in one run. httpx stays where it is the better API and not on the hot path: the CLI's
+admin calls (`patientflow keys`) and the tests, whose synchronous client and mock transport aiohttp
+lacks.
 
 `UpstreamResponse` is what the rest of the gateway sees, whichever pool made it: a buffered answer
 (the body read, the connection back in the pool) or, for a stream, an open body to relay and close.
@@ -218,10 +218,3 @@ class HttpxPool:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-
-def open_pool(base_url: str, settings: GatewaySettings) -> Pool:
-    """The connection pool to one service, on the forwarder the settings name."""
-    if settings.upstream_transport == "aiohttp":
-        return AiohttpPool(base_url, settings)
-    return HttpxPool(base_url, settings, over_aiohttp=settings.upstream_transport == "httpx-aiohttp")

@@ -35,13 +35,15 @@ import aiohttp
 import httpx
 
 from gateway.pools import Timeouts
+from gateway.wire import ConnectFailed, ConnectTimeout, Disconnected, PoolTimeout, ReadTimeout, WireError
 
 logger = logging.getLogger("patientflow.gateway")
 T = TypeVar("T")
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
-# Everything a call through a pool (aiohttp, or httpx for the benchmark) may raise instead of answering.
-UpstreamError = (httpx.HTTPError, aiohttp.ClientError, OSError)  # OSError includes TimeoutError
+# Everything a call through a pool (the gateway's own `gateway.wire`, or aiohttp and httpx for the
+# benchmark) may raise instead of answering.
+UpstreamError = (WireError, httpx.HTTPError, aiohttp.ClientError, OSError)  # OSError includes TimeoutError
 
 
 class Failure(StrEnum):
@@ -68,15 +70,25 @@ def classify(exc: BaseException) -> Failure:
     """The failure behind an exception from an upstream call (aiohttp or httpcore underneath)."""
     root = root_cause(exc)
     # Order matters: aiohttp's timeouts are also connection errors, its connector errors OSErrors.
-    if isinstance(root, aiohttp.ConnectionTimeoutError | httpx.ConnectTimeout | httpx.PoolTimeout):
+    if isinstance(
+        root,
+        ConnectTimeout
+        | PoolTimeout
+        | aiohttp.ConnectionTimeoutError
+        | httpx.ConnectTimeout
+        | httpx.PoolTimeout,
+    ):
         return Failure.connect_timeout
-    if isinstance(root, aiohttp.ServerTimeoutError | httpx.TimeoutException | TimeoutError):
+    if isinstance(root, ReadTimeout | aiohttp.ServerTimeoutError | httpx.TimeoutException | TimeoutError):
         return Failure.read_timeout
-    if isinstance(root, aiohttp.ClientConnectorError | httpx.ConnectError | ConnectionRefusedError):
+    if isinstance(
+        root, ConnectFailed | aiohttp.ClientConnectorError | httpx.ConnectError | ConnectionRefusedError
+    ):
         return Failure.refused
     if isinstance(
         root,
-        aiohttp.ServerDisconnectedError
+        Disconnected
+        | aiohttp.ServerDisconnectedError
         | aiohttp.ClientOSError
         | aiohttp.ClientPayloadError
         | httpx.RemoteProtocolError

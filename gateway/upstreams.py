@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from gateway.config import GatewaySettings
 from gateway.errors import BadGateway, CircuitOpen, UpstreamTimeout, UpstreamUnreachable
 from gateway.metrics import count_slow_call, count_upstream_attempt, count_upstream_error
-from gateway.pools import Headers, Pool, Timeouts, UpstreamResponse, open_pool
+from gateway.pools import AiohttpPool, Headers, HttpxPool, Pool, Timeouts, UpstreamResponse
 from gateway.resilience import (
     NO_RETRY,
     CircuitBreaker,
@@ -39,10 +39,20 @@ from gateway.resilience import (
     root_cause,
     with_retries,
 )
+from gateway.wire import WirePool
 from kit.errors import PROBLEM_MEDIA_TYPE, ProblemError
 
 logger = logging.getLogger("patientflow.gateway")
 __all__ = ["Headers", "UpstreamResponse", "Upstreams"]
+
+
+def open_pool(base_url: str, settings: GatewaySettings) -> Pool:
+    """The connection pool to one service, on the forwarder the settings name (`wire` but to compare)."""
+    if settings.upstream_transport == "wire":
+        return WirePool(base_url, settings)
+    if settings.upstream_transport == "aiohttp":
+        return AiohttpPool(base_url, settings)
+    return HttpxPool(base_url, settings, over_aiohttp=settings.upstream_transport == "httpx-aiohttp")
 
 
 def failure_problem(service: str, failure: Failure) -> ProblemError:

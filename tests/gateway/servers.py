@@ -42,8 +42,8 @@ class Seen:
 class EchoUpstream:
     """A raw ASGI stand-in service: records what reached it and answers with canned behaviours.
 
-    `/queues/problem` answers a 409 problem+json, `/queues/crash` a plain-text 500,
-    `/queues/moved` a 201 with a service-local Location; as the event hub, `DELETE /owners/{name}/
+    `/queues/problem` answers a 409 problem+json, `/queues/crash` a plain-text 500, `/queues/moved` a 201
+    with a service-local Location, `/queues/nothing` a 204; as the event hub, `DELETE /owners/{name}/
     subscriptions` confirms `{"deleted": 0}` (what a revocation asks first); anything else echoes.
     """
 
@@ -72,6 +72,9 @@ class EchoUpstream:
             await _answer_raw(send, 500, b"Internal Server Error", b"text/plain")
         elif scope["method"] == "DELETE" and path.startswith("/owners/") and path.endswith("/subscriptions"):
             await _answer(send, 200, {"deleted": 0})
+        elif path == "/queues/nothing":  # a 204: no body, no Content-Length
+            await send({"type": "http.response.start", "status": 204, "headers": [(b"etag", b'"2"')]})
+            await send({"type": "http.response.body", "body": b""})
         elif path == "/queues/moved":
             await _answer(
                 send, 201, {"id": "abc"}, headers=[(b"location", b"/tickets/abc"), (b"etag", b'"1"')]

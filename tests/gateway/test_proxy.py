@@ -119,6 +119,17 @@ def test_service_local_location_gets_the_v1_prefix(client: httpx.Client, api_key
     assert response.status_code == 201
     assert response.headers["location"] == "/v1/tickets/abc"
     assert response.headers["etag"] == '"1"'
+    assert response.headers["content-length"] == str(len(response.content))
+
+
+def test_an_answer_without_a_body_is_relayed_without_one(
+    client: httpx.Client, api_keys: dict[str, str]
+) -> None:
+    response = client.get("/v1/queues/nothing", headers=bearer(api_keys["reader"]))
+    assert response.status_code == 204
+    assert response.content == b""
+    assert "content-length" not in response.headers
+    assert response.headers["etag"] == '"2"'
 
 
 def test_headers_allow_list_and_internal_token(
