@@ -161,8 +161,17 @@ def repoint_patient(session: Session, *, visit_ids: Sequence[str], source_id: st
 
 
 def latest_levels(session: Session, visit_ids: Sequence[str]) -> dict[str, str]:
-    """Each visit's level from its latest assessment (visits never assessed are absent)."""
-    return {visit_id: a.level for visit_id, a in latest_assessments(session, set(visit_ids)).items()}
+    """Each visit's level from its latest assessment (visits never assessed are absent).
+
+    Two columns, not whole assessments: every queue order reads this, for each ticket in the queue."""
+    if not visit_ids:
+        return {}
+    query = (
+        select(Assessment.visit_id, Assessment.level)
+        .where(col(Assessment.visit_id).in_(set(visit_ids)))
+        .order_by(col(Assessment.assessed_at))
+    )
+    return {visit_id: level for visit_id, level in session.exec(query).all()}  # the newest one wins
 
 
 # --- Queue actions (issue 10) ---
@@ -257,6 +266,21 @@ def lock_nearly_up(session: Session, department: str) -> None:
     Taken only just before COMMIT (no other lock after it but the outbox's), so it cannot deadlock."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(NEARLY_UP_LOCK, {"department": department})
+
+
+def anyone_untold(session: Session, department: str) -> bool:
+    """Whether a ticket waits in the queue that was never told it is nearly up (one indexed look-up)."""
+    told = exists().where(col(NearlyUpNotice.ticket_id) == col(Ticket.id))
+    query = select(Ticket.id).where(Ticket.department == department, Ticket.status == "waiting", ~told)
+    return session.exec(query.limit(1)).first() is not None
+
+
+def told_nearly_up(session: Session, ticket_ids: Sequence[str]) -> set[str]:
+    """Those of these tickets already told they are nearly up."""
+    if not ticket_ids:
+        return set()
+    query = select(NearlyUpNotice.ticket_id).where(col(NearlyUpNotice.ticket_id).in_(list(ticket_ids)))
+    return set(session.exec(query).all())
 
 
 def note_nearly_up(session: Session, *, ticket_id: str, department: str, position: int, at: datetime) -> bool:

@@ -658,10 +658,14 @@ def _live_order(
     the tickets by id.
 
     The day's calls so far are replayed first, so a ratio or a late insertion continues where it is, and
-    each skipped ticket counts the calls made since its skip.
+    each skipped ticket counts the calls made since its skip. Without a ratio, a late insertion or a
+    skipped ticket the order is the waiting tickets' alone, and the day's tickets (more with every
+    patient seen) are not read: call-next and every commit's nearly-up check run this.
     """
-    tickets = repository.tickets_of_day(session, department=department, service_date=hospital_date(now))
     waiting_tickets = repository.waiting_queue(session, department)  # earlier days' too
+    replayed = _replays_calls(queue_rules) or any(t.skipped_at for t in waiting_tickets)
+    day = hospital_date(now)
+    tickets = repository.tickets_of_day(session, department=department, service_date=day) if replayed else []
     levels = repository.latest_levels(session, [t.visit_id for t in [*tickets, *waiting_tickets]])
     state = rules.QueueState()
     called = sorted((as_utc(t.called_at), t.number, t) for t in tickets if t.called_at)
@@ -676,6 +680,11 @@ def _live_order(
         head = rules.next_in_queue(waiting, rules=queue_rules, now=now, state=state)
         return ([head] if head else []), by_id
     return rules.order_queue(waiting, rules=queue_rules, now=now, state=state), by_id
+
+
+def _replays_calls(queue_rules: rules.QueueRules) -> bool:
+    """Whether the rules keep count of earlier calls (`rules.QueueState`: a ratio, a late insertion)."""
+    return queue_rules.normal_per_priority is not None or queue_rules.late_every is not None
 
 
 def _calls_since(ticket: Ticket, call_times: list[datetime]) -> int:
