@@ -178,7 +178,7 @@ def announce_nearly_up(
         if not repository.anyone_untold(session, department):
             continue
         rules = service.rules_for(session, department=department, settings=settings)
-        front = service.queue_order(session, department=department, queue_rules=rules).order[:within]
+        front = service.queue_order(session, department=department, queue_rules=rules, front=within).order
         already = repository.told_nearly_up(session, [entry.ticket_id for entry in front])
         for entry in (e for e in front if e.ticket_id not in already):
             noted = repository.note_nearly_up(

@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from sqlalchemy import exists, func, text
+from sqlalchemy import bindparam, exists, func, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, or_, select, update
@@ -268,19 +268,31 @@ def lock_nearly_up(session: Session, department: str) -> None:
         session.execute(NEARLY_UP_LOCK, {"department": department})
 
 
+# Built once: they run at the commit of every change to a queue (positions.announce_nearly_up).
+_ANYONE_UNTOLD = (
+    select(Ticket.id)
+    .where(
+        Ticket.department == bindparam("department"),
+        Ticket.status == "waiting",
+        ~exists().where(col(NearlyUpNotice.ticket_id) == col(Ticket.id)),
+    )
+    .limit(1)
+)
+_TOLD_NEARLY_UP = select(NearlyUpNotice.ticket_id).where(
+    col(NearlyUpNotice.ticket_id).in_(bindparam("ticket_ids", expanding=True))
+)
+
+
 def anyone_untold(session: Session, department: str) -> bool:
     """Whether a ticket waits in the queue that was never told it is nearly up (one indexed look-up)."""
-    told = exists().where(col(NearlyUpNotice.ticket_id) == col(Ticket.id))
-    query = select(Ticket.id).where(Ticket.department == department, Ticket.status == "waiting", ~told)
-    return session.exec(query.limit(1)).first() is not None
+    return session.execute(_ANYONE_UNTOLD, {"department": department}).first() is not None
 
 
 def told_nearly_up(session: Session, ticket_ids: Sequence[str]) -> set[str]:
     """Those of these tickets already told they are nearly up."""
     if not ticket_ids:
         return set()
-    query = select(NearlyUpNotice.ticket_id).where(col(NearlyUpNotice.ticket_id).in_(list(ticket_ids)))
-    return set(session.exec(query).all())
+    return set(session.execute(_TOLD_NEARLY_UP, {"ticket_ids": list(ticket_ids)}).scalars())
 
 
 def note_nearly_up(session: Session, *, ticket_id: str, department: str, position: int, at: datetime) -> bool:

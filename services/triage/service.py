@@ -653,9 +653,10 @@ def _live_order(
     queue_rules: rules.QueueRules,
     now: datetime,
     head_only: bool = False,
+    front: int | None = None,
 ) -> tuple[list[rules.Placed], dict[str, Ticket]]:
-    """The waiting tickets as `queue_rules` order them at `now` (only the first when `head_only`), and
-    the tickets by id.
+    """The waiting tickets as `queue_rules` order them at `now` (only the first when `head_only`, the
+    first `front` if given), and the tickets by id.
 
     The day's calls so far are replayed first, so a ratio or a late insertion continues where it is, and
     each skipped ticket counts the calls made since its skip. Without a ratio, a late insertion or a
@@ -679,7 +680,7 @@ def _live_order(
     if head_only:
         head = rules.next_in_queue(waiting, rules=queue_rules, now=now, state=state)
         return ([head] if head else []), by_id
-    return rules.order_queue(waiting, rules=queue_rules, now=now, state=state), by_id
+    return rules.order_queue(waiting, rules=queue_rules, now=now, state=state, limit=front), by_id
 
 
 def _replays_calls(queue_rules: rules.QueueRules) -> bool:
@@ -702,10 +703,14 @@ def ordered_waiting(session: Session, *, department: str, settings: TriageSettin
     return [by_id[p.ticket.key] for p in placed]
 
 
-def queue_order(session: Session, *, department: str, queue_rules: rules.QueueRules) -> QueueOrder:
+def queue_order(
+    session: Session, *, department: str, queue_rules: rules.QueueRules, front: int | None = None
+) -> QueueOrder:
     """The waiting tickets in the order `queue_rules` (the queue's: `rules_for`) call them, each with its
-    reason: call-next takes the first."""
-    placed, by_id = _live_order(session, department=department, queue_rules=queue_rules, now=utcnow())
+    reason: call-next takes the first. `front`: only that many first places (the nearly-up check)."""
+    placed, by_id = _live_order(
+        session, department=department, queue_rules=queue_rules, now=utcnow(), front=front
+    )
     return QueueOrder(
         department=department,
         rules=queue_rules,
