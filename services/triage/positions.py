@@ -172,9 +172,15 @@ def announce_nearly_up(
     now = utcnow()
     for department in sorted(set(departments)):  # one lock order, so two queues' writers never deadlock
         repository.lock_nearly_up(session, department)
+        # Under the lock, so a concurrent change's check sees this one's as before. When everyone
+        # waiting was told, whatever the order nobody new is in front: no order to compute (a call
+        # emptying a short queue, a finish, a recall).
+        if not repository.anyone_untold(session, department):
+            continue
         rules = service.rules_for(session, department=department, settings=settings)
-        front = service.queue_order(session, department=department, queue_rules=rules).order[:within]
-        for entry in front:
+        front = service.queue_order(session, department=department, queue_rules=rules, front=within).order
+        already = repository.told_nearly_up(session, [entry.ticket_id for entry in front])
+        for entry in (e for e in front if e.ticket_id not in already):
             noted = repository.note_nearly_up(
                 session, ticket_id=entry.ticket_id, department=department, position=entry.position, at=now
             )

@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from sqlalchemy import exists, func, text
+from sqlalchemy import bindparam, exists, func, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, or_, select, update
@@ -161,8 +161,17 @@ def repoint_patient(session: Session, *, visit_ids: Sequence[str], source_id: st
 
 
 def latest_levels(session: Session, visit_ids: Sequence[str]) -> dict[str, str]:
-    """Each visit's level from its latest assessment (visits never assessed are absent)."""
-    return {visit_id: a.level for visit_id, a in latest_assessments(session, set(visit_ids)).items()}
+    """Each visit's level from its latest assessment (visits never assessed are absent).
+
+    Two columns, not whole assessments: every queue order reads this, for each ticket in the queue."""
+    if not visit_ids:
+        return {}
+    query = (
+        select(Assessment.visit_id, Assessment.level)
+        .where(col(Assessment.visit_id).in_(set(visit_ids)))
+        .order_by(col(Assessment.assessed_at))
+    )
+    return {visit_id: level for visit_id, level in session.exec(query).all()}  # the newest one wins
 
 
 # --- Queue actions (issue 10) ---
@@ -257,6 +266,33 @@ def lock_nearly_up(session: Session, department: str) -> None:
     Taken only just before COMMIT (no other lock after it but the outbox's), so it cannot deadlock."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(NEARLY_UP_LOCK, {"department": department})
+
+
+# Built once: they run at the commit of every change to a queue (positions.announce_nearly_up).
+_ANYONE_UNTOLD = (
+    select(Ticket.id)
+    .where(
+        Ticket.department == bindparam("department"),
+        Ticket.status == "waiting",
+        ~exists().where(col(NearlyUpNotice.ticket_id) == col(Ticket.id)),
+    )
+    .limit(1)
+)
+_TOLD_NEARLY_UP = select(NearlyUpNotice.ticket_id).where(
+    col(NearlyUpNotice.ticket_id).in_(bindparam("ticket_ids", expanding=True))
+)
+
+
+def anyone_untold(session: Session, department: str) -> bool:
+    """Whether a ticket waits in the queue that was never told it is nearly up (one indexed look-up)."""
+    return session.execute(_ANYONE_UNTOLD, {"department": department}).first() is not None
+
+
+def told_nearly_up(session: Session, ticket_ids: Sequence[str]) -> set[str]:
+    """Those of these tickets already told they are nearly up."""
+    if not ticket_ids:
+        return set()
+    return set(session.execute(_TOLD_NEARLY_UP, {"ticket_ids": list(ticket_ids)}).scalars())
 
 
 def note_nearly_up(session: Session, *, ticket_id: str, department: str, position: int, at: datetime) -> bool:

@@ -331,9 +331,15 @@ def _pick_green(pool: list[Waiting], rules: QueueRules) -> Waiting | None:
 
 
 def order_queue(
-    waiting: Sequence[Waiting], *, rules: QueueRules, now: datetime, state: QueueState | None = None
+    waiting: Sequence[Waiting],
+    *,
+    rules: QueueRules,
+    now: datetime,
+    state: QueueState | None = None,
+    limit: int | None = None,
 ) -> list[Placed]:
-    """The waiting tickets in the order they would be called now, each with the reason for its place.
+    """The waiting tickets in the order they would be called now, each with the reason for its place
+    (only the first `limit` places: each is projected from those before it alone, none from after).
 
     Tiers, in order: the green channel (level I before II); whoever has waited past the ageing bound,
     oldest first; then the priority tier (legal priority by rank, and `priority_levels`) before the
@@ -344,7 +350,7 @@ def order_queue(
     state = state or QueueState()
     pool = list(waiting)
     placed: list[Placed] = []
-    while pool:
+    while pool and (limit is None or len(placed) < limit):
         ticket, why = _next(pool, rules=rules, now=now, state=state)
         pool.remove(ticket)
         placed.append(Placed(position=len(placed) + 1, ticket=ticket, reason=why))

@@ -653,15 +653,20 @@ def _live_order(
     queue_rules: rules.QueueRules,
     now: datetime,
     head_only: bool = False,
+    front: int | None = None,
 ) -> tuple[list[rules.Placed], dict[str, Ticket]]:
-    """The waiting tickets as `queue_rules` order them at `now` (only the first when `head_only`), and
-    the tickets by id.
+    """The waiting tickets as `queue_rules` order them at `now` (only the first when `head_only`, the
+    first `front` if given), and the tickets by id.
 
     The day's calls so far are replayed first, so a ratio or a late insertion continues where it is, and
-    each skipped ticket counts the calls made since its skip.
+    each skipped ticket counts the calls made since its skip. Without a ratio, a late insertion or a
+    skipped ticket the order is the waiting tickets' alone, and the day's tickets (more with every
+    patient seen) are not read: call-next and every commit's nearly-up check run this.
     """
-    tickets = repository.tickets_of_day(session, department=department, service_date=hospital_date(now))
     waiting_tickets = repository.waiting_queue(session, department)  # earlier days' too
+    replayed = _replays_calls(queue_rules) or any(t.skipped_at for t in waiting_tickets)
+    day = hospital_date(now)
+    tickets = repository.tickets_of_day(session, department=department, service_date=day) if replayed else []
     levels = repository.latest_levels(session, [t.visit_id for t in [*tickets, *waiting_tickets]])
     state = rules.QueueState()
     called = sorted((as_utc(t.called_at), t.number, t) for t in tickets if t.called_at)
@@ -675,7 +680,12 @@ def _live_order(
     if head_only:
         head = rules.next_in_queue(waiting, rules=queue_rules, now=now, state=state)
         return ([head] if head else []), by_id
-    return rules.order_queue(waiting, rules=queue_rules, now=now, state=state), by_id
+    return rules.order_queue(waiting, rules=queue_rules, now=now, state=state, limit=front), by_id
+
+
+def _replays_calls(queue_rules: rules.QueueRules) -> bool:
+    """Whether the rules keep count of earlier calls (`rules.QueueState`: a ratio, a late insertion)."""
+    return queue_rules.normal_per_priority is not None or queue_rules.late_every is not None
 
 
 def _calls_since(ticket: Ticket, call_times: list[datetime]) -> int:
@@ -693,10 +703,14 @@ def ordered_waiting(session: Session, *, department: str, settings: TriageSettin
     return [by_id[p.ticket.key] for p in placed]
 
 
-def queue_order(session: Session, *, department: str, queue_rules: rules.QueueRules) -> QueueOrder:
+def queue_order(
+    session: Session, *, department: str, queue_rules: rules.QueueRules, front: int | None = None
+) -> QueueOrder:
     """The waiting tickets in the order `queue_rules` (the queue's: `rules_for`) call them, each with its
-    reason: call-next takes the first."""
-    placed, by_id = _live_order(session, department=department, queue_rules=queue_rules, now=utcnow())
+    reason: call-next takes the first. `front`: only that many first places (the nearly-up check)."""
+    placed, by_id = _live_order(
+        session, department=department, queue_rules=queue_rules, now=utcnow(), front=front
+    )
     return QueueOrder(
         department=department,
         rules=queue_rules,

@@ -5,8 +5,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
 from kit.testing import feed_headers, internal_headers
+from services.triage import service
+from services.triage.rules import QueueRules
+from services.triage.schemas import QueueOrder
 from tests.triage.conftest import FrozenClock
 from tests.triage.factories import assess, call_next, open_visit, take_ticket
 from tests.triage.test_concurrency import CALLERS, run_together
@@ -171,3 +175,27 @@ def test_stations_calling_at_once_tell_every_ticket_that_reaches_the_front_exact
         ).json()["events"]
     told = [e["data"]["ticket_id"] for e in events]
     assert sorted(told) == sorted(tickets[: CALLERS * 3 + 3])
+
+
+def test_a_change_that_brings_nobody_new_to_the_front_tells_nobody_and_orders_nothing(
+    client: TestClient, registration: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once everyone waiting was told, a call, a finish or an assessment of a visit in no queue tells
+    nobody, and the check at commit computes no queue order for it; the next arrival is told."""
+    orders: list[str] = []
+    queue_order = service.queue_order
+
+    def counted(
+        session: Session, *, department: str, queue_rules: QueueRules, front: int | None = None
+    ) -> QueueOrder:
+        orders.append(department)
+        return queue_order(session, department=department, queue_rules=queue_rules, front=front)
+
+    monkeypatch.setattr(service, "queue_order", counted)
+    a, b = (queued(client, registration) for _ in range(2))
+    assert told(client) == [a["id"], b["id"]] and orders == ["internal", "internal"]
+    assert client.post(f"/tickets/{call_next(client)['id']}/finish").status_code == 200
+    assess(client, open_visit(registration)["id"], "IV")
+    assert told(client) == [a["id"], b["id"]] and len(orders) == 2
+    c = queued(client, registration)
+    assert told(client) == [a["id"], b["id"], c["id"]] and len(orders) == 3

@@ -1,11 +1,15 @@
 """One ordering: call-next, the queue, the board and `GET …/order` follow the rule engine, with the queue's
 rules, service classes, skip recall interval and cap per station set in its settings."""
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
 
+from kit.database import Database
+from services.triage import service
+from services.triage.schemas import RegistrationVisit, TicketCreate
 from tests.triage.conftest import FrozenClock
 from tests.triage.factories import assess, call_next, open_visit, take_ticket
 from tests.triage.test_board import board_headers
@@ -246,3 +250,32 @@ def test_a_skipped_ticket_is_back_after_m_minutes_when_fewer_calls_came(
     [event] = ticket_events(client, "ticket.skipped")
     assert event["data"]["recall_at"] == "2026-11-27T00:07:00+00:00"
     assert call_next(client)["id"] == a["id"]
+
+
+def test_a_late_insertion_counts_the_on_time_calls_made_earlier_in_the_day(
+    client: TestClient, registration: httpx.Client, clock: FrozenClock
+) -> None:
+    """`late_every` counts on-time calls across the day: the two already made put the late booked patient
+    ahead of a walk-in who came before them (the order replays the day only for rules like this one)."""
+    configure(client, rules={"appointments": "booked-time", "late_every": 2})
+    for _ in range(2):
+        queued(client, registration)
+        clock.advance(minutes=1)
+        call_next(client)
+    walk_in = queued(client, registration)
+    clock.advance(minutes=1)
+    visit = open_visit(registration)
+    database: Database = client.app.state.database  # type: ignore[attr-defined]
+    with database.session() as session:  # checked in 30 minutes after the slot: late
+        late = service.enqueue(
+            session,
+            visit=RegistrationVisit(id=visit["id"], patient_id=visit["patient_id"]),
+            masked_name="张*",
+            department="internal",
+            data=TicketCreate(visit_id=visit["id"]),
+            appointment_at=clock.now - timedelta(minutes=30),
+        )
+    called = call_next(client)
+    assert called["id"] == late.id, called["reason"]
+    assert called["reason"].endswith("late, inserted after 2 on-time patients")
+    assert call_next(client)["id"] == walk_in["id"]

@@ -172,6 +172,9 @@ def test_a_level_one_is_always_next(
     # Call-next takes `next_in_queue`; the order route shows `order_queue`: the same first, same reason.
     head = next_in_queue(queue, rules=rules, now=at(400), state=state)
     assert head is not None and (head.ticket, head.reason) == (placed[0].ticket, placed[0].reason)
+    # The nearly-up check projects only the front: the same first places, for the same reasons.
+    for limit in (1, 3):
+        assert order_queue(queue, rules=rules, now=at(400), state=state, limit=limit) == placed[:limit]
 
 
 def test_no_configuration_takes_level_one_out_of_the_green_channel() -> None:
