@@ -6,10 +6,12 @@ preliminary critical report, an unverified or withheld one, or (where the hospit
 one can never slip out through a path that checked its own way. Pure: no I/O, unit-tested as such.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from kit.auth import Caller
+from kit.auth import Caller, CallerDep
+from services.results.errors import StaffOnly
 from services.results.models import LabOrder, Report
 from services.results.schemas import FINAL_STATUSES, ReportStatus
 
@@ -73,3 +75,14 @@ def patient_facing(caller: Caller) -> bool:
 def policy_for(caller: Caller, *, require_payment: bool) -> ReleasePolicy | None:
     """The release policy a lookup applies for this caller; None for staff, who see every report."""
     return ReleasePolicy(require_payment) if patient_facing(caller) else None
+
+
+def staff_only(detail: str) -> Callable[[Caller], Awaitable[None]]:
+    """A route dependency that refuses patient-facing callers (403 `staff-only`, `detail` saying why),
+    token or not. `async` though it awaits nothing: a plain `def` would cost a worker-thread hop."""
+
+    async def refuse_patient_facing(caller: CallerDep) -> None:
+        if patient_facing(caller):
+            raise StaffOnly(detail)
+
+    return refuse_patient_facing

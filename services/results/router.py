@@ -32,6 +32,7 @@ from services.results import (
     lifecycle,
     printing,
     recognition,
+    release,
     repository,
     service,
     turnaround,
@@ -60,7 +61,7 @@ from services.results.errors import (
     VisitNotFound,
 )
 from services.results.models import IdempotencyRecord
-from services.results.release import ReleasePolicy, patient_facing, policy_for
+from services.results.release import ReleasePolicy, policy_for
 from services.results.renderings import Renderer
 from services.results.schemas import (
     BillingCredit,
@@ -124,12 +125,13 @@ def app_renderer(request: Request) -> Renderer:
 RendererDep = Annotated[Renderer, Depends(app_renderer)]
 
 
-def lis_client(caller: CallerDep) -> None:
+# `async` (here and below) though they await nothing: a plain `def` dependency costs a worker-thread hop.
+async def lis_client(caller: CallerDep) -> None:
     """Refuse any client but a LIS/PACS before its body is read (403 before a 422)."""
     lifecycle.require_lis_client(caller)
 
 
-def release_policy(caller: CallerDep, settings: SettingsDep) -> ReleasePolicy | None:
+async def release_policy(caller: CallerDep, settings: SettingsDep) -> ReleasePolicy | None:
     """The release rule a lookup applies: for a patient-facing caller (app, kiosk, phone), or none."""
     return policy_for(caller, require_payment=settings.release_requires_payment)
 
@@ -720,10 +722,8 @@ def read_print_pdf(
 # --- mutual recognition (互认, recognition.py) ---
 
 
-def staff_only(caller: CallerDep) -> None:
-    """A patient-facing client (app, kiosk, phone) never reaches these: they are for ordering doctors."""
-    if patient_facing(caller):
-        raise StaffOnly("This is for staff ordering tests, not patient-facing clients.")
+# A patient-facing client (app, kiosk, phone) never reaches these: they are for ordering doctors.
+staff_only = release.staff_only("This is for staff ordering tests, not patient-facing clients.")
 
 
 @router.get(

@@ -6,23 +6,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from kit.auth import CallerDep, require_scope
+from kit.auth import require_scope
 from kit.clock import hospital_date, utcnow
 from kit.config import app_settings
 from kit.database import SessionDep
 from kit.errors import problem_responses
 from kit.params import page_size
-from services.results import service, turnaround
+from services.results import release, service, turnaround
 from services.results.config import ResultsSettings
 from services.results.errors import BadPeriod, OrderAwaitingPayment, OrderNotFound, StaffOnly
-from services.results.release import patient_facing
 from services.results.schemas import OrderPublic, OverdueOrderPublic, Priority, TurnaroundFigures
 
-
-def staff_only(caller: CallerDep) -> None:
-    """Lab and ward figures: never for a patient-facing caller (app, kiosk, phone), token or not."""
-    if patient_facing(caller):
-        raise StaffOnly("Turnaround figures and the overdue list are for staff.")
+# Lab and ward figures: never for a patient-facing caller (app, kiosk, phone).
+staff_only = release.staff_only("Turnaround figures and the overdue list are for staff.")
 
 
 router = APIRouter(tags=["turnaround"])
