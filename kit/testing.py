@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
@@ -35,6 +36,10 @@ T = TypeVar("T")
 
 
 STARTUP_DEADLINE_SECONDS = 30.0
+HTTP_TIMEOUT_SECONDS = 60.0
+"""How long a test's own HTTP client waits for an answer: a guard against a hang, not a deadline. On a
+loaded shared host one request can stall for seconds (httpx's default 5 s once failed CI on a ticket that
+took 5.8 s), and no test asserts a wall-clock time."""
 
 
 def eventually(
@@ -179,6 +184,13 @@ def internal_headers(
     held = TEST_SCOPES if scopes is None else scopes
     token = mint_internal_token(TEST_SECRET, subject, held, audience=audience, patient=patient, kind=kind)
     return {"authorization": f"Bearer {token}"}
+
+
+def http_client(base_url: str, *, audience: str) -> httpx.Client:
+    """A real HTTP client of a served service `audience`, calling as the gateway would (every scope),
+    waiting `HTTP_TIMEOUT_SECONDS` for each answer."""
+    headers = internal_headers(audience=audience)
+    return httpx.Client(base_url=base_url, headers=headers, timeout=HTTP_TIMEOUT_SECONDS)
 
 
 def feed_headers(audience: str) -> dict[str, str]:

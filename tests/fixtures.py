@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kit.testing import internal_headers, make_test_settings, serve, wipe
+from kit.testing import HTTP_TIMEOUT_SECONDS, internal_headers, make_test_settings, serve, wipe
 from services.registration.app import create_app as create_registration_app
 from services.registration.config import RegistrationSettings
 from services.registration.models import RegistrationTable
@@ -40,5 +40,5 @@ def registration(
     settings = registration_settings
     wipe(settings.resolved_database_url, settings.resolved_schema, RegistrationTable.metadata)
     headers = internal_headers(audience="registration")
-    with httpx.Client(base_url=registration_url, headers=headers, timeout=10) as client:
+    with httpx.Client(base_url=registration_url, headers=headers, timeout=HTTP_TIMEOUT_SECONDS) as client:
         yield client

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from kit.auth import mint_internal_token
+from kit.testing import HTTP_TIMEOUT_SECONDS
 from tests.e2e.clients import Gateway, assert_problem, eventually, ok, register_patient
 from tests.events.sse import sse_messages
 from tests.fuzz import BAD_INTEGERS, assert_bad_parameter, assert_client_error, header_values
@@ -85,7 +86,7 @@ def test_any_bytes_in_credentials_are_a_problem_at_the_gateway(gateway: Gateway)
 
 def test_any_bytes_in_internal_credentials_are_a_401_at_every_service(gateway: Gateway) -> None:
     for service in SERVICES:
-        with httpx.Client(base_url=gateway.system.url(service), timeout=10) as client:
+        with httpx.Client(base_url=gateway.system.url(service), timeout=HTTP_TIMEOUT_SECONDS) as client:
             for value in header_values(count=20):
                 response = client.get("/events", headers=[(b"authorization", value)])
                 assert_client_error(response, (service, value))
@@ -116,7 +117,7 @@ def test_every_services_own_feed_refuses_bad_cursors_with_a_problem(gateway: Gat
     for service in SERVICES:
         path = "/log" if service == "events" else "/events"
         token = mint_internal_token(secret, "service:e2e", {"events:read"}, audience=service)
-        with httpx.Client(base_url=gateway.system.url(service), timeout=10) as client:
+        with httpx.Client(base_url=gateway.system.url(service), timeout=HTTP_TIMEOUT_SECONDS) as client:
             for name in ("after", "limit"):
                 for value in BAD_INTEGERS:
                     response = client.get(

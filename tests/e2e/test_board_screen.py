@@ -16,6 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from kit.testing import HTTP_TIMEOUT_SECONDS
 from tests.e2e.clients import Gateway, assert_problem, ok, queued_visit, unique_department
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; `./run test` installs it
@@ -185,7 +186,7 @@ def test_a_screen_rides_out_a_gateway_restart_on_its_cookie(gateway: Gateway, br
 def fresh_client(gateway: Gateway, key: str | None = None) -> httpx.Client:
     """A client of its own, with `key` (if any), for cookies a test means to hold."""
     headers = {"authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=gateway.system.url("gateway"), headers=headers, timeout=10)
+    return httpx.Client(base_url=gateway.system.url("gateway"), headers=headers, timeout=HTTP_TIMEOUT_SECONDS)
 
 
 def board_session(gateway: Gateway, key: str) -> httpx.Client:

@@ -9,6 +9,7 @@ import httpx
 
 from gateway.patients import mint_patient_token
 from kit.auth import mint_internal_token
+from kit.testing import HTTP_TIMEOUT_SECONDS
 from tests.e2e.clients import Gateway, assert_problem, ok
 from tests.e2e.test_patient_tokens import patient_with_report
 from tests.fuzz import assert_client_error
@@ -66,7 +67,7 @@ def test_a_service_refuses_a_token_for_another_service_or_without_the_scope(gate
     report = patient_with_report(gateway)["report"]
 
     def read_report(token: str) -> httpx.Response:
-        with httpx.Client(base_url=system.url("results"), timeout=10) as results:
+        with httpx.Client(base_url=system.url("results"), timeout=HTTP_TIMEOUT_SECONDS) as results:
             return results.get(f"/reports/{report}", headers={"authorization": f"Bearer {token}"})
 
     for_billing = mint_internal_token(secret, "his-dev", {"results:read"}, audience="billing")

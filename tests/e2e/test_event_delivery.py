@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 
 import tests.e2e.test_journeys as journeys
 from kit.auth import mint_internal_token
+from kit.testing import HTTP_TIMEOUT_SECONDS
 from patientflow.supervisor import System
 from services.events.service import SOURCES
 from tests.e2e.clients import Gateway, eventually, ok
@@ -29,7 +30,9 @@ def service_client(system: System, name: str) -> httpx.Client:
     token = mint_internal_token(
         system.env["PATIENTFLOW_INTERNAL_SECRET"], "service:e2e", scopes, audience=name
     )
-    return httpx.Client(base_url=system.url(name), headers={"authorization": f"Bearer {token}"}, timeout=10)
+    return httpx.Client(
+        base_url=system.url(name), headers={"authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT_SECONDS
+    )
 
 
 def read_feed(client: httpx.Client, path: str, after: int = 0) -> tuple[list[Event], int]:

@@ -9,6 +9,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from kit.requestid import is_safe_request_id
+from kit.testing import HTTP_TIMEOUT_SECONDS
 from patientflow.supervisor import System
 from tests.e2e.clients import Gateway, assert_problem, eventually, ok, random_id_number
 
@@ -104,7 +105,7 @@ def test_services_expose_open_metrics_with_request_counts_feed_lag_and_outbox(
     system: System, gateway: Gateway
 ) -> None:
     gateway.his.get(f"/v1/visits/{uuid.uuid4()}")  # a 404 through to registration
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=HTTP_TIMEOUT_SECONDS) as client:
         registration = scrape(client.get(f"{system.url('registration')}/metrics"))
         labels = {"service": "registration", "route": "/visits/{visit_id}", "method": "GET", "status": "404"}
         assert (value(registration, "patientflow_http_requests_total", **labels) or 0) >= 1

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import GatewaySettings
-from kit.testing import serve
+from kit.testing import HTTP_TIMEOUT_SECONDS, serve
 from patientflow.supervisor import System, free_port
 from tests.e2e.clients import Gateway, assert_problem, eventually, ok, register_patient, unique_department
 from tests.gateway.servers import SlowUpstream
@@ -193,7 +193,7 @@ def test_slow_service_is_504_and_its_circuit_opens(system: System, gateway: Gate
     ):
         keys = {name.removesuffix("-dev"): key for name, key in system.api_keys.items()}
         with httpx.Client(
-            base_url=url, headers={"authorization": f"Bearer {keys['his']}"}, timeout=10
+            base_url=url, headers={"authorization": f"Bearer {keys['his']}"}, timeout=HTTP_TIMEOUT_SECONDS
         ) as his:
             for _ in range(3):
                 body = assert_problem(his.get("/v1/tests"), 504)

@@ -5,6 +5,7 @@ import uuid
 import httpx
 
 from kit.auth import mint_internal_token
+from kit.testing import HTTP_TIMEOUT_SECONDS
 from patientflow.supervisor import System
 from tests.e2e.clients import Gateway, assert_problem, eventually, ok, register_patient
 from tests.events.receiver import WebhookReceiver, served_receiver
@@ -22,7 +23,11 @@ def test_a_revoked_client_gets_no_more_webhooks(
     name = f"revoked-{uuid.uuid4().hex[:8]}"
     body = {"name": name, "kind": "his", "scopes": SCOPES}
     key = ok(gateway.admin.post("/v1/admin/clients", json=body), 201)["key"]
-    with httpx.Client(base_url=system.url("gateway"), headers={"authorization": f"Bearer {key}"}) as client:
+    with httpx.Client(
+        base_url=system.url("gateway"),
+        headers={"authorization": f"Bearer {key}"},
+        timeout=HTTP_TIMEOUT_SECONDS,
+    ) as client:
         hook = {"url": receiver.url, "event_types": ["patient.registered"]}
         subscription = ok(client.post("/v1/subscriptions", json=hook), 201)
         receiver.secret = subscription["secret"]
@@ -52,6 +57,10 @@ def test_a_revoked_client_gets_no_more_webhooks(
     token = mint_internal_token(
         system.env["PATIENTFLOW_INTERNAL_SECRET"], name, {"events:subscribe"}, audience="events"
     )
-    with httpx.Client(base_url=system.url("events"), headers={"authorization": f"Bearer {token}"}) as hub:
+    with httpx.Client(
+        base_url=system.url("events"),
+        headers={"authorization": f"Bearer {token}"},
+        timeout=HTTP_TIMEOUT_SECONDS,
+    ) as hub:
         assert hub.get(f"/subscriptions/{subscription['id']}").status_code == 404
         assert ok(hub.get("/subscriptions")) == []

@@ -14,7 +14,15 @@ import pytest
 
 from kit.database import Database
 from kit.migrations import upgrade
-from kit.testing import FakeFeed, internal_headers, make_test_settings, serve, served_feed, wipe
+from kit.testing import (
+    HTTP_TIMEOUT_SECONDS,
+    FakeFeed,
+    internal_headers,
+    make_test_settings,
+    serve,
+    served_feed,
+    wipe,
+)
 from services.events.app import create_app
 from services.events.config import EventsSettings
 from services.events.models import EventsTable
@@ -79,7 +87,9 @@ def start_hub(hub_data_dir: Path, feeds: dict[str, FakeFeed]) -> HubStarter:
         with (
             serve(create_app(settings)) as url,
             httpx.Client(
-                base_url=url, headers=internal_headers("service:test", audience="events"), timeout=10
+                base_url=url,
+                headers=internal_headers("service:test", audience="events"),
+                timeout=HTTP_TIMEOUT_SECONDS,
             ) as client,
         ):
             yield client

@@ -8,7 +8,7 @@ import httpx
 
 from kit.auth import mint_internal_token
 from kit.clock import utcnow
-from kit.testing import TEST_SECRET, FakeFeed
+from kit.testing import HTTP_TIMEOUT_SECONDS, TEST_SECRET, FakeFeed
 from tests.e2e.clients import eventually
 
 
@@ -74,4 +74,6 @@ def logged_ids(client: httpx.Client, count: int) -> list[str]:
 def as_caller(hub: httpx.Client, subject: str, scopes: set[str], patient: str | None = None) -> httpx.Client:
     """A client on the same hub with another caller's credentials (as the gateway would mint them)."""
     token = mint_internal_token(TEST_SECRET, subject, scopes, audience="events", patient=patient)
-    return httpx.Client(base_url=hub.base_url, headers={"authorization": f"Bearer {token}"}, timeout=10)
+    return httpx.Client(
+        base_url=hub.base_url, headers={"authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT_SECONDS
+    )

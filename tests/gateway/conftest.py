@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from gateway.app import create_app as create_gateway
 from gateway.routes import ADMIN_SCOPE, SCOPES
-from kit.testing import database_url_under_test, make_test_settings, serve, wipe
+from kit.testing import HTTP_TIMEOUT_SECONDS, database_url_under_test, make_test_settings, serve, wipe
 from services.registration.app import create_app as create_registration
 from services.registration.config import RegistrationSettings
 from services.registration.models import RegistrationTable
@@ -104,5 +104,5 @@ def gateway_url(keys_file: Path, registration_url: str, echo_url: str, slow_url:
 def client(gateway_url: str, echo: EchoUpstream) -> Iterator[httpx.Client]:
     """An anonymous client of the shared gateway. Its timeout turns a hang into a failure."""
     echo.seen.clear()
-    with httpx.Client(base_url=gateway_url, timeout=5) as client:
+    with httpx.Client(base_url=gateway_url, timeout=HTTP_TIMEOUT_SECONDS) as client:
         yield client

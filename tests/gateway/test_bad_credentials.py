@@ -12,7 +12,7 @@ from gateway.app import create_app as create_gateway
 from gateway.patients import TOKEN_PURPOSE as PATIENT_TOKEN_PURPOSE
 from gateway.signed import sign
 from kit.auth import mint_internal_token
-from kit.testing import TEST_SECRET, serve
+from kit.testing import HTTP_TIMEOUT_SECONDS, TEST_SECRET, serve
 from tests.fuzz import BAD_PAYLOADS, assert_client_error, b64, header_values
 from tests.gateway.factories import bearer, gateway_settings, write_keys_file
 
@@ -38,7 +38,7 @@ def test_any_bytes_in_the_api_key_headers_are_a_401_problem(client: httpx.Client
 def test_a_gateway_token_minted_for_registration_is_refused_by_it(registration_url: str) -> None:
     """Straight at the service, as an attacker inside the network: any bytes, and another audience."""
     other = mint_internal_token(TEST_SECRET, "his-dev", {"registration:read"}, audience="results")
-    with httpx.Client(base_url=registration_url, timeout=5) as registration:
+    with httpx.Client(base_url=registration_url, timeout=HTTP_TIMEOUT_SECONDS) as registration:
         for value in [*header_values(), f"Bearer {other}".encode()]:
             response = registration.get("/patients/some-id", headers=[(b"authorization", value)])
             assert_client_error(response, value)
@@ -58,7 +58,10 @@ def app_gateway(
         tmp_path_factory.mktemp("app-keys") / "keys.json", {"app": (key, ["registration:read"])}, kind="app"
     )
     settings = gateway_settings(keys_file, registration_url=registration_url, triage_url=echo_url)
-    with serve(create_gateway(settings)) as url, httpx.Client(base_url=url, timeout=5) as client:
+    with (
+        serve(create_gateway(settings)) as url,
+        httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as client,
+    ):
         yield client, key
 
 

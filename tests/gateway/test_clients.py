@@ -20,7 +20,7 @@ from gateway.config import GatewaySettings
 from gateway.models import ApiClientRow
 from kit.auth import verify_internal_token
 from kit.clock import utcnow
-from kit.testing import TEST_SECRET, eventually, serve
+from kit.testing import HTTP_TIMEOUT_SECONDS, TEST_SECRET, eventually, serve
 from patientflow.cli import main as cli
 from tests.gateway.factories import bearer, gateway_database, gateway_settings
 from tests.gateway.servers import EchoUpstream, closed_port_url
@@ -61,7 +61,7 @@ def test_a_created_client_gets_its_key_once_and_can_call_at_once(
     key = created["key"]
     assert created["status"] == "active" and created["kind"] == "board"
     assert key.startswith(created["key_prefix"]) and len(key) > 40
-    with httpx.Client(base_url=gateway_url, timeout=5) as other:
+    with httpx.Client(base_url=gateway_url, timeout=HTTP_TIMEOUT_SECONDS) as other:
         assert reads_queue(other, key) == 200
         assert other.post("/v1/queues/internal/tickets", json={}, headers=bearer(key)).status_code == 403
     one = admin.get(f"{ADMIN}/{created['name']}")
@@ -167,7 +167,10 @@ def test_revoking_while_the_event_hub_is_down_is_503_and_revokes_nothing(
     keys_file: Path, echo_url: str, api_keys: dict[str, str]
 ) -> None:
     settings = gateway_settings(keys_file, triage_url=echo_url, events_url=closed_port_url())
-    with serve(create_gateway(settings)) as url, httpx.Client(base_url=url, timeout=5) as admin:
+    with (
+        serve(create_gateway(settings)) as url,
+        httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as admin,
+    ):
         admin.headers.update(bearer(api_keys["admin"]))
         created = create(admin)
         response = admin.post(f"{ADMIN}/{created['name']}/revoke")
@@ -184,7 +187,10 @@ def test_revoking_deletes_the_clients_subscriptions_at_the_hub_first(
     hub = EchoUpstream()
     with serve(hub) as hub_url:
         settings = gateway_settings(keys_file, triage_url=echo_url, events_url=hub_url)
-        with serve(create_gateway(settings)) as url, httpx.Client(base_url=url, timeout=5) as admin:
+        with (
+            serve(create_gateway(settings)) as url,
+            httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as admin,
+        ):
             admin.headers.update(bearer(api_keys["admin"]))
             created = create(admin)
             assert_problem(admin.post(f"{ADMIN}/nobody/revoke"), 404)
@@ -207,7 +213,7 @@ def test_a_key_past_its_expiry_is_401(
     own_gateway: tuple[str, GatewaySettings], api_keys: dict[str, str]
 ) -> None:
     url, settings = own_gateway
-    with httpx.Client(base_url=url, timeout=5, headers=bearer(api_keys["admin"])) as admin:
+    with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS, headers=bearer(api_keys["admin"])) as admin:
         created = create(admin, expires_at=(utcnow() + timedelta(days=1)).isoformat())
         assert reads_queue(admin, created["key"]) == 200
         database = repository.open_database(settings)
@@ -255,7 +261,7 @@ def test_keys_made_on_the_command_line_reach_the_running_gateway(
     name = unique_name()
     assert run_cli(settings, monkeypatch, "create", name, "--kind", "nurse", "--scope", "triage:read") == 0
     key = printed_key(capsys.readouterr().out)
-    with httpx.Client(base_url=url, timeout=5) as client:
+    with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as client:
         eventually(lambda: reads_queue(client, key) == 200, what="the new key to work")
 
         assert run_cli(settings, monkeypatch, "list") == 0
@@ -284,7 +290,7 @@ def test_the_command_line_revokes_nothing_while_the_event_hub_is_down(
     name = unique_name()
     assert run_cli(settings, monkeypatch, "create", name, "--kind", "his", "--scope", "triage:read") == 0
     key = printed_key(capsys.readouterr().out)
-    with httpx.Client(base_url=url, timeout=5) as client:
+    with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as client:
         eventually(lambda: reads_queue(client, key) == 200, what="the new key to work")
         assert run_cli(hub_down, monkeypatch, "revoke", name) == 1
         err = capsys.readouterr().err

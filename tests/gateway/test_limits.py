@@ -10,7 +10,7 @@ import pytest
 from gateway.app import create_app as create_gateway
 from gateway.errors import PageTooLarge, RateLimited
 from gateway.limits import RateLimiter, check_page_size
-from kit.testing import serve
+from kit.testing import HTTP_TIMEOUT_SECONDS, serve
 from tests.gateway.factories import bearer, gateway_settings
 from tests.gateway.servers import EchoUpstream
 from tests.gateway.test_proxy import assert_problem
@@ -109,7 +109,7 @@ def strict_gateway(keys_file: Path, echo_url: str) -> Iterator[str]:
 def test_a_client_over_its_limit_gets_429_and_others_go_on(
     strict_gateway: str, api_keys: dict[str, str], echo: EchoUpstream
 ) -> None:
-    with httpx.Client(base_url=strict_gateway, timeout=5) as client:
+    with httpx.Client(base_url=strict_gateway, timeout=HTTP_TIMEOUT_SECONDS) as client:
         reader = bearer(api_keys["reader"])
         statuses = [client.get("/v1/queues/a", headers=reader).status_code for _ in range(5)]
         echo.seen.clear()
@@ -123,7 +123,7 @@ def test_a_client_over_its_limit_gets_429_and_others_go_on(
 
 
 def test_a_route_limit_is_per_client_and_route(strict_gateway: str, api_keys: dict[str, str]) -> None:
-    with httpx.Client(base_url=strict_gateway, timeout=5) as client:
+    with httpx.Client(base_url=strict_gateway, timeout=HTTP_TIMEOUT_SECONDS) as client:
         admin = bearer(api_keys["admin"])
         his = bearer(api_keys["his-dev"])
         assert client.get("/v1/queues/b/stats", headers=his).status_code == 200
@@ -135,7 +135,7 @@ def test_a_route_limit_is_per_client_and_route(strict_gateway: str, api_keys: di
 
 
 def test_a_page_above_the_cap_is_400_naming_it(strict_gateway: str, api_keys: dict[str, str]) -> None:
-    with httpx.Client(base_url=strict_gateway, timeout=5) as client:
+    with httpx.Client(base_url=strict_gateway, timeout=HTTP_TIMEOUT_SECONDS) as client:
         response = client.get("/v1/queues/c?limit=51", headers=bearer(api_keys["his-dev"]))
     body = assert_problem(response, 400)
     assert body["max_page_size"] == 50 and "50" in body["detail"]
@@ -177,7 +177,7 @@ def print_limited_gateway(keys_file: Path, echo_url: str) -> Iterator[str]:
 def test_results_print_routes_are_rate_limited_per_client(
     print_limited_gateway: str, api_keys: dict[str, str], echo: EchoUpstream
 ) -> None:
-    with httpx.Client(base_url=print_limited_gateway, timeout=5) as client:
+    with httpx.Client(base_url=print_limited_gateway, timeout=HTTP_TIMEOUT_SECONDS) as client:
         his = bearer(api_keys["his-dev"])
         visit = f"/v1/visits/{uuid.uuid4()}/prints"
         assert client.post(visit, json={}, headers=his).status_code == 200  # the echo's answer

@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 from gateway.app import create_app as create_gateway
 from gateway.openapi import build_document
 from gateway.routes import API_PREFIX, RouteTable
-from kit.testing import make_test_settings
+from kit.testing import HTTP_TIMEOUT_SECONDS, make_test_settings
 from services.billing.app import create_app as create_billing
 from services.billing.config import BillingSettings
 from services.events.app import create_app as create_events
@@ -178,7 +178,7 @@ def test_a_service_that_is_down_still_has_its_routes_listed(tmp_path: Path, tabl
 
 def test_the_gateway_serves_the_document_and_swagger_ui(gateway_url: str) -> None:
     """The shared test gateway: registration is real, billing is down, the others are stand-ins."""
-    with httpx.Client(base_url=gateway_url, timeout=10) as client:
+    with httpx.Client(base_url=gateway_url, timeout=HTTP_TIMEOUT_SECONDS) as client:
         document = client.get("/openapi.json").json()
         docs = client.get("/docs")
     assert docs.status_code == 200 and "/openapi.json" in docs.text

@@ -19,7 +19,7 @@ from gateway.patients import mint_patient_token, verify_patient_token
 from gateway.routes import SCOPES, known_scopes
 from gateway.sessions import PROOF_SCOPE
 from kit.auth import mint_internal_token, verify_internal_token
-from kit.testing import TEST_SECRET, serve
+from kit.testing import HTTP_TIMEOUT_SECONDS, TEST_SECRET, serve
 from services.registration.router import PROOF_SCOPE as REGISTRATION_PROOF_SCOPE
 from tests.e2e.clients import eventually
 from tests.gateway.factories import bearer, gateway_settings, random_id_number
@@ -105,7 +105,10 @@ def patient_gateway(
         settings = gateway_settings(
             keys[1], registration_url=registration_url, triage_url=echo_url, results_url=results_url
         )
-        with serve(create_gateway(settings)) as url, httpx.Client(base_url=url, timeout=5) as client:
+        with (
+            serve(create_gateway(settings)) as url,
+            httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as client,
+        ):
             yield client
 
 
@@ -324,7 +327,10 @@ def test_route_limits_still_apply_to_sessions_and_challenges(
 ) -> None:
     limits = {"POST /patient-sessions": 0.01, "POST /patient-sessions/challenges": 0.01}  # one, then 429
     settings = gateway_settings(keys[1], registration_url=registration_url, route_rate_limits=limits)
-    with serve(create_gateway(settings)) as url, httpx.Client(base_url=url, timeout=5) as client:
+    with (
+        serve(create_gateway(settings)) as url,
+        httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as client,
+    ):
         kiosk = bearer(keys[0]["kiosk"])
         slip = {"slip_code": people["p_slip"], "birth_date": people["p_birth_date"]}
         assert client.post("/v1/patient-sessions", json=slip, headers=kiosk).status_code == 201

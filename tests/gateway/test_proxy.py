@@ -10,7 +10,7 @@ import pytest
 from gateway.app import create_app as create_gateway
 from kit.auth import verify_internal_token
 from kit.errors import PROBLEM_MEDIA_TYPE
-from kit.testing import TEST_SECRET, ServedApp, internal_headers, serve
+from kit.testing import HTTP_TIMEOUT_SECONDS, TEST_SECRET, ServedApp, internal_headers, serve
 from tests.gateway.factories import bearer, gateway_settings, random_id_number
 from tests.gateway.servers import BrokenUpstream, EchoUpstream
 
@@ -267,14 +267,14 @@ def test_upstream_stopped_mid_life_is_502_without_hanging(keys_file: Path, api_k
         settings = gateway_settings(keys_file, triage_url=upstream.url)
         with (
             serve(create_gateway(settings)) as gateway_url,
-            httpx.Client(base_url=gateway_url, timeout=3) as client,
+            httpx.Client(base_url=gateway_url, timeout=HTTP_TIMEOUT_SECONDS) as client,
         ):
             headers = bearer(api_keys["reader"])
             assert (
                 client.get("/v1/queues/internal", headers=headers).status_code == 200
             )  # a pooled connection
             upstream.stop()
-            # The client's short timeout turns a hanging gateway into a failure, without timing assertions.
+            # The client's timeout turns a hanging gateway into a failure, without timing assertions.
             for _ in range(3):  # fewer than `breaker_failures`: the circuit stays closed
                 response = client.get("/v1/queues/internal", headers=headers)
                 body = assert_problem(response, 502)

@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.app import create_app as create_gateway
 from kit.errors import PROBLEM_MEDIA_TYPE
-from kit.testing import eventually, serve
+from kit.testing import HTTP_TIMEOUT_SECONDS, eventually, serve
 from tests.gateway.factories import bearer, gateway_settings
 from tests.gateway.servers import SlowUpstream
 
@@ -113,7 +113,7 @@ def gateway_for(keys_file: Path) -> Iterator[Any]:
     def start(**overrides: Any) -> httpx.Client:
         served = serve(create_gateway(gateway_settings(keys_file, **overrides)))
         url = served.__enter__()
-        client = httpx.Client(base_url=url, timeout=10)
+        client = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS)
         with_stack.append((served, client))
         return client
 

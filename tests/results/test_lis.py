@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kit import testing
-from kit.testing import FakeFeed, internal_headers
+from kit.testing import FakeFeed, http_client, internal_headers
 from services.results.app import create_app
 from services.results.models import ResultsTable
 from tests.results.conftest import results_settings
@@ -121,7 +121,7 @@ def run_together(base_url: str, jobs: list[tuple[dict[str, str], dict[str, Any]]
 
 
 def test_racing_posts_of_one_report_make_one_report(served_results: str, registration: httpx.Client) -> None:
-    with httpx.Client(base_url=served_results, headers=internal_headers(audience="results")) as client:
+    with http_client(served_results, audience="results") as client:
         order = released_order(client, registration)
         responses = run_together(served_results, [(lis(), lis_report(order))] * 8)
         assert Counter(r.status_code for r in responses) == {201: 1, 200: 7}, [r.text for r in responses]
@@ -134,7 +134,7 @@ def test_racing_posts_of_one_external_id_for_two_orders_make_one_report_and_a_40
     served_results: str, registration: httpx.Client
 ) -> None:
     """Two orders are two locks: only the unique (client, external id) keeps the report single."""
-    with httpx.Client(base_url=served_results, headers=internal_headers(audience="results")) as client:
+    with http_client(served_results, audience="results") as client:
         first = released_order(client, registration, patient_index=0)
         second = released_order(client, registration, patient_index=1)
         responses = run_together(served_results, [(lis(), lis_report(first)), (lis(), lis_report(second))])

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import httpx
 
 from kit import testing
-from kit.testing import feed_headers, internal_headers
+from kit.testing import HTTP_TIMEOUT_SECONDS, feed_headers, http_client, internal_headers
 from services.triage.app import create_app
 from services.triage.config import TriageSettings
 from services.triage.models import TriageTable
@@ -77,7 +77,7 @@ def test_five_stations_calling_fifty_arrivals_call_every_patient_exactly_once(
     """The Done-when of issue 10: numbers unique and gap-free under 50 concurrent arrivals, then five
     stations calling one queue at once each call a different patient, and every patient is called."""
     stations = [str(n) for n in range(1, CALLERS + 1)]
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         for station in stations:
             put = client.put(f"/queues/internal/stations/{station}", json={"label": f"{station}号诊室"})
             assert put.status_code == 200, put.text
@@ -94,7 +94,7 @@ def test_five_stations_calling_fifty_arrivals_call_every_patient_exactly_once(
     assert set(called.values()) == {1}
     for station, calls in zip(stations, per_station, strict=True):
         assert {ticket["counter"] for ticket in calls} <= {station}
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         queue = client.get("/queues/internal").json()
         assert (queue["waiting_count"], queue["called_count"]) == (0, 0)
         feed = client.get(
@@ -110,7 +110,7 @@ def test_five_stations_calling_a_mixed_queue_call_it_in_the_rule_engine_s_order(
     order (the feed's), are exactly the order the route projected, each patient once."""
     stations = [str(n) for n in range(1, CALLERS + 1)]
     rules = {"normal_per_priority": 2, "shortest_work_first": True}
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         put = client.put("/queues/internal/settings", json={"kind": "department", "rules": rules})
         assert put.status_code == 200, put.text
         for station in stations:
@@ -125,7 +125,7 @@ def test_five_stations_calling_a_mixed_queue_call_it_in_the_rule_engine_s_order(
 
     # The patients arrive one after another (racing arrivals are the 5 x 50 tests' subject): what races
     # here is the five stations' calls.
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         arrivals = [
             client.post("/queues/internal/tickets", json={"visit_id": visit["id"]} | mixes[n % len(mixes)])
             for n, visit in enumerate(visits)
@@ -138,7 +138,7 @@ def test_five_stations_calling_a_mixed_queue_call_it_in_the_rule_engine_s_order(
 
     called = Counter(ticket["id"] for calls in per_station for ticket in calls)
     assert set(called.values()) == {1}
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         feed = client.get(
             "/events", headers=feed_headers("triage"), params={"type": "ticket.called", "limit": 500}
         ).json()["events"]
@@ -157,7 +157,7 @@ def test_concurrent_callers_each_call_a_different_ticket(
     called = Counter(ticket_id for calls in per_caller for ticket_id in calls)
     assert set(called) == ticket_ids
     assert set(called.values()) == {1}
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         assert client.get("/queues/internal").json()["called_count"] == TICKETS
         feed = client.get("/events", headers=feed_headers("triage"), params={"type": "ticket.called"}).json()[
             "events"
@@ -180,7 +180,7 @@ def test_a_visit_racing_itself_gets_one_ticket_and_no_number_is_lost(
     visit, other = open_visit(registration), open_visit(registration)
     responses = run_together(served_triage, [enqueue(visit["id"])] * CALLERS)
     assert sorted(r.status_code for r in responses) == [201] + [409] * (CALLERS - 1)
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         [winner] = [r.json() for r in responses if r.status_code == 201]
         assert winner["number"] == 1
         later = client.post("/queues/internal/tickets", json={"visit_id": other["id"]})
@@ -197,13 +197,13 @@ def test_stations_racing_on_one_called_ticket_change_it_once(
     """Skip, no-show, recall, hold and cancel at the same moment on one called ticket: the row lock orders
     them, so each later one sees the state the earlier one left (409 when it no longer applies)."""
     visit = open_visit(registration)
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         ticket = client.post("/queues/internal/tickets", json={"visit_id": visit["id"]}).json()
         assert client.post("/queues/internal/call-next", json={}).status_code == 200
     actions = ["skip", "no-show", "finish", "hold", "cancel"]
     responses = run_together(served_triage, [act_on(ticket["id"], action) for action in actions])
     assert {r.status_code for r in responses} <= {200, 409}
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         final = client.get(f"/tickets/{ticket['id']}").json()
         events = client.get("/events", headers=feed_headers("triage"), params={"limit": 100}).json()["events"]
     changes = [
@@ -239,7 +239,10 @@ def test_queue_state_is_identical_after_a_restart(
     testing.wipe(settings.resolved_database_url, settings.resolved_schema, TriageTable.metadata)
     visits = [open_visit(registration) for _ in range(8)]
     headers = internal_headers(audience="triage")
-    with testing.serve(create_app(settings)) as url, httpx.Client(base_url=url, headers=headers) as client:
+    with (
+        testing.serve(create_app(settings)) as url,
+        httpx.Client(base_url=url, headers=headers, timeout=HTTP_TIMEOUT_SECONDS) as client,
+    ):
 
         def ok(response: httpx.Response) -> dict[str, Any]:
             assert response.status_code in (200, 201), response.text
@@ -271,7 +274,10 @@ def test_queue_state_is_identical_after_a_restart(
     statuses = Counter(t["status"] for t in before["tickets"])
     assert set(statuses) == {"waiting", "called", "held", "cancelled", "noshow", "finished", "transferred"}
 
-    with testing.serve(create_app(settings)) as url, httpx.Client(base_url=url, headers=headers) as client:
+    with (
+        testing.serve(create_app(settings)) as url,
+        httpx.Client(base_url=url, headers=headers, timeout=HTTP_TIMEOUT_SECONDS) as client,
+    ):
         assert queue_state(client, ids) == before
         assert client.post("/queues/internal/call-next", json={"counter": "3"}).json()["id"] == next_in_line
         late = open_visit(registration)
@@ -296,6 +302,6 @@ def test_first_writes_of_a_queue_s_settings_and_station_racing_each_other_all_su
         served_triage, [configure(m) for m in range(5, 15)] + [station(f"窗口{n}") for n in range(10)]
     )
     assert [a.status_code for a in answers] == [200] * 20, [a.text for a in answers if a.status_code != 200]
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         setting = client.get(f"/queues/{department}/settings").json()
     assert setting["target_minutes"] in range(5, 15) and [s["code"] for s in setting["stations"]] == ["1"]

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from kit.testing import feed_headers, internal_headers
+from kit.testing import feed_headers, http_client, internal_headers
 from services.triage import service
 from services.triage.rules import QueueRules
 from services.triage.schemas import QueueOrder
@@ -160,7 +160,7 @@ def test_stations_calling_at_once_tell_every_ticket_that_reaches_the_front_exact
 ) -> None:
     """Five stations call three patients each at the same moment: whatever order their transactions
     commit in, each of the 15 called and the 3 now in front was told once, and nobody else was."""
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         visits = [open_visit(registration)["id"] for _ in range(CALLERS * 3 + 6)]
         tickets = [client.post("/queues/internal/tickets", json={"visit_id": v}).json()["id"] for v in visits]
 
@@ -169,7 +169,7 @@ def test_stations_calling_at_once_tell_every_ticket_that_reaches_the_front_exact
             assert client.post("/queues/internal/call-next", json={}).status_code == 200
 
     run_together(served_triage, [three_calls] * CALLERS)
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         events = client.get(
             "/events", headers=feed_headers("triage"), params={"type": "queue.nearly_up", "limit": 100}
         ).json()["events"]

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from kit.testing import feed_headers, internal_headers
+from kit.testing import feed_headers, http_client
 from tests.triage.conftest import FrozenClock
 from tests.triage.factories import call_next, event_types, open_visit, take_ticket
 from tests.triage.test_concurrency import run_together
@@ -156,7 +156,7 @@ def test_no_ticket_named_by_a_suspension_is_called_before_the_resume(
     served_triage: str, registration: httpx.Client
 ) -> None:
     """Counters keep pressing call-next while the session is suspended, over real concurrent requests."""
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         for _ in range(8):  # more than the counters can call, so none of them sees an empty queue
             client.post("/queues/internal/tickets", json={"visit_id": open_visit(registration)["id"]})
 
@@ -171,7 +171,7 @@ def test_no_ticket_named_by_a_suspension_is_called_before_the_resume(
 
     assert statuses[-1] == [200]
     assert {s for calls in statuses[:-1] for s in calls} <= {200, 409}
-    with httpx.Client(base_url=served_triage, headers=internal_headers(audience="triage")) as client:
+    with http_client(served_triage, audience="triage") as client:
         events = client.get("/events", headers=feed_headers("triage"), params={"limit": 500}).json()["events"]
         waiting = [t["id"] for t in client.get("/queues/internal").json()["waiting"]]
     [suspended] = [e for e in events if e["type"] == "queue.suspended"]
