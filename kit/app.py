@@ -23,6 +23,7 @@ from kit.migrations import upgrade
 from kit.models import ConsumedEventBase, FeedCursorBase, OutboxEventBase
 from kit.outbox import OutboxListener, feed_router
 from kit.requestid import RequestIdMiddleware
+from kit.routing import include_flat, install_route_index
 from kit.wakeups import close_on_exit_signal
 
 Startup = Callable[[FastAPI, Database], None]
@@ -135,7 +136,10 @@ def build_service_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # No OpenTelemetry (services have their own metrics): FastAPI's check for it costs per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    install_route_index(app)
     app.state.settings = settings
     app.state.siblings = {}
     install_error_handlers(app)
@@ -156,12 +160,9 @@ def build_service_app(
 
 
 def include_in_one_hop(app: FastAPI, router: APIRouter, dependencies: Sequence[Any] = ()) -> None:
-    """Include `router` with each plain `def` endpoint run, committed and closed in one worker-thread hop
-    (`kit.database.in_one_hop`). The router's routes are changed in place; doing it again is a no-op."""
-    for route in router.routes:
-        if isinstance(route, APIRoute):
-            route.endpoint = in_one_hop(route.endpoint)
-    app.include_router(router, dependencies=list(dependencies))
+    """Include `router`'s routes (flat, `kit.routing.include_flat`) with each plain `def` endpoint run,
+    committed and closed in one worker-thread hop (`kit.database.in_one_hop`); the router is left as is."""
+    include_flat(app, router, wrap=in_one_hop, dependencies=dependencies)
 
 
 def require_guards(router: APIRouter) -> None:

@@ -4,17 +4,18 @@ A service answering another service (an internal token of `service:<name>`) adds
 position of its newest committed event>`; the caller notes it as a cause (`kit.client`), so what it
 records next is logged by the hub after everything this service had committed. The head is read once
 the handler's unit of work is over — after whatever the answer reflects, and positions grow in commit
-order — with one indexed `max()` on the reader, behind the read gate like any request's session. The
-feed's own routes are left out: their answers carry positions, and readers poll them all day.
+order — with one indexed `max()` read as a hot read is (`kit.database.ReadConnection`: on SQLite on the
+event loop's own connection, no worker-thread hop; on PostgreSQL behind the read gate, one worker call,
+Core without an ORM session). The feed's own routes are left out: their answers carry positions, and
+readers poll them all day.
 """
 
 from sqlalchemy import Table, func, select
-from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kit.auth import Caller
 from kit.causes import FEED_HEAD_HEADER
-from kit.database import Database
+from kit.database import Database, ReadConnection
 from kit.models import OutboxEventBase
 
 FEED_PATHS = ("/events",)
@@ -43,10 +44,10 @@ class FeedHeadMiddleware:
 
     async def head(self, database: Database) -> int:
         """The newest committed position (0 before the first event)."""
-        return await database.read(self._read_head)
+        return await ReadConnection(database).run(self._read_head)
 
-    def _read_head(self, session: Session) -> int:
-        head: int | None = session.execute(self._head).scalar()
+    def _read_head(self, reader: ReadConnection) -> int:
+        head: int | None = reader.execute(self._head).scalar()
         return head or 0
 
 

@@ -19,6 +19,9 @@ _PERSONAL_NUMBER = re.compile(r"\d{15}|\d{17}[Xx]|(?<!\d)1[3-9]\d{9}(?!\d)")
 _SEPARATED_DIGITS = re.compile(r"[0-9][0-9._:-]*[0-9Xx]")
 _SEPARATORS = re.compile(r"[._:-]")
 _PERSONAL_LENGTH = re.compile(r"\d{15}|\d{17}[\dXx]|1[3-9]\d{9}")
+# The shortest personal number is 11 digits in a row (a mobile): a separator-free id without such a run
+# holds none, whatever the other checks would say.
+UNSAFE_MINTED_ID = re.compile(r"\d{11}")
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
@@ -33,8 +36,10 @@ def is_safe_request_id(value: str) -> bool:
 
 
 def new_request_id() -> str:
-    """A fresh id; a hex uuid may by chance hold 15 digits in a row, and must pass every hop's check."""
-    while not is_safe_request_id(request_id := uuid.uuid4().hex):
+    """A fresh id; a hex uuid may by chance hold 15 digits in a row, and must pass every hop's check
+    (`is_safe_request_id`). It has no separators, so no run of 11 digits is the whole check: one regex
+    search instead of the three of an id a client sent, on every request that brought none."""
+    while UNSAFE_MINTED_ID.search(request_id := uuid.uuid4().hex):
         pass
     return request_id
 

@@ -28,6 +28,7 @@ from kit.auth import mint_internal_token
 from kit.config import ServiceSettings
 from kit.database import WIPE_FUNCTION, WIPE_SETTING, Database
 from kit.params import CursorQuery, page_size
+from kit.serving import OneSendHttpToolsProtocol
 from kit.wakeups import Wakeup
 
 TEST_SECRET = "test-internal-secret-not-for-production"
@@ -221,9 +222,16 @@ class ServedApp:
             sock.bind(("127.0.0.1", 0))
         self._sock, self._app = sock, app
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        # ws="none": websockets are not used, and importing them warns.
+        # ws="none": websockets are not used, and importing them warns. The protocol is the one
+        # `patientflow serve` runs (each answer in one send).
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, ws="none", lifespan="on", timeout_graceful_shutdown=2
+            app,
+            log_level="warning",
+            access_log=False,
+            ws="none",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            http=OneSendHttpToolsProtocol,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)

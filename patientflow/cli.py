@@ -26,6 +26,7 @@ from kit.config import DEV_INTERNAL_SECRET
 from kit.database import Database
 from kit.errors import ProblemError
 from kit.migrations import make_revision
+from kit.serving import OneSendHttpToolsProtocol
 from patientflow.devkeys import read_dev_internal_secret, read_dev_url
 from patientflow.supervisor import ServiceFailed, System, die_with_parent
 from patientflow.topology import COMPONENTS, SERVICES
@@ -33,9 +34,10 @@ from patientflow.topology import COMPONENTS, SERVICES
 if TYPE_CHECKING:
     from patientflow.history import History
 
-# httptools and uvloop by name (not "auto"), so a missing `uvicorn[standard]` fails loudly instead of
-# quietly halving throughput; the access log is kit.metrics' (uvicorn's costs 0.7x per request).
-UVICORN_OPTIONS: dict[str, Any] = {"http": "httptools", "loop": "uvloop", "access_log": False}
+# httptools (uvicorn's protocol, each answer in one send: kit.serving) and uvloop by name (not
+# "auto"), so a missing `uvicorn[standard]` fails loudly instead of quietly halving throughput; the
+# access log is kit.metrics' (uvicorn's costs 0.7x per request).
+UVICORN_OPTIONS: dict[str, Any] = {"http": OneSendHttpToolsProtocol, "loop": "uvloop", "access_log": False}
 
 
 def up(args: argparse.Namespace) -> int:
