@@ -314,8 +314,8 @@ def enqueue(
     existing = repository.active_ticket(session, visit_id=visit.id, department=department)
     if existing:
         raise _already_queued(existing)
-    latest = repository.latest_assessment(session, visit.id)
-    level = TriageLevel(latest.level) if latest else None
+    latest_level = repository.latest_levels(session, [visit.id]).get(visit.id)  # two columns, not the row
+    level = TriageLevel(latest_level) if latest_level else None
     service_date = hospital_date(utcnow())
     number = repository.next_ticket_number(session, department=department, service_date=service_date)
     enqueued_at = utcnow()  # taken after the number, so call order and numbers agree
@@ -423,10 +423,10 @@ def rules_for(session: Session, *, department: str, settings: TriageSettings) ->
 
 def check_station(session: Session, *, department: str, counter: str | None) -> None:
     """A queue that has stations calls to one of them; a queue without any takes any counter name."""
-    if counter is None or repository.get_station(session, department=department, code=counter):
+    if counter is None:
         return
-    stations = [s.code for s in repository.list_stations(session, department)]
-    if stations:
+    stations = [s.code for s in repository.list_stations(session, department)]  # one read, known or not
+    if stations and counter not in stations:
         raise UnknownStation(
             f"{department} has no station {counter!r}; its stations are {', '.join(stations)}.",
             stations=stations,
