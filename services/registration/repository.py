@@ -89,6 +89,26 @@ def read_visit_row(reader: ReadConnection, visit_id: str) -> RowMapping | None:
     return reader.execute(_VISIT_BY_ID, {"visit_id": visit_id}).mappings().first()
 
 
+_PATIENT = Patient.__table__  # type: ignore[attr-defined]
+_VISIT_WITH_NAME = (
+    core_select(_VISIT, _PATIENT.c.name.label("patient_name"))
+    .select_from(_VISIT.outerjoin(_PATIENT, _PATIENT.c.id == _VISIT.c.patient_id))
+    .where(_VISIT.c.id == bindparam("visit_id"))
+)
+_PATIENT_BY_ID = core_select(_PATIENT).where(_PATIENT.c.id == bindparam("patient_id"))
+
+
+def read_visit_with_name_row(reader: ReadConnection, visit_id: str) -> RowMapping | None:
+    """The visit's row with its patient's name (`patient_name`), in one Core statement: what a queue
+    needs to take the visit, read once."""
+    return reader.execute(_VISIT_WITH_NAME, {"visit_id": visit_id}).mappings().first()
+
+
+def read_patient_row(reader: ReadConnection, patient_id: str) -> RowMapping | None:
+    """The patient as a row, by SQLAlchemy Core (siblings read patients by id for their names)."""
+    return reader.execute(_PATIENT_BY_ID, {"patient_id": patient_id}).mappings().first()
+
+
 def list_visits(session: Session, patient_id: str) -> list[Visit]:
     query = select(Visit).where(Visit.patient_id == patient_id).order_by(col(Visit.opened_at))
     return list(session.exec(query).all())

@@ -157,6 +157,13 @@ class VisitPublic(BaseModel):
     )
 
 
+class VisitWithName(VisitPublic):
+    """The visit with its patient's name, for a sibling that queues the visit under that name (one read
+    where a visit and a patient were two)."""
+
+    patient_name: str | None = Field(description="None for a patient registered without a name (无名氏)")
+
+
 class VisitOpened(VisitPublic):
     """The new visit, with the slip code to print for the patient: shown this once, never again."""
 

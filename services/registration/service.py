@@ -1,6 +1,8 @@
 """Registration rules: who may be registered, how visits open, how an unidentified patient is merged."""
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -31,7 +33,6 @@ from services.registration.identity import (
 from services.registration.models import OutboxEvent, Patient, Visit
 from services.registration.patient_index import issue_card_number
 from services.registration.schemas import (
-    InsuranceScheme,
     PatientCreate,
     PatientPublic,
     PatientUpdate,
@@ -39,6 +40,7 @@ from services.registration.schemas import (
     VisitCreate,
     VisitKind,
     VisitPublic,
+    VisitWithName,
 )
 
 # Issued card numbers are random: after this many clashes with cards on file, something else is wrong.
@@ -47,19 +49,13 @@ CARD_DRAWS = 5
 
 def to_public(patient: Patient) -> PatientPublic:
     """The client view: identity number masked (a client never needs it back in full)."""
-    return PatientPublic(
-        id=patient.id,
-        identified=patient.identified,
-        id_number_masked=mask_id_number(patient.id_number),
-        card_number=patient.card_number,
-        insurance_scheme=InsuranceScheme(patient.insurance_scheme),
-        name=patient.name,
-        sex=patient.sex,
-        birth_date=patient.birth_date,
-        alias=patient.alias,
-        merged_into_id=patient.merged_into_id,
-        created_at=patient.created_at,
-    )
+    return patient_public(patient.model_dump())
+
+
+def patient_public(values: Mapping[str, Any]) -> PatientPublic:
+    """`to_public` of a patient's column values (an ORM patient's or a Core row's); the full identity
+    number and the phone are not fields of the answer, so they never leave."""
+    return PatientPublic.model_validate({**values, "id_number_masked": mask_id_number(values["id_number"])})
 
 
 def _duplicate(existing: Patient) -> DuplicatePatient:
@@ -305,6 +301,23 @@ def read_visit(reader: ReadConnection, *, visit_id: str, acting_for: str | None 
     if row is None or not visible_to(acting_for, row["patient_id"]):
         raise VisitNotFound("No such visit.")
     return VisitPublic.model_validate(dict(row))
+
+
+def read_patient(reader: ReadConnection, *, patient_id: str, acting_for: str | None = None) -> PatientPublic:
+    """`get_patient` as the API shows it, read below the ORM (siblings ask for names by patient id)."""
+    row = repository.read_patient_row(reader, patient_id)
+    if row is None or not visible_to(acting_for, row["id"]):
+        raise PatientNotFound("No such patient.")
+    return patient_public(dict(row))
+
+
+def read_visit_with_name(reader: ReadConnection, *, visit_id: str) -> VisitWithName:
+    """The visit and its patient's name in one read, for a service that queues the visit and shows the
+    name (triage's board masks it at once)."""
+    row = repository.read_visit_with_name_row(reader, visit_id)
+    if row is None:
+        raise VisitNotFound("No such visit.")
+    return VisitWithName.model_validate(dict(row))
 
 
 def merge_patients(session: Session, *, target_id: str, source_id: str) -> tuple[Patient, list[str]]:

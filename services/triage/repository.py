@@ -184,10 +184,6 @@ def list_stations(session: Session, department: str) -> list[Station]:
     return list(session.exec(query).all())
 
 
-def get_station(session: Session, *, department: str, code: str) -> Station | None:
-    return session.get(Station, (department, code))
-
-
 def count_waiting(session: Session, department: str) -> int:
     query = select(func.count()).where(Ticket.department == department, Ticket.status == "waiting")
     count: int = session.exec(query).one()

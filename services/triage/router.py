@@ -74,12 +74,11 @@ class TicketRequest:
 
 
 async def resolve_ticket_request(data: TicketCreate, registration: RegistrationDep) -> TicketRequest:
-    """Ask registration for the visit and the patient's (masked) name.
+    """Ask registration for the visit and the patient's (masked) name, in one call.
 
     A dependency declared before the session, so the calls finish before the database gate is taken.
     """
-    visit = await service.fetch_visit(registration, visit_id=data.visit_id)
-    masked_name = await service.fetch_masked_name(registration, patient_id=visit.patient_id)
+    visit, masked_name = await service.fetch_named_visit(registration, visit_id=data.visit_id)
     return TicketRequest(data=data, visit=visit, masked_name=masked_name)
 
 
@@ -93,10 +92,11 @@ class AssessedVisit:
 
 async def resolve_assessed_visit(data: AssessmentCreate, registration: RegistrationDep) -> AssessedVisit:
     """The visit to assess, asked of registration before the session (as `resolve_ticket_request`)."""
-    visit = await service.fetch_visit(registration, visit_id=data.visit_id)
-    masked_name = None
-    if data.department is not None:
-        masked_name = await service.fetch_masked_name(registration, patient_id=visit.patient_id)
+    if data.department is None:
+        return AssessedVisit(
+            visit=await service.fetch_visit(registration, visit_id=data.visit_id), masked_name=None
+        )
+    visit, masked_name = await service.fetch_named_visit(registration, visit_id=data.visit_id)
     return AssessedVisit(visit=visit, masked_name=masked_name)
 
 

@@ -372,6 +372,13 @@ class RegistrationVisit(BaseModel):
     status: str = Field(default="open", description="`closed`: the visit takes no new work")
 
 
+class RegistrationVisitWithName(RegistrationVisit):
+    """A visit with its patient's name (registration's `GET /visits/{id}/with-name`), read once for a
+    ticket: the name is masked at once (`mask_name`) and never kept."""
+
+    patient_name: str | None = None
+
+
 class RegistrationPatient(BaseModel):
     """The part of registration's patient the board needs: the name, masked at once (`mask_name`)."""
 

@@ -3,7 +3,7 @@
 import bisect
 import uuid
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -41,8 +41,8 @@ from services.triage.schemas import (
     QueuePriority,
     QueuePublic,
     QueueStats,
-    RegistrationPatient,
     RegistrationVisit,
+    RegistrationVisitWithName,
     SuspendRequest,
     SuspensionPublic,
     TicketCreate,
@@ -69,9 +69,26 @@ UNNAMED = "无名氏"
 MAX_MASKED = 3
 
 
+OpenVisit = TypeVar("OpenVisit", bound=RegistrationVisit)
+
+
 async def fetch_visit(registration: ServiceClient, *, visit_id: str) -> RegistrationVisit:
     """The visit as registration knows it; awaited before the unit of work, so none waits on the network."""
-    visit = await registration.get(RegistrationVisit, "/visits/{visit_id}", visit_id=visit_id)
+    return _open_visit(await registration.get(RegistrationVisit, "/visits/{visit_id}", visit_id=visit_id))
+
+
+async def fetch_named_visit(registration: ServiceClient, *, visit_id: str) -> tuple[RegistrationVisit, str]:
+    """`fetch_visit` and the patient's board name (`mask_name`), in one call to registration: what a
+    ticket needs. The full name is masked as soon as registration answers and never kept."""
+    named = _open_visit(
+        await registration.get(RegistrationVisitWithName, "/visits/{visit_id}/with-name", visit_id=visit_id)
+    )
+    visit = RegistrationVisit(id=named.id, patient_id=named.patient_id, status=named.status)
+    return visit, mask_name(named.patient_name)
+
+
+def _open_visit(visit: OpenVisit | None) -> OpenVisit:
+    """The visit registration answered with, if it exists and is open (404 / 409 `visit-closed`)."""
     if visit is None:
         raise VisitNotFound("Registration has no such visit.")
     ensure_visit_open(visit.id, visit.status)
@@ -90,12 +107,6 @@ def mask_name(name: str | None) -> str:
     if len(name) == 2:
         return name[0] + "*"
     return name[0] + "*" * min(len(name) - 2, MAX_MASKED) + name[-1]
-
-
-async def fetch_masked_name(registration: ServiceClient, *, patient_id: str) -> str:
-    """The patient's board name, masked as soon as registration answers (the full name is never kept)."""
-    patient = await registration.get(RegistrationPatient, "/patients/{patient_id}", patient_id=patient_id)
-    return mask_name(patient.name if patient else None)
 
 
 def rank_of(*, level: TriageLevel | None, priority: QueuePriority) -> int:
@@ -303,8 +314,8 @@ def enqueue(
     existing = repository.active_ticket(session, visit_id=visit.id, department=department)
     if existing:
         raise _already_queued(existing)
-    latest = repository.latest_assessment(session, visit.id)
-    level = TriageLevel(latest.level) if latest else None
+    latest_level = repository.latest_levels(session, [visit.id]).get(visit.id)  # two columns, not the row
+    level = TriageLevel(latest_level) if latest_level else None
     service_date = hospital_date(utcnow())
     number = repository.next_ticket_number(session, department=department, service_date=service_date)
     enqueued_at = utcnow()  # taken after the number, so call order and numbers agree
@@ -412,10 +423,10 @@ def rules_for(session: Session, *, department: str, settings: TriageSettings) ->
 
 def check_station(session: Session, *, department: str, counter: str | None) -> None:
     """A queue that has stations calls to one of them; a queue without any takes any counter name."""
-    if counter is None or repository.get_station(session, department=department, code=counter):
+    if counter is None:
         return
-    stations = [s.code for s in repository.list_stations(session, department)]
-    if stations:
+    stations = [s.code for s in repository.list_stations(session, department)]  # one read, known or not
+    if stations and counter not in stations:
         raise UnknownStation(
             f"{department} has no station {counter!r}; its stations are {', '.join(stations)}.",
             stations=stations,

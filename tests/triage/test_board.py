@@ -1,9 +1,12 @@
 """The waiting-room board: names masked at ticket time, the board scope checked by triage itself."""
 
+from typing import Any
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from kit.client import ServiceClient
 from kit.testing import internal_headers
 from services.triage.service import mask_name
 from tests.triage.factories import assess, call_next, open_named_visit, open_visit, take_ticket
@@ -65,6 +68,32 @@ def test_the_board_shows_called_then_waiting_tickets_with_masked_names(
         *(t["patient_id"] for t in tickets),
     ):
         assert secret not in response.text
+
+
+def test_a_ticket_asks_registration_once_for_its_visit_and_name(
+    client: TestClient, registration: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ticket needs the visit (open?) and the board name: one read of registration gives both, also
+    when an assessment routes the visit to a department."""
+    asked: list[str] = []
+    plain_get = ServiceClient.get
+
+    async def counted_get(self: ServiceClient, model: type[Any], path: str, **params: str) -> Any:
+        asked.append(path)
+        return await plain_get(self, model, path, **params)
+
+    monkeypatch.setattr(ServiceClient, "get", counted_get)
+    queued = open_named_visit(registration, "张小三")
+    routed = open_named_visit(registration, "李四")
+
+    take_ticket(client, queued["id"])
+    assert asked == ["/visits/{visit_id}/with-name"]
+    assess(client, routed["id"], department="internal")
+    assert asked == ["/visits/{visit_id}/with-name"] * 2
+    assess(client, queued["id"])  # no department: the visit alone
+    assert asked == ["/visits/{visit_id}/with-name"] * 2 + ["/visits/{visit_id}"]
+    board = client.get("/queues/internal/board", headers=board_headers()).json()
+    assert [t["name"] for t in board["tickets"]] == ["张*三", "李*"]
 
 
 def test_finished_tickets_leave_the_board(client: TestClient, registration: httpx.Client) -> None:
