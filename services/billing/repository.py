@@ -383,16 +383,6 @@ def posted_days(session: Session, visit_ids: Collection[str]) -> set[tuple[str, 
     return {(v, k, d) for v, k, d in session.exec(query).all()}
 
 
-def departments_on(session: Session, visit_ids: Collection[str], day: date) -> dict[str, str]:
-    """The ward department each stay's posted bed day names for `day`."""
-    query = select(InpatientDay.visit_id, InpatientDay.department).where(
-        col(InpatientDay.visit_id).in_(visit_ids),
-        InpatientDay.service_date == day,
-        InpatientDay.kind == "bed",
-    )
-    return dict(session.exec(query).all())
-
-
 # --- daily bills ---------------------------------------------------------------------------------------
 
 

@@ -7,13 +7,13 @@ from functools import partial
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
-from kit.database import SessionDep
+from kit.database import ReadConnectionDep, SessionDep
 from kit.errors import (
     BadRequest,
     Conflict,
@@ -421,18 +421,21 @@ def read_account(visit_id: VisitIdPath, session: SessionDep, caller: CallerDep) 
     "/visits/{visit_id}/daily-bill",
     dependencies=[require_scope("billing:read", patients=True)],
     tags=["accounts"],
+    response_model=DailyBillPublic,
     responses=problem_responses(VisitNotFound),
 )
-def read_daily_bill(
+async def read_daily_bill(
     visit_id: VisitIdPath,
-    session: SessionDep,
+    reader: ReadConnectionDep,
     caller: CallerDep,
     day: Annotated[date | None, Query(alias="date", description="Hospital day; default today")] = None,
-) -> DailyBillPublic:
+) -> Response:
     """The daily itemised bill (一日清单): each charge of that day with its codes, category and ordering
     department, subtotals by category, the day's total (the sum of its lines), the running total, the
     deposit and the balance, and when the patient acknowledged it. As a PDF: `/daily-bill/pdf`."""
-    return daily_bill.daily_bill(session, visit_id=visit_id, day=day, acting_for=caller.patient)
+    # Every journey reads it: Core on a reader connection (kit.database.ReadConnection), serialised once.
+    bill = await reader.run(daily_bill.daily_bill, visit_id=visit_id, day=day, acting_for=caller.patient)
+    return Response(bill.model_dump_json(), media_type="application/json")
 
 
 @router.get("/rejected-charges", dependencies=[require_scope("billing:read")], tags=["accounts"])

@@ -4,10 +4,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import RowMapping, Table, bindparam
 from sqlmodel import Session, col, func, or_, select, update
 
 from kit import merges
-from kit.database import upsert
+from kit.database import ReadConnection, upsert
 from services.results.models import (
     CriticalValue,
     ExternalResult,
@@ -41,12 +42,23 @@ def get_orderable_test(session: Session, code: str) -> OrderableTest | None:
     return session.get(OrderableTest, code)
 
 
+# An order by id is read by every report, payment and poll: the statements are built once (building one
+# and its cache key cost about as much as running it).
+ORDER_BY_ID = select(LabOrder).where(LabOrder.id == bindparam("order_id"))
+ORDER_BY_ID_FOR_UPDATE = ORDER_BY_ID.with_for_update()
+_orders: Table = LabOrder.__table__  # type: ignore[attr-defined]
+ORDER_ROW_BY_ID = _orders.select().where(_orders.c.id == bindparam("order_id"))
+
+
 def get_order(session: Session, order_id: str, *, for_update: bool = False) -> LabOrder | None:
     """One order; `for_update` row-locks it on PostgreSQL (SQLite's single writer already serialises)."""
-    query = select(LabOrder).where(LabOrder.id == order_id)
-    if for_update:
-        query = query.with_for_update()
-    return session.exec(query).first()
+    query = ORDER_BY_ID_FOR_UPDATE if for_update else ORDER_BY_ID
+    return session.exec(query, params={"order_id": order_id}).first()
+
+
+def order_row(reader: ReadConnection, order_id: str) -> RowMapping | None:
+    """One order's columns, for a read below the ORM (`GET /orders/{id}`, polled until it is released)."""
+    return reader.execute(ORDER_ROW_BY_ID, {"order_id": order_id}).mappings().first()
 
 
 def list_orders(session: Session, *, status: str | None, limit: int) -> list[LabOrder]:

@@ -14,7 +14,7 @@ from sqlmodel import Session
 from kit.auth import Caller, CallerDep, require_scope
 from kit.client import ServiceClient, sibling
 from kit.config import app_settings
-from kit.database import SessionDep, WriteSessionDep
+from kit.database import ReadConnectionDep, SessionDep, WriteSessionDep
 from kit.errors import (
     BadGateway,
     BadRequest,
@@ -269,12 +269,15 @@ def list_orders(
     "/orders/{order_id}",
     dependencies=[require_scope("results:read", patients=True)],
     tags=["orders"],
+    response_model=OrderPublic,
     responses=problem_responses(OrderNotFound),
 )
-def read_order(order_id: IdPath, session: SessionDep, caller: CallerDep) -> OrderPublic:
+async def read_order(order_id: IdPath, reader: ReadConnectionDep, caller: CallerDep) -> Response:
     """One order and where it stands: `awaiting_payment` (and why: `hold_reason`), `released`,
     `reported`, or `cancelled` (billing reversed its charge before the lab started)."""
-    return service.order_public(service.get_order(session, order_id=order_id, acting_for=caller.patient))
+    # Polled until payment releases it: Core on a reader connection (kit.database), serialised once.
+    order = await reader.run(service.read_order, order_id=order_id, acting_for=caller.patient)
+    return Response(order.model_dump_json(), media_type="application/json")
 
 
 @router.get(

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from kit.auth import visible_to
 from kit.client import ServiceClient
 from kit.clock import utcnow
+from kit.database import ReadConnection
 from kit.errors import BadGateway, ServiceUnavailable, ensure_visit_open
 from kit.outbox import record_event
 from kit.requestid import current_request_id
@@ -255,9 +256,23 @@ def get_order(
 ) -> LabOrder:
     """The order; acting for another patient, 404 exactly as for one that does not exist."""
     order = repository.get_order(session, order_id, for_update=for_update)
-    if order is None or not visible_to(acting_for, order.patient_id):
-        raise OrderNotFound("No such order.")
+    refuse_unless_visible(order.patient_id if order else None, acting_for)
+    assert order is not None
     return order
+
+
+def read_order(reader: ReadConnection, *, order_id: str, acting_for: str | None = None) -> OrderPublic:
+    """The order as `get_order` finds it, read with Core on a reader connection (the order a workstation
+    polls until payment releases it)."""
+    order = repository.order_row(reader, order_id)
+    refuse_unless_visible(order["patient_id"] if order else None, acting_for)
+    return OrderPublic.model_validate(dict(order or {}))
+
+
+def refuse_unless_visible(patient_id: str | None, acting_for: str | None) -> None:
+    """404 for an order results does not have (`patient_id` None) or another patient's, alike."""
+    if patient_id is None or not visible_to(acting_for, patient_id):
+        raise OrderNotFound("No such order.")
 
 
 def _audit(

@@ -1,9 +1,13 @@
 """The daily itemised bill (一日清单): one hospital day's lines, totals equal to their sum."""
 
+import threading
 from datetime import date, timedelta
+from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session as OrmSession
 
 from kit.clock import hospital_date, utcnow
 from tests.billing.factories import (
@@ -95,3 +99,29 @@ def test_empty_day_unknown_visit_and_bad_date(registration: httpx.Client, client
     assert (empty["lines"], empty["total_fen"], empty["paid_fen"], empty["unpaid_fen"]) == ([], 0, 0, 0)
     assert unknown.status_code == 404 and unknown.json()["type"].endswith("/visit-not-found")
     assert malformed.status_code == 400 and malformed.json()["type"].endswith("/invalid-parameter")
+
+
+def test_the_json_bill_is_read_without_an_orm_session(registration: httpx.Client, client: TestClient) -> None:
+    """Every journey reads its bill: it is Core statements on a reader connection (built once), not a
+    request's ORM session and its worker-thread unit of work; the PDF still reads the same bill."""
+    visit = new_visit(registration, client, kind="inpatient", department="surgery")
+    post_charge(client, visit["id"], INFUSION, 2)
+    begun: list[str] = []
+
+    def note_session(_session: OrmSession, _transaction: Any, _connection: Any) -> None:
+        if not threading.current_thread().name.startswith("feed-"):  # the app's own feed consumers
+            begun.append(threading.current_thread().name)
+
+    sa_event.listen(OrmSession, "after_begin", note_session)
+    try:
+        bill = client.get(f"/visits/{visit['id']}/daily-bill")
+        begun_by_json = list(begun)
+        pdf = client.get(f"/visits/{visit['id']}/daily-bill/pdf")
+    finally:
+        sa_event.remove(OrmSession, "after_begin", note_session)
+
+    assert bill.status_code == 200, bill.text
+    assert bill.json()["total_fen"] == 1000
+    assert begun_by_json == []
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert len(begun) > len(begun_by_json)  # the PDF's request session (the listener sees sessions)

@@ -1,10 +1,14 @@
 """Ordering tests: the catalogue, the payment gate per payment mode, and what a refused order leaves."""
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session as OrmSession
 
 from kit.testing import FakeFeed, internal_headers, service_client
 from services.results.app import create_app
@@ -203,3 +207,27 @@ def test_unknown_order_is_404_problem(client: TestClient) -> None:
 def test_calls_without_internal_credentials_are_refused(client: TestClient) -> None:
     assert client.get("/tests", headers={"authorization": ""}).status_code == 401
     assert client.get("/healthz", headers={"authorization": ""}).status_code == 200
+
+
+def test_an_order_is_read_without_an_orm_session(client: TestClient, registration: httpx.Client) -> None:
+    """A workstation polls its order until payment releases it: Core on a reader connection, not a
+    request's ORM session; the answer is the order as placed, and another patient's is a 404."""
+    visit = create_visit(registration, create_patient(registration)["id"])
+    order = place_order(client, visit["id"])
+    begun: list[str] = []
+
+    def note_session(_session: OrmSession, _transaction: Any, _connection: Any) -> None:
+        if not threading.current_thread().name.startswith("feed-"):  # the app's own feed consumers
+            begun.append(threading.current_thread().name)
+
+    sa_event.listen(OrmSession, "after_begin", note_session)
+    try:
+        found = client.get(f"/orders/{order['id']}")
+    finally:
+        sa_event.remove(OrmSession, "after_begin", note_session)
+
+    assert found.status_code == 200, found.text
+    assert found.json() == order
+    assert begun == []
+    kiosk = internal_headers("kiosk", {"results:read"}, audience="results", patient="another", kind="kiosk")
+    assert client.get(f"/orders/{order['id']}", headers=kiosk).status_code == 404

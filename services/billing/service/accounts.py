@@ -152,9 +152,16 @@ def scheme_known(session: Session, *, visit_id: str) -> bool:
 def known_account(session: Session, visit_id: str, acting_for: str | None = None) -> VisitAccount:
     """The visit's account; acting for another patient, 404 exactly as for one billing does not have."""
     account = repository.get_account(session, visit_id)
-    if account is None or not visible_to(acting_for, account.patient_id):
-        raise VisitNotFound("Billing has no account for this visit.")
+    refuse_unless_visible(account.patient_id if account else None, acting_for)
+    assert account is not None
     return account
+
+
+def refuse_unless_visible(patient_id: str | None, acting_for: str | None) -> None:
+    """404 for a visit billing has no account for (`patient_id` None) or another patient's visit, the
+    same answer for both, so a patient learns nothing about other visits."""
+    if patient_id is None or not visible_to(acting_for, patient_id):
+        raise VisitNotFound("Billing has no account for this visit.")
 
 
 def refuse_if_settled(account: VisitAccount) -> None:

@@ -4,7 +4,9 @@ day, the deposit and the balance; as JSON and as a printable PDF; issued for eve
 in one batch (`daily_bill.ready` per bill, for the app) and acknowledged by the patient (知情确认).
 
 Bills are computed from the ledger when asked for, a batch of visits at a time with one query per sum,
-so the batch for thousands of inpatients costs a handful of queries per chunk, not per bill. A bill's
+so the batch for thousands of inpatients costs a handful of queries per chunk, not per bill. The queries
+are Core statements built once, with bound parameters: every outpatient journey reads its bill, and
+building them per read (five sums, the lines, the departments) cost most of the read. A bill's
 lines never change once posted (corrections are new lines), so a reprint shows the same lines; what was
 issued (totals, line count) is kept in `DailyBillIssue` with the acknowledgement.
 """
@@ -15,11 +17,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlmodel import Session, col
+from sqlalchemy import BindParameter, Connection, Select, Table, bindparam, func, select
+from sqlmodel import Session
 
 from kit.clock import HOSPITAL_TZ, as_utc, utcnow
-from kit.database import Database
+from kit.database import Database, ReadConnection
 from kit.outbox import record_event
 from kit.pdf import PdfDocument, TableColumn
 from services.billing import repository
@@ -32,8 +34,10 @@ from services.billing.models import (
     Deposit,
     DepositApplication,
     DepositRefund,
+    InpatientDay,
     OutboxEvent,
     Payment,
+    VisitAccount,
 )
 from services.billing.schemas import (
     AcknowledgementPublic,
@@ -43,7 +47,7 @@ from services.billing.schemas import (
     DailyBillPublic,
     DailyBillsRunPublic,
 )
-from services.billing.service.accounts import hospital_today, known_account
+from services.billing.service.accounts import hospital_today, known_account, refuse_unless_visible
 from services.billing.service.inpatient_days import day_start
 
 CHUNK = 500  # visits per query batch (and per transaction when issuing)
@@ -52,15 +56,55 @@ CHUNK = 500  # visits per query batch (and per transaction when issuing)
 ENTRY_COLUMNS = ("national_code", "insurance_class")
 
 
-def _sums_by_visit(
-    session: Session, model: Any, moment_column: Any, visit_ids: Sequence[str], until: Any
-) -> dict[str, int]:
-    query = (
-        select(model.visit_id, func.sum(model.amount_fen))
-        .where(col(model.visit_id).in_(visit_ids), moment_column < until)
-        .group_by(model.visit_id)
+Reader = Session | ReadConnection
+"""Where a bill is read: a request's `ReadConnection` (the JSON bill) or a session (the PDF, the batch)."""
+VISIT_IDS: BindParameter[Any] = bindparam("visit_ids", expanding=True)
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+def _sum_by_visit(model: Any, moment: str) -> Select[Any]:
+    """Each visit's sum of `amount_fen` of `model` before `until` (by its `moment` column)."""
+    columns = _table(model).c
+    return (
+        select(columns.visit_id, func.sum(columns.amount_fen))
+        .where(columns.visit_id.in_(VISIT_IDS), columns[moment] < bindparam("until"))
+        .group_by(columns.visit_id)
     )
-    return {visit_id: int(total) for visit_id, total in session.execute(query).all()}
+
+
+# What the running total and the balance add up, each before the end of the bill's day.
+RUNNING_TOTAL = _sum_by_visit(Charge, "service_date")  # until: the next day (a date)
+DEPOSITED = _sum_by_visit(Deposit, "received_at")  # until: the next day's first instant (the others too)
+PAID = _sum_by_visit(Payment, "paid_at")
+APPLIED = _sum_by_visit(DepositApplication, "applied_at")
+REFUNDED = _sum_by_visit(DepositRefund, "refunded_at")
+DEPARTMENTS = select(_table(InpatientDay).c.visit_id, _table(InpatientDay).c.department).where(
+    _table(InpatientDay).c.visit_id.in_(VISIT_IDS),
+    _table(InpatientDay).c.service_date == bindparam("day"),
+    _table(InpatientDay).c.kind == "bed",
+)  # the ward department each stay's posted bed day names for the day
+ACCOUNT_OWNER = select(_table(VisitAccount).c.patient_id).where(
+    _table(VisitAccount).c.visit_id == bindparam("visit_id")
+)
+ACKNOWLEDGED = select(_table(DailyBillIssue).c.acknowledged_at).where(
+    _table(DailyBillIssue).c.visit_id == bindparam("visit_id"),
+    _table(DailyBillIssue).c.bill_date == bindparam("day"),
+)
+
+
+def _connection(reader: Reader) -> Connection | ReadConnection:
+    return reader.connection() if isinstance(reader, Session) else reader
+
+
+def _sums(
+    connection: Connection | ReadConnection, statement: Select[Any], visit_ids: Sequence[str], until: Any
+) -> dict[str, int]:
+    rows = connection.execute(statement, {"visit_ids": list(visit_ids), "until": until})
+    return {visit_id: int(total) for visit_id, total in rows}
 
 
 LINE_FIELDS = (
@@ -117,11 +161,9 @@ class Bill:
         )
 
 
-def _lines_by_visit(session: Session, visit_ids: Sequence[str], day: date) -> dict[str, list[dict[str, Any]]]:
-    item = CatalogueItem.__table__.c  # type: ignore[attr-defined]
-    entry = CatalogueEntry.__table__.c  # type: ignore[attr-defined]
-    charge = Charge.__table__.c  # type: ignore[attr-defined]
-    query = (
+def _lines_query() -> Select[Any]:
+    item, entry, charge = (_table(model).c for model in (CatalogueItem, CatalogueEntry, Charge))
+    return (
         select(
             charge.visit_id,
             charge.id,
@@ -137,34 +179,43 @@ def _lines_by_visit(session: Session, visit_ids: Sequence[str], day: date) -> di
             *(entry[name] for name in ENTRY_COLUMNS),
         )
         .select_from(
-            Charge.__table__.outerjoin(CatalogueItem.__table__, charge.item_code == item.code).outerjoin(  # type: ignore[attr-defined]
-                CatalogueEntry.__table__,  # type: ignore[attr-defined]
-                charge.price_entry_id == entry.id,
-            )
+            _table(Charge)
+            .outerjoin(_table(CatalogueItem), charge.item_code == item.code)
+            .outerjoin(_table(CatalogueEntry), charge.price_entry_id == entry.id)
         )
-        .where(charge.visit_id.in_(visit_ids), charge.service_date == day)
+        .where(charge.visit_id.in_(VISIT_IDS), charge.service_date == bindparam("day"))
         .order_by(charge.visit_id, charge.charged_at, charge.id)
     )
+
+
+LINES = _lines_query()
+
+
+def _lines_by_visit(
+    connection: Connection | ReadConnection, visit_ids: Sequence[str], day: date
+) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in session.execute(query).all():
+    for row in connection.execute(LINES, {"visit_ids": list(visit_ids), "day": day}):
         found[row[0]].append(dict(zip(LINE_FIELDS, row, strict=True)))
     return found
 
 
-def bills_for(session: Session, accounts: Sequence[tuple[str, str]], day: date) -> list[Bill]:
+def bills_for(reader: Reader, accounts: Sequence[tuple[str, str]], day: date) -> list[Bill]:
     """The bills of `day` for (visit_id, patient_id) pairs, a few queries per chunk of visits."""
+    connection = _connection(reader)
     bills: list[Bill] = []
     for offset in range(0, len(accounts), CHUNK):
         chunk = accounts[offset : offset + CHUNK]
         ids = [visit_id for visit_id, _ in chunk]
         end = day_start(day + timedelta(days=1))
-        lines = _lines_by_visit(session, ids, day)
-        running = _sums_by_visit(session, Charge, Charge.service_date, ids, day + timedelta(days=1))
-        deposits = _sums_by_visit(session, Deposit, Deposit.received_at, ids, end)
-        payments = _sums_by_visit(session, Payment, Payment.paid_at, ids, end)
-        applied = _sums_by_visit(session, DepositApplication, DepositApplication.applied_at, ids, end)
-        refunded = _sums_by_visit(session, DepositRefund, DepositRefund.refunded_at, ids, end)
-        departments = repository.departments_on(session, ids, day)
+        lines = _lines_by_visit(connection, ids, day)
+        running = _sums(connection, RUNNING_TOTAL, ids, day + timedelta(days=1))
+        deposits = _sums(connection, DEPOSITED, ids, end)
+        payments = _sums(connection, PAID, ids, end)
+        applied = _sums(connection, APPLIED, ids, end)
+        refunded = _sums(connection, REFUNDED, ids, end)
+        on_day = connection.execute(DEPARTMENTS, {"visit_ids": ids, "day": day})
+        departments = {row.visit_id: row.department for row in on_day}
         for visit_id, patient_id in chunk:
             own = lines.get(visit_id, [])
             department = departments.get(visit_id)
@@ -203,14 +254,16 @@ def bills_for(session: Session, accounts: Sequence[tuple[str, str]], day: date) 
 
 
 def daily_bill(
-    session: Session, *, visit_id: str, day: date | None, acting_for: str | None = None
+    reader: Reader, *, visit_id: str, day: date | None, acting_for: str | None = None
 ) -> DailyBillPublic:
-    """One visit's bill of one hospital day (default today); 404 for another patient's visit."""
-    account = known_account(session, visit_id, acting_for)
+    """One visit's bill of one hospital day (default today); 404 for another patient's visit, exactly as
+    for one billing has no account for (`accounts.known_account`)."""
+    connection = _connection(reader)
+    patient_id = connection.execute(ACCOUNT_OWNER, {"visit_id": visit_id}).scalar()
+    refuse_unless_visible(patient_id, acting_for)
     day = day or hospital_today()
-    [bill] = bills_for(session, [(account.visit_id, account.patient_id)], day)
-    issue = repository.get_bill_issue(session, visit_id, day)
-    acknowledged = issue.acknowledged_at if issue is not None else None
+    [bill] = bills_for(reader, [(visit_id, str(patient_id))], day)
+    acknowledged = connection.execute(ACKNOWLEDGED, {"visit_id": visit_id, "day": day}).scalar()
     return bill.public(acknowledged_at=as_utc(acknowledged) if acknowledged else None)
 
 
