@@ -42,9 +42,9 @@ never reach (its database was reset under a running system) would hold its event
 Cursors live in memory; the log's transaction also stores `logged_to` per source, which is where reading
 resumes after a restart. Re-read events are skipped by id (`service.log_batch`), so each is logged once.
 Idle, each reader wakes once per long-poll (`wait_seconds`) and the merge not at all; against a feed that
-ignores `wait` (it answers an empty page at once) a reader asks again after `poll_seconds`. Under load
-the merge runs at most once per `merge_interval_seconds` (what is read meanwhile joins the next
-transaction), on the ingest loop itself: no executor hop per transaction.
+ignores `wait` (it answers an empty page at once) a reader asks again after `poll_seconds`. The merge logs on
+the ingest loop itself (no executor hop per transaction); what the readers bring while it logs joins
+the next transaction, and `merge_interval_seconds`, when set, paces it to one per interval.
 """
 
 import asyncio
