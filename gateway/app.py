@@ -10,7 +10,9 @@ from typing import Any
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admin import router as admin_router
 from gateway.api_clients import open_api_client_store
@@ -19,10 +21,10 @@ from gateway.board_feed import BoardFeed
 from gateway.config import GatewaySettings, get_settings
 from gateway.journey import journey_router
 from gateway.keys import KeyCache
-from gateway.metrics import gateway_route_template, metrics_endpoint, watch_circuits
+from gateway.metrics import ROUTE_KEY, gateway_route_template, metrics_endpoint, watch_circuits
 from gateway.openapi import install_openapi
-from gateway.proxy import ForwardFirst, Proxy, Upstreams
-from gateway.routes import API_PREFIX
+from gateway.proxy import Forwarder, Proxy, Upstreams
+from gateway.routes import API_PREFIX, RouteTable
 from gateway.sessions import router as patient_sessions_router
 from kit.errors import install_error_handlers, problem, problem_response
 from kit.logging import configure_process_logging
@@ -32,6 +34,34 @@ from kit.wakeups import close_on_exit_signal
 
 logger = logging.getLogger("patientflow.gateway")
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with a lean path for the requests of the route table (nearly every request): the
+    server-error handler, request ids, metrics and access log, then `Proxy.forward`; the same layers
+    and order as FastAPI's own stack, where the route table's requests met nothing else that acts.
+
+    Through FastAPI they also went through `FastAPI.__call__`'s telemetry check, `Starlette.__call__`,
+    FastAPI's exception-telemetry and body-limit middleware (neither on here) and a middleware that
+    sent them on to the proxy before the router: a coroutine frame or two each per request. Anything
+    the table does not have (the gateway's own routes, 404, 405) takes FastAPI's stack.
+    """
+
+    lean: ASGIApp | None = None  # set by `create_app`, once the error handlers are installed
+    table: RouteTable
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.lean is not None and scope["path"].startswith(LEAN_PREFIX):
+            route = self.table.match(scope["method"], scope["path"][len(API_PREFIX) :])
+            if route is not None:
+                scope["app"] = self
+                scope[ROUTE_KEY] = route
+                await self.lean(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+LEAN_PREFIX = API_PREFIX + "/"
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -63,7 +93,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 await refresher
             await anyio.to_thread.run_sync(api_clients.close)
 
-    app = FastAPI(
+    app = GatewayApp(
         title="patientflow gateway",
         description="The public API: every service route under `/v1`, behind API keys and scopes.",
         version="0.1.0",
@@ -80,9 +110,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.board_feed = board_feed
     install_error_handlers(app)
     watch_circuits(upstreams)
-    app.add_middleware(ForwardFirst, proxy=proxy)  # innermost of the three
     app.add_middleware(RequestObserver, service=settings.service_name, route_template=gateway_route_template)
     app.add_middleware(RequestIdMiddleware)
+    app.table = proxy.table
+    observed = RequestObserver(
+        Forwarder(proxy), service=settings.service_name, route_template=gateway_route_template
+    )
+    app.lean = ServerErrorMiddleware(
+        RequestIdMiddleware(observed),
+        handler=app.exception_handlers[Exception],
+        debug=app.debug,
+    )
     app.add_route("/metrics", metrics_endpoint(proxy.authenticate), methods=["GET"], include_in_schema=False)
     install_openapi(app, upstreams, proxy.table, settings.internal_secret)
 

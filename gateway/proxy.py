@@ -14,7 +14,7 @@ from typing import Any
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from gateway.config import GatewaySettings
 from gateway.errors import (
@@ -301,28 +301,16 @@ class Proxy:
         return location
 
 
-class ForwardFirst:
-    """Pure ASGI, inside the request-id and metrics middleware: a request for a route of the table goes
-    straight to `Proxy.forward`, its problems rendered as the error handlers would.
+class Forwarder:
+    """The innermost ASGI app of the gateway's lean path (`gateway.app.GatewayApp`): `Proxy.forward`
+    for the route the app already matched, its problems rendered as the error handlers would."""
 
-    Through FastAPI's router the same request first tried every route the gateway serves itself (its
-    included routers' matching was a third of the gateway's own CPU per forwarded request, measured
-    with cProfile); anything the table does not have (the gateway's own routes, 404, 405) still goes
-    that way.
-    """
-
-    def __init__(self, app: ASGIApp, proxy: Proxy) -> None:
-        self.app = app
+    def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(API_PREFIX + "/"):
-            route = self.proxy.table.match(scope["method"], scope["path"][len(API_PREFIX) :])
-            if route is not None:
-                try:
-                    response = await self.proxy.forward(Request(scope, receive), route)
-                except ProblemError as exc:
-                    response = problem_response(exc.to_problem(), exc.headers)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        try:
+            response = await self.proxy.forward(Request(scope, receive), scope[ROUTE_KEY])
+        except ProblemError as exc:
+            response = problem_response(exc.to_problem(), exc.headers)
+        await response(scope, receive, send)

@@ -41,6 +41,7 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
             poll_seconds=min(settings.ingest_poll_seconds, settings.feed_poll_seconds),
             wait_seconds=settings.ingest_wait_seconds,
             page_size=settings.ingest_page_size,
+            merge_interval_seconds=settings.ingest_merge_interval_seconds,
         )
 
     def webhooks(app: FastAPI, database: Database) -> Worker:

@@ -108,7 +108,7 @@ def run_ingestor(database: Database, settings: EventsSettings) -> Iterator[Any]:
     """Start ingestors (one at a time, like hub restarts); each is stopped when its block ends."""
 
     @contextmanager
-    def running() -> Iterator[Ingestor]:
+    def running(merge_interval_seconds: float = 0.0) -> Iterator[Ingestor]:
         ingestor = Ingestor(
             database=database,
             feeds=settings.feed_urls(),
@@ -116,6 +116,7 @@ def run_ingestor(database: Database, settings: EventsSettings) -> Iterator[Any]:
             notifier=LogNotifier(),
             poll_seconds=0.02,
             wait_seconds=5.0,
+            merge_interval_seconds=merge_interval_seconds,
         )
         ingestor.start()
         try:
@@ -153,6 +154,24 @@ def test_the_hub_logs_a_cause_first_when_it_reads_the_effect_first(
         assert log(database) == []
         publish(feeds, "results", source_event("order.placed", occurred_at=now))
         assert logged_types(database, 2) == ["order.placed", "charge.posted"]
+
+
+def test_events_read_within_the_merge_interval_are_logged_in_one_transaction(
+    run_ingestor: Any, feeds: dict[str, FakeFeed], database: Database
+) -> None:
+    """The first event is logged at once; two read soon after it wait for the interval and go in
+    together, in time order (a transaction's fixed cost is most of the hub's CPU under load)."""
+    with run_ingestor(merge_interval_seconds=3.0) as ingestor:
+        publish(feeds, "registration", source_event("visit.opened"))
+        assert logged_types(database, 1) == ["visit.opened"]
+        assert ingestor.transactions == 1
+        publish(feeds, "billing", source_event("charge.posted"))
+        eventually(lambda: held_back(ingestor, "billing", 1), what="the hub to read the charge")
+        publish(feeds, "triage", source_event("visit.triaged"))
+        eventually(lambda: held_back(ingestor, "triage", 1), what="the hub to read the triage")
+        assert len(log(database)) == 1  # both read, neither logged: the interval is not over
+        assert logged_types(database, 3) == ["visit.opened", "charge.posted", "visit.triaged"]
+        assert ingestor.transactions == 2
 
 
 def test_a_source_that_is_down_holds_back_only_what_depends_on_it(

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from gateway.app import create_app as create_gateway
 from kit.auth import verify_internal_token
@@ -358,3 +359,22 @@ def test_upstream_reset_and_garbage_are_502(
     body = assert_problem(response, 502)
     assert body["type"].endswith(slug)
     assert body["service"] == "triage"
+
+
+def test_an_unexpected_error_forwarding_a_table_route_is_a_500_problem_with_one_request_id(
+    keys_file: Path, api_keys: dict[str, str], registration_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The route table's requests skip FastAPI's stack (`gateway.app.GatewayApp`): its server-error
+    handler still renders the crash, outside the request-id layer, so the id is sent once."""
+
+    async def crash(*_args: object) -> None:
+        raise RuntimeError("forwarding broke")
+
+    app = create_gateway(gateway_settings(keys_file, registration_url=registration_url))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        monkeypatch.setattr(app.state.proxy, "forward", crash)
+        headers = bearer(api_keys["his-dev"]) | {"x-request-id": "req-crash-1"}
+        response = client.get("/v1/patients/p-1", headers=headers)
+    assert_problem(response, 500)
+    assert response.json()["instance"] == "urn:request:req-crash-1"
+    assert response.headers.get_list("x-request-id") == ["req-crash-1"]
