@@ -19,8 +19,10 @@ import uvicorn
 from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
 from sqlalchemy import MetaData, Table, delete, func, inspect, select, text
+from sqlalchemy import event as sa_event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 from starlette.types import ASGIApp
 
@@ -197,6 +199,23 @@ def http_client(base_url: str, *, audience: str) -> httpx.Client:
 def feed_headers(audience: str) -> dict[str, str]:
     """Headers of a sibling service, the only kind of caller a service's own `/events` feed answers."""
     return internal_headers("service:test", set(), audience=audience)
+
+
+@contextmanager
+def orm_sessions_begun() -> Iterator[list[str]]:
+    """The threads that begin an ORM session while the block runs, the app's own feed consumers aside:
+    how a test shows that a hot read took the lean Core path (an empty list) and not a unit of work."""
+    begun: list[str] = []
+
+    def note(_session: OrmSession, _transaction: Any, _connection: Any) -> None:
+        if not threading.current_thread().name.startswith("feed-"):
+            begun.append(threading.current_thread().name)
+
+    sa_event.listen(OrmSession, "after_begin", note)
+    try:
+        yield begun
+    finally:
+        sa_event.remove(OrmSession, "after_begin", note)
 
 
 @contextmanager

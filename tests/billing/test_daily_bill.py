@@ -1,15 +1,12 @@
 """The daily itemised bill (一日清单): one hospital day's lines, totals equal to their sum."""
 
-import threading
 from datetime import date, timedelta
-from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session as OrmSession
 
 from kit.clock import hospital_date, utcnow
+from kit.testing import orm_sessions_begun
 from tests.billing.factories import (
     INFUSION,
     account,
@@ -106,19 +103,10 @@ def test_the_json_bill_is_read_without_an_orm_session(registration: httpx.Client
     request's ORM session and its worker-thread unit of work; the PDF still reads the same bill."""
     visit = new_visit(registration, client, kind="inpatient", department="surgery")
     post_charge(client, visit["id"], INFUSION, 2)
-    begun: list[str] = []
-
-    def note_session(_session: OrmSession, _transaction: Any, _connection: Any) -> None:
-        if not threading.current_thread().name.startswith("feed-"):  # the app's own feed consumers
-            begun.append(threading.current_thread().name)
-
-    sa_event.listen(OrmSession, "after_begin", note_session)
-    try:
+    with orm_sessions_begun() as begun:
         bill = client.get(f"/visits/{visit['id']}/daily-bill")
         begun_by_json = list(begun)
         pdf = client.get(f"/visits/{visit['id']}/daily-bill/pdf")
-    finally:
-        sa_event.remove(OrmSession, "after_begin", note_session)
 
     assert bill.status_code == 200, bill.text
     assert bill.json()["total_fen"] == 1000

@@ -1,16 +1,12 @@
 """Ordering tests: the catalogue, the payment gate per payment mode, and what a refused order leaves."""
 
-import threading
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session as OrmSession
 
-from kit.testing import FakeFeed, internal_headers, service_client
+from kit.testing import FakeFeed, internal_headers, orm_sessions_begun, service_client
 from services.results.app import create_app
 from services.results.models import ResultsTable
 from tests.results.conftest import results_settings
@@ -214,17 +210,8 @@ def test_an_order_is_read_without_an_orm_session(client: TestClient, registratio
     request's ORM session; the answer is the order as placed, and another patient's is a 404."""
     visit = create_visit(registration, create_patient(registration)["id"])
     order = place_order(client, visit["id"])
-    begun: list[str] = []
-
-    def note_session(_session: OrmSession, _transaction: Any, _connection: Any) -> None:
-        if not threading.current_thread().name.startswith("feed-"):  # the app's own feed consumers
-            begun.append(threading.current_thread().name)
-
-    sa_event.listen(OrmSession, "after_begin", note_session)
-    try:
+    with orm_sessions_begun() as begun:
         found = client.get(f"/orders/{order['id']}")
-    finally:
-        sa_event.remove(OrmSession, "after_begin", note_session)
 
     assert found.status_code == 200, found.text
     assert found.json() == order
