@@ -9,6 +9,7 @@ separate process (an aiohttp client, closed loop): its own CPU per request is pr
 the two cores. Server CPU per request comes from /proc/<pid>/stat (user + system) over each round.
 
     python -m bench.service_read --rounds 3 --seconds 5
+    python -m bench.service_read --before /work/wt/before   # another tree's registration beside this one
     python -m bench.service_read --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 """
 
@@ -21,8 +22,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,22 +235,25 @@ def measure(targets: list[Target], args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def run(system: System, args: argparse.Namespace) -> dict[str, Any]:
+def registration_target(name: str, system: System, visits: int) -> Target:
+    """Reads of `visits` fresh visits at `system`'s registration, with a token it accepts."""
     secret = system.env["PATIENTFLOW_INTERNAL_SECRET"]
     registration = system.url("registration")
-    visit_ids = make_visits(registration, secret, args.visits)
+    visit_ids = make_visits(registration, secret, visits)
     token = mint_internal_token(secret, "bench", {"registration:read"}, audience="registration")
+    urls = [f"{registration}/visits/{v}" for v in visit_ids]
+    return Target(name, system.processes["registration"].pid, urls, {"authorization": f"Bearer {token}"})
+
+
+def run(system: System, args: argparse.Namespace, before: System | None = None) -> dict[str, Any]:
     with hello_server("fastapi") as fastapi, hello_server("starlette") as starlette:
         targets = [
             Target("fastapi", fastapi[0], [f"{fastapi[1]}/hello"], {}),
             Target("starlette", starlette[0], [f"{starlette[1]}/hello"], {}),
-            Target(
-                "registration",
-                system.processes["registration"].pid,
-                [f"{registration}/visits/{v}" for v in visit_ids],
-                {"authorization": f"Bearer {token}"},
-            ),
         ]
+        if before is not None:
+            targets.append(registration_target("before", before, args.visits))
+        targets.append(registration_target("registration", system, args.visits))
         return measure(targets, args)
 
 
@@ -257,6 +261,7 @@ LABELS = {
     "fastapi": "FastAPI hello (async def)",
     "starlette": "Starlette hello",
     "registration": "registration GET /visits/{id}, straight",
+    "before": "registration GET /visits/{id}, straight, the --before tree",
 }
 
 
@@ -300,7 +305,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per server")
     parser.add_argument("--visits", type=int, default=50, help="distinct visits the reads cycle through")
     parser.add_argument("--database-url", help="PostgreSQL URL (default: SQLite files in a temp dir)")
+    parser.add_argument("--before", help="a tree whose registration to read beside this one, round by round")
     return parser.parse_args(argv)
+
+
+@contextmanager
+def registration_alone(database_url: str | None, *, launch: Callable[..., Any]) -> Iterator[System]:
+    """Registration alone, started by `launch` (another tree's interpreter for `--before`), in a scratch
+    folder; on PostgreSQL its run's schemas are dropped afterwards."""
+    run_tag = uuid.uuid4().hex[:8]
+    ports = {component.name: free_port() for component in COMPONENTS}
+    with tempfile.TemporaryDirectory(prefix="pf-bench-") as scratch:
+        system = System(Path(scratch), env=system_env(database_url, run_tag), ports=ports, launch=launch)
+        try:
+            log("starting registration …")
+            system.start_service("registration")
+            yield system
+        finally:
+            system.stop()
+            if database_url:
+                drop_schemas(database_url, run_tag)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,20 +335,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "load":
         load_main(args)
         return 0
-    run_tag = uuid.uuid4().hex[:8]
-    ports = {component.name: free_port() for component in COMPONENTS}
-    with tempfile.TemporaryDirectory(prefix="pf-bench-") as scratch:
-        try:
-            system = System(Path(scratch), env=system_env(args.database_url, run_tag), ports=ports)
-            try:
-                log("starting registration …")
-                system.start_service("registration")
-                results = run(system, args)
-            finally:
-                system.stop()
-        finally:
-            if args.database_url:
-                drop_schemas(args.database_url, run_tag)
+    with ExitStack() as stack:
+        system = stack.enter_context(registration_alone(args.database_url, launch=subprocess.Popen))
+        before = None
+        if args.before:
+            python = str(Path(args.before) / ".venv" / "bin" / "python")
+
+            def launch_before(command: list[str], **options: Any) -> subprocess.Popen[bytes]:
+                return subprocess.Popen([python, *command[1:]], **options)
+
+            before = stack.enter_context(registration_alone(args.database_url, launch=launch_before))
+        results = run(system, args, before)
     print(report(results, args))
     database = "postgresql" if args.database_url else "sqlite"
     payload = {"args": vars(args), "database": database, "machine": machine(), "results": results}
