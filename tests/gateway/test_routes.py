@@ -60,6 +60,7 @@ def test_visit_and_patient_paths_go_to_their_owner(method: str, path: str, servi
         ("DELETE", "/visits/v1"),
         ("GET", "/events/1"),  # the public `/events` is the hub's log, never a service's own feed
         ("GET", "/healthz"),
+        ("GET", "/visits/v1/with-name"),  # registration's read for sibling services: the full name
     ],
 )
 def test_anything_else_is_denied(method: str, path: str) -> None:

@@ -41,6 +41,10 @@ def test_a_visit_with_its_patients_name_is_the_visit_as_read_plus_the_name(clien
     missing = client.get("/visits/no-such-visit/with-name")
     assert missing.status_code == 404
     assert missing.json()["type"] == client.get("/visits/no-such-visit").json()["type"]
+    for odd in ["患者-甲", "x" * 10_000, "%00", "1;DROP TABLE visit"]:
+        answer = client.get(f"/visits/{odd}/with-name")
+        assert answer.status_code in (400, 404, 414), (odd[:20], answer.status_code)
+        assert answer.headers["content-type"].startswith("application/problem+json")
 
 
 def test_only_services_read_a_visit_with_its_patients_name(client: TestClient) -> None:
