@@ -21,6 +21,7 @@ from kit.logging import configure_process_logging
 from kit.metrics import RequestObserver, service_metrics_router
 from kit.migrations import upgrade
 from kit.models import ConsumedEventBase, FeedCursorBase, OutboxEventBase
+from kit.nul import NulGuard
 from kit.outbox import OutboxListener, feed_router
 from kit.requestid import RequestIdMiddleware
 from kit.routing import include_flat, install_route_index
@@ -143,6 +144,7 @@ def build_service_app(
     app.state.settings = settings
     app.state.siblings = {}
     install_error_handlers(app)
+    app.add_middleware(NulGuard)  # innermost: a NUL in a path, query or JSON body is a 4xx on both databases
     app.add_middleware(FeedHeadMiddleware, outbox=outbox_model)  # sibling callers learn the feed head
     app.add_middleware(RequestObserver, service=settings.service_name)  # inside: sees the request id
     app.add_middleware(RequestIdMiddleware)
