@@ -13,12 +13,11 @@ from kit.pdf import prepare_font_in_background
 from services.billing import catalogue, consumers
 from services.billing.catalogue_router import router as catalogue_router
 from services.billing.config import BillingSettings, get_settings
-from services.billing.deposits_router import day_items
 from services.billing.deposits_router import router as deposits_router
 from services.billing.models import ConsumedEvent, FeedCursor, OutboxEvent
 from services.billing.router import router
 from services.billing.service import daily_bill, insurance, rules
-from services.billing.service.inpatient_days import NightlyJob
+from services.billing.service.inpatient_days import DayItems, NightlyJob
 
 
 def create_app(settings: BillingSettings | None = None) -> FastAPI:
@@ -58,7 +57,7 @@ def _nightly_job(app: FastAPI, database: Database) -> Worker:
     settings: BillingSettings = app.state.settings
     return NightlyJob(
         database,
-        items=day_items(settings),
+        items=DayItems.of(settings),
         every_seconds=settings.inpatient_days_check_seconds,
         after=partial(_issue_bills, database),
     )

@@ -58,10 +58,6 @@ SettingsDep = Annotated[BillingSettings, Depends(app_settings)]
 DayQuery = Annotated[date | None, Query(alias="date", description="Hospital day; default today")]
 
 
-def day_items(settings: BillingSettings) -> inpatient_days.DayItems:
-    return inpatient_days.DayItems(bed=settings.bed_class_items, nursing=settings.nursing_class_items)
-
-
 # --- deposits and receipts ---------------------------------------------------------------------------
 
 
@@ -257,7 +253,7 @@ async def run_inpatient_days(
         inpatient_days.run_inpatient_days,
         request.app.state.database,
         up_to=_run_day(data),
-        items=day_items(settings),
+        items=inpatient_days.DayItems.of(settings),
     )
     return await anyio.to_thread.run_sync(job)
 

@@ -77,6 +77,7 @@ from services.billing.service import (
     settlement,
     tenders,
 )
+from services.billing.service.inpatient_days import DayItems
 
 router = APIRouter()
 RegistrationDep = Annotated[ServiceClient, Depends(sibling("registration"))]
@@ -362,6 +363,8 @@ def settle_visit(
     null when nothing was due. Billing first waits until it has read every charge registration and
     results had committed when the request arrived; if it can't confirm that within a few seconds (a
     source down or far behind), 503 `charges-still-arriving` with `Retry-After`, and nothing is settled.
+    An inpatient's bed and nursing days the nightly job has not posted yet (a discharge before that
+    night's run, a stay admitted today) are posted first, so the invoice bills every day of the stay.
     A charge caused after settlement goes onto the supplementary bill (补费). The insurer pays its share
     (per the visit's insurance scheme and each line's class: `insurer_fen`), a payment by method
     `insurance`; `amount_fen` is the patient's part after the deposit. The answer carries the invoice
@@ -376,6 +379,7 @@ def settle_visit(
             data=data,
             unseen=unseen,
             split_table=request.app.state.insurance_split,
+            day_items=DayItems.of(request.app.state.settings),
         ),
         visit_id=visit_id,
         body=data,

@@ -10,9 +10,8 @@ from fastapi.testclient import TestClient
 
 from kit.clock import utcnow
 from services.billing.config import BillingSettings
-from services.billing.deposits_router import day_items
 from services.billing.service import inpatient_days
-from tests.billing.factories import account, billing_events
+from tests.billing.factories import account, billing_events, keyed
 from tests.billing.inpatients import (
     GENERAL_BED_FEN,
     GRADE_I_FEN,
@@ -105,6 +104,37 @@ def test_the_discharge_day_is_not_charged_and_a_same_day_stay_is_one_day(
     ]
 
 
+def test_a_discharge_settlement_before_the_nights_run_bills_every_day_of_the_stay(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    longer, same_day = admitted_visit(registration, client), admitted_visit(registration, client)
+    move_stay_back(client, longer["id"], days=2)
+    for visit in (longer, same_day):  # discharged at any hour, before the nightly job has run
+        assert registration.post(f"/visits/{visit['id']}/discharge").status_code == 200
+        wait_for_stay(client, visit["id"], discharged=True)
+
+    settled = {
+        visit["id"]: client.post(
+            f"/visits/{visit['id']}/settlement", json={"method": "cash"}, headers=keyed()
+        )
+        for visit in (longer, same_day)
+    }
+    late_run = run_days(client, today())
+
+    day_fen = GENERAL_BED_FEN + GRADE_II_FEN
+    for visit, nights in ((longer, 2), (same_day, 1)):
+        response = settled[visit["id"]]
+        assert response.status_code == 201, response.text
+        body = response.json()
+        billed = [line["charge_id"] for line in body["invoice"]["lines"]]
+        days = [c for c in account(client, visit["id"])["charges"] if c["origin"] == "inpatient_day"]
+        assert len(days) == 2 * nights and {c["id"] for c in days} <= set(billed)
+        assert body["total_fen"] == sum(line["amount_fen"] for line in body["invoice"]["lines"])
+        assert sum(c["amount_fen"] for c in days) == nights * day_fen
+        assert not any(c["supplementary"] for c in days)  # on the invoice, not on a 补费 bill
+    assert late_run["posted"] == 0  # the job finds every day posted: never twice
+
+
 def test_racing_runs_post_each_day_once(registration: httpx.Client, client: TestClient) -> None:
     visits = [admitted_visit(registration, client) for _ in range(3)]
     for visit in visits:
@@ -115,7 +145,9 @@ def test_racing_runs_post_each_day_once(registration: httpx.Client, client: Test
 
     def run() -> None:
         barrier.wait()
-        done = inpatient_days.run_inpatient_days(database(client), up_to=today(), items=day_items(settings))
+        done = inpatient_days.run_inpatient_days(
+            database(client), up_to=today(), items=inpatient_days.DayItems.of(settings)
+        )
         results.append(done.posted)
 
     threads = [threading.Thread(target=run) for _ in range(4)]
@@ -138,7 +170,11 @@ def test_the_nightly_job_posts_up_to_yesterday_and_issues_its_bills(
     settings: BillingSettings = client.app.state.settings  # type: ignore[attr-defined]
     issued: list[object] = []
     job = inpatient_days.NightlyJob(
-        database(client), items=day_items(settings), every_seconds=60, after=issued.append, clock=utcnow
+        database(client),
+        items=inpatient_days.DayItems.of(settings),
+        every_seconds=60,
+        after=issued.append,
+        clock=utcnow,
     )
 
     job.run_once()

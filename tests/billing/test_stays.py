@@ -55,11 +55,18 @@ def test_a_discharged_green_channel_stay_is_settled_with_every_charge_caused_bef
 
     settled = client.post(f"/visits/{visit['id']}/settlement", json={"method": "insurance"}, headers=keyed())
     assert settled.status_code == 201, settled.text
-    assert settled.json()["total_fen"] == EMERGENCY_FEE_FEN + 500 + 2000  # the fee, the infusion, the CBC
+    # the fee, the infusion, the CBC, and the day of a same-day stay (bed 3000, nursing 1500; 算入不算出)
+    assert settled.json()["total_fen"] == EMERGENCY_FEE_FEN + 500 + 2000 + 3000 + 1500
     final = account(client, visit["id"])
     assert (final["status"], final["balance_fen"], final["awaiting_discharge_settlement"]) == (
         "settled",
         0,
         False,
     )
-    assert [c["origin"] for c in final["charges"]] == ["registration", "manual", "order"]
+    assert [c["origin"] for c in final["charges"]] == [
+        "registration",
+        "manual",
+        "order",
+        "inpatient_day",
+        "inpatient_day",
+    ]

@@ -98,7 +98,10 @@ def test_an_emergency_patient_admitted_transferred_and_discharged(gateway: Gatew
         lambda: (r := settle(gateway, visit["id"])).status_code == 201 and r.json(),
         what="the discharge settlement",
     )
-    assert settlement["total_fen"] == EMERGENCY_FEE_FEN + 2 * CBC_FEN  # no charge lost on its way
+    # No charge lost on its way, and the stay's one day (a same-day stay; 算入不算出) billed at the
+    # settlement, before any nightly run: by the bed lain in last, cardiology's general bed (3000) and
+    # its grade II nursing (1500).
+    assert settlement["total_fen"] == EMERGENCY_FEE_FEN + 2 * CBC_FEN + 3000 + 1500
     settled = visit_account(gateway, visit["id"])
     assert settled is not None and (settled["status"], settled["balance_fen"]) == ("settled", 0)
     eventually(

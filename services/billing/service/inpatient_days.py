@@ -28,6 +28,7 @@ from kit.database import Database
 from kit.worker import ThreadWorker
 from services.billing import repository
 from services.billing.catalogue import Price, price_on
+from services.billing.config import BillingSettings
 from services.billing.errors import ChargeRefused, InvalidRunDate
 from services.billing.models import (
     BillingStay,
@@ -105,6 +106,10 @@ class DayItems:
 
     bed: Mapping[str, str]
     nursing: Mapping[str, str]
+
+    @classmethod
+    def of(cls, settings: BillingSettings) -> "DayItems":
+        return cls(bed=settings.bed_class_items, nursing=settings.nursing_class_items)
 
     def code(self, kind: str, bed_class: str) -> str | None:
         table = self.bed if kind == BED else self.nursing
@@ -235,6 +240,21 @@ def post_chunk(
         )
         posted, refused = posted + stay_posted, refused + stay_refused
     return posted, refused
+
+
+def post_before_settlement(session: Session, account: VisitAccount, *, items: DayItems) -> int:
+    """Post the stay's owed days the nightly job has not yet posted, so a discharge settlement at any
+    hour — before that night's run, or a stay admitted and discharged today — bills every day on its
+    invoice instead of leaving them for a supplementary bill (补费). A stay not yet discharged owes up
+    to yesterday, as the job would post (today may yet be its discharge day, which is not counted).
+    The account is already locked by the settlement; the days are keyed like the job's: never twice."""
+    stay = repository.get_stay(session, account.visit_id)
+    if stay is None:
+        return 0
+    today = hospital_date(utcnow())
+    up_to = today if stay.discharged_at is not None else today - timedelta(days=1)
+    posted, _ = post_chunk(session, [account.visit_id], up_to=up_to, today=today, items=items)
+    return posted
 
 
 def _refuse(

@@ -11,7 +11,7 @@ from kit.feed import FeedConsumer, caught_up
 from services.billing import repository
 from services.billing.errors import ChargesStillArriving
 from services.billing.schemas import PaymentMethod, RegistrationVisit, SettlementCreate, SettlementPublic
-from services.billing.service import deposits, insurance, invoices, tenders
+from services.billing.service import deposits, inpatient_days, insurance, invoices, tenders
 from services.billing.service.accounts import SETTLED, account_for, record, refuse_if_settled
 from services.billing.service.payments import check_amount, take_payment
 
@@ -45,13 +45,15 @@ def settle(
     data: SettlementCreate,
     unseen: RegistrationVisit | None,
     split_table: insurance.SplitTable,
+    day_items: inpatient_days.DayItems,
 ) -> SettlementPublic:
     """Pay everything still unpaid and close the account (先诊疗后结算 / 先救治后付费 at discharge): the
     insurer pays its share of it (insurance.py), the deposit and the patient the rest, and an invoice
     (发票) is issued for the lines settled (none when nothing was due); what the account owed back is
-    refunded (多退少补)."""
+    refunded (多退少补). An inpatient's days not yet posted by the nightly job are posted first."""
     account = account_for(session, visit_id=visit_id, unseen=unseen)
     refuse_if_settled(account)
+    inpatient_days.post_before_settlement(session, account, items=day_items)
     # 多退: what a paid charge reversed before settlement left owed back goes back now, over the
     # tenders that paid, so a settled account owes nothing either way (the deposit held aside). First,
     # so what the card paid goes back to the card, not to the tender this settlement is about to take.
