@@ -150,7 +150,8 @@ class Payment(BillingTable, table=True):
 
     Money given back is a payment of its own with the amount negated; `refund_of` names the payment
     whose tender it gives back (tenders.py: never more per method than that payment took by it).
-    `insurance_scheme`: on the insurer's payments (method `insurance`), the scheme it pays under."""
+    `insurance_scheme`: on the insurer's payments (method `insurance`), the scheme it pays under; a
+    patient's own tender by method `insurance` (个人账户) has none, so refunds tell them apart."""
 
     id: str = Field(primary_key=True, max_length=36)
     visit_id: str = Field(foreign_key="visit_account.visit_id", index=True, max_length=36)

@@ -190,6 +190,52 @@ def test_a_settlement_paid_by_insurer_deposit_and_card_is_refunded_to_each(
     reconciliation(client)
 
 
+def test_a_patients_own_insurance_tender_goes_back_to_insurance_with_a_receipt_never_as_cash(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    """The patient's own share paid by method `insurance` (e.g. the insurance personal account, 个人账户)
+    is a tender like card: a reversal gives it back that way, with a receipt — not as cash for want of
+    a tender, and not mixed into the insurer's (统筹) share, which goes back to the insurer alone."""
+    self_pay = new_visit(registration, client, payment_mode="settle_later")
+    insured = insured_visit(registration, client, payment_mode="settle_later")
+    charges = {v["id"]: post_charge(client, v["id"], PCT) for v in (self_pay, insured)}
+    for visit in (self_pay, insured):
+        settled = client.post(
+            f"/visits/{visit['id']}/settlement", json={"method": "insurance"}, headers=keyed()
+        )
+        assert settled.status_code == 201, settled.text
+
+    for visit in (self_pay, insured):
+        reverse(client, charges[visit["id"]]["id"])
+
+    def refunds(visit_id: str) -> list[tuple[str, int, bool]]:
+        events = [e for e in billing_events(client, "payment.refunded") if e["visit_id"] == visit_id]
+        linked = [e["data"]["payment_id"] != e["data"]["refund_id"] for e in events]
+        return [
+            (e["data"]["method"], e["data"]["amount_fen"], ok) for e, ok in zip(events, linked, strict=True)
+        ]
+
+    # Self-pay: the whole 15000 back to the insurance tender that paid it, naming that payment.
+    assert refunds(self_pay["id"]) == [("insurance", PCT_FEN, True)]
+    # Insured: the insurer's 3500 to the insurer, the patient's 11500 back to their own insurance tender.
+    assert refunds(insured["id"]) == [
+        ("insurance", PCT_INSURER, True),
+        ("insurance", PCT_FEN - PCT_INSURER, True),
+    ]
+    for visit, back in ((self_pay, PCT_FEN), (insured, PCT_FEN - PCT_INSURER)):
+        refund_receipts = [
+            (r["method"], r["amount_fen"]) for r in receipts(client, visit["id"]) if r["kind"] == "refund"
+        ]
+        assert refund_receipts == [("insurance", back)]  # the patient's; the insurer's clawback has none
+        payments = account(client, visit["id"])["payments"]
+        assert all(p["method"] == "insurance" for p in payments if p["amount_fen"] < 0)
+    insured_payments = account(client, insured["id"])["payments"]
+    schemes = sorted((p["amount_fen"], p["insurance_scheme"]) for p in insured_payments)
+    insurer_rows = [(fen, scheme) for fen, scheme in schemes if scheme == "employee"]
+    assert sum(fen for fen, _ in insurer_rows) == FEE_INSURER  # the insurer keeps only its fee share
+    reconciliation(client)
+
+
 def test_what_an_open_account_owes_back_is_refunded_newest_tender_first(
     registration: httpx.Client, client: TestClient
 ) -> None:

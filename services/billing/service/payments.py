@@ -65,7 +65,8 @@ def take_payment(
     """Pay the charges whole; `from_deposit` fen of it come out of the visit's deposit (deposits.py) and
     `insurer_fen` are the insurer's share, a payment of its own by method `insurance` (settlement)."""
     total = sum(charge.amount_fen for charge in charges)
-    if insurer_fen == total and total:  # the insurer pays it all: the payment itself is the insurer's
+    insurer_pays_all = insurer_fen == total and total > 0
+    if insurer_pays_all:  # the payment itself is the insurer's
         method, insurer_fen = PaymentMethod.insurance, 0
     scheme = invoices.scheme_of(account)
     if insurer_fen:
@@ -83,7 +84,8 @@ def take_payment(
         visit_id=account.visit_id,
         amount_fen=total - insurer_fen,
         method=method.value,
-        insurance_scheme=scheme if method == PaymentMethod.insurance else None,
+        # The scheme marks the insurer's money; a patient's own `insurance` tender (个人账户) has none.
+        insurance_scheme=scheme if insurer_pays_all else None,
     )
     session.add(payment)
     session.flush()  # the charges' foreign key needs the payment row

@@ -1,9 +1,11 @@
 """Refunds follow the tenders that paid (原路退回): money owed back goes to the methods it came by.
 
 A payment's tenders, in the order they paid: the deposit's part first (at settlement the deposit pays
-first, 多退少补), then the money handed over by the payment's own method. The insurer's share is a
-payment of its own (method `insurance`); what it gets back is set by splitting the corrected bill
-again (reversals.py), never by this order.
+first, 多退少补), then the money handed over by the payment's own method. The insurer's share (统筹)
+is a payment of its own (method `insurance` carrying the scheme it pays under: `insurer_share`); what
+it gets back is set by splitting the corrected bill again (reversals.py), never by this order. A
+patient's own tender by method `insurance` (the insurance personal account, 个人账户) carries no
+scheme: it is a tender like card, given back that way with a receipt.
 
 A refund of `amount` walks the tenders backwards — the newest payment first, within it the last
 tender first — and gives each at most what it paid less what was already given back to it (`plan`),
@@ -27,8 +29,15 @@ from services.billing.models import DepositApplication, Payment, VisitAccount
 from services.billing.schemas import PaymentMethod, RefundPartPublic, VisitRefundCreate, VisitRefundPublic
 from services.billing.service import deposits
 from services.billing.service.accounts import record
+from services.billing.service.insurance import SELF_PAY
 
 INSURANCE, DEPOSIT = PaymentMethod.insurance.value, PaymentMethod.deposit.value
+
+
+def insurer_share(payment: Payment) -> bool:
+    """Whether the payment (or refund) is the insurer's share rather than a tender of the patient.
+    (Rows written before tenders were told apart carry `self_pay` on a self-pay patient's tender.)"""
+    return payment.method == INSURANCE and payment.insurance_scheme not in (None, SELF_PAY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +71,7 @@ def plan(tenders: Sequence[Tender], amount_fen: int) -> tuple[list[tuple[Tender,
 
 def tenders_of(session: Session, payments: Iterable[Payment]) -> list[Tender]:
     """The patient's tenders of `payments` (positive, not the insurer's), oldest payment first."""
-    paid = [p for p in payments if p.amount_fen > 0 and p.method != INSURANCE]
+    paid = [p for p in payments if p.amount_fen > 0 and not insurer_share(p)]
     ids = [p.id for p in paid]
     if not ids:
         return []
@@ -98,16 +107,17 @@ def give_back_part(
     refund_of: str | None,
     reason: str,
     charge_id: str | None = None,
+    to_insurer: bool = False,
 ) -> RefundPartPublic:
     """One method's part of a refund: the negative payment, the deposit's part back into the deposit,
-    the receipt (none for the insurer) and `payment.refunded`."""
+    the receipt (none for the insurer's clawback) and `payment.refunded`."""
     payment = Payment(
         id=str(uuid.uuid4()),
         visit_id=account.visit_id,
         amount_fen=-amount_fen,
         method=method,
         refund_of=refund_of,
-        insurance_scheme=account.insurance_scheme if method == INSURANCE else None,
+        insurance_scheme=account.insurance_scheme if to_insurer else None,
     )
     session.add(payment)
     session.flush()  # the deposit application's foreign key needs the payment row
@@ -118,7 +128,7 @@ def give_back_part(
         deposits.issue_receipt(
             session, account, kind="refund", amount_fen=amount_fen, method=method, reference_id=payment.id
         )
-        if method != INSURANCE
+        if not to_insurer
         else None
     )
     session.flush()
@@ -197,7 +207,7 @@ def refund_insurer(
     query = select(Payment).where(
         Payment.visit_id == account.visit_id, Payment.method == INSURANCE, col(Payment.amount_fen) > 0
     )
-    paid = sorted(session.exec(query).all(), key=lambda p: (p.paid_at, p.id))
+    paid = sorted((p for p in session.exec(query) if insurer_share(p)), key=lambda p: (p.paid_at, p.id))
     given_back: dict[str, int] = {}
     if paid:
         refunds = select(Payment).where(col(Payment.refund_of).in_([p.id for p in paid]))
@@ -217,6 +227,7 @@ def refund_insurer(
             refund_of=payment_id,
             reason=reason,
             charge_id=charge_id,
+            to_insurer=True,
         )
         for payment_id, fen in planned
     ]
