@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from kit.clock import utcnow
 from services.billing.config import BillingSettings
 from services.billing.service import inpatient_days
-from tests.billing.factories import account, billing_events, keyed
+from tests.billing.factories import account, billing_events, keyed, post_charge, rejections
 from tests.billing.inpatients import (
     GENERAL_BED_FEN,
     GRADE_I_FEN,
@@ -20,11 +20,13 @@ from tests.billing.inpatients import (
     admitted_visit,
     database,
     day_charges,
+    deposit,
     move_stay_back,
     run_days,
     today,
     wait_for_stay,
 )
+from tests.billing.test_catalogue import seed_lines, upload
 
 GENERAL_BED, ICU_BED, GRADE_II, GRADE_I = "110900001", "110900004", "120100003", "120100002"
 
@@ -133,6 +135,78 @@ def test_a_discharge_settlement_before_the_nights_run_bills_every_day_of_the_sta
         assert sum(c["amount_fen"] for c in days) == nights * day_fen
         assert not any(c["supplementary"] for c in days)  # on the invoice, not on a 补费 bill
     assert late_run["posted"] == 0  # the job finds every day posted: never twice
+
+
+def test_each_night_is_priced_by_its_own_date_across_a_price_change(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    visit = admitted_visit(registration, client)
+    move_stay_back(client, visit["id"], days=3)
+    run_days(client, today() - timedelta(days=3))  # night −3 posted at the old price; −2 is missed
+    changed = today() - timedelta(days=1)
+    # The ward bed costs 3600 fen from yesterday: a new catalogue version with both periods.
+    kept = [line for line in seed_lines() if not line.startswith(f"{GENERAL_BED},")]
+    row = "{0},{0},普通病房床位费,Ward bed (general),日,bed,甲,list,{1},,,{2},{3}"
+    rows = [
+        row.format(GENERAL_BED, GENERAL_BED_FEN, "2024-01-01", (changed - timedelta(days=1)).isoformat()),
+        row.format(GENERAL_BED, 3600, changed.isoformat(), ""),
+    ]
+    assert upload(client, "\n".join(kept + rows) + "\n").status_code == 201
+
+    run_days(client, today())
+
+    beds = [(day, fen) for day, code, fen in day_charges(client, visit["id"]) if code == GENERAL_BED]
+    assert beds == [
+        ((today() - timedelta(days=3)).isoformat(), GENERAL_BED_FEN),  # posted before: keeps its price
+        ((today() - timedelta(days=2)).isoformat(), GENERAL_BED_FEN),  # caught up: the old price still
+        (changed.isoformat(), 3600),  # caught up after the change: the price of its own night
+        (today().isoformat(), 3600),
+    ]
+
+
+def test_a_night_already_charged_by_hand_is_refused_once_and_shown_to_the_cashier(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    visit = admitted_visit(registration, client)
+    move_stay_back(client, visit["id"], days=1)
+    yesterday = (today() - timedelta(days=1)).isoformat()
+    by_hand = post_charge(client, visit["id"], GENERAL_BED, service_date=yesterday)
+
+    first, again = (
+        run_days(client, today() - timedelta(days=1)),
+        run_days(client, today() - timedelta(days=1)),
+    )
+
+    assert (first["posted"], first["refused"], again["posted"], again["refused"]) == (1, 1, 0, 0)
+    beds = [c for c in account(client, visit["id"])["charges"] if c["item_code"] == GENERAL_BED]
+    assert [c["id"] for c in beds] == [by_hand["id"]]  # one bed-day that day: never a second (重复收费)
+    assert [code for _, code, _ in day_charges(client, visit["id"])] == [GRADE_II]
+    [shown] = rejections(client, visit["id"])
+    assert (shown["item_code"], shown["reason"]) == (GENERAL_BED, "max-per-day-exceeded")
+    [event] = [e for e in billing_events(client, "charge.refused") if e["visit_id"] == visit["id"]]
+    assert (event["data"]["source"], event["data"]["item_code"], event["data"]["reason"]) == (
+        "inpatient_days",
+        GENERAL_BED,
+        "max-per-day-exceeded",
+    )
+
+
+def test_the_nights_posted_by_the_job_raise_the_low_balance_alert_once(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    visit = admitted_visit(registration, client)
+    move_stay_back(client, visit["id"], days=3)
+    fee = account(client, visit["id"])["charges_total_fen"]
+    day_fen = GENERAL_BED_FEN + GRADE_II_FEN  # 4500 a night
+    deposit(client, visit["id"], fee + 3 * day_fen + 1_000, low_balance_threshold_fen=5_000)
+
+    run_days(client, today() - timedelta(days=2))  # two nights: 14500 − 9000 = 5500 left, above
+    quiet = [e for e in billing_events(client, "deposit.low_balance") if e["visit_id"] == visit["id"]]
+    run_days(client, today())  # two more: 5500 − 9000 = −3500, across the line once
+
+    alerts = [e for e in billing_events(client, "deposit.low_balance") if e["visit_id"] == visit["id"]]
+    assert quiet == []
+    assert [(a["data"]["balance_fen"], a["data"]["threshold_fen"]) for a in alerts] == [(-3_500, 5_000)]
 
 
 def test_racing_runs_post_each_day_once(registration: httpx.Client, client: TestClient) -> None:
