@@ -2,7 +2,8 @@
 charges posted by the cashier and by results' feed, retries of both (the same request and key again,
 the same event delivered again, the same order in a new event), the nightly bed-day job run again and
 again, reversals (before settlement and after it, when they refund), deposits, full and partial
-payments (from the deposit too), the settlement and the deposit refund after it.
+payments (from the deposit too, and the patient's own `insurance` tender), refunds of what an open
+account owes back (in part or whole), the settlement and the deposit refund after it.
 
 After every step: balance = deposits + payments − deposit applied − deposit refunded − lines, summed
 line by line; the account's totals are the sums of its lines; no key, no order and no night ever
@@ -29,12 +30,13 @@ from tests.billing.factories import (
     account,
     keyed,
     register_insured,
+    register_unidentified,
     wait_until_consumed,
 )
 from tests.billing.inpatients import admitted_visit, move_stay_back, today
 
 GLUCOSE = "250307001"  # 血糖, 500 fen: no charging rule
-CASH_METHODS = ["cash", "card", "wechat", "alipay"]
+TENDERS = ["cash", "card", "wechat", "alipay", "insurance"]
 MOVES = [
     "charge",
     "order",
@@ -48,6 +50,7 @@ MOVES = [
     "deposit",
     "settle",
     "refund",
+    "refund_owed",
     "retry",
 ]
 REVERSAL = {"reason": "错录", "operator": "收费员 王五"}
@@ -101,7 +104,10 @@ def check_ledger(client: TestClient, visit_id: str) -> dict[str, Any]:
 def test_any_sequence_of_every_ledger_operation_keeps_the_ledger(
     data: st.DataObject, registration: httpx.Client, client: TestClient, results_feed: FakeFeed
 ) -> None:
-    patient = register_insured(registration)
+    # Insured (the cashier's payments split at once, a paid reversal refunded at once) or self-pay (a
+    # paid reversal before settlement leaves a credit, refunded by `refund_owed` or at settlement).
+    insured = data.draw(st.booleans())
+    patient = register_insured(registration) if insured else register_unidentified(registration)
     visit = admitted_visit(registration, client, patient_id=patient["id"], payment_mode="settle_later")
     vid = visit["id"]
     move_stay_back(client, vid, days=2)  # two nights for the job to post
@@ -110,12 +116,17 @@ def test_any_sequence_of_every_ledger_operation_keeps_the_ledger(
     events: list[dict[str, Any]] = []  # every order.placed published
     # Every operation in some order, then more of any: each example tries each one at least once.
     moves = data.draw(st.permutations(MOVES)) + data.draw(st.lists(st.sampled_from(MOVES), max_size=8))
+    # A credit exists only between a paid reversal and the settlement: offer its refund right after.
+    moves = [m for move in moves for m in ((move, "refund_owed") if move == "reverse" else (move,))]
     for move in moves:
         state = account(client, vid)
         held = client.get(f"/visits/{vid}/deposits").json()["deposit_held_fen"]
         is_open = state["status"] == "open"
         live = live_charges(state["charges"])
         unpaid = [c for c in live if c["status"] == "unpaid"]
+        owed_back = sum(p["amount_fen"] for p in state["payments"]) - sum(
+            c["amount_fen"] for c in state["charges"]
+        )
         request: tuple[str, dict[str, Any], dict[str, str]] | None = None
         event: dict[str, Any] | None = None
         if move == "charge" and is_open:
@@ -139,7 +150,7 @@ def test_any_sequence_of_every_ledger_operation_keeps_the_ledger(
         elif move == "pay" and is_open and unpaid:
             request = (
                 "/payments",
-                {"visit_id": vid, "method": data.draw(st.sampled_from(CASH_METHODS))},
+                {"visit_id": vid, "method": data.draw(st.sampled_from(TENDERS))},
                 keyed(),
             )
         elif move == "pay_some" and is_open and unpaid:
@@ -157,9 +168,13 @@ def test_any_sequence_of_every_ledger_operation_keeps_the_ledger(
             body = {"amount_fen": data.draw(st.integers(1, 30_000)), "method": "cash"}
             request = (f"/visits/{vid}/deposits", body, keyed())
         elif move == "settle" and is_open:
-            request = (f"/visits/{vid}/settlement", {"method": "wechat"}, keyed())
+            request = (f"/visits/{vid}/settlement", {"method": data.draw(st.sampled_from(TENDERS))}, keyed())
         elif move == "refund" and not is_open and held > 0:
             request = (f"/visits/{vid}/deposit-refunds", {}, keyed())
+        elif move == "refund_owed" and owed_back > 0:  # paid for, since reversed: 退费 over the tenders
+            amount = data.draw(st.one_of(st.none(), st.integers(1, owed_back)))
+            body = REVERSAL | ({} if amount is None else {"amount_fen": amount})
+            request = (f"/visits/{vid}/refunds", body, keyed())
         elif move == "retry" and sent:
             request = data.draw(st.sampled_from(sent))
         if request is not None or event is not None or move == "nightly":
