@@ -42,8 +42,8 @@ class BillingSettings(ServiceSettings):
     bed_class_items: dict[str, str] = Field(
         default_factory=lambda: {
             "general": "110900001",
-            "double": "110900001",
-            "single": "110900001",
+            "double": "110900001D",  # 双人间: the same national item, the hospital's own price
+            "single": "110900001S",  # 单人间
             "icu": "110900004",
         }
     )

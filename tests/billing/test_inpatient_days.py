@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from kit.clock import utcnow
 from services.billing.config import BillingSettings
 from services.billing.service import inpatient_days
-from tests.billing.factories import account, billing_events, keyed, post_charge, rejections
+from tests.billing.factories import account, billing_events, keyed, new_visit, post_charge, rejections
 from tests.billing.inpatients import (
     GENERAL_BED_FEN,
     GRADE_I_FEN,
@@ -22,6 +22,7 @@ from tests.billing.inpatients import (
     day_charges,
     deposit,
     move_stay_back,
+    new_ward,
     run_days,
     today,
     wait_for_stay,
@@ -29,6 +30,7 @@ from tests.billing.inpatients import (
 from tests.billing.test_catalogue import seed_lines, upload
 
 GENERAL_BED, ICU_BED, GRADE_II, GRADE_I = "110900001", "110900004", "120100003", "120100002"
+DOUBLE_ROOM, SINGLE_ROOM = "110900001D", "110900001S"  # the hospital's own codes of 110900001
 
 
 def test_every_night_is_posted_once_however_often_the_job_runs(
@@ -207,6 +209,33 @@ def test_the_nights_posted_by_the_job_raise_the_low_balance_alert_once(
     alerts = [e for e in billing_events(client, "deposit.low_balance") if e["visit_id"] == visit["id"]]
     assert quiet == []
     assert [(a["data"]["balance_fen"], a["data"]["threshold_fen"]) for a in alerts] == [(-3_500, 5_000)]
+
+
+def test_a_room_is_priced_by_its_class_and_a_day_has_one_bed_whatever_its_class(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    ward = new_ward(registration, beds={"1": "single", "2": "double", "3": "double"})
+    visits = {}
+    for bed in ("1", "2", "3"):
+        opened = new_visit(registration, client)
+        placed = registration.post(f"/visits/{opened['id']}/admission", json={"ward": ward, "bed": bed})
+        assert placed.status_code == 201, placed.text
+        wait_for_stay(client, opened["id"])
+        visits[bed] = opened["id"]
+    by_hand = post_charge(client, visits["3"], GENERAL_BED)  # today's bed already charged, another class
+
+    ran = run_days(client, today())
+
+    assert day_charges(client, visits["1"]) == [
+        (today().isoformat(), SINGLE_ROOM, 9000),
+        (today().isoformat(), GRADE_II, GRADE_II_FEN),
+    ]
+    assert day_charges(client, visits["2"])[0] == (today().isoformat(), DOUBLE_ROOM, 5000)
+    assert [code for _, code, _ in day_charges(client, visits["3"])] == [GRADE_II]  # not a second bed
+    beds = [c["id"] for c in account(client, visits["3"])["charges"] if c["item_code"].startswith("1109")]
+    assert beds == [by_hand["id"]] and ran["refused"] >= 1
+    [shown] = rejections(client, visits["3"])
+    assert (shown["item_code"], shown["reason"]) == (DOUBLE_ROOM, "mutually-exclusive")
 
 
 def test_racing_runs_post_each_day_once(registration: httpx.Client, client: TestClient) -> None:
