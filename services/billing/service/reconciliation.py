@@ -3,11 +3,13 @@
 over the tenders that paid, negative; `deposit` when back into the deposit held), deposit,
 deposit application, deposit refund, booking-fee payment (`booking_payment`, taken at booking, before
 any visit), booking-fee refund (`refund`, a cancelled appointment's) and insurer share of one hospital
-day, totals by kind and by method, and `balanced`, checked three ways that do not share arithmetic with
+day, totals by kind and by method, and `balanced`, checked four ways that do not share arithmetic with
 the report:
 
 - each kind's total from the listed lines equals the database's own SUM over the same day;
 - each invoice issued that day has insurer + patient = total, and its money by method adds up to it;
+- the insurer's payments and refunds of the day (method `insurance` under an insured scheme, summed by
+  the database) equal the day's insurer shares;
 - each account touched that day has balance (deposits.Ledger, summed by the database) = the sum of its
   lines read one by one (deposits + payments − applications − deposit refunds − charges).
 
@@ -34,7 +36,7 @@ from services.billing.models import (
     Refund,
 )
 from services.billing.schemas import ReconciliationLine, ReconciliationPublic
-from services.billing.service import deposits
+from services.billing.service import deposits, insurance
 
 # The booking payment carried onto a visit at check-in: the same money as its `booking_payment`.
 _CARRIED = col(Payment.id).in_(select(BookingPayment.id))
@@ -103,6 +105,20 @@ def _database_sum(session: Session, kind: str, start: datetime, end: datetime) -
     return int(session.exec(query).one())
 
 
+def _insurer_paid(session: Session, start: datetime, end: datetime) -> int:
+    """The insurer's own payments less its refunds, summed by the database: method `insurance` under an
+    insured scheme (a self-pay patient's own `insurance` tender carries `self_pay`, and pays no share)."""
+    query = select(func.coalesce(func.sum(Payment.amount_fen), 0)).where(
+        Payment.paid_at >= start,
+        Payment.paid_at < end,
+        Payment.method == INSURANCE,
+        col(Payment.insurance_scheme).is_not(None),
+        Payment.insurance_scheme != insurance.SELF_PAY,
+        ~_CARRIED,
+    )
+    return int(session.exec(query).one())
+
+
 def _balance_from_lines(session: Session, visit_id: str) -> int:
     balance = 0
     for model, sign in _BALANCE:
@@ -146,6 +162,12 @@ def reconcile(session: Session, *, day: date) -> ReconciliationPublic:
     for kind in _SOURCES:
         if by_kind.get(kind, 0) != _database_sum(session, kind, start, end):
             mismatches.append(f"{kind}: the lines do not add up to the database's sum")
+    insurer_paid = _insurer_paid(session, start, end)
+    if insurer_paid != by_kind.get("insurer_share", 0):
+        mismatches.append(
+            f"insurance: the insurer's payments ({insurer_paid} fen) ≠ the invoices' insurer shares "
+            f"({by_kind.get('insurer_share', 0)} fen)"
+        )
     for visit_id in sorted({line.visit_id for line in lines if line.visit_id and line.kind in _ON_ACCOUNT}):
         if _balance_from_lines(session, visit_id) != deposits.ledger(session, visit_id).balance_fen:
             mismatches.append(f"visit {visit_id}: balance ≠ the sum of its lines")
