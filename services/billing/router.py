@@ -403,7 +403,8 @@ def read_reconciliation(
     session: SessionDep, day: Annotated[date, Query(alias="date", description="The hospital day")]
 ) -> ReconciliationPublic:
     """The day's reconciliation (日对账): every charge, reversal, payment, deposit, deposit application,
-    refund and insurer share, totals by kind and method, and `balanced` (with `mismatches` if not)."""
+    booking-fee payment and refund and insurer share, totals by kind and method, and `balanced` (with
+    `mismatches` if not)."""
     return reconciliation.reconcile(session, day=day)
 
 

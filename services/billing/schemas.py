@@ -307,6 +307,7 @@ class ReconciliationLine(BaseModel):
         "deposit",
         "deposit_applied",
         "deposit_refund",
+        "booking_payment",
         "refund",
         "insurer_share",
     ]
@@ -315,6 +316,9 @@ class ReconciliationLine(BaseModel):
     method: str | None
     amount_fen: int
     at: datetime
+    appointment_id: str | None = Field(
+        default=None, description="A booking fee's payment or refund: its appointment (no visit yet)"
+    )
 
 
 class ReconciliationPublic(BaseModel):

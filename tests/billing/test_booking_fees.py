@@ -6,15 +6,17 @@ Registration's appointment events are applied through billing's own handler (as 
 each test writes exactly the events it needs, replays included."""
 
 import uuid
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
 
-from kit.clock import utcnow
+from kit.clock import hospital_date, utcnow
 from kit.database import Database
 from kit.testing import internal_headers
 from services.billing.consumers import apply_registration_event
+from services.billing.models import BookingPayment
 from tests.billing.factories import account, billing_events, keyed, new_visit, rejections
 
 ASSOCIATE_CHIEF = "110200002"  # 副主任医师门诊诊察费, 3000 fen
@@ -37,9 +39,13 @@ def registration_event(event_type: str, patient_id: str, data: dict[str, Any], *
     } | top
 
 
+def database_of(client: TestClient) -> Database:
+    found: Database = client.app.state.database  # type: ignore[attr-defined]
+    return found
+
+
 def apply(client: TestClient, event: dict[str, Any]) -> None:
-    database: Database = client.app.state.database  # type: ignore[attr-defined]
-    with database.session() as session:
+    with database_of(client).session() as session:
         apply_registration_event(session, event)
 
 
@@ -109,6 +115,13 @@ def pay(client: TestClient, appointment_id: str, key: str | None = None, **body:
     return client.post(
         f"/booking-fees/{appointment_id}/payments", json={"method": "wechat"} | body, headers=keyed(key)
     )
+
+
+def reconciliation(client: TestClient, day: date) -> dict[str, Any]:
+    response = client.get("/reconciliation", params={"date": day.isoformat()})
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
 
 
 def test_a_booked_appointment_has_its_fee_at_the_catalogue_price_once(client: TestClient) -> None:
@@ -292,3 +305,61 @@ def test_acting_for_a_patient_reaches_only_its_own_fees(client: TestClient) -> N
         headers=app | keyed(),
     )
     assert own.status_code == 201 and own.json()["patient_id"] == me
+
+
+def test_a_booking_paid_and_refunded_in_one_day_is_on_that_days_reconciliation_and_nets_to_nothing(
+    client: TestClient,
+) -> None:
+    booking = booked(client)
+    appointment_id = booking["data"]["appointment_id"]
+    paid = pay(client, appointment_id, method="alipay").json()
+    apply(client, cancelled(booking))
+    refund = fee(client, appointment_id)["refund"]
+
+    day = reconciliation(client, hospital_date(utcnow()))
+
+    assert [
+        (line["kind"], line["id"], line["appointment_id"], line["method"], line["amount_fen"])
+        for line in day["lines"]
+    ] == [
+        ("booking_payment", paid["payment"]["id"], appointment_id, "alipay", ASSOCIATE_CHIEF_FEN),
+        ("refund", refund["id"], appointment_id, "alipay", ASSOCIATE_CHIEF_FEN),
+    ]
+    # Taken and given back the same way the same day: nothing left of it.
+    assert (
+        day["totals_by_method"]["booking_payment"]
+        == day["totals_by_method"]["refund"]
+        == {"alipay": ASSOCIATE_CHIEF_FEN}
+    )
+    assert day["totals_by_kind"]["booking_payment"] - day["totals_by_kind"]["refund"] == 0
+    assert (day["balanced"], day["mismatches"]) == (True, [])
+
+
+def test_a_paid_booking_checked_in_on_a_later_day_leaves_the_booking_days_reconciliation_as_it_was(
+    client: TestClient, registration: httpx.Client
+) -> None:
+    visit = new_visit(registration, client, payment_mode="settle_later")
+    booking = booked(client, visit["patient_id"])
+    appointment_id = booking["data"]["appointment_id"]
+    paid = pay(client, appointment_id, method="card").json()["payment"]
+    with database_of(client).session() as session:  # paid yesterday (billing stamps every row now)
+        taken = session.get(BookingPayment, paid["id"])
+        assert taken is not None
+        taken.paid_at -= timedelta(days=1)
+        session.add(taken)
+    booking_day = hospital_date(utcnow()) - timedelta(days=1)
+    before = reconciliation(client, booking_day)
+    assert [(line["kind"], line["id"], line["visit_id"]) for line in before["lines"]] == [
+        ("booking_payment", paid["id"], None)
+    ]
+    assert before["totals_by_kind"] == {"booking_payment": ASSOCIATE_CHIEF_FEN} and before["balanced"] is True
+
+    apply(client, checked_in(visit, appointment_id))
+
+    assert reconciliation(client, booking_day) == before
+    day = reconciliation(client, hospital_date(utcnow()))
+    assert (day["balanced"], day["mismatches"]) == (True, [])
+    moved = [c for c in account(client, visit["id"])["charges"] if c["item_code"] == ASSOCIATE_CHIEF]
+    assert [line["kind"] for line in day["lines"] if line["id"] == moved[0]["id"]] == ["charge"]
+    assert paid["id"] not in {line["id"] for line in day["lines"]}  # taken once, on the booking day
+    assert "booking_payment" not in day["totals_by_kind"]

@@ -2,6 +2,7 @@
 invoice it issues (immutable; the supplementary bill's invoice supersedes it) and the day's
 reconciliation, whose totals match the ledger exactly."""
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from kit.database import Database
 from kit.testing import FakeFeed, database_url_under_test, eventually, service_client
 from services.billing.app import create_app
 from services.billing.immutable import RowImmutable
-from services.billing.models import BillingTable, Invoice, InvoiceLine
+from services.billing.models import BillingTable, Invoice, InvoiceLine, Payment
 from services.billing.service import insurance
 from services.billing.service.insurance import ClassRule, InsuranceSplitInvalid, parse_split_table
 from tests.billing.conftest import billing_settings, order_placed
@@ -357,6 +358,36 @@ def test_the_days_reconciliation_matches_the_ledger(registration: httpx.Client, 
     other_day = client.get("/reconciliation", params={"date": "2020-01-01"}).json()
     assert (other_day["lines"], other_day["balanced"]) == ([], True)
     assert client.get("/reconciliation", params={"date": "not-a-day"}).status_code == 400
+
+
+def test_an_insurer_payment_without_an_invoice_unbalances_the_day(
+    registration: httpx.Client, client: TestClient
+) -> None:
+    """The report checks the insurer's money against the invoices' insurer shares itself: a payment by
+    method `insurance` written past billing (no split, no invoice) makes the day unbalanced, named."""
+    insured = employee_visit(registration, client)
+    assert settle(client, insured["id"]).status_code == 201
+    day = hospital_date(utcnow()).isoformat()
+    assert client.get("/reconciliation", params={"date": day}).json()["balanced"] is True
+
+    with database(client).session() as session:
+        session.execute(
+            Payment.__table__.insert().values(  # type: ignore[attr-defined]
+                id=str(uuid.uuid4()),
+                visit_id=insured["id"],
+                amount_fen=500,
+                method="insurance",
+                insurance_scheme="employee",
+                paid_at=utcnow(),
+            )
+        )
+
+    report = client.get("/reconciliation", params={"date": day}).json()
+    assert report["balanced"] is False
+    assert report["mismatches"] == [
+        f"insurance: the insurer's payments ({FEE_INSURER + 500} fen) ≠ the invoices' insurer shares "
+        f"({FEE_INSURER} fen)"
+    ]
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

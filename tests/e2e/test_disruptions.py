@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from sqlalchemy import create_engine, text
 
-from kit.clock import utcnow
+from kit.clock import hospital_date, utcnow
 from kit.testing import database_url_under_test
 from patientflow.supervisor import System
 from tests.e2e.clients import (
@@ -201,6 +201,19 @@ def test_a_cancelled_session_with_30_booked_patients_tells_offers_refunds_and_le
     for appointment in booked:
         shown = fee(gateway, appointment["id"])
         assert shown["status"] == ("refunded" if appointment["id"] in paid_ids else "void")
+    # The day's reconciliation has each paid fee and its refund, netting to nothing, and is balanced.
+    day = ok(gateway.his.get("/v1/reconciliation", params={"date": hospital_date(utcnow()).isoformat()}))
+    assert day["balanced"] is True, day["mismatches"]
+    fee_lines = sorted(
+        (line["appointment_id"], line["kind"], line["amount_fen"])
+        for line in day["lines"]
+        if line["appointment_id"] in paid_ids
+    )
+    assert fee_lines == sorted(
+        (appointment_id, kind, ASSOCIATE_CHIEF_FEN)
+        for appointment_id in paid_ids
+        for kind in ("booking_payment", "refund")
+    )
 
 
 def test_offers_are_accepted_within_the_quota_or_declined_by_the_patients_app_or_the_desk(
