@@ -49,3 +49,41 @@ def test_migrations_upgrade_from_empty_to_head_and_match_models(service: str, tm
             with database.writer.begin() as connection:
                 connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         database.dispose()
+
+
+BILLING_BEFORE_DEPARTMENTS = """
+INSERT INTO catalogue_item (code, name_zh, name_en, unit, price_fen, category, active, updated_at)
+    VALUES ('110900001', '普通病房床位费', 'Bed', '日', 3000, 'bed', true, '2026-12-01 00:00:00');
+INSERT INTO visit_account (visit_id, patient_id, kind, payment_mode, status, opened_at)
+    VALUES ('v1', 'p1', 'inpatient', 'prepay', 'open', '2026-12-01 00:00:00');
+INSERT INTO billing_stay (visit_id, patient_id, admitted_at) VALUES ('v1', 'p1', '2026-12-01 00:00:00');
+INSERT INTO charge (id, visit_id, item_code, item_name, unit, unit_price_fen, quantity, amount_fen, origin,
+    charged_at, service_date, reversal_of) VALUES -- a bed-day, its reversal line, a charge by hand
+    ('bed', 'v1', '110900001', 'x', 'd', 3000, 1, 3000, 'inpatient_day', '2026-12-01', '2026-12-01', NULL),
+    ('undo', 'v1', '110900001', 'x', 'd', 3000, -1, -3000, 'reversal', '2026-12-01', '2026-12-01', 'bed'),
+    ('hand', 'v1', '110900001', 'x', 'd', 3000, 1, 3000, 'manual', '2026-12-01', '2026-12-01', NULL);
+INSERT INTO inpatient_day (visit_id, kind, service_date, charge_id, item_code, department, posted_at)
+    VALUES ('v1', 'bed', '2026-12-01', 'bed', '110900001', 'cardiology', '2026-12-01 00:00:00');
+"""
+
+
+def test_billings_department_migration_gives_posted_days_their_wards_department(tmp_path: Path) -> None:
+    """0011: bed-days posted before it (and their reversal lines) name the ward; other lines stay unknown."""
+    url = database_url_under_test()
+    schema = f"test_migrate_dept_{uuid.uuid4().hex[:6]}" if url else None
+    database = Database(url or f"sqlite:///{tmp_path / 'fresh.db'}", schema)
+    component = next(c for c in MIGRATED if c.name == "billing")
+    assert component.migrations is not None
+    try:
+        with database.owner() as connection:
+            command.upgrade(alembic_config(component.migrations, connection), "0010_tenders")
+            for statement in BILLING_BEFORE_DEPARTMENTS.split(";")[:-1]:
+                connection.execute(text(statement))
+            command.upgrade(alembic_config(component.migrations, connection), "head")
+            rows = connection.execute(text("SELECT id, department FROM charge ORDER BY id")).all()
+        assert [tuple(row) for row in rows] == [("bed", "cardiology"), ("hand", None), ("undo", "cardiology")]
+    finally:
+        if schema:
+            with database.writer.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        database.dispose()

@@ -24,7 +24,7 @@ from services.billing.service.accounts import (
     mark_discharged,
     open_account,
 )
-from services.billing.service.charges import charge_for_event, reject, well_formed
+from services.billing.service.charges import charge_for_event, department_code, reject, well_formed
 from services.billing.service.deposits import hold_over_credit
 
 REGISTRATION_EVENTS = (
@@ -86,6 +86,9 @@ def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
         if data.get("insurance_scheme") and account.insurance_scheme is None:
             account.insurance_scheme = str(data["insurance_scheme"])[:32]
             session.add(account)
+        if account.department is None and (department := department_code(data.get("department"))):
+            account.department = department
+            session.add(account)
         appointment_id = well_formed(data.get("appointment_id"))
         if appointment_id and booking_fees.move_onto_visit(
             session, event=event, account=account, appointment_id=appointment_id
@@ -110,8 +113,10 @@ def apply_registration_event(session: Session, event: dict[str, Any]) -> None:
     elif event["type"] in inpatient_days.STAY_EVENTS:
         # The stay's beds and dates, for the nightly bed and nursing days (inpatient_days.py).
         inpatient_days.apply_stay_event(session, event)
-        if event["type"] == "visit.admitted":
-            mark_admitted(session, visit_id=event["visit_id"])
+        if event["type"] in ("visit.admitted", "visit.transferred"):
+            mark_admitted(
+                session, visit_id=event["visit_id"], department=department_code(data.get("department"))
+            )
         elif event["type"] == "visit.discharged":
             mark_discharged(session, visit_id=event["visit_id"], discharged_at=instant(event["occurred_at"]))
     elif event["type"] == "visit.green_channel":
@@ -153,6 +158,7 @@ def apply_results_event(
         quantity=data.get("quantity", 1),
         origin=ChargeOrigin.order,
         order_id=order_id,
+        department=data.get("department"),  # 开单科室 (results' order.department), else the visit's
     )
     if charge is not None:  # posted now: a replay neither posts nor holds again
         hold_over_credit(session, account, charge, credit_limit_fen=credit_limit_fen)

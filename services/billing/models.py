@@ -143,6 +143,9 @@ class VisitAccount(BillingTable, table=True):
     # opened; a later change of the patient's scheme does not move an open visit. None: not read yet
     # (settlement, which first reads every committed event, then splits as `self_pay`).
     insurance_scheme: str | None = Field(default=None, max_length=32)
+    # The visit's department as registration said (`visit.opened`, then the ward's on admission and
+    # transfer): the department of its registration and manual charges. None: not read yet.
+    department: str | None = Field(default=None, max_length=32)
 
 
 class Payment(BillingTable, table=True):
@@ -170,7 +173,10 @@ class Charge(BillingTable, table=True):
 
     A correction is a reversal line (冲销), never an edit: `reversal_of` names the charge it cancels
     (unique: a charge is reversed at most once), with the negated quantity and amount, the reason and
-    the operator. `price_entry_id`: the catalogue entry (version, period) the line was priced from."""
+    the operator. `price_entry_id`: the catalogue entry (version, period) the line was priced from.
+
+    `department`: the ordering department (开单科室) the daily bill shows: an order's own, the ward's for
+    a bed or nursing day, the visit's for its registration fee and manual charges (None: not known)."""
 
     __table_args__ = (
         Index("ix_charge_visit_id_service_date", "visit_id", "service_date"),
@@ -198,6 +204,7 @@ class Charge(BillingTable, table=True):
     reversal_of: str | None = Field(default=None, foreign_key="charge.id", max_length=36)
     reversal_reason: str | None = Field(default=None, max_length=200)
     operator: str | None = Field(default=None, max_length=64)
+    department: str | None = Field(default=None, max_length=32)
 
     @property
     def status(self) -> Literal["unpaid", "paid"]:

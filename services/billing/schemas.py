@@ -200,6 +200,11 @@ class ChargePublic(BaseModel):
     reversal_of: str | None = Field(default=None, description="A reversal line: the charge it cancels")
     reversal_reason: str | None = None
     operator: str | None = Field(default=None, description="Who reversed it (a reversal line only)")
+    department: str | None = Field(
+        default=None,
+        description="The ordering department (开单科室): an order's, the ward's for a bed or nursing day, "
+        "else the visit's; null when billing does not know it",
+    )
 
 
 class ReversalCreate(Request):
@@ -396,7 +401,9 @@ class DailyBillLine(BaseModel):
     quantity: int
     amount_fen: int
     insurance_class: str | None = Field(default=None, description="甲/乙/丙, when the catalogue has it")
-    department: str | None = Field(default=None, description="The ordering department (the ward's)")
+    department: str | None = Field(
+        default=None, description="The ordering department (开单科室) of the line's charge, if known"
+    )
     status: ChargeStatus
     charged_at: datetime
 
@@ -493,6 +500,7 @@ class RegistrationVisit(BaseModel):
     payment_mode: str
     opened_at: datetime
     status: str = Field(default="open", description="`closed`: the visit takes no new manual charge")
+    department: str | None = Field(default=None, max_length=32, description="Of its registration fee")
 
 
 # --- deposits, receipts, standing (service/deposits.py) ---------------------------------------------

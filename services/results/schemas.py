@@ -140,6 +140,14 @@ class OrderCreate(Request):
     priority: Priority | None = Field(
         default=None, description="`emergency` or `routine`; by default `emergency` on an emergency visit"
     )
+    department: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=r"^[a-z0-9-]+$",
+        examples=["neurology"],
+        description="The ordering department (开单科室), e.g. a consult's; by default the visit's. Critical "
+        "values go there, and billing shows it on the charge's line",
+    )
 
 
 class OrderPublic(BaseModel):
@@ -158,6 +166,7 @@ class OrderPublic(BaseModel):
     duplicate_reason: DuplicateReason | None = None
     duplicate_note: str | None = None
     priority: Priority = Priority.routine
+    department: str | None = Field(default=None, description="The ordering department (开单科室)")
     target_minutes: int | None = Field(default=None, description="Turnaround target, ordered to reported")
     due_at: datetime | None = None
     collected_at: datetime | None = None

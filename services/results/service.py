@@ -162,11 +162,16 @@ def place_order(
         status=(OrderStatus.released if released else OrderStatus.awaiting_payment).value,
         hold_reason=hold.value if hold else None,
         ordered_by=data.ordered_by,
-        department=visit.department,
+        department=data.department or visit.department,
     )
     order.released_at = order.ordered_at if released else None
     session.add(order)
-    payload = {"quantity": 1, "payment_mode": order.payment_mode, "status": order.status}
+    payload = {
+        "quantity": 1,
+        "payment_mode": order.payment_mode,
+        "status": order.status,
+        "department": order.department,  # 开单科室: billing puts it on the order's charge line
+    }
     _record(session, order, "order.placed", payload)
     if released:
         _record(session, order, "order.released", {"reason": "payment_mode"})

@@ -21,14 +21,26 @@ __all__ = ["registration", "registration_settings", "registration_url"]  # tests
 
 
 def order_placed(
-    feed: FakeFeed, visit: dict[str, Any], test_code: str, *, quantity: Any = 1, order_id: str | None = None
+    feed: FakeFeed,
+    visit: dict[str, Any],
+    test_code: str,
+    *,
+    quantity: Any = 1,
+    order_id: str | None = None,
+    department: str | None = None,
 ) -> dict[str, Any]:
     """Publish an `order.placed` on the fake results feed; returns the stored copy (its real position)."""
-    return feed.publish(order_placed_event(visit, test_code, quantity=quantity, order_id=order_id))
+    event = order_placed_event(visit, test_code, quantity=quantity, order_id=order_id, department=department)
+    return feed.publish(event)
 
 
 def order_placed_event(
-    visit: dict[str, Any], test_code: str, *, quantity: Any = 1, order_id: str | None = None
+    visit: dict[str, Any],
+    test_code: str,
+    *,
+    quantity: Any = 1,
+    order_id: str | None = None,
+    department: str | None = None,
 ) -> dict[str, Any]:
     """An `order.placed` event as results publishes it (contracts.md), at position 1."""
     order_id = order_id or str(uuid.uuid4())
@@ -48,6 +60,7 @@ def order_placed_event(
             "quantity": quantity,
             "payment_mode": visit.get("payment_mode", "prepay"),
             "status": "awaiting_payment",
+            "department": department or visit.get("department"),  # the ordering department (开单科室)
         },
     }
 

@@ -53,7 +53,7 @@ def test_daily_bill_lists_the_days_charges_and_sums_them(
         "quantity": 2,
         "amount_fen": 1000,
         "insurance_class": "甲",
-        "department": None,  # a charge by hand on a visit billing has no stay for
+        "department": "surgery",  # a charge by hand: the visit's department, though no bed-day is posted
         "status": "unpaid",
         "charged_at": infusion["charged_at"],
     }

@@ -1,4 +1,4 @@
-"""The inpatient's daily itemised bill (一日清单): its lines with the ward's department, subtotals by
+"""The inpatient's daily itemised bill (一日清单): each line with its ordering department, subtotals by
 category, running total, deposit and balance; the printable PDF with its Chinese text; the batch that
 issues every inpatient's bill once (`daily_bill.ready`); the patient's acknowledgement and 知情率."""
 
@@ -10,8 +10,16 @@ import httpx
 from fastapi.testclient import TestClient
 from pypdf import PdfReader
 
-from kit.testing import internal_headers
-from tests.billing.factories import assert_no_floats, billing_events, new_visit, post_charge
+from kit.testing import FakeFeed, internal_headers
+from tests.billing.conftest import order_placed
+from tests.billing.factories import (
+    CBC,
+    assert_no_floats,
+    billing_events,
+    new_visit,
+    post_charge,
+    wait_until_consumed,
+)
 from tests.billing.inpatients import (
     GENERAL_BED_FEN,
     GRADE_II_FEN,
@@ -68,11 +76,43 @@ def test_an_inpatients_bill_has_subtotals_the_running_total_and_the_balance_agai
     assert yesterday["deposit_fen"] == 0  # paid in today
 
 
+def test_each_line_names_its_ordering_department_on_a_day_with_or_without_a_bed_day(
+    registration: httpx.Client, client: TestClient, results_feed: FakeFeed
+) -> None:
+    visit = admitted_visit(registration, client)  # opened in internal medicine, admitted to cardiology
+    move_stay_back(client, visit["id"], days=1)
+    consult = order_placed(results_feed, visit, CBC, department="neurology")  # a neurology consult's
+    wait_until_consumed(client, "results", consult["position"])
+    by_hand = post_charge(client, visit["id"])  # at the ward's nurse station: the visit's department
+
+    def departments() -> list[tuple[str | None, str | None]]:
+        lines = bill(client, visit["id"], today().isoformat()).json()["lines"]
+        return sorted((line["category"], line["department"]) for line in lines)
+
+    # Today before the nightly job: no bed-day is posted, yet every line knows its department.
+    assert departments() == [
+        ("laboratory", "neurology"),  # the order's, not the ward's
+        ("registration", "internal"),  # the outpatient visit's consultation fee, charged today
+        ("treatment", "cardiology"),  # the visit's department since admission (the ward's)
+    ]
+    assert by_hand["department"] == "cardiology"
+    run_days(client, today())
+    assert departments() == [
+        ("bed", "cardiology"),
+        ("laboratory", "neurology"),
+        ("nursing", "cardiology"),
+        ("registration", "internal"),
+        ("treatment", "cardiology"),
+    ]
+
+
 def test_the_printed_bill_carries_its_lines_and_totals_in_chinese(
-    registration: httpx.Client, client: TestClient
+    registration: httpx.Client, client: TestClient, results_feed: FakeFeed
 ) -> None:
     visit = admitted_visit(registration, client)
     deposit(client, visit["id"], 50_000)
+    consult = order_placed(results_feed, visit, CBC, department="neurology")
+    wait_until_consumed(client, "results", consult["position"])
     run_days(client, today())
 
     response = client.get(f"/visits/{visit['id']}/daily-bill/pdf", params={"date": today().isoformat()})
@@ -89,6 +129,8 @@ def test_the_printed_bill_carries_its_lines_and_totals_in_chinese(
         "预交金",
         "500.00",
         "30.00",
+        "开单科室",  # each line's ordering department, the order's own among them
+        "neurology",
     ):
         assert expected in text, expected
     assert visit["id"] in text

@@ -24,6 +24,7 @@ from tests.e2e.clients import (
 )
 
 GENERAL_BED_FEN, GRADE_II_FEN = 3000, 1500
+CBC, CBC_FEN = "250101015", 2000
 
 
 @contextmanager
@@ -65,6 +66,17 @@ def test_admission_bed_days_daily_bill_and_the_patients_acknowledgement(gateway:
         201,
     )
 
+    # A neurology consult orders a blood count (开单科室 neurology, not the cardiology ward).
+    body = {"visit_id": visit_id, "test_code": CBC, "department": "neurology"}
+    order = ok(gateway.doctor.post("/v1/orders", json=body), 201)
+    eventually(
+        lambda: any(
+            c["order_id"] == order["id"]
+            for c in gateway.cashier.get(f"/v1/visits/{visit_id}/account").json()["charges"]
+        ),
+        what="billing to charge the consult's order",
+    )
+
     # The nightly job for tonight, run twice (a retry, a second scheduler): one bed-day, one nursing day.
     for _ in range(2):
         ok(gateway.cashier.post("/v1/inpatient-days/runs", json=today))
@@ -78,13 +90,19 @@ def test_admission_bed_days_daily_bill_and_the_patients_acknowledgement(gateway:
 
     with app_for(gateway, me) as app, app_for(gateway, other) as stranger:
         bill = ok(app.get(f"/v1/visits/{visit_id}/daily-bill", params=today))
-        assert bill["total_fen"] == 2000 + GENERAL_BED_FEN + GRADE_II_FEN  # with today's consultation fee
+        assert bill["total_fen"] == 2000 + GENERAL_BED_FEN + GRADE_II_FEN + CBC_FEN  # with today's 诊察费
         assert (bill["deposit_fen"], bill["balance_fen"]) == (200_000, 200_000 - bill["running_total_fen"])
-        assert {line["department"] for line in bill["lines"]} == {"cardiology"}
+        assert sorted((line["item_code"], line["department"]) for line in bill["lines"]) == [
+            ("110200001", "internal"),  # the outpatient visit's consultation fee
+            ("110900001", "cardiology"),  # the bed-day: the ward's
+            ("120100003", "cardiology"),
+            (CBC, "neurology"),  # the consult's order: its own ordering department
+        ]
         printed = app.get(f"/v1/visits/{visit_id}/daily-bill/pdf", params=today)
         assert printed.status_code == 200 and printed.headers["content-type"] == "application/pdf"
         text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(printed.content)).pages)
         assert "住院患者费用一日清单" in text and "普通病房床位费" in text
+        assert "开单科室" in text and "neurology" in text
         assert ok(app.get(f"/v1/visits/{visit_id}/receipts"))[0]["number"] == deposit["receipt_number"]
 
         for call in (

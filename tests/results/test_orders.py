@@ -18,6 +18,7 @@ from tests.results.factories import (
     create_visit,
     events,
     place_order,
+    post_report,
 )
 
 BILLING_CODES = {
@@ -69,7 +70,9 @@ def test_prepay_order_awaits_payment_and_announces_only_the_placement(
         "quantity": 1,
         "payment_mode": "prepay",
         "status": "awaiting_payment",
+        "department": "internal",  # the visit's: the ordering department (开单科室) by default
     }
+    assert order["department"] == "internal"
 
 
 @pytest.mark.parametrize("payment_mode", ["settle_later", "green_channel"])
@@ -91,6 +94,20 @@ def test_deferred_payment_modes_release_the_order_at_once(
     assert released["data"] == {"order_id": order["id"], "test_code": CBC, "reason": "payment_mode"}
     assert (released["visit_id"], released["patient_id"]) == (visit["id"], patient["id"])
     assert released["sequence"] == placed["sequence"] + 1
+
+
+def test_an_order_from_a_consulting_department_carries_it_in_order_placed_and_critical_values(
+    client: TestClient, registration: httpx.Client
+) -> None:
+    visit = create_visit(registration, create_patient(registration)["id"], payment_mode="settle_later")
+    order = place_order(client, visit["id"], department="neurology")  # a consult on an internal visit
+
+    assert order["department"] == "neurology"
+    placed = next(e for e in events(client) if e["type"] == "order.placed")
+    assert placed["data"]["department"] == "neurology"  # billing's line shows it (开单科室)
+    post_report(client, order["id"], critical=True)
+    [value] = client.get("/critical-values", params={"department": "neurology"}).json()
+    assert value["order_id"] == order["id"]
 
 
 def test_unknown_test_code_is_422_and_stores_nothing(client: TestClient, registration: httpx.Client) -> None:

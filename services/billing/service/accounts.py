@@ -85,11 +85,13 @@ async def chargeable_visit(registration: ServiceClient, *, visit_id: str) -> Reg
     return visit
 
 
-def mark_admitted(session: Session, *, visit_id: str) -> None:
-    """Registration admitted the visit: its account is an inpatient one from now on (same account)."""
+def mark_admitted(session: Session, *, visit_id: str, department: str | None) -> None:
+    """Registration admitted (or transferred) the visit: its account is an inpatient one from now on
+    (same account), of the ward's department, as registration's visit is."""
     account = repository.get_account(session, visit_id, for_update=True)
     if account is not None:
         account.kind = "inpatient"
+        account.department = department or account.department
         session.add(account)
 
 
@@ -108,14 +110,26 @@ def mark_discharged(session: Session, *, visit_id: str, discharged_at: datetime)
 
 
 def open_account(
-    session: Session, *, visit_id: str, patient_id: str, kind: str, payment_mode: str, opened_at: datetime
+    session: Session,
+    *,
+    visit_id: str,
+    patient_id: str,
+    kind: str,
+    payment_mode: str,
+    opened_at: datetime,
+    department: str | None = None,
 ) -> VisitAccount:
     """The visit's locked account, created if missing (both feeds and the API may be first to see it)."""
     account = repository.get_account(session, visit_id, for_update=True)
     if account is not None:
         return account
     account = VisitAccount(
-        visit_id=visit_id, patient_id=patient_id, kind=kind, payment_mode=payment_mode, opened_at=opened_at
+        visit_id=visit_id,
+        patient_id=patient_id,
+        kind=kind,
+        payment_mode=payment_mode,
+        opened_at=opened_at,
+        department=department,
     )
     if repository.insert_account(session, account):
         return account
@@ -140,6 +154,7 @@ def account_for(session: Session, *, visit_id: str, unseen: RegistrationVisit | 
         kind=unseen.kind,
         payment_mode=unseen.payment_mode,
         opened_at=as_utc(unseen.opened_at),
+        department=unseen.department,
     )
 
 

@@ -178,6 +178,7 @@ def move_onto_visit(
         service_date=hospital_date(instant(event["occurred_at"])),
         source_event_id=event["id"],
         note=f"appointment {fee.appointment_id}",
+        department=fee.department,  # the clinic session's
         enforce_rules=False,  # the fee was accepted at booking; the visit's own 诊察费 is this one
     )
     if fee.status == PAID:

@@ -36,6 +36,7 @@ from services.billing.service.rules import enforce
 
 logger = logging.getLogger("patientflow.billing")
 MAX_QUANTITY = 999
+DEPARTMENT_PATTERN = r"[a-z0-9-]{1,32}"  # registration's department codes
 
 
 def add_charge(
@@ -53,9 +54,11 @@ def add_charge(
     price_entry_id: int | None = None,
     enforce_rules: bool = True,
     check_balance: bool = True,
+    department: str | None = None,
 ) -> Charge:
-    """Post one line at `item`'s price. ChargeRefused (nothing posted) when a charging rule forbids it:
-    the caller holds the visit's account row locked, so the rules see every earlier charge."""
+    """Post one line at `item`'s price, named after `department` (开单科室; by default the visit's).
+    ChargeRefused (nothing posted) when a charging rule forbids it: the caller holds the visit's
+    account row locked, so the rules see every earlier charge."""
     if enforce_rules:
         enforce(session, account=account, item_code=item.code, quantity=quantity, service_date=service_date)
     charge = Charge(
@@ -74,6 +77,7 @@ def add_charge(
         service_date=service_date,
         supplementary=supplementary,
         price_entry_id=price_entry_id,
+        department=department or account.department,
     )
     session.add(charge)
     record(
@@ -210,9 +214,11 @@ def charge_for_event(
     quantity: Any,
     origin: ChargeOrigin,
     order_id: str | None = None,
+    department: Any = None,
 ) -> Charge | None:
     """Post the charge an event asks for, once per event id; refuse (and record) what may not be charged.
-    Returns the charge posted now (None for a replay or a refusal).
+    Returns the charge posted now (None for a replay or a refusal). `department`: the one the event
+    names (an order's 开单科室), else the visit's.
 
     The service date is the day the event happened, so a consumer catching up after midnight still
     puts the charge on the right 一日清单. A settled account still takes it, on the supplementary bill.
@@ -261,6 +267,7 @@ def charge_for_event(
             source_event_id=event["id"],
             supplementary=account.status == SETTLED,  # caused before, read after settlement: 补费
             price_entry_id=price.entry_id,
+            department=department_code(department),
         )
     except ChargeRefused as refusal:
         refuse(refusal.reason, refusal.rule_id)
@@ -274,6 +281,11 @@ def _refusal(session: Session, *, quantity: Any, order_id: str | None) -> str | 
     if order_id is not None and repository.charge_for_order(session, order_id) is not None:
         return "duplicate-order"
     return None
+
+
+def department_code(value: Any) -> str | None:
+    """A department code from another service's event, or None if it is not one (then the visit's)."""
+    return value if isinstance(value, str) and re.fullmatch(DEPARTMENT_PATTERN, value) else None
 
 
 def well_formed(value: Any) -> str | None:

@@ -6,7 +6,8 @@ in one batch (`daily_bill.ready` per bill, for the app) and acknowledged by the 
 Bills are computed from the ledger when asked for, a batch of visits at a time with one query per sum,
 so the batch for thousands of inpatients costs a handful of queries per chunk, not per bill. The queries
 are Core statements built once, with bound parameters: every outpatient journey reads its bill, and
-building them per read (five sums, the lines, the departments) cost most of the read. A bill's
+building them per read (five sums, the lines) cost most of the read. Each line names its charge's
+ordering department (开单科室, `Charge.department`): an order's own, the ward's for a bed day. A bill's
 lines never change once posted (corrections are new lines), so a reprint shows the same lines; what was
 issued (totals, line count) is kept in `DailyBillIssue` with the acknowledgement.
 """
@@ -34,7 +35,6 @@ from services.billing.models import (
     Deposit,
     DepositApplication,
     DepositRefund,
-    InpatientDay,
     OutboxEvent,
     Payment,
     VisitAccount,
@@ -82,11 +82,6 @@ DEPOSITED = _sum_by_visit(Deposit, "received_at")  # until: the next day's first
 PAID = _sum_by_visit(Payment, "paid_at")
 APPLIED = _sum_by_visit(DepositApplication, "applied_at")
 REFUNDED = _sum_by_visit(DepositRefund, "refunded_at")
-DEPARTMENTS = select(_table(InpatientDay).c.visit_id, _table(InpatientDay).c.department).where(
-    _table(InpatientDay).c.visit_id.in_(VISIT_IDS),
-    _table(InpatientDay).c.service_date == bindparam("day"),
-    _table(InpatientDay).c.kind == "bed",
-)  # the ward department each stay's posted bed day names for the day
 ACCOUNT_OWNER = select(_table(VisitAccount).c.patient_id).where(
     _table(VisitAccount).c.visit_id == bindparam("visit_id")
 )
@@ -119,6 +114,7 @@ LINE_FIELDS = (
     "payment_id",
     "charged_at",
     "category",
+    "department",
     *ENTRY_COLUMNS,
 )
 
@@ -176,6 +172,7 @@ def _lines_query() -> Select[Any]:
             charge.payment_id,
             charge.charged_at,
             item.category,
+            charge.department,
             *(entry[name] for name in ENTRY_COLUMNS),
         )
         .select_from(
@@ -214,15 +211,11 @@ def bills_for(reader: Reader, accounts: Sequence[tuple[str, str]], day: date) ->
         payments = _sums(connection, PAID, ids, end)
         applied = _sums(connection, APPLIED, ids, end)
         refunded = _sums(connection, REFUNDED, ids, end)
-        on_day = connection.execute(DEPARTMENTS, {"visit_ids": ids, "day": day})
-        departments = {row.visit_id: row.department for row in on_day}
         for visit_id, patient_id in chunk:
             own = lines.get(visit_id, [])
-            department = departments.get(visit_id)
             subtotals: dict[str, int] = defaultdict(int)
             total = paid = 0
             for line in own:
-                line["department"] = department
                 amount = line["amount_fen"]
                 subtotals[line["category"] or "other"] += amount
                 total += amount
@@ -384,7 +377,10 @@ CATEGORY_NAMES = {
 def bill_pdf(bill: DailyBillPublic, *, printed_at: datetime | None = None) -> bytes:
     """The bill as a printable A4 PDF, Chinese text embedded (kit.pdf)."""
     document = PdfDocument(title="住院患者费用一日清单", created_at=printed_at or utcnow())
-    department = next((line.department for line in bill.lines if line.department), None)
+    # The ward's department heads the bill (its bed line's); each line names its own ordering department.
+    departments = [line.department for line in bill.lines if line.department]
+    wards = [line.department for line in bill.lines if line.department and line.category == "bed"]
+    department = next(iter(wards or departments), None)
     document.fields(
         [
             ("就诊号", bill.visit_id),
@@ -398,12 +394,13 @@ def bill_pdf(bill: DailyBillPublic, *, printed_at: datetime | None = None) -> by
         TableColumn("时间", 1.1),
         TableColumn("国家编码", 1.4),
         TableColumn("院内编码", 1.3),
-        TableColumn("项目名称", 3.0),
+        TableColumn("项目名称", 2.4),
         TableColumn("单位", 0.6),
         TableColumn("单价", 1.0, "RIGHT"),
         TableColumn("数量", 0.6, "RIGHT"),
         TableColumn("金额", 1.1, "RIGHT"),
         TableColumn("医保类别", 0.8),
+        TableColumn("开单科室", 1.2),
     ]
     rows = [
         [
@@ -416,6 +413,7 @@ def bill_pdf(bill: DailyBillPublic, *, printed_at: datetime | None = None) -> by
             str(line.quantity),
             yuan(line.amount_fen),
             line.insurance_class or "",
+            line.department or "",
         ]
         for line in bill.lines
     ]

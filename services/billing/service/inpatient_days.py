@@ -188,6 +188,7 @@ def post_stay_days(
                     supplementary=account.status == SETTLED,  # a day caught up after settlement: 补费
                     price_entry_id=price.entry_id,
                     check_balance=False,  # once for the stay, below
+                    department=bed.department,  # the ward's
                 )
             except ChargeRefused as refusal:  # e.g. that day's bed already charged by hand: never twice
                 if _refuse(session, key=key, visit_id=stay.visit_id, code=code, reason=refusal.reason):

@@ -60,6 +60,7 @@ def reverse_charge(
         reversal_of=charge.id,
         reversal_reason=data.reason,
         operator=data.operator,
+        department=charge.department,
     )
     if repository.reversal_of_charge(session, charge.id) or not repository.insert_reversal(session, line):
         raise ChargeAlreadyReversed("This charge is already reversed.", charge_id=charge_id)
