@@ -72,8 +72,13 @@ def results_feed() -> Iterator[FakeFeed]:
 
 
 def billing_settings(data_dir: Path, **overrides: Any) -> BillingSettings:
-    # The nightly job off: tests run it themselves, for the dates they choose.
-    return make_test_settings(BillingSettings, data_dir, **({"inpatient_days_check_seconds": 0} | overrides))
+    # The nightly job off: tests run it themselves, for the dates they choose. Each test's billing starts
+    # on wiped tables and so reads registration's feed from the start — every visit the session opened
+    # so far — before it is caught up: a settlement's bounded wait for that backlog gets the longest
+    # bound the setting allows (tests of the refusal set a short one), not the 3 s meant for a
+    # consumer that is merely keeping up.
+    defaults = {"inpatient_days_check_seconds": 0, "settlement_wait_seconds": 30}
+    return make_test_settings(BillingSettings, data_dir, **(defaults | overrides))
 
 
 @pytest.fixture

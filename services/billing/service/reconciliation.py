@@ -107,7 +107,8 @@ def _database_sum(session: Session, kind: str, start: datetime, end: datetime) -
 
 def _insurer_paid(session: Session, start: datetime, end: datetime) -> int:
     """The insurer's own payments less its refunds, summed by the database: method `insurance` under an
-    insured scheme (a self-pay patient's own `insurance` tender carries `self_pay`, and pays no share)."""
+    insured scheme, as `tenders.insurer_share` tells them (a patient's own `insurance` tender, 个人账户,
+    carries no scheme — or `self_pay`, written before tenders were told apart — and pays no share)."""
     query = select(func.coalesce(func.sum(Payment.amount_fen), 0)).where(
         Payment.paid_at >= start,
         Payment.paid_at < end,
