@@ -118,31 +118,51 @@ def rules_of(session: Session, version_id: int) -> list[ChargeRule]:
     return list(session.exec(query.order_by(col(ChargeRule.line))).all())
 
 
+RULES_MEMO = "billing.rules_naming"  # Session.info key: the rules in force by item, read once a transaction
+
+
 def rules_naming(session: Session, item_code: str) -> list[ChargeRule]:
-    """The rules in force that name the item, as their item or as the other item."""
-    current = select(func.max(ChargeRuleVersion.id)).scalar_subquery()
-    query = select(ChargeRule).where(
-        ChargeRule.version_id == current,
-        or_(ChargeRule.item_code == item_code, ChargeRule.other_item_code == item_code),
-    )
-    return list(session.exec(query.order_by(col(ChargeRule.line))).all())
+    """The rules in force that name the item, as their item or as the other item. Read once per item
+    and transaction (a nightly run charges thousands of days of a few items); loading a version clears
+    the memo."""
+    memo: dict[str, list[ChargeRule]] = session.info.setdefault(RULES_MEMO, {})
+    if item_code not in memo:
+        current = select(func.max(ChargeRuleVersion.id)).scalar_subquery()
+        query = select(ChargeRule).where(
+            ChargeRule.version_id == current,
+            or_(ChargeRule.item_code == item_code, ChargeRule.other_item_code == item_code),
+        )
+        memo[item_code] = list(session.exec(query.order_by(col(ChargeRule.line))).all())
+    return memo[item_code]
 
 
-def net_quantity(session: Session, *, visit_id: str, item_code: str, service_date: date | None) -> int:
-    """How much of the item stands charged to the visit (on `service_date`, if given): reversed charges
-    and reversal lines cancel out, so neither counts."""
-    reversed_ids = select(Charge.reversal_of).where(
-        Charge.visit_id == visit_id, col(Charge.reversal_of).is_not(None)
+def net_quantities(
+    session: Session, *, visit_id: str, item_codes: Collection[str], service_date: date | None
+) -> dict[str, int]:
+    """How much of each item stands charged to the visit (on `service_date`, if given), in one query: a
+    reversal line carries its charge's item and date with the quantity negated (at most one per
+    charge), so the plain sum nets reversed charges out. (Filtering `reversal_of IS NULL` instead led
+    SQLite's planner to the unique index on `reversal_of`, a scan of every charge per check: the
+    bed-day job went quadratic.) The statements are built once: every charge path asks this."""
+    session.flush()  # what this transaction charged so far counts (a Core query does not autoflush)
+    params: dict[str, Any] = {"n_visit_id": visit_id, "n_codes": list(item_codes)}
+    if service_date is None:
+        rows = session.connection().execute(_NET_IN_STAY, params)
+    else:
+        rows = session.connection().execute(_NET_ON_DAY, params | {"n_day": service_date})
+    found = {code: int(total) for code, total in rows}
+    return {code: found.get(code, 0) for code in item_codes}
+
+
+_NET_IN_STAY = (
+    select(col(Charge.item_code), func.sum(Charge.quantity))
+    .where(
+        col(Charge.visit_id) == bindparam("n_visit_id"),
+        col(Charge.item_code).in_(bindparam("n_codes", expanding=True)),
     )
-    query = select(func.coalesce(func.sum(Charge.quantity), 0)).where(
-        Charge.visit_id == visit_id,
-        Charge.item_code == item_code,
-        col(Charge.reversal_of).is_(None),
-        col(Charge.id).not_in(reversed_ids),
-    )
-    if service_date is not None:
-        query = query.where(Charge.service_date == service_date)
-    return int(session.exec(query).one())
+    .group_by(col(Charge.item_code))
+)
+_NET_ON_DAY = _NET_IN_STAY.where(col(Charge.service_date) == bindparam("n_day"))
 
 
 def get_charge(session: Session, charge_id: str) -> Charge | None:

@@ -19,6 +19,7 @@ one is posted.
 """
 
 import hashlib
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,7 @@ def load_version(session: Session, *, content: bytes, source: str, loaded_by: st
     rules = [ChargeRule(version_id=version.id, line=line, **_values(row)) for line, row in rows]
     session.add_all(rules)
     session.flush()
+    session.info.pop(repository.RULES_MEMO, None)  # the rules in force changed
     return _detail(version, rules, current=True)
 
 
@@ -141,9 +143,22 @@ def enforce(
 ) -> None:
     """ChargeRefused if a rule in force forbids charging `quantity` of the item to the visit on that
     service date. Call it with the visit's account row locked (see the module docstring)."""
-    for rule in repository.rules_naming(session, item_code):
+    naming = repository.rules_naming(session, item_code)
+    if not naming:
+        return
+    codes = {item_code} | {code for rule in naming for code in (rule.item_code, rule.other_item_code) if code}
+    standing: dict[date | None, dict[str, int]] = {}  # the visit's quantities, one query per span
+
+    def charged(code: str, on: date | None) -> int:
+        if on not in standing:
+            standing[on] = repository.net_quantities(
+                session, visit_id=account.visit_id, item_codes=sorted(codes), service_date=on
+            )
+        return standing[on][code]
+
+    for rule in naming:
         reason, detail, extra = _broken(
-            session, rule, account=account, item_code=item_code, quantity=quantity, day=service_date
+            rule, account=account, item_code=item_code, quantity=quantity, day=service_date, charged=charged
         )
         if reason is not None:
             raise ChargeRefused(
@@ -159,14 +174,16 @@ def enforce(
 
 
 def _broken(
-    session: Session, rule: ChargeRule, *, account: VisitAccount, item_code: str, quantity: int, day: date
+    rule: ChargeRule,
+    *,
+    account: VisitAccount,
+    item_code: str,
+    quantity: int,
+    day: date,
+    charged: Callable[[str, date | None], int],
 ) -> tuple[str | None, str, dict[str, Any]]:
-    """The reason, an explanation and its details when `rule` forbids the charge, else (None, "", {})."""
-    visit_id = account.visit_id
-
-    def charged(code: str, on: date | None = day) -> int:
-        return repository.net_quantity(session, visit_id=visit_id, item_code=code, service_date=on)
-
+    """The reason, an explanation and its details when `rule` forbids the charge, else (None, "", {}).
+    `charged(code, on)`: how much of an item stands charged to the visit on a day (None: the stay)."""
     kind = RuleKind(rule.rule)
     other = rule.other_item_code if rule.item_code == item_code else rule.item_code
     if kind == RuleKind.visit_kinds and rule.item_code == item_code:
@@ -174,13 +191,13 @@ def _broken(
         if account.kind not in allowed:
             detail = f"{item_code} is charged only to {' or '.join(allowed)} visits, not {account.kind}."
             return "visit-kind-not-allowed", detail, {"visit_kind": account.kind, "allowed_kinds": allowed}
-    elif kind == RuleKind.includes and other is not None and charged(other) > 0:
+    elif kind == RuleKind.includes and other is not None and charged(other, day) > 0:
         if rule.other_item_code == item_code:
             detail = f"{item_code} is included in {other}, already charged that day (分解收费)."
             return "included-in-charged-item", detail, {"other_item_code": other}
         detail = f"{item_code} includes {other}, already charged that day: reverse {other} first."
         return "includes-charged-item", detail, {"other_item_code": other}
-    elif kind == RuleKind.excludes and other is not None and charged(other) > 0:
+    elif kind == RuleKind.excludes and other is not None and charged(other, day) > 0:
         detail = f"{item_code} and {other} are mutually exclusive; {other} is charged that day."
         return "mutually-exclusive", detail, {"other_item_code": other}
     elif kind in LIMITS and rule.item_code == item_code and rule.max_quantity is not None:
