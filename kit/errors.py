@@ -2,12 +2,15 @@
 
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kit.requestid import REQUEST_ID_SCOPE_KEY, current_request_id
@@ -20,6 +23,12 @@ INVALID_PARAMETER = "Invalid parameter"
 INVALID_REQUEST = "Invalid request"
 _FASTAPI_422_REF = "#/components/schemas/HTTPValidationError"
 _FASTAPI_422_SCHEMAS = ("HTTPValidationError", "ValidationError")
+# PostgreSQL SQLSTATE classes of a server that cannot serve now, whatever the request: connection
+# exceptions, transaction rollback (serialisation, deadlock), insufficient resources (too many
+# connections), operator intervention (shutting down).
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+DATABASE_RETRY_AFTER_SECONDS = 2
 
 
 class ProblemError(Exception):
@@ -155,6 +164,39 @@ async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(body, dict(exc.headers or {}))
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database could not serve this request now: unreachable, refusing or out
+    of connections, the pool empty past its timeout, busy past SQLite's timeout, a serialisation or
+    deadlock rollback. Transient, so a 503 with `Retry-After` (a write retried with its Idempotency-Key
+    is safe even if the connection broke during COMMIT); every other database error (a missing table, a
+    violated constraint) is still a bug, a 500."""
+    if isinstance(exc, sa_exc.TimeoutError):
+        return True  # no pooled connection came free in time
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    cause = exc.orig
+    if isinstance(cause, psycopg.OperationalError):
+        # No SQLSTATE: libpq's own failures (refused, reset, timed out), before or between answers.
+        return cause.sqlstate is None or cause.sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    if isinstance(cause, sqlite3.OperationalError):
+        return str(cause).startswith(_SQLITE_BUSY)
+    return False
+
+
+async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not database_unavailable(exc):
+        return await _on_unexpected(request, exc)
+    # The error's type only: a driver's message may quote the statement's parameters.
+    logger.warning("database unavailable (request %s): %s", current_request_id(), type(exc).__name__)
+    body = problem(
+        503, "Service unavailable", "The database cannot serve this request now; try again shortly.",
+        slug="database-unavailable",
+    )  # fmt: skip
+    return problem_response(body, {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette calls this outside every middleware, so the request id comes from the scope.
     request_id: str | None = request.scope.get(REQUEST_ID_SCOPE_KEY)
@@ -172,6 +214,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(sa_exc.DBAPIError, _on_database_error)
+    app.add_exception_handler(sa_exc.TimeoutError, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
     build: Callable[[], dict[str, Any]] = app.openapi
 

@@ -2,16 +2,21 @@
 
 import random
 import re
+import sqlite3
 import uuid
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from httpx import Response
 from pydantic import BaseModel
+from sqlalchemy import Engine, create_engine, make_url, text
 
 from kit import requestid
 from kit.errors import NotFound, install_error_handlers
 from kit.requestid import RequestIdMiddleware, is_safe_request_id, new_request_id
+from kit.testing import database_url_under_test
 
 
 class Body(BaseModel):
@@ -154,3 +159,88 @@ def test_a_hex_id_without_eleven_digits_in_a_row_passes_the_full_check() -> None
         candidate = "".join(draw.choice("0123456789" * 4 + "abcdef") for _ in range(32))
         if not requestid.UNSAFE_MINTED_ID.search(candidate):
             assert is_safe_request_id(candidate), candidate
+
+
+# --- A database that cannot serve now is a 503 to retry, not a 500
+
+
+def _database_app(engine: Engine, statement: str) -> TestClient:
+    """An app whose one route runs `statement` on `engine`, as a service's unit of work would."""
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.post("/write")
+    def write() -> None:
+        with engine.begin() as connection:
+            connection.execute(text(statement))
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def _assert_database_unavailable(response: Response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith("/database-unavailable")
+    assert int(response.headers["retry-after"]) > 0
+    assert response.json()["instance"] == f"urn:request:{response.headers['x-request-id']}"
+    assert "127.0.0.1" not in response.text and "locked" not in response.text  # no driver internals
+
+
+def test_an_unreachable_postgresql_is_a_503_to_retry() -> None:
+    # Port 1: nothing listens, the connection is refused at once.
+    engine = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:1/test", connect_args={"connect_timeout": 2}
+    )
+    _assert_database_unavailable(_database_app(engine, "SELECT 1").post("/write"))
+
+
+def test_sqlite_locked_by_another_writer_is_a_503_to_retry(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE thing (name TEXT)"))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's writer, past our busy timeout
+    try:
+        client = _database_app(engine, "INSERT INTO thing VALUES ('x')")
+        _assert_database_unavailable(client.post("/write"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM thing")).scalar() == 0
+
+
+def test_a_pool_with_no_free_connection_is_a_503_to_retry(tmp_path: Path) -> None:
+    engine = create_engine(
+        f"sqlite:///{tmp_path / 'pool.db'}", pool_size=1, max_overflow=0, pool_timeout=0.01
+    )
+    with engine.connect():  # the pool's only connection, busy elsewhere
+        _assert_database_unavailable(_database_app(engine, "SELECT 1").post("/write"))
+
+
+@pytest.mark.skipif(
+    not (database_url_under_test() or "").startswith("postgresql"), reason="PostgreSQL's own connection limit"
+)
+def test_postgresql_refusing_connections_is_a_503_to_retry() -> None:
+    url = make_url(database_url_under_test() or "")
+    admin = create_engine(url)
+    with admin.begin() as connection:  # a login role the server admits no connection for (53300)
+        connection.execute(
+            text(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pf_no_connections') THEN "
+                "CREATE ROLE pf_no_connections LOGIN CONNECTION LIMIT 0; END IF; END $$"
+            )
+        )
+    admin.dispose()
+    engine = create_engine(url.set(username="pf_no_connections"))
+    _assert_database_unavailable(_database_app(engine, "SELECT 1").post("/write"))
+
+
+def test_a_database_error_that_is_a_bug_stays_a_500(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'bug.db'}")
+    response = _database_app(engine, "INSERT INTO no_such_table VALUES (1)").post("/write")
+    assert response.status_code == 500
+    assert response.json()["type"].endswith("/internal-error")
+    assert "no_such_table" not in response.text
