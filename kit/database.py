@@ -41,8 +41,9 @@ import asyncio
 import functools
 import inspect
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence, Set
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence, Set
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar, cast
 
 import anyio
@@ -152,6 +153,73 @@ def _sqlite_engine(url: str, *, writer: bool, pool_size: int = SQLITE_READERS) -
     return engine
 
 
+@dataclass(frozen=True, slots=True)
+class CommitStatement:
+    """A statement sent with a transaction's COMMIT (`send_with_commit`): driver SQL with the driver's
+    parameters, and what to do with the one row it returns, if it returns one."""
+
+    sql: str
+    parameters: Mapping[str, Any] | None = None
+    on_row: Callable[[tuple[Any, ...]], None] | None = None
+
+
+def send_with_commit(connection: Connection, statements: Sequence[CommitStatement]) -> None:
+    """On PostgreSQL: run `statements` just before this transaction's COMMIT, in the same round trip
+    (psycopg's pipeline mode): statements, COMMIT and its answer leave and come back together.
+
+    So a lock the first statement takes is held only while the server runs the rest and commits,
+    never while this process waits for its turn at the GIL between round trips: under load that wait
+    (up to the interpreter's 5 ms switch interval per round trip, on a busy process) is what made one
+    service's committing writers queue on its outbox lock. A rollback drops them."""
+    driver = connection.connection.driver_connection
+    _WITH_COMMIT.setdefault(driver, []).extend(statements)
+
+
+# A driver connection -> the statements staged for its COMMIT (weak: a closed connection leaves none).
+_WITH_COMMIT: "weakref.WeakKeyDictionary[Any, list[CommitStatement]]" = weakref.WeakKeyDictionary()
+
+
+def _driver(dbapi_connection: Any) -> Any:
+    """The driver's connection, whether SQLAlchemy hands the dialect its pool proxy or the connection."""
+    return getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+
+
+def _commit_in_one_round_trip(engine: Engine) -> None:
+    """Make `engine`'s COMMIT send the statements `send_with_commit` staged, pipelined with it.
+
+    The dialect's `do_commit` is the hook because SQLAlchemy wraps what it raises as every other
+    statement's error (a lost connection is seen and invalidated, `kit.errors` answers 503)."""
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection: Any) -> None:
+        driver = _driver(dbapi_connection)
+        staged = _WITH_COMMIT.pop(driver, None)
+        if not staged:
+            commit(dbapi_connection)
+            return
+        with driver.pipeline():
+            cursors = []
+            for statement in staged:
+                cursor = driver.cursor()
+                cursor.execute(statement.sql, statement.parameters)
+                cursors.append(cursor)
+            driver.commit()  # the pipeline's sync: everything above has run, or it raises here
+        for statement, cursor in zip(staged, cursors, strict=True):
+            if statement.on_row is not None:
+                row = cursor.fetchone()
+                assert row is not None, statement.sql
+                statement.on_row(row)
+            cursor.close()
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        _WITH_COMMIT.pop(_driver(dbapi_connection), None)
+        rollback(dbapi_connection)
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+
 def _postgres_options(schema: str, role: str | None) -> dict[str, str]:
     return {"options": f"-csearch_path={schema}" + (f" -crole={role}" if role else "")}
 
@@ -164,6 +232,7 @@ def _postgres_engine(url: str, schema: str, role: str | None) -> Engine:
         pool_pre_ping=True,
         connect_args=_postgres_options(schema, role),
     )
+    _commit_in_one_round_trip(engine)
     if role is not None:
         return engine  # the role may not exist before the first migration; `owner` creates the schema
     try:

@@ -5,9 +5,12 @@ A state change and its event rows commit together or not at all. Consumers page 
 its unit of work noted (`kit.causes`): the hub merges the feeds by them.
 
 **Positions become visible in commit order, so a reader paging by position never skips an event.**
-`record_event` only builds the row; the rows enter the database in the session's `before_commit` hook,
-just before COMMIT, and on PostgreSQL under a transaction-level advisory lock taken there (one per schema).
-So the business part of concurrent writers runs in parallel; only "insert the events, COMMIT" is serialised.
+`record_event` only builds the row; the rows enter the database at COMMIT. On PostgreSQL they go under a
+transaction-level advisory lock (one per schema), and lock, INSERTs and COMMIT leave in one pipelined round
+trip after the session's own flush (`kit.database.send_with_commit`): the business part of concurrent
+writers runs in parallel, and only the server's "insert the events, COMMIT" is serialised, never a
+writer's Python (a thread waiting for the GIL between round trips held the lock for milliseconds: under
+the journey bench a dozen writers queued on it). On SQLite they are inserted in `before_commit`.
 Proof: every position is drawn by an INSERT made while holding the lock, and the lock is released only after
 COMMIT has made the transaction visible (PostgreSQL releases locks after the commit record and the
 proc-array update) or after it rolled back. So if writer A holds position p and writer B holds q > p, A drew
@@ -17,7 +20,7 @@ that moved past q never leaves a committed event behind it. (A transaction that 
 lock.) On SQLite the writer connection already serialises whole write transactions (`BEGIN IMMEDIATE`).
 
 **`sequence` per aggregate is gap-free and in commit order.** It is `max(sequence) + 1` of the aggregate,
-read in the hook under the same lock with a fresh READ COMMITTED statement snapshot: every earlier holder
+read under the same lock (on PostgreSQL by the INSERT itself) with a fresh READ COMMITTED statement snapshot: every earlier holder
 of the lock has committed (its sequences are seen) or rolled back (none were kept), and no later writer can
 draw until this one ends. Several events of one aggregate in one transaction count up in `record_event`
 order. So the sequences of an aggregate are 1, 2, 3, … in position order, whatever the writers overlap.
@@ -37,7 +40,8 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from select import select as wait_readable
 from typing import Annotated, Any, Protocol
@@ -45,9 +49,10 @@ from typing import Annotated, Any, Protocol
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from psycopg import sql
-from sqlalchemy import Table, bindparam, func, insert, text
+from sqlalchemy import Table, bindparam, func, insert, literal_column, text
 from sqlalchemy import event as sa_event
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
@@ -56,7 +61,14 @@ from sqlmodel import Session, col, select
 from kit import causes
 from kit.auth import require_service_caller
 from kit.clock import as_utc
-from kit.database import Database, ReadConnection, SessionDep, mark_outbox_written
+from kit.database import (
+    CommitStatement,
+    Database,
+    ReadConnection,
+    SessionDep,
+    mark_outbox_written,
+    send_with_commit,
+)
 from kit.models import OutboxEventBase
 from kit.params import CursorQuery, page_size
 from kit.worker import Backoff, ThreadWorker
@@ -126,11 +138,13 @@ def _insert_pending(session: OrmSession) -> None:
     session.info.pop(_SAVEPOINTS, None)
     if not pending:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        # One lock per schema: services sharing a database never wait on each other's outboxes.
-        session.execute(OUTBOX_LOCK)
-    drawn: dict[tuple[type[OutboxEventBase], str, str], int] = {}
     connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # Lock, INSERTs and COMMIT in one round trip, after the session's own flush: the lock is held
+        # only while the server inserts and commits (`kit.database.send_with_commit`).
+        send_with_commit(connection, [_LOCK_STATEMENT, *(_pipelined_insert(event) for event in pending)])
+        return
+    drawn: dict[tuple[type[OutboxEventBase], str, str], int] = {}
     for event in pending:
         outbox = type(event)
         table: Table = outbox.__table__  # type: ignore[attr-defined]
@@ -150,6 +164,62 @@ def _insert_pending(session: OrmSession) -> None:
             column.name: getattr(event, column.name) for column in table.columns if column.name != "position"
         }
         event.position = connection.execute(_insert_event(table), values).scalar_one()
+
+
+_LOCK_STATEMENT = CommitStatement(str(OUTBOX_LOCK))
+
+
+@dataclass(frozen=True, slots=True)
+class _DriverInsert:
+    """An outbox table's INSERT as psycopg runs it: the SQL SQLAlchemy compiles for PostgreSQL, whose
+    `sequence` is the aggregate's `max + 1` read by the statement itself (so under the lock, after
+    every earlier holder committed), and each parameter's SQLAlchemy bind processing."""
+
+    sql: str
+    columns: tuple[str, ...]
+    processors: dict[str, Callable[[Any], Any]]
+
+
+_DRIVER_INSERTS: dict[Table, _DriverInsert] = {}
+
+
+def _driver_insert(table: Table) -> _DriverInsert:
+    if table not in _DRIVER_INSERTS:
+        dialect = psycopg_dialect.dialect()
+        of_aggregate = (table.c.aggregate_type == bindparam("of_type")) & (
+            table.c.aggregate_id == bindparam("of_id")
+        )
+        next_sequence = sa_select(
+            func.coalesce(func.max(table.c.sequence), literal_column("0")) + literal_column("1")
+        ).where(of_aggregate)
+        columns = tuple(c.name for c in table.columns if c.name not in ("position", "sequence"))
+        statement = (
+            insert(table)
+            .values(sequence=next_sequence.scalar_subquery())
+            .returning(table.c.position, table.c.sequence)
+        )
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+        processors: dict[str, Callable[[Any], Any]] = {}
+        for name, parameter in compiled.binds.items():
+            processor = parameter.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors[name] = processor
+        _DRIVER_INSERTS[table] = _DriverInsert(str(compiled), columns, processors)
+    return _DRIVER_INSERTS[table]
+
+
+def _pipelined_insert(event: OutboxEventBase) -> CommitStatement:
+    """The INSERT of one event, sent with the COMMIT; it sets the event's position and sequence."""
+    insert_of = _driver_insert(type(event).__table__)  # type: ignore[attr-defined]
+    parameters = {name: getattr(event, name) for name in insert_of.columns}
+    parameters |= {"of_type": event.aggregate_type, "of_id": event.aggregate_id}
+    for name, process in insert_of.processors.items():
+        parameters[name] = process(parameters[name])
+
+    def drawn(row: tuple[Any, ...]) -> None:
+        event.position, event.sequence = row
+
+    return CommitStatement(insert_of.sql, parameters, drawn)
 
 
 _STATEMENTS: dict[tuple[str, Table], Any] = {}

@@ -4,8 +4,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import event as sa_event
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from kit.auth import TokenSource
@@ -296,4 +299,64 @@ def test_an_event_carries_the_causes_of_its_unit_of_work(tmp_path: Path) -> None
     ]
     assert rows[uncaused.event_id]["causes"] == []
     assert event_to_json(uncaused, "sample")["position"] == rows[uncaused.event_id]["position"]
+    database.dispose()
+
+
+def test_no_statement_of_a_writer_waits_on_it_while_it_holds_the_outbox_lock(tmp_path: Path) -> None:
+    """On PostgreSQL the outbox lock is taken in the one round trip that inserts a writer's events and
+    commits, so the writer's Python never runs while it holds the lock: a writer slow between its round
+    trips (under load, its thread waiting for the GIL) holds no other writer's events back. Here the
+    writer stalls after each statement it sends while holding the lock, and another writer commits
+    meanwhile. On SQLite the one writer connection serialises whole transactions by design."""
+    database = fresh_database(tmp_path, "slow_commit")
+    if database.is_sqlite:
+        database.dispose()
+        pytest.skip("SQLite serialises whole write transactions on its one writer connection")
+    at_commit, release, other_committed = threading.Event(), threading.Event(), threading.Event()
+    stalls: list[str] = []
+    watcher = database.writer.connect()  # asks the server what the slow writer holds
+
+    def slow_writer() -> None:
+        with database.session() as session:
+            record_event(
+                session, OutboxEvent, event_type="x", aggregate_type="t", aggregate_id="slow", payload={}
+            )
+            session.add(Thing(name="slow"))
+            backend = session.connection().connection.driver_connection.info.backend_pid
+            sa_event.listen(session, "before_commit", lambda _: at_commit.set())
+
+            @sa_event.listens_for(session.connection(), "after_cursor_execute")
+            def stall_while_locked(_c: object, _k: object, statement: str, *_: object) -> None:
+                holds = watcher.execute(
+                    text("SELECT count(*) FROM pg_locks WHERE pid = :pid AND locktype = 'advisory'"),
+                    {"pid": backend},
+                ).scalar_one()
+                if holds:
+                    stalls.append(statement)
+                    at_commit.set()
+                    release.wait(timeout=30)
+
+    def other_writer() -> None:
+        with database.session() as session:
+            record_event(
+                session, OutboxEvent, event_type="x", aggregate_type="t", aggregate_id="other", payload={}
+            )
+        other_committed.set()
+
+    slow = threading.Thread(target=slow_writer)
+    slow.start()
+    assert at_commit.wait(timeout=30)
+    other = threading.Thread(target=other_writer)
+    other.start()
+    try:
+        assert other_committed.wait(timeout=20), f"held back by a writer stalled under the lock: {stalls}"
+    finally:
+        release.set()
+        slow.join()
+        other.join()
+        watcher.close()
+    assert stalls == []
+    with database.session(write=False) as session:
+        rows = session.exec(select(OutboxEvent).order_by(col(OutboxEvent.position))).all()
+    assert sorted((r.aggregate_id, r.sequence) for r in rows) == [("other", 1), ("slow", 1)]
     database.dispose()
