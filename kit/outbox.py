@@ -20,10 +20,11 @@ that moved past q never leaves a committed event behind it. (A transaction that 
 lock.) On SQLite the writer connection already serialises whole write transactions (`BEGIN IMMEDIATE`).
 
 **`sequence` per aggregate is gap-free and in commit order.** It is `max(sequence) + 1` of the aggregate,
-read under the same lock (on PostgreSQL by the INSERT itself) with a fresh READ COMMITTED statement snapshot: every earlier holder
-of the lock has committed (its sequences are seen) or rolled back (none were kept), and no later writer can
-draw until this one ends. Several events of one aggregate in one transaction count up in `record_event`
-order. So the sequences of an aggregate are 1, 2, 3, … in position order, whatever the writers overlap.
+read under the same lock (on PostgreSQL by the INSERT itself) with a fresh READ COMMITTED statement
+snapshot: every earlier holder of the lock has committed (its sequences are seen) or rolled back (none were
+kept), and no later writer can draw until this one ends. Several events of one aggregate in one
+transaction count up in `record_event` order. So the sequences of an aggregate are 1, 2, 3, … in position
+order, whatever the writers overlap.
 
 The row returned by `record_event` is the one inserted: its `position` is set once the session commits.
 

@@ -322,7 +322,9 @@ def test_no_statement_of_a_writer_waits_on_it_while_it_holds_the_outbox_lock(tmp
                 session, OutboxEvent, event_type="x", aggregate_type="t", aggregate_id="slow", payload={}
             )
             session.add(Thing(name="slow"))
-            backend = session.connection().connection.driver_connection.info.backend_pid
+            driver_connection = session.connection().connection.driver_connection
+            assert driver_connection is not None
+            backend = driver_connection.info.backend_pid
             sa_event.listen(session, "before_commit", lambda _: at_commit.set())
 
             @sa_event.listens_for(session.connection(), "after_cursor_execute")
