@@ -4,6 +4,15 @@ SQLite: WAL, `synchronous=FULL`, `foreign_keys=ON`, `busy_timeout`, and every wr
 with `BEGIN IMMEDIATE` on a single pooled connection, so writers queue in-process instead of failing
 with "database is locked". PostgreSQL: one schema per service, selected through `search_path`.
 
+On PostgreSQL every round trip counts: under load a thread waits its turn at the GIL after each one
+(up to the 5 ms switch interval on a busy process), so a statement costs far more than the server's
+work. Reads therefore run in autocommit (`Database.reader`, a view of the one pool): at READ COMMITTED
+each statement takes its own snapshot inside a transaction too, so a read's `BEGIN` and `ROLLBACK` were
+two round trips that bought nothing. And a pooled connection is pinged before use only after it sat
+idle `PING_IDLE_SECONDS` (a restart or an idle timeout happens then, not between two statements of a
+busy service); a connection lost anyway fails its one statement, SQLAlchemy discards every pooled
+connection as old, and the caller gets 503 `database-unavailable` with `Retry-After` (`kit.errors`).
+
 A unit of work that recorded outbox events (`kit.outbox.record_event` marks its session) bumps the
 database's `outbox_commits` once it commits, whichever way it was opened, so this process's long-polled
 `/events` readers wake at once.
@@ -40,6 +49,7 @@ that matters, give the service a login of its own that is only a member of the r
 import asyncio
 import functools
 import inspect
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence, Set
 from contextlib import asynccontextmanager, contextmanager
@@ -49,6 +59,7 @@ from typing import Annotated, Any, TypeVar, cast
 import anyio
 from fastapi import Depends, Request
 from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session as OrmSession
@@ -62,6 +73,8 @@ T = TypeVar("T")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SQLITE_READERS = 8
 POSTGRES_POOL, POSTGRES_OVERFLOW = 10, 10
+PING_IDLE_SECONDS = 10.0
+"""A pooled PostgreSQL connection idle longer than this is pinged at check-out (and replaced if dead)."""
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "synchronous": "2",  # FULL: an acknowledged charge survives power loss.
@@ -171,6 +184,8 @@ def send_with_commit(connection: Connection, statements: Sequence[CommitStatemen
     never while this process waits for its turn at the GIL between round trips: under load that wait
     (up to the interpreter's 5 ms switch interval per round trip, on a busy process) is what made one
     service's committing writers queue on its outbox lock. A rollback drops them."""
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        raise RuntimeError("send_with_commit in a read session: it never commits (use a write session)")
     driver = connection.connection.driver_connection
     _WITH_COMMIT.setdefault(driver, []).extend(statements)
 
@@ -229,10 +244,10 @@ def _postgres_engine(url: str, schema: str, role: str | None) -> Engine:
         url,
         pool_size=POSTGRES_POOL,
         max_overflow=POSTGRES_OVERFLOW,
-        pool_pre_ping=True,
         connect_args=_postgres_options(schema, role),
     )
     _commit_in_one_round_trip(engine)
+    _ping_after_idle(engine)
     if role is not None:
         return engine  # the role may not exist before the first migration; `owner` creates the schema
     try:
@@ -241,6 +256,29 @@ def _postgres_engine(url: str, schema: str, role: str | None) -> Engine:
         engine.dispose()  # its pooled connection would otherwise stay open until garbage-collected
         raise
     return engine
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Ping a pooled connection at check-out only if it sat idle past `PING_IDLE_SECONDS`; a dead one is
+    replaced before anyone uses it (SQLAlchemy's pessimistic recipe, `DisconnectionError`)."""
+    returned_at = "kit.returned_at"
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[returned_at] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(returned_at)
+        if idle_since is None or time.monotonic() - idle_since < PING_IDLE_SECONDS:
+            return  # new, or in steady use
+        driver = _driver(dbapi_connection)
+        try:
+            driver.execute("SELECT 1").close()
+            driver.rollback()  # the ping's own transaction: check-out hands on an idle connection
+        except Exception as exc:
+            raise sa_exc.DisconnectionError("a connection idle past the ping interval is dead") from exc
 
 
 def _create_schema(engine: Engine, schema: str) -> None:
@@ -273,7 +311,9 @@ class Database:
             self.reader = _sqlite_engine(url, writer=False)
             self._capacity = {True: 1, False: SQLITE_READERS}
         else:
-            self.writer = self.reader = _postgres_engine(url, schema or "public", self.runtime_role)
+            self.writer = _postgres_engine(url, schema or "public", self.runtime_role)
+            # The same pool; a read's connection in autocommit (module docstring: no BEGIN, no ROLLBACK).
+            self.reader = self.writer.execution_options(isolation_level="AUTOCOMMIT")
             self._capacity = {True: POSTGRES_POOL + POSTGRES_OVERFLOW}
         self._gates: dict[bool, asyncio.Semaphore] = {}
         # SQLite: the event loop's own reader connection (`ReadConnection.run`), outside the pool.
@@ -282,6 +322,12 @@ class Database:
         self.outbox_commits = OutboxCommits()
         for engine in (self.writer, self.reader):
             _OUTBOX_COMMITS[engine] = self.outbox_commits
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """The engines to listen on for connection and statement events, each connection's once: on
+        PostgreSQL the reader is a view of the writer, whose listeners it runs too."""
+        return (self.writer, self.reader) if self.is_sqlite else (self.writer,)
 
     @contextmanager
     def owner(self) -> Iterator[Connection]:
@@ -370,7 +416,8 @@ class Database:
         if self._loop_engine is not None:
             self._loop_engine.dispose()
         self.writer.dispose()
-        self.reader.dispose()
+        if self.is_sqlite:  # on PostgreSQL the reader is a view of the writer's pool
+            self.reader.dispose()
 
 
 def service_database(settings: ServiceSettings) -> Database:

@@ -49,7 +49,7 @@ class DatabaseLedger:
     def disposed_now(self, database: Database) -> None:
         if id(database) not in self.disposed:
             self.disposed.add(id(database))
-            for engine in {database.writer, database.reader}:
+            for engine in database.engines:
                 event.listen(engine, "connect", lambda *_: self.reopened(database))
 
     def reopened(self, database: Database) -> None:

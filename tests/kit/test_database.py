@@ -4,11 +4,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func
+from sqlalchemy import create_engine, func, text
+from sqlalchemy.pool import NullPool
 from sqlmodel import select
 
+import kit.database
 from kit.database import Database
-from tests.kit.sample import Thing, fresh_database
+from kit.outbox import record_event
+from tests.kit.sample import OutboxEvent, Thing, fresh_database
 
 
 def test_sqlite_connections_run_with_safe_pragmas(tmp_path: Path) -> None:
@@ -53,4 +56,55 @@ def test_a_failed_unit_of_work_leaves_nothing_behind(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     with database.session(write=False) as session:
         assert session.exec(select(Thing)).all() == []
+    database.dispose()
+
+
+def postgres_database(tmp_path: Path, name: str) -> Database:
+    database = fresh_database(tmp_path, name)
+    if database.is_sqlite:
+        database.dispose()
+        pytest.skip("PostgreSQL's round trips and pooled server connections")
+    return database
+
+
+def test_a_read_on_postgresql_opens_no_transaction_and_a_write_one(tmp_path: Path) -> None:
+    """A read runs in autocommit, so it costs no BEGIN and no ROLLBACK round trip: each of its statements
+    is a transaction of its own (at READ COMMITTED each takes its own snapshot in a transaction too)."""
+    database = postgres_database(tmp_path, "autocommit_reads")
+    two_statements = [text("SELECT txid_current()"), text("SELECT txid_current()")]
+    with database.session(write=False) as session:
+        read_ids = [session.execute(statement).scalar_one() for statement in two_statements]
+    with database.session() as session:
+        write_ids = [session.execute(statement).scalar_one() for statement in two_statements]
+    assert read_ids[0] != read_ids[1]
+    assert write_ids[0] == write_ids[1]
+    database.dispose()
+
+
+def test_an_outbox_event_in_a_read_session_is_refused_not_lost(tmp_path: Path) -> None:
+    """A read session never commits, so an event recorded in one would never reach the feed."""
+    database = postgres_database(tmp_path, "read_event")
+    with pytest.raises(RuntimeError, match="read session"), database.session(write=False) as session:
+        record_event(session, OutboxEvent, event_type="x", aggregate_type="t", aggregate_id="a", payload={})
+    with database.session(write=False) as session:
+        assert session.exec(select(OutboxEvent)).all() == []
+    database.dispose()
+
+
+def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_before_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database restart or an idle timeout ends a connection the pool still holds: the first request
+    after the pause gets a fresh one, not an error."""
+    database = postgres_database(tmp_path, "idle_ping")
+    with database.session(write=False) as session:
+        dropped = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    server_side = create_engine(database.url, poolclass=NullPool)  # the pool's one connection is idle
+    with server_side.connect() as admin:
+        assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped}).scalar_one()
+    server_side.dispose()
+    monkeypatch.setattr(kit.database, "PING_IDLE_SECONDS", 0.0)  # every pooled connection has sat idle
+    with database.session(write=False) as session:
+        assert session.exec(select(Thing)).all() == []
+        assert session.execute(text("SELECT pg_backend_pid()")).scalar_one() != dropped
     database.dispose()

@@ -209,8 +209,7 @@ class SinkLedger:
 
     def __init__(self, database: Database) -> None:
         self.write_commits = self.cursor_reads = self.cursor_writes = 0
-        engines = {database.writer, database.reader}
-        for engine in engines:
+        for engine in database.engines:
             event.listen(engine, "before_cursor_execute", self._statement)
             event.listen(engine, "commit", self._commit)
 
