@@ -141,8 +141,10 @@ class GatewayCaller:
             "pay", "cashier-dev", "POST", "/v1/payments", {"visit_id": visit_id, "method": "wechat"},
             headers={"idempotency-key": str(uuid.uuid4())},
         )  # fmt: skip
+        # The lab screen's held read: answered when results applies the payment, not at a next poll.
         await self.wait_for(
-            "order_released", "poll_order", "lab-dev", f"/v1/orders/{order['id']}",
+            "order_released", "poll_order", "lab-dev",
+            f"/v1/orders/{order['id']}?wait=10&while_status=awaiting_payment",
             lambda found: found["status"] == "released",
         )  # fmt: skip
         report = {

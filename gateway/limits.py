@@ -1,4 +1,4 @@
-"""Rate limits (token buckets per client and per client and route) and the page-size cap.
+"""Rate limits (token buckets per client and per client and route), the page-size cap and held reads.
 
 Buckets live in this process's memory: with several gateway replicas each enforces its own share,
 which is enough to stop one client from starving the others through any single gateway.
@@ -7,9 +7,10 @@ which is enough to stop one client from starving the others through any single g
 import math
 import time
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from gateway.errors import PageTooLarge, RateLimited
+from kit.params import MAX_HOLD_SECONDS
 
 
 @dataclass(slots=True)
@@ -76,3 +77,24 @@ def _number(text: str) -> float:
         return float(text)
     except ValueError:
         return 0.0  # not a number: the service answers 400 itself
+
+
+def requested_hold(query_string: bytes) -> float:
+    """The seconds a held read's `wait` asks for, as the service reads it, within 0 to `MAX_HOLD_SECONDS`
+    (the service refuses a larger one itself; a value that is no number holds nothing)."""
+    if b"wait" not in query_string and b"%" not in query_string:
+        return 0.0
+    hold = 0.0
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name == "wait":
+            hold = _number(value)
+    return min(max(hold, 0.0), MAX_HOLD_SECONDS) if math.isfinite(hold) else 0.0
+
+
+def without_hold(query_string: bytes) -> bytes:
+    """The query without its `wait` parameters (the service then answers at once); the others as sent."""
+    return b"&".join(
+        part
+        for part in query_string.split(b"&")
+        if unquote_plus(part.split(b"=", 1)[0].decode("latin-1")) != "wait"
+    )

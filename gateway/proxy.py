@@ -25,7 +25,7 @@ from gateway.errors import (
     RouteNotFound,
 )
 from gateway.keys import Caller, KeyCache, KnownKey, presented_key
-from gateway.limits import RateLimiter, check_page_size, route_burst
+from gateway.limits import RateLimiter, check_page_size, requested_hold, route_burst, without_hold
 from gateway.metrics import ROUTE_KEY
 from gateway.models import PATIENT_BOUND_KINDS
 from gateway.patients import PATIENT_TOKEN_HEADER, PatientBinding, verify_patient_token
@@ -238,8 +238,12 @@ class Proxy:
             # as it is, it would reach the hub's `/events`, a route nobody checked.
             raise RouteNotFound()
         target = route.upstream_target(raw_target)
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
+        query: bytes = scope["query_string"]
+        hold = requested_hold(query) if route.holds else 0.0
+        if hold and not self.upstreams.may_hold(route.service):
+            query, hold = without_hold(query), 0.0  # answered at once: the caller reads and may ask again
+        if query:
+            target += "?" + query.decode("latin-1")
         upstream = await self.upstreams.send(
             route.service,
             request.method,
@@ -249,6 +253,7 @@ class Proxy:
             stream=route.stream,
             deadline_seconds=self.settings.deadline_for(route.method, route.key, route.deadline_seconds),
             honours_idempotency_key=route.idempotency_key,
+            hold_seconds=hold,
         )
         if caller.patient is not None and not route.stream:
             self.patients.check_response(caller, route, upstream.status_code, upstream.content)

@@ -114,10 +114,12 @@ def may_resend(failure: Failure, method: str) -> bool:
 
 @dataclass(slots=True)
 class Deadline:
-    """One call's time budget, retries and pauses included, on an injectable clock (seconds)."""
+    """One call's time budget, retries and pauses included, on an injectable clock (seconds); `held`
+    of them are a held read's wait for a change (`wait=`), which is no slowness."""
 
     seconds: float
     clock: Callable[[], float] = time.monotonic
+    held: float = 0.0
     started: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -130,8 +132,9 @@ class Deadline:
         return self.clock() - self.started
 
     def is_slow(self, share: float) -> bool:
-        """Whether the call so far took more than `share` of its deadline (a slow call for the breaker)."""
-        return self.elapsed() > share * self.seconds
+        """Whether the call so far took more than `share` of its deadline (a slow call for the breaker),
+        the hold not counted."""
+        return self.elapsed() - self.held > share * (self.seconds - self.held)
 
 
 def attempt_timeout(timeout: Timeouts, time_left: float, *, stream: bool = False) -> Timeouts:

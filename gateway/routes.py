@@ -34,7 +34,8 @@ class GatewayRoute:
     `idempotency_key`: the service answers a repeated `Idempotency-Key` with the first result, so a
     keyed request may be re-sent; elsewhere the header changes nothing and only GETs are retried.
     `deadline_seconds` bounds a call with its retries (a stream's until its head); None: by method, from
-    the settings (`GatewaySettings.deadline_for`).
+    the settings (`GatewaySettings.deadline_for`). A `holds` route may hold its answer for the `wait=`
+    seconds a call asks (up to `kit.params.MAX_HOLD_SECONDS`), which the gateway adds to the deadline.
     """
 
     method: str
@@ -46,6 +47,7 @@ class GatewayRoute:
     owner: Owner | None = None
     idempotency_key: bool = False
     deadline_seconds: float | None = None
+    holds: bool = False
 
     @property
     def public_path(self) -> str:
@@ -360,9 +362,12 @@ ROUTE_DEADLINES: dict[tuple[str, str], float] = {
     ("GET", "/prints/{id}/pdf"): 20.0,
     ("GET", "/visits/{id}/daily-bill/pdf"): 20.0,
 }
+# Reads that may hold their answer until it changes (`wait=`): a lab screen waiting for payment.
+HOLDING_ROUTES = frozenset({("GET", "/orders/{id}")})
 ROUTES = tuple(
     replace(
         route,
+        holds=(route.method, route.path) in HOLDING_ROUTES,
         owner=PATIENT_BINDING.get((route.method, route.path), route.owner),
         idempotency_key=(route.method, route.path) in HONOURS_IDEMPOTENCY_KEY,
         deadline_seconds=ROUTE_DEADLINES.get((route.method, route.path), route.deadline_seconds),

@@ -18,7 +18,9 @@ import logging
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from gateway.config import GatewaySettings
 from gateway.errors import BadGateway, CircuitOpen, UpstreamTimeout, UpstreamUnreachable
@@ -99,6 +101,7 @@ class Upstreams:
         )
         self.health = HealthChecker(self.breakers, self.is_ready, interval=settings.health_interval_seconds)
         self._sleep, self._rand, self._clock = sleep, rand, clock
+        self._holding: Counter[str] = Counter()  # held reads in flight, by service
         self._timeouts = Timeouts(
             connect=settings.connect_timeout,
             read=settings.read_timeout,
@@ -145,21 +148,56 @@ class Upstreams:
         stream: bool = False,
         deadline_seconds: float | None = None,
         honours_idempotency_key: bool = False,
+        hold_seconds: float = 0.0,
     ) -> UpstreamResponse:
         """Call `service`; its answer, or the ProblemError a client should see.
 
         With `stream`, the response is returned as soon as its head arrives; the caller must close it.
         `deadline_seconds` bounds the call, retries included (default: by method, from the settings). A
         request carrying an `Idempotency-Key` is retry-safe only where the service `honours_idempotency_key`.
+        `hold_seconds`, what a held read asks the service to wait (`may_hold` first), is added to the
+        deadline and to each attempt's read timeout, and never makes the call slow for the breaker.
         """
         breaker = self.breakers[service]
         if not breaker.admits_calls:
             raise self._failed(service, method, CircuitOpen(service, retry_after=self.circuit_retry_after))
-        pool = self.pools[service]
         base_timeouts = self._stream_timeouts if stream else self._timeouts
         keyed = honours_idempotency_key and any(name == b"idempotency-key" for name, _ in headers)
         policy = self.retry if retry_safe(method, idempotency_key=keyed) else NO_RETRY
-        deadline = Deadline(deadline_seconds or self.settings.deadline_for(method), self._clock)
+        deadline = Deadline(
+            (deadline_seconds or self.settings.deadline_for(method)) + hold_seconds,
+            self._clock,
+            held=hold_seconds,
+        )
+        if hold_seconds:
+            base_timeouts = replace(base_timeouts, read=(base_timeouts.read or 0.0) + hold_seconds)
+            self._holding[service] += 1
+        try:
+            return await self._call(
+                service, method, target, headers, content, stream, base_timeouts, deadline, policy
+            )
+        finally:
+            if hold_seconds:
+                self._holding[service] -= 1
+
+    def may_hold(self, service: str) -> bool:
+        """Whether a read to `service` may be held now: held reads take at most half of its connections
+        (the bulkhead), so reads waiting for a change never starve the calls that make one."""
+        return self._holding[service] < max(1, self.settings.pool_size // 2)
+
+    async def _call(
+        self,
+        service: str,
+        method: str,
+        target: str,
+        headers: Headers,
+        content: bytes | None,
+        stream: bool,
+        base_timeouts: Timeouts,
+        deadline: Deadline,
+        policy: RetryPolicy,
+    ) -> UpstreamResponse:
+        breaker, pool = self.breakers[service], self.pools[service]
 
         async def attempt() -> UpstreamResponse:
             timeouts = attempt_timeout(base_timeouts, deadline.left(), stream=stream)

@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from select import select as wait_readable
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, TypeVar
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
@@ -75,6 +75,7 @@ from kit.params import CursorQuery, page_size
 from kit.worker import Backoff, ThreadWorker
 
 logger = logging.getLogger("patientflow.outbox")
+T = TypeVar("T")
 MAX_FEED_WAIT = 25.0
 """The longest `wait=` a feed reader may ask for: below every proxy's and client's idle timeout."""
 NOTIFY_CHANNEL_PREFIX = "patientflow_outbox_"
@@ -357,6 +358,46 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
+async def hold_read(
+    request: Request,
+    read: Callable[[ReadConnection], T],
+    *,
+    ready: Callable[[T], bool],
+    wait: float,
+    wanted: frozenset[str] | None,
+) -> T:
+    """A long poll: `read`, and again after each commit here of a `wanted` event type (None: any),
+    until `ready(answer)`, `wait` seconds pass, the client goes or the server stops; the last answer.
+
+    The request holds no session, connection or database gate while it waits; a commit of a type it
+    does not read never wakes it (`kit.wakeups`)."""
+    database: Database = request.app.state.database
+    commits = database.outbox_commits
+    deadline = time.monotonic() + wait
+    gone: asyncio.Task[None] | None = None
+    try:
+        while True:
+            seen = commits.version
+            # A reader connection, not a session: on SQLite read on the event loop (no thread hop
+            # between the commit that woke the poll and its answer), on PostgreSQL behind the read
+            # gate in one worker call (`ReadConnection.run`).
+            answer = await ReadConnection(database).run(read)
+            remaining = deadline - time.monotonic()
+            if ready(answer) or remaining <= 0 or commits.closed:
+                return answer
+            gone = gone or asyncio.ensure_future(_disconnected(request))
+            woken = asyncio.ensure_future(commits.wait_async(seen, remaining, wanted=wanted))
+            await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not woken.done():
+                woken.cancel()
+                return answer  # the reader went away
+            if not woken.result():
+                return answer  # waited `wait` seconds
+    finally:
+        if gone is not None:
+            gone.cancel()
+
+
 def feed_router(outbox: type[OutboxEventBase]) -> APIRouter:
     """`GET /events`: this service's events after a cursor, oldest first; for sibling services only."""
     router = APIRouter(tags=["events"], dependencies=[Depends(require_service_caller)])
@@ -375,40 +416,21 @@ def feed_router(outbox: type[OutboxEventBase]) -> APIRouter:
 
         Delivery is at least once: de-duplicate by event `id`.
         """
-        database: Database = request.app.state.database
         source: str = request.app.state.settings.service_name
         types = sorted(set(type)) if type else None
-        wanted = frozenset(types) if types else None
-        commits = database.outbox_commits
-        deadline = time.monotonic() + wait
 
         def read(reader: ReadConnection) -> tuple[list[dict[str, Any]], int]:
             rows, next_after = read_page(reader, outbox, after=after, limit=limit, types=types)
             return [event_to_json(row, source) for row in rows], next_after
 
-        gone: asyncio.Task[None] | None = None
-        try:
-            while True:
-                seen = commits.version
-                # A reader connection, not a session: on SQLite read on the event loop (no thread hop
-                # between the commit that woke the poll and its answer), on PostgreSQL behind the read
-                # gate in one worker call (`ReadConnection.run`).
-                events, after = await ReadConnection(database).run(read)
-                remaining = deadline - time.monotonic()
-                if events or remaining <= 0 or commits.closed:
-                    return {"events": events, "next_after": after}
-                gone = gone or asyncio.ensure_future(_disconnected(request))
-                # Woken only by a commit of a type asked for: the others' commits are not read for nothing.
-                woken = asyncio.ensure_future(commits.wait_async(seen, remaining, wanted=wanted))
-                await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
-                if not woken.done():
-                    woken.cancel()
-                    return {"events": [], "next_after": after}  # the reader went away
-                if not woken.result():
-                    return {"events": [], "next_after": after}  # waited `wait` seconds
-        finally:
-            if gone is not None:
-                gone.cancel()
+        events, next_after = await hold_read(
+            request,
+            read,
+            ready=lambda page: bool(page[0]),
+            wait=wait,
+            wanted=frozenset(types) if types else None,  # woken only by a commit of a type asked for
+        )
+        return {"events": events, "next_after": next_after}
 
     @router.get("/events/head", summary="The position of this service's last committed event")
     def read_feed_head(session: SessionDep, type: EventTypesQuery = None) -> dict[str, int]:

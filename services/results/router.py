@@ -14,7 +14,7 @@ from sqlmodel import Session
 from kit.auth import Caller, CallerDep, require_scope
 from kit.client import ServiceClient, sibling
 from kit.config import app_settings
-from kit.database import ReadConnectionDep, SessionDep, WriteSessionDep
+from kit.database import SessionDep, WriteSessionDep
 from kit.errors import (
     BadGateway,
     BadRequest,
@@ -25,7 +25,8 @@ from kit.errors import (
     problem_responses,
 )
 from kit.idempotency import IdempotencyKeyHeader, idempotent
-from kit.params import page_size
+from kit.outbox import hold_read
+from kit.params import HoldQuery, page_size
 from services.results import (
     audit,
     critical,
@@ -272,11 +273,31 @@ def list_orders(
     response_model=OrderPublic,
     responses=problem_responses(OrderNotFound),
 )
-async def read_order(order_id: IdPath, reader: ReadConnectionDep, caller: CallerDep) -> Response:
+async def read_order(
+    request: Request,
+    order_id: IdPath,
+    caller: CallerDep,
+    wait: HoldQuery = 0,
+    while_status: Annotated[
+        OrderStatus | None, Query(description="With `wait`: answer once the order's status is another")
+    ] = None,
+) -> Response:
     """One order and where it stands: `awaiting_payment` (and why: `hold_reason`), `released`,
-    `reported`, or `cancelled` (billing reversed its charge before the lab started)."""
-    # Polled until payment releases it: Core on a reader connection (kit.database), serialised once.
-    order = await reader.run(service.read_order, order_id=order_id, acting_for=caller.patient)
+    `reported`, or `cancelled` (billing reversed its charge before the lab started).
+
+    With `wait` and `while_status` (a lab screen waiting for payment: `while_status=awaiting_payment`),
+    the answer is held until the order's status is another, or `wait` seconds; either way it is the
+    order as it then stands, so the caller reads `status`, and may ask again."""
+    # Core on a reader connection (kit.database), serialised once; woken by the commits that move an
+    # order's status, never by the others.
+    read = partial(service.read_order, order_id=order_id, acting_for=caller.patient)
+    order = await hold_read(
+        request,
+        read,
+        ready=lambda found: while_status is None or found.status != while_status,
+        wait=wait if while_status is not None else 0,
+        wanted=service.ORDER_STATUS_EVENTS,
+    )
     return Response(order.model_dump_json(), media_type="application/json")
 
 

@@ -266,6 +266,12 @@ def get_order(
     return order
 
 
+# The events of a commit that moves an order's status: they wake a read held on it (`GET /orders/{id}?wait=`).
+ORDER_STATUS_EVENTS = frozenset(
+    {"order.released", "order.held", "order.cancelled", "report.final", "report.amended_notice"}
+)
+
+
 def read_order(reader: ReadConnection, *, order_id: str, acting_for: str | None = None) -> OrderPublic:
     """The order as `get_order` finds it, read with Core on a reader connection (the order a workstation
     polls until payment releases it)."""

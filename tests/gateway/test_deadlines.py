@@ -185,3 +185,29 @@ def test_quick_failures_are_not_slow_calls() -> None:
         assert isinstance(call(upstreams), UpstreamUnreachable)
     assert upstreams.breakers["results"].consecutive_slow == 0
     assert upstreams.circuit_states()["results"] == "closed"  # 4 of the 5 failures it takes
+
+
+def test_a_held_read_gets_its_hold_on_top_of_the_deadline_and_is_never_slow_for_holding() -> None:
+    """A lab screen's `GET /orders/{id}?wait=8` waits up to 8 s for payment: cut at the 3 s read
+    deadline it would be a 504, and three full holds would open the circuit as slow calls."""
+    clock = FakeClock()
+    holding = Service(clock, answer_seconds=8.2)  # the hold ran out, then the order was read
+    upstreams = upstreams_for(holding, clock)
+    for _ in range(4):
+        answer = call(upstreams, hold_seconds=8.0)
+        assert isinstance(answer, UpstreamResponse) and answer.status_code == 200
+    assert holding.read_timeouts == [11.0] * 4  # the 3 s read deadline and the 8 s hold (not 3 s)
+    assert upstreams.breakers["results"].consecutive_slow == 0
+    holding.answer_seconds = 8.0 + 2.5  # slow beyond its hold, as a plain read at 2.5 s of 3 s
+    for _ in range(3):
+        assert isinstance(call(upstreams, hold_seconds=8.0), UpstreamResponse)
+    assert upstreams.circuit_states()["results"] == "open"
+
+
+def test_held_reads_take_at_most_half_of_a_services_connections() -> None:
+    clock = FakeClock()
+    upstreams = upstreams_for(Service(clock), clock, pool_size=4)
+    assert upstreams.may_hold("results")
+    upstreams._holding["results"] = 2  # two reads held now
+    assert not upstreams.may_hold("results")
+    assert upstreams.may_hold("billing")

@@ -9,7 +9,8 @@ import pytest
 
 from gateway.app import create_app as create_gateway
 from gateway.errors import PageTooLarge, RateLimited
-from gateway.limits import RateLimiter, check_page_size
+from gateway.limits import RateLimiter, check_page_size, requested_hold, without_hold
+from kit.params import MAX_HOLD_SECONDS
 from kit.testing import HTTP_TIMEOUT_SECONDS, serve
 from tests.gateway.factories import bearer, gateway_settings
 from tests.gateway.servers import EchoUpstream
@@ -188,3 +189,20 @@ def test_results_print_routes_are_rate_limited_per_client(
         assert echo.seen == []  # results never saw the refused print
         # another print route of the same client has its own bucket
         assert client.post(f"/v1/reports/{uuid.uuid4()}/prints", json={}, headers=his).status_code == 200
+
+
+def test_the_hold_a_read_asks_for_is_read_as_the_service_reads_it_and_bounded() -> None:
+    assert requested_hold(b"") == 0.0
+    assert requested_hold(b"while_status=awaiting_payment&wait=2.5") == 2.5
+    assert requested_hold(b"%77ait=3") == 3.0  # percent-encoded name, as the service decodes it
+    assert requested_hold(b"wait=1&wait=4") == 4.0  # the last one, as FastAPI takes a scalar
+    # no sane client: the service refuses these itself (400); the gateway adds at most the longest hold
+    for query in (b"wait=1e999", b"wait=nan", b"wait=-5", b"wait=abc", b"wait=99"):
+        assert 0.0 <= requested_hold(query) <= MAX_HOLD_SECONDS, query
+    assert requested_hold(b"wait=1e999") == 0.0 and requested_hold(b"wait=99") == MAX_HOLD_SECONDS
+
+
+def test_a_read_past_the_held_share_is_sent_without_its_hold_and_nothing_else_changes() -> None:
+    assert without_hold(b"wait=10&while_status=awaiting_payment") == b"while_status=awaiting_payment"
+    assert without_hold(b"a=%E4%B8%80&%77ait=3&b=1") == b"a=%E4%B8%80&b=1"
+    assert without_hold(b"waiting=1") == b"waiting=1"

@@ -1,5 +1,6 @@
 """The billing feed: a paid charge releases a prepay order, once, however often it is delivered."""
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -90,4 +91,47 @@ def test_other_billing_events_are_ignored(client: TestClient, registration: http
     order = prepay_order(client, registration)
     posted = charge_paid(1, order) | {"type": "charge.posted"}
     billing_consumer(client).apply(posted)
+    assert status_of(client, order) == "awaiting_payment"
+
+
+def test_a_held_read_of_an_order_answers_as_soon_as_payment_releases_it(
+    client: TestClient, registration: httpx.Client, billing: FakeFeed
+) -> None:
+    """A lab screen asks `?wait=10&while_status=awaiting_payment` instead of polling: the answer comes
+    when results applies the payment, not at the screen's next poll."""
+    order = prepay_order(client, registration)
+    commits = client.app.state.database.outbox_commits  # type: ignore[attr-defined]
+    held_read = {"wait": 10, "while_status": "awaiting_payment"}
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(client.get, f"/orders/{order['id']}", params=held_read)
+        eventually(lambda: commits.waiting, what="the read to be held")
+        assert not held.done()
+        billing.publish(charge_paid(1, order))
+        answer = held.result()
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "released"
+    # Held until its time runs out, it answers the order as it stands; another status answers at once.
+    unpaid = place_order(client, create_visit(registration, create_patient(registration, 1)["id"])["id"])
+    for params in (
+        {"wait": 0.2, "while_status": "awaiting_payment"},
+        {"wait": 10, "while_status": "released"},
+    ):
+        still = client.get(f"/orders/{unpaid['id']}", params=params)
+        assert (still.status_code, still.json()["status"]) == (200, "awaiting_payment")
+
+
+def test_a_held_read_refuses_holds_and_statuses_it_does_not_know(
+    client: TestClient, registration: httpx.Client
+) -> None:
+    order = prepay_order(client, registration)
+    for params in (
+        {"wait": 11, "while_status": "awaiting_payment"},  # longer than any hold (kit.params)
+        {"wait": -1, "while_status": "awaiting_payment"},
+        {"wait": "nan", "while_status": "awaiting_payment"},
+        {"wait": "1e999", "while_status": "awaiting_payment"},
+        {"wait": 1, "while_status": "paid"},
+    ):
+        refused = client.get(f"/orders/{order['id']}", params=params)
+        assert refused.status_code == 400, params  # a bad query parameter (kit.errors)
+        assert refused.headers["content-type"] == "application/problem+json"
     assert status_of(client, order) == "awaiting_payment"
