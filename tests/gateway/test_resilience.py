@@ -261,7 +261,9 @@ def test_state_changes_are_logged(caplog: pytest.LogCaptureFixture) -> None:
         breaker.record_failure()
         breaker.readmit()
         breaker.record_success()
-    assert [r.getMessage() for r in caplog.records] == [
+    # Only the breaker's own lines: the package's in-process registration logs too, from its feed
+    # threads, whenever its billing feed (never served here) is retried.
+    assert [r.getMessage() for r in caplog.records if r.name == "patientflow.gateway"] == [
         "circuit for billing: closed -> open",
         "circuit for billing: open -> half-open",
         "circuit for billing: half-open -> closed",
