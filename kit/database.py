@@ -236,7 +236,11 @@ def _commit_in_one_round_trip(engine: Engine) -> None:
 
 
 def _postgres_options(schema: str, role: str | None) -> dict[str, str]:
-    return {"options": f"-csearch_path={schema}" + (f" -crole={role}" if role else "")}
+    # application_name: `pg_stat_activity` and the server's log say which service a connection serves.
+    return {
+        "options": f"-csearch_path={schema}" + (f" -crole={role}" if role else ""),
+        "application_name": f"patientflow-{schema}"[:63],
+    }
 
 
 def _postgres_engine(url: str, schema: str, role: str | None) -> Engine:

@@ -108,3 +108,14 @@ def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_before_us
         assert session.exec(select(Thing)).all() == []
         assert session.execute(text("SELECT pg_backend_pid()")).scalar_one() != dropped
     database.dispose()
+
+
+def test_a_services_connections_say_which_service_they_serve(tmp_path: Path) -> None:
+    """An operator reading `pg_stat_activity` (a lock queue, a long transaction) sees the service."""
+    database = postgres_database(tmp_path, "named")
+    with database.session(write=False) as session:
+        name = session.execute(
+            text("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        )
+        assert name.scalar_one() == "patientflow-test_kit_named"
+    database.dispose()
