@@ -81,14 +81,25 @@ def _number(text: str) -> float:
 
 def requested_hold(query_string: bytes) -> float:
     """The seconds a held read's `wait` asks for, as the service reads it, within 0 to `MAX_HOLD_SECONDS`
-    (the service refuses a larger one itself; a value that is no number holds nothing)."""
+    (the service refuses a larger one itself; a value that is no number holds nothing). A read holds
+    only while it names what it waits out (`while_status`), as the service does: `wait` alone is none."""
     if b"wait" not in query_string and b"%" not in query_string:
         return 0.0
-    hold = 0.0
+    hold, waits_out = 0.0, False
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         if name == "wait":
             hold = _number(value)
-    return min(max(hold, 0.0), MAX_HOLD_SECONDS) if math.isfinite(hold) else 0.0
+        waits_out = waits_out or name == "while_status"
+    if not waits_out or not math.isfinite(hold):
+        return 0.0
+    return min(max(hold, 0.0), MAX_HOLD_SECONDS)
+
+
+def target_without_hold(target: str) -> str:
+    """A request target (path and query) without its `wait` parameters."""
+    path, _, query = target.partition("?")
+    rest = without_hold(query.encode("latin-1"))
+    return f"{path}?{rest.decode('latin-1')}" if rest else path
 
 
 def without_hold(query_string: bytes) -> bytes:

@@ -21,9 +21,11 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import NamedTuple
 
 from gateway.config import GatewaySettings
 from gateway.errors import BadGateway, CircuitOpen, UpstreamTimeout, UpstreamUnreachable
+from gateway.limits import target_without_hold
 from gateway.metrics import count_slow_call, count_upstream_attempt, count_upstream_error
 from gateway.pools import AiohttpPool, Headers, HttpxPool, Pool, Timeouts, UpstreamResponse
 from gateway.resilience import (
@@ -72,6 +74,13 @@ def failure_problem(service: str, failure: Failure) -> ProblemError:
 
 def is_problem(response: UpstreamResponse) -> bool:
     return (response.header("content-type") or "").startswith(PROBLEM_MEDIA_TYPE)
+
+
+class Attempt(NamedTuple):
+    """What one attempt of a call sends: its target (path and query) and its timeouts."""
+
+    target: str
+    timeouts: Timeouts
 
 
 class Upstreams:
@@ -156,7 +165,8 @@ class Upstreams:
         `deadline_seconds` bounds the call, retries included (default: by method, from the settings). A
         request carrying an `Idempotency-Key` is retry-safe only where the service `honours_idempotency_key`.
         `hold_seconds`, what a held read asks the service to wait (`may_hold` first), is added to the
-        deadline and to each attempt's read timeout, and never makes the call slow for the breaker.
+        deadline and to the first attempt's read timeout, and never makes the call slow for the breaker;
+        a retry goes without the hold (what is left of the deadline would cut a second one off).
         """
         breaker = self.breakers[service]
         if not breaker.admits_calls:
@@ -169,12 +179,15 @@ class Upstreams:
             self._clock,
             held=hold_seconds,
         )
+        first = Attempt(target, base_timeouts)
+        retry = first
         if hold_seconds:
-            base_timeouts = replace(base_timeouts, read=(base_timeouts.read or 0.0) + hold_seconds)
+            first = Attempt(target, replace(base_timeouts, read=(base_timeouts.read or 0.0) + hold_seconds))
+            retry = Attempt(target_without_hold(target), base_timeouts)
             self._holding[service] += 1
         try:
             return await self._call(
-                service, method, target, headers, content, stream, base_timeouts, deadline, policy
+                service, method, headers, content, stream, (first, retry), deadline, policy
             )
         finally:
             if hold_seconds:
@@ -189,17 +202,22 @@ class Upstreams:
         self,
         service: str,
         method: str,
-        target: str,
         headers: Headers,
         content: bytes | None,
         stream: bool,
-        base_timeouts: Timeouts,
+        attempts: tuple["Attempt", "Attempt"],
         deadline: Deadline,
         policy: RetryPolicy,
     ) -> UpstreamResponse:
+        """The call: the first attempt, then retries as `policy` allows (`attempts`: the first's target
+        and timeouts, and every retry's)."""
         breaker, pool = self.breakers[service], self.pools[service]
+        sent = 0
 
         async def attempt() -> UpstreamResponse:
+            nonlocal sent
+            target, base_timeouts = attempts[min(sent, 1)]
+            sent += 1
             timeouts = attempt_timeout(base_timeouts, deadline.left(), stream=stream)
             count_upstream_attempt(service)
             return await pool.request(

@@ -104,8 +104,8 @@ _OUTBOX_COMMITS: "weakref.WeakKeyDictionary[Engine, OutboxCommits]" = weakref.We
 
 
 def mark_outbox_written(session: Session, event_type: str | None = None) -> None:
-    """The session's transaction recorded an outbox event (of `event_type`; None: of any): wake the
-    feed's readers of that type once it commits."""
+    """The session's transaction recorded an outbox event (of `event_type`; None: of any), or changed
+    what a held read waits on (a tag of the service's own): wake the readers of it once it commits."""
     session.info.setdefault(OUTBOX_WRITTEN, set()).add(event_type)
 
 
@@ -185,7 +185,8 @@ def send_with_commit(connection: Connection, statements: Sequence[CommitStatemen
     (up to the interpreter's 5 ms switch interval per round trip, on a busy process) is what made one
     service's committing writers queue on its outbox lock. A rollback drops them."""
     if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-        raise RuntimeError("send_with_commit in a read session: it never commits (use a write session)")
+        # Autocommit would run the staged statements one by one, the outbox lock released at once.
+        raise RuntimeError("send_with_commit in a read session, which commits statement by statement")
     driver = connection.connection.driver_connection
     _WITH_COMMIT.setdefault(driver, []).extend(statements)
 

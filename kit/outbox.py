@@ -375,6 +375,7 @@ async def hold_read(
     commits = database.outbox_commits
     deadline = time.monotonic() + wait
     gone: asyncio.Task[None] | None = None
+    woken: asyncio.Future[bool] | None = None
     try:
         while True:
             seen = commits.version
@@ -389,13 +390,13 @@ async def hold_read(
             woken = asyncio.ensure_future(commits.wait_async(seen, remaining, wanted=wanted))
             await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
             if not woken.done():
-                woken.cancel()
                 return answer  # the reader went away
             if not woken.result():
                 return answer  # waited `wait` seconds
-    finally:
-        if gone is not None:
-            gone.cancel()
+    finally:  # a cancelled request leaves no waiter behind
+        for task in (gone, woken):
+            if task is not None:
+                task.cancel()
 
 
 def feed_router(outbox: type[OutboxEventBase]) -> APIRouter:

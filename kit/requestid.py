@@ -40,6 +40,7 @@ def is_safe_request_id(value: str) -> bool:
 # `os.urandom`, a system call that releases the GIL, so the event loop waited for a worker thread's
 # slice (up to 5 ms) in every request that brought no id.
 _ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))  # a forked worker draws its own
 
 
 def new_request_id() -> str:

@@ -296,7 +296,7 @@ async def read_order(
         read,
         ready=lambda found: while_status is None or found.status != while_status,
         wait=wait if while_status is not None else 0,
-        wanted=service.ORDER_STATUS_EVENTS,
+        wanted=frozenset({service.ORDER_STATUS_MOVED}),
     )
     return Response(order.model_dump_json(), media_type="application/json")
 

@@ -9,12 +9,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import object_session
 from sqlmodel import Session
 
 from kit.auth import visible_to
 from kit.client import ServiceClient
 from kit.clock import utcnow
-from kit.database import ReadConnection
+from kit.database import ReadConnection, mark_outbox_written
 from kit.errors import BadGateway, ServiceUnavailable, ensure_visit_open
 from kit.outbox import record_event
 from kit.requestid import current_request_id
@@ -266,10 +268,17 @@ def get_order(
     return order
 
 
-# The events of a commit that moves an order's status: they wake a read held on it (`GET /orders/{id}?wait=`).
-ORDER_STATUS_EVENTS = frozenset(
-    {"order.released", "order.held", "order.cancelled", "report.final", "report.amended_notice"}
-)
+# What a commit that moved an order's status says when it wakes this process's held reads
+# (`GET /orders/{id}?wait=`): every change of `LabOrder.status` marks its session, whichever path made
+# it and whatever event it recorded (a cancelled report puts its order back to `released` silently).
+ORDER_STATUS_MOVED = "results.order_status_moved"
+
+
+@sa_event.listens_for(LabOrder.status, "set")
+def _wake_held_reads(order: LabOrder, status: str, previous: object, _initiator: object) -> None:
+    session = object_session(order)
+    if session is not None and status != previous:
+        mark_outbox_written(session, ORDER_STATUS_MOVED)  # type: ignore[arg-type]
 
 
 def read_order(reader: ReadConnection, *, order_id: str, acting_for: str | None = None) -> OrderPublic:

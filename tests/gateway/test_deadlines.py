@@ -39,6 +39,7 @@ class Service:
         self.behaviour = behaviour
         self.answer_seconds = answer_seconds
         self.read_timeouts: list[float] = []
+        self.targets: list[str] = []
 
     async def request(
         self, method: str, target: str, *, headers: Headers, content: bytes | None, timeouts: Timeouts,
@@ -49,6 +50,11 @@ class Service:
         if self.behaviour == "frozen":
             self.clock.now += timeouts.read
             raise aiohttp.SocketTimeoutError("no answer")
+        self.targets.append(target)
+        if self.behaviour == "reset-late-once":  # a restart late in a held read
+            self.behaviour = "ok"
+            self.clock.now += 9.0
+            raise ConnectionResetError("reset")
         if self.behaviour == "refusing-once":
             self.behaviour = "ok"
             self.clock.now += 1.0
@@ -211,3 +217,26 @@ def test_held_reads_take_at_most_half_of_a_services_connections() -> None:
     upstreams._holding["results"] = 2  # two reads held now
     assert not upstreams.may_hold("results")
     assert upstreams.may_hold("billing")
+
+
+def test_a_held_read_reset_late_in_its_hold_is_retried_without_it() -> None:
+    """A retry of a held read has only what is left of the deadline: asked to hold again, it would be
+    cut off (a 504 and a failure for the breaker). It asks for the order as it stands."""
+    clock = FakeClock()
+    service = Service(clock, "reset-late-once")
+    upstreams = upstreams_for(service, clock)
+
+    async def held_read() -> UpstreamResponse:
+        target = "/orders/o-1?wait=8&while_status=awaiting_payment"
+        return await upstreams.send("results", "GET", target, headers=[], hold_seconds=8.0)
+
+    answer = asyncio.run(held_read())
+    assert answer.status_code == 200
+    assert service.targets == [
+        "/orders/o-1?wait=8&while_status=awaiting_payment",
+        "/orders/o-1?while_status=awaiting_payment",
+    ]
+    assert service.read_timeouts == pytest.approx(
+        [11.0, 1.975]
+    )  # 3 + 8, then what is left after 9 s and a pause
+    assert upstreams.breakers["results"].consecutive_failures == 0

@@ -194,12 +194,15 @@ def test_results_print_routes_are_rate_limited_per_client(
 def test_the_hold_a_read_asks_for_is_read_as_the_service_reads_it_and_bounded() -> None:
     assert requested_hold(b"") == 0.0
     assert requested_hold(b"while_status=awaiting_payment&wait=2.5") == 2.5
-    assert requested_hold(b"%77ait=3") == 3.0  # percent-encoded name, as the service decodes it
-    assert requested_hold(b"wait=1&wait=4") == 4.0  # the last one, as FastAPI takes a scalar
+    assert requested_hold(b"%77ait=3&while_status=x") == 3.0  # percent-encoded, as the service decodes it
+    assert requested_hold(b"wait=1&wait=4&while_status=x") == 4.0  # the last one, as FastAPI takes a scalar
+    # `wait` alone holds nothing at the service, so it buys no longer deadline here either
+    assert requested_hold(b"wait=10") == 0.0
     # no sane client: the service refuses these itself (400); the gateway adds at most the longest hold
-    for query in (b"wait=1e999", b"wait=nan", b"wait=-5", b"wait=abc", b"wait=99"):
-        assert 0.0 <= requested_hold(query) <= MAX_HOLD_SECONDS, query
-    assert requested_hold(b"wait=1e999") == 0.0 and requested_hold(b"wait=99") == MAX_HOLD_SECONDS
+    for wait in (b"1e999", b"nan", b"-5", b"abc", b"99"):
+        assert 0.0 <= requested_hold(b"while_status=x&wait=" + wait) <= MAX_HOLD_SECONDS, wait
+    assert requested_hold(b"while_status=x&wait=1e999") == 0.0
+    assert requested_hold(b"while_status=x&wait=99") == MAX_HOLD_SECONDS
 
 
 def test_a_read_past_the_held_share_is_sent_without_its_hold_and_nothing_else_changes() -> None:

@@ -135,3 +135,23 @@ def test_a_held_read_refuses_holds_and_statuses_it_does_not_know(
         assert refused.status_code == 400, params  # a bad query parameter (kit.errors)
         assert refused.headers["content-type"] == "application/problem+json"
     assert status_of(client, order) == "awaiting_payment"
+
+
+def test_a_held_read_hears_of_a_status_change_no_event_announces(
+    client: TestClient, registration: httpx.Client
+) -> None:
+    """Cancelling a final report nobody read gives its order back to the lab (`reported` → `released`)
+    with no event of its own: the held read still wakes, for every change of status wakes it."""
+    order = released_order(client, registration)
+    report = post_report(client, order["id"])
+    commits = client.app.state.database.outbox_commits  # type: ignore[attr-defined]
+    held_read = {"wait": 10, "while_status": "reported"}
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(client.get, f"/orders/{order['id']}", params=held_read)
+        eventually(lambda: commits.waiting, what="the read to be held")
+        cancelled = client.post(f"/reports/{report['id']}/cancellation", json={"reason": "标本溶血"})
+        assert cancelled.status_code == 200
+        answer = held.result()
+    # Not woken, it would answer after its 10 s what it read before the cancel: `reported`.
+    assert answer.json()["status"] == "released"
+    assert events(client, "report.amended_notice") == []
