@@ -125,6 +125,20 @@ def _forget_outbox_written(session: OrmSession) -> None:
     session.info.pop(OUTBOX_WRITTEN, None)
 
 
+# Session.info key of a read's session (`Database.session(write=False)`, a GET's `SessionDep`).
+_READS_ONLY = "kit.reads_only"
+
+
+@event.listens_for(OrmSession, "before_flush")
+def _refuse_writes_in_reads(session: OrmSession, _context: Any, _instances: Any) -> None:
+    """A read's session writes nothing: on PostgreSQL it runs in autocommit, where its statements would
+    commit one by one, and on SQLite on a reader connection, past the one writer's queue."""
+    if not session.info.get(_READS_ONLY):
+        return
+    if session.new or session.deleted or any(session.is_modified(row) for row in session.dirty):
+        raise RuntimeError("a write in a read session (use a write session: WriteSessionDep, write=True)")
+
+
 # SQLite's name for "this connection is the test wipe" (kit.testing.wipe registers it answering 1);
 # PostgreSQL's is the setting `patientflow.wipe`. Triggers of append-only tables let only that delete.
 WIPE_FUNCTION = "patientflow_wipe"
@@ -365,7 +379,7 @@ class Database:
     def session(self, *, write: bool = True) -> Iterator[Session]:
         """One unit of work: commits if the block succeeds, rolls back if it raises."""
         engine = self.writer if write else self.reader
-        with Session(engine, expire_on_commit=False) as session:
+        with Session(engine, expire_on_commit=False, info={} if write else {_READS_ONLY: True}) as session:
             try:
                 yield session
                 session.commit()
@@ -565,7 +579,8 @@ async def _gated_session(request: Request, *, write: bool) -> AsyncIterator[Sess
     database: Database = request.app.state.database
     async with database.gate(write=write):
         engine = database.writer if write else database.reader
-        session = Session(engine, expire_on_commit=False, info={_REQUEST_SESSION: True})
+        info: dict[str, Any] = {_REQUEST_SESSION: True} | ({} if write else {_READS_ONLY: True})
+        session = Session(engine, expire_on_commit=False, info=info)
         try:
             yield session
         except BaseException:

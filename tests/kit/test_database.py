@@ -119,3 +119,15 @@ def test_a_services_connections_say_which_service_they_serve(tmp_path: Path) -> 
         )
         assert name.scalar_one() == "patientflow-test_kit_named"
     database.dispose()
+
+
+def test_a_read_session_refuses_to_write_and_writes_nothing(tmp_path: Path) -> None:
+    """On PostgreSQL a read runs in autocommit: a row written there would commit alone, whatever fails
+    after it; on SQLite it would bypass the one writer's queue. Either way it is refused."""
+    database = fresh_database(tmp_path, "read_writes")
+    with pytest.raises(RuntimeError, match="read session"), database.session(write=False) as session:
+        session.add(Thing(name="in a read"))
+        session.flush()
+    with database.session(write=False) as session:
+        assert session.exec(select(Thing)).all() == []  # reading is fine
+    database.dispose()
