@@ -25,7 +25,7 @@ from gateway.errors import (
     RouteNotFound,
 )
 from gateway.keys import Caller, KeyCache, KnownKey, presented_key
-from gateway.limits import RateLimiter, check_page_size, requested_hold, route_burst, without_hold
+from gateway.limits import RateLimiter, check_page_size, requested_hold, route_burst
 from gateway.metrics import ROUTE_KEY
 from gateway.models import PATIENT_BOUND_KINDS
 from gateway.patients import PATIENT_TOKEN_HEADER, PatientBinding, verify_patient_token
@@ -239,11 +239,9 @@ class Proxy:
             raise RouteNotFound()
         target = route.upstream_target(raw_target)
         query: bytes = scope["query_string"]
-        hold = requested_hold(query) if route.holds else 0.0
-        if hold and not self.upstreams.may_hold(route.service):
-            query, hold = without_hold(query), 0.0  # answered at once: the caller reads and may ask again
         if query:
             target += "?" + query.decode("latin-1")
+        hold = requested_hold(query) if route.holds else 0.0
         upstream = await self.upstreams.send(
             route.service,
             request.method,

@@ -164,13 +164,16 @@ class Upstreams:
         With `stream`, the response is returned as soon as its head arrives; the caller must close it.
         `deadline_seconds` bounds the call, retries included (default: by method, from the settings). A
         request carrying an `Idempotency-Key` is retry-safe only where the service `honours_idempotency_key`.
-        `hold_seconds`, what a held read asks the service to wait (`may_hold` first), is added to the
-        deadline and to the first attempt's read timeout, and never makes the call slow for the breaker;
-        a retry goes without the hold (what is left of the deadline would cut a second one off).
+        `hold_seconds`, what a held read asks the service to wait, is added to the deadline and to the
+        first attempt's read timeout, and never makes the call slow for the breaker; a retry goes without
+        the hold (what is left of the deadline would cut a second one off), and so does a read past the
+        held share of the service's connections (`may_hold`): it is answered at once, and may ask again.
         """
         breaker = self.breakers[service]
         if not breaker.admits_calls:
             raise self._failed(service, method, CircuitOpen(service, retry_after=self.circuit_retry_after))
+        if hold_seconds and not self.may_hold(service):
+            target, hold_seconds = target_without_hold(target), 0.0
         base_timeouts = self._stream_timeouts if stream else self._timeouts
         keyed = honours_idempotency_key and any(name == b"idempotency-key" for name, _ in headers)
         policy = self.retry if retry_safe(method, idempotency_key=keyed) else NO_RETRY
@@ -205,7 +208,7 @@ class Upstreams:
         headers: Headers,
         content: bytes | None,
         stream: bool,
-        attempts: tuple["Attempt", "Attempt"],
+        attempts: tuple[Attempt, Attempt],
         deadline: Deadline,
         policy: RetryPolicy,
     ) -> UpstreamResponse:

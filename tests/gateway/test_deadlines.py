@@ -212,11 +212,19 @@ def test_a_held_read_gets_its_hold_on_top_of_the_deadline_and_is_never_slow_for_
 
 def test_held_reads_take_at_most_half_of_a_services_connections() -> None:
     clock = FakeClock()
-    upstreams = upstreams_for(Service(clock), clock, pool_size=4)
+    service = Service(clock)
+    upstreams = upstreams_for(service, clock, pool_size=4)
     assert upstreams.may_hold("results")
     upstreams._holding["results"] = 2  # two reads held now
     assert not upstreams.may_hold("results")
     assert upstreams.may_hold("billing")
+
+    async def held_read() -> UpstreamResponse:
+        target = "/orders/o-1?wait=8&while_status=awaiting_payment"
+        return await upstreams.send("results", "GET", target, headers=[], hold_seconds=8.0)
+
+    assert asyncio.run(held_read()).status_code == 200  # answered at once, as the order stands
+    assert (service.targets, service.read_timeouts) == (["/orders/o-1?while_status=awaiting_payment"], [3.0])
 
 
 def test_a_held_read_reset_late_in_its_hold_is_retried_without_it() -> None:
