@@ -278,6 +278,10 @@ class ScopeCheck:
     patients: bool = False
 
     async def __call__(self, request: Request) -> Caller:
+        return self.check(request)
+
+    def check(self, request: Request) -> Caller:
+        """The request's caller, if it holds the scope (and may act for a patient here)."""
         # The caller read here, not through CallerDep: each dependency FastAPI solves costs a pass of
         # its solver per request, and this one runs on every route.
         caller = internal_caller(request)

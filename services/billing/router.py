@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from kit.auth import CallerDep, require_scope
 from kit.client import ServiceClient, sibling
-from kit.database import ReadConnectionDep, SessionDep
+from kit.database import ReadAccess, SessionDep, read_access
 from kit.errors import (
     BadRequest,
     Conflict,
@@ -424,22 +424,22 @@ def read_account(visit_id: VisitIdPath, session: SessionDep, caller: CallerDep) 
 
 @router.get(
     "/visits/{visit_id}/daily-bill",
-    dependencies=[require_scope("billing:read", patients=True)],
     tags=["accounts"],
     response_model=DailyBillPublic,
     responses=problem_responses(VisitNotFound),
 )
 async def read_daily_bill(
     visit_id: VisitIdPath,
-    reader: ReadConnectionDep,
-    caller: CallerDep,
+    access: Annotated[ReadAccess, read_access("billing:read", patients=True)],
     day: Annotated[date | None, Query(alias="date", description="Hospital day; default today")] = None,
 ) -> Response:
     """The daily itemised bill (一日清单): each charge of that day with its codes, category and ordering
     department, subtotals by category, the day's total (the sum of its lines), the running total, the
     deposit and the balance, and when the patient acknowledged it. As a PDF: `/daily-bill/pdf`."""
-    # Every journey reads it: Core on a reader connection (kit.database.ReadConnection), serialised once.
-    bill = await reader.run(daily_bill.daily_bill, visit_id=visit_id, day=day, acting_for=caller.patient)
+    # Every journey reads it: Core on a reader connection (kit.database.read_access), serialised once.
+    bill = await access.reader.run(
+        daily_bill.daily_bill, visit_id=visit_id, day=day, acting_for=access.caller.patient
+    )
     return Response(bill.model_dump_json(), media_type="application/json")
 
 

@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from kit.auth import Caller, CallerDep, require_scope, require_service_caller
 from kit.config import app_settings
-from kit.database import ReadConnectionDep, SessionDep
+from kit.database import ReadAccess, SessionDep, read_access
 from kit.errors import BadRequest, Conflict, Forbidden, UnprocessableContent, problem_responses
 from kit.idempotency import IdempotencyKeyHeader, checked_key, idempotent
 from kit.params import page_size
@@ -196,14 +196,19 @@ def update_patient(patient_id: str, data: PatientUpdate, session: SessionDep) ->
 
 @router.get(
     "/patients/{patient_id}",
-    dependencies=[require_scope("registration:read", patients=True)],
     tags=["patients"],
+    response_model=PatientPublic,
     responses=problem_responses(PatientNotFound),
 )
-async def read_patient(patient_id: str, reader: ReadConnectionDep, caller: CallerDep) -> PatientPublic:
+async def read_patient(
+    patient_id: str, access: Annotated[ReadAccess, read_access("registration:read", patients=True)]
+) -> Response:
     """One patient, identity number masked. A merged record names the record it was merged into."""
     # Siblings read patients by id for their names: the lean path of `read_visit`.
-    return await reader.run(service.read_patient, patient_id=patient_id, acting_for=caller.patient)
+    patient = await access.reader.run(
+        service.read_patient, patient_id=patient_id, acting_for=access.caller.patient
+    )
+    return Response(patient.model_dump_json(), media_type="application/json")
 
 
 @router.post(
@@ -257,31 +262,33 @@ def open_visit(
 
 @router.get(
     "/visits/{visit_id}",
-    dependencies=[require_scope("registration:read", patients=True)],
     tags=["visits"],
     response_model=VisitPublic,
     responses=problem_responses(VisitNotFound),
 )
-async def read_visit(visit_id: str, reader: ReadConnectionDep, caller: CallerDep) -> Response:
+async def read_visit(
+    visit_id: str, access: Annotated[ReadAccess, read_access("registration:read", patients=True)]
+) -> Response:
     """One visit: its patient, kind, department and payment mode."""
-    # The hot read of every sibling: a lean path (kit.database.ReadConnection.run), and the visit
-    # serialised here, once: FastAPI would validate the model it was given again before serialising it.
-    visit = await reader.run(service.read_visit, visit_id=visit_id, acting_for=caller.patient)
+    # The hot read of every sibling: a lean path (kit.database.read_access), and the visit serialised
+    # here, once: FastAPI would validate the model it was given again before serialising it.
+    visit = await access.reader.run(service.read_visit, visit_id=visit_id, acting_for=access.caller.patient)
     return Response(visit.model_dump_json(), media_type="application/json")
 
 
 @router.get(
     "/visits/{visit_id}/with-name",
-    dependencies=[require_scope("registration:read")],
     tags=["visits"],
     response_model=VisitWithName,
     responses=problem_responses(VisitNotFound),
 )
-async def read_visit_with_name(visit_id: str, reader: ReadConnectionDep) -> Response:
+async def read_visit_with_name(
+    visit_id: str, access: Annotated[ReadAccess, read_access("registration:read")]
+) -> Response:
     """The visit with its patient's name, for a sibling service that queues the visit and shows the name
     (triage's waiting-room board, masked there): one read where a visit and a patient were two. Not
     routed by the gateway."""
-    visit = await reader.run(service.read_visit_with_name, visit_id=visit_id)
+    visit = await access.reader.run(service.read_visit_with_name, visit_id=visit_id)
     return Response(visit.model_dump_json(), media_type="application/json")
 
 

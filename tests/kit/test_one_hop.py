@@ -7,7 +7,7 @@ Each hop is a hand-off between the event loop and a worker thread; a trivial GET
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 import pytest
@@ -19,7 +19,7 @@ from sqlmodel import Session
 from kit.app import build_service_app
 from kit.auth import require_scope
 from kit.config import ServiceSettings
-from kit.database import Database, ReadConnection, ReadConnectionDep, SessionDep
+from kit.database import Database, ReadAccess, ReadConnection, SessionDep, read_access
 from kit.errors import NotFound
 from kit.testing import internal_headers, make_test_settings
 from tests.kit.sample import OutboxEvent, SampleTable, Thing
@@ -67,9 +67,11 @@ def thing_name(reader: ReadConnection, *, thing_id: str) -> str | None:
     return reader.execute(select(table.c.name).where(table.c.id == thing_id)).scalar()
 
 
-@router.get("/things/{thing_id}/name", dependencies=[require_scope("registration:read")])
-async def read_thing_name(thing_id: str, reader: ReadConnectionDep) -> dict[str, str | None]:
-    return {"name": await reader.run(thing_name, thing_id=thing_id)}
+@router.get("/things/{thing_id}/name")
+async def read_thing_name(
+    thing_id: str, access: Annotated[ReadAccess, read_access("registration:read")]
+) -> dict[str, str | None]:
+    return {"name": await access.reader.run(thing_name, thing_id=thing_id)}
 
 
 class SampleSettings(ServiceSettings):
@@ -177,3 +179,22 @@ def test_a_read_connection_executes_only_inside_run(client: TestClient) -> None:
     reader = ReadConnection(client.app.state.database)  # type: ignore[attr-defined]
     with pytest.raises(RuntimeError, match="run"):
         reader.execute(select(Thing.__table__))  # type: ignore[attr-defined]
+
+
+def test_a_lean_read_checks_its_scope_and_refuses_a_patients_app(client: TestClient) -> None:
+    thing_id = client.post("/things").json()["id"]
+
+    without_scope = client.get(
+        f"/things/{thing_id}/name", headers=internal_headers(scopes={"registration:write"}, audience="sample")
+    )
+    for_a_patient = client.get(
+        f"/things/{thing_id}/name",
+        headers=internal_headers(scopes={"registration:read"}, audience="sample", patient="P1"),
+    )
+    unsigned = client.get(f"/things/{thing_id}/name", headers={"authorization": "Bearer pf1.forged.x"})
+
+    assert without_scope.status_code == 403
+    assert without_scope.json()["type"].endswith("scope-missing")
+    assert for_a_patient.status_code == 403
+    assert for_a_patient.json()["type"].endswith("patient-route-forbidden")
+    assert unsigned.status_code == 401
