@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kit.database import Database
-from kit.logging import ACCESS_LOGGER, PLAIN_TEXT
+from kit.logging import ACCESS_LOGGER, log_plain
 from kit.models import OutboxEventBase
 
 UNMATCHED = "other"
@@ -110,20 +110,12 @@ class RequestObserver:
         if access_logger.isEnabledFor(level):
             # Never the query string or a body: either may hold an identity number or a name. A route
             # template, a method and a status hold no personal data: written without the masking pass.
-            access_logger.log(
+            milliseconds = seconds * 1000
+            log_plain(
+                access_logger,
                 level,
-                "%s %s %s %.1f ms",
-                method,
-                route,
-                status,
-                seconds * 1000,
-                extra={
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
-                    PLAIN_TEXT: True,
-                },
+                f"{method} {route} {status} {milliseconds:.1f} ms",
+                {"method": method, "route": route, "status": status, "duration_ms": round(milliseconds, 2)},
             )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kit.logging import PLAIN_TEXT, JsonFormatter, MaskingFilter, configure_logging, mask_text
+from kit.logging import PLAIN_TEXT, JsonFormatter, MaskingFilter, configure_logging, log_plain, mask_text
 from kit.requestid import set_request_id
 
 NAME, ID_NUMBER, PHONE = "欧阳测试", "11010519491231002X", "13912345678"
@@ -123,3 +123,48 @@ def test_plain_text_records_skip_masking_and_others_do_not(
     assert plain["message"] == "GET /patients/{patient_id} 200" and plain["route"] == "/x"
     assert PLAIN_TEXT not in plain  # the marker is not a field of the line
     assert ID_NUMBER not in str(masked["message"])
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_a_plain_line_written_straight_is_the_line_logging_writes(tmp_path: Path) -> None:
+    log_file = tmp_path / "registration.log"
+    configure_logging("registration", log_file=log_file)
+    access = logging.getLogger("tests.access")
+    fields: dict[str, str | int | float] = {"method": "GET", "route": "/visits/{visit_id}", "status": 200}
+    set_request_id("rid-plain")
+    log_plain(access, logging.INFO, "GET /visits/{visit_id} 200", fields)  # straight to the file
+    second = logging.StreamHandler(io.StringIO())
+    logging.getLogger().addHandler(second)  # now the line reaches two handlers: through logging
+    log_plain(access, logging.INFO, "GET /visits/{visit_id} 200", fields)
+    log_plain(access, logging.DEBUG, "not at this level", fields)
+
+    straight, logged = (json.loads(line) for line in log_file.read_text().splitlines())
+    assert straight.pop("ts") and logged.pop("ts")
+    assert (
+        straight
+        == logged
+        == {
+            "level": "INFO",
+            "service": "registration",
+            "logger": "tests.access",
+            "request_id": "rid-plain",
+            "message": "GET /visits/{visit_id} 200",
+            **fields,
+        }
+    )
+    assert second.stream.getvalue() == "GET /visits/{visit_id} 200\n"  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_a_plain_line_reaches_a_handler_of_its_own_logger(tmp_path: Path) -> None:
+    configure_logging("registration", log_file=tmp_path / "registration.log")
+    access = logging.getLogger("tests.access")
+    written = io.StringIO()
+    own = logging.StreamHandler(written)
+    access.addHandler(own)
+    try:
+        log_plain(access, logging.INFO, "GET /x 200", {"route": "/x"})
+    finally:
+        access.removeHandler(own)
+    assert written.getvalue() == "GET /x 200\n"
+    assert "GET /x 200" in (tmp_path / "registration.log").read_text()
