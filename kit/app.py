@@ -24,7 +24,7 @@ from kit.models import ConsumedEventBase, FeedCursorBase, OutboxEventBase
 from kit.nul import NulGuard
 from kit.outbox import OutboxListener, feed_router
 from kit.requestid import RequestIdMiddleware
-from kit.routing import include_flat, install_route_index
+from kit.routing import include_flat, install_lean_routes, install_route_index
 from kit.wakeups import close_on_exit_signal
 
 Startup = Callable[[FastAPI, Database], None]
@@ -158,6 +158,7 @@ def build_service_app(
     include_in_one_hop(app, feed)
     for router in routers:
         include_in_one_hop(app, router)
+    install_lean_routes(app)
     return app
 
 
