@@ -74,7 +74,7 @@ from kit.wakeups import Wakeup
 T = TypeVar("T")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SQLITE_READERS = 8
-POSTGRES_POOL, POSTGRES_OVERFLOW = 10, 10
+POSTGRES_POOL, POSTGRES_OVERFLOW = 20, 0
 PING_IDLE_SECONDS = 10.0
 """A pooled PostgreSQL connection idle longer than this is pinged at check-out (and replaced if dead)."""
 SQLITE_PRAGMAS = {
@@ -252,11 +252,15 @@ def _commit_in_one_round_trip(engine: Engine) -> None:
     dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
-def _postgres_options(schema: str, role: str | None) -> dict[str, str]:
+def _postgres_options(schema: str, role: str | None) -> dict[str, Any]:
     # application_name: `pg_stat_activity` and the server's log say which service a connection serves.
+    # prepare_threshold: a statement is prepared on its connection the second time it runs there, not
+    # the sixth (psycopg's default), so the server parses a service's few dozen statements once per
+    # pooled connection instead of on most executions (a bench run parsed 47% of them).
     return {
         "options": f"-csearch_path={schema}" + (f" -crole={role}" if role else ""),
         "application_name": f"patientflow-{schema}"[:63],
+        "prepare_threshold": 1,
     }
 
 
