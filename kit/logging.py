@@ -151,9 +151,16 @@ class JsonLines(logging.StreamHandler):  # type: ignore[type-arg]
         self.flush()
 
     def write_line(self, text: str) -> None:
-        """`text` (one formatted line) written as `emit` would, under the handler's lock."""
+        """`text` (one formatted line) written as `emit` would, under the handler's lock; a failed write
+        (a closed stream, a full disk, a failed rollover) is reported as `emit` reports it, never raised
+        into the request that logged it."""
         with self.lock:  # type: ignore[union-attr]
-            self.write(text)
+            try:
+                self.write(text)
+            except RecursionError:
+                raise
+            except Exception:
+                self.handleError(logging.makeLogRecord({"msg": text}))
 
 
 class RotatingLogFile(logging.handlers.RotatingFileHandler, JsonLines):

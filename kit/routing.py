@@ -186,7 +186,10 @@ def _lean_endpoint(dependant: Dependant, endpoint: Endpoint) -> bool:
     FastAPI would read from the request."""
     if not inspect.iscoroutinefunction(endpoint):
         return False
-    answer = get_type_hints(inspect.unwrap(endpoint)).get("return")
+    try:
+        answer = get_type_hints(inspect.unwrap(endpoint)).get("return")
+    except (NameError, TypeError):  # an annotation FastAPI could live with but not resolvable here
+        return False
     if not (inspect.isclass(answer) and issubclass(answer, Response)):
         return False
     if any(

@@ -126,17 +126,29 @@ def test_plain_text_records_skip_masking_and_others_do_not(
 
 
 @pytest.mark.usefixtures("restore_root_logging")
-def test_a_plain_line_written_straight_is_the_line_logging_writes(tmp_path: Path) -> None:
+def test_a_plain_line_written_straight_is_the_line_logging_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log_file = tmp_path / "registration.log"
     configure_logging("registration", log_file=log_file)
     access = logging.getLogger("tests.access")
+    handled: list[str] = []
+    handle = logging.Logger.handle
+
+    def noted(logger: logging.Logger, record: logging.LogRecord) -> None:
+        handled.append(record.getMessage())
+        handle(logger, record)
+
+    monkeypatch.setattr(logging.Logger, "handle", noted)
     fields: dict[str, str | int | float] = {"method": "GET", "route": "/visits/{visit_id}", "status": 200}
     set_request_id("rid-plain")
     log_plain(access, logging.INFO, "GET /visits/{visit_id} 200", fields)  # straight to the file
+    assert handled == []  # no record: the line went past logging's call chain
     second = logging.StreamHandler(io.StringIO())
     logging.getLogger().addHandler(second)  # now the line reaches two handlers: through logging
     log_plain(access, logging.INFO, "GET /visits/{visit_id} 200", fields)
     log_plain(access, logging.DEBUG, "not at this level", fields)
+    assert handled == ["GET /visits/{visit_id} 200"]
 
     straight, logged = (json.loads(line) for line in log_file.read_text().splitlines())
     assert straight.pop("ts") and logged.pop("ts")
@@ -168,3 +180,22 @@ def test_a_plain_line_reaches_a_handler_of_its_own_logger(tmp_path: Path) -> Non
         access.removeHandler(own)
     assert written.getvalue() == "GET /x 200\n"
     assert "GET /x 200" in (tmp_path / "registration.log").read_text()
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_a_plain_line_that_cannot_be_written_is_reported_not_raised(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("registration", log_file=tmp_path / "registration.log")
+    [handler] = logging.getLogger().handlers
+    assert isinstance(handler, logging.StreamHandler)
+
+    class FullDisk(io.StringIO):
+        def write(self, _text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+    handler.setStream(FullDisk()).close()  # type: ignore[union-attr]  # the request must not fail for it
+
+    log_plain(logging.getLogger("tests.access"), logging.INFO, "GET /y 200", {"route": "/y"})
+
+    assert "Logging error" in capsys.readouterr().err  # as logging reports a failed emit
