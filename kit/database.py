@@ -273,6 +273,7 @@ def _postgres_engine(url: str, schema: str, role: str | None) -> Engine:
     )
     _commit_in_one_round_trip(engine)
     _ping_after_idle(engine)
+    _drop_stale_plans(engine)
     if role is not None:
         return engine  # the role may not exist before the first migration; `owner` creates the schema
     try:
@@ -301,9 +302,26 @@ def _ping_after_idle(engine: Engine) -> None:
         driver = _driver(dbapi_connection)
         try:
             driver.execute("SELECT 1").close()
-            driver.rollback()  # the ping's own transaction: check-out hands on an idle connection
+            # The ping's own transaction ended (check-out hands on an idle connection) by COMMIT: psycopg
+            # drops a connection's prepared statements at every ROLLBACK.
+            driver.commit()
         except Exception as exc:
             raise sa_exc.DisconnectionError("a connection idle past the ping interval is dead") from exc
+
+
+STALE_PLAN = "cached plan must not change result type"
+
+
+def _drop_stale_plans(engine: Engine) -> None:
+    """A statement prepared on a pooled connection fails on every later run there once another
+    connection's DDL changed its result's columns (a migration while replicas serve): such a connection
+    is dropped as a lost one is, so its request answers 503 (`kit.errors`) and the next gets a new one."""
+
+    @event.listens_for(engine, "handle_error")
+    def _stale_plan(context: Any) -> None:
+        error = context.original_exception
+        if getattr(error, "sqlstate", None) == "0A000" and STALE_PLAN in str(error):
+            context.is_disconnect = True
 
 
 def _create_schema(engine: Engine, schema: str) -> None:

@@ -2,9 +2,11 @@
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from sqlmodel import select
 
@@ -130,4 +132,55 @@ def test_a_read_session_refuses_to_write_and_writes_nothing(tmp_path: Path) -> N
         session.flush()
     with database.session(write=False) as session:
         assert session.exec(select(Thing)).all() == []  # reading is fine
+    database.dispose()
+
+
+def prepared_here(session: Any) -> tuple[int, int]:
+    """(this connection's backend, how many statements it holds prepared)."""
+    return session.execute(text("SELECT pg_backend_pid(), count(*) FROM pg_prepared_statements")).one()
+
+
+def test_a_statement_is_prepared_from_its_second_run_and_stays_prepared_past_the_idle_ping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server parses a service's statements once per pooled connection, not on most executions:
+    psycopg prepares on the second run (`prepare_threshold`), and the idle ping ends its transaction by
+    COMMIT, as a ROLLBACK would drop every prepared statement of the connection."""
+    database = postgres_database(tmp_path, "prepared")
+    with database.session(write=False) as session:
+        backend, before = prepared_here(session)
+        for _ in range(2):
+            session.exec(select(Thing).where(Thing.name == "x")).all()
+        assert prepared_here(session)[1] > before  # prepared at its second run
+        prepared = prepared_here(session)[1]
+    monkeypatch.setattr(kit.database, "PING_IDLE_SECONDS", 0.0)  # the next check-out pings
+    with database.session(write=False) as session:
+        assert prepared_here(session) == (backend, prepared)  # the same connection, nothing dropped
+    database.dispose()
+
+
+def test_a_connection_whose_prepared_plan_went_stale_is_dropped_not_kept_failing(tmp_path: Path) -> None:
+    """Another connection's DDL that changes a prepared statement's result columns (a migration while
+    replicas serve) fails that statement on every later run there: the connection is dropped as a lost
+    one is (`kit.errors` answers such a request 503) and the next read gets a fresh one."""
+    database = postgres_database(tmp_path, "stale_plan")
+    with database.session() as session:
+        session.add(Thing(name="first"))
+    read = select(Thing.name)
+    with database.session(write=False) as session:
+        backend = prepared_here(session)[0]
+        for _ in range(2):
+            assert session.exec(read).all() == ["first"]
+    other = create_engine(database.url, poolclass=NullPool)
+    with other.begin() as admin:
+        admin.execute(text(f'ALTER TABLE "{database.schema}".thing ALTER COLUMN name TYPE text'))
+    other.dispose()
+
+    with pytest.raises(DBAPIError) as failed, database.session(write=False) as session:
+        session.exec(read).all()
+    with database.session(write=False) as session:
+        assert session.exec(read).all() == ["first"]
+        assert prepared_here(session)[0] != backend
+
+    assert failed.value.connection_invalidated
     database.dispose()
