@@ -30,9 +30,9 @@ A hot read may take `read_access(scope)` instead: SQLAlchemy Core statements wit
 transaction bookkeeping (a third of the session's cost), run by `await access.reader.run(read, ...)`
 from an `async def` endpoint; the scope check, the caller and the reader come from that one dependency.
 On SQLite the read runs on the event loop, with no hop at all (a primary-key read from the page cache
-costs less than the hop), on a reader connection of the loop's own: reads on the
-loop never overlap, so it needs no gate and no pool. On PostgreSQL, whose round trips must not stall
-the loop, it is admitted by the read gate and runs and closes in one worker-thread call.
+costs less than the hop), on a reader connection of the loop's own: reads on the loop never overlap,
+so it needs no gate and no pool. On PostgreSQL, whose round trips must not stall the loop, it is
+admitted by the read gate and runs and closes in one worker-thread call.
 
 On PostgreSQL a service may run as a *runtime role* apart from the schema's owner (`runtime_role`):
 every pooled connection starts as that role (the `role` startup parameter, next to `search_path`, so no
@@ -74,6 +74,8 @@ from kit.wakeups import Wakeup
 T = TypeVar("T")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SQLITE_READERS = 8
+# No overflow: an overflow connection is closed when it is returned, and with it the statements prepared
+# on it; a busy service opened a new server backend every second or two that way.
 POSTGRES_POOL, POSTGRES_OVERFLOW = 20, 0
 PING_IDLE_SECONDS = 10.0
 """A pooled PostgreSQL connection idle longer than this is pinged at check-out (and replaced if dead)."""
@@ -642,7 +644,8 @@ class ReadAccess:
 @dataclass(frozen=True, slots=True)
 class ReadAccessCheck(ScopeCheck):
     """`ScopeCheck` that also hands over the reader: one dependency where a caller, a scope check and a
-    reader were three, each a pass of FastAPI's solver (a tenth of a trivial read's CPU)."""
+    reader were three, each a pass of FastAPI's solver per request (`kit.routing.lean_app` then skips
+    the solver altogether)."""
 
     async def __call__(self, request: Request) -> ReadAccess:  # type: ignore[override]
         # Not a generator dependency: FastAPI's exit-stack machinery for one costs more than the read.
